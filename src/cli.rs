@@ -1,0 +1,254 @@
+//! The command line: clap definitions, one subcommand per user job, and their dispatch.
+//!
+//! Only this module sees clap. Each subcommand turns its raw arguments into the typed
+//! configuration of the module that does the job, runs it, and returns an [`ExitStatus`].
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::ExitStatus;
+use crate::sandbox::{self, Credentials, Faults, IdempotencyMode, SandboxConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "mambu-migrate", version, about = "Move a bank's legacy data into Mambu through its REST API")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a migration plan: every unit through every step, rate-limited and resumable.
+    Run(RunArgs),
+    /// Check, estimate or describe a plan.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Summarise a run directory: where a run stands.
+    Status(RunDirArgs),
+    /// Reconcile what Mambu holds against the source data of a run.
+    Verify(RunDirArgs),
+    /// Serve the embedded Mambu simulator over HTTP.
+    Sandbox(SandboxArgs),
+    /// Generate synthetic migration data.
+    #[command(subcommand)]
+    Fixtures(FixturesCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The plan file (YAML).
+    pub plan: PathBuf,
+    /// `sandbox` or the tenant's base URL.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Override a source's file: NAME=PATH.
+    #[arg(long = "source", value_name = "NAME=PATH")]
+    pub sources: Vec<String>,
+    /// The run directory (default runs/<plan name>/).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Resume the unfinished run in the run directory.
+    #[arg(long)]
+    pub resume: bool,
+    /// Migrate only the first N units.
+    #[arg(long)]
+    pub sample: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Report every problem in a plan and its data before anything touches a tenant.
+    Validate(PlanArgs),
+    /// Volumes, sample calls and timings for Mambu's onboarding team.
+    Estimate(PlanArgs),
+    /// Print the plan's JSON Schema.
+    Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The plan file (YAML).
+    pub plan: PathBuf,
+    /// Override a source's file: NAME=PATH.
+    #[arg(long = "source", value_name = "NAME=PATH")]
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunDirArgs {
+    /// The run directory.
+    pub run_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum IdempotencyArg {
+    /// Replay the first answer for a repeated key; refuse a key reused with another body.
+    Honour,
+    /// Ignore keys, as if they had expired.
+    Ignore,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Port to listen on (127.0.0.1); 0 picks a free one.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// API key accepted in the `apiKey` header.
+    #[arg(long, env = "MAMBU_SANDBOX_API_KEY", default_value = "sandbox-api-key", hide_env_values = true, hide_default_value = true)]
+    pub api_key: String,
+    /// User name accepted by basic auth.
+    #[arg(long, default_value = "sandbox")]
+    pub username: String,
+    /// Password accepted by basic auth.
+    #[arg(long, env = "MAMBU_SANDBOX_PASSWORD", default_value = "sandbox", hide_env_values = true, hide_default_value = true)]
+    pub password: String,
+    /// Loan and deposit products (JSON) instead of the built-in ones.
+    #[arg(long, value_name = "FILE")]
+    pub products: Option<PathBuf>,
+    /// Seed for every random fault decision, so a faulty run can be replayed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Added to every answer.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Uniform random extra latency, 0..=J ms.
+    #[arg(long, default_value_t = 0)]
+    pub jitter_ms: u64,
+    /// Answer 429 past this many requests per second (token bucket).
+    #[arg(long)]
+    pub throttle_rps: Option<f64>,
+    /// Burst allowed by the throttle's bucket (default: one second's worth).
+    #[arg(long)]
+    pub throttle_burst: Option<u32>,
+    /// Send 429s without a Retry-After header.
+    #[arg(long)]
+    pub no_retry_after: bool,
+    /// Share of requests answered 500/502/503/504/409 before any change is made.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_rate: f64,
+    /// Share of changes applied whose answer is then lost (connection dropped or 500).
+    #[arg(long, default_value_t = 0.0)]
+    pub lost_reply_rate: f64,
+    /// How Idempotency-Key headers are treated.
+    #[arg(long, value_enum, default_value_t = IdempotencyArg::Honour)]
+    pub idempotency: IdempotencyArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FixturesCommand {
+    /// Write a deterministic synthetic data set shaped like fixtures/sample.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Number of clients.
+    #[arg(long)]
+    pub clients: u64,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Random seed: the same seed gives the same files.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Runs the chosen subcommand.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
+    match cli.command {
+        Command::Run(_) => not_built("run"),
+        Command::Plan(PlanCommand::Validate(_)) => not_built("plan validate"),
+        Command::Plan(PlanCommand::Estimate(_)) => not_built("plan estimate"),
+        Command::Plan(PlanCommand::Schema) => not_built("plan schema"),
+        Command::Status(_) => not_built("status"),
+        Command::Verify(_) => not_built("verify"),
+        Command::Sandbox(args) => run_sandbox(args),
+        Command::Fixtures(FixturesCommand::Generate(args)) => generate_fixtures(args),
+    }
+}
+
+fn not_built(name: &str) -> anyhow::Result<ExitStatus> {
+    eprintln!("mambu-migrate {name}: not built yet (see the project's open issues)");
+    Ok(ExitStatus::InvalidInput)
+}
+
+fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitStatus> {
+    let products = match &args.products {
+        Some(path) => sandbox::Products::load(path)
+            .with_context(|| format!("loading products from {}", path.display()))?,
+        None => sandbox::Products::default_set(),
+    };
+    for (name, rate) in [("--fault-rate", args.fault_rate), ("--lost-reply-rate", args.lost_reply_rate)] {
+        anyhow::ensure!((0.0..=1.0).contains(&rate), "{name} must be between 0 and 1, got {rate}");
+    }
+    if let Some(rps) = args.throttle_rps {
+        anyhow::ensure!(rps > 0.0, "--throttle-rps must be above 0, got {rps}");
+    }
+    let config = SandboxConfig {
+        credentials: Credentials {
+            api_key: args.api_key,
+            username: args.username,
+            password: args.password,
+        },
+        products,
+        seed: args.seed,
+        faults: Faults {
+            latency_ms: args.latency_ms,
+            jitter_ms: args.jitter_ms,
+            throttle_rps: args.throttle_rps,
+            throttle_burst: args.throttle_burst,
+            retry_after: !args.no_retry_after,
+            fault_rate: args.fault_rate,
+            lost_reply_rate: args.lost_reply_rate,
+            idempotency: match args.idempotency {
+                IdempotencyArg::Honour => IdempotencyMode::Honour,
+                IdempotencyArg::Ignore => IdempotencyMode::Ignore,
+            },
+        },
+    };
+    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), args.port);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let server = sandbox::start(config, addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        println!("listening on http://{}", server.addr());
+        shutdown_signal().await;
+        eprintln!("sandbox: stopping");
+        server.stop().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitStatus::Success)
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn generate_fixtures(args: GenerateArgs) -> anyhow::Result<ExitStatus> {
+    let summary = crate::fixtures::generate(&crate::fixtures::GenerateOptions {
+        clients: args.clients,
+        seed: args.seed,
+        out: args.out.clone(),
+    })
+    .with_context(|| format!("generating fixtures into {}", args.out.display()))?;
+    println!("{summary}");
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,17 @@
+//! The `mambu-migrate` binary: parse the command line, dispatch, map errors to exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mambu_migrate::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match mambu_migrate::cli::dispatch(cli) {
+        Ok(code) => code.into(),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            mambu_migrate::ExitStatus::InvalidInput.into()
+        }
+    }
+}

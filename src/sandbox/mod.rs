@@ -1,0 +1,157 @@
+//! The embedded Mambu sandbox: a stateful Mambu simulator served over real HTTP on loopback.
+//!
+//! It serves Mambu API v2 under `/api` (and the v1 settlement-account link), enforces Mambu's
+//! contracts (required fields, v2 Accept header, apiKey or basic auth, unique ids and
+//! externalIds, account states, product limits, Idempotency-Key replay), injects the faults a
+//! cutover night sees (latency, 429 throttling, 5xx and 409, lost replies, expired keys), and
+//! reports what it holds at `GET /_sandbox/stats`.
+//!
+//! - [`state`]: the tenant's entities and Mambu's rules over them (no HTTP).
+//! - [`products`]: the tenant configuration: loan and deposit products, branches.
+//! - [`error`]: Mambu's v2 and v1 error bodies.
+//! - [`http`]: routes, auth, faults, idempotency, and the connection loop that can drop a reply.
+//!
+//! Only this module sees axum and hyper; it shares no code with the client.
+
+pub mod error;
+mod http;
+pub mod products;
+pub mod state;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use products::Products;
+
+/// How the sandbox is set up.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub credentials: Credentials,
+    pub products: Products,
+    /// Seeds every random decision (faults, jitter), so a faulty run can be replayed.
+    pub seed: u64,
+    pub faults: Faults,
+}
+
+impl SandboxConfig {
+    /// A fault-free sandbox with the default products, accepting the given API key (and basic
+    /// auth `sandbox`:`sandbox`).
+    pub fn with_api_key(api_key: impl Into<String>) -> Self {
+        Self {
+            credentials: Credentials { api_key: api_key.into(), username: "sandbox".into(), password: "sandbox".into() },
+            products: Products::default_set(),
+            seed: 0,
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// What the sandbox accepts: the `apiKey` header, or basic auth.
+#[derive(Clone)]
+pub struct Credentials {
+    pub api_key: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials").field("api_key", &"<redacted>").field("username", &self.username).field("password", &"<redacted>").finish()
+    }
+}
+
+/// The faults to inject; all off by default. Also readable and replaceable at runtime through
+/// `GET`/`PUT /_sandbox/faults` (JSON of this shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Added to every answer.
+    pub latency_ms: u64,
+    /// Uniform extra latency, 0..=jitter_ms.
+    pub jitter_ms: u64,
+    /// Past this rate (token bucket), answer 429.
+    pub throttle_rps: Option<f64>,
+    /// Bucket size; default one second's worth of requests.
+    pub throttle_burst: Option<u32>,
+    /// Whether 429s carry a Retry-After header.
+    pub retry_after: bool,
+    /// Share of requests answered 500/502/503/504/409 before anything is changed.
+    pub fault_rate: f64,
+    /// Share of successful changes whose answer is lost (connection dropped, or a 500).
+    pub lost_reply_rate: f64,
+    pub idempotency: IdempotencyMode,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            latency_ms: 0,
+            jitter_ms: 0,
+            throttle_rps: None,
+            throttle_burst: None,
+            retry_after: true,
+            fault_rate: 0.0,
+            lost_reply_rate: 0.0,
+            idempotency: IdempotencyMode::Honour,
+        }
+    }
+}
+
+/// How `Idempotency-Key` is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdempotencyMode {
+    /// The same key with the same request replays the first answer; with another request it is
+    /// refused.
+    Honour,
+    /// Keys are not honoured, as if they had expired.
+    Ignore,
+}
+
+/// A running sandbox.
+pub struct SandboxServer {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    shared: Arc<http::Shared>,
+}
+
+impl SandboxServer {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The API's base URL, e.g. `http://127.0.0.1:8080/api`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/api", self.addr)
+    }
+
+    /// What `GET /_sandbox/stats` answers.
+    pub fn stats(&self) -> Value {
+        self.shared.stats()
+    }
+
+    /// Stops accepting, lets requests in flight finish, and waits for every connection to close.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// Starts the sandbox on `addr` (port 0 picks a free port) in the current tokio runtime.
+pub async fn start(config: SandboxConfig, addr: SocketAddr) -> std::io::Result<SandboxServer> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(http::Shared::new(config));
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    tasks.spawn(http::serve(listener, http::router(shared.clone()), shutdown.clone(), tasks.clone()));
+    Ok(SandboxServer { addr, shutdown, tasks, shared })
+}
