@@ -13,7 +13,11 @@ use crate::ExitStatus;
 use crate::sandbox::{self, Credentials, Faults, IdempotencyMode, SandboxConfig};
 
 #[derive(Debug, Parser)]
-#[command(name = "mambu-migrate", version, about = "Move a bank's legacy data into Mambu through its REST API")]
+#[command(
+    name = "mambu-migrate",
+    version,
+    about = "Move a bank's legacy data into Mambu through its REST API"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -97,13 +101,25 @@ pub struct SandboxArgs {
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
     /// API key accepted in the `apiKey` header.
-    #[arg(long, env = "MAMBU_SANDBOX_API_KEY", default_value = "sandbox-api-key", hide_env_values = true, hide_default_value = true)]
+    #[arg(
+        long,
+        env = "MAMBU_SANDBOX_API_KEY",
+        default_value = "sandbox-api-key",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub api_key: String,
     /// User name accepted by basic auth.
     #[arg(long, default_value = "sandbox")]
     pub username: String,
     /// Password accepted by basic auth.
-    #[arg(long, env = "MAMBU_SANDBOX_PASSWORD", default_value = "sandbox", hide_env_values = true, hide_default_value = true)]
+    #[arg(
+        long,
+        env = "MAMBU_SANDBOX_PASSWORD",
+        default_value = "sandbox",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub password: String,
     /// Loan and deposit products (JSON) instead of the built-in ones.
     #[arg(long, value_name = "FILE")]
@@ -181,8 +197,14 @@ fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitStatus> {
             .with_context(|| format!("loading products from {}", path.display()))?,
         None => sandbox::Products::default_set(),
     };
-    for (name, rate) in [("--fault-rate", args.fault_rate), ("--lost-reply-rate", args.lost_reply_rate)] {
-        anyhow::ensure!((0.0..=1.0).contains(&rate), "{name} must be between 0 and 1, got {rate}");
+    for (name, rate) in [
+        ("--fault-rate", args.fault_rate),
+        ("--lost-reply-rate", args.lost_reply_rate),
+    ] {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&rate),
+            "{name} must be between 0 and 1, got {rate}"
+        );
     }
     if let Some(rps) = args.throttle_rps {
         anyhow::ensure!(rps > 0.0, "--throttle-rps must be above 0, got {rps}");

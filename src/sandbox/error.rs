@@ -18,7 +18,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: i64, reason: &'static str) -> Self {
-        Self { status, code, reason, source: None }
+        Self {
+            status,
+            code,
+            reason,
+            source: None,
+        }
     }
 
     /// Names the field or parameter at fault (`errorSource`).
@@ -94,7 +99,12 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, 1100, "INVALID_PRODUCT_KEY").at(source)
     }
     pub fn inconsistent_with_product(source: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 1105, "PARAMS_INCONSISTENT_WITH_PRODUCT_RULES").at(source)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            1105,
+            "PARAMS_INCONSISTENT_WITH_PRODUCT_RULES",
+        )
+        .at(source)
     }
 
     // States and money (confirmed: 105, 110, 116, 128, 132, 3620, 3753; 3752 by its reason).
@@ -105,28 +115,58 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, 116, "INVALID_STATE_TRANSITION").at(source)
     }
     pub fn invalid_state_for_repayments() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 128, "INVALID_ACCOUNT_STATE_FOR_REPAYMENTS").at("accountState")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            128,
+            "INVALID_ACCOUNT_STATE_FOR_REPAYMENTS",
+        )
+        .at("accountState")
     }
     pub fn excess_repayment() -> Self {
         Self::new(StatusCode::BAD_REQUEST, 110, "EXCESS_REPAYMENT_ERROR").at("amount")
     }
     pub fn zero_balance_repayment() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 3620, "CANNOT_APPLY_REPAYMENT_ON_ZERO_BALANCE_ACCOUNT").at("amount")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            3620,
+            "CANNOT_APPLY_REPAYMENT_ON_ZERO_BALANCE_ACCOUNT",
+        )
+        .at("amount")
     }
     pub fn inconsistent_schedule_principal() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 132, "INCONSISTENT_SCHEDULE_PRINCIPAL_DUE_WITH_LOAN_AMOUNT").at("principal")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            132,
+            "INCONSISTENT_SCHEDULE_PRINCIPAL_DUE_WITH_LOAN_AMOUNT",
+        )
+        .at("principal")
     }
     pub fn invalid_amount(source: &str) -> Self {
         Self::new(StatusCode::BAD_REQUEST, 906, "INVALID_AMOUNT").at(source)
     }
     pub fn fee_amount_not_positive() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 3601, "FEE_AMOUNT_MUST_BE_STRICTLY_POSITIVE").at("amount")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            3601,
+            "FEE_AMOUNT_MUST_BE_STRICTLY_POSITIVE",
+        )
+        .at("amount")
     }
     pub fn installment_number_mandatory() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 3752, "INSTALLMENT_NUMBER_MANDATORY_FOR_FIXED_ACCOUNTS").at("installmentNumber")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            3752,
+            "INSTALLMENT_NUMBER_MANDATORY_FOR_FIXED_ACCOUNTS",
+        )
+        .at("installmentNumber")
     }
     pub fn fee_on_paid_installment() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 3753, "CANNOT_APPLY_FEE_ON_PAID_INSTALLMENT").at("installmentNumber")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            3753,
+            "CANNOT_APPLY_FEE_ON_PAID_INSTALLMENT",
+        )
+        .at("installmentNumber")
     }
     pub fn invalid_installments() -> Self {
         Self::new(StatusCode::BAD_REQUEST, 3610, "INVALID_INSTALLMENTS").at("installments")
@@ -138,7 +178,12 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, 3615, "BACKDATE_BEFORE_ACTIVATION").at("valueDate")
     }
     pub fn future_value_date() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 3616, "REPAYMENT_DATE_IN_THE_FUTURE_ERROR").at("valueDate")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            3616,
+            "REPAYMENT_DATE_IN_THE_FUTURE_ERROR",
+        )
+        .at("valueDate")
     }
     pub fn account_already_disbursed() -> Self {
         Self::new(StatusCode::BAD_REQUEST, 3617, "ACCOUNT_ALREADY_DISBURSED").at("accountState")
@@ -149,13 +194,25 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, 1931, "ACCOUNT_ALREADY_LINKED")
     }
     pub fn product_does_not_allow_linking() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 1932, "PRODUCT_DOES_NOT_ALLOW_LINKING")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            1932,
+            "PRODUCT_DOES_NOT_ALLOW_LINKING",
+        )
     }
     pub fn invalid_settlement_account_key() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 1933, "INVALID_SETTLEMENT_ACCOUNT_KEY")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            1933,
+            "INVALID_SETTLEMENT_ACCOUNT_KEY",
+        )
     }
     pub fn invalid_settlement_account_state() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 1934, "INVALID_SETTLEMENT_ACCOUNT_STATE")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            1934,
+            "INVALID_SETTLEMENT_ACCOUNT_STATE",
+        )
     }
 
     // Idempotency: Mambu does not publish the answer to a key reused with another body; the

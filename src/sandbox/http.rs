@@ -71,13 +71,19 @@ struct Bucket {
 impl Bucket {
     fn new(rate: f64, burst: Option<u32>) -> Self {
         let capacity = burst.map(f64::from).unwrap_or(rate.ceil()).max(1.0);
-        Self { rate, capacity, tokens: capacity, at: Instant::now() }
+        Self {
+            rate,
+            capacity,
+            tokens: capacity,
+            at: Instant::now(),
+        }
     }
 
     /// Takes a token, or says how long until one is free.
     fn take(&mut self) -> Result<(), Duration> {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.capacity);
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate)
+            .min(self.capacity);
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -96,7 +102,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     pub fn new(config: SandboxConfig) -> Self {
-        let bucket = config.faults.throttle_rps.map(|rps| Bucket::new(rps, config.faults.throttle_burst));
+        let bucket = config
+            .faults
+            .throttle_rps
+            .map(|rps| Bucket::new(rps, config.faults.throttle_burst));
         Self {
             tenant: Mutex::new(Tenant::new(config.products)),
             idempotency: Mutex::new(HashMap::new()),
@@ -132,11 +141,20 @@ impl Shared {
         if let Some(key) = headers.get("apikey") {
             return key.as_bytes() == self.credentials.api_key.as_bytes();
         }
-        let Some(basic) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic ")) else {
+        let Some(basic) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+        else {
             return false;
         };
-        let expected = format!("{}:{}", self.credentials.username, self.credentials.password);
-        base64::engine::general_purpose::STANDARD.decode(basic.trim()).is_ok_and(|d| d == expected.as_bytes())
+        let expected = format!(
+            "{}:{}",
+            self.credentials.username, self.credentials.password
+        );
+        base64::engine::general_purpose::STANDARD
+            .decode(basic.trim())
+            .is_ok_and(|d| d == expected.as_bytes())
     }
 }
 
@@ -148,7 +166,11 @@ enum Api {
 }
 
 fn api_of(path: &str) -> Api {
-    if path.contains("/settlementAccounts/") { Api::V1 } else { Api::V2 }
+    if path.contains("/settlementAccounts/") {
+        Api::V1
+    } else {
+        Api::V2
+    }
 }
 
 fn error_response(api: Api, err: &ApiError) -> Response {
@@ -159,8 +181,17 @@ fn error_response(api: Api, err: &ApiError) -> Response {
 }
 
 fn json_response(status: StatusCode, api: Api, body: &Value) -> Response {
-    let media = if api == Api::V2 { V2_MEDIA_TYPE } else { "application/json" };
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(media))], body.to_string()).into_response()
+    let media = if api == Api::V2 {
+        V2_MEDIA_TYPE
+    } else {
+        "application/json"
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(media))],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Lets a handler drop its connection without answering (a lost reply).
@@ -180,7 +211,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/loans/{id}/disbursement-transactions", post(disburse))
         .route("/loans/{id}/fee-transactions", post(apply_fee))
         .route("/loans/{id}/repayment-transactions", post(repay))
-        .route("/loans/{id}/settlementAccounts/{deposit}", post(link_settlement))
+        .route(
+            "/loans/{id}/settlementAccounts/{deposit}",
+            post(link_settlement),
+        )
         .route("/loanproducts", get(loan_products))
         .route("/loanproducts/{id}", get(loan_product))
         .route("/depositproducts", get(deposit_products))
@@ -197,7 +231,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// Serves connections until `shutdown`, then lets each finish its request in flight.
-pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken, tasks: TaskTracker) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) {
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -212,12 +251,15 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
         tasks.spawn(async move {
             let drop_signal = Arc::new(Notify::new());
             let handle = ConnHandle(drop_signal.clone());
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(handle.clone());
-                let app = app.clone();
-                async move { tower::ServiceExt::oneshot(app, req.map(Body::new)).await }
-            });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(handle.clone());
+                    let app = app.clone();
+                    async move { tower::ServiceExt::oneshot(app, req.map(Body::new)).await }
+                },
+            );
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
@@ -236,7 +278,12 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
 async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let api = api_of(request.uri().path());
     let faults = lock(&shared.faults).clone();
-    let delay = faults.latency_ms + if faults.jitter_ms > 0 { lock(&shared.rng).random_range(0..=faults.jitter_ms) } else { 0 };
+    let delay = faults.latency_ms
+        + if faults.jitter_ms > 0 {
+            lock(&shared.rng).random_range(0..=faults.jitter_ms)
+        } else {
+            0
+        };
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
@@ -246,7 +293,10 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
     };
     let mut traffic = lock(&shared.traffic);
     traffic.total += 1;
-    *traffic.by_status.entry(response.status().as_u16()).or_default() += 1;
+    *traffic
+        .by_status
+        .entry(response.status().as_u16())
+        .or_default() += 1;
     response
 }
 
@@ -257,11 +307,14 @@ fn admit(shared: &Shared, faults: &Faults, api: Api, request: &Request) -> Optio
     {
         lock(&shared.traffic).throttled += 1;
         // Mambu does not publish its 429 body; clients must act on the status alone.
-        let err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, 429, "TOO_MANY_REQUESTS").at("rate limit");
+        let err =
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, 429, "TOO_MANY_REQUESTS").at("rate limit");
         let mut response = error_response(api, &err);
         if faults.retry_after {
             let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         return Some(response);
     }
@@ -279,11 +332,16 @@ fn admit(shared: &Shared, faults: &Faults, api: Api, request: &Request) -> Optio
             _ => error_response(api, &ApiError::resource_locked()),
         });
     }
-    let accepts_v2 = request.headers().get_all(header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|v| v.contains(V2_MEDIA_TYPE)));
+    let accepts_v2 = request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains(V2_MEDIA_TYPE)));
     if api == Api::V2 && !accepts_v2 {
         // Without the v2 media type Mambu treats the call as API v1, which this sandbox serves
         // only for the settlement link.
-        let err = ApiError::new(StatusCode::BAD_REQUEST, 3, "INVALID_API_OPERATION").at(format!("Accept: send {V2_MEDIA_TYPE} for API v2"));
+        let err = ApiError::new(StatusCode::BAD_REQUEST, 3, "INVALID_API_OPERATION")
+            .at(format!("Accept: send {V2_MEDIA_TYPE} for API v2"));
         return Some(error_response(Api::V1, &err));
     }
     None
@@ -292,11 +350,19 @@ fn admit(shared: &Shared, faults: &Faults, api: Api, request: &Request) -> Optio
 /// What a load balancer in front of Mambu answers: HTML, not JSON.
 fn gateway_error(status: StatusCode) -> Response {
     let text = format!("<html><body><h1>{status}</h1></body></html>");
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("text/html"))], text).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/html"))],
+        text,
+    )
+        .into_response()
 }
 
 async fn unknown_operation(request: Request) -> Response {
-    error_response(api_of(request.uri().path()), &ApiError::invalid_api_operation(request.uri().path().to_owned()))
+    error_response(
+        api_of(request.uri().path()),
+        &ApiError::invalid_api_operation(request.uri().path().to_owned()),
+    )
 }
 
 /// A change to the tenant: parse the body, honour the Idempotency-Key, apply, maybe lose the
@@ -312,24 +378,48 @@ struct Change<'a> {
 }
 
 impl Change<'_> {
-    async fn apply(self, body: &Bytes, op: impl FnOnce(&mut Tenant, &Value) -> Result<Value, ApiError>) -> Response {
+    async fn apply(
+        self,
+        body: &Bytes,
+        op: impl FnOnce(&mut Tenant, &Value) -> Result<Value, ApiError>,
+    ) -> Response {
         let parsed: Value = if body.is_empty() {
             Value::Null
         } else {
             match serde_json::from_slice(body) {
                 Ok(v) => v,
-                Err(e) => return error_response(self.api, &ApiError::invalid_parameters(format!("body: malformed JSON at line {} column {}", e.line(), e.column()))),
+                Err(e) => {
+                    return error_response(
+                        self.api,
+                        &ApiError::invalid_parameters(format!(
+                            "body: malformed JSON at line {} column {}",
+                            e.line(),
+                            e.column()
+                        )),
+                    );
+                }
             }
         };
         let mode = lock(&self.shared.faults).idempotency;
         let key = match self.headers.get("idempotency-key") {
-            Some(v) if self.idempotent && mode == IdempotencyMode::Honour => match v.to_str().ok().and_then(|s| uuid::Uuid::parse_str(s).ok()) {
-                Some(uuid) => Some(uuid.to_string()),
-                None => return error_response(self.api, &ApiError::invalid_parameters("Idempotency-Key: must be a valid UUID")),
-            },
+            Some(v) if self.idempotent && mode == IdempotencyMode::Honour => {
+                match v.to_str().ok().and_then(|s| uuid::Uuid::parse_str(s).ok()) {
+                    Some(uuid) => Some(uuid.to_string()),
+                    None => {
+                        return error_response(
+                            self.api,
+                            &ApiError::invalid_parameters("Idempotency-Key: must be a valid UUID"),
+                        );
+                    }
+                }
+            }
             _ => None,
         };
-        let fingerprint: [u8; 32] = Sha256::new().chain_update(self.route.as_bytes()).chain_update(parsed.to_string().as_bytes()).finalize().into();
+        let fingerprint: [u8; 32] = Sha256::new()
+            .chain_update(self.route.as_bytes())
+            .chain_update(parsed.to_string().as_bytes())
+            .finalize()
+            .into();
         let outcome = {
             let mut keys = lock(&self.shared.idempotency);
             if let Some(stored) = key.as_ref().and_then(|k| keys.get(k)) {
@@ -343,7 +433,14 @@ impl Change<'_> {
             }
             let result = op(&mut lock(&self.shared.tenant), &parsed);
             if let (Ok(body), Some(key)) = (&result, key) {
-                keys.insert(key, Stored { fingerprint, status: self.success, body: body.clone() });
+                keys.insert(
+                    key,
+                    Stored {
+                        fingerprint,
+                        status: self.success,
+                        body: body.clone(),
+                    },
+                );
             }
             result
         };
@@ -375,68 +472,219 @@ impl Change<'_> {
     }
 }
 
-fn change<'a>(shared: &'a Shared, headers: &'a HeaderMap, conn: &'a ConnHandle, api: Api, idempotent: bool, success: StatusCode, route: String) -> Change<'a> {
-    Change { shared, headers, conn, api, idempotent, success, route }
+fn change<'a>(
+    shared: &'a Shared,
+    headers: &'a HeaderMap,
+    conn: &'a ConnHandle,
+    api: Api,
+    idempotent: bool,
+    success: StatusCode,
+    route: String,
+) -> Change<'a> {
+    Change {
+        shared,
+        headers,
+        conn,
+        api,
+        idempotent,
+        success,
+        route,
+    }
 }
 
-async fn create_client(State(s): State<Arc<Shared>>, Extension(c): Extension<ConnHandle>, h: HeaderMap, body: Bytes) -> Response {
-    change(&s, &h, &c, Api::V2, true, StatusCode::CREATED, "POST /clients".into()).apply(&body, |t, b| t.create_client(b)).await
+async fn create_client(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<ConnHandle>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    change(
+        &s,
+        &h,
+        &c,
+        Api::V2,
+        true,
+        StatusCode::CREATED,
+        "POST /clients".into(),
+    )
+    .apply(&body, |t, b| t.create_client(b))
+    .await
 }
 
-async fn create_deposit(State(s): State<Arc<Shared>>, Extension(c): Extension<ConnHandle>, h: HeaderMap, body: Bytes) -> Response {
-    change(&s, &h, &c, Api::V2, true, StatusCode::CREATED, "POST /deposits".into()).apply(&body, |t, b| t.create_deposit(b)).await
+async fn create_deposit(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<ConnHandle>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    change(
+        &s,
+        &h,
+        &c,
+        Api::V2,
+        true,
+        StatusCode::CREATED,
+        "POST /deposits".into(),
+    )
+    .apply(&body, |t, b| t.create_deposit(b))
+    .await
 }
 
-async fn create_loan(State(s): State<Arc<Shared>>, Extension(c): Extension<ConnHandle>, h: HeaderMap, body: Bytes) -> Response {
-    change(&s, &h, &c, Api::V2, true, StatusCode::CREATED, "POST /loans".into()).apply(&body, |t, b| t.create_loan(b)).await
+async fn create_loan(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<ConnHandle>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    change(
+        &s,
+        &h,
+        &c,
+        Api::V2,
+        true,
+        StatusCode::CREATED,
+        "POST /loans".into(),
+    )
+    .apply(&body, |t, b| t.create_loan(b))
+    .await
 }
 
 /// `POST /deposits/{id}:changeState`: axum sees `{id}:changeState` as one path segment.
-async fn deposit_action(State(s): State<Arc<Shared>>, Extension(c): Extension<ConnHandle>, Path(segment): Path<String>, h: HeaderMap, body: Bytes) -> Response {
+async fn deposit_action(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<ConnHandle>,
+    Path(segment): Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
     match segment.split_once(':') {
         Some((id, "changeState")) => {
             let id = id.to_owned();
-            change(&s, &h, &c, Api::V2, true, StatusCode::OK, format!("POST /deposits/{id}:changeState")).apply(&body, |t, b| t.change_deposit_state(&id, b)).await
+            change(
+                &s,
+                &h,
+                &c,
+                Api::V2,
+                true,
+                StatusCode::OK,
+                format!("POST /deposits/{id}:changeState"),
+            )
+            .apply(&body, |t, b| t.change_deposit_state(&id, b))
+            .await
         }
-        _ => error_response(Api::V2, &ApiError::invalid_api_operation(format!("/deposits/{segment}"))),
+        _ => error_response(
+            Api::V2,
+            &ApiError::invalid_api_operation(format!("/deposits/{segment}")),
+        ),
     }
 }
 
-async fn loan_action(State(s): State<Arc<Shared>>, Extension(c): Extension<ConnHandle>, Path(segment): Path<String>, h: HeaderMap, body: Bytes) -> Response {
+async fn loan_action(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<ConnHandle>,
+    Path(segment): Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
     match segment.split_once(':') {
         Some((id, "changeState")) => {
             let id = id.to_owned();
-            change(&s, &h, &c, Api::V2, true, StatusCode::OK, format!("POST /loans/{id}:changeState")).apply(&body, |t, b| t.change_loan_state(&id, b)).await
+            change(
+                &s,
+                &h,
+                &c,
+                Api::V2,
+                true,
+                StatusCode::OK,
+                format!("POST /loans/{id}:changeState"),
+            )
+            .apply(&body, |t, b| t.change_loan_state(&id, b))
+            .await
         }
-        _ => error_response(Api::V2, &ApiError::invalid_api_operation(format!("/loans/{segment}"))),
+        _ => error_response(
+            Api::V2,
+            &ApiError::invalid_api_operation(format!("/loans/{segment}")),
+        ),
     }
 }
 
-async fn edit_schedule(State(s): State<Arc<Shared>>, Extension(c): Extension<ConnHandle>, Path(id): Path<String>, h: HeaderMap, body: Bytes) -> Response {
-    change(&s, &h, &c, Api::V2, false, StatusCode::OK, format!("PUT /loans/{id}/schedule")).apply(&body, |t, b| t.edit_schedule(&id, b)).await
+async fn edit_schedule(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<ConnHandle>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    change(
+        &s,
+        &h,
+        &c,
+        Api::V2,
+        false,
+        StatusCode::OK,
+        format!("PUT /loans/{id}/schedule"),
+    )
+    .apply(&body, |t, b| t.edit_schedule(&id, b))
+    .await
 }
 
-async fn post_transaction(s: Arc<Shared>, c: ConnHandle, h: HeaderMap, id: String, kind: TransactionKind, body: Bytes) -> Response {
+async fn post_transaction(
+    s: Arc<Shared>,
+    c: ConnHandle,
+    h: HeaderMap,
+    id: String,
+    kind: TransactionKind,
+    body: Bytes,
+) -> Response {
     let route = format!("POST /loans/{id}/{kind:?}");
-    change(&s, &h, &c, Api::V2, true, StatusCode::CREATED, route).apply(&body, |t, b| t.post_transaction(&id, kind, b)).await
+    change(&s, &h, &c, Api::V2, true, StatusCode::CREATED, route)
+        .apply(&body, |t, b| t.post_transaction(&id, kind, b))
+        .await
 }
 
-async fn disburse(State(s): State<Arc<Shared>>, Extension(c): Extension<ConnHandle>, Path(id): Path<String>, h: HeaderMap, body: Bytes) -> Response {
+async fn disburse(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<ConnHandle>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
     post_transaction(s, c, h, id, TransactionKind::Disbursement, body).await
 }
 
-async fn apply_fee(State(s): State<Arc<Shared>>, Extension(c): Extension<ConnHandle>, Path(id): Path<String>, h: HeaderMap, body: Bytes) -> Response {
+async fn apply_fee(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<ConnHandle>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
     post_transaction(s, c, h, id, TransactionKind::Fee, body).await
 }
 
-async fn repay(State(s): State<Arc<Shared>>, Extension(c): Extension<ConnHandle>, Path(id): Path<String>, h: HeaderMap, body: Bytes) -> Response {
+async fn repay(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<ConnHandle>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
     post_transaction(s, c, h, id, TransactionKind::Repayment, body).await
 }
 
-async fn link_settlement(State(s): State<Arc<Shared>>, Extension(c): Extension<ConnHandle>, Path((loan, deposit)): Path<(String, String)>, h: HeaderMap, body: Bytes) -> Response {
+async fn link_settlement(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<ConnHandle>,
+    Path((loan, deposit)): Path<(String, String)>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
     let route = format!("POST /loans/{loan}/settlementAccounts/{deposit}");
     change(&s, &h, &c, Api::V1, false, StatusCode::OK, route)
-        .apply(&body, |t, _| t.link_settlement(&loan, &deposit).map(|()| json!({ "returnCode": 0, "returnStatus": "SUCCESS" })))
+        .apply(&body, |t, _| {
+            t.link_settlement(&loan, &deposit)
+                .map(|()| json!({ "returnCode": 0, "returnStatus": "SUCCESS" }))
+        })
         .await
 }
 
@@ -463,8 +711,13 @@ async fn get_schedule(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> R
     read(&s, |t| t.get_schedule(&id))
 }
 
-async fn loan_transactions(State(s): State<Arc<Shared>>, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let number = |name: &str, default: usize| q.get(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+async fn loan_transactions(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let number =
+        |name: &str, default: usize| q.get(name).and_then(|v| v.parse().ok()).unwrap_or(default);
     let (offset, limit) = (number("offset", 0), number("limit", 50).min(1000));
     read(&s, |t| t.loan_transactions(&id, offset, limit))
 }
@@ -474,7 +727,8 @@ fn listing<T: serde::Serialize>(items: &[T]) -> Result<Value, ApiError> {
 }
 
 fn one<T: serde::Serialize>(item: Option<&T>) -> Result<Value, ApiError> {
-    let item = item.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, 3, "INVALID_PRODUCT_ID").at("id"))?;
+    let item =
+        item.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, 3, "INVALID_PRODUCT_ID").at("id"))?;
     serde_json::to_value(item).map_err(|_| ApiError::internal_error())
 }
 
@@ -514,7 +768,9 @@ async fn get_faults(State(s): State<Arc<Shared>>) -> Response {
 async fn put_faults(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     match serde_json::from_slice::<Faults>(&body) {
         Ok(faults) => {
-            *lock(&s.bucket) = faults.throttle_rps.map(|rps| Bucket::new(rps, faults.throttle_burst));
+            *lock(&s.bucket) = faults
+                .throttle_rps
+                .map(|rps| Bucket::new(rps, faults.throttle_burst));
             *lock(&s.faults) = faults.clone();
             axum::Json(faults).into_response()
         }
@@ -532,7 +788,10 @@ mod tests {
         assert!(bucket.take().is_ok());
         assert!(bucket.take().is_ok());
         let wait = bucket.take().unwrap_err();
-        assert!(wait > Duration::from_millis(400) && wait <= Duration::from_millis(500), "{wait:?}");
+        assert!(
+            wait > Duration::from_millis(400) && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
     }
 
     #[test]

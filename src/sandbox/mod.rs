@@ -44,7 +44,11 @@ impl SandboxConfig {
     /// auth `sandbox`:`sandbox`).
     pub fn with_api_key(api_key: impl Into<String>) -> Self {
         Self {
-            credentials: Credentials { api_key: api_key.into(), username: "sandbox".into(), password: "sandbox".into() },
+            credentials: Credentials {
+                api_key: api_key.into(),
+                username: "sandbox".into(),
+                password: "sandbox".into(),
+            },
             products: Products::default_set(),
             seed: 0,
             faults: Faults::default(),
@@ -62,7 +66,11 @@ pub struct Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials").field("api_key", &"<redacted>").field("username", &self.username).field("password", &"<redacted>").finish()
+        f.debug_struct("Credentials")
+            .field("api_key", &"<redacted>")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
     }
 }
 
@@ -152,6 +160,16 @@ pub async fn start(config: SandboxConfig, addr: SocketAddr) -> std::io::Result<S
     let shared = Arc::new(http::Shared::new(config));
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
-    tasks.spawn(http::serve(listener, http::router(shared.clone()), shutdown.clone(), tasks.clone()));
-    Ok(SandboxServer { addr, shutdown, tasks, shared })
+    tasks.spawn(http::serve(
+        listener,
+        http::router(shared.clone()),
+        shutdown.clone(),
+        tasks.clone(),
+    ));
+    Ok(SandboxServer {
+        addr,
+        shutdown,
+        tasks,
+        shared,
+    })
 }

@@ -77,7 +77,8 @@ pub struct Limits<T> {
 
 impl<T: PartialOrd + Copy> Limits<T> {
     pub fn contains(&self, value: T) -> bool {
-        self.min_value.is_none_or(|min| value >= min) && self.max_value.is_none_or(|max| value <= max)
+        self.min_value.is_none_or(|min| value >= min)
+            && self.max_value.is_none_or(|max| value <= max)
     }
 }
 
@@ -118,7 +119,11 @@ fn default_currency() -> String {
 }
 
 fn limits<T>(min: T, max: T) -> Limits<T> {
-    Limits { min_value: Some(min), max_value: Some(max), default_value: None }
+    Limits {
+        min_value: Some(min),
+        max_value: Some(max),
+        default_value: None,
+    }
 }
 
 const CURRENT_ACCOUNT_KEY: &str = "8a19c0de00000000000000000000d001";
@@ -133,16 +138,29 @@ impl Products {
 
     /// The products a fresh sandbox tenant has: the ones `fixtures/sample/` refers to.
     pub fn default_set() -> Self {
-        let loan = |id: &str, key: &str, name: &str, kind: &str, amount: (i64, i64), installments: (u32, u32), rate: (i64, i64), link: bool| LoanProduct {
+        let loan = |id: &str,
+                    key: &str,
+                    name: &str,
+                    kind: &str,
+                    amount: (i64, i64),
+                    installments: (u32, u32),
+                    rate: (i64, i64),
+                    link: bool| LoanProduct {
             id: id.to_owned(),
             encoded_key: key.to_owned(),
             name: name.to_owned(),
             product_type: kind.to_owned(),
             currency: default_currency(),
-            loan_amount_settings: LoanAmountSettings { loan_amount: limits(Decimal::from(amount.0), Decimal::from(amount.1)) },
-            schedule_settings: ProductScheduleSettings { num_installments: limits(installments.0, installments.1) },
+            loan_amount_settings: LoanAmountSettings {
+                loan_amount: limits(Decimal::from(amount.0), Decimal::from(amount.1)),
+            },
+            schedule_settings: ProductScheduleSettings {
+                num_installments: limits(installments.0, installments.1),
+            },
             interest_settings: Some(ProductInterestSettings {
-                interest_rate_settings: vec![InterestRateSettings { interest_rate: limits(Decimal::from(rate.0), Decimal::from(rate.1)) }],
+                interest_rate_settings: vec![InterestRateSettings {
+                    interest_rate: limits(Decimal::from(rate.0), Decimal::from(rate.1)),
+                }],
             }),
             account_link_settings: AccountLinkSettings {
                 enabled: link,
@@ -157,16 +175,57 @@ impl Products {
             product_type: kind.to_owned(),
             currency: default_currency(),
         };
-        let branch = |id: &str, key: &str, name: &str| Branch { id: id.to_owned(), encoded_key: key.to_owned(), name: name.to_owned() };
+        let branch = |id: &str, key: &str, name: &str| Branch {
+            id: id.to_owned(),
+            encoded_key: key.to_owned(),
+            name: name.to_owned(),
+        };
         Products {
             loan_products: vec![
-                loan("PL-STD", "8a19c0de00000000000000000000a001", "Personal Loan", "FIXED_TERM_LOAN", (500, 50_000), (3, 60), (4, 24), true),
-                loan("SME-TERM", "8a19c0de00000000000000000000a002", "SME Term Loan", "FIXED_TERM_LOAN", (5_000, 250_000), (6, 120), (3, 18), true),
-                loan("MICRO", "8a19c0de00000000000000000000a003", "Micro Loan", "DYNAMIC_TERM_LOAN", (100, 5_000), (1, 24), (10, 36), false),
+                loan(
+                    "PL-STD",
+                    "8a19c0de00000000000000000000a001",
+                    "Personal Loan",
+                    "FIXED_TERM_LOAN",
+                    (500, 50_000),
+                    (3, 60),
+                    (4, 24),
+                    true,
+                ),
+                loan(
+                    "SME-TERM",
+                    "8a19c0de00000000000000000000a002",
+                    "SME Term Loan",
+                    "FIXED_TERM_LOAN",
+                    (5_000, 250_000),
+                    (6, 120),
+                    (3, 18),
+                    true,
+                ),
+                loan(
+                    "MICRO",
+                    "8a19c0de00000000000000000000a003",
+                    "Micro Loan",
+                    "DYNAMIC_TERM_LOAN",
+                    (100, 5_000),
+                    (1, 24),
+                    (10, 36),
+                    false,
+                ),
             ],
             deposit_products: vec![
-                deposit("CA-STD", CURRENT_ACCOUNT_KEY, "Current Account", "CURRENT_ACCOUNT"),
-                deposit("SAV-STD", "8a19c0de00000000000000000000d002", "Savings Account", "REGULAR_SAVINGS"),
+                deposit(
+                    "CA-STD",
+                    CURRENT_ACCOUNT_KEY,
+                    "Current Account",
+                    "CURRENT_ACCOUNT",
+                ),
+                deposit(
+                    "SAV-STD",
+                    "8a19c0de00000000000000000000d002",
+                    "Savings Account",
+                    "REGULAR_SAVINGS",
+                ),
             ],
             branches: vec![
                 branch("BR-LIS", "8a19c0de00000000000000000000b001", "Lisbon"),
@@ -179,15 +238,21 @@ impl Products {
 
     /// A loan product by encodedKey (what `productTypeKey` holds) or id.
     pub fn loan_product(&self, key_or_id: &str) -> Option<&LoanProduct> {
-        self.loan_products.iter().find(|p| p.encoded_key == key_or_id || p.id == key_or_id)
+        self.loan_products
+            .iter()
+            .find(|p| p.encoded_key == key_or_id || p.id == key_or_id)
     }
 
     pub fn deposit_product(&self, key_or_id: &str) -> Option<&DepositProduct> {
-        self.deposit_products.iter().find(|p| p.encoded_key == key_or_id || p.id == key_or_id)
+        self.deposit_products
+            .iter()
+            .find(|p| p.encoded_key == key_or_id || p.id == key_or_id)
     }
 
     pub fn branch(&self, key_or_id: &str) -> Option<&Branch> {
-        self.branches.iter().find(|b| b.encoded_key == key_or_id || b.id == key_or_id)
+        self.branches
+            .iter()
+            .find(|b| b.encoded_key == key_or_id || b.id == key_or_id)
     }
 }
 
@@ -200,7 +265,14 @@ mod tests {
         let text = serde_json::to_string_pretty(&Products::default_set()).unwrap();
         let back: Products = serde_json::from_str(&text).unwrap();
         assert_eq!(back.loan_products.len(), 3);
-        assert_eq!(back.loan_product("PL-STD").unwrap().schedule_settings.num_installments.max_value, Some(60));
+        assert_eq!(
+            back.loan_product("PL-STD")
+                .unwrap()
+                .schedule_settings
+                .num_installments
+                .max_value,
+            Some(60)
+        );
     }
 
     #[test]
@@ -208,7 +280,11 @@ mod tests {
         let l = limits(Decimal::from(500), Decimal::from(50_000));
         assert!(l.contains(Decimal::from(500)) && l.contains(Decimal::from(50_000)));
         assert!(!l.contains(Decimal::new(49999, 2)));
-        let open: Limits<u32> = Limits { min_value: None, max_value: Some(3), default_value: None };
+        let open: Limits<u32> = Limits {
+            min_value: None,
+            max_value: Some(3),
+            default_value: None,
+        };
         assert!(open.contains(0) && !open.contains(4));
     }
 }

@@ -110,7 +110,12 @@ struct Terms {
 
 impl Loan {
     fn terms(&self) -> Terms {
-        Terms { amount: self.amount, interest_rate: self.interest_rate, installments: self.installments, first_repayment: self.first_repayment }
+        Terms {
+            amount: self.amount,
+            interest_rate: self.interest_rate,
+            installments: self.installments,
+            first_repayment: self.first_repayment,
+        }
     }
 }
 
@@ -129,10 +134,14 @@ struct Installment {
 
 impl Installment {
     fn outstanding(&self) -> Decimal {
-        self.principal + self.interest + self.fee - self.principal_paid - self.interest_paid - self.fee_paid
+        self.principal + self.interest + self.fee
+            - self.principal_paid
+            - self.interest_paid
+            - self.fee_paid
     }
     fn is_paid(&self) -> bool {
-        self.outstanding() <= Decimal::ZERO && self.principal + self.interest + self.fee > Decimal::ZERO
+        self.outstanding() <= Decimal::ZERO
+            && self.principal + self.interest + self.fee > Decimal::ZERO
     }
 }
 
@@ -202,10 +211,14 @@ impl Tenant {
         let last = required_str(doc, "lastName")?;
         let birth = optional_str(doc, "birthDate")?;
         if let Some(birth) = birth {
-            NaiveDate::parse_from_str(birth, "%Y-%m-%d").map_err(|_| ApiError::invalid_parameters("birthDate"))?;
+            NaiveDate::parse_from_str(birth, "%Y-%m-%d")
+                .map_err(|_| ApiError::invalid_parameters("birthDate"))?;
         }
         if let Some(branch) = optional_str(doc, "assignedBranchKey")?
-            && self.products.branch(branch).is_none_or(|b| b.encoded_key != branch)
+            && self
+                .products
+                .branch(branch)
+                .is_none_or(|b| b.encoded_key != branch)
         {
             return Err(ApiError::invalid_branch_key());
         }
@@ -228,15 +241,36 @@ impl Tenant {
         let encoded_key = self.new_key();
         let index = self.clients.len();
         self.client_ids.insert(id.clone(), index);
-        self.keys.insert(encoded_key.clone(), EntityRef::Client(index));
-        let mut doc = writable(doc, &["encodedKey", "state", "creationDate", "lastModifiedDate", "activationDate", "approvedDate", "closedDate"]);
+        self.keys
+            .insert(encoded_key.clone(), EntityRef::Client(index));
+        let mut doc = writable(
+            doc,
+            &[
+                "encodedKey",
+                "state",
+                "creationDate",
+                "lastModifiedDate",
+                "activationDate",
+                "approvedDate",
+                "closedDate",
+            ],
+        );
         doc.remove("id");
-        self.clients.push(Client { encoded_key, id, doc, state: "INACTIVE", created: now(), activated: None });
+        self.clients.push(Client {
+            encoded_key,
+            id,
+            doc,
+            state: "INACTIVE",
+            created: now(),
+            activated: None,
+        });
         Ok(self.client_json(index))
     }
 
     pub fn get_client(&self, id_or_key: &str) -> Answer {
-        let index = self.client_index(id_or_key).ok_or_else(ApiError::invalid_client_id)?;
+        let index = self
+            .client_index(id_or_key)
+            .ok_or_else(ApiError::invalid_client_id)?;
         Ok(self.client_json(index))
     }
 
@@ -254,7 +288,10 @@ impl Tenant {
         out.insert("id".into(), json!(c.id));
         out.insert("state".into(), json!(c.state));
         out.insert("creationDate".into(), json!(c.created));
-        out.insert("lastModifiedDate".into(), json!(c.activated.as_ref().unwrap_or(&c.created)));
+        out.insert(
+            "lastModifiedDate".into(),
+            json!(c.activated.as_ref().unwrap_or(&c.created)),
+        );
         if let Some(at) = &c.activated {
             out.insert("activationDate".into(), json!(at));
         }
@@ -282,7 +319,11 @@ impl Tenant {
         }
     }
 
-    fn claim_account_id(&mut self, doc: &Map<String, Value>, natural: String) -> Result<String, ApiError> {
+    fn claim_account_id(
+        &mut self,
+        doc: &Map<String, Value>,
+        natural: String,
+    ) -> Result<String, ApiError> {
         match optional_str(doc, "id")? {
             Some(id) if self.account_ids.contains_key(id) => {
                 self.counters.refused_account_ids += 1;
@@ -321,9 +362,24 @@ impl Tenant {
         let id = self.claim_account_id(doc, natural)?;
         let encoded_key = self.new_key();
         let index = self.deposits.len();
-        self.account_ids.insert(id.clone(), EntityRef::Deposit(index));
-        self.keys.insert(encoded_key.clone(), EntityRef::Deposit(index));
-        let mut doc = writable(doc, &["encodedKey", "accountState", "creationDate", "lastModifiedDate", "approvedDate", "activationDate", "balances", "linkedSettlementAccountKeys", "currencyCode"]);
+        self.account_ids
+            .insert(id.clone(), EntityRef::Deposit(index));
+        self.keys
+            .insert(encoded_key.clone(), EntityRef::Deposit(index));
+        let mut doc = writable(
+            doc,
+            &[
+                "encodedKey",
+                "accountState",
+                "creationDate",
+                "lastModifiedDate",
+                "approvedDate",
+                "activationDate",
+                "balances",
+                "linkedSettlementAccountKeys",
+                "currencyCode",
+            ],
+        );
         doc.remove("id");
         self.deposits.push(Deposit {
             encoded_key,
@@ -341,19 +397,27 @@ impl Tenant {
     }
 
     pub fn get_deposit(&self, id_or_key: &str) -> Answer {
-        let index = self.deposit_index(id_or_key).ok_or_else(ApiError::invalid_deposit_account_id)?;
+        let index = self
+            .deposit_index(id_or_key)
+            .ok_or_else(ApiError::invalid_deposit_account_id)?;
         Ok(self.deposit_json(index))
     }
 
     fn deposit_index(&self, id_or_key: &str) -> Option<usize> {
-        match self.keys.get(id_or_key).or_else(|| self.account_ids.get(id_or_key)) {
+        match self
+            .keys
+            .get(id_or_key)
+            .or_else(|| self.account_ids.get(id_or_key))
+        {
             Some(EntityRef::Deposit(i)) => Some(*i),
             _ => None,
         }
     }
 
     pub fn change_deposit_state(&mut self, id_or_key: &str, body: &Value) -> Answer {
-        let index = self.deposit_index(id_or_key).ok_or_else(ApiError::invalid_deposit_account_id)?;
+        let index = self
+            .deposit_index(id_or_key)
+            .ok_or_else(ApiError::invalid_deposit_account_id)?;
         let action = required_str(object(body)?, "action")?;
         let deposit = &mut self.deposits[index];
         let next = match (action, deposit.state) {
@@ -364,7 +428,11 @@ impl Tenant {
             ("CLOSE", "ACTIVE" | "APPROVED") if deposit.balance.is_zero() => "CLOSED",
             ("CLOSE_WITHDRAW", "PENDING_APPROVAL" | "APPROVED") => "WITHDRAWN",
             ("CLOSE_REJECT", "PENDING_APPROVAL") => "CLOSED_REJECTED",
-            ("APPROVE" | "UNDO_APPROVE" | "LOCK" | "UNLOCK" | "CLOSE" | "CLOSE_WITHDRAW" | "CLOSE_REJECT" | "CLOSE_WRITE_OFF", _) => {
+            (
+                "APPROVE" | "UNDO_APPROVE" | "LOCK" | "UNLOCK" | "CLOSE" | "CLOSE_WITHDRAW"
+                | "CLOSE_REJECT" | "CLOSE_WRITE_OFF",
+                _,
+            ) => {
                 return Err(ApiError::invalid_state_transition("action"));
             }
             _ => return Err(ApiError::invalid_parameters("action")),
@@ -387,7 +455,10 @@ impl Tenant {
         out.insert("id".into(), json!(d.id));
         out.insert("accountState".into(), json!(d.state));
         out.insert("creationDate".into(), json!(d.created));
-        out.insert("lastModifiedDate".into(), json!(d.approved.as_ref().unwrap_or(&d.created)));
+        out.insert(
+            "lastModifiedDate".into(),
+            json!(d.approved.as_ref().unwrap_or(&d.created)),
+        );
         if let Some(at) = &d.approved {
             out.insert("approvedDate".into(), json!(at));
         }
@@ -395,7 +466,10 @@ impl Tenant {
             out.insert("accountType".into(), json!(p.product_type));
             out.insert("currencyCode".into(), json!(p.currency));
         }
-        out.insert("balances".into(), json!({ "totalBalance": money(d.balance), "availableBalance": money(d.balance) }));
+        out.insert(
+            "balances".into(),
+            json!({ "totalBalance": money(d.balance), "availableBalance": money(d.balance) }),
+        );
         out.insert("linkedSettlementAccountKeys".into(), json!(d.linked_loans));
         Value::Object(out)
     }
@@ -407,9 +481,15 @@ impl Tenant {
         let holder = self.holder(doc)?;
         let amount = required_decimal(doc, "loanAmount")?;
         let product_key = required_str(doc, "productTypeKey")?;
-        let schedule = doc.get("scheduleSettings").ok_or_else(|| ApiError::missing("scheduleSettings"))?;
-        let schedule = schedule.as_object().ok_or_else(|| ApiError::invalid_parameters("scheduleSettings"))?;
-        let grace = schedule.get("gracePeriod").ok_or_else(|| ApiError::missing("scheduleSettings.gracePeriod"))?;
+        let schedule = doc
+            .get("scheduleSettings")
+            .ok_or_else(|| ApiError::missing("scheduleSettings"))?;
+        let schedule = schedule
+            .as_object()
+            .ok_or_else(|| ApiError::invalid_parameters("scheduleSettings"))?;
+        let grace = schedule
+            .get("gracePeriod")
+            .ok_or_else(|| ApiError::missing("scheduleSettings.gracePeriod"))?;
         if grace.as_u64().is_none() {
             return Err(ApiError::invalid_parameters("scheduleSettings.gracePeriod"));
         }
@@ -428,19 +508,40 @@ impl Tenant {
         }
         let installments = match schedule.get("repaymentInstallments") {
             None | Some(Value::Null) => product_default_installments(product),
-            Some(v) => v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| ApiError::invalid_parameters("scheduleSettings.repaymentInstallments"))?,
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| {
+                    ApiError::invalid_parameters("scheduleSettings.repaymentInstallments")
+                })?,
         };
-        if installments == 0 || !product.schedule_settings.num_installments.contains(installments) {
-            return Err(ApiError::inconsistent_with_product("scheduleSettings.repaymentInstallments"));
+        if installments == 0
+            || !product
+                .schedule_settings
+                .num_installments
+                .contains(installments)
+        {
+            return Err(ApiError::inconsistent_with_product(
+                "scheduleSettings.repaymentInstallments",
+            ));
         }
-        let rate = match doc.get("interestSettings").and_then(|s| s.get("interestRate")) {
+        let rate = match doc
+            .get("interestSettings")
+            .and_then(|s| s.get("interestRate"))
+        {
             None | Some(Value::Null) => product_default_rate(product),
-            Some(v) => decimal(v).ok_or_else(|| ApiError::invalid_parameters("interestSettings.interestRate"))?,
+            Some(v) => decimal(v)
+                .ok_or_else(|| ApiError::invalid_parameters("interestSettings.interestRate"))?,
         };
-        if let Some(limits) = product.interest_settings.as_ref().and_then(|s| s.interest_rate_settings.first())
+        if let Some(limits) = product
+            .interest_settings
+            .as_ref()
+            .and_then(|s| s.interest_rate_settings.first())
             && !limits.interest_rate.contains(rate)
         {
-            return Err(ApiError::inconsistent_with_product("interestSettings.interestRate"));
+            return Err(ApiError::inconsistent_with_product(
+                "interestSettings.interestRate",
+            ));
         }
         let details = doc.get("disbursementDetails");
         let expected = optional_datetime(details, "expectedDisbursementDate")?;
@@ -448,7 +549,12 @@ impl Tenant {
         if let (Some(e), Some(f)) = (expected, first_repayment)
             && f <= e
         {
-            return Err(ApiError::new(axum::http::StatusCode::BAD_REQUEST, 3618, "FIRST_REPAYMENT_DATE_BEFORE_EXPECTED_DISBURSEMENT_DATE").at("disbursementDetails.firstRepaymentDate"));
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                3618,
+                "FIRST_REPAYMENT_DATE_BEFORE_EXPECTED_DISBURSEMENT_DATE",
+            )
+            .at("disbursementDetails.firstRepaymentDate"));
         }
         let state = match optional_str(doc, "accountState")? {
             None | Some("PENDING_APPROVAL") => "PENDING_APPROVAL",
@@ -460,8 +566,23 @@ impl Tenant {
         let encoded_key = self.new_key();
         let index = self.loans.len();
         self.account_ids.insert(id.clone(), EntityRef::Loan(index));
-        self.keys.insert(encoded_key.clone(), EntityRef::Loan(index));
-        let mut doc = writable(doc, &["encodedKey", "accountState", "accountSubState", "creationDate", "lastModifiedDate", "approvedDate", "balances", "currency", "settlementAccountKey", "closedDate"]);
+        self.keys
+            .insert(encoded_key.clone(), EntityRef::Loan(index));
+        let mut doc = writable(
+            doc,
+            &[
+                "encodedKey",
+                "accountState",
+                "accountSubState",
+                "creationDate",
+                "lastModifiedDate",
+                "approvedDate",
+                "balances",
+                "currency",
+                "settlementAccountKey",
+                "closedDate",
+            ],
+        );
         doc.remove("id");
         let created = now();
         let mut loan = Loan {
@@ -492,33 +613,57 @@ impl Tenant {
     }
 
     pub fn get_loan(&self, id_or_key: &str) -> Answer {
-        let index = self.loan_index(id_or_key).ok_or_else(ApiError::invalid_loan_account_id)?;
+        let index = self
+            .loan_index(id_or_key)
+            .ok_or_else(ApiError::invalid_loan_account_id)?;
         Ok(self.loan_json(index))
     }
 
     fn loan_index(&self, id_or_key: &str) -> Option<usize> {
-        match self.keys.get(id_or_key).or_else(|| self.account_ids.get(id_or_key)) {
+        match self
+            .keys
+            .get(id_or_key)
+            .or_else(|| self.account_ids.get(id_or_key))
+        {
             Some(EntityRef::Loan(i)) => Some(*i),
             _ => None,
         }
     }
 
     pub fn change_loan_state(&mut self, id_or_key: &str, body: &Value) -> Answer {
-        let index = self.loan_index(id_or_key).ok_or_else(ApiError::invalid_loan_account_id)?;
+        let index = self
+            .loan_index(id_or_key)
+            .ok_or_else(ApiError::invalid_loan_account_id)?;
         let action = required_str(object(body)?, "action")?;
         let loan = &mut self.loans[index];
-        let owed = loan.schedule.iter().map(Installment::outstanding).sum::<Decimal>();
+        let owed = loan
+            .schedule
+            .iter()
+            .map(Installment::outstanding)
+            .sum::<Decimal>();
         let (state, sub) = match (action, loan.state, loan.sub_state) {
             ("REQUEST_APPROVAL", "PARTIAL_APPLICATION", _) => ("PENDING_APPROVAL", None),
             ("SET_INCOMPLETE", "PENDING_APPROVAL", _) => ("PARTIAL_APPLICATION", None),
             ("APPROVE", "PENDING_APPROVAL", _) => ("APPROVED", None),
             ("UNDO_APPROVE", "APPROVED", _) => ("PENDING_APPROVAL", None),
-            ("REJECT", "PENDING_APPROVAL" | "PARTIAL_APPLICATION", _) => ("CLOSED", Some("REJECTED")),
-            ("WITHDRAW", "PENDING_APPROVAL" | "APPROVED" | "PARTIAL_APPLICATION", _) => ("CLOSED", Some("WITHDRAWN")),
-            ("UNDO_REJECT", "CLOSED", Some("REJECTED")) | ("UNDO_WITHDRAW", "CLOSED", Some("WITHDRAWN")) => ("PENDING_APPROVAL", None),
-            ("CLOSE", "ACTIVE" | "ACTIVE_IN_ARREARS", _) if owed.is_zero() => ("CLOSED", Some("REPAID")),
+            ("REJECT", "PENDING_APPROVAL" | "PARTIAL_APPLICATION", _) => {
+                ("CLOSED", Some("REJECTED"))
+            }
+            ("WITHDRAW", "PENDING_APPROVAL" | "APPROVED" | "PARTIAL_APPLICATION", _) => {
+                ("CLOSED", Some("WITHDRAWN"))
+            }
+            ("UNDO_REJECT", "CLOSED", Some("REJECTED"))
+            | ("UNDO_WITHDRAW", "CLOSED", Some("WITHDRAWN")) => ("PENDING_APPROVAL", None),
+            ("CLOSE", "ACTIVE" | "ACTIVE_IN_ARREARS", _) if owed.is_zero() => {
+                ("CLOSED", Some("REPAID"))
+            }
             ("UNDO_CLOSE", "CLOSED", Some("REPAID")) => ("ACTIVE", None),
-            ("REQUEST_APPROVAL" | "SET_INCOMPLETE" | "APPROVE" | "UNDO_APPROVE" | "REJECT" | "WITHDRAW" | "CLOSE" | "UNDO_REJECT" | "UNDO_WITHDRAW" | "UNDO_CLOSE", _, _) => {
+            (
+                "REQUEST_APPROVAL" | "SET_INCOMPLETE" | "APPROVE" | "UNDO_APPROVE" | "REJECT"
+                | "WITHDRAW" | "CLOSE" | "UNDO_REJECT" | "UNDO_WITHDRAW" | "UNDO_CLOSE",
+                _,
+                _,
+            ) => {
                 return Err(ApiError::invalid_state_transition("action"));
             }
             _ => return Err(ApiError::invalid_parameters("action")),
@@ -555,21 +700,38 @@ impl Tenant {
             out.insert("assignedBranchKey".into(), branch.clone());
         }
         out.insert("currency".into(), json!({ "code": product.currency }));
-        let mut schedule = out.get("scheduleSettings").and_then(Value::as_object).cloned().unwrap_or_default();
+        let mut schedule = out
+            .get("scheduleSettings")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         schedule.insert("repaymentInstallments".into(), json!(l.schedule.len()));
         schedule.insert("hasCustomSchedule".into(), json!(l.custom_schedule));
-        schedule.entry("repaymentPeriodUnit").or_insert(json!("MONTHS"));
+        schedule
+            .entry("repaymentPeriodUnit")
+            .or_insert(json!("MONTHS"));
         schedule.entry("repaymentPeriodCount").or_insert(json!(1));
         out.insert("scheduleSettings".into(), Value::Object(schedule));
-        let mut interest = out.get("interestSettings").and_then(Value::as_object).cloned().unwrap_or_default();
+        let mut interest = out
+            .get("interestSettings")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         interest.insert("interestRate".into(), money(l.interest_rate));
         out.insert("interestSettings".into(), Value::Object(interest));
-        let mut details = out.get("disbursementDetails").and_then(Value::as_object).cloned().unwrap_or_default();
+        let mut details = out
+            .get("disbursementDetails")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         if let Some(at) = l.disbursed {
             details.insert("disbursementDate".into(), json!(format_datetime(at)));
         }
         if let Some(first) = l.schedule.first() {
-            details.insert("firstRepaymentDate".into(), json!(format_datetime(first.due)));
+            details.insert(
+                "firstRepaymentDate".into(),
+                json!(format_datetime(first.due)),
+            );
         }
         out.insert("disbursementDetails".into(), Value::Object(details));
         if let Some(key) = &l.settlement_key {
@@ -583,15 +745,25 @@ impl Tenant {
 
     /// Equal principal per installment (the last absorbs rounding), interest on the declining
     /// balance at rate/12 per month, monthly due dates from the first repayment date.
-    fn generate_schedule(&mut self, terms: Terms, start: DateTime<FixedOffset>) -> Vec<Installment> {
+    fn generate_schedule(
+        &mut self,
+        terms: Terms,
+        start: DateTime<FixedOffset>,
+    ) -> Vec<Installment> {
         let n = Decimal::from(terms.installments);
         let base = (terms.amount / n).round_dp(2);
-        let first_due = terms.first_repayment.unwrap_or_else(|| add_months(start, 1));
+        let first_due = terms
+            .first_repayment
+            .unwrap_or_else(|| add_months(start, 1));
         let monthly_rate = terms.interest_rate / Decimal::from(1200);
         let mut remaining = terms.amount;
         (0..terms.installments)
             .map(|i| {
-                let principal = if i + 1 == terms.installments { remaining } else { base.min(remaining) };
+                let principal = if i + 1 == terms.installments {
+                    remaining
+                } else {
+                    base.min(remaining)
+                };
                 let interest = (remaining * monthly_rate).round_dp(2);
                 remaining -= principal;
                 Installment {
@@ -610,7 +782,9 @@ impl Tenant {
     }
 
     pub fn get_schedule(&self, id_or_key: &str) -> Answer {
-        let index = self.loan_index(id_or_key).ok_or_else(ApiError::invalid_loan_account_id)?;
+        let index = self
+            .loan_index(id_or_key)
+            .ok_or_else(ApiError::invalid_loan_account_id)?;
         Ok(self.schedule_json(index))
     }
 
@@ -657,18 +831,36 @@ impl Tenant {
     /// PUT /loans/{id}/schedule: the body's installments replace the schedule. An installment
     /// carrying an existing `encodedKey` keeps its identity (and what was paid on it).
     pub fn edit_schedule(&mut self, id_or_key: &str, body: &Value) -> Answer {
-        let index = self.loan_index(id_or_key).ok_or_else(ApiError::invalid_loan_account_id)?;
-        let items = body.as_array().ok_or_else(|| ApiError::invalid_parameters("installments"))?;
+        let index = self
+            .loan_index(id_or_key)
+            .ok_or_else(ApiError::invalid_loan_account_id)?;
+        let items = body
+            .as_array()
+            .ok_or_else(|| ApiError::invalid_parameters("installments"))?;
         if items.is_empty() {
             return Err(ApiError::invalid_installments());
         }
-        if !matches!(self.loans[index].state, "PARTIAL_APPLICATION" | "PENDING_APPROVAL" | "APPROVED" | "ACTIVE" | "ACTIVE_IN_ARREARS") {
-            return Err(ApiError::new(axum::http::StatusCode::BAD_REQUEST, 3619, "LOAN_ACCOUNT_SCHEDULE_EDITING_NOT_ALLOWED").at("accountState"));
+        if !matches!(
+            self.loans[index].state,
+            "PARTIAL_APPLICATION"
+                | "PENDING_APPROVAL"
+                | "APPROVED"
+                | "ACTIVE"
+                | "ACTIVE_IN_ARREARS"
+        ) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                3619,
+                "LOAN_ACCOUNT_SCHEDULE_EDITING_NOT_ALLOWED",
+            )
+            .at("accountState"));
         }
         let mut schedule = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let at = |field: &str| format!("installments[{i}].{field}");
-            let item = item.as_object().ok_or_else(|| ApiError::invalid_parameters(format!("installments[{i}]")))?;
+            let item = item
+                .as_object()
+                .ok_or_else(|| ApiError::invalid_parameters(format!("installments[{i}]")))?;
             let existing = match item.get("encodedKey").and_then(Value::as_str) {
                 Some(key) => Some(
                     self.loans[index]
@@ -676,25 +868,57 @@ impl Tenant {
                         .iter()
                         .find(|inst| inst.encoded_key == key)
                         .cloned()
-                        .ok_or_else(|| ApiError::new(axum::http::StatusCode::BAD_REQUEST, 3621, "INSTALLMENT_NOT_FOUND").at(at("encodedKey")))?,
+                        .ok_or_else(|| {
+                            ApiError::new(
+                                axum::http::StatusCode::BAD_REQUEST,
+                                3621,
+                                "INSTALLMENT_NOT_FOUND",
+                            )
+                            .at(at("encodedKey"))
+                        })?,
                 ),
                 None => None,
             };
             let due = match item.get("dueDate") {
-                Some(v) => parse_datetime(v).ok_or_else(|| ApiError::invalid_parameters(at("dueDate")))?,
-                None => existing.as_ref().map(|e| e.due).ok_or_else(|| ApiError::missing(&at("dueDate")))?,
+                Some(v) => {
+                    parse_datetime(v).ok_or_else(|| ApiError::invalid_parameters(at("dueDate")))?
+                }
+                None => existing
+                    .as_ref()
+                    .map(|e| e.due)
+                    .ok_or_else(|| ApiError::missing(&at("dueDate")))?,
             };
             let part = |name: &str, current: Option<Decimal>| -> Result<Decimal, ApiError> {
-                match item.get(name).and_then(|p| p.get("amount")).and_then(|a| a.get("due")) {
-                    Some(v) => decimal(v).ok_or_else(|| ApiError::invalid_parameters(at(&format!("{name}.amount.due")))),
+                match item
+                    .get(name)
+                    .and_then(|p| p.get("amount"))
+                    .and_then(|a| a.get("due"))
+                {
+                    Some(v) => decimal(v).ok_or_else(|| {
+                        ApiError::invalid_parameters(at(&format!("{name}.amount.due")))
+                    }),
                     None => Ok(current.unwrap_or(Decimal::ZERO)),
                 }
             };
-            let principal_due = part("principal", existing.as_ref().map(|e| e.principal - e.principal_paid))?;
-            let interest_due = part("interest", existing.as_ref().map(|e| e.interest - e.interest_paid))?;
+            let principal_due = part(
+                "principal",
+                existing.as_ref().map(|e| e.principal - e.principal_paid),
+            )?;
+            let interest_due = part(
+                "interest",
+                existing.as_ref().map(|e| e.interest - e.interest_paid),
+            )?;
             let fee_due = part("fee", existing.as_ref().map(|e| e.fee - e.fee_paid))?;
-            if principal_due < Decimal::ZERO || interest_due < Decimal::ZERO || fee_due < Decimal::ZERO {
-                return Err(ApiError::new(axum::http::StatusCode::BAD_REQUEST, 3622, "NEGATIVE_PRINCIPAL_FOR_INSTALLMENT").at(at("principal")));
+            if principal_due < Decimal::ZERO
+                || interest_due < Decimal::ZERO
+                || fee_due < Decimal::ZERO
+            {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    3622,
+                    "NEGATIVE_PRINCIPAL_FOR_INSTALLMENT",
+                )
+                .at(at("principal")));
             }
             let mut inst = match existing {
                 Some(e) => e,
@@ -710,8 +934,15 @@ impl Tenant {
                     repaid: None,
                 },
             };
-            if inst.is_paid() && (inst.due != due || principal_due + interest_due + fee_due > Decimal::ZERO) {
-                return Err(ApiError::new(axum::http::StatusCode::BAD_REQUEST, 3623, "PAID_OR_PURE_GRACE_INSTALLMENT_CANNOT_BE_DELETED").at(at("encodedKey")));
+            if inst.is_paid()
+                && (inst.due != due || principal_due + interest_due + fee_due > Decimal::ZERO)
+            {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    3623,
+                    "PAID_OR_PURE_GRACE_INSTALLMENT_CANNOT_BE_DELETED",
+                )
+                .at(at("encodedKey")));
             }
             inst.due = due;
             inst.principal = inst.principal_paid + principal_due;
@@ -720,16 +951,30 @@ impl Tenant {
             schedule.push(inst);
         }
         if schedule.windows(2).any(|w| w[1].due <= w[0].due) {
-            return Err(ApiError::new(axum::http::StatusCode::BAD_REQUEST, 3624, "INVALID_DUE_DATE").at("installments.dueDate"));
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                3624,
+                "INVALID_DUE_DATE",
+            )
+            .at("installments.dueDate"));
         }
         if schedule.iter().map(|i| i.principal).sum::<Decimal>() != self.loans[index].amount {
             return Err(ApiError::inconsistent_schedule_principal());
         }
-        let old: Vec<String> = self.loans[index].schedule.iter().map(|i| i.encoded_key.clone()).collect();
+        let old: Vec<String> = self.loans[index]
+            .schedule
+            .iter()
+            .map(|i| i.encoded_key.clone())
+            .collect();
         if let Some(paid) = self.loans[index].schedule.iter().find(|i| i.is_paid())
             && !schedule.iter().any(|i| i.encoded_key == paid.encoded_key)
         {
-            return Err(ApiError::new(axum::http::StatusCode::BAD_REQUEST, 3623, "PAID_OR_PURE_GRACE_INSTALLMENT_CANNOT_BE_DELETED").at("installments"));
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                3623,
+                "PAID_OR_PURE_GRACE_INSTALLMENT_CANNOT_BE_DELETED",
+            )
+            .at("installments"));
         }
         for inst in &mut schedule {
             if inst.encoded_key.is_empty() || !old.contains(&inst.encoded_key) {
@@ -747,8 +992,12 @@ impl Tenant {
     // ---- settlement link (v1) ----
 
     pub fn link_settlement(&mut self, loan_id: &str, deposit_id: &str) -> Result<(), ApiError> {
-        let index = self.loan_index(loan_id).ok_or_else(ApiError::invalid_loan_account_id)?;
-        let deposit = self.deposit_index(deposit_id).ok_or_else(ApiError::invalid_settlement_account_key)?;
+        let index = self
+            .loan_index(loan_id)
+            .ok_or_else(ApiError::invalid_loan_account_id)?;
+        let deposit = self
+            .deposit_index(deposit_id)
+            .ok_or_else(ApiError::invalid_settlement_account_key)?;
         let product = &self.products.loan_products[self.loans[index].product];
         if !product.account_link_settings.enabled {
             return Err(ApiError::product_does_not_allow_linking());
@@ -756,7 +1005,11 @@ impl Tenant {
         if let Some(allowed) = &product.account_link_settings.linkable_deposit_product_key
             && *allowed != self.deposits[deposit].product_key
         {
-            return Err(ApiError::new(axum::http::StatusCode::BAD_REQUEST, 1935, "UNLINKABLE_DEPOSIT_PRODUCT"));
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                1935,
+                "UNLINKABLE_DEPOSIT_PRODUCT",
+            ));
         }
         if self.loans[index].settlement_key.is_some() {
             return Err(ApiError::account_already_linked());
@@ -775,8 +1028,15 @@ impl Tenant {
 
     // ---- transactions ----
 
-    pub fn post_transaction(&mut self, id_or_key: &str, kind: TransactionKind, body: &Value) -> Answer {
-        let index = self.loan_index(id_or_key).ok_or_else(ApiError::invalid_loan_account_id)?;
+    pub fn post_transaction(
+        &mut self,
+        id_or_key: &str,
+        kind: TransactionKind,
+        body: &Value,
+    ) -> Answer {
+        let index = self
+            .loan_index(id_or_key)
+            .ok_or_else(ApiError::invalid_loan_account_id)?;
         let doc = object(body)?;
         let external_id = optional_str(doc, "externalId")?;
         if let Some(ext) = external_id
@@ -794,7 +1054,11 @@ impl Tenant {
             TransactionKind::Fee => self.apply_fee(index, doc, value_date)?,
             TransactionKind::Repayment => self.repay(index, doc, value_date)?,
         };
-        let natural = format!("txn|{}|{type_name}|{amount}|{}", self.loans[index].encoded_key, format_datetime(value_date));
+        let natural = format!(
+            "txn|{}|{type_name}|{amount}|{}",
+            self.loans[index].encoded_key,
+            format_datetime(value_date)
+        );
         if external_id.is_none() && self.seen_before(natural) {
             self.counters.duplicate_transactions += 1;
         }
@@ -804,24 +1068,56 @@ impl Tenant {
             self.external_ids.insert(ext.to_owned(), t_index);
         }
         let loan = &mut self.loans[index];
-        let mut out = writable(doc, &["encodedKey", "id", "type", "creationDate", "accountBalances", "affectedAmounts", "parentAccountKey", "currency"]);
+        let mut out = writable(
+            doc,
+            &[
+                "encodedKey",
+                "id",
+                "type",
+                "creationDate",
+                "accountBalances",
+                "affectedAmounts",
+                "parentAccountKey",
+                "currency",
+            ],
+        );
         out.insert("encodedKey".into(), json!(encoded_key));
-        out.insert("id".into(), json!((self.transactions.len() + 1).to_string()));
+        out.insert(
+            "id".into(),
+            json!((self.transactions.len() + 1).to_string()),
+        );
         out.insert("type".into(), json!(type_name));
         out.insert("amount".into(), money(amount));
         out.insert("valueDate".into(), json!(format_datetime(value_date)));
-        out.entry("bookingDate").or_insert_with(|| json!(format_datetime(value_date)));
+        out.entry("bookingDate")
+            .or_insert_with(|| json!(format_datetime(value_date)));
         out.insert("creationDate".into(), json!(now()));
         out.insert("parentAccountKey".into(), json!(loan.encoded_key));
-        out.insert("currency".into(), json!({ "code": self.products.loan_products[loan.product].currency }));
+        out.insert(
+            "currency".into(),
+            json!({ "code": self.products.loan_products[loan.product].currency }),
+        );
         out.insert("affectedAmounts".into(), affected);
         let principal_balance = loan_principal_balance(loan);
-        let total = loan.schedule.iter().map(Installment::outstanding).sum::<Decimal>();
-        out.insert("accountBalances".into(), json!({ "principalBalance": money(principal_balance), "totalBalance": money(total) }));
+        let total = loan
+            .schedule
+            .iter()
+            .map(Installment::outstanding)
+            .sum::<Decimal>();
+        out.insert(
+            "accountBalances".into(),
+            json!({ "principalBalance": money(principal_balance), "totalBalance": money(total) }),
+        );
         loan.transactions.push(t_index);
         loan.modified = now();
         let id = out["id"].as_str().unwrap_or_default().to_owned();
-        self.transactions.push(Transaction { encoded_key, id, kind: type_name, doc: out, loan: index });
+        self.transactions.push(Transaction {
+            encoded_key,
+            id,
+            kind: type_name,
+            doc: out,
+            loan: index,
+        });
         if kind == TransactionKind::Disbursement {
             let holder = self.loans[index].holder;
             self.activate_client(holder);
@@ -831,12 +1127,25 @@ impl Tenant {
 
     /// GET /loans/{id}/transactions: every transaction of the loan, oldest first.
     pub fn loan_transactions(&self, id_or_key: &str, offset: usize, limit: usize) -> Answer {
-        let index = self.loan_index(id_or_key).ok_or_else(ApiError::invalid_loan_account_id)?;
-        let list: Vec<Value> = self.loans[index].transactions.iter().skip(offset).take(limit).map(|t| Value::Object(self.transactions[*t].doc.clone())).collect();
+        let index = self
+            .loan_index(id_or_key)
+            .ok_or_else(ApiError::invalid_loan_account_id)?;
+        let list: Vec<Value> = self.loans[index]
+            .transactions
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|t| Value::Object(self.transactions[*t].doc.clone()))
+            .collect();
         Ok(Value::Array(list))
     }
 
-    fn disburse(&mut self, index: usize, doc: &Map<String, Value>, value_date: DateTime<FixedOffset>) -> Result<(&'static str, Decimal, Value), ApiError> {
+    fn disburse(
+        &mut self,
+        index: usize,
+        doc: &Map<String, Value>,
+        value_date: DateTime<FixedOffset>,
+    ) -> Result<(&'static str, Decimal, Value), ApiError> {
         let loan = &self.loans[index];
         match loan.state {
             "APPROVED" => {}
@@ -850,25 +1159,54 @@ impl Tenant {
         if amount != loan.amount {
             return Err(ApiError::invalid_amount("amount"));
         }
-        let first_repayment = optional_datetime(Some(&Value::Object(doc.clone())), "firstRepaymentDate")?;
+        let first_repayment =
+            optional_datetime(Some(&Value::Object(doc.clone())), "firstRepaymentDate")?;
         if let Some(first) = first_repayment
             && first <= value_date
         {
-            return Err(ApiError::new(axum::http::StatusCode::BAD_REQUEST, 3618, "FIRST_REPAYMENT_DATE_BEFORE_EXPECTED_DISBURSEMENT_DATE").at("firstRepaymentDate"));
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                3618,
+                "FIRST_REPAYMENT_DATE_BEFORE_EXPECTED_DISBURSEMENT_DATE",
+            )
+            .at("firstRepaymentDate"));
         }
         if loan.custom_schedule {
-            if loan.schedule.first().is_some_and(|first| first.due <= value_date) {
+            if loan
+                .schedule
+                .first()
+                .is_some_and(|first| first.due <= value_date)
+            {
                 return Err(ApiError::invalid_disbursement_date());
             }
         } else {
-            let terms = Terms { first_repayment: first_repayment.or(loan.first_repayment), ..loan.terms() };
+            let terms = Terms {
+                first_repayment: first_repayment.or(loan.first_repayment),
+                ..loan.terms()
+            };
             self.loans[index].schedule = self.generate_schedule(terms, value_date);
             self.loans[index].first_repayment = terms.first_repayment;
         }
-        if let Some(target) = doc.get("transferDetails").and_then(|t| t.get("linkedAccountId").or_else(|| t.get("linkedAccountKey"))).and_then(Value::as_str) {
-            let deposit = self.deposit_index(target).ok_or_else(ApiError::invalid_settlement_account_key)?;
-            if self.loans[index].settlement_key.as_deref() != Some(self.deposits[deposit].encoded_key.as_str()) {
-                return Err(ApiError::new(axum::http::StatusCode::BAD_REQUEST, 1936, "LINK_BETWEEN_ACCOUNTS_DOES_NOT_EXIST").at("transferDetails.linkedAccountId"));
+        if let Some(target) = doc
+            .get("transferDetails")
+            .and_then(|t| {
+                t.get("linkedAccountId")
+                    .or_else(|| t.get("linkedAccountKey"))
+            })
+            .and_then(Value::as_str)
+        {
+            let deposit = self
+                .deposit_index(target)
+                .ok_or_else(ApiError::invalid_settlement_account_key)?;
+            if self.loans[index].settlement_key.as_deref()
+                != Some(self.deposits[deposit].encoded_key.as_str())
+            {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    1936,
+                    "LINK_BETWEEN_ACCOUNTS_DOES_NOT_EXIST",
+                )
+                .at("transferDetails.linkedAccountId"));
             }
             let d = &mut self.deposits[deposit];
             d.balance += amount;
@@ -879,10 +1217,18 @@ impl Tenant {
         let loan = &mut self.loans[index];
         loan.state = "ACTIVE";
         loan.disbursed = Some(value_date);
-        Ok(("DISBURSEMENT", amount, json!({ "principalAmount": money(amount), "interestAmount": 0, "feesAmount": 0, "penaltyAmount": 0 })))
+        Ok((
+            "DISBURSEMENT",
+            amount,
+            json!({ "principalAmount": money(amount), "interestAmount": 0, "feesAmount": 0, "penaltyAmount": 0 }),
+        ))
     }
 
-    fn require_active(&self, index: usize, value_date: DateTime<FixedOffset>) -> Result<(), ApiError> {
+    fn require_active(
+        &self,
+        index: usize,
+        value_date: DateTime<FixedOffset>,
+    ) -> Result<(), ApiError> {
         let loan = &self.loans[index];
         if let Some(disbursed) = loan.disbursed
             && value_date < disbursed
@@ -892,7 +1238,12 @@ impl Tenant {
         Ok(())
     }
 
-    fn apply_fee(&mut self, index: usize, doc: &Map<String, Value>, value_date: DateTime<FixedOffset>) -> Result<(&'static str, Decimal, Value), ApiError> {
+    fn apply_fee(
+        &mut self,
+        index: usize,
+        doc: &Map<String, Value>,
+        value_date: DateTime<FixedOffset>,
+    ) -> Result<(&'static str, Decimal, Value), ApiError> {
         if !matches!(self.loans[index].state, "ACTIVE" | "ACTIVE_IN_ARREARS") {
             return Err(ApiError::invalid_account_state("accountState"));
         }
@@ -901,13 +1252,30 @@ impl Tenant {
         if amount <= Decimal::ZERO {
             return Err(ApiError::fee_amount_not_positive());
         }
-        let fixed = self.products.loan_products[self.loans[index].product].product_type == "FIXED_TERM_LOAN";
+        let fixed = self.products.loan_products[self.loans[index].product].product_type
+            == "FIXED_TERM_LOAN";
         let loan = &mut self.loans[index];
         let position = match doc.get("installmentNumber") {
-            None | Some(Value::Null) if fixed => return Err(ApiError::installment_number_mandatory()),
-            None | Some(Value::Null) => loan.schedule.iter().position(|i| !i.is_paid()).ok_or_else(ApiError::fee_on_paid_installment)?,
+            None | Some(Value::Null) if fixed => {
+                return Err(ApiError::installment_number_mandatory());
+            }
+            None | Some(Value::Null) => loan
+                .schedule
+                .iter()
+                .position(|i| !i.is_paid())
+                .ok_or_else(ApiError::fee_on_paid_installment)?,
             Some(v) => {
-                let n = v.as_u64().filter(|n| *n >= 1 && (*n as usize) <= loan.schedule.len()).ok_or_else(|| ApiError::new(axum::http::StatusCode::BAD_REQUEST, 3751, "INVALID_REPAYMENT_NUMBER").at("installmentNumber"))?;
+                let n = v
+                    .as_u64()
+                    .filter(|n| *n >= 1 && (*n as usize) <= loan.schedule.len())
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            axum::http::StatusCode::BAD_REQUEST,
+                            3751,
+                            "INVALID_REPAYMENT_NUMBER",
+                        )
+                        .at("installmentNumber")
+                    })?;
                 n as usize - 1
             }
         };
@@ -916,11 +1284,20 @@ impl Tenant {
             return Err(ApiError::fee_on_paid_installment());
         }
         inst.fee += amount;
-        Ok(("FEE_APPLIED", amount, json!({ "principalAmount": 0, "interestAmount": 0, "feesAmount": money(amount), "penaltyAmount": 0 })))
+        Ok((
+            "FEE_APPLIED",
+            amount,
+            json!({ "principalAmount": 0, "interestAmount": 0, "feesAmount": money(amount), "penaltyAmount": 0 }),
+        ))
     }
 
     /// Allocates a repayment installment by installment, oldest first: fee, interest, principal.
-    fn repay(&mut self, index: usize, doc: &Map<String, Value>, value_date: DateTime<FixedOffset>) -> Result<(&'static str, Decimal, Value), ApiError> {
+    fn repay(
+        &mut self,
+        index: usize,
+        doc: &Map<String, Value>,
+        value_date: DateTime<FixedOffset>,
+    ) -> Result<(&'static str, Decimal, Value), ApiError> {
         let amount = required_decimal(doc, "amount")?;
         if !matches!(self.loans[index].state, "ACTIVE" | "ACTIVE_IN_ARREARS") {
             return Err(ApiError::invalid_state_for_repayments());
@@ -937,7 +1314,8 @@ impl Tenant {
         if amount > owed {
             return Err(ApiError::excess_repayment());
         }
-        let (mut fee_paid, mut interest_paid, mut principal_paid) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+        let (mut fee_paid, mut interest_paid, mut principal_paid) =
+            (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
         let mut left = amount;
         for inst in loan.schedule.iter_mut() {
             if left.is_zero() {
@@ -946,7 +1324,11 @@ impl Tenant {
             for (due, paid, total) in [
                 (inst.fee, &mut inst.fee_paid, &mut fee_paid),
                 (inst.interest, &mut inst.interest_paid, &mut interest_paid),
-                (inst.principal, &mut inst.principal_paid, &mut principal_paid),
+                (
+                    inst.principal,
+                    &mut inst.principal_paid,
+                    &mut principal_paid,
+                ),
             ] {
                 let take = (due - *paid).min(left).max(Decimal::ZERO);
                 *paid += take;
@@ -961,7 +1343,11 @@ impl Tenant {
             loan.state = "CLOSED";
             loan.sub_state = Some("REPAID");
         }
-        Ok(("REPAYMENT", amount, json!({ "principalAmount": money(principal_paid), "interestAmount": money(interest_paid), "feesAmount": money(fee_paid), "penaltyAmount": 0 })))
+        Ok((
+            "REPAYMENT",
+            amount,
+            json!({ "principalAmount": money(principal_paid), "interestAmount": money(interest_paid), "feesAmount": money(fee_paid), "penaltyAmount": 0 }),
+        ))
     }
 
     /// Counts for `GET /_sandbox/stats`.
@@ -978,7 +1364,8 @@ impl Tenant {
         let mut amounts_by_type: HashMap<&str, Decimal> = HashMap::new();
         for t in &self.transactions {
             *transactions_by_type.entry(t.kind).or_default() += 1;
-            *amounts_by_type.entry(t.kind).or_default() += t.doc.get("amount").and_then(decimal).unwrap_or_default();
+            *amounts_by_type.entry(t.kind).or_default() +=
+                t.doc.get("amount").and_then(decimal).unwrap_or_default();
         }
         let c = &self.counters;
         json!({
@@ -1009,7 +1396,10 @@ impl Tenant {
 
     /// Ids of a transaction's loan, for lookups by encodedKey of a transaction.
     pub fn transaction_loan(&self, key: &str) -> Option<String> {
-        self.transactions.iter().find(|t| t.encoded_key == key || t.id == key).map(|t| self.loans[t.loan].id.clone())
+        self.transactions
+            .iter()
+            .find(|t| t.encoded_key == key || t.id == key)
+            .map(|t| self.loans[t.loan].id.clone())
     }
 }
 
@@ -1017,7 +1407,10 @@ fn loan_principal_balance(loan: &Loan) -> Decimal {
     if loan.disbursed.is_none() {
         return Decimal::ZERO;
     }
-    loan.schedule.iter().map(|i| i.principal - i.principal_paid).sum()
+    loan.schedule
+        .iter()
+        .map(|i| i.principal - i.principal_paid)
+        .sum()
 }
 
 fn loan_balances(loan: &Loan) -> Value {
@@ -1027,7 +1420,11 @@ fn loan_balances(loan: &Loan) -> Value {
         if !disbursed {
             return Decimal::ZERO;
         }
-        loan.schedule.iter().filter(|i| !due_only || i.due <= today).map(f).sum()
+        loan.schedule
+            .iter()
+            .filter(|i| !due_only || i.due <= today)
+            .map(f)
+            .sum()
     };
     let principal_paid = sum(&|i| i.principal_paid, false);
     let interest_paid = sum(&|i| i.interest_paid, false);
@@ -1064,12 +1461,18 @@ fn product_default_rate(product: &LoanProduct) -> Decimal {
 // ---- JSON helpers ----
 
 fn object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
-    body.as_object().ok_or_else(|| ApiError::new(axum::http::StatusCode::BAD_REQUEST, 4, "INVALID_PARAMETERS").at("body: a JSON object is expected"))
+    body.as_object().ok_or_else(|| {
+        ApiError::new(axum::http::StatusCode::BAD_REQUEST, 4, "INVALID_PARAMETERS")
+            .at("body: a JSON object is expected")
+    })
 }
 
 /// The body minus fields Mambu sets itself (read-only in the spec: ignored when sent).
 fn writable(doc: &Map<String, Value>, read_only: &[&str]) -> Map<String, Value> {
-    doc.iter().filter(|(k, _)| !read_only.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+    doc.iter()
+        .filter(|(k, _)| !read_only.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 fn optional_str<'a>(doc: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, ApiError> {
@@ -1099,7 +1502,9 @@ fn required_decimal(doc: &Map<String, Value>, field: &str) -> Result<Decimal, Ap
 pub fn decimal(v: &Value) -> Option<Decimal> {
     let Value::Number(n) = v else { return None };
     let text = n.to_string();
-    Decimal::from_str(&text).or_else(|_| Decimal::from_scientific(&text)).ok()
+    Decimal::from_str(&text)
+        .or_else(|_| Decimal::from_scientific(&text))
+        .ok()
 }
 
 /// A decimal as a JSON number, without going through a float.
@@ -1107,10 +1512,20 @@ pub fn money(d: Decimal) -> Value {
     serde_json::from_str(&d.normalize().to_string()).unwrap_or(Value::Null)
 }
 
-fn optional_datetime(doc: Option<&Value>, field: &str) -> Result<Option<DateTime<FixedOffset>>, ApiError> {
+fn optional_datetime(
+    doc: Option<&Value>,
+    field: &str,
+) -> Result<Option<DateTime<FixedOffset>>, ApiError> {
     match doc.and_then(|d| d.get(field)) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => parse_datetime(v).map(Some).ok_or_else(|| ApiError::new(axum::http::StatusCode::BAD_REQUEST, 4, "INVALID_DATE_TIME_FORMAT").at(field)),
+        Some(v) => parse_datetime(v).map(Some).ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                4,
+                "INVALID_DATE_TIME_FORMAT",
+            )
+            .at(field)
+        }),
     }
 }
 
@@ -1132,7 +1547,9 @@ fn now() -> String {
 
 fn today() -> DateTime<FixedOffset> {
     let date = Utc::now().date_naive();
-    date.and_hms_opt(0, 0, 0).map(|d| d.and_utc().fixed_offset()).unwrap_or_else(now_datetime)
+    date.and_hms_opt(0, 0, 0)
+        .map(|d| d.and_utc().fixed_offset())
+        .unwrap_or_else(now_datetime)
 }
 
 fn add_months(at: DateTime<FixedOffset>, months: u32) -> DateTime<FixedOffset> {
@@ -1148,7 +1565,11 @@ mod tests {
     }
 
     fn client(t: &mut Tenant) -> String {
-        t.create_client(&json!({ "firstName": "Ada", "lastName": "Lovelace" })).unwrap()["encodedKey"].as_str().unwrap().to_owned()
+        t.create_client(&json!({ "firstName": "Ada", "lastName": "Lovelace" }))
+            .unwrap()["encodedKey"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     fn loan(t: &mut Tenant, holder: &str, amount: &str) -> Value {
@@ -1163,7 +1584,10 @@ mod tests {
     fn money_keeps_its_decimals_exactly() {
         let v: Value = serde_json::from_str("937.10").unwrap();
         assert_eq!(decimal(&v), Some(Decimal::new(93710, 2)));
-        assert_eq!(money(Decimal::new(1, 1) + Decimal::new(2, 1)).to_string(), "0.3");
+        assert_eq!(
+            money(Decimal::new(1, 1) + Decimal::new(2, 1)).to_string(),
+            "0.3"
+        );
     }
 
     #[test]
@@ -1172,10 +1596,21 @@ mod tests {
         let holder = client(&mut t);
         let l = loan(&mut t, &holder, "1000.00");
         let schedule = t.get_schedule(l["id"].as_str().unwrap()).unwrap();
-        let total: Decimal = schedule["installments"].as_array().unwrap().iter().map(|i| decimal(&i["principal"]["amount"]["expected"]).unwrap()).sum();
+        let total: Decimal = schedule["installments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| decimal(&i["principal"]["amount"]["expected"]).unwrap())
+            .sum();
         assert_eq!(total, Decimal::from(1000));
-        assert_eq!(schedule["installments"][0]["principal"]["amount"]["due"].to_string(), "333.33");
-        assert_eq!(schedule["installments"][2]["principal"]["amount"]["due"].to_string(), "333.34");
+        assert_eq!(
+            schedule["installments"][0]["principal"]["amount"]["due"].to_string(),
+            "333.33"
+        );
+        assert_eq!(
+            schedule["installments"][2]["principal"]["amount"]["due"].to_string(),
+            "333.34"
+        );
     }
 
     #[test]
@@ -1184,16 +1619,41 @@ mod tests {
         let holder = client(&mut t);
         let l = loan(&mut t, &holder, "300");
         let id = l["id"].as_str().unwrap().to_owned();
-        t.change_loan_state(&id, &json!({ "action": "APPROVE" })).unwrap();
-        t.post_transaction(&id, TransactionKind::Disbursement, &json!({})).unwrap();
-        t.post_transaction(&id, TransactionKind::Fee, &json!({ "amount": 10, "installmentNumber": 1 })).unwrap();
-        let owed: Decimal = t.loans[0].schedule.iter().map(Installment::outstanding).sum();
-        let err = t.post_transaction(&id, TransactionKind::Repayment, &json!({ "amount": money(owed + Decimal::ONE) })).unwrap_err();
+        t.change_loan_state(&id, &json!({ "action": "APPROVE" }))
+            .unwrap();
+        t.post_transaction(&id, TransactionKind::Disbursement, &json!({}))
+            .unwrap();
+        t.post_transaction(
+            &id,
+            TransactionKind::Fee,
+            &json!({ "amount": 10, "installmentNumber": 1 }),
+        )
+        .unwrap();
+        let owed: Decimal = t.loans[0]
+            .schedule
+            .iter()
+            .map(Installment::outstanding)
+            .sum();
+        let err = t
+            .post_transaction(
+                &id,
+                TransactionKind::Repayment,
+                &json!({ "amount": money(owed + Decimal::ONE) }),
+            )
+            .unwrap_err();
         assert_eq!(err.reason, "EXCESS_REPAYMENT_ERROR");
-        let paid = t.post_transaction(&id, TransactionKind::Repayment, &json!({ "amount": money(owed) })).unwrap();
+        let paid = t
+            .post_transaction(
+                &id,
+                TransactionKind::Repayment,
+                &json!({ "amount": money(owed) }),
+            )
+            .unwrap();
         assert_eq!(paid["affectedAmounts"]["feesAmount"].to_string(), "10");
         assert_eq!(t.get_loan(&id).unwrap()["accountState"], "CLOSED");
-        let err = t.post_transaction(&id, TransactionKind::Repayment, &json!({ "amount": 1 })).unwrap_err();
+        let err = t
+            .post_transaction(&id, TransactionKind::Repayment, &json!({ "amount": 1 }))
+            .unwrap_err();
         assert_eq!(err.reason, "INVALID_ACCOUNT_STATE_FOR_REPAYMENTS");
     }
 
@@ -1201,12 +1661,19 @@ mod tests {
     fn duplicates_without_external_id_are_counted() {
         let mut t = tenant();
         let holder = client(&mut t);
-        let id = loan(&mut t, &holder, "3000")["id"].as_str().unwrap().to_owned();
-        t.change_loan_state(&id, &json!({ "action": "APPROVE" })).unwrap();
-        t.post_transaction(&id, TransactionKind::Disbursement, &json!({})).unwrap();
+        let id = loan(&mut t, &holder, "3000")["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        t.change_loan_state(&id, &json!({ "action": "APPROVE" }))
+            .unwrap();
+        t.post_transaction(&id, TransactionKind::Disbursement, &json!({}))
+            .unwrap();
         let body = json!({ "amount": 5, "valueDate": format_datetime(today()) });
-        t.post_transaction(&id, TransactionKind::Repayment, &body).unwrap();
-        t.post_transaction(&id, TransactionKind::Repayment, &body).unwrap();
+        t.post_transaction(&id, TransactionKind::Repayment, &body)
+            .unwrap();
+        t.post_transaction(&id, TransactionKind::Repayment, &body)
+            .unwrap();
         assert_eq!(t.counters.duplicate_transactions, 1);
     }
 }

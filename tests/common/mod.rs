@@ -1,0 +1,280 @@
+//! Shared test harness: the real `mambu-migrate sandbox` binary on a free loopback port, and a
+//! small Mambu API caller over reqwest.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+pub const API_KEY: &str = "test-key-5c1f0b7e";
+pub const V2: &str = "application/vnd.mambu.v2+json";
+/// The default products' encodedKeys (see src/sandbox/products.rs).
+pub const PERSONAL_LOAN: &str = "8a19c0de00000000000000000000a001";
+pub const MICRO_LOAN: &str = "8a19c0de00000000000000000000a003";
+pub const CURRENT_ACCOUNT: &str = "8a19c0de00000000000000000000d001";
+
+/// A sandbox process; killed when dropped.
+pub struct Sandbox {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+    /// `http://127.0.0.1:PORT`
+    pub origin: String,
+}
+
+impl Sandbox {
+    /// Starts `mambu-migrate sandbox --port 0 --api-key API_KEY <extra>` and waits for its
+    /// `listening on` line.
+    pub fn start(extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mambu-migrate"))
+            .args(["sandbox", "--port", "0", "--api-key", API_KEY])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting the sandbox binary");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("reading the sandbox's first line");
+        let origin = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_owned();
+        Self {
+            child,
+            _stdout: stdout,
+            origin,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        self.child.wait().expect("waiting for the sandbox")
+    }
+
+    pub fn api(&self) -> Api {
+        Api::new(format!("{}/api", self.origin))
+    }
+
+    pub async fn stats(&self) -> Value {
+        reqwest::get(format!("{}/_sandbox/stats", self.origin))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One answer, read whole.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The first v2 error's reason, or the v1 returnStatus.
+    pub fn reason(&self) -> &str {
+        self.body["errors"][0]["errorReason"]
+            .as_str()
+            .or_else(|| self.body["returnStatus"].as_str())
+            .unwrap_or("")
+    }
+    pub fn code(&self) -> i64 {
+        self.body["errors"][0]["errorCode"]
+            .as_i64()
+            .or_else(|| self.body["returnCode"].as_i64())
+            .unwrap_or(-1)
+    }
+    pub fn key(&self) -> String {
+        self.body["encodedKey"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no encodedKey in {self:?}"))
+            .to_owned()
+    }
+}
+
+/// Calls the Mambu API with the v2 Accept header and the API key (or basic auth).
+#[derive(Clone)]
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub basic: Option<(String, String)>,
+    pub api_key: Option<String>,
+    pub accept_v2: bool,
+}
+
+impl Api {
+    pub fn new(base: String) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base,
+            basic: None,
+            api_key: Some(API_KEY.into()),
+            accept_v2: true,
+        }
+    }
+
+    pub fn with_basic(mut self, user: &str, password: &str) -> Self {
+        self.basic = Some((user.into(), password.into()));
+        self.api_key = None;
+        self
+    }
+
+    pub fn without_accept(mut self) -> Self {
+        self.accept_v2 = false;
+        self
+    }
+
+    pub fn with_api_key(mut self, key: &str) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Answer, reqwest::Error> {
+        let mut request = self.http.request(method, format!("{}{}", self.base, path));
+        if self.accept_v2 {
+            request = request.header("Accept", V2);
+        }
+        if let Some(key) = &self.api_key {
+            request = request.header("apiKey", key);
+        }
+        if let Some((user, password)) = &self.basic {
+            request = request.basic_auth(user, Some(password));
+        }
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await?;
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.send(reqwest::Method::POST, path, Some(&body), None)
+            .await
+            .expect("POST")
+    }
+
+    pub async fn post_keyed(&self, path: &str, body: Value, key: &str) -> Answer {
+        self.send(reqwest::Method::POST, path, Some(&body), Some(key))
+            .await
+            .expect("POST")
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Answer {
+        self.send(reqwest::Method::PUT, path, Some(&body), None)
+            .await
+            .expect("PUT")
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(reqwest::Method::GET, path, None, None)
+            .await
+            .expect("GET")
+    }
+
+    /// The v1 settlement link: no v2 Accept header, no body.
+    pub async fn link(&self, loan: &str, deposit: &str) -> Answer {
+        let v1 = Api {
+            accept_v2: false,
+            ..self.clone()
+        };
+        v1.send(
+            reqwest::Method::POST,
+            &format!("/loans/{loan}/settlementAccounts/{deposit}"),
+            None,
+            None,
+        )
+        .await
+        .expect("link")
+    }
+}
+
+/// A JSON body from text, so that decimals keep their digits.
+pub fn body(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("bad test body {text}: {e}"))
+}
+
+/// Creates a client, an approved and disbursed personal loan of 3 installments, and returns
+/// (client key, loan id).
+pub async fn active_loan(
+    api: &Api,
+    client_id: &str,
+    loan_id: &str,
+    amount: &str,
+) -> (String, String) {
+    let client = api
+        .post(
+            "/clients",
+            serde_json::json!({ "id": client_id, "firstName": "Ada", "lastName": "Lovelace" }),
+        )
+        .await;
+    assert_eq!(client.status, 201, "{client:?}");
+    let holder = client.key();
+    let loan = api
+        .post(
+            "/loans",
+            body(&format!(
+                r#"{{"id":"{loan_id}","accountHolderKey":"{holder}","accountHolderType":"CLIENT","productTypeKey":"{PERSONAL_LOAN}","loanAmount":{amount},"interestSettings":{{"interestRate":12}},"scheduleSettings":{{"gracePeriod":0,"repaymentInstallments":3}}}}"#
+            )),
+        )
+        .await;
+    assert_eq!(loan.status, 201, "{loan:?}");
+    let approved = api
+        .post(
+            &format!("/loans/{loan_id}:changeState"),
+            serde_json::json!({ "action": "APPROVE" }),
+        )
+        .await;
+    assert_eq!(approved.status, 200, "{approved:?}");
+    let disbursed = api
+        .post(
+            &format!("/loans/{loan_id}/disbursement-transactions"),
+            serde_json::json!({ "valueDate": "2024-01-15T00:00:00+00:00" }),
+        )
+        .await;
+    assert_eq!(disbursed.status, 201, "{disbursed:?}");
+    (holder, loan_id.to_owned())
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Builds the contract-test spec from Mambu's own specs in ../shared/mambu-openapi/.
+
+Input: the 2021 merged Swagger 2.0 file (clients, loans, loan transactions, deposits) and the
+hand-typed 2026 excerpt of PUT /loans/{id}/schedule (OAS 3.0.1). Output: one Swagger 2.0 file
+that Prism loads, with
+  - PUT /loans/{loanAccountId}/schedule added from the excerpt (its schemas prefixed `Edit`, so
+    they do not clash with the 2021 `Installment`);
+  - a stub for the v1 POST /loans/{loanAccountId}/settlementAccounts/{depositAccountId}, which
+    no v2 spec has, so Prism lets it through (its answer checked only for shape).
+Run: python3 tests/contract/build_spec.py ../shared/mambu-openapi tests/contract/mambu-v2-contract.swagger2.json
+"""
+import json
+import sys
+
+src, out = sys.argv[1], sys.argv[2]
+spec = json.load(open(f"{src}/mambu_v2_2021_merged.swagger2.json"))
+excerpt = json.load(open(f"{src}/loans_schedule_v2_EXCERPT.oas3.json"))
+
+
+def rewrite(node):
+    """OAS3 component refs -> Swagger 2 definitions, prefixed."""
+    if isinstance(node, dict):
+        return {k: (("#/definitions/Edit" + v.rsplit("/", 1)[1]) if k == "$ref" else rewrite(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [rewrite(v) for v in node]
+    return node
+
+
+for name, schema in excerpt["components"]["schemas"].items():
+    spec["definitions"]["Edit" + name] = rewrite(schema)
+
+put = excerpt["paths"]["/loans/{loanAccountId}/schedule"]["put"]
+body_schema = rewrite(put["requestBody"]["content"]["application/json"]["schema"])
+spec["paths"]["/loans/{loanAccountId}/schedule"]["put"] = {
+    "operationId": "editSchedule",
+    "consumes": ["application/json"],
+    "produces": ["application/vnd.mambu.v2+json"],
+    "parameters": [
+        {"name": "loanAccountId", "in": "path", "required": True, "type": "string"},
+        {"name": "body", "in": "body", "required": True, "schema": body_schema},
+    ],
+    "responses": {
+        code: {"description": r["description"], "schema": rewrite(r["content"]["application/vnd.mambu.v2+json"]["schema"])}
+        for code, r in put["responses"].items()
+    },
+    "security": [{"basic": []}],
+}
+
+spec["paths"]["/loans/{loanAccountId}/settlementAccounts/{depositAccountId}"] = {
+    "post": {
+        "operationId": "linkSettlementAccountV1",
+        "description": "API v1 (no v2 spec exists): stub so that Prism forwards it.",
+        "produces": ["application/json"],
+        "parameters": [
+            {"name": "loanAccountId", "in": "path", "required": True, "type": "string"},
+            {"name": "depositAccountId", "in": "path", "required": True, "type": "string"},
+        ],
+        "responses": {
+            "200": {
+                "description": "linked",
+                "schema": {
+                    "type": "object",
+                    "required": ["returnCode", "returnStatus"],
+                    "properties": {"returnCode": {"type": "integer"}, "returnStatus": {"type": "string"}},
+                },
+            },
+            "400": {
+                "description": "refused (v1 error body)",
+                "schema": {
+                    "type": "object",
+                    "required": ["returnCode", "returnStatus"],
+                    "properties": {"returnCode": {"type": "integer"}, "returnStatus": {"type": "string"}, "errorSource": {"type": "string"}},
+                },
+            },
+        },
+        "security": [{"basic": []}],
+    }
+}
+
+with open(out, "w") as f:
+    json.dump(spec, f, indent=1, sort_keys=True)
+    f.write("\n")

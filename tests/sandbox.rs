@@ -1,0 +1,648 @@
+//! The sandbox binary over real HTTP: every endpoint's success path, Mambu's refusals, the
+//! Idempotency-Key, each fault flag, and the stats that prove what was (not) done twice.
+
+mod common;
+
+use common::{
+    API_KEY, Api, CURRENT_ACCOUNT, MICRO_LOAN, PERSONAL_LOAN, Sandbox, active_loan, body,
+};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn the_whole_migration_flow_succeeds_step_by_step() {
+    let sandbox = Sandbox::start(&[]);
+    let api = sandbox.api();
+
+    let client = api.post("/clients", json!({ "id": "CL-1", "firstName": "Zoë", "lastName": "O'Brien", "birthDate": "1980-02-29" })).await;
+    assert_eq!(client.status, 201);
+    assert_eq!(client.body["id"], "CL-1");
+    assert_eq!(client.body["state"], "INACTIVE");
+    let holder = client.key();
+    assert_eq!(holder.len(), 32);
+    assert_eq!(
+        api.get("/clients/CL-1").await.body["encodedKey"],
+        holder.as_str()
+    );
+    assert_eq!(
+        api.get(&format!("/clients/{holder}")).await.body["id"],
+        "CL-1"
+    );
+
+    let deposit = api.post("/deposits", json!({ "id": "DP-1", "accountHolderKey": holder, "accountHolderType": "CLIENT", "name": "Current", "productTypeKey": CURRENT_ACCOUNT })).await;
+    assert_eq!(deposit.status, 201, "{deposit:?}");
+    assert_eq!(deposit.body["accountState"], "PENDING_APPROVAL");
+    let approved = api
+        .post("/deposits/DP-1:changeState", json!({ "action": "APPROVE" }))
+        .await;
+    assert_eq!(approved.status, 200);
+    assert_eq!(approved.body["accountState"], "APPROVED");
+    assert_eq!(
+        api.get(&format!("/deposits/{}", deposit.key())).await.body["id"],
+        "DP-1"
+    );
+
+    let loan = api
+        .post(
+            "/loans",
+            body(&format!(
+                r#"{{"id":"LN-1","accountHolderKey":"{holder}","accountHolderType":"CLIENT","productTypeKey":"{PERSONAL_LOAN}","loanAmount":1200.50,
+                "interestSettings":{{"interestRate":12.5}},"scheduleSettings":{{"gracePeriod":0,"repaymentInstallments":3}},
+                "disbursementDetails":{{"expectedDisbursementDate":"2024-01-15T00:00:00+00:00","firstRepaymentDate":"2024-02-15T00:00:00+00:00"}}}}"#
+            )),
+        )
+        .await;
+    assert_eq!(loan.status, 201, "{loan:?}");
+    assert_eq!(loan.body["accountState"], "PENDING_APPROVAL");
+    assert_eq!(loan.body["loanAmount"].to_string(), "1200.5");
+    let approved = api
+        .post(
+            "/loans/LN-1:changeState",
+            json!({ "action": "APPROVE", "notes": "migration" }),
+        )
+        .await;
+    assert_eq!(approved.body["accountState"], "APPROVED");
+
+    let linked = api.link("LN-1", "DP-1").await;
+    assert_eq!(linked.status, 200, "{linked:?}");
+    assert_eq!(
+        linked.body,
+        json!({ "returnCode": 0, "returnStatus": "SUCCESS" })
+    );
+    assert_eq!(
+        api.get("/loans/LN-1").await.body["settlementAccountKey"],
+        deposit.key().as_str()
+    );
+
+    let schedule = api.get("/loans/LN-1/schedule").await;
+    let installments = schedule.body["installments"].as_array().unwrap().clone();
+    assert_eq!(installments.len(), 3);
+    assert_eq!(installments[0]["dueDate"], "2024-02-15T00:00:00+00:00");
+    let edited: Vec<Value> = installments
+        .iter()
+        .zip(["400.00", "400.00", "400.50"])
+        .map(|(i, principal)| body(&format!(r#"{{"encodedKey":"{}","dueDate":"{}","principal":{{"amount":{{"due":{principal}}}}},"interest":{{"amount":{{"due":10.00}}}}}}"#, i["encodedKey"].as_str().unwrap(), i["dueDate"].as_str().unwrap())))
+        .collect();
+    let put = api
+        .put("/loans/LN-1/schedule", Value::Array(edited.clone()))
+        .await;
+    assert_eq!(put.status, 200, "{put:?}");
+    assert_eq!(
+        put.body["installments"][2]["principal"]["amount"]["due"].to_string(),
+        "400.5"
+    );
+    assert_eq!(
+        api.put("/loans/LN-1/schedule", Value::Array(edited))
+            .await
+            .status,
+        200,
+        "the same PUT again is idempotent"
+    );
+    assert_eq!(
+        api.get("/loans/LN-1").await.body["scheduleSettings"]["hasCustomSchedule"],
+        true
+    );
+
+    let disbursed = api.post("/loans/LN-1/disbursement-transactions", json!({ "valueDate": "2024-01-15T00:00:00+00:00", "externalId": "DISB-1", "transferDetails": { "linkedAccountId": "DP-1" } })).await;
+    assert_eq!(disbursed.status, 201, "{disbursed:?}");
+    assert_eq!(disbursed.body["type"], "DISBURSEMENT");
+    assert_eq!(api.get("/loans/LN-1").await.body["accountState"], "ACTIVE");
+    assert_eq!(api.get("/clients/CL-1").await.body["state"], "ACTIVE");
+    assert_eq!(
+        api.get("/deposits/DP-1").await.body["balances"]["totalBalance"].to_string(),
+        "1200.5"
+    );
+
+    let fee = api.post("/loans/LN-1/fee-transactions", json!({ "amount": 25, "installmentNumber": 3, "externalId": "FEE-1", "valueDate": "2024-01-20T00:00:00+00:00" })).await;
+    assert_eq!(fee.status, 201, "{fee:?}");
+    assert_eq!(fee.body["type"], "FEE_APPLIED");
+    let repaid = api
+        .post(
+            "/loans/LN-1/repayment-transactions",
+            body(
+                r#"{"amount":410.00,"externalId":"PAY-1","valueDate":"2024-02-15T00:00:00+00:00"}"#,
+            ),
+        )
+        .await;
+    assert_eq!(repaid.status, 201, "{repaid:?}");
+    assert_eq!(
+        repaid.body["affectedAmounts"]["principalAmount"].to_string(),
+        "400"
+    );
+    assert_eq!(
+        repaid.body["accountBalances"]["totalBalance"].to_string(),
+        "845.5"
+    );
+
+    let listed = api.get("/loans/LN-1/transactions").await;
+    let types: Vec<&str> = listed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["DISBURSEMENT", "FEE_APPLIED", "REPAYMENT"]);
+    assert_eq!(
+        api.get("/loanproducts")
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        api.get("/depositproducts/CA-STD").await.body["encodedKey"],
+        CURRENT_ACCOUNT
+    );
+    assert_eq!(api.get("/branches").await.body[0]["id"], "BR-LIS");
+
+    let stats = sandbox.stats().await;
+    assert_eq!(stats["clients"], 1);
+    assert_eq!(stats["loans_by_state"]["ACTIVE"], 1);
+    assert_eq!(
+        stats["transactions_by_type"],
+        json!({ "DISBURSEMENT": 1, "FEE_APPLIED": 1, "REPAYMENT": 1 })
+    );
+    assert_eq!(stats["settlement_links"], 1);
+    assert_eq!(stats["custom_schedules"], 1);
+    assert_eq!(stats["duplicates"]["total"], 0);
+}
+
+#[tokio::test]
+async fn refusals_carry_mambus_codes_and_reasons() {
+    let sandbox = Sandbox::start(&[]);
+    let api = sandbox.api();
+
+    let missing = api.post("/clients", json!({ "firstName": "Ada" })).await;
+    assert_eq!(
+        (missing.status.as_u16(), missing.code(), missing.reason()),
+        (400, 4, "INVALID_PARAMETERS")
+    );
+    assert!(
+        missing.body["errors"][0]["errorSource"]
+            .as_str()
+            .unwrap()
+            .contains("lastName")
+    );
+
+    let unauthorised = api
+        .clone()
+        .with_api_key("wrong")
+        .post("/clients", json!({ "firstName": "A", "lastName": "B" }))
+        .await;
+    assert_eq!(
+        (
+            unauthorised.status.as_u16(),
+            unauthorised.code(),
+            unauthorised.reason()
+        ),
+        (401, 2, "INVALID_CREDENTIALS")
+    );
+    let no_credentials = Api {
+        api_key: None,
+        ..api.clone()
+    }
+    .get("/clients/x")
+    .await;
+    assert_eq!(no_credentials.status, 401);
+    let basic = api
+        .clone()
+        .with_basic("sandbox", "sandbox")
+        .post("/clients", json!({ "firstName": "A", "lastName": "B" }))
+        .await;
+    assert_eq!(basic.status, 201, "basic auth is accepted too");
+
+    let no_accept = api
+        .clone()
+        .without_accept()
+        .post("/clients", json!({ "firstName": "A", "lastName": "B" }))
+        .await;
+    assert_eq!(no_accept.status, 400);
+    assert_eq!(no_accept.reason(), "INVALID_API_OPERATION", "{no_accept:?}");
+
+    assert_eq!(
+        api.post(
+            "/clients",
+            json!({ "id": "C1", "firstName": "A", "lastName": "B" })
+        )
+        .await
+        .status,
+        201
+    );
+    let taken = api
+        .post(
+            "/clients",
+            json!({ "id": "C1", "firstName": "Other", "lastName": "Person" }),
+        )
+        .await;
+    assert_eq!(
+        (taken.status.as_u16(), taken.code(), taken.reason()),
+        (400, 316, "CLIENT_ID_ALREADY_IN_USE")
+    );
+
+    let (holder, loan) = active_loan(&api, "C2", "L2", "1000").await;
+    let again = api.post("/loans", json!({ "id": "L2", "accountHolderKey": holder, "accountHolderType": "CLIENT", "productTypeKey": PERSONAL_LOAN, "loanAmount": 1000, "scheduleSettings": { "gracePeriod": 0 } })).await;
+    assert_eq!(
+        (again.code(), again.reason()),
+        (411, "ACCOUNT_ID_ALREADY_IN_USE")
+    );
+
+    let outside = api.post("/loans", json!({ "accountHolderKey": holder, "accountHolderType": "CLIENT", "productTypeKey": MICRO_LOAN, "loanAmount": 5000.01, "scheduleSettings": { "gracePeriod": 0 } })).await;
+    assert_eq!(outside.reason(), "PARAMS_INCONSISTENT_WITH_PRODUCT_RULES");
+    assert_eq!(outside.body["errors"][0]["errorSource"], "loanAmount");
+    let too_many = api.post("/loans", json!({ "accountHolderKey": holder, "accountHolderType": "CLIENT", "productTypeKey": MICRO_LOAN, "loanAmount": 500, "scheduleSettings": { "gracePeriod": 0, "repaymentInstallments": 25 } })).await;
+    assert_eq!(
+        too_many.body["errors"][0]["errorSource"],
+        "scheduleSettings.repaymentInstallments"
+    );
+    let unknown_product = api.post("/loans", json!({ "accountHolderKey": holder, "accountHolderType": "CLIENT", "productTypeKey": "PL-STD", "loanAmount": 500, "scheduleSettings": { "gracePeriod": 0 } })).await;
+    assert_eq!(
+        unknown_product.reason(),
+        "INVALID_PRODUCT_KEY",
+        "productTypeKey takes the encodedKey, not the product id"
+    );
+
+    let paid = api
+        .post(
+            &format!("/loans/{loan}/repayment-transactions"),
+            json!({ "amount": 10, "externalId": "P1" }),
+        )
+        .await;
+    assert_eq!(paid.status, 201, "{paid:?}");
+    let twice = api
+        .post(
+            &format!("/loans/{loan}/repayment-transactions"),
+            json!({ "amount": 10, "externalId": "P1" }),
+        )
+        .await;
+    assert_eq!(twice.reason(), "EXTERNAL_ID_ALREADY_EXISTS");
+
+    let reapprove = api
+        .post(
+            &format!("/loans/{loan}:changeState"),
+            json!({ "action": "APPROVE" }),
+        )
+        .await;
+    assert_eq!(
+        (reapprove.code(), reapprove.reason()),
+        (116, "INVALID_STATE_TRANSITION")
+    );
+    let redisburse = api
+        .post(
+            &format!("/loans/{loan}/disbursement-transactions"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(redisburse.reason(), "ACCOUNT_ALREADY_DISBURSED");
+
+    let excess = api
+        .post(
+            &format!("/loans/{loan}/repayment-transactions"),
+            json!({ "amount": 100000 }),
+        )
+        .await;
+    assert_eq!(
+        (excess.code(), excess.reason()),
+        (110, "EXCESS_REPAYMENT_ERROR")
+    );
+
+    api.post(
+        "/clients",
+        json!({ "id": "C3", "firstName": "A", "lastName": "B" }),
+    )
+    .await;
+    let c3 = api.get("/clients/C3").await.key();
+    api.post("/loans", json!({ "id": "L3", "accountHolderKey": c3, "accountHolderType": "CLIENT", "productTypeKey": PERSONAL_LOAN, "loanAmount": 1000, "scheduleSettings": { "gracePeriod": 0 } })).await;
+    let unapproved = api
+        .post("/loans/L3/disbursement-transactions", json!({}))
+        .await;
+    assert_eq!(
+        (unapproved.code(), unapproved.reason()),
+        (105, "INVALID_ACCOUNT_STATE")
+    );
+    let not_active = api
+        .post("/loans/L3/repayment-transactions", json!({ "amount": 1 }))
+        .await;
+    assert_eq!(
+        (not_active.code(), not_active.reason()),
+        (128, "INVALID_ACCOUNT_STATE_FOR_REPAYMENTS")
+    );
+    let fee_without_installment = api
+        .post(
+            &format!("/loans/{loan}/fee-transactions"),
+            json!({ "amount": 5 }),
+        )
+        .await;
+    assert_eq!(
+        fee_without_installment.reason(),
+        "INSTALLMENT_NUMBER_MANDATORY_FOR_FIXED_ACCOUNTS"
+    );
+
+    let bad_schedule = api.put("/loans/L3/schedule", json!([{ "dueDate": "2030-01-01T00:00:00+00:00", "principal": { "amount": { "due": 1 } } }])).await;
+    assert_eq!(
+        (bad_schedule.code(), bad_schedule.reason()),
+        (132, "INCONSISTENT_SCHEDULE_PRINCIPAL_DUE_WITH_LOAN_AMOUNT")
+    );
+
+    let no_link = api.link("L3", "nope").await;
+    assert_eq!(no_link.reason(), "INVALID_SETTLEMENT_ACCOUNT_KEY");
+    assert!(
+        no_link.body.get("returnCode").is_some(),
+        "v1 answers carry the v1 body: {no_link:?}"
+    );
+
+    let missing_loan = api.get("/loans/nope").await;
+    assert_eq!(
+        (missing_loan.status.as_u16(), missing_loan.reason()),
+        (404, "INVALID_LOAN_ACCOUNT_ID")
+    );
+    let malformed = api
+        .send(
+            reqwest::Method::POST,
+            "/clients",
+            Some(&Value::String("{".into())),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(malformed.status, 400);
+}
+
+#[tokio::test]
+async fn idempotency_key_replays_the_first_answer_and_refuses_another_body() {
+    let sandbox = Sandbox::start(&[]);
+    let api = sandbox.api();
+    let key = "0b6b3c3e-52d4-4bd4-9d1a-0d6a1e6b9c11";
+    let first = api
+        .post_keyed(
+            "/clients",
+            json!({ "firstName": "Ada", "lastName": "Lovelace" }),
+            key,
+        )
+        .await;
+    let replay = api
+        .post_keyed(
+            "/clients",
+            json!({ "firstName": "Ada", "lastName": "Lovelace" }),
+            key,
+        )
+        .await;
+    assert_eq!(first.status, 201);
+    assert_eq!(replay.status, 201);
+    assert_eq!(
+        replay.key(),
+        first.key(),
+        "the replay answers the first creation"
+    );
+    let other = api
+        .post_keyed(
+            "/clients",
+            json!({ "firstName": "Grace", "lastName": "Hopper" }),
+            key,
+        )
+        .await;
+    assert_eq!(other.status, 400);
+    assert!(
+        other.body["errors"][0]["errorSource"]
+            .as_str()
+            .unwrap()
+            .contains("Idempotency-Key")
+    );
+    let not_uuid = api
+        .post_keyed(
+            "/clients",
+            json!({ "firstName": "A", "lastName": "B" }),
+            "not-a-uuid",
+        )
+        .await;
+    assert_eq!(not_uuid.status, 400);
+    let stats = sandbox.stats().await;
+    assert_eq!(stats["clients"], 1);
+    assert_eq!(stats["requests"]["idempotent_replays"], 1);
+    assert_eq!(stats["requests"]["idempotency_conflicts"], 1);
+}
+
+#[tokio::test]
+async fn ignored_idempotency_keys_let_duplicates_through_and_stats_count_them() {
+    let sandbox = Sandbox::start(&["--idempotency", "ignore"]);
+    let api = sandbox.api();
+    let key = "5f0a1a43-3a43-4c55-8c61-2f0b8f7c1d22";
+    let first = api
+        .post_keyed(
+            "/clients",
+            json!({ "firstName": "Ada", "lastName": "Lovelace", "birthDate": "1815-12-10" }),
+            key,
+        )
+        .await;
+    let second = api
+        .post_keyed(
+            "/clients",
+            json!({ "firstName": "Ada", "lastName": "Lovelace", "birthDate": "1815-12-10" }),
+            key,
+        )
+        .await;
+    assert_ne!(first.key(), second.key(), "an expired key does not protect");
+    let (_, loan) = active_loan(&api, "C9", "L9", "1000").await;
+    for _ in 0..3 {
+        let r = api
+            .post(
+                &format!("/loans/{loan}/repayment-transactions"),
+                json!({ "amount": 12.5, "valueDate": "2024-03-01T00:00:00+00:00" }),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let stats = sandbox.stats().await;
+    assert_eq!(stats["duplicates"]["clients"], 1);
+    assert_eq!(stats["duplicates"]["transactions"], 2);
+    assert_eq!(stats["duplicates"]["total"], 3);
+}
+
+#[tokio::test]
+async fn a_lost_reply_still_applies_the_change() {
+    let sandbox = Sandbox::start(&["--lost-reply-rate", "1", "--seed", "7"]);
+    let api = sandbox.api();
+    let mut dropped = 0;
+    let mut errored = 0;
+    for i in 0..12 {
+        match api
+            .send(
+                reqwest::Method::POST,
+                "/clients",
+                Some(&json!({ "id": format!("C{i}"), "firstName": "A", "lastName": "B" })),
+                None,
+            )
+            .await
+        {
+            Err(_) => dropped += 1,
+            Ok(answer) => {
+                assert_eq!(answer.status, 500, "{answer:?}");
+                errored += 1;
+            }
+        }
+        assert_eq!(
+            api.get(&format!("/clients/C{i}")).await.status,
+            200,
+            "client C{i} exists although its answer was lost"
+        );
+    }
+    assert!(
+        dropped > 0 && errored > 0,
+        "both ways of losing a reply happen: {dropped} dropped, {errored} errored"
+    );
+    let stats = sandbox.stats().await;
+    assert_eq!(stats["clients"], 12);
+    assert_eq!(stats["requests"]["lost_replies"], 12);
+    assert_eq!(stats["requests"]["dropped_connections"], dropped);
+}
+
+#[tokio::test]
+async fn throttling_answers_429_past_the_rate_with_retry_after() {
+    let sandbox = Sandbox::start(&["--throttle-rps", "2"]);
+    let api = sandbox.api();
+    let mut statuses = Vec::new();
+    let mut retry_after = Vec::new();
+    for _ in 0..6 {
+        let answer = api.get("/loanproducts").await;
+        statuses.push(answer.status.as_u16());
+        if let Some(v) = answer.headers.get("retry-after") {
+            retry_after.push(v.to_str().unwrap().parse::<u64>().unwrap());
+        }
+    }
+    // A burst of 2 passes; the rest, sent faster than 2/s, is throttled.
+    assert_eq!(&statuses[..2], [200, 200]);
+    assert!(statuses[2..].contains(&429), "{statuses:?}");
+    assert_eq!(
+        retry_after.len(),
+        statuses.iter().filter(|s| **s == 429).count()
+    );
+    assert!(retry_after.iter().all(|s| *s >= 1));
+    assert_eq!(
+        sandbox.stats().await["requests"]["throttled"],
+        retry_after.len()
+    );
+
+    let quiet = Sandbox::start(&["--throttle-rps", "1", "--no-retry-after"]);
+    let api = quiet.api();
+    api.get("/loanproducts").await;
+    let throttled = api.get("/loanproducts").await;
+    assert_eq!(throttled.status, 429);
+    assert!(throttled.headers.get("retry-after").is_none());
+}
+
+#[tokio::test]
+async fn injected_faults_change_nothing() {
+    let sandbox = Sandbox::start(&["--fault-rate", "1", "--seed", "3"]);
+    let api = sandbox.api();
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        let answer = api
+            .post(
+                "/clients",
+                json!({ "id": format!("C{i}"), "firstName": "A", "lastName": "B" }),
+            )
+            .await;
+        seen.insert(answer.status.as_u16());
+    }
+    assert_eq!(seen, [409, 500, 502, 503, 504].into_iter().collect());
+    let stats = sandbox.stats().await;
+    assert_eq!(stats["clients"], 0);
+    assert_eq!(stats["requests"]["injected_faults"], 40);
+}
+
+#[tokio::test]
+async fn latency_delays_every_answer() {
+    let sandbox = Sandbox::start(&["--latency-ms", "150", "--jitter-ms", "20"]);
+    let api = sandbox.api();
+    let started = std::time::Instant::now();
+    api.get("/loanproducts").await;
+    api.get("/loanproducts").await;
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(300),
+        "two calls take at least twice the latency"
+    );
+}
+
+#[tokio::test]
+async fn faults_can_be_changed_while_running() {
+    let sandbox = Sandbox::start(&[]);
+    let http = reqwest::Client::new();
+    let faults: Value = http
+        .put(format!("{}/_sandbox/faults", sandbox.origin))
+        .body(r#"{"throttle_rps":1.0}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(faults["throttle_rps"], 1.0);
+    let api = sandbox.api();
+    api.get("/loanproducts").await;
+    assert_eq!(api.get("/loanproducts").await.status, 429);
+    let refused = http
+        .put(format!("{}/_sandbox/faults", sandbox.origin))
+        .body(r#"{"throttle":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400, "unknown fault names are refused");
+}
+
+#[tokio::test]
+async fn sigterm_stops_it_cleanly() {
+    let sandbox = Sandbox::start(&[]);
+    assert_eq!(sandbox.api().get("/loanproducts").await.status, 200);
+    let status = sandbox.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn products_load_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("products.json");
+    std::fs::write(
+        &path,
+        r#"{"loanProducts":[{"id":"X","encodedKey":"k1","name":"X loan","type":"DYNAMIC_TERM_LOAN",
+            "loanAmountSettings":{"loanAmount":{"minValue":10,"maxValue":20}},
+            "scheduleSettings":{"numInstallments":{"minValue":1,"maxValue":2}}}],
+           "depositProducts":[]}"#,
+    )
+    .unwrap();
+    let sandbox = Sandbox::start(&["--products", path.to_str().unwrap()]);
+    let api = sandbox.api();
+    let listed = api.get("/loanproducts").await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 1);
+    let holder = api
+        .post("/clients", json!({ "firstName": "A", "lastName": "B" }))
+        .await
+        .key();
+    let ok = api.post("/loans", json!({ "accountHolderKey": holder, "accountHolderType": "CLIENT", "productTypeKey": "k1", "loanAmount": 15, "scheduleSettings": { "gracePeriod": 0 } })).await;
+    assert_eq!(ok.status, 201, "{ok:?}");
+    let too_big = api.post("/loans", json!({ "accountHolderKey": holder, "accountHolderType": "CLIENT", "productTypeKey": "k1", "loanAmount": 21, "scheduleSettings": { "gracePeriod": 0 } })).await;
+    assert_eq!(too_big.status, 400);
+    let _ = API_KEY;
+}
+
+#[test]
+fn a_bad_products_file_is_refused_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("products.json");
+    std::fs::write(
+        &path,
+        r#"{"loanProducts":[{"id":"X"}],"depositProducts":[]}"#,
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mambu-migrate"))
+        .args(["sandbox", "--port", "0", "--products"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("products.json") && stderr.contains("line 1"),
+        "{stderr}"
+    );
+}
