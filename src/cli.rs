@@ -65,7 +65,7 @@ pub struct RunArgs {
 #[derive(Debug, Subcommand)]
 pub enum PlanCommand {
     /// Report every problem in a plan and its data before anything touches a tenant.
-    Validate(PlanArgs),
+    Validate(ValidateArgs),
     /// Volumes, sample calls and timings for Mambu's onboarding team.
     Estimate(PlanArgs),
     /// Print the plan's JSON Schema.
@@ -79,6 +79,28 @@ pub struct PlanArgs {
     /// Override a source's file: NAME=PATH.
     #[arg(long = "source", value_name = "NAME=PATH")]
     pub sources: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The plan file (YAML).
+    pub plan: PathBuf,
+    /// Override a source's file: NAME=PATH (the same plan on the sample and on the full extract).
+    #[arg(long = "source", value_name = "NAME=PATH")]
+    pub sources: Vec<String>,
+    /// Also check against a tenant's configuration (products, branches, limits): `sandbox` or
+    /// its base URL (credentials from MAMBU_API_KEY, or MAMBU_USERNAME and MAMBU_PASSWORD).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -176,14 +198,49 @@ pub struct GenerateArgs {
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Run(_) => not_built("run"),
-        Command::Plan(PlanCommand::Validate(_)) => not_built("plan validate"),
+        Command::Plan(PlanCommand::Validate(args)) => validate(args),
         Command::Plan(PlanCommand::Estimate(_)) => not_built("plan estimate"),
-        Command::Plan(PlanCommand::Schema) => not_built("plan schema"),
+        Command::Plan(PlanCommand::Schema) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::plan::file::json_schema())?
+            );
+            Ok(ExitStatus::Success)
+        }
         Command::Status(_) => not_built("status"),
         Command::Verify(_) => not_built("verify"),
         Command::Sandbox(args) => run_sandbox(args),
         Command::Fixtures(FixturesCommand::Generate(args)) => generate_fixtures(args),
     }
+}
+
+/// `NAME=PATH` pairs of `--source`.
+fn source_overrides(pairs: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((name, path)) if !name.is_empty() && !path.is_empty() => Ok((name.to_owned(), PathBuf::from(path))),
+            _ => anyhow::bail!("--source {pair:?}: write it as NAME=PATH, e.g. --source transactions=full/transactions.csv"),
+        })
+        .collect()
+}
+
+fn validate(args: ValidateArgs) -> anyhow::Result<ExitStatus> {
+    let options = crate::validate::Options {
+        plan: args.plan,
+        sources: source_overrides(&args.sources)?,
+        target: args.target,
+    };
+    let report = crate::validate::validate(&options);
+    match args.format {
+        Format::Text => print!("{}", report.render()),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(if report.is_clean() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::InvalidInput
+    })
 }
 
 fn not_built(name: &str) -> anyhow::Result<ExitStatus> {

@@ -12,9 +12,11 @@
 
 pub mod cli;
 pub mod fixtures;
+pub mod mambu;
 pub mod plan;
 pub mod sandbox;
 pub mod source;
+pub mod validate;
 
 use std::process::ExitCode;
 

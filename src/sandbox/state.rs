@@ -1617,7 +1617,7 @@ mod tests {
     fn repayment_is_allocated_fee_interest_principal_and_closes_the_loan() {
         let mut t = tenant();
         let holder = client(&mut t);
-        let l = loan(&mut t, &holder, "300");
+        let l = loan(&mut t, &holder, "600");
         let id = l["id"].as_str().unwrap().to_owned();
         t.change_loan_state(&id, &json!({ "action": "APPROVE" }))
             .unwrap();

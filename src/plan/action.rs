@@ -1,0 +1,201 @@
+//! The built-in actions: the call each makes, what its body must hold (the required fields of
+//! Mambu's spec), and what makes a replay of it safe (DESIGN.md, "Built-in steps").
+//!
+//! This is plain data: the plan checks bodies against it, the estimate counts calls with it, the
+//! executor sends what it describes.
+
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    CreateClient,
+    CreateDeposit,
+    ApproveDeposit,
+    CreateLoan,
+    ApproveLoan,
+    LinkSettlementAccount,
+    EditSchedule,
+    DisburseLoan,
+    ApplyFee,
+    PostRepayment,
+    /// Any method and path the plan declares.
+    Request,
+}
+
+/// What an action's path needs besides the base URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    None,
+    Loan,
+    Deposit,
+    LoanAndDeposit,
+}
+
+impl Action {
+    pub const ALL: [Action; 11] = [
+        Action::CreateClient,
+        Action::CreateDeposit,
+        Action::ApproveDeposit,
+        Action::CreateLoan,
+        Action::ApproveLoan,
+        Action::LinkSettlementAccount,
+        Action::EditSchedule,
+        Action::DisburseLoan,
+        Action::ApplyFee,
+        Action::PostRepayment,
+        Action::Request,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::CreateClient => "create_client",
+            Action::CreateDeposit => "create_deposit",
+            Action::ApproveDeposit => "approve_deposit",
+            Action::CreateLoan => "create_loan",
+            Action::ApproveLoan => "approve_loan",
+            Action::LinkSettlementAccount => "link_settlement_account",
+            Action::EditSchedule => "edit_schedule",
+            Action::DisburseLoan => "disburse_loan",
+            Action::ApplyFee => "apply_fee",
+            Action::PostRepayment => "post_repayment",
+            Action::Request => "request",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    pub fn names() -> Vec<&'static str> {
+        Action::ALL.iter().map(|a| a.name()).collect()
+    }
+
+    /// The HTTP calls it makes, in order: (method, path with `{loan}`/`{deposit}` holes).
+    pub fn calls(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Action::CreateClient => &[("POST", "/clients")],
+            Action::CreateDeposit => &[("POST", "/deposits")],
+            Action::ApproveDeposit => &[("POST", "/deposits/{deposit}:changeState")],
+            Action::CreateLoan => &[("POST", "/loans")],
+            Action::ApproveLoan => &[("POST", "/loans/{loan}:changeState")],
+            Action::LinkSettlementAccount => {
+                &[("POST", "/loans/{loan}/settlementAccounts/{deposit}")]
+            }
+            Action::EditSchedule => &[
+                ("GET", "/loans/{loan}/schedule"),
+                ("PUT", "/loans/{loan}/schedule"),
+            ],
+            Action::DisburseLoan => &[("POST", "/loans/{loan}/disbursement-transactions")],
+            Action::ApplyFee => &[("POST", "/loans/{loan}/fee-transactions")],
+            Action::PostRepayment => &[("POST", "/loans/{loan}/repayment-transactions")],
+            Action::Request => &[],
+        }
+    }
+
+    pub fn target(self) -> Target {
+        match self {
+            Action::CreateClient | Action::CreateDeposit | Action::CreateLoan | Action::Request => {
+                Target::None
+            }
+            Action::ApproveDeposit => Target::Deposit,
+            Action::LinkSettlementAccount => Target::LoanAndDeposit,
+            Action::ApproveLoan
+            | Action::EditSchedule
+            | Action::DisburseLoan
+            | Action::ApplyFee
+            | Action::PostRepayment => Target::Loan,
+        }
+    }
+
+    /// API v1 (no v2 Accept header, v1 error bodies).
+    pub fn is_v1(self) -> bool {
+        self == Action::LinkSettlementAccount
+    }
+
+    /// Whether Mambu takes an Idempotency-Key on it (every POST but the v1 link).
+    pub fn takes_idempotency_key(self) -> bool {
+        !matches!(
+            self,
+            Action::LinkSettlementAccount | Action::EditSchedule | Action::Request
+        )
+    }
+
+    /// Whether the plan writes its body (edit_schedule takes `installments`, the link nothing).
+    pub fn takes_body(self) -> bool {
+        !matches!(self, Action::LinkSettlementAccount | Action::EditSchedule)
+    }
+
+    /// The body used when the plan gives none (or merged under the plan's).
+    pub fn default_body(self) -> Option<Value> {
+        match self {
+            Action::ApproveLoan | Action::ApproveDeposit => {
+                Some(json!({ "action": "APPROVE", "notes": "migrated" }))
+            }
+            Action::DisburseLoan => Some(json!({})),
+            _ => None,
+        }
+    }
+
+    /// Body fields Mambu's spec requires (dotted for nested ones).
+    pub fn required_fields(self) -> &'static [&'static str] {
+        match self {
+            Action::CreateClient => &["firstName", "lastName"],
+            Action::CreateDeposit => &[
+                "accountHolderKey",
+                "accountHolderType",
+                "name",
+                "productTypeKey",
+            ],
+            Action::CreateLoan => &[
+                "accountHolderKey",
+                "accountHolderType",
+                "loanAmount",
+                "productTypeKey",
+                "scheduleSettings",
+                "scheduleSettings.gracePeriod",
+            ],
+            Action::ApproveLoan | Action::ApproveDeposit => &["action"],
+            Action::PostRepayment | Action::ApplyFee => &["amount"],
+            _ => &[],
+        }
+    }
+
+    /// The Mambu entity it creates, whose `id`/`encodedKey` later steps use.
+    pub fn creates(self) -> Option<&'static str> {
+        match self {
+            Action::CreateClient => Some("client"),
+            Action::CreateDeposit => Some("deposit"),
+            Action::CreateLoan => Some("loan"),
+            Action::DisburseLoan | Action::ApplyFee | Action::PostRepayment => Some("transaction"),
+            _ => None,
+        }
+    }
+
+    /// A transaction: replays are made safe by an `externalId`.
+    pub fn is_transaction(self) -> bool {
+        matches!(
+            self,
+            Action::DisburseLoan | Action::ApplyFee | Action::PostRepayment
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for action in Action::ALL {
+            assert_eq!(Action::parse(action.name()), Some(action));
+        }
+        assert_eq!(Action::parse("create_clients"), None);
+    }
+
+    #[test]
+    fn compound_steps_count_all_their_calls() {
+        assert_eq!(Action::EditSchedule.calls().len(), 2);
+        assert!(Action::LinkSettlementAccount.is_v1());
+        assert!(!Action::EditSchedule.takes_idempotency_key());
+    }
+}

@@ -1,0 +1,905 @@
+//! From what the user typed to a checked [`Plan`]: semantic checks of the plan's structure,
+//! every problem collected and located by line and column.
+//!
+//! Checks needing the data (columns named by templates) run later, in
+//! [`Plan::check_templates`], once the files' headers are known.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::action::{Action, Target as ActionTarget};
+use super::file::{ColumnKind, InstallmentsFile, PlanFile, StepFile, TargetFile};
+use super::load::{LoadedPlan, PlanProblem, did_you_mean};
+use crate::source::{CellType, ColumnSpec, SourceDef};
+
+/// Where the plan sends its calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The embedded sandbox, started in-process.
+    Sandbox,
+    /// A tenant: its API base URL and the environment variables holding its credentials.
+    Tenant {
+        base_url: String,
+        api_key_env: String,
+        username_env: String,
+        password_env: String,
+    },
+}
+
+/// A column's rules beyond its type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ColumnRule {
+    pub required: bool,
+    pub positive: bool,
+}
+
+/// A checked plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    /// The plan file, and the folder source paths are relative to.
+    pub file: PathBuf,
+    pub target: Target,
+    /// Settings as typed (limits, error budget, lookups, timezone).
+    pub settings: PlanFile,
+    /// Sources with their files resolved (overrides applied), in the plan's order.
+    pub sources: Vec<SourceDef>,
+    /// Rules per source and column.
+    pub rules: BTreeMap<String, BTreeMap<String, ColumnRule>>,
+    pub unit: String,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Action(Box<ActionStep>),
+    ForEach(Group),
+}
+
+/// Steps run once per row of a child source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// Key path in the plan file, e.g. `steps[2]`.
+    pub path: String,
+    pub source: String,
+    pub when: Option<String>,
+    pub steps: Vec<Step>,
+}
+
+/// One action step, with its defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionStep {
+    pub path: String,
+    pub id: String,
+    pub action: Action,
+    pub when: Option<String>,
+    /// The body template (the action's default body merged under the plan's).
+    pub body: Option<Value>,
+    /// Template of the loan's id or encodedKey, for actions on a loan.
+    pub loan: Option<String>,
+    /// Template of the deposit's id or encodedKey, for actions on a deposit.
+    pub deposit: Option<String>,
+    pub installments: Option<InstallmentsFile>,
+    /// request: method and path template.
+    pub method: Option<String>,
+    pub request_path: Option<String>,
+    pub save: BTreeMap<String, String>,
+    /// The sources whose current rows are in scope (unit source first).
+    pub scope: Vec<String>,
+}
+
+/// Words in a column's name that say it holds personal data.
+const PERSONAL_WORDS: [&str; 14] = [
+    "name", "birth", "email", "mail", "phone", "mobile", "address", "street", "postcode", "zip",
+    "national", "passport", "document", "tax",
+];
+
+/// Whether a column holds personal data, by its name.
+pub fn personal_by_name(column: &str) -> bool {
+    let lower = column.to_ascii_lowercase();
+    PERSONAL_WORDS.iter().any(|w| lower.contains(w))
+        || lower.ends_with("_id_number")
+        || lower == "ssn"
+}
+
+/// Checks a loaded plan. `overrides` replace source files (`--source NAME=PATH`).
+pub fn check(
+    loaded: &LoadedPlan,
+    overrides: &[(String, PathBuf)],
+) -> Result<Plan, Vec<PlanProblem>> {
+    let (plan, problems) = check_all(loaded, overrides);
+    if problems.is_empty() {
+        Ok(plan)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Like [`check`], but gives back the plan as far as it could be built along with every
+/// problem, so that `plan validate` can go on to check the data.
+pub fn check_all(loaded: &LoadedPlan, overrides: &[(String, PathBuf)]) -> (Plan, Vec<PlanProblem>) {
+    let mut problems = Vec::new();
+    let file = &loaded.plan;
+    let mut report = |path: &str, message: String, hint: Option<String>| {
+        problems.push(loaded.problem(path, message, hint))
+    };
+
+    if file.version != 1 {
+        report(
+            "version",
+            format!("unsupported plan version {}", file.version),
+            Some("this tool reads version 1".into()),
+        );
+    }
+    if file.name.trim().is_empty() || file.name.contains(['/', '\\']) {
+        report(
+            "name",
+            "the plan's name must be non-empty and must not contain a slash".into(),
+            Some("it names the run directory runs/<name>/".into()),
+        );
+    }
+    let target = match &file.target {
+        TargetFile::Name(name) if name == "sandbox" => Target::Sandbox,
+        TargetFile::Name(other) => {
+            report(
+                "target",
+                format!("unknown target `{other}`"),
+                Some("write `sandbox`, or a map with base_url and auth".into()),
+            );
+            Target::Sandbox
+        }
+        TargetFile::Tenant(t) => {
+            match reqwest::Url::parse(&t.base_url) {
+                Ok(url) if url.scheme() == "https" => {}
+                Ok(url)
+                    if url.scheme() == "http"
+                        && matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")) => {}
+                Ok(_) => report(
+                    "target.base_url",
+                    "plain http is refused except to loopback".into(),
+                    Some("use the tenant's https:// URL".into()),
+                ),
+                Err(e) => report(
+                    "target.base_url",
+                    format!("not a URL: {e}"),
+                    Some("e.g. https://acme.sandbox.mambu.com/api".into()),
+                ),
+            }
+            Target::Tenant {
+                base_url: t.base_url.trim_end_matches('/').to_owned(),
+                api_key_env: t.auth.api_key_env.clone(),
+                username_env: t.auth.username_env.clone(),
+                password_env: t.auth.password_env.clone(),
+            }
+        }
+    };
+    if chrono::DateTime::parse_from_rfc3339(&format!("2000-01-01T00:00:00{}", file.timezone))
+        .is_err()
+    {
+        report(
+            "timezone",
+            format!("`{}` is not a UTC offset", file.timezone),
+            Some("write it as +01:00 or -05:00".into()),
+        );
+    }
+    let limits = &file.limits;
+    if !(limits.requests_per_second > 0.0 && limits.requests_per_second.is_finite()) {
+        report("limits.requests_per_second", "must be above 0".into(), None);
+    }
+    if limits.concurrency == 0 {
+        report("limits.concurrency", "must be at least 1".into(), None);
+    }
+    if limits.timeout_seconds.is_nan() || limits.timeout_seconds <= 0.0 {
+        report("limits.timeout_seconds", "must be above 0".into(), None);
+    }
+    if limits.retry.max_attempts == 0 {
+        report(
+            "limits.retry.max_attempts",
+            "must be at least 1 (the first attempt counts)".into(),
+            None,
+        );
+    }
+    if limits.retry.initial_backoff_ms > limits.retry.max_backoff_ms {
+        report(
+            "limits.retry",
+            "initial_backoff_ms is above max_backoff_ms".into(),
+            None,
+        );
+    }
+    if !(file.error_budget.max_error_rate > 0.0 && file.error_budget.max_error_rate <= 1.0) {
+        report(
+            "error_budget.max_error_rate",
+            "must be above 0 and at most 1".into(),
+            Some("0.10 stops the run when more than one unit in ten fails".into()),
+        );
+    }
+
+    // Sources.
+    let plan_dir = loaded
+        .file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let names: Vec<&str> = file.sources.keys().map(String::as_str).collect();
+    for (name, _) in overrides {
+        if !file.sources.contains_key(name) {
+            let hint = did_you_mean(name, &names)
+                .map(|s| format!("did you mean `{s}`?"))
+                .unwrap_or_else(|| format!("the plan's sources: {}", names.join(", ")));
+            report(
+                "sources",
+                format!("--source names `{name}`, which the plan does not define"),
+                Some(hint),
+            );
+        }
+    }
+    let mut sources = Vec::new();
+    let mut rules: BTreeMap<String, BTreeMap<String, ColumnRule>> = BTreeMap::new();
+    for (name, source) in &file.sources {
+        let at = format!("sources.{name}");
+        let path = overrides
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| normalize(&plan_dir.join(&source.file)));
+        let mut def = SourceDef::new(name, path, &source.key);
+        if let Some(parent) = &source.parent {
+            match parent.split_once('.') {
+                Some((p, column)) if !p.is_empty() && !column.is_empty() => def = def.with_parent(p, column),
+                _ => report(&format!("{at}.parent"), format!("`{parent}` is not `source.column`"), Some("e.g. `clients.client_id`: the parent source, and this file's column holding the parent's key".into())),
+            }
+        }
+        def = def.with_order_by(&source.order_by);
+        if let Some(delimiter) = &source.delimiter {
+            let d = if delimiter == "\\t" || delimiter == "tab" {
+                "\t"
+            } else {
+                delimiter.as_str()
+            };
+            match d.as_bytes() {
+                [b] if b.is_ascii() && *b != b'"' && *b != b'\n' => def = def.with_delimiter(*b),
+                _ => report(
+                    &format!("{at}.delimiter"),
+                    format!("`{delimiter}` is not one ASCII character"),
+                    Some("use `,`, `;`, `|` or `\\t`".into()),
+                ),
+            }
+        }
+        let mut columns: BTreeSet<&str> = source.columns.keys().map(String::as_str).collect();
+        columns.extend(source.personal.iter().map(String::as_str));
+        for column in columns {
+            let declared = source.columns.get(column);
+            let cell_type = match declared {
+                None => CellType::Text,
+                Some(c) => match (c.kind, &c.format) {
+                    (ColumnKind::Text, _) => CellType::Text,
+                    (ColumnKind::Decimal, _) => CellType::Decimal,
+                    (ColumnKind::Int, _) => CellType::Int,
+                    (ColumnKind::Bool, _) => CellType::Bool,
+                    (ColumnKind::Date, None) => CellType::date(),
+                    (ColumnKind::Date, Some(f)) => CellType::date_in(f),
+                    (ColumnKind::Datetime, None) => CellType::datetime(),
+                    (ColumnKind::Datetime, Some(f)) => CellType::datetime_in(f),
+                },
+            };
+            if let Some(c) = declared {
+                if c.format.is_some() && !matches!(c.kind, ColumnKind::Date | ColumnKind::Datetime)
+                {
+                    report(
+                        &format!("{at}.columns.{column}.format"),
+                        "a format applies to date and datetime columns only".into(),
+                        None,
+                    );
+                }
+                if c.positive && !matches!(c.kind, ColumnKind::Decimal | ColumnKind::Int) {
+                    report(
+                        &format!("{at}.columns.{column}.positive"),
+                        "`positive` applies to decimal and int columns only".into(),
+                        None,
+                    );
+                }
+                rules.entry(name.clone()).or_default().insert(
+                    column.to_owned(),
+                    ColumnRule {
+                        required: c.required,
+                        positive: c.positive,
+                    },
+                );
+            }
+            let personal = declared.and_then(|c| c.personal).unwrap_or_else(|| {
+                source.personal.iter().any(|p| p == column) || personal_by_name(column)
+            });
+            def = def.with_column(
+                column,
+                if personal {
+                    ColumnSpec::personal(cell_type)
+                } else {
+                    ColumnSpec::new(cell_type)
+                },
+            );
+        }
+        sources.push(def);
+    }
+    if !file.sources.contains_key(&file.unit) {
+        let hint = did_you_mean(&file.unit, &names)
+            .map(|s| format!("did you mean `{s}`?"))
+            .unwrap_or_else(|| format!("the plan's sources: {}", names.join(", ")));
+        report(
+            "unit",
+            format!("the unit source `{}` is not defined", file.unit),
+            Some(hint),
+        );
+    }
+
+    // Lookups.
+    for (name, lookup) in &file.lookups {
+        if !lookup.path.starts_with('/') {
+            report(
+                &format!("lookups.{name}.path"),
+                format!("`{}` must start with /", lookup.path),
+                Some("a path under the API base, e.g. /loanproducts".into()),
+            );
+        }
+    }
+
+    // Steps.
+    let parents: BTreeMap<&str, &str> = file
+        .sources
+        .iter()
+        .filter_map(|(n, s)| Some((n.as_str(), s.parent.as_deref()?.split_once('.')?.0)))
+        .collect();
+    let mut walker = StepWalker {
+        loaded,
+        parents: &parents,
+        sources: &names,
+        ids: BTreeMap::new(),
+        problems: Vec::new(),
+    };
+    let steps = walker.walk(
+        &file.steps,
+        "steps",
+        std::slice::from_ref(&file.unit),
+        &Defaults::default(),
+    );
+    if file.steps.is_empty() {
+        walker.problems.push(loaded.problem(
+            "steps",
+            "the plan has no steps",
+            Some("add at least a create_client step".into()),
+        ));
+    }
+    problems.extend(walker.problems);
+
+    problems.sort_by_key(|p| (p.at.line, p.at.column));
+    (
+        Plan {
+            name: file.name.clone(),
+            file: loaded.file.clone(),
+            target,
+            settings: file.clone(),
+            sources,
+            rules,
+            unit: file.unit.clone(),
+            steps,
+        },
+        problems,
+    )
+}
+
+/// `a/b/../c` as `a/c`, without touching the disk (the file may not exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir
+                if matches!(
+                    out.components().next_back(),
+                    Some(std::path::Component::Normal(_))
+                ) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The steps a loan or deposit action works on when it does not say.
+#[derive(Debug, Clone, Default)]
+struct Defaults {
+    loan: Option<String>,
+    deposit: Option<String>,
+}
+
+struct StepWalker<'a> {
+    loaded: &'a LoadedPlan,
+    parents: &'a BTreeMap<&'a str, &'a str>,
+    sources: &'a [&'a str],
+    ids: BTreeMap<String, String>,
+    problems: Vec<PlanProblem>,
+}
+
+impl StepWalker<'_> {
+    fn report(&mut self, path: &str, message: String, hint: Option<String>) {
+        self.problems.push(self.loaded.problem(path, message, hint));
+    }
+
+    fn walk(
+        &mut self,
+        steps: &[StepFile],
+        at: &str,
+        scope: &[String],
+        inherited: &Defaults,
+    ) -> Vec<Step> {
+        let mut defaults = inherited.clone();
+        let mut out = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            let path = format!("{at}[{i}]");
+            match (&step.action, &step.for_each) {
+                (Some(_), Some(_)) => self.report(
+                    &path,
+                    "a step has either `action` or `for_each`, not both".into(),
+                    Some("put the action in the for_each's `steps`".into()),
+                ),
+                (None, None) => self.report(
+                    &path,
+                    "a step needs `action` (one call) or `for_each` (steps per child row)".into(),
+                    None,
+                ),
+                (None, Some(source)) => {
+                    if let Some(group) = self.group(step, source, &path, scope, &defaults) {
+                        out.push(Step::ForEach(group));
+                    }
+                }
+                (Some(name), None) => {
+                    if let Some(action) = self.action(step, name, &path, scope, &defaults) {
+                        match action.action {
+                            Action::CreateLoan => defaults.loan = Some(action.id.clone()),
+                            Action::CreateDeposit => defaults.deposit = Some(action.id.clone()),
+                            _ => {}
+                        }
+                        out.push(Step::Action(Box::new(action)));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn group(
+        &mut self,
+        step: &StepFile,
+        source: &str,
+        path: &str,
+        scope: &[String],
+        defaults: &Defaults,
+    ) -> Option<Group> {
+        for (field, present) in [
+            ("id", step.id.is_some()),
+            ("body", step.body.is_some()),
+            ("installments", step.installments.is_some()),
+            ("method", step.method.is_some()),
+            ("path", step.path.is_some()),
+            ("loan", step.loan.is_some()),
+            ("deposit", step.deposit.is_some()),
+            ("save", !step.save.is_empty()),
+        ] {
+            if present {
+                self.report(
+                    &format!("{path}.{field}"),
+                    format!("`{field}` belongs to an action step, not to a for_each"),
+                    None,
+                );
+            }
+        }
+        let current = scope.last().map(String::as_str).unwrap_or("");
+        self.check_child(source, current, &format!("{path}.for_each"), "for_each");
+        let Some(steps) = &step.steps else {
+            self.report(
+                path,
+                format!("for_each `{source}` has no `steps`"),
+                Some("list the steps to run for each row".into()),
+            );
+            return None;
+        };
+        let mut inner_scope = scope.to_vec();
+        inner_scope.push(source.to_owned());
+        let steps = self.walk(steps, &format!("{path}.steps"), &inner_scope, defaults);
+        Some(Group {
+            path: path.to_owned(),
+            source: source.to_owned(),
+            when: step.when.clone(),
+            steps,
+        })
+    }
+
+    /// `source` must be a child of `current`.
+    fn check_child(&mut self, source: &str, current: &str, path: &str, what: &str) {
+        if !self.sources.contains(&source) {
+            let hint = did_you_mean(source, self.sources)
+                .map(|s| format!("did you mean `{s}`?"))
+                .unwrap_or_else(|| format!("the plan's sources: {}", self.sources.join(", ")));
+            self.report(
+                path,
+                format!("{what} names `{source}`, which is not a source"),
+                Some(hint),
+            );
+        } else if self.parents.get(source) != Some(&current) {
+            let children: Vec<&str> = self
+                .parents
+                .iter()
+                .filter(|(_, p)| **p == current)
+                .map(|(c, _)| *c)
+                .collect();
+            self.report(
+                path,
+                format!("{what} `{source}` is not a child of `{current}`"),
+                Some(if children.is_empty() {
+                    format!("`{current}` has no child sources here")
+                } else {
+                    format!("children of `{current}`: {}", children.join(", "))
+                }),
+            );
+        }
+    }
+
+    fn action(
+        &mut self,
+        step: &StepFile,
+        name: &str,
+        path: &str,
+        scope: &[String],
+        defaults: &Defaults,
+    ) -> Option<ActionStep> {
+        let Some(action) = Action::parse(name) else {
+            let names = Action::names();
+            let hint = did_you_mean(name, &names)
+                .map(|s| format!("did you mean `{s}`?"))
+                .unwrap_or_else(|| format!("the actions: {}", names.join(", ")));
+            self.report(
+                &format!("{path}.action"),
+                format!("unknown action `{name}`"),
+                Some(hint),
+            );
+            return None;
+        };
+        if step.steps.is_some() {
+            self.report(
+                &format!("{path}.steps"),
+                "an action step has no nested `steps`".into(),
+                Some("nest steps under a for_each".into()),
+            );
+        }
+        let id = match &step.id {
+            Some(id)
+                if !id.is_empty()
+                    && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !id.starts_with(|c: char| c.is_ascii_digit()) =>
+            {
+                id.clone()
+            }
+            Some(id) => {
+                self.report(
+                    &format!("{path}.id"),
+                    format!("`{id}` is not a valid step id"),
+                    Some("letters, digits and _; it is used as steps.<id> in templates".into()),
+                );
+                id.clone()
+            }
+            None => {
+                self.report(
+                    path,
+                    format!("this {name} step has no `id`"),
+                    Some(
+                        "name it, e.g. `id: loan`; later steps use its outputs as steps.<id>"
+                            .into(),
+                    ),
+                );
+                name.to_owned()
+            }
+        };
+        if let Some(first) = self.ids.insert(id.clone(), path.to_owned()) {
+            self.report(
+                &format!("{path}.id"),
+                format!("step id `{id}` is used twice (first at {first})"),
+                Some("give each step its own id".into()),
+            );
+        }
+        let body = match (action.takes_body(), &step.body, action.default_body()) {
+            (false, Some(_), _) => {
+                self.report(
+                    &format!("{path}.body"),
+                    format!("{name} takes no body"),
+                    Some(if action == Action::EditSchedule {
+                        "edit_schedule takes `installments`".into()
+                    } else {
+                        "remove it".into()
+                    }),
+                );
+                None
+            }
+            (_, Some(Value::Object(given)), Some(Value::Object(mut default))) => {
+                default.extend(given.clone());
+                Some(Value::Object(default))
+            }
+            (_, Some(given), _) => Some(given.clone()),
+            (_, None, default) => default,
+        };
+        if action.takes_body() && action != Action::Request {
+            match &body {
+                Some(Value::Object(map)) => {
+                    for field in action.required_fields() {
+                        // A nested field is checked when its parent is a literal map (a missing
+                        // parent is reported itself; a template is checked when rendered).
+                        let missing = match field.split_once('.') {
+                            Some((outer, inner)) => {
+                                matches!(map.get(outer), Some(Value::Object(o)) if !o.contains_key(inner))
+                            }
+                            None => !map.contains_key(*field),
+                        };
+                        if missing {
+                            self.report(
+                                &format!("{path}.body"),
+                                format!(
+                                    "{name} needs `{field}` in its body: Mambu's API requires it"
+                                ),
+                                Some(format!("add `{field}` to the body")),
+                            );
+                        }
+                    }
+                }
+                Some(_) => self.report(
+                    &format!("{path}.body"),
+                    "the body must be a map of fields".into(),
+                    None,
+                ),
+                None if !action.required_fields().is_empty() => {
+                    self.report(
+                        path,
+                        format!(
+                            "{name} needs a body with {}",
+                            action.required_fields().join(", ")
+                        ),
+                        Some("Mambu's API requires these fields".into()),
+                    );
+                }
+                None => {}
+            }
+        }
+        let target = action.target();
+        let needs_loan = matches!(target, ActionTarget::Loan | ActionTarget::LoanAndDeposit);
+        let needs_deposit = matches!(target, ActionTarget::Deposit | ActionTarget::LoanAndDeposit);
+        let loan = match (&step.loan, needs_loan, &defaults.loan) {
+            (Some(t), true, _) => Some(t.clone()),
+            (None, true, Some(id)) => Some(format!("{{{{ steps.{id}.encodedKey }}}}")),
+            (None, true, None) => {
+                self.report(
+                    path,
+                    format!("{name} needs a loan: no create_loan step comes before it"),
+                    Some("add a create_loan step before it, or say `loan: \"{{ ... }}\"`".into()),
+                );
+                None
+            }
+            (Some(_), false, _) => {
+                self.report(
+                    &format!("{path}.loan"),
+                    format!("{name} does not work on a loan"),
+                    None,
+                );
+                None
+            }
+            (None, false, _) => None,
+        };
+        let deposit = match (&step.deposit, needs_deposit) {
+            (Some(t), true) => Some(t.clone()),
+            (None, true) if action == Action::ApproveDeposit && defaults.deposit.is_some() => {
+                defaults
+                    .deposit
+                    .as_ref()
+                    .map(|id| format!("{{{{ steps.{id}.encodedKey }}}}"))
+            }
+            (None, true) => {
+                let hint = if action == Action::LinkSettlementAccount {
+                    "say which: `deposit: \"{{ loans.settlement_deposit_id }}\"`"
+                } else {
+                    "add a create_deposit step before it, or say `deposit: \"{{ ... }}\"`"
+                };
+                self.report(path, format!("{name} needs a deposit"), Some(hint.into()));
+                None
+            }
+            (Some(_), false) => {
+                self.report(
+                    &format!("{path}.deposit"),
+                    format!("{name} does not work on a deposit"),
+                    None,
+                );
+                None
+            }
+            (None, false) => None,
+        };
+        let installments = match (&step.installments, action) {
+            (Some(i), Action::EditSchedule) => {
+                let current = scope.last().map(String::as_str).unwrap_or("");
+                self.check_child(
+                    &i.from,
+                    current,
+                    &format!("{path}.installments.from"),
+                    "installments.from",
+                );
+                Some(i.clone())
+            }
+            (None, Action::EditSchedule) => {
+                self.report(path, "edit_schedule needs `installments`".into(), Some("from: <schedule source>, dueDate:, principal: (and interest:, fee:) templates".into()));
+                None
+            }
+            (Some(_), _) => {
+                self.report(
+                    &format!("{path}.installments"),
+                    "only edit_schedule takes `installments`".into(),
+                    None,
+                );
+                None
+            }
+            (None, _) => None,
+        };
+        let (method, request_path) = if action == Action::Request {
+            let method = step.method.clone().map(|m| m.to_ascii_uppercase());
+            match method.as_deref() {
+                Some("GET" | "POST" | "PUT" | "PATCH" | "DELETE") => {}
+                Some(other) => self.report(
+                    &format!("{path}.method"),
+                    format!("unknown HTTP method `{other}`"),
+                    Some("GET, POST, PUT, PATCH or DELETE".into()),
+                ),
+                None => self.report(path, "a request step needs `method`".into(), None),
+            }
+            match &step.path {
+                Some(p) if p.starts_with('/') => {}
+                Some(p) => self.report(
+                    &format!("{path}.path"),
+                    format!("`{p}` must start with /"),
+                    Some("a path under the API base, e.g. /clients/{{ steps.client.id }}".into()),
+                ),
+                None => self.report(path, "a request step needs `path`".into(), None),
+            }
+            (method, step.path.clone())
+        } else {
+            for (field, present) in [
+                ("method", step.method.is_some()),
+                ("path", step.path.is_some()),
+            ] {
+                if present {
+                    self.report(
+                        &format!("{path}.{field}"),
+                        format!("`{field}` is for request steps; {name} knows its call"),
+                        None,
+                    );
+                }
+            }
+            (None, None)
+        };
+        for (name, field) in &step.save {
+            if field.trim().is_empty() {
+                self.report(
+                    &format!("{path}.save.{name}"),
+                    "an empty field path".into(),
+                    Some("e.g. `accountState` or `balances.principalBalance`".into()),
+                );
+            }
+        }
+        Some(ActionStep {
+            path: path.to_owned(),
+            id,
+            action,
+            when: step.when.clone(),
+            body,
+            loan,
+            deposit,
+            installments,
+            method,
+            request_path,
+            save: step.save.clone(),
+            scope: scope.to_vec(),
+        })
+    }
+}
+
+impl Plan {
+    /// Every action step, depth first, in the order a unit runs them.
+    pub fn action_steps(&self) -> Vec<&ActionStep> {
+        fn visit<'a>(steps: &'a [Step], out: &mut Vec<&'a ActionStep>) {
+            for step in steps {
+                match step {
+                    Step::Action(a) => out.push(a),
+                    Step::ForEach(g) => visit(&g.steps, out),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        visit(&self.steps, &mut out);
+        out
+    }
+
+    /// The source definition by name.
+    pub fn source(&self, name: &str) -> Option<&SourceDef> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::load::load_str;
+
+    fn checked(text: &str) -> Result<Plan, Vec<String>> {
+        let loaded = load_str(Path::new("p.yaml"), text)
+            .map_err(|p| p.iter().map(|p| p.to_string()).collect::<Vec<_>>())?;
+        check(&loaded, &[]).map_err(|p| {
+            p.iter()
+                .map(|p| {
+                    format!(
+                        "{}:{} {} | {}",
+                        p.at.line,
+                        p.at.column,
+                        p.message,
+                        p.hint.clone().unwrap_or_default()
+                    )
+                })
+                .collect()
+        })
+    }
+
+    const SOURCES: &str = "version: 1\nname: t\nsources:\n  clients: { file: c.csv, key: id }\n  loans: { file: l.csv, key: id, parent: clients.client_id }\n  txns: { file: t.csv, key: id, parent: loans.loan_id }\nunit: clients\n";
+
+    #[test]
+    fn defaults_fill_the_loan_of_later_steps() {
+        let plan = checked(&format!(
+            "{SOURCES}steps:\n  - id: client\n    action: create_client\n    body: {{ firstName: a, lastName: b }}\n  - for_each: loans\n    steps:\n      - id: loan\n        action: create_loan\n        body: {{ accountHolderKey: k, accountHolderType: CLIENT, loanAmount: 1, productTypeKey: p, scheduleSettings: {{ gracePeriod: 0 }} }}\n      - id: approve\n        action: approve_loan\n"
+        ))
+        .unwrap();
+        let steps = plan.action_steps();
+        assert_eq!(steps.len(), 3);
+        assert_eq!(
+            steps[2].loan.as_deref(),
+            Some("{{ steps.loan.encodedKey }}")
+        );
+        assert_eq!(steps[2].body.as_ref().unwrap()["action"], "APPROVE");
+        assert_eq!(steps[2].scope, ["clients", "loans"]);
+    }
+
+    #[test]
+    fn structural_problems_are_all_reported_in_order() {
+        let problems = checked(&format!(
+            "{SOURCES}steps:\n  - id: client\n    action: create_clients\n  - for_each: txns\n    steps:\n      - id: loan\n        action: create_loan\n        body: {{ accountHolderType: CLIENT }}\n  - id: approve\n    action: approve_loan\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "10:5 unknown action `create_clients` | did you mean `create_client`?",
+                "11:5 for_each `txns` is not a child of `clients` | children of `clients`: loans",
+                "15:9 create_loan needs `accountHolderKey` in its body: Mambu's API requires it | add `accountHolderKey` to the body",
+                "15:9 create_loan needs `loanAmount` in its body: Mambu's API requires it | add `loanAmount` to the body",
+                "15:9 create_loan needs `productTypeKey` in its body: Mambu's API requires it | add `productTypeKey` to the body",
+                "15:9 create_loan needs `scheduleSettings` in its body: Mambu's API requires it | add `scheduleSettings` to the body",
+                "16:5 approve_loan needs a loan: no create_loan step comes before it | add a create_loan step before it, or say `loan: \"{{ ... }}\"`",
+            ]
+        );
+    }
+
+    #[test]
+    fn names_personal_columns() {
+        assert!(
+            personal_by_name("first_name")
+                && personal_by_name("birth_date")
+                && personal_by_name("Email")
+                && personal_by_name("national_id")
+        );
+        assert!(!personal_by_name("amount") && !personal_by_name("loan_id"));
+    }
+}

@@ -1,0 +1,183 @@
+//! Checks what the plan's templates refer to: sources in scope and their columns, earlier
+//! steps, lookups. Run once the files' headers are known.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::check::{ActionStep, Plan};
+use super::load::did_you_mean;
+use super::template::Engine;
+
+/// A reference problem, at a key path of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefProblem {
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Every template of a step, with its key path: (path, tree).
+pub fn templates(step: &ActionStep) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let at = |field: &str| format!("{}.{field}", step.path);
+    if let Some(body) = &step.body {
+        out.push((at("body"), body.clone()));
+    }
+    for (field, value) in [
+        ("loan", &step.loan),
+        ("deposit", &step.deposit),
+        ("path", &step.request_path),
+    ] {
+        if let Some(v) = value {
+            out.push((at(field), Value::String(v.clone())));
+        }
+    }
+    if let Some(i) = &step.installments {
+        for (field, value) in [
+            ("dueDate", Some(&i.due_date)),
+            ("principal", Some(&i.principal)),
+            ("interest", i.interest.as_ref()),
+            ("fee", i.fee.as_ref()),
+        ] {
+            if let Some(v) = value {
+                out.push((
+                    format!("{}.installments.{field}", step.path),
+                    Value::String(v.clone()),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The template strings of a step (its `when` included), for scanning.
+pub fn template_strings(step: &ActionStep) -> Vec<String> {
+    fn strings(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(items) => items.iter().for_each(|i| strings(i, out)),
+            Value::Object(map) => map.values().for_each(|i| strings(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (_, tree) in templates(step) {
+        strings(&tree, &mut out);
+    }
+    out.extend(step.when.clone());
+    out
+}
+
+/// Checks every template of the plan. `headers` are the columns of each source whose file
+/// could be read (a source missing from it is not checked column by column).
+pub fn check_references(plan: &Plan, headers: &BTreeMap<String, Vec<String>>) -> Vec<RefProblem> {
+    let engine = Engine::new();
+    let mut problems = Vec::new();
+    // Steps seen so far: id → the scope it ran in.
+    let mut seen: BTreeMap<&str, &[String]> = BTreeMap::new();
+    let lookups: Vec<&str> = plan.settings.lookups.keys().map(String::as_str).collect();
+    let source_names: Vec<&str> = plan.sources.iter().map(|s| s.name.as_str()).collect();
+    for step in plan.action_steps() {
+        let mut variables: Vec<(String, String)> = Vec::new();
+        for (path, tree) in templates(step) {
+            match engine.compile(&path, &tree) {
+                Ok(compiled) => variables.extend(
+                    compiled
+                        .references()
+                        .iter()
+                        .map(|r| (r.path.clone(), r.variable.clone())),
+                ),
+                Err(errors) => problems.extend(errors.0.iter().map(|e| RefProblem {
+                    path: e.path().to_owned(),
+                    message: e.to_string(),
+                    hint: None,
+                })),
+            }
+        }
+        if let Some(when) = &step.when {
+            let path = format!("{}.when", step.path);
+            match engine.condition(&path, when) {
+                Ok(c) => variables.extend(c.variables().iter().map(|v| (path.clone(), v.clone()))),
+                Err(e) => problems.push(RefProblem {
+                    path,
+                    message: e.to_string(),
+                    hint: None,
+                }),
+            }
+        }
+        for (path, variable) in variables {
+            let mut parts = variable.split('.');
+            let head = parts.next().unwrap_or("");
+            let second = parts.next();
+            let problem = |message: String, hint: Option<String>| RefProblem {
+                path: path.clone(),
+                message,
+                hint,
+            };
+            match head {
+                "unit" | "plan" => {}
+                "lookups" => {
+                    if let Some(name) = second
+                        && !lookups.contains(&name)
+                    {
+                        let hint = did_you_mean(name, &lookups)
+                            .map(|s| format!("did you mean `{s}`?"))
+                            .unwrap_or_else(|| "define it under `lookups:`".into());
+                        problems.push(problem(
+                            format!("`lookups.{name}` is not defined"),
+                            Some(hint),
+                        ));
+                    }
+                }
+                "steps" => {
+                    let Some(id) = second else { continue };
+                    match seen.get(id) {
+                        Some(scope) if step.scope.starts_with(scope) => {}
+                        Some(_) => problems.push(problem(format!("`steps.{id}` ran for another row: it is not in scope here"), Some("a step can use steps before it, in its own or an enclosing for_each".into()))),
+                        None => {
+                            let later = plan.action_steps().iter().any(|s| s.id == id);
+                            let ids: Vec<&str> = seen.keys().copied().collect();
+                            let hint = if later { "it runs after this step: move this step after it".to_owned() } else { did_you_mean(id, &ids).map(|s| format!("did you mean `{s}`?")).unwrap_or_else(|| format!("steps before this one: {}", ids.join(", "))) };
+                            problems.push(problem(format!("`steps.{id}` is not a step before this one"), Some(hint)));
+                        }
+                    }
+                }
+                source if source_names.contains(&source) => {
+                    let installment_row = path.contains(".installments.")
+                        && step.installments.as_ref().is_some_and(|i| i.from == source);
+                    if !installment_row && !step.scope.iter().any(|s| s == source) {
+                        problems.push(problem(
+                            format!("`{source}` has no current row here"),
+                            Some(format!("in scope: {}", step.scope.join(", "))),
+                        ));
+                    } else if let (Some(column), Some(header)) = (second, headers.get(source))
+                        && !header.iter().any(|h| h == column)
+                    {
+                        let names: Vec<&str> = header.iter().map(String::as_str).collect();
+                        let hint = did_you_mean(column, &names)
+                            .map(|s| format!("did you mean `{s}`?"))
+                            .unwrap_or_else(|| format!("{source}'s columns: {}", names.join(", ")));
+                        problems.push(problem(
+                            format!("`{source}.{column}`: {source} has no column `{column}`"),
+                            Some(hint),
+                        ));
+                    }
+                }
+                other => {
+                    let mut known: Vec<&str> = step.scope.iter().map(String::as_str).collect();
+                    known.extend(["steps", "lookups", "unit", "plan"]);
+                    let hint = did_you_mean(other, &known)
+                        .map(|s| format!("did you mean `{s}`?"))
+                        .unwrap_or_else(|| format!("known here: {}", known.join(", ")));
+                    problems.push(problem(
+                        format!("unknown variable `{variable}`"),
+                        Some(hint),
+                    ));
+                }
+            }
+        }
+        seen.insert(step.id.as_str(), step.scope.as_slice());
+    }
+    problems
+}

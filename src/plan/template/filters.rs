@@ -1,0 +1,426 @@
+//! The filters migrations need. Every one accepts `""` (and `none`); the typed ones (`decimal`,
+//! `int`, `date`, `datetime`) give `none` for an empty or blank cell, so an optional empty
+//! column leaves its field out of the rendered object. Errors never quote the value: they give
+//! its length and shape (`99/99/9999`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
+use minijinja::value::{Kwargs, Rest, ValueKind};
+use minijinja::{Environment, Error, ErrorKind, Value};
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use super::value::{Mode, as_exact, decimal_value};
+
+/// The filters this module adds or replaces, for messages.
+pub(super) const PLAN_FILTERS: &str =
+    "decimal, int, date, datetime, default, mask, trim, upper, lower";
+
+/// What a filter found wrong, attached to the engine's error so the caller gets it back whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct FilterFailure {
+    pub filter: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for FilterFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.filter, self.problem)
+    }
+}
+
+impl std::error::Error for FilterFailure {}
+
+fn fail(filter: &'static str, problem: impl Into<String>) -> Error {
+    let failure = FilterFailure {
+        filter,
+        problem: problem.into(),
+    };
+    Error::new(ErrorKind::InvalidOperation, failure.to_string()).with_source(failure)
+}
+
+/// The shape of a value, safe to show for personal data: `12 characters, shape "99,999.99"`.
+/// Digits become `9`, letters `A`/`a`, anything else is kept; cut at 24 characters.
+pub(super) fn shape(raw: &str) -> String {
+    const MAX: usize = 24;
+    let mut out = String::new();
+    let mut count = 0;
+    for c in raw.chars() {
+        if count < MAX {
+            out.push(if c.is_numeric() {
+                '9'
+            } else if c.is_alphabetic() {
+                if c.is_uppercase() { 'A' } else { 'a' }
+            } else {
+                c
+            });
+        } else if count == MAX {
+            out.push('…');
+        }
+        count += 1;
+    }
+    let unit = if count == 1 {
+        "character"
+    } else {
+        "characters"
+    };
+    format!("{count} {unit}, shape \"{out}\"")
+}
+
+/// A filter's input, sorted.
+enum Input<'v> {
+    /// `none` or a blank string.
+    Empty,
+    /// Text, trimmed.
+    Text(&'v str),
+    Int(i128),
+    Exact(Decimal),
+    Float(f64),
+    Other(ValueKind),
+}
+
+fn input(v: &Value) -> Result<Input<'_>, Error> {
+    Ok(match v.kind() {
+        ValueKind::Undefined => return Err(Error::from(ErrorKind::UndefinedError)),
+        ValueKind::None => Input::Empty,
+        ValueKind::String => match v.as_str().unwrap_or_default().trim() {
+            "" => Input::Empty,
+            s => Input::Text(s),
+        },
+        ValueKind::Number if v.is_integer() => match i128::try_from(v.clone()) {
+            Ok(i) => Input::Int(i),
+            Err(_) => Input::Other(ValueKind::Number),
+        },
+        ValueKind::Number => match f64::try_from(v.clone()) {
+            Ok(f) => Input::Float(f),
+            Err(_) => Input::Other(ValueKind::Number),
+        },
+        ValueKind::Plain => match as_exact(v) {
+            Some(d) => Input::Exact(d),
+            None => Input::Other(ValueKind::Plain),
+        },
+        kind => Input::Other(kind),
+    })
+}
+
+fn wrong_kind(filter: &'static str, kind: ValueKind) -> Error {
+    fail(filter, format!("expects text or a number, got {kind}"))
+}
+
+/// Adds every plan filter to `env`. `mode` decides what `decimal` yields; `default_offset` is
+/// the offset `datetime` gives a date-time that has none.
+pub(super) fn register(env: &mut Environment<'static>, mode: Mode, default_offset: FixedOffset) {
+    env.add_filter("decimal", move |value: &Value, kwargs: Kwargs| {
+        decimal(value, kwargs, mode)
+    });
+    env.add_filter("int", int);
+    env.add_filter("date", date);
+    env.add_filter(
+        "datetime",
+        move |value: &Value, format: Option<String>, kwargs: Kwargs| {
+            datetime(value, format.as_deref(), kwargs, default_offset)
+        },
+    );
+    env.add_filter("default", default);
+    env.add_filter("mask", mask);
+    env.add_filter("trim", |v: &Value| {
+        text_op("trim", v, |s| s.trim().to_string())
+    });
+    env.add_filter("upper", |v: &Value| text_op("upper", v, str::to_uppercase));
+    env.add_filter("lower", |v: &Value| text_op("lower", v, str::to_lowercase));
+}
+
+/// `decimal`, `decimal(comma=true)`, `decimal(thousands=true)`, `decimal(places=2)`.
+fn decimal(value: &Value, kwargs: Kwargs, mode: Mode) -> Result<Value, Error> {
+    let comma: bool = kwargs.get::<Option<bool>>("comma")?.unwrap_or(false);
+    let thousands: bool = kwargs.get::<Option<bool>>("thousands")?.unwrap_or(false);
+    let places: Option<u32> = kwargs.get("places")?;
+    kwargs.assert_all_used()?;
+    let d = match input(value)? {
+        Input::Empty => return Ok(Value::from(())),
+        Input::Text(s) => parse_decimal(s, comma, thousands).map_err(|p| fail("decimal", p))?,
+        Input::Int(i) => Decimal::try_from_i128_with_scale(i, 0)
+            .map_err(|_| fail("decimal", "out of range (more than 28 digits)"))?,
+        Input::Exact(d) => d,
+        // A float's shortest text: what was written, if it came from a literal.
+        Input::Float(f) => Decimal::from_str(&f.to_string())
+            .map_err(|_| fail("decimal", "a float out of range"))?,
+        Input::Other(kind) => return Err(wrong_kind("decimal", kind)),
+    };
+    let d = match places {
+        Some(p) if p > 28 => return Err(fail("decimal", "places must be 28 or less")),
+        Some(p) => {
+            let mut r = d.round_dp_with_strategy(p, RoundingStrategy::MidpointAwayFromZero);
+            r.rescale(p);
+            r
+        }
+        None => d,
+    };
+    Ok(decimal_value(d, mode))
+}
+
+/// Parses `[+-]digits[sep digits]`, strictly: no exponent, no spaces inside, the decimal
+/// separator `.` (or `,` with `comma`), thousands separators (the other one) only with
+/// `thousands`, and then in groups of three.
+pub(super) fn parse_decimal(s: &str, comma: bool, thousands: bool) -> Result<Decimal, String> {
+    let (point, group) = if comma { (',', '.') } else { ('.', ',') };
+    let not_a_number = || {
+        let mut message = format!("not a decimal number ({})", shape(s));
+        if !comma && !thousands && s.contains(',') {
+            message.push_str(
+                "; `,` is read as the decimal separator only with decimal(comma=true), \
+                 as a thousands separator only with decimal(thousands=true)",
+            );
+        } else if !thousands && s.contains(group) {
+            message.push_str(&format!(
+                "; `{group}` is read as a thousands separator only with decimal(thousands=true)"
+            ));
+        }
+        message
+    };
+    let (negative, body) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (int_part, frac_part) = match body.split_once(point) {
+        Some((i, f)) => (i, Some(f)),
+        None => (body, None),
+    };
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let int_digits: String = if thousands && int_part.contains(group) {
+        let mut groups = int_part.split(group);
+        let first = groups.next().unwrap_or_default();
+        if !(digits(first) && first.len() <= 3) {
+            return Err(not_a_number());
+        }
+        let mut out = first.to_string();
+        for g in groups {
+            if !(digits(g) && g.len() == 3) {
+                return Err(not_a_number());
+            }
+            out.push_str(g);
+        }
+        out
+    } else if digits(int_part) {
+        int_part.to_string()
+    } else {
+        return Err(not_a_number());
+    };
+    if let Some(f) = frac_part
+        && !digits(f)
+    {
+        return Err(not_a_number());
+    }
+    let text = match frac_part {
+        Some(f) => format!("{}{int_digits}.{f}", if negative { "-" } else { "" }),
+        None => format!("{}{int_digits}", if negative { "-" } else { "" }),
+    };
+    Decimal::from_str_exact(&text)
+        .map_err(|_| format!("out of range ({}): at most 28 digits", shape(s)))
+}
+
+/// `int`: whole numbers only (`"12.0"` is an error, not 12).
+fn int(value: &Value) -> Result<Value, Error> {
+    let out_of_range = || fail("int", "out of range for a 64-bit integer");
+    let i: i64 = match input(value)? {
+        Input::Empty => return Ok(Value::from(())),
+        Input::Text(s) => {
+            let body = s.strip_prefix(['+', '-']).unwrap_or(s);
+            if body.is_empty() || !body.bytes().all(|b| b.is_ascii_digit()) {
+                let whole = if s.contains(['.', ',']) {
+                    "not a whole number"
+                } else {
+                    "not an integer"
+                };
+                return Err(fail("int", format!("{whole} ({})", shape(s))));
+            }
+            s.parse().map_err(|_| out_of_range())?
+        }
+        Input::Int(i) => i64::try_from(i).map_err(|_| out_of_range())?,
+        Input::Exact(d) if d.fract().is_zero() => {
+            rust_decimal::prelude::ToPrimitive::to_i64(&d).ok_or_else(out_of_range)?
+        }
+        Input::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => f as i64,
+        Input::Exact(_) | Input::Float(_) => return Err(fail("int", "not a whole number")),
+        Input::Other(kind) => return Err(wrong_kind("int", kind)),
+    };
+    Ok(Value::from(i))
+}
+
+/// The text a date filter parses: trimmed text, or an integer's digits (`20240115`).
+fn date_text<'v>(
+    filter: &'static str,
+    value: &'v Value,
+) -> Result<Option<std::borrow::Cow<'v, str>>, Error> {
+    Ok(match input(value)? {
+        Input::Empty => None,
+        Input::Text(s) => Some(s.into()),
+        Input::Int(i) => Some(i.to_string().into()),
+        Input::Exact(_) | Input::Float(_) => return Err(wrong_kind(filter, ValueKind::Number)),
+        Input::Other(kind) => return Err(wrong_kind(filter, kind)),
+    })
+}
+
+/// `date` / `date("%d/%m/%Y")`: a `YYYY-MM-DD` string.
+fn date(value: &Value, format: Option<String>) -> Result<Value, Error> {
+    let Some(s) = date_text("date", value)? else {
+        return Ok(Value::from(()));
+    };
+    let parsed = match format.as_deref() {
+        Some(f) => NaiveDate::parse_from_str(&s, f)
+            .or_else(|_| NaiveDateTime::parse_from_str(&s, f).map(|d| d.date()))
+            .or_else(|_| DateTime::parse_from_str(&s, f).map(|d| d.date_naive()))
+            .map_err(|_| format!("not a date in format {f} ({})", shape(&s))),
+        None => NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+            .or_else(|_| DateTime::parse_from_rfc3339(&s).map(|d| d.date_naive()))
+            .or_else(|_| NaiveDateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.f").map(|d| d.date()))
+            .map_err(|_| {
+                format!(
+                    "not an ISO date (YYYY-MM-DD or RFC 3339) ({}); give the format: date(\"%d/%m/%Y\")",
+                    shape(&s)
+                )
+            }),
+    };
+    let d = parsed.map_err(|p| fail("date", p))?;
+    Ok(Value::from(d.format("%Y-%m-%d").to_string()))
+}
+
+/// Parses a UTC offset: `+02:00`, `-0530`, `Z` or `UTC`.
+pub(super) fn parse_offset(s: &str) -> Option<FixedOffset> {
+    match s.trim() {
+        "Z" | "z" | "UTC" => FixedOffset::east_opt(0),
+        t => FixedOffset::from_str(t).ok(),
+    }
+}
+
+/// Either a date-time with its offset, or one without.
+enum Parsed {
+    Aware(DateTime<FixedOffset>),
+    Naive(NaiveDateTime),
+}
+
+fn parse_datetime(s: &str, format: Option<&str>) -> Option<Parsed> {
+    let naive_date = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(Parsed::Naive);
+    match format {
+        Some(f) => DateTime::parse_from_str(s, f)
+            .ok()
+            .map(Parsed::Aware)
+            .or_else(|| NaiveDateTime::parse_from_str(s, f).ok().map(Parsed::Naive))
+            .or_else(|| NaiveDate::parse_from_str(s, f).ok().and_then(naive_date)),
+        None => DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(Parsed::Aware)
+            .or_else(|| {
+                ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+                    .iter()
+                    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+                    .map(Parsed::Naive)
+            })
+            .or_else(|| {
+                NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .ok()
+                    .and_then(naive_date)
+            }),
+    }
+}
+
+/// `datetime`, `datetime("%d/%m/%Y %H:%M")`, `datetime(tz="+02:00")`: Mambu's
+/// `2024-01-15T00:00:00+00:00`. A date is midnight. A value without an offset is taken in
+/// `tz` (default: the engine's); a value with one keeps it, or is converted to `tz` when given.
+/// Fractions of a second are dropped.
+fn datetime(
+    value: &Value,
+    format: Option<&str>,
+    kwargs: Kwargs,
+    default_offset: FixedOffset,
+) -> Result<Value, Error> {
+    let tz: Option<String> = kwargs.get("tz")?;
+    kwargs.assert_all_used()?;
+    let tz = match tz {
+        Some(t) => Some(
+            parse_offset(&t)
+                .ok_or_else(|| fail("datetime", "tz must be an offset like +02:00, -05:30 or Z"))?,
+        ),
+        None => None,
+    };
+    let Some(s) = date_text("datetime", value)? else {
+        return Ok(Value::from(()));
+    };
+    let parsed = parse_datetime(&s, format).ok_or_else(|| {
+        let expected = match format {
+            Some(f) => format!("a date-time in format {f}"),
+            None => "an ISO date or date-time".to_string(),
+        };
+        fail("datetime", format!("not {expected} ({})", shape(&s)))
+    })?;
+    let dt = match parsed {
+        Parsed::Aware(dt) => match tz {
+            Some(tz) => dt.with_timezone(&tz),
+            None => dt,
+        },
+        Parsed::Naive(naive) => match tz
+            .unwrap_or(default_offset)
+            .from_local_datetime(&naive)
+            .single()
+        {
+            Some(dt) => dt,
+            None => return Err(fail("datetime", "out of range")),
+        },
+    };
+    Ok(Value::from(dt.format("%Y-%m-%dT%H:%M:%S%:z").to_string()))
+}
+
+/// `default(x)`: `x` when the value is undefined, `none` or `""` (minijinja's own `default`
+/// only replaces undefined). Without an argument, `""`.
+fn default(value: &Value, args: Rest<Value>) -> Result<Value, Error> {
+    // `Rest`, not `Option<Value>`: an `Option` would take `default(none)` for no argument.
+    let other = match args.as_slice() {
+        [] => Value::from(""),
+        [other] => other.clone(),
+        _ => return Err(Error::from(ErrorKind::TooManyArguments)),
+    };
+    let empty = value.is_undefined() || value.is_none() || value.as_str() == Some("");
+    Ok(if empty { other } else { value.clone() })
+}
+
+/// `mask`: keeps the first character of each word, the rest become `*`:
+/// `Ada Lovelace` → `A** L*******`. Whitespace is kept; numbers are masked as their text.
+fn mask(value: &Value) -> Result<Value, Error> {
+    let text = match value.kind() {
+        ValueKind::Undefined => return Err(Error::from(ErrorKind::UndefinedError)),
+        ValueKind::None => return Ok(Value::from(())),
+        ValueKind::String => value.as_str().unwrap_or_default().to_string(),
+        ValueKind::Number | ValueKind::Bool | ValueKind::Plain => value.to_string(),
+        kind => return Err(wrong_kind("mask", kind)),
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut word_start = true;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            out.push(c);
+            word_start = true;
+        } else if word_start {
+            out.push(c);
+            word_start = false;
+        } else {
+            out.push('*');
+        }
+    }
+    Ok(Value::from(out))
+}
+
+/// `trim`, `upper`, `lower`: text only; `none` stays `none`.
+fn text_op(
+    filter: &'static str,
+    value: &Value,
+    op: impl Fn(&str) -> String,
+) -> Result<Value, Error> {
+    match value.kind() {
+        ValueKind::Undefined => Err(Error::from(ErrorKind::UndefinedError)),
+        ValueKind::None => Ok(Value::from(())),
+        ValueKind::String => Ok(Value::from(op(value.as_str().unwrap_or_default()))),
+        kind => Err(fail(filter, format!("expects text, got {kind}"))),
+    }
+}

@@ -1,0 +1,1107 @@
+//! Grouping rows into units: external sorts by root key, merge-joins, the unit stream.
+
+use std::cmp::Ordering;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{Datelike, NaiveDate, NaiveDateTime};
+use rust_decimal::Decimal;
+
+use super::cell::{CellError, Value, parse_cell, shape};
+use super::problem::{ColumnRole, Problem, ProblemKind, Problems, did_you_mean};
+use super::reader::{Header, Row, RowReader};
+use super::sort::{
+    Decoder, Prefix, Sorted, SortedIter, Sorter, Spill, Spillable, put_str, put_u32, put_u64, put_varint,
+};
+use super::{ColumnSpec, Sources};
+
+/// How to group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupOptions {
+    /// Only the first N units (in root key order); `None` for all.
+    pub sample: Option<u64>,
+    /// Rows a sort holds in memory before it spills a run to disk.
+    pub chunk_rows: usize,
+    /// Estimated bytes a sort holds in memory before it spills a run to disk.
+    pub chunk_bytes: usize,
+    /// Where the temporary directory for runs goes (default: the system's temp dir).
+    pub temp_dir: Option<PathBuf>,
+    /// Problems kept per (source, kind, column); the rest are only counted.
+    pub max_problems_per_kind: usize,
+}
+
+impl Default for GroupOptions {
+    fn default() -> Self {
+        GroupOptions {
+            sample: None,
+            chunk_rows: 500_000,
+            chunk_bytes: 256 << 20,
+            temp_dir: None,
+            max_problems_per_kind: 1000,
+        }
+    }
+}
+
+/// A source as found in its file: its header and where its key, parent and typed columns are.
+#[derive(Debug)]
+pub struct Schema {
+    name: String,
+    file: PathBuf,
+    header: Arc<Header>,
+    key: usize,
+    parent: Option<(usize, usize)>,
+    order_by: Vec<usize>,
+    types: Vec<Option<ColumnSpec>>,
+}
+
+impl Schema {
+    /// The source's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The source's file.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// The header row.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The key column's name.
+    pub fn key_column(&self) -> &str {
+        &self.header.names()[self.key]
+    }
+
+    /// The declared spec of a column, if it was declared.
+    pub fn column_spec(&self, column: &str) -> Option<&ColumnSpec> {
+        self.types.get(self.header.position(column)?)?.as_ref()
+    }
+
+    fn problem(&self, line: Option<u64>, kind: ProblemKind) -> Problem {
+        Problem {
+            source: self.name.clone(),
+            file: Some(self.file.clone()),
+            line,
+            kind,
+        }
+    }
+}
+
+/// Opens a source's file and checks its header against the definition. `None` if the source
+/// cannot be used (the problems say why).
+pub(crate) fn open_checked(
+    sources: &Sources,
+    index: usize,
+    problems: &mut Problems,
+) -> Option<(Schema, RowReader)> {
+    let def = &sources.defs[index];
+    let reader = match RowReader::open(def) {
+        Ok(r) => r,
+        Err(p) => {
+            problems.push(p);
+            return None;
+        }
+    };
+    let header = reader.header().clone();
+    let mut ok = true;
+    let mut find = |column: &str, role: ColumnRole| -> Option<usize> {
+        let found = header.position(column);
+        if found.is_none() {
+            ok = false;
+            problems.push(Problem {
+                source: def.name.clone(),
+                file: Some(def.file.clone()),
+                line: Some(reader.header_line()),
+                kind: ProblemKind::MissingColumn {
+                    column: column.to_string(),
+                    role,
+                    header: header.names().to_vec(),
+                    suggestion: did_you_mean(column, header.names().iter().map(String::as_str)),
+                },
+            });
+        }
+        found
+    };
+    let key = find(&def.key, ColumnRole::Key);
+    let parent = def
+        .parent
+        .as_ref()
+        .map(|p| find(&p.column, ColumnRole::Parent));
+    let order_by: Vec<Option<usize>> = def
+        .order_by
+        .iter()
+        .map(|c| find(c, ColumnRole::OrderBy))
+        .collect();
+    let mut types = vec![None; header.len()];
+    for (column, spec) in &def.columns {
+        if let Some(i) = find(column, ColumnRole::Typed) {
+            types[i] = Some(spec.clone());
+        }
+    }
+    for column in header.duplicates() {
+        problems.push(Problem {
+            source: def.name.clone(),
+            file: Some(def.file.clone()),
+            line: Some(reader.header_line()),
+            kind: ProblemKind::DuplicateColumn {
+                column: column.clone(),
+            },
+        });
+    }
+    if !ok {
+        return None;
+    }
+    let schema = Schema {
+        name: def.name.clone(),
+        file: def.file.clone(),
+        header: header.clone(),
+        key: key?,
+        parent: match parent {
+            Some(col) => Some((sources.parent[index]?, col?)),
+            None => None,
+        },
+        order_by: order_by.into_iter().collect::<Option<Vec<_>>>()?,
+        types,
+    };
+    Some((schema, reader))
+}
+
+/// One unit: a root row and every row hanging under it, by source.
+#[derive(Debug)]
+pub struct Unit {
+    key: String,
+    schemas: Arc<Vec<Schema>>,
+    root: usize,
+    /// By source index; the root's slot holds the root row.
+    rows: Vec<Vec<Row>>,
+}
+
+impl Unit {
+    /// The root row's key (the client id).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The root row.
+    pub fn root(&self) -> Record<'_> {
+        Record {
+            schema: &self.schemas[self.root],
+            row: &self.rows[self.root][0],
+        }
+    }
+
+    /// All rows of a source in this unit, ordered by (parent key, `order_by`, line); `None`
+    /// if there is no such source.
+    pub fn rows(&self, source: &str) -> Option<Records<'_>> {
+        let i = self.schemas.iter().position(|s| s.name == source)?;
+        Some(Records {
+            schema: &self.schemas[i],
+            rows: &self.rows[i],
+        })
+    }
+
+    /// The rows of `source` that hang directly under `parent` (e.g. the transactions of one
+    /// loan), in `order_by` order; empty if `source` is not a child of `parent`'s source.
+    pub fn children<'a>(&'a self, source: &str, parent: &Record<'_>) -> Records<'a> {
+        let Some(i) = self.schemas.iter().position(|s| s.name == source) else {
+            return Records {
+                schema: &self.schemas[self.root],
+                rows: &[],
+            };
+        };
+        let schema = &self.schemas[i];
+        let rows = &self.rows[i];
+        let Some((p, col)) = schema.parent else {
+            return Records { schema, rows: &[] };
+        };
+        if self.schemas[p].name != parent.schema.name {
+            return Records { schema, rows: &[] };
+        }
+        let key = parent.key();
+        let start = rows.partition_point(|r| r.get(col).unwrap_or_default() < key);
+        let end = start + rows[start..].partition_point(|r| r.get(col) == Some(key));
+        Records {
+            schema,
+            rows: &rows[start..end],
+        }
+    }
+
+    /// Rows in the unit, root included.
+    pub fn row_count(&self) -> usize {
+        self.rows.iter().map(Vec::len).sum()
+    }
+}
+
+/// The rows of one source in a unit.
+#[derive(Debug, Clone, Copy)]
+pub struct Records<'a> {
+    schema: &'a Schema,
+    rows: &'a [Row],
+}
+
+impl<'a> Records<'a> {
+    /// The source.
+    pub fn schema(&self) -> &'a Schema {
+        self.schema
+    }
+
+    /// How many rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The row at `index`.
+    pub fn get(&self, index: usize) -> Option<Record<'a>> {
+        Some(Record {
+            schema: self.schema,
+            row: self.rows.get(index)?,
+        })
+    }
+
+    /// The rows in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Record<'a>> + 'a {
+        let schema = self.schema;
+        self.rows.iter().map(move |row| Record { schema, row })
+    }
+}
+
+impl<'a> IntoIterator for Records<'a> {
+    type Item = Record<'a>;
+    type IntoIter = Box<dyn ExactSizeIterator<Item = Record<'a>> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+/// One row of a unit, with its source: cells by column name, typed values.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    schema: &'a Schema,
+    row: &'a Row,
+}
+
+impl<'a> Record<'a> {
+    /// The source.
+    pub fn schema(&self) -> &'a Schema {
+        self.schema
+    }
+
+    /// The raw row (cells in header order).
+    pub fn row(&self) -> &'a Row {
+        self.row
+    }
+
+    /// The line where the record starts in its file.
+    pub fn line(&self) -> u64 {
+        self.row.line()
+    }
+
+    /// The row's key.
+    pub fn key(&self) -> &'a str {
+        self.row.get(self.schema.key).unwrap_or_default()
+    }
+
+    /// The parent's key, for a child row.
+    pub fn parent_key(&self) -> Option<&'a str> {
+        self.row.get(self.schema.parent?.1)
+    }
+
+    /// A cell as text; `None` if there is no such column.
+    pub fn get(&self, column: &str) -> Option<&'a str> {
+        self.row.get(self.schema.header.position(column)?)
+    }
+
+    /// A cell parsed as its declared type (text if undeclared); `None` if no such column.
+    pub fn value(&self, column: &str) -> Option<Result<Value<'a>, CellError>> {
+        let i = self.schema.header.position(column)?;
+        let raw = self.row.get(i)?;
+        Some(match &self.schema.types[i] {
+            Some(spec) => parse_cell(raw, &spec.cell_type),
+            None => Ok(Value::Text(raw)),
+        })
+    }
+}
+
+/// What grouping did, once the stream is over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupReport {
+    /// Every problem, in (file, line) order, then "N more" counts for capped kinds.
+    pub problems: Vec<Problem>,
+    /// Rows per source, in definition order.
+    pub sources: Vec<SourceStats>,
+    /// Units handed out.
+    pub units: u64,
+    /// Bytes written to temporary runs.
+    pub spilled_bytes: u64,
+    /// Temporary runs written.
+    pub spilled_runs: u64,
+}
+
+/// Row counts of one source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceStats {
+    /// The source.
+    pub name: String,
+    /// Rows read that were well-formed (right width, UTF-8, key and parent present).
+    pub rows_read: u64,
+    /// Rows handed out in units.
+    pub rows_grouped: u64,
+}
+
+/// The stream of units: an `Iterator<Item = Unit>`. Construct it with [`group`].
+///
+/// It is `Send`, so it can feed an async executor from a blocking thread. Problems accumulate
+/// while it runs; [`Grouping::finish`] gives them all.
+pub struct Grouping {
+    schemas: Arc<Vec<Schema>>,
+    root: usize,
+    root_iter: Option<SortedIter<RowRec>>,
+    children: Vec<ChildStream>,
+    problems: Problems,
+    rows_read: Vec<u64>,
+    rows_grouped: Vec<u64>,
+    sample: Option<u64>,
+    units: u64,
+    previous: Option<(String, u64)>,
+    done: bool,
+    // Last, so that runs are closed before the directory goes.
+    spill: Spill,
+}
+
+struct ChildStream {
+    source: usize,
+    parent_is_root: bool,
+    iter: SortedIter<RowRec>,
+    head: Option<RowRec>,
+}
+
+impl ChildStream {
+    fn peek(&mut self) -> io::Result<Option<&RowRec>> {
+        if self.head.is_none() {
+            self.head = self.iter.next().transpose()?;
+        }
+        Ok(self.head.as_ref())
+    }
+}
+
+/// Reads, checks and sorts every source, and returns the stream of units.
+///
+/// The sorting work happens here (it reads every file); the final merge happens as the
+/// stream is iterated. If a file or a needed column is missing, the stream is empty and the
+/// problems say why.
+pub fn group(sources: &Sources, options: &GroupOptions) -> Grouping {
+    let n = sources.defs.len();
+    let mut g = Grouping {
+        schemas: Arc::new(Vec::new()),
+        root: sources.root,
+        root_iter: None,
+        children: Vec::new(),
+        problems: Problems::new(options.max_problems_per_kind),
+        rows_read: vec![0; n],
+        rows_grouped: vec![0; n],
+        sample: options.sample,
+        units: 0,
+        previous: None,
+        done: true,
+        spill: Spill::new(options.temp_dir.clone()),
+    };
+    let mut schemas = Vec::with_capacity(n);
+    let mut readers = Vec::with_capacity(n);
+    for i in 0..n {
+        if let Some((schema, reader)) = open_checked(sources, i, &mut g.problems) {
+            schemas.push(schema);
+            readers.push(Some(reader));
+        }
+    }
+    if schemas.len() < n || options.sample == Some(0) {
+        return g;
+    }
+    g.schemas = Arc::new(schemas);
+    let mut prep = Prepare {
+        sources,
+        schemas: &g.schemas,
+        problems: &mut g.problems,
+        spill: &mut g.spill,
+        rows_read: &mut g.rows_read,
+        chunk_rows: options.chunk_rows.max(1),
+        chunk_bytes: options.chunk_bytes.max(1),
+        kept_rows: 0,
+        kept_bytes: 0,
+    };
+    match prep.run(readers, options.sample) {
+        Ok((root_iter, children)) => {
+            g.root_iter = Some(root_iter);
+            g.children = children;
+            g.done = false;
+        }
+        Err(e) => g.problems.push(Problem {
+            source: sources.root().name.clone(),
+            file: None,
+            line: None,
+            kind: ProblemKind::TempIo {
+                error: e.to_string(),
+            },
+        }),
+    }
+    g
+}
+
+impl Grouping {
+    /// The problems found so far (unsorted; [`Grouping::finish`] sorts them).
+    pub fn problems(&self) -> &[Problem] {
+        self.problems.list()
+    }
+
+    /// Whether no problem was found so far.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// The schema of a source (its header, for writing rows back out).
+    pub fn schema(&self, source: &str) -> Option<&Schema> {
+        self.schemas.iter().find(|s| s.name == source)
+    }
+
+    /// Units handed out so far.
+    pub fn units(&self) -> u64 {
+        self.units
+    }
+
+    /// Ends the stream (without reading the rest) and reports.
+    pub fn finish(self) -> GroupReport {
+        let names: Vec<String> = if self.schemas.is_empty() {
+            Vec::new()
+        } else {
+            self.schemas.iter().map(|s| s.name.clone()).collect()
+        };
+        GroupReport {
+            sources: names
+                .into_iter()
+                .enumerate()
+                .map(|(i, name)| SourceStats {
+                    name,
+                    rows_read: self.rows_read[i],
+                    rows_grouped: self.rows_grouped[i],
+                })
+                .collect(),
+            units: self.units,
+            spilled_bytes: self.spill.bytes_written,
+            spilled_runs: self.spill.runs_written,
+            problems: self.problems.finish(),
+        }
+    }
+
+    fn next_unit(&mut self) -> io::Result<Option<Unit>> {
+        if self.sample.is_some_and(|n| self.units >= n) {
+            self.drain()?;
+            return Ok(None);
+        }
+        let root_iter = self.root_iter.as_mut().expect("set when not done");
+        let root = loop {
+            let Some(rec) = root_iter.next().transpose()? else {
+                self.drain()?;
+                return Ok(None);
+            };
+            match &self.previous {
+                Some((key, first_line)) if *key == rec.root => {
+                    let kind = ProblemKind::DuplicateKey {
+                        key: key.clone(),
+                        first_line: *first_line,
+                    };
+                    let p = self.schemas[self.root].problem(Some(rec.row.line()), kind);
+                    self.problems.push(p);
+                }
+                _ => break rec,
+            }
+        };
+        self.previous = Some((root.root.clone(), root.row.line()));
+        let mut rows = vec![Vec::new(); self.schemas.len()];
+        for child in &mut self.children {
+            while let Some(head) = child.peek()? {
+                match head.root.cmp(&root.root) {
+                    Ordering::Greater => break,
+                    Ordering::Equal => {
+                        let rec = child.head.take().expect("peeked");
+                        rows[child.source].push(rec.row);
+                    }
+                    Ordering::Less => {
+                        let rec = child.head.take().expect("peeked");
+                        if child.parent_is_root {
+                            self.problems
+                                .push(orphan(&self.schemas, child.source, &rec));
+                        }
+                    }
+                }
+            }
+        }
+        for (i, r) in rows.iter().enumerate() {
+            self.rows_grouped[i] += r.len() as u64;
+        }
+        self.rows_grouped[self.root] += 1;
+        rows[self.root].push(root.row);
+        self.units += 1;
+        Ok(Some(Unit {
+            key: root.root,
+            schemas: self.schemas.clone(),
+            root: self.root,
+            rows,
+        }))
+    }
+
+    /// After the last unit: what is left in child streams has no root row.
+    fn drain(&mut self) -> io::Result<()> {
+        for child in &mut self.children {
+            while child.peek()?.is_some() {
+                let rec = child.head.take().expect("peeked");
+                if child.parent_is_root {
+                    self.problems
+                        .push(orphan(&self.schemas, child.source, &rec));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for Grouping {
+    type Item = Unit;
+
+    fn next(&mut self) -> Option<Unit> {
+        if self.done {
+            return None;
+        }
+        match self.next_unit() {
+            Ok(Some(unit)) => Some(unit),
+            Ok(None) => {
+                self.done = true;
+                self.root_iter = None;
+                self.children.clear();
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                self.root_iter = None;
+                self.children.clear();
+                self.problems.push(Problem {
+                    source: self.schemas[self.root].name.clone(),
+                    file: None,
+                    line: None,
+                    kind: ProblemKind::TempIo {
+                        error: e.to_string(),
+                    },
+                });
+                None
+            }
+        }
+    }
+}
+
+fn orphan(schemas: &[Schema], source: usize, rec: &RowRec) -> Problem {
+    let schema = &schemas[source];
+    let (parent, col) = schema.parent.expect("a child source");
+    schema.problem(
+        Some(rec.row.line()),
+        ProblemKind::Orphan {
+            parent: schemas[parent].name.clone(),
+            column: schema.header.names()[col].clone(),
+            key: rec.parent().to_string(),
+        },
+    )
+}
+
+/// The first phase: read, check and sort every source.
+struct Prepare<'a> {
+    sources: &'a Sources,
+    schemas: &'a [Schema],
+    problems: &'a mut Problems,
+    spill: &'a mut Spill,
+    rows_read: &'a mut [u64],
+    chunk_rows: usize,
+    chunk_bytes: usize,
+    /// Rows and bytes of sorted results kept in memory (at most one chunk together).
+    kept_rows: usize,
+    kept_bytes: usize,
+}
+
+impl Prepare<'_> {
+    fn sorter<T: Spillable>(&self) -> Sorter<T> {
+        Sorter::new(self.chunk_rows, self.chunk_bytes)
+    }
+
+    /// Finishes a sort, in memory if it fits in what is left of the one-chunk budget.
+    fn finish<T: Spillable>(&mut self, sorter: Sorter<T>) -> io::Result<(Sorted<T>, usize, usize)> {
+        let (bytes, rows) = sorter.held();
+        let fits = !sorter.spilled()
+            && self.kept_rows + rows <= self.chunk_rows
+            && self.kept_bytes + bytes <= self.chunk_bytes;
+        let sorted = sorter.finish(fits, self.spill)?;
+        if sorted.in_memory() {
+            self.kept_rows += rows;
+            self.kept_bytes += bytes;
+            Ok((sorted, rows, bytes))
+        } else {
+            Ok((sorted, 0, 0))
+        }
+    }
+
+    fn release(&mut self, rows: usize, bytes: usize) {
+        self.kept_rows -= rows;
+        self.kept_bytes -= bytes;
+    }
+
+    /// Reads a source's well-formed rows, reporting the others and bad typed cells.
+    fn read(
+        &mut self,
+        source: usize,
+        reader: RowReader,
+        mut each: impl FnMut(Row, &mut Spill) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let schema = &self.schemas[source];
+        for item in reader {
+            let row = match item {
+                Ok(row) => row,
+                Err(p) => {
+                    self.problems.push(p);
+                    continue;
+                }
+            };
+            let empty = |col: usize| row.get(col).is_none_or(str::is_empty);
+            let missing = if empty(schema.key) {
+                Some((schema.key, ColumnRole::Key))
+            } else {
+                schema
+                    .parent
+                    .map(|(_, c)| (c, ColumnRole::Parent))
+                    .filter(|&(c, _)| empty(c))
+            };
+            if let Some((col, role)) = missing {
+                let column = schema.header.names()[col].clone();
+                let p = schema.problem(Some(row.line()), ProblemKind::EmptyKey { column, role });
+                self.problems.push(p);
+                continue;
+            }
+            for (i, spec) in schema.types.iter().enumerate() {
+                let Some(spec) = spec else { continue };
+                let raw = row.get(i).unwrap_or_default();
+                if let Err(e) = parse_cell(raw, &spec.cell_type) {
+                    let kind = ProblemKind::BadCell {
+                        column: schema.header.names()[i].clone(),
+                        expected: e.expected,
+                        value: (!spec.personal).then(|| raw.to_string()),
+                        shape: shape(raw),
+                    };
+                    self.problems.push(schema.problem(Some(row.line()), kind));
+                }
+            }
+            self.rows_read[source] += 1;
+            each(row, self.spill)?;
+        }
+        Ok(())
+    }
+
+    fn run(
+        &mut self,
+        mut readers: Vec<Option<RowReader>>,
+        sample: Option<u64>,
+    ) -> io::Result<(SortedIter<RowRec>, Vec<ChildStream>)> {
+        let schemas = self.schemas;
+        let root = self.sources.root;
+        let rs = &schemas[root];
+
+        let mut sorter = self.sorter::<RowRec>();
+        let reader = readers[root].take().expect("opened");
+        self.read(root, reader, |row, spill| {
+            let key = row.get(rs.key).unwrap_or_default().to_string();
+            sorter.push(
+                RowRec {
+                    root: key,
+                    parent_col: NO_PARENT,
+                    order: Vec::new(),
+                    row,
+                },
+                spill,
+            )
+        })?;
+        let (root_sorted, ..) = self.finish(sorter)?;
+
+        // With a sample, the N-th distinct root key bounds what the final merge needs.
+        let mut limit: Option<String> = None;
+        if let Some(n) = sample {
+            let mut distinct = 0;
+            let mut last: Option<String> = None;
+            for rec in root_sorted.iter()? {
+                let rec = rec?;
+                if last.as_deref() != Some(rec.root.as_str()) {
+                    distinct += 1;
+                    if distinct == n {
+                        limit = Some(rec.root.clone());
+                        break;
+                    }
+                    last = Some(rec.root);
+                }
+            }
+        }
+        let wanted = |root_key: &str| limit.as_deref().is_none_or(|l| root_key <= l);
+
+        let mut key_maps: Vec<Option<Sorted<KeyRec>>> = vec![None; schemas.len()];
+        let mut children = Vec::new();
+        for &s in &self.sources.order[1..] {
+            let schema = &schemas[s];
+            let (parent, parent_col) = schema.parent.expect("a child");
+            let order_vals = |row: &Row| -> Vec<OrderVal> {
+                schema
+                    .order_by
+                    .iter()
+                    .map(|&c| OrderVal::of(row, c, &schema.types[c]))
+                    .collect()
+            };
+            let mut rows = self.sorter::<RowRec>();
+            let mut keys = self.sorter::<KeyRec>();
+            let reader = readers[s].take().expect("opened");
+            if parent == root {
+                self.read(s, reader, |row, spill| {
+                    let parent_key = row.get(parent_col).unwrap_or_default().to_string();
+                    let key = KeyRec {
+                        key: row.get(schema.key).unwrap_or_default().to_string(),
+                        line: row.line(),
+                        root: parent_key.clone(),
+                    };
+                    keys.push(key, spill)?;
+                    if wanted(&parent_key) {
+                        let order = order_vals(&row);
+                        let rec = RowRec {
+                            root: parent_key,
+                            parent_col: parent_col as u32,
+                            order,
+                            row,
+                        };
+                        rows.push(rec, spill)?;
+                    }
+                    Ok(())
+                })?;
+            } else {
+                // Sort by parent key, join with the parent's key index to learn the root key.
+                let mut by_parent = self.sorter::<RowRec>();
+                self.read(s, reader, |row, spill| {
+                    let order = order_vals(&row);
+                    by_parent.push(
+                        RowRec {
+                            root: String::new(),
+                            parent_col: parent_col as u32,
+                            order,
+                            row,
+                        },
+                        spill,
+                    )
+                })?;
+                let (by_parent, kept_rows, kept_bytes) = self.finish(by_parent)?;
+                let map = key_maps[parent].as_ref().expect("parents come first");
+                let mut map_iter = map.iter()?;
+                let mut current = map_iter.next().transpose()?;
+                for rec in by_parent.into_iter()? {
+                    let mut rec = rec?;
+                    while current.as_ref().is_some_and(|c| c.key.as_str() < rec.parent()) {
+                        current = map_iter.next().transpose()?;
+                    }
+                    match &current {
+                        Some(c) if c.key == rec.parent() => {
+                            rec.root.clone_from(&c.root);
+                            let key = KeyRec {
+                                key: rec.row.get(schema.key).unwrap_or_default().to_string(),
+                                line: rec.row.line(),
+                                root: rec.root.clone(),
+                            };
+                            keys.push(key, self.spill)?;
+                            if wanted(&rec.root) {
+                                rows.push(rec, self.spill)?;
+                            }
+                        }
+                        _ => self.problems.push(orphan(schemas, s, &rec)),
+                    }
+                }
+                self.release(kept_rows, kept_bytes);
+            }
+            let (keys, key_rows, key_bytes) = self.finish(keys)?;
+            let mut first: Option<KeyRec> = None;
+            for k in keys.iter()? {
+                let k = k?;
+                match &first {
+                    Some(f) if f.key == k.key => {
+                        let kind = ProblemKind::DuplicateKey {
+                            key: k.key.clone(),
+                            first_line: f.line,
+                        };
+                        self.problems.push(schema.problem(Some(k.line), kind));
+                    }
+                    _ => first = Some(k),
+                }
+            }
+            if self.sources.children[s].is_empty() {
+                drop(keys);
+                self.release(key_rows, key_bytes);
+            } else {
+                key_maps[s] = Some(keys);
+            }
+            let (rows, ..) = self.finish(rows)?;
+            children.push(ChildStream {
+                source: s,
+                parent_is_root: parent == root,
+                iter: rows.into_iter()?,
+                head: None,
+            });
+        }
+        Ok((root_sorted.into_iter()?, children))
+    }
+}
+
+/// No parent column (a root row).
+const NO_PARENT: u32 = u32::MAX;
+
+/// A row on its way to a unit, with its sort key: (root key, parent key, order_by, line).
+/// The parent key is read from the row's own cell.
+#[derive(Debug, Clone)]
+struct RowRec {
+    root: String,
+    parent_col: u32,
+    order: Vec<OrderVal>,
+    row: Row,
+}
+
+impl RowRec {
+    fn parent(&self) -> &str {
+        self.row.get(self.parent_col as usize).unwrap_or_default()
+    }
+
+    fn sort_key(&self) -> (&str, &str, &[OrderVal], u64) {
+        (&self.root, self.parent(), &self.order, self.row.line())
+    }
+}
+
+impl PartialEq for RowRec {
+    fn eq(&self, other: &Self) -> bool {
+        self.sort_key() == other.sort_key()
+    }
+}
+
+impl Eq for RowRec {}
+
+impl PartialOrd for RowRec {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RowRec {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.sort_key().cmp(&other.sort_key())
+    }
+}
+
+impl Spillable for RowRec {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_str(out, &self.root);
+        put_varint(out, u64::from(self.parent_col));
+        put_varint(out, self.order.len() as u64);
+        for v in &self.order {
+            v.encode(out);
+        }
+        put_varint(out, self.row.line());
+        let (text, ends) = self.row.parts();
+        put_str(out, text);
+        put_varint(out, ends.len() as u64);
+        let mut start = 0;
+        for &e in ends {
+            put_varint(out, u64::from(e - start));
+            start = e;
+        }
+    }
+
+    fn decode(d: &mut Decoder<'_>) -> io::Result<Self> {
+        let root = d.str()?.to_string();
+        let parent_col = d.varint()? as u32;
+        let n = d.varint()? as usize;
+        let order = (0..n).map(|_| OrderVal::decode(d)).collect::<io::Result<_>>()?;
+        let line = d.varint()?;
+        let text: Box<str> = d.str()?.into();
+        let n = d.varint()? as usize;
+        let mut end = 0u32;
+        let ends: Box<[u32]> = (0..n)
+            .map(|_| {
+                end += d.varint()? as u32;
+                Ok(end)
+            })
+            .collect::<io::Result<_>>()?;
+        if ends.last().is_some_and(|&e| e as usize != text.len())
+            || ends.iter().any(|&e| !text.is_char_boundary(e as usize))
+        {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "corrupt sort run"));
+        }
+        Ok(RowRec { root, parent_col, order, row: Row::from_parts(line, text, ends) })
+    }
+
+    fn mem_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.root.len()
+            + self.order.len() * std::mem::size_of::<OrderVal>()
+            + self.row.mem_size()
+    }
+
+    fn prefix(&self) -> u128 {
+        Prefix::new().str(&self.root).str(self.parent()).value()
+    }
+}
+
+/// A key index entry: (key, line) → root key.
+#[derive(Debug, Clone)]
+struct KeyRec {
+    key: String,
+    line: u64,
+    root: String,
+}
+
+impl PartialEq for KeyRec {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.key, self.line) == (&other.key, other.line)
+    }
+}
+
+impl Eq for KeyRec {}
+
+impl PartialOrd for KeyRec {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for KeyRec {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (&self.key, self.line).cmp(&(&other.key, other.line))
+    }
+}
+
+impl Spillable for KeyRec {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_str(out, &self.key);
+        put_varint(out, self.line);
+        put_str(out, &self.root);
+    }
+
+    fn decode(d: &mut Decoder<'_>) -> io::Result<Self> {
+        Ok(KeyRec {
+            key: d.str()?.to_string(),
+            line: d.varint()?,
+            root: d.str()?.to_string(),
+        })
+    }
+
+    fn mem_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.key.len() + self.root.len()
+    }
+
+    fn prefix(&self) -> u128 {
+        Prefix::new().str(&self.key).u64(self.line).value()
+    }
+}
+
+/// An `order_by` value: typed when the column is, so dates and amounts sort as such.
+/// Empty cells sort first, cells that do not parse last (as text).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum OrderVal {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Decimal(Decimal),
+    Date(NaiveDate),
+    /// Naive, or UTC for a value with an offset.
+    DateTime(NaiveDateTime),
+    Text(String),
+    Invalid(String),
+}
+
+impl OrderVal {
+    fn of(row: &Row, column: usize, spec: &Option<ColumnSpec>) -> Self {
+        let raw = row.get(column).unwrap_or_default();
+        let Some(spec) = spec else {
+            return OrderVal::Text(raw.to_string());
+        };
+        match parse_cell(raw, &spec.cell_type) {
+            Ok(Value::Null) => OrderVal::Null,
+            Ok(Value::Text(t)) => OrderVal::Text(t.to_string()),
+            Ok(Value::Bool(b)) => OrderVal::Bool(b),
+            Ok(Value::Int(i)) => OrderVal::Int(i),
+            Ok(Value::Decimal(d)) => OrderVal::Decimal(d),
+            Ok(Value::Date(d)) => OrderVal::Date(d),
+            Ok(Value::DateTime(d)) => OrderVal::DateTime(d),
+            Ok(Value::DateTimeTz(d)) => OrderVal::DateTime(d.naive_utc()),
+            Err(_) => OrderVal::Invalid(raw.to_string()),
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            OrderVal::Null => out.push(0),
+            OrderVal::Bool(b) => out.extend([1, *b as u8]),
+            OrderVal::Int(i) => {
+                out.push(2);
+                put_u64(out, *i as u64);
+            }
+            OrderVal::Decimal(d) => {
+                out.push(3);
+                out.extend_from_slice(&d.serialize());
+            }
+            OrderVal::Date(d) => {
+                out.push(4);
+                put_u32(out, d.num_days_from_ce() as u32);
+            }
+            OrderVal::DateTime(d) => {
+                let utc = d.and_utc();
+                out.push(5);
+                put_u64(out, utc.timestamp() as u64);
+                put_u32(out, utc.timestamp_subsec_nanos());
+            }
+            OrderVal::Text(s) => {
+                out.push(6);
+                put_str(out, s);
+            }
+            OrderVal::Invalid(s) => {
+                out.push(7);
+                put_str(out, s);
+            }
+        }
+    }
+
+    fn decode(d: &mut Decoder<'_>) -> io::Result<Self> {
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, "corrupt sort run");
+        Ok(match d.u8()? {
+            0 => OrderVal::Null,
+            1 => OrderVal::Bool(d.u8()? != 0),
+            2 => OrderVal::Int(d.u64()? as i64),
+            3 => OrderVal::Decimal(Decimal::deserialize(d.bytes(16)?.try_into().expect("16"))),
+            4 => OrderVal::Date(
+                NaiveDate::from_num_days_from_ce_opt(d.u32()? as i32).ok_or_else(bad)?,
+            ),
+            5 => {
+                let secs = d.u64()? as i64;
+                let nanos = d.u32()?;
+                OrderVal::DateTime(
+                    chrono::DateTime::from_timestamp(secs, nanos)
+                        .ok_or_else(bad)?
+                        .naive_utc(),
+                )
+            }
+            6 => OrderVal::Text(d.str()?.to_string()),
+            7 => OrderVal::Invalid(d.str()?.to_string()),
+            _ => return Err(bad()),
+        })
+    }
+}

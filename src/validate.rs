@@ -1,0 +1,778 @@
+//! `plan validate`: every problem in the plan, its data and (with `--target`) against the
+//! tenant's configuration, found before a single call changes anything, each located.
+//!
+//! Plan problems come from [`crate::plan`], data problems from [`crate::source`] plus the
+//! plan's column rules, tenant problems from reading the plan's lookups and products through
+//! the API.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::mambu::{Client, Credentials};
+use crate::plan::action::Action;
+use crate::plan::check::{Plan, Target, check_all};
+use crate::plan::compiled::Compiled;
+use crate::plan::load::{PlanProblem, load_lenient};
+use crate::plan::refs;
+use crate::source::{self, GroupOptions, Sources};
+
+/// What to validate.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub plan: PathBuf,
+    /// `--source NAME=PATH` overrides.
+    pub sources: Vec<(String, PathBuf)>,
+    /// `--target sandbox|URL`: also check against the tenant's configuration.
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Plan,
+    Data,
+    Tenant,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Plan => "plan",
+            Kind::Data => "data",
+            Kind::Tenant => "tenant",
+        }
+    }
+}
+
+/// One problem, located.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub kind: Kind,
+    /// The plan or the CSV file (or the tenant's URL).
+    pub file: String,
+    /// 1-based; in a CSV file, the line where the record starts (the header is line 1).
+    pub line: Option<u64>,
+    /// In the plan file, 1-based.
+    pub column: Option<u64>,
+    /// In a CSV file, the column's name.
+    pub field: Option<String>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Finding {
+    fn new(
+        kind: Kind,
+        file: impl Into<String>,
+        line: Option<u64>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> Self {
+        Finding {
+            kind,
+            file: file.into(),
+            line,
+            column: None,
+            field: None,
+            message: message.into(),
+            hint,
+        }
+    }
+
+    fn in_field(mut self, field: &str) -> Self {
+        self.field = Some(field.to_owned());
+        self
+    }
+
+    /// `file:line:column` in the plan, `file:line, column name` in data.
+    pub fn location(&self) -> String {
+        let mut out = self.file.clone();
+        if let Some(line) = self.line {
+            out.push_str(&format!(":{line}"));
+        }
+        if let Some(column) = self.column {
+            out.push_str(&format!(":{column}"));
+        }
+        if let Some(field) = &self.field {
+            out.push_str(&format!(", column {field}"));
+        }
+        out
+    }
+}
+
+/// Rows read from one source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceRows {
+    pub source: String,
+    pub file: String,
+    pub rows: u64,
+}
+
+/// The whole answer of `plan validate`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub plan: String,
+    pub findings: Vec<Finding>,
+    pub sources: Vec<SourceRows>,
+    pub units: u64,
+    /// Findings of one kind beyond the listing cap, counted only.
+    pub unlisted: BTreeMap<String, u64>,
+}
+
+/// Findings listed per (kind, source, column, rule); the rest are counted.
+const LISTED_PER_RULE: u64 = 50;
+
+impl Report {
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty() && self.unlisted.values().all(|n| *n == 0)
+    }
+
+    fn count(&self, kind: Kind) -> u64 {
+        self.findings.iter().filter(|f| f.kind == kind).count() as u64
+            + self
+                .unlisted
+                .iter()
+                .filter(|(k, _)| k.starts_with(kind.name()))
+                .map(|(_, n)| n)
+                .sum::<u64>()
+    }
+
+    /// The terminal report: every finding, then a one-screen summary.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for f in &self.findings {
+            let _ = writeln!(
+                out,
+                "error[{}] {}: {}",
+                f.kind.name(),
+                f.location(),
+                f.message
+            );
+            if let Some(hint) = &f.hint {
+                let _ = writeln!(out, "  help: {hint}");
+            }
+        }
+        for (what, n) in &self.unlisted {
+            if *n > 0 {
+                let _ = writeln!(out, "error[{}] ... and {n} more like these", what);
+            }
+        }
+        if !self.findings.is_empty() {
+            out.push('\n');
+        }
+        let _ = writeln!(out, "Summary of {}", self.plan);
+        let width = self
+            .sources
+            .iter()
+            .map(|s| s.source.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        let _ = writeln!(out, "  {:<width$}  {:>10}  file", "source", "rows");
+        for s in &self.sources {
+            let _ = writeln!(out, "  {:<width$}  {:>10}  {}", s.source, s.rows, s.file);
+        }
+        let _ = writeln!(out, "  units: {}", self.units);
+        let (plan, data, tenant) = (
+            self.count(Kind::Plan),
+            self.count(Kind::Data),
+            self.count(Kind::Tenant),
+        );
+        let _ = writeln!(
+            out,
+            "  problems: {plan} in the plan, {data} in the data, {tenant} against the tenant"
+        );
+        if self.is_clean() {
+            let _ = writeln!(out, "OK: no problem found.");
+        } else {
+            let _ = writeln!(
+                out,
+                "FAILED: {} problems. Fix them and run `plan validate` again.",
+                plan + data + tenant
+            );
+        }
+        out
+    }
+}
+
+fn plan_finding(p: &PlanProblem) -> Finding {
+    let path = if p.path.is_empty() {
+        String::new()
+    } else {
+        format!(" (at {})", p.path)
+    };
+    Finding {
+        kind: Kind::Plan,
+        file: p.file.display().to_string(),
+        line: Some(p.at.line as u64),
+        column: Some(p.at.column as u64),
+        field: None,
+        message: format!("{}{path}", p.message),
+        hint: p.hint.clone(),
+    }
+}
+
+/// Collects findings, capping repeats of one rule.
+#[derive(Default)]
+struct Findings {
+    list: Vec<Finding>,
+    per_rule: HashMap<String, u64>,
+    unlisted: BTreeMap<String, u64>,
+}
+
+impl Findings {
+    fn push_capped(&mut self, rule: String, finding: Finding) {
+        let n = self.per_rule.entry(rule.clone()).or_default();
+        *n += 1;
+        if *n <= LISTED_PER_RULE {
+            self.list.push(finding);
+        } else {
+            *self.unlisted.entry(rule).or_default() += 1;
+        }
+    }
+}
+
+/// Runs every check.
+pub fn validate(options: &Options) -> Report {
+    let mut findings = Findings::default();
+    let plan_name = options.plan.display().to_string();
+    let (loaded, problems) = load_lenient(&options.plan);
+    findings.list.extend(problems.iter().map(plan_finding));
+    let Some(loaded) = loaded else {
+        return Report {
+            plan: plan_name,
+            findings: findings.list,
+            sources: Vec::new(),
+            units: 0,
+            unlisted: BTreeMap::new(),
+        };
+    };
+    let (plan, problems) = check_all(&loaded, &options.sources);
+    findings.list.extend(problems.iter().map(plan_finding));
+
+    let sources = match Sources::new(plan.sources.clone(), &plan.unit) {
+        Ok(s) => s,
+        Err(problems) => {
+            findings.list.extend(problems.iter().map(|p| {
+                Finding::new(
+                    Kind::Plan,
+                    loaded.file.display().to_string(),
+                    None,
+                    p.to_string(),
+                    None,
+                )
+            }));
+            return Report {
+                plan: plan_name,
+                findings: findings.list,
+                sources: Vec::new(),
+                units: 0,
+                unlisted: findings.unlisted,
+            };
+        }
+    };
+    let tenant = options
+        .target
+        .as_deref()
+        .map(|t| read_tenant(&plan, t, &mut findings));
+    let lookup_refs = lookup_references(&plan);
+
+    let mut grouping = source::group(&sources, &GroupOptions::default());
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for def in &plan.sources {
+        if let Some(schema) = grouping.schema(&def.name) {
+            headers.insert(def.name.clone(), schema.header().names().to_vec());
+        }
+    }
+    for p in refs::check_references(&plan, &headers) {
+        findings
+            .list
+            .push(plan_finding(&loaded.problem(&p.path, p.message, p.hint)));
+    }
+
+    let compiled = Compiled::new(&plan);
+    // Bad cells are all found while the files are read, before the first unit.
+    let bad_cells: HashSet<(String, u64)> = grouping
+        .problems()
+        .iter()
+        .filter(|p| matches!(p.kind, source::ProblemKind::BadCell { .. }))
+        .filter_map(|p| Some((p.source.clone(), p.line?)))
+        .collect();
+    let placeholders = compiled.placeholder_outputs();
+    let lookups = tenant.as_ref().map(Tenant::lookups_value);
+    for unit in grouping.by_ref() {
+        // Rows already reported: rendering them would say the same again.
+        let mut flagged: HashSet<(String, u64)> = bad_cells.clone();
+        for def in &plan.sources {
+            let Some(records) = unit.rows(&def.name) else {
+                continue;
+            };
+            let rules = plan.rules.get(&def.name);
+            let refs: Vec<&(String, String, String)> = lookup_refs
+                .iter()
+                .filter(|(_, s, _)| *s == def.name)
+                .collect();
+            if rules.is_none() && (refs.is_empty() || tenant.is_none()) {
+                continue;
+            }
+            for record in records.iter() {
+                let file = record.schema().file().display().to_string();
+                for (column, rule) in rules.into_iter().flatten() {
+                    let Some(raw) = record.get(column) else {
+                        continue;
+                    };
+                    if rule.required && raw.trim().is_empty() {
+                        flagged.insert((def.name.clone(), record.line()));
+                        findings.push_capped(
+                            format!("data {} {column} required", def.name),
+                            Finding::new(
+                                Kind::Data,
+                                file.clone(),
+                                Some(record.line()),
+                                "a required value is empty",
+                                Some(format!(
+                                    "fill {column} in {} {}, or mark the column not required",
+                                    def.name,
+                                    record.key()
+                                )),
+                            )
+                            .in_field(column),
+                        );
+                    }
+                    if rule.positive {
+                        let below = match record.value(column) {
+                            Some(Ok(source::Value::Decimal(d))) => d <= Decimal::ZERO,
+                            Some(Ok(source::Value::Int(i))) => i <= 0,
+                            _ => false,
+                        };
+                        if below {
+                            flagged.insert((def.name.clone(), record.line()));
+                            findings.push_capped(
+                                format!("data {} {column} positive", def.name),
+                                Finding::new(
+                                    Kind::Data,
+                                    file.clone(),
+                                    Some(record.line()),
+                                    "the amount is zero or negative: Mambu refuses it",
+                                    Some(format!(
+                                        "correct {column} of {} {}",
+                                        def.name,
+                                        record.key()
+                                    )),
+                                )
+                                .in_field(column),
+                            );
+                        }
+                    }
+                }
+                if let Some(tenant) = &tenant {
+                    for (lookup, _, column) in &refs {
+                        let Some(table) = tenant.lookups.get(lookup) else {
+                            continue;
+                        };
+                        let Some(raw) = record.get(column) else {
+                            continue;
+                        };
+                        if !raw.is_empty() && !table.contains_key(raw) {
+                            flagged.insert((def.name.clone(), record.line()));
+                            let mut known: Vec<&str> = table.keys().map(String::as_str).collect();
+                            known.sort_unstable();
+                            findings.push_capped(
+                                format!("tenant {} {column} {lookup}", def.name),
+                                Finding::new(
+                                    Kind::Tenant,
+                                    file.clone(),
+                                    Some(record.line()),
+                                    format!("`{raw}` is not in the tenant's {lookup}"),
+                                    Some(format!("the tenant has: {}", known.join(", "))),
+                                )
+                                .in_field(column),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        render_unit(
+            &compiled,
+            &unit,
+            &placeholders,
+            lookups.as_ref(),
+            tenant.as_ref(),
+            &flagged,
+            &mut findings,
+        );
+    }
+    let report = grouping.finish();
+    for p in &report.problems {
+        let message = p.to_string();
+        let message = message
+            .split_once(&format!("{}: ", p.source))
+            .map(|(_, m)| m.to_owned())
+            .unwrap_or(message);
+        let finding = match &p.file {
+            Some(f) => Finding::new(
+                Kind::Data,
+                f.display().to_string(),
+                p.line,
+                format!("{}: {message}", p.source),
+                None,
+            ),
+            None => Finding::new(
+                Kind::Plan,
+                loaded.file.display().to_string(),
+                None,
+                format!("source {}: {message}", p.source),
+                None,
+            ),
+        };
+        findings.list.push(finding);
+    }
+    // The plan's problems first, in file order; then the data's, file by file, line by line.
+    findings.list.sort_by(|a, b| {
+        (a.kind != Kind::Plan, &a.file, a.line, a.column).cmp(&(
+            b.kind != Kind::Plan,
+            &b.file,
+            b.line,
+            b.column,
+        ))
+    });
+    let files: HashMap<&str, &Path> = plan
+        .sources
+        .iter()
+        .map(|s| (s.name.as_str(), s.file.as_path()))
+        .collect();
+    Report {
+        plan: plan_name,
+        findings: findings.list,
+        sources: report
+            .sources
+            .iter()
+            .map(|s| SourceRows {
+                source: s.name.clone(),
+                file: files
+                    .get(s.name.as_str())
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                rows: s.rows_read,
+            })
+            .collect(),
+        units: report.units,
+        unlisted: findings.unlisted,
+    }
+}
+
+/// Renders every call of the unit, as a run would (with placeholder outputs of earlier steps):
+/// a row whose call cannot be rendered would fail its unit on the night.
+fn render_unit(
+    compiled: &Compiled,
+    unit: &source::Unit,
+    outputs: &HashMap<String, Value>,
+    lookups: Option<&Value>,
+    tenant: Option<&Tenant>,
+    skip: &HashSet<(String, u64)>,
+    findings: &mut Findings,
+) {
+    for planned in compiled.expand(unit) {
+        let step = compiled.step(planned.step);
+        let row = planned.row();
+        if (compiled.uses_lookups(planned.step) && lookups.is_none())
+            || skip.contains(&(row.schema().name().to_owned(), row.line()))
+        {
+            continue;
+        }
+        let file = row.schema().file().display().to_string();
+        let mut fail = |what: &str, message: String| {
+            findings.push_capped(
+                format!("data render {} {what}", step.id),
+                Finding::new(
+                    Kind::Data,
+                    file.clone(),
+                    Some(row.line()),
+                    format!("step `{}` ({}): {message}", step.id, step.action.name()),
+                    Some(format!(
+                        "fix the row ({} {}) or the step's template",
+                        row.schema().name(),
+                        row.key()
+                    )),
+                ),
+            );
+        };
+        match compiled.when(&planned, outputs, lookups) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                fail("when", e.to_string());
+                continue;
+            }
+        }
+        match compiled.render(unit, &planned, outputs, lookups) {
+            Err(e) => fail("render", e.to_string()),
+            Ok(call) => {
+                if let (Some(tenant), Action::CreateLoan, Some(body)) =
+                    (tenant, call.action, &call.body)
+                {
+                    for (field, problem) in tenant.loan_limits(body) {
+                        findings.push_capped(
+                            format!("tenant limits {} {field}", step.id),
+                            Finding::new(
+                                Kind::Tenant,
+                                file.clone(),
+                                Some(row.line()),
+                                problem,
+                                Some(format!(
+                                    "correct {} {} or choose another product",
+                                    row.schema().name(),
+                                    row.key()
+                                )),
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `(lookup, source, column)` for every `lookups.<lookup>[<source>.<column>]` in the plan's
+/// templates.
+fn lookup_references(plan: &Plan) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for step in plan.action_steps() {
+        for text in refs::template_strings(step) {
+            let mut rest = text.as_str();
+            while let Some(at) = rest.find("lookups.") {
+                rest = &rest[at + "lookups.".len()..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let after = rest[name.len()..].trim_start();
+                if let Some(inner) = after
+                    .strip_prefix('[')
+                    .and_then(|a| a.split_once(']'))
+                    .map(|(i, _)| i.trim())
+                    && let Some((source, column)) = inner.split_once('.')
+                    && plan.source(source).is_some()
+                {
+                    out.insert((name.clone(), source.to_owned(), column.trim().to_owned()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What the tenant told us.
+struct Tenant {
+    lookups: HashMap<String, HashMap<String, Value>>,
+    /// Loan products by encodedKey and by id.
+    loan_products: Vec<Value>,
+}
+
+fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) -> Tenant {
+    let mut tenant = Tenant {
+        lookups: HashMap::new(),
+        loan_products: Vec::new(),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            findings.list.push(Finding::new(
+                Kind::Tenant,
+                target,
+                None,
+                format!("cannot start the async runtime: {e}"),
+                None,
+            ));
+            return tenant;
+        }
+    };
+    runtime.block_on(async {
+        let mut sandbox = None;
+        let client = if target == "sandbox" {
+            let key = uuid::Uuid::new_v4().to_string();
+            let config = crate::sandbox::SandboxConfig::with_api_key(key.clone());
+            match crate::sandbox::start(config, ([127, 0, 0, 1], 0).into()).await {
+                Ok(server) => {
+                    let client = Client::new(
+                        &server.base_url(),
+                        Credentials::ApiKey(key),
+                        Duration::from_secs(30),
+                    );
+                    sandbox = Some(server);
+                    client
+                }
+                Err(e) => {
+                    findings.list.push(Finding::new(
+                        Kind::Tenant,
+                        "sandbox",
+                        None,
+                        format!("cannot start the embedded sandbox: {e}"),
+                        None,
+                    ));
+                    return;
+                }
+            }
+        } else {
+            let (api_key_env, username_env, password_env) = match &plan.target {
+                Target::Tenant {
+                    api_key_env,
+                    username_env,
+                    password_env,
+                    ..
+                } => (
+                    api_key_env.as_str(),
+                    username_env.as_str(),
+                    password_env.as_str(),
+                ),
+                Target::Sandbox => ("MAMBU_API_KEY", "MAMBU_USERNAME", "MAMBU_PASSWORD"),
+            };
+            Credentials::from_env(api_key_env, username_env, password_env)
+                .and_then(|c| Client::new(target, c, Duration::from_secs(30)))
+        };
+        let client = match client {
+            Ok(c) => c,
+            Err(e) => {
+                findings.list.push(Finding::new(
+                    Kind::Tenant,
+                    target,
+                    None,
+                    e.to_string(),
+                    None,
+                ));
+                return;
+            }
+        };
+        for (name, lookup) in &plan.settings.lookups {
+            match client.get_json(&lookup.path).await {
+                Ok(Value::Array(items)) => {
+                    let table = items
+                        .iter()
+                        .filter_map(|item| {
+                            Some((
+                                item.get(&lookup.key)?.as_str()?.to_owned(),
+                                item.get(&lookup.value)?.clone(),
+                            ))
+                        })
+                        .collect();
+                    tenant.lookups.insert(name.clone(), table);
+                }
+                Ok(_) => findings.list.push(Finding::new(
+                    Kind::Tenant,
+                    target,
+                    None,
+                    format!("lookups.{name}: GET {} did not answer a list", lookup.path),
+                    None,
+                )),
+                Err(e) => findings.list.push(Finding::new(
+                    Kind::Tenant,
+                    target,
+                    None,
+                    format!("lookups.{name}: {e}"),
+                    Some("check the lookup's path and the credentials".into()),
+                )),
+            }
+        }
+        if let Ok(Value::Array(items)) = client.get_json("/loanproducts").await {
+            tenant.loan_products = items;
+        }
+        if let Some(server) = sandbox {
+            server.stop().await;
+        }
+    });
+    tenant
+}
+
+impl Tenant {
+    /// The lookups as one JSON value, for templates' `lookups.<table>[<key>]`.
+    fn lookups_value(&self) -> Value {
+        Value::Object(
+            self.lookups
+                .iter()
+                .map(|(name, table)| {
+                    (
+                        name.clone(),
+                        Value::Object(table.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// A create_loan body's amount, installments and interest rate against the limits of the
+    /// product it names. Returns (field, problem) pairs.
+    fn loan_limits(&self, body: &Value) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let Some(key) = body.get("productTypeKey").and_then(Value::as_str) else {
+            return out;
+        };
+        let Some(product) = self
+            .loan_products
+            .iter()
+            .find(|p| p.get("encodedKey").and_then(Value::as_str) == Some(key))
+        else {
+            out.push((
+                "productTypeKey",
+                format!("no loan product has encodedKey `{key}`"),
+            ));
+            return out;
+        };
+        let name = product.get("id").and_then(Value::as_str).unwrap_or(key);
+        let checks = [
+            (
+                "loanAmount",
+                body.get("loanAmount"),
+                &product["loanAmountSettings"]["loanAmount"],
+            ),
+            (
+                "repaymentInstallments",
+                body.pointer("/scheduleSettings/repaymentInstallments"),
+                &product["scheduleSettings"]["numInstallments"],
+            ),
+            (
+                "interestRate",
+                body.pointer("/interestSettings/interestRate"),
+                &product["interestSettings"]["interestRateSettings"][0]["interestRate"],
+            ),
+        ];
+        for (field, value, limits) in checks {
+            let Some(value) = value.and_then(number) else {
+                continue;
+            };
+            let (min, max) = (
+                limits.get("minValue").and_then(number),
+                limits.get("maxValue").and_then(number),
+            );
+            if min.is_some_and(|m| value < m) || max.is_some_and(|m| value > m) {
+                let range = format!(
+                    "{} to {}",
+                    min.map(|m| m.to_string()).unwrap_or("-".into()),
+                    max.map(|m| m.to_string()).unwrap_or("-".into())
+                );
+                out.push((
+                    field,
+                    format!("{field} {value} is outside product {name}'s limits ({range})"),
+                ));
+            }
+        }
+        out
+    }
+}
+
+fn number(v: &Value) -> Option<Decimal> {
+    match v {
+        Value::Number(n) => n.to_string().parse().ok(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
