@@ -57,9 +57,21 @@ pub struct RunArgs {
     /// Resume the unfinished run in the run directory.
     #[arg(long)]
     pub resume: bool,
-    /// Migrate only the first N units.
+    /// Migrate only the first N units (the sample migration).
     #[arg(long)]
     pub sample: Option<u64>,
+    /// Stop starting units at this time: HH:MM (local) or RFC 3339; units in flight finish.
+    #[arg(long)]
+    pub deadline: Option<String>,
+    /// Calls per second (default: the plan's limits.requests_per_second).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Units in flight at once (default: the plan's limits.concurrency).
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// No progress bar: one line every 10 seconds instead.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,7 +209,7 @@ pub struct GenerateArgs {
 /// Runs the chosen subcommand.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
-        Command::Run(_) => not_built("run"),
+        Command::Run(args) => run(args),
         Command::Plan(PlanCommand::Validate(args)) => validate(args),
         Command::Plan(PlanCommand::Estimate(_)) => not_built("plan estimate"),
         Command::Plan(PlanCommand::Schema) => {
@@ -207,7 +219,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
             );
             Ok(ExitStatus::Success)
         }
-        Command::Status(_) => not_built("status"),
+        Command::Status(args) => crate::report::status(&args.run_dir).map(|text| {
+            print!("{text}");
+            ExitStatus::Success
+        }),
         Command::Verify(_) => not_built("verify"),
         Command::Sandbox(args) => run_sandbox(args),
         Command::Fixtures(FixturesCommand::Generate(args)) => generate_fixtures(args),
@@ -223,6 +238,32 @@ fn source_overrides(pairs: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> 
             _ => anyhow::bail!("--source {pair:?}: write it as NAME=PATH, e.g. --source transactions=full/transactions.csv"),
         })
         .collect()
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitStatus> {
+    let deadline = args
+        .deadline
+        .as_deref()
+        .map(crate::run::parse_deadline)
+        .transpose()?;
+    if let Some(rate) = args.rate {
+        anyhow::ensure!(
+            rate > 0.0 && rate.is_finite(),
+            "--rate must be above 0, got {rate}"
+        );
+    }
+    crate::run::run(crate::run::RunOptions {
+        plan: args.plan,
+        target: args.target,
+        sources: source_overrides(&args.sources)?,
+        run_dir: args.run_dir,
+        resume: args.resume,
+        sample: args.sample,
+        deadline,
+        rate: args.rate,
+        concurrency: args.concurrency,
+        progress: !args.no_progress,
+    })
 }
 
 fn validate(args: ValidateArgs) -> anyhow::Result<ExitStatus> {

@@ -10,10 +10,13 @@
 //! reading and grouping into units), `mambu` (the HTTP client), `run` (the executor),
 //! `checkpoint` (SQLite), `estimate` and `report`.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod fixtures;
 pub mod mambu;
 pub mod plan;
+pub mod report;
+pub mod run;
 pub mod sandbox;
 pub mod source;
 pub mod validate;

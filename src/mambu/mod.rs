@@ -201,6 +201,193 @@ impl Client {
     }
 }
 
+/// One request to send.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'static str,
+    /// Under the base URL.
+    pub path: &'a str,
+    pub body: Option<&'a Value>,
+    pub idempotency_key: Option<&'a str>,
+    /// API v1 (no v2 Accept header).
+    pub v1: bool,
+}
+
+/// An answer, read whole.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    /// The JSON body; `Value::Null` when empty, a string holding the text's size when not JSON.
+    pub body: Value,
+    pub json: bool,
+    pub retry_after: Option<Duration>,
+}
+
+/// Answers bigger than this are not read whole: a Mambu answer is a few kilobytes.
+const MAX_BODY: usize = 32 << 20;
+
+impl Client {
+    /// Sends one request, once. Transport failures (connect, timeout, a dropped connection, a
+    /// truncated body) are errors: the outcome of the call is unknown.
+    pub async fn send(&self, request: &Request<'_>) -> Result<Answer, ClientError> {
+        let method =
+            reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+        let mut builder = self
+            .http
+            .request(method, format!("{}{}", self.base, request.path))
+            .headers(self.headers(!request.v1));
+        if let Credentials::Basic { username, password } = &self.credentials {
+            builder = builder.basic_auth(username, Some(password));
+        }
+        if let Some(key) = request.idempotency_key {
+            builder = builder.header("Idempotency-Key", key);
+        }
+        if let Some(body) = request.body {
+            builder = builder.body(body.to_string());
+        }
+        let fail = |message: String| ClientError::Transport {
+            method: request.method.into(),
+            path: request.path.to_owned(),
+            message,
+        };
+        let mut response = builder
+            .send()
+            .await
+            .map_err(|e| fail(transport_message(&e)))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| fail(transport_message(&e)))?
+        {
+            if bytes.len() + chunk.len() > MAX_BODY {
+                return Err(fail(format!("the answer is over {} MiB", MAX_BODY >> 20)));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let (body, json) = if bytes.is_empty() {
+            (Value::Null, true)
+        } else {
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(v) => (v, true),
+                Err(_) => (
+                    Value::String(format!("{} bytes of non-JSON", bytes.len())),
+                    false,
+                ),
+            }
+        };
+        Ok(Answer {
+            status,
+            body,
+            json,
+            retry_after,
+        })
+    }
+}
+
+fn transport_message(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "the answer was cut off"
+    } else {
+        "the connection failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+/// Mambu's reasons for refusing, from a v2 `{"errors":[...]}` or a v1 `{"returnCode",...}` body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: Option<i64>,
+    pub reason: Option<String>,
+    pub source: Option<String>,
+}
+
+impl Refusal {
+    pub fn from_body(body: &Value) -> Self {
+        if let Some(first) = body.get("errors").and_then(|e| e.get(0)) {
+            return Refusal {
+                code: first.get("errorCode").and_then(Value::as_i64),
+                reason: first
+                    .get("errorReason")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                source: first
+                    .get("errorSource")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            };
+        }
+        Refusal {
+            code: body.get("returnCode").and_then(Value::as_i64),
+            reason: body
+                .get("returnStatus")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            source: body
+                .get("errorSource")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        }
+    }
+
+    pub fn is(&self, reason: &str) -> bool {
+        self.reason.as_deref() == Some(reason)
+    }
+}
+
+/// What to do about an answer (DESIGN.md, "How a call's outcome is classified").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Success,
+    /// Transient: send again with the same key, after `retry_after` if the server said.
+    Retry {
+        throttled: bool,
+        retry_after: Option<Duration>,
+    },
+    /// A refusal for this record: fail the unit (or adopt what exists).
+    Refused(Refusal),
+    /// The credentials are refused: stop the run.
+    Stop(Refusal),
+}
+
+/// The one place that decides retry / refuse / stop.
+pub fn classify(answer: &Answer) -> Verdict {
+    match answer.status {
+        200..=299 => Verdict::Success,
+        102 | 409 | 500..=599 => Verdict::Retry {
+            throttled: false,
+            retry_after: answer.retry_after,
+        },
+        429 => Verdict::Retry {
+            throttled: true,
+            retry_after: answer.retry_after,
+        },
+        401 | 403 => Verdict::Stop(Refusal::from_body(&answer.body)),
+        _ => Verdict::Refused(Refusal::from_body(&answer.body)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +410,56 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{client:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn classifies_as_the_design_says() {
+        let answer = |status, body: Value| Answer {
+            status,
+            body,
+            json: true,
+            retry_after: None,
+        };
+        assert_eq!(classify(&answer(201, Value::Null)), Verdict::Success);
+        for status in [102, 409, 500, 502, 503, 504] {
+            assert!(
+                matches!(
+                    classify(&answer(status, Value::Null)),
+                    Verdict::Retry {
+                        throttled: false,
+                        ..
+                    }
+                ),
+                "{status}"
+            );
+        }
+        assert!(matches!(
+            classify(&answer(429, Value::Null)),
+            Verdict::Retry {
+                throttled: true,
+                ..
+            }
+        ));
+        let refused = classify(&answer(
+            400,
+            serde_json::json!({ "errors": [{ "errorCode": 316, "errorReason": "CLIENT_ID_ALREADY_IN_USE", "errorSource": "id" }] }),
+        ));
+        assert_eq!(
+            refused,
+            Verdict::Refused(Refusal {
+                code: Some(316),
+                reason: Some("CLIENT_ID_ALREADY_IN_USE".into()),
+                source: Some("id".into())
+            })
+        );
+        let v1 = Refusal::from_body(
+            &serde_json::json!({ "returnCode": 1931, "returnStatus": "ACCOUNT_ALREADY_LINKED" }),
+        );
+        assert!(v1.is("ACCOUNT_ALREADY_LINKED"));
+        assert!(matches!(
+            classify(&answer(401, Value::Null)),
+            Verdict::Stop(_)
+        ));
     }
 
     #[test]

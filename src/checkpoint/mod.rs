@@ -1,0 +1,648 @@
+//! The run's SQLite store (WAL): the only module that sees rusqlite.
+//!
+//! The executor sends [`Record`]s; a writer thread commits them in batches (every 100 ms or
+//! 2,000 records), so recording costs the executor a channel send. A crash may lose the last
+//! batch: that is safe because every step is safe to replay (ids, externalIds, idempotency
+//! keys), and the tests kill -9 a run to prove it.
+//!
+//! Tables:
+//! - `meta(key, value)`: plan and source hashes, settings, the run's state.
+//! - `units(key, ordinal, status, failed_step, http_status, error_code, error_reason,
+//!   error_source, message, attempts, started_at, finished_at, calls)`: status is `running`,
+//!   `done` or `failed`.
+//! - `steps(unit, instance, step_id, action, status, idempotency_key, http_status, outputs,
+//!   attempts, latency_ms, finished_at)`: every step instance that finished (`done`,
+//!   `adopted`, `skipped`, `failed`), with its outputs (JSON: ids, encodedKeys, saved fields).
+//! - `calls(unit, step_id, method, endpoint, status, outcome, latency_ms, at)`: every HTTP
+//!   attempt, for latency percentiles, retry and throttle rates (`plan estimate --from-run`).
+//! - `events(at, kind, detail)`: started, resumed, stopped (and why), finished.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS units (
+    key TEXT PRIMARY KEY, ordinal INTEGER NOT NULL, status TEXT NOT NULL,
+    failed_step TEXT, http_status INTEGER, error_code INTEGER, error_reason TEXT,
+    error_source TEXT, message TEXT, attempts INTEGER,
+    started_at REAL, finished_at REAL, calls INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS steps (
+    unit TEXT NOT NULL, instance TEXT NOT NULL, step_id TEXT NOT NULL, action TEXT NOT NULL,
+    status TEXT NOT NULL, idempotency_key TEXT, http_status INTEGER, outputs TEXT,
+    attempts INTEGER NOT NULL, latency_ms REAL, finished_at REAL NOT NULL,
+    PRIMARY KEY (unit, instance));
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY, unit TEXT NOT NULL, step_id TEXT NOT NULL, method TEXT NOT NULL,
+    endpoint TEXT NOT NULL, status INTEGER, outcome TEXT NOT NULL, latency_ms REAL NOT NULL,
+    at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS events (at REAL NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
+";
+
+/// Why a unit failed, as Mambu said it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitError {
+    pub step: String,
+    pub http_status: Option<u16>,
+    pub error_code: Option<i64>,
+    pub error_reason: Option<String>,
+    pub error_source: Option<String>,
+    pub message: String,
+    pub attempts: u32,
+}
+
+/// A finished step instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRecord {
+    pub unit: String,
+    pub instance: String,
+    pub step_id: String,
+    pub action: String,
+    /// `done`, `adopted`, `skipped` or `failed`.
+    pub status: &'static str,
+    pub idempotency_key: Option<String>,
+    pub http_status: Option<u16>,
+    pub outputs: Value,
+    pub attempts: u32,
+    pub latency_ms: f64,
+}
+
+/// One HTTP attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRecord {
+    pub unit: String,
+    pub step_id: String,
+    pub method: &'static str,
+    /// The path template, e.g. `/loans/{loan}/repayment-transactions`.
+    pub endpoint: String,
+    pub status: Option<u16>,
+    /// `ok`, `retried`, `throttled`, `adopted`, `failed`.
+    pub outcome: &'static str,
+    pub latency_ms: f64,
+}
+
+/// What the executor records.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    UnitStarted {
+        key: String,
+        ordinal: i64,
+    },
+    Step(Box<StepRecord>),
+    Call(Box<CallRecord>),
+    UnitFinished {
+        key: String,
+        error: Option<Box<UnitError>>,
+        calls: i64,
+    },
+    Event {
+        kind: String,
+        detail: String,
+    },
+    Meta {
+        key: String,
+        value: String,
+    },
+}
+
+enum Message {
+    Record(Record),
+    Flush(mpsc::Sender<()>),
+}
+
+/// What an earlier run left: how to resume.
+#[derive(Debug, Default)]
+pub struct Resume {
+    pub meta: HashMap<String, String>,
+    /// Units done.
+    pub done: HashSet<String>,
+    /// Units that failed, with the step they failed at.
+    pub failed: HashMap<String, String>,
+    /// Outputs of finished steps of units not done: unit → instance → (status, outputs).
+    pub steps: HashMap<String, HashMap<String, (String, Value)>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint {path}: {source}")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("checkpoint writer stopped")]
+    Closed,
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The open checkpoint of a run directory.
+pub struct Checkpoint {
+    tx: mpsc::Sender<Message>,
+    writer: Option<JoinHandle<Result<(), rusqlite::Error>>>,
+}
+
+fn open_connection(path: &Path) -> Result<Connection, CheckpointError> {
+    let wrap = |source| CheckpointError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(wrap)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(wrap)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(wrap)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(wrap)?;
+    conn.execute_batch(SCHEMA).map_err(wrap)?;
+    Ok(conn)
+}
+
+/// Reads what an earlier run left (empty if the file is new).
+pub fn read_resume(path: &Path) -> Result<Resume, CheckpointError> {
+    let wrap = |source| CheckpointError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = open_connection(path)?;
+    let mut resume = Resume::default();
+    let mut stmt = conn.prepare("SELECT key, value FROM meta").map_err(wrap)?;
+    for row in stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(wrap)?
+    {
+        let (k, v) = row.map_err(wrap)?;
+        resume.meta.insert(k, v);
+    }
+    let mut stmt = conn
+        .prepare("SELECT key, status, failed_step FROM units")
+        .map_err(wrap)?;
+    for row in stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })
+        .map_err(wrap)?
+    {
+        let (key, status, step) = row.map_err(wrap)?;
+        match status.as_str() {
+            "done" => {
+                resume.done.insert(key);
+            }
+            "failed" => {
+                resume.failed.insert(key, step.unwrap_or_default());
+            }
+            _ => {}
+        }
+    }
+    let mut stmt = conn.prepare("SELECT s.unit, s.instance, s.status, s.outputs FROM steps s JOIN units u ON u.key = s.unit WHERE u.status != 'done'").map_err(wrap)?;
+    for row in stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })
+        .map_err(wrap)?
+    {
+        let (unit, instance, status, outputs) = row.map_err(wrap)?;
+        let outputs = outputs
+            .and_then(|o| serde_json::from_str(&o).ok())
+            .unwrap_or(Value::Null);
+        resume
+            .steps
+            .entry(unit)
+            .or_default()
+            .insert(instance, (status, outputs));
+    }
+    Ok(resume)
+}
+
+impl Checkpoint {
+    /// Opens (creating if need be) the checkpoint and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Self, CheckpointError> {
+        let conn = open_connection(path)?;
+        let (tx, rx) = mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || write_loop(conn, rx))
+            .map_err(|e| CheckpointError::Sqlite {
+                path: path.display().to_string(),
+                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            })?;
+        Ok(Self {
+            tx,
+            writer: Some(writer),
+        })
+    }
+
+    /// Queues a record; it is committed within 100 ms.
+    pub fn record(&self, record: Record) {
+        let _ = self.tx.send(Message::Record(record));
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub fn flush(&self) -> Result<(), CheckpointError> {
+        let (done_tx, done_rx) = mpsc::channel();
+        self.tx
+            .send(Message::Flush(done_tx))
+            .map_err(|_| CheckpointError::Closed)?;
+        done_rx.recv().map_err(|_| CheckpointError::Closed)
+    }
+
+    /// Commits everything and stops the writer.
+    pub fn close(mut self) -> Result<(), CheckpointError> {
+        self.flush()?;
+        let (tx, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.tx, tx));
+        match self.writer.take().map(JoinHandle::join) {
+            Some(Ok(Err(source))) => Err(CheckpointError::Sqlite {
+                path: "checkpoint.db".into(),
+                source,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Checkpoint {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Message>) -> Result<(), rusqlite::Error> {
+    let mut batch: Vec<Record> = Vec::new();
+    let mut waiting: Vec<mpsc::Sender<()>> = Vec::new();
+    let mut last = Instant::now();
+    loop {
+        let message = rx.recv_timeout(Duration::from_millis(100));
+        let closed = matches!(message, Err(mpsc::RecvTimeoutError::Disconnected));
+        match message {
+            Ok(Message::Record(r)) => batch.push(r),
+            Ok(Message::Flush(done)) => waiting.push(done),
+            Err(_) => {}
+        }
+        if !batch.is_empty()
+            && (batch.len() >= 2_000
+                || last.elapsed() >= Duration::from_millis(100)
+                || !waiting.is_empty()
+                || closed)
+        {
+            commit(&mut conn, &batch)?;
+            batch.clear();
+            last = Instant::now();
+        }
+        for done in waiting.drain(..) {
+            let _ = done.send(());
+        }
+        if closed {
+            return Ok(());
+        }
+    }
+}
+
+fn commit(conn: &mut Connection, batch: &[Record]) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction()?;
+    let at = now();
+    for record in batch {
+        match record {
+            Record::UnitStarted { key, ordinal } => {
+                tx.prepare_cached("INSERT INTO units (key, ordinal, status, started_at) VALUES (?1, ?2, 'running', ?3) ON CONFLICT(key) DO UPDATE SET status = 'running', started_at = ?3")?.execute(params![key, ordinal, at])?;
+            }
+            Record::Step(s) => {
+                tx.prepare_cached("INSERT OR REPLACE INTO steps (unit, instance, step_id, action, status, idempotency_key, http_status, outputs, attempts, latency_ms, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?
+                    .execute(params![s.unit, s.instance, s.step_id, s.action, s.status, s.idempotency_key, s.http_status, s.outputs.to_string(), s.attempts, s.latency_ms, at])?;
+            }
+            Record::Call(c) => {
+                tx.prepare_cached("INSERT INTO calls (unit, step_id, method, endpoint, status, outcome, latency_ms, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
+                    .execute(params![c.unit, c.step_id, c.method, c.endpoint, c.status, c.outcome, c.latency_ms, at])?;
+            }
+            Record::UnitFinished { key, error, calls } => {
+                let e = error.as_deref();
+                tx.prepare_cached(
+                    "UPDATE units SET status = ?2, failed_step = ?3, http_status = ?4, error_code = ?5, error_reason = ?6, error_source = ?7, message = ?8, attempts = ?9, finished_at = ?10, calls = calls + ?11 WHERE key = ?1",
+                )?
+                .execute(params![
+                    key,
+                    if e.is_some() { "failed" } else { "done" },
+                    e.map(|e| &e.step),
+                    e.and_then(|e| e.http_status),
+                    e.and_then(|e| e.error_code),
+                    e.and_then(|e| e.error_reason.as_ref()),
+                    e.and_then(|e| e.error_source.as_ref()),
+                    e.map(|e| &e.message),
+                    e.map(|e| e.attempts),
+                    at,
+                    calls
+                ])?;
+            }
+            Record::Event { kind, detail } => {
+                tx.prepare_cached("INSERT INTO events (at, kind, detail) VALUES (?1, ?2, ?3)")?
+                    .execute(params![at, kind, detail])?;
+            }
+            Record::Meta { key, value } => {
+                tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+                    .execute(params![key, value])?;
+            }
+        }
+    }
+    tx.commit()
+}
+
+/// Read access for reports and `status`: the checkpoint opened read-only.
+pub struct Reader {
+    conn: Connection,
+}
+
+/// A unit that failed, for errors.csv.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedUnit {
+    pub key: String,
+    pub error: UnitError,
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> Result<Self, CheckpointError> {
+        let wrap = |source| CheckpointError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(wrap)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(wrap)?;
+        Ok(Self { conn })
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, rusqlite::Error> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+    }
+
+    /// Units by status.
+    pub fn unit_counts(&self) -> Result<HashMap<String, i64>, rusqlite::Error> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT status, COUNT(*) FROM units GROUP BY status")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        rows.collect()
+    }
+
+    /// Failed units in the order they ran.
+    pub fn failed_units(&self) -> Result<Vec<FailedUnit>, rusqlite::Error> {
+        let mut stmt = self.conn.prepare("SELECT key, failed_step, http_status, error_code, error_reason, error_source, message, attempts FROM units WHERE status = 'failed' ORDER BY ordinal")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(FailedUnit {
+                key: r.get(0)?,
+                error: UnitError {
+                    step: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    http_status: r.get(2)?,
+                    error_code: r.get(3)?,
+                    error_reason: r.get(4)?,
+                    error_source: r.get(5)?,
+                    message: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                    attempts: r.get::<_, Option<u32>>(7)?.unwrap_or_default(),
+                },
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Step instances by (step id, status).
+    pub fn step_counts(&self) -> Result<Vec<(String, String, String, i64)>, rusqlite::Error> {
+        let mut stmt = self.conn.prepare("SELECT step_id, action, status, COUNT(*) FROM steps GROUP BY step_id, action, status ORDER BY MIN(rowid)")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        rows.collect()
+    }
+
+    /// Every call attempt: (step id, method, endpoint, status, outcome, latency ms, at).
+    pub fn calls(&self) -> Result<Vec<CallRow>, rusqlite::Error> {
+        let mut stmt = self.conn.prepare("SELECT step_id, method, endpoint, status, outcome, latency_ms, at FROM calls ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(CallRow {
+                step_id: r.get(0)?,
+                method: r.get(1)?,
+                endpoint: r.get(2)?,
+                status: r.get(3)?,
+                outcome: r.get(4)?,
+                latency_ms: r.get(5)?,
+                at: r.get(6)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Events in order: (at, kind, detail).
+    pub fn events(&self) -> Result<Vec<(f64, String, String)>, rusqlite::Error> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT at, kind, detail FROM events ORDER BY rowid")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect()
+    }
+
+    /// Outputs saved by steps of one action (e.g. every loan's final state), for reports.
+    pub fn outputs_of(&self, action: &str) -> Result<Vec<Value>, rusqlite::Error> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT outputs FROM steps WHERE action = ?1 AND outputs IS NOT NULL")?;
+        let rows = stmt.query_map([action], |r| r.get::<_, String>(0))?;
+        rows.map(|r| r.map(|s| serde_json::from_str(&s).unwrap_or(Value::Null)))
+            .collect()
+    }
+
+    /// Every meta key and its value.
+    pub fn meta_all(&self) -> Result<HashMap<String, String>, rusqlite::Error> {
+        let mut stmt = self.conn.prepare("SELECT key, value FROM meta")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+
+    /// Call attempts counted by (step id, method, endpoint, outcome), in order of first use.
+    #[allow(clippy::type_complexity)]
+    pub fn call_counts(
+        &self,
+    ) -> Result<Vec<(String, String, String, String, i64)>, rusqlite::Error> {
+        let mut stmt = self.conn.prepare("SELECT step_id, method, endpoint, outcome, COUNT(*) FROM calls GROUP BY step_id, method, endpoint, outcome ORDER BY MIN(id)")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        rows.collect()
+    }
+
+    /// Latencies (ms) of the attempts whose answer was used (`ok`, `adopted`): (step id,
+    /// latency), sorted by step id, then latency. An `adopted` record of 0 ms marks an
+    /// adoption rather than timing an attempt, and is left out.
+    pub fn answer_latencies(&self) -> Result<Vec<(String, f64)>, rusqlite::Error> {
+        let mut stmt = self.conn.prepare("SELECT step_id, latency_ms FROM calls WHERE outcome = 'ok' OR (outcome = 'adopted' AND latency_ms > 0) ORDER BY step_id, latency_ms")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+
+    /// Call attempts per time bucket: (index, calls, throttled), the index being
+    /// `(at - origin) / width` rounded down; `origin` must not be after the first call.
+    pub fn call_buckets(
+        &self,
+        origin: f64,
+        width: f64,
+    ) -> Result<Vec<(i64, i64, i64)>, rusqlite::Error> {
+        let mut stmt = self.conn.prepare("SELECT CAST((at - ?1) / ?2 AS INTEGER) AS b, COUNT(*), SUM(outcome = 'throttled') FROM calls GROUP BY b ORDER BY b")?;
+        let rows = stmt.query_map(params![origin, width], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        rows.collect()
+    }
+
+    /// Call attempts recorded between `from` and `to` (unix seconds, both included).
+    pub fn calls_between(&self, from: f64, to: f64) -> Result<i64, rusqlite::Error> {
+        self.conn.query_row(
+            "SELECT COUNT(*) FROM calls WHERE at >= ?1 AND at <= ?2",
+            params![from, to],
+            |r| r.get(0),
+        )
+    }
+
+    /// When the first and the last call attempts were recorded, if any was.
+    pub fn call_span(&self) -> Result<Option<(f64, f64)>, rusqlite::Error> {
+        self.conn
+            .query_row("SELECT MIN(at), MAX(at) FROM calls", [], |r| {
+                Ok(r.get::<_, Option<f64>>(0)?.zip(r.get::<_, Option<f64>>(1)?))
+            })
+    }
+
+    /// Units that finished (done or failed) at or after `since` (unix seconds).
+    pub fn units_finished_since(&self, since: f64) -> Result<i64, rusqlite::Error> {
+        self.conn.query_row(
+            "SELECT COUNT(*) FROM units WHERE status IN ('done', 'failed') AND finished_at >= ?1",
+            [since],
+            |r| r.get(0),
+        )
+    }
+
+    /// When anything (call, step, unit, event) was last recorded, if anything was.
+    pub fn last_activity(&self) -> Result<Option<f64>, rusqlite::Error> {
+        self.conn.query_row(
+            "SELECT MAX(t) FROM (SELECT MAX(at) AS t FROM calls UNION ALL SELECT MAX(finished_at) FROM steps UNION ALL SELECT MAX(COALESCE(finished_at, started_at)) FROM units UNION ALL SELECT MAX(at) FROM events)",
+            [],
+            |r| r.get(0),
+        )
+    }
+
+    /// The `accountState`s saved in the outputs of steps of these actions: (unit, instance,
+    /// step id, state), oldest first (by finished_at, then record order), so that the last
+    /// one of an account is its last known state.
+    pub fn account_states(
+        &self,
+        actions: &[&str],
+    ) -> Result<Vec<(String, String, String, String)>, rusqlite::Error> {
+        if actions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = (1..=actions.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT unit, instance, step_id, state FROM (SELECT unit, instance, step_id, finished_at, rowid AS r, \
+             CAST(CASE WHEN json_valid(outputs) THEN json_extract(outputs, '$.accountState') END AS TEXT) AS state \
+             FROM steps WHERE action IN ({marks})) WHERE state IS NOT NULL ORDER BY finished_at, r"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(actions), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        rows.collect()
+    }
+}
+
+/// One call attempt as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRow {
+    pub step_id: String,
+    pub method: String,
+    pub endpoint: String,
+    pub status: Option<u16>,
+    pub outcome: String,
+    pub latency_ms: f64,
+    pub at: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn records_survive_and_resume_sees_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.db");
+        let cp = Checkpoint::open(&path).unwrap();
+        cp.record(Record::Meta {
+            key: "plan_hash".into(),
+            value: "abc".into(),
+        });
+        for (key, fail) in [("CL-1", false), ("CL-2", true), ("CL-3", false)] {
+            cp.record(Record::UnitStarted {
+                key: key.into(),
+                ordinal: 1,
+            });
+            cp.record(Record::Step(Box::new(StepRecord {
+                unit: key.into(),
+                instance: "client".into(),
+                step_id: "client".into(),
+                action: "create_client".into(),
+                status: "done",
+                idempotency_key: None,
+                http_status: Some(201),
+                outputs: json!({ "encodedKey": format!("k-{key}") }),
+                attempts: 1,
+                latency_ms: 3.0,
+            })));
+            if key != "CL-3" {
+                let error = fail.then(|| {
+                    Box::new(UnitError {
+                        step: "loan".into(),
+                        message: "refused".into(),
+                        ..Default::default()
+                    })
+                });
+                cp.record(Record::UnitFinished {
+                    key: key.into(),
+                    error,
+                    calls: 1,
+                });
+            }
+        }
+        cp.close().unwrap();
+        let resume = read_resume(&path).unwrap();
+        assert_eq!(resume.meta["plan_hash"], "abc");
+        assert!(resume.done.contains("CL-1"));
+        assert_eq!(resume.failed["CL-2"], "loan");
+        assert_eq!(
+            resume.steps["CL-3"]["client"].1["encodedKey"], "k-CL-3",
+            "an unfinished unit's outputs are kept"
+        );
+        assert!(
+            !resume.steps.contains_key("CL-1"),
+            "done units need no outputs"
+        );
+        let reader = Reader::open(&path).unwrap();
+        assert_eq!(reader.failed_units().unwrap()[0].error.message, "refused");
+        assert_eq!(reader.unit_counts().unwrap()["running"], 1);
+    }
+}

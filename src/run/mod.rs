@@ -1,0 +1,800 @@
+//! `run`: the executor. The one place that joins the parts: the checked plan, the units from the
+//! sources, the Mambu client, the checkpoint and the reports.
+//!
+//! Units run concurrently up to `concurrency`, steps within a unit in order, every call under
+//! one shared rate limit ([`limiter`]). A unit is recorded step by step, so `--resume` skips
+//! what is done and renders later steps from saved outputs. The run stops cleanly (exit 3,
+//! resumable) on SIGINT/SIGTERM, at the deadline, when the error budget is spent, or when the
+//! credentials are refused.
+
+mod failed;
+pub mod limiter;
+mod progress;
+mod unit;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::ExitStatus;
+use crate::checkpoint::{self, Checkpoint, Record, Resume};
+use crate::mambu::{Client, Credentials, Request, Verdict, classify};
+use crate::plan::check::{Plan, Target, check};
+use crate::plan::compiled::Compiled;
+use crate::plan::file::PlanFile;
+use crate::plan::load::load;
+use crate::source::{self, GroupOptions, Sources};
+use failed::FailedRows;
+use limiter::Limiter;
+use progress::Progress;
+use unit::{UnitEnd, run_unit};
+
+/// What the user asked for.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub plan: PathBuf,
+    /// `sandbox` or a base URL; default: the plan's target.
+    pub target: Option<String>,
+    pub sources: Vec<(String, PathBuf)>,
+    pub run_dir: Option<PathBuf>,
+    pub resume: bool,
+    pub sample: Option<u64>,
+    pub deadline: Option<chrono::DateTime<chrono::Local>>,
+    pub rate: Option<f64>,
+    pub concurrency: Option<u32>,
+    pub progress: bool,
+}
+
+/// What every unit task shares.
+pub(crate) struct Shared {
+    pub checkpoint: Checkpoint,
+    pub compiled: Compiled,
+    pub client: Client,
+    pub limiter: Limiter,
+    /// Read once before the first unit.
+    pub lookups: std::sync::OnceLock<Value>,
+    pub plan_name: String,
+    pub settings: PlanFile,
+    /// Stop after the current step: interrupt, error budget, credentials.
+    pub halt: CancellationToken,
+    pub reason: Mutex<Option<String>>,
+    pub progress: Progress,
+    pub failed_rows: FailedRows,
+}
+
+impl Shared {
+    /// Stops the run (resumably) for `reason`; the first reason wins.
+    pub fn stop(&self, reason: String) {
+        let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            tracing::warn!(reason = %reason, "stopping");
+            *slot = Some(reason);
+        }
+        self.halt.cancel();
+    }
+
+    fn stop_reason(&self) -> Option<String> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Runs the plan; the exit status says how it ended.
+pub fn run(options: RunOptions) -> anyhow::Result<ExitStatus> {
+    let plan = match load(&options.plan).and_then(|loaded| check(&loaded, &options.sources)) {
+        Ok(plan) => plan,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            eprintln!(
+                "the plan has {} problems: `mambu-migrate plan validate {}` lists them with the data's",
+                problems.len(),
+                options.plan.display()
+            );
+            return Ok(ExitStatus::InvalidInput);
+        }
+    };
+    let run_dir = options
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&plan.name));
+    create_private_dir(&run_dir)?;
+    let db = run_dir.join("checkpoint.db");
+    let exists = db.exists();
+    if exists && !options.resume {
+        eprintln!(
+            "error: {} already holds a run. Pass --resume to continue it, or choose another --run-dir.",
+            run_dir.display()
+        );
+        return Ok(ExitStatus::InvalidInput);
+    }
+    if !exists && options.resume {
+        eprintln!(
+            "error: there is no run to resume in {} (no checkpoint.db).",
+            run_dir.display()
+        );
+        return Ok(ExitStatus::InvalidInput);
+    }
+    let resume = checkpoint::read_resume(&db)?;
+    let hashes = fingerprint(&plan)?;
+    let reload = if options.resume {
+        resume_mode(&resume, &hashes, &run_dir)?
+    } else {
+        Mode::Fresh
+    };
+    let Some(reload) = reload.into_option() else {
+        return Ok(ExitStatus::InvalidInput);
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(execute(options, plan, run_dir, resume, hashes, reload))
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Makes files the run wrote owner-only (they may hold personal data).
+fn make_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// sha256 of the plan file and of every source file (name → "path|hash").
+fn fingerprint(plan: &Plan) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = vec![(
+        "plan".to_owned(),
+        format!("{}|{}", plan.file.display(), sha256_file(&plan.file)?),
+    )];
+    for def in &plan.sources {
+        let hash = sha256_file(&def.file).unwrap_or_else(|_| "missing".into());
+        out.push((
+            format!("source:{}", def.name),
+            format!("{}|{hash}", def.file.display()),
+        ));
+    }
+    Ok(out)
+}
+
+fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+enum Mode {
+    Fresh,
+    Resume,
+    /// Sources replaced by the run's own failed/ files: their units are retried from the step
+    /// they failed at.
+    Reload,
+    Refused,
+}
+
+impl Mode {
+    fn into_option(self) -> Option<Mode> {
+        match self {
+            Mode::Refused => None,
+            other => Some(other),
+        }
+    }
+}
+
+fn resume_mode(
+    resume: &Resume,
+    hashes: &[(String, String)],
+    run_dir: &Path,
+) -> anyhow::Result<Mode> {
+    let recorded = |key: &str| resume.meta.get(key).map(String::as_str);
+    let hash_of = |value: &str| value.rsplit('|').next().unwrap_or("").to_owned();
+    let (_, plan_now) = &hashes[0];
+    if recorded("plan").map(hash_of) != Some(hash_of(plan_now)) {
+        eprintln!(
+            "error: the plan changed since this run began ({}). Resuming would mix two plans: start a new --run-dir.",
+            plan_now.split('|').next().unwrap_or("")
+        );
+        return Ok(Mode::Refused);
+    }
+    let failed_dir = std::fs::canonicalize(run_dir.join("failed")).ok();
+    let mut reload = false;
+    for (key, now) in &hashes[1..] {
+        if recorded(key) == Some(now.as_str()) {
+            continue;
+        }
+        let path = PathBuf::from(now.split('|').next().unwrap_or(""));
+        let in_failed = failed_dir
+            .as_ref()
+            .is_some_and(|dir| std::fs::canonicalize(&path).is_ok_and(|p| p.starts_with(dir)));
+        if in_failed {
+            reload = true;
+        } else {
+            eprintln!(
+                "error: {} changed since this run began ({}). Resume refuses changed data; to reload fixed failed units, point --source at {}/failed/<source>.csv; otherwise start a new --run-dir.",
+                key.trim_start_matches("source:"),
+                path.display(),
+                run_dir.display()
+            );
+            return Ok(Mode::Refused);
+        }
+    }
+    Ok(if reload { Mode::Reload } else { Mode::Resume })
+}
+
+fn connect(plan: &Plan, target: &str, timeout: Duration) -> anyhow::Result<Client> {
+    let (api_key_env, username_env, password_env) = match &plan.target {
+        Target::Tenant {
+            api_key_env,
+            username_env,
+            password_env,
+            ..
+        } => (
+            api_key_env.as_str(),
+            username_env.as_str(),
+            password_env.as_str(),
+        ),
+        Target::Sandbox => ("MAMBU_API_KEY", "MAMBU_USERNAME", "MAMBU_PASSWORD"),
+    };
+    let credentials = Credentials::from_env(api_key_env, username_env, password_env)?;
+    Ok(Client::new(target, credentials, timeout)?)
+}
+
+fn init_log(run_dir: &Path) -> anyhow::Result<()> {
+    let path = run_dir.join("run.log");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    make_private(&path);
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_writer(Mutex::new(file))
+        .with_target(false)
+        .try_init();
+    Ok(())
+}
+
+async fn execute(
+    options: RunOptions,
+    plan: Plan,
+    run_dir: PathBuf,
+    mut resume: Resume,
+    hashes: Vec<(String, String)>,
+    mode: Mode,
+) -> anyhow::Result<ExitStatus> {
+    init_log(&run_dir)?;
+    let settings = plan.settings.clone();
+    let rate = options.rate.unwrap_or(settings.limits.requests_per_second);
+    let concurrency = options
+        .concurrency
+        .unwrap_or(settings.limits.concurrency)
+        .max(1) as usize;
+    anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be above 0");
+    let timeout = Duration::from_secs_f64(settings.limits.timeout_seconds);
+
+    // The target: the embedded sandbox in-process, or a tenant.
+    let target = options
+        .target
+        .clone()
+        .unwrap_or_else(|| match &plan.target {
+            Target::Sandbox => "sandbox".to_owned(),
+            Target::Tenant { base_url, .. } => base_url.clone(),
+        });
+    let mut sandbox = None;
+    let client = if target == "sandbox" {
+        let key = uuid::Uuid::new_v4().to_string();
+        let server = crate::sandbox::start(
+            crate::sandbox::SandboxConfig::with_api_key(key.clone()),
+            ([127, 0, 0, 1], 0).into(),
+        )
+        .await
+        .context("starting the embedded sandbox")?;
+        let client = Client::new(&server.base_url(), Credentials::ApiKey(key), timeout)?;
+        sandbox = Some(server);
+        client
+    } else {
+        connect(&plan, &target, timeout)?
+    };
+
+    // Sources: read and sorted on a blocking thread; units stream through a channel.
+    let sources = Sources::new(plan.sources.clone(), &plan.unit).map_err(|problems| {
+        anyhow::anyhow!(
+            "the sources do not form one tree: {}",
+            problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
+    let total_units = {
+        let sources = sources.clone();
+        tokio::task::spawn_blocking(move || source::count(&sources).units)
+            .await
+            .unwrap_or(0)
+    };
+    let total_units = options.sample.map_or(total_units, |n| n.min(total_units));
+    let (unit_tx, mut unit_rx) = tokio::sync::mpsc::channel(concurrency * 2);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let group_options = GroupOptions {
+        sample: options.sample,
+        ..GroupOptions::default()
+    };
+    let grouping = tokio::task::spawn_blocking(move || {
+        let mut grouping = source::group(&sources, &group_options);
+        let _ = ready_tx.send(());
+        let mut ordinal = 0u64;
+        for unit in grouping.by_ref() {
+            ordinal += 1;
+            if unit_tx.blocking_send((ordinal, unit)).is_err() {
+                break;
+            }
+        }
+        grouping.finish()
+    });
+    // Every file is read once `group` returns: the failed/ files may be rewritten now.
+    let _ = ready_rx.await;
+    let failed_rows =
+        FailedRows::new(&run_dir.join("failed"), &plan, matches!(mode, Mode::Resume))?;
+
+    let checkpoint = Checkpoint::open(&run_dir.join("checkpoint.db"))?;
+    for suffix in ["", "-wal", "-shm"] {
+        make_private(&run_dir.join(format!("checkpoint.db{suffix}")));
+    }
+    let now = || chrono::Utc::now().timestamp().to_string();
+    let meta = |key: &str, value: String| Record::Meta {
+        key: key.to_owned(),
+        value,
+    };
+    if matches!(mode, Mode::Fresh) {
+        checkpoint.record(meta("started_at", now()));
+        for (key, value) in &hashes {
+            checkpoint.record(meta(key, value.clone()));
+        }
+    } else if matches!(mode, Mode::Reload) {
+        for (key, value) in &hashes[1..] {
+            checkpoint.record(meta(key, value.clone()));
+        }
+    }
+    for (key, value) in [
+        ("plan_name", plan.name.clone()),
+        ("plan_file", options.plan.display().to_string()),
+        (
+            "plan_hash",
+            hashes[0].1.rsplit('|').next().unwrap_or("").to_owned(),
+        ),
+        (
+            "target",
+            if target == "sandbox" {
+                "sandbox".into()
+            } else {
+                target.clone()
+            },
+        ),
+        ("rate", rate.to_string()),
+        ("concurrency", concurrency.to_string()),
+        ("state", "running".into()),
+        ("units_total", total_units.to_string()),
+        ("run_dir", run_dir.display().to_string()),
+    ] {
+        checkpoint.record(meta(key, value));
+    }
+    if let Some(n) = options.sample {
+        checkpoint.record(meta("sample", n.to_string()));
+    }
+    let event = match mode {
+        Mode::Fresh => "started",
+        Mode::Resume => "resumed",
+        _ => "reloaded",
+    };
+    checkpoint.record(Record::Event {
+        kind: event.into(),
+        detail: format!("rate {rate}/s, concurrency {concurrency}"),
+    });
+    tracing::info!(event, plan = %plan.name, units = total_units, rate, concurrency, "run");
+
+    let burst = settings.limits.burst.unwrap_or_else(|| rate.ceil() as u32);
+    let shared = Arc::new(Shared {
+        checkpoint,
+        compiled: Compiled::new(&plan),
+        client,
+        limiter: Limiter::new(rate, burst),
+        lookups: std::sync::OnceLock::new(),
+        plan_name: plan.name.clone(),
+        settings: settings.clone(),
+        halt: CancellationToken::new(),
+        reason: Mutex::new(None),
+        progress: Progress::new(total_units, options.progress),
+        failed_rows,
+    });
+
+    // Signals: the first drains (no new unit, in-flight units finish their step), the second
+    // stops waiting for calls in flight.
+    let signals = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            shared.stop("interrupted".into());
+            eprintln!(
+                "\nstopping: units in flight finish their current step (Ctrl-C again to stop now)"
+            );
+            wait_for_signal().await;
+            eprintln!("stopping now: the calls in flight will be checked on resume");
+            std::process::abort();
+        })
+    };
+    let deadline = CancellationToken::new();
+    if let Some(at) = options.deadline {
+        let deadline = deadline.clone();
+        let wait = (at - chrono::Local::now()).to_std().unwrap_or_default();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            deadline.cancel();
+        });
+    }
+    let ticker = shared.progress.start(shared.clone());
+
+    // Lookups, read once before the first unit (counted as calls).
+    match read_lookups(&shared, &settings).await {
+        Ok(v) => {
+            let _ = shared.lookups.set(v);
+        }
+        Err(reason) => shared.stop(reason),
+    }
+
+    let budget = settings.error_budget.clone();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks: JoinSet<(String, UnitEnd)> = JoinSet::new();
+    let mut tally = Tally::default();
+    let mut not_started_by_deadline = false;
+    'units: while let Some((ordinal, unit)) = tokio::select! {
+        next = unit_rx.recv() => next,
+        () = shared.halt.cancelled() => None,
+    } {
+        if deadline.is_cancelled() {
+            not_started_by_deadline = true;
+            break;
+        }
+        let key = unit.key().to_owned();
+        if resume.done.contains(&key) {
+            shared
+                .progress
+                .units_skipped
+                .fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if matches!(mode, Mode::Resume) && resume.failed.contains_key(&key) {
+            shared.progress.units_failed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let saved = resume.steps.remove(&key).unwrap_or_default();
+        let permit = loop {
+            tokio::select! {
+                permit = semaphore.clone().acquire_owned() => break permit.expect("the semaphore is never closed"),
+                Some(done) = tasks.join_next() => tally.account(done, &shared, &budget),
+                () = shared.halt.cancelled() => break 'units,
+                () = deadline.cancelled() => { not_started_by_deadline = true; break 'units }
+            }
+        };
+        let task_shared = shared.clone();
+        tasks.spawn(async move {
+            let end = run_unit(task_shared, unit, ordinal, saved).await;
+            drop(permit);
+            (key, end)
+        });
+        while let Some(done) = tasks.try_join_next() {
+            tally.account(done, &shared, &budget);
+        }
+    }
+    drop(unit_rx);
+    while let Some(done) = tasks.join_next().await {
+        tally.account(done, &shared, &budget);
+    }
+    let report = grouping.await.ok();
+    ticker.abort();
+    signals.abort();
+    let _ = ticker.await;
+    let _ = signals.await;
+
+    let stop = shared
+        .stop_reason()
+        .or_else(|| not_started_by_deadline.then(|| "deadline".to_owned()));
+    let shared = match Arc::try_unwrap(shared) {
+        Ok(s) => s,
+        Err(_) => anyhow::bail!("unit tasks outlived the run"),
+    };
+    shared.progress.finish();
+    let state = if stop.is_some() {
+        "stopped"
+    } else {
+        "finished"
+    };
+    shared.checkpoint.record(meta("state", state.into()));
+    shared.checkpoint.record(meta("finished_at", now()));
+    if let Some(reason) = &stop {
+        shared
+            .checkpoint
+            .record(meta("stop_reason", reason.clone()));
+        shared.checkpoint.record(Record::Event {
+            kind: "stopped".into(),
+            detail: reason.clone(),
+        });
+    } else {
+        shared.checkpoint.record(Record::Event {
+            kind: "finished".into(),
+            detail: String::new(),
+        });
+    }
+    // A reload reads only the failed units' rows of some sources: the other sources' rows of
+    // units not reloaded are orphans by design.
+    let reloading = matches!(mode, Mode::Reload);
+    let data_problems = report
+        .as_ref()
+        .map(|r| {
+            r.problems
+                .iter()
+                .filter(|p| !(reloading && matches!(p.kind, source::ProblemKind::Orphan { .. })))
+                .count()
+        })
+        .unwrap_or(0);
+    if data_problems > 0 {
+        shared
+            .checkpoint
+            .record(meta("data_problems", data_problems.to_string()));
+    }
+    shared.failed_rows.finish()?;
+    shared.checkpoint.close()?;
+    if let Some(server) = sandbox {
+        server.stop().await;
+    }
+    // REPORT_HOOK: crate::report::write_all(&run_dir), once the report module lands.
+    for name in ["report.md", "report.json", "errors.csv"] {
+        make_private(&run_dir.join(name));
+    }
+
+    let p = &shared.progress;
+    let (done, failed, skipped) = (
+        p.units_done.load(Ordering::Relaxed),
+        p.units_failed.load(Ordering::Relaxed),
+        p.units_skipped.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "{}: {done} units migrated, {failed} failed, {skipped} already done before; {} calls ({} retried, {} throttled) in {:.1}s",
+        if stop.is_some() {
+            "stopped"
+        } else {
+            "finished"
+        },
+        p.calls.load(Ordering::Relaxed),
+        p.retried.load(Ordering::Relaxed),
+        p.throttled.load(Ordering::Relaxed),
+        p.elapsed().as_secs_f64()
+    );
+    if data_problems > 0 {
+        eprintln!(
+            "warning: {data_problems} data problems left rows out of the run (orphans, duplicates, unreadable rows): `mambu-migrate plan validate` lists them"
+        );
+    }
+    eprintln!(
+        "run directory: {} (report.md, errors.csv, failed/)",
+        run_dir.display()
+    );
+    if let Some(reason) = stop {
+        eprintln!(
+            "stopped ({reason}). Resume with:\n  mambu-migrate run {} --run-dir {} --resume",
+            options.plan.display(),
+            run_dir.display()
+        );
+        return Ok(ExitStatus::Stopped);
+    }
+    Ok(if failed > 0 || tally.failed > 0 {
+        ExitStatus::SomeFailed
+    } else {
+        ExitStatus::Success
+    })
+}
+
+/// Units finished in this invocation, for the error budget.
+#[derive(Default)]
+struct Tally {
+    finished: u64,
+    failed: u64,
+    consecutive: u64,
+}
+
+impl Tally {
+    fn account(
+        &mut self,
+        joined: Result<(String, UnitEnd), tokio::task::JoinError>,
+        shared: &Shared,
+        budget: &crate::plan::file::ErrorBudgetFile,
+    ) {
+        let Ok((_, end)) = joined else {
+            shared.stop("a unit task panicked".into());
+            return;
+        };
+        match end {
+            UnitEnd::Done => {
+                self.finished += 1;
+                self.consecutive = 0;
+                shared.progress.units_done.fetch_add(1, Ordering::Relaxed);
+            }
+            UnitEnd::Failed(_) => {
+                self.finished += 1;
+                self.failed += 1;
+                self.consecutive += 1;
+                shared.progress.units_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            UnitEnd::Interrupted => return,
+        }
+        if self.consecutive >= budget.max_consecutive_failures {
+            shared.stop(format!(
+                "error budget: {} units failed in a row",
+                self.consecutive
+            ));
+        } else if self.finished >= budget.min_units
+            && (self.failed as f64 / self.finished as f64) > budget.max_error_rate
+        {
+            shared.stop(format!(
+                "error budget: {} of {} units failed ({:.1}% > {:.1}%)",
+                self.failed,
+                self.finished,
+                100.0 * self.failed as f64 / self.finished as f64,
+                100.0 * budget.max_error_rate
+            ));
+        }
+    }
+}
+
+/// Reads the plan's lookups: `{ table: { key: value } }`.
+async fn read_lookups(shared: &Shared, settings: &PlanFile) -> Result<Value, String> {
+    let mut tables = serde_json::Map::new();
+    for (name, lookup) in &settings.lookups {
+        let request = Request {
+            method: "GET",
+            path: &lookup.path,
+            body: None,
+            idempotency_key: None,
+            v1: false,
+        };
+        let mut attempts = 0;
+        let answer = loop {
+            shared.limiter.acquire().await;
+            attempts += 1;
+            shared.progress.calls.fetch_add(1, Ordering::Relaxed);
+            let started = tokio::time::Instant::now();
+            let result = shared.client.send(&request).await;
+            let verdict = result.as_ref().map(classify).map_err(|e| e.to_string());
+            shared
+                .checkpoint
+                .record(Record::Call(Box::new(checkpoint::CallRecord {
+                    unit: String::new(),
+                    step_id: format!("lookups.{name}"),
+                    method: "GET",
+                    endpoint: lookup.path.clone(),
+                    status: result.as_ref().ok().map(|a| a.status),
+                    outcome: if matches!(verdict, Ok(Verdict::Success)) {
+                        "ok"
+                    } else {
+                        "retried"
+                    },
+                    latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                })));
+            match (result, verdict) {
+                (Ok(answer), Ok(Verdict::Success)) => break answer,
+                (Ok(answer), Ok(Verdict::Stop(_))) => {
+                    return Err(format!(
+                        "credentials refused (HTTP {}) reading lookups.{name}",
+                        answer.status
+                    ));
+                }
+                (Ok(answer), Ok(Verdict::Refused(r))) => {
+                    return Err(format!(
+                        "lookups.{name}: GET {} refused: HTTP {} {}",
+                        lookup.path,
+                        answer.status,
+                        r.reason.unwrap_or_default()
+                    ));
+                }
+                _ if attempts >= settings.limits.retry.max_attempts => {
+                    return Err(format!(
+                        "lookups.{name}: GET {} failed {attempts} times",
+                        lookup.path
+                    ));
+                }
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(
+                        settings.limits.retry.initial_backoff_ms << attempts.min(8),
+                    ))
+                    .await
+                }
+            }
+        };
+        let table: serde_json::Map<String, Value> = answer
+            .body
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| {
+                Some((
+                    item.get(&lookup.key)?.as_str()?.to_owned(),
+                    item.get(&lookup.value)?.clone(),
+                ))
+            })
+            .collect();
+        tables.insert(name.clone(), Value::Object(table));
+    }
+    Ok(Value::Object(tables))
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `HH:MM` (today, or tomorrow if already past) or RFC 3339.
+pub fn parse_deadline(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Local>> {
+    use chrono::TimeZone;
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&chrono::Local));
+    }
+    let time = chrono::NaiveTime::parse_from_str(text, "%H:%M").with_context(|| {
+        format!("--deadline {text:?}: write HH:MM (local time) or an RFC 3339 date-time")
+    })?;
+    let now = chrono::Local::now();
+    let mut day = now.date_naive();
+    if time <= now.time() {
+        day = day.succ_opt().unwrap_or(day);
+    }
+    chrono::Local
+        .from_local_datetime(&day.and_time(time))
+        .earliest()
+        .context("--deadline falls in a daylight-saving gap")
+}

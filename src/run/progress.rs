@@ -1,0 +1,109 @@
+//! Progress: an indicatif bar on a terminal; otherwise (or with `--no-progress`) one line every
+//! 10 seconds on stderr and in run.log. The executor only bumps counters; this reads them.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::Shared;
+
+pub struct Progress {
+    pub units_total: u64,
+    pub units_done: AtomicU64,
+    pub units_failed: AtomicU64,
+    pub units_skipped: AtomicU64,
+    pub calls: AtomicU64,
+    pub throttled: AtomicU64,
+    pub retried: AtomicU64,
+    started: Instant,
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    pub fn new(units_total: u64, wanted: bool) -> Self {
+        let bar = (wanted && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(units_total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} units {msg} (ETA {eta})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        Self {
+            units_total,
+            units_done: AtomicU64::new(0),
+            units_failed: AtomicU64::new(0),
+            units_skipped: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            started: Instant::now(),
+            bar,
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn line(&self) -> String {
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let calls = self.calls.load(Ordering::Relaxed);
+        format!(
+            "{} failed, {} calls ({:.1}/s), {} retried, {} throttled",
+            self.units_failed.load(Ordering::Relaxed),
+            calls,
+            calls as f64 / secs,
+            self.retried.load(Ordering::Relaxed),
+            self.throttled.load(Ordering::Relaxed)
+        )
+    }
+
+    fn position(&self) -> u64 {
+        self.units_done.load(Ordering::Relaxed)
+            + self.units_failed.load(Ordering::Relaxed)
+            + self.units_skipped.load(Ordering::Relaxed)
+    }
+
+    /// Starts the ticker: the bar's refresh, or the 10-second log line.
+    pub fn start(&self, shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let p = &shared.progress;
+            let every = if p.bar.is_some() {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_secs(10)
+            };
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match &p.bar {
+                    Some(bar) => {
+                        bar.set_position(p.position());
+                        bar.set_message(p.line());
+                    }
+                    None => {
+                        let line =
+                            format!("{}/{} units, {}", p.position(), p.units_total, p.line());
+                        eprintln!("[{:>6.0}s] {line}", p.started.elapsed().as_secs_f64());
+                        tracing::info!(progress = %line, "progress");
+                    }
+                }
+            }
+        })
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(self.position());
+            bar.finish_with_message(self.line());
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! `run` as the cutover night sees it: the real binary against the real sandbox (a separate
+//! process on loopback), with faults, kills, interrupts, a spent error budget and a reload of
+//! fixed failed units; the sandbox's stats are checked against counts computed from the CSVs.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{API_KEY, Sandbox};
+use serde_json::Value;
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mambu-migrate"));
+    command
+        .env("MAMBU_API_KEY", API_KEY)
+        .env_remove("MAMBU_USERNAME")
+        .env_remove("MAMBU_PASSWORD");
+    command
+}
+
+fn run_args(sandbox: &Sandbox, plan: &str, run_dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        plan.into(),
+        "--target".into(),
+        format!("{}/api", sandbox.origin),
+        "--run-dir".into(),
+        run_dir.display().to_string(),
+        "--no-progress".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn run(sandbox: &Sandbox, plan: &str, run_dir: &Path, extra: &[&str]) -> Output {
+    binary()
+        .args(run_args(sandbox, plan, run_dir, extra))
+        .output()
+        .expect("running mambu-migrate")
+}
+
+fn spawn(sandbox: &Sandbox, plan: &str, run_dir: &Path, extra: &[&str]) -> Child {
+    binary()
+        .args(run_args(sandbox, plan, run_dir, extra))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting mambu-migrate")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn rows(path: &str) -> Vec<HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| {
+            headers
+                .iter()
+                .zip(r.unwrap().iter())
+                .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+/// What fixtures/sample must become in Mambu, computed from the CSVs alone.
+struct Expected {
+    clients: u64,
+    deposits: u64,
+    loans: u64,
+    links: u64,
+    custom_schedules: u64,
+    fees: u64,
+    repayments: u64,
+}
+
+fn expected_sample() -> Expected {
+    let loans = rows("fixtures/sample/loans.csv");
+    let transactions = rows("fixtures/sample/transactions.csv");
+    Expected {
+        clients: rows("fixtures/sample/clients.csv").len() as u64,
+        deposits: rows("fixtures/sample/deposits.csv").len() as u64,
+        loans: loans.len() as u64,
+        links: loans
+            .iter()
+            .filter(|l| !l["settlement_deposit_id"].is_empty())
+            .count() as u64,
+        custom_schedules: loans.iter().filter(|l| l["custom_schedule"] == "Y").count() as u64,
+        fees: transactions.iter().filter(|t| t["kind"] == "FEE").count() as u64,
+        repayments: transactions
+            .iter()
+            .filter(|t| t["kind"] == "REPAYMENT")
+            .count() as u64,
+    }
+}
+
+fn assert_sample_migrated_exactly_once(stats: &Value) {
+    let e = expected_sample();
+    assert_eq!(stats["clients"], e.clients, "{stats}");
+    assert_eq!(stats["deposits"], e.deposits, "{stats}");
+    assert_eq!(stats["loans"], e.loans, "{stats}");
+    let active_or_closed = stats["loans_by_state"]["ACTIVE"].as_u64().unwrap_or(0)
+        + stats["loans_by_state"]["CLOSED"].as_u64().unwrap_or(0);
+    assert_eq!(active_or_closed, e.loans, "every loan disbursed: {stats}");
+    assert_eq!(stats["settlement_links"], e.links, "{stats}");
+    assert_eq!(stats["custom_schedules"], e.custom_schedules, "{stats}");
+    assert_eq!(
+        stats["transactions_by_type"]["DISBURSEMENT"], e.loans,
+        "{stats}"
+    );
+    assert_eq!(
+        stats["transactions_by_type"]["FEE_APPLIED"], e.fees,
+        "{stats}"
+    );
+    assert_eq!(
+        stats["transactions_by_type"]["REPAYMENT"], e.repayments,
+        "{stats}"
+    );
+    assert_eq!(stats["duplicates"]["total"], 0, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sample_survives_faults_lost_replies_and_throttling_without_duplicates() {
+    for idempotency in ["honour", "ignore"] {
+        let sandbox = Sandbox::start(&[
+            "--fault-rate",
+            "0.05",
+            "--lost-reply-rate",
+            "0.02",
+            "--throttle-rps",
+            "200",
+            "--seed",
+            "11",
+            "--idempotency",
+            idempotency,
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let output = run(
+            &sandbox,
+            "plans/sample.yaml",
+            &dir.path().join("run"),
+            &["--rate", "220", "--concurrency", "16"],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "idempotency {idempotency}: {}",
+            stderr(&output)
+        );
+        let stats = sandbox.stats().await;
+        assert_sample_migrated_exactly_once(&stats);
+        assert!(
+            stats["requests"]["lost_replies"].as_u64().unwrap() > 0
+                && stats["requests"]["injected_faults"].as_u64().unwrap() > 0,
+            "faults were injected: {stats}"
+        );
+        if idempotency == "ignore" {
+            let refused = &stats["refused_duplicates"];
+            assert!(
+                refused["client_id"].as_u64().unwrap()
+                    + refused["account_id"].as_u64().unwrap()
+                    + refused["external_id"].as_u64().unwrap()
+                    > 0,
+                "replays were caught by ids, not keys: {stats}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_at_random_moments_and_resumed_every_record_lands_exactly_once() {
+    let sandbox = Sandbox::start(&["--lost-reply-rate", "0.01", "--seed", "5"]);
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let mut first = true;
+    for wait_ms in [700u64, 1300, 450, 1900, 900] {
+        let extra: &[&str] = if first {
+            &["--rate", "1500", "--concurrency", "8"]
+        } else {
+            &["--rate", "1500", "--concurrency", "8", "--resume"]
+        };
+        first = false;
+        let mut child = spawn(&sandbox, "plans/sample.yaml", &run_dir, extra);
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap();
+    }
+    let output = run(
+        &sandbox,
+        "plans/sample.yaml",
+        &run_dir,
+        &["--rate", "3000", "--resume"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_sample_migrated_exactly_once(&sandbox.stats().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_stops_cleanly_and_resume_finishes() {
+    let sandbox = Sandbox::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let child = spawn(&sandbox, "plans/sample.yaml", &run_dir, &["--rate", "400"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("stopped (interrupted)") && err.contains("--resume"),
+        "{err}"
+    );
+    let stats = sandbox.stats().await;
+    assert!(
+        stats["clients"].as_u64().unwrap() < 250,
+        "stopped before the end: {stats}"
+    );
+
+    let again = run(&sandbox, "plans/sample.yaml", &run_dir, &["--rate", "3000"]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "a run directory with a run refuses to start over"
+    );
+    assert!(stderr(&again).contains("--resume"));
+    let output = run(
+        &sandbox,
+        "plans/sample.yaml",
+        &run_dir,
+        &["--rate", "3000", "--resume"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_sample_migrated_exactly_once(&sandbox.stats().await);
+}
+
+/// A plan of one create_client step over clients without last names: every unit fails.
+fn failing_data(dir: &Path, clients: usize, budget: &str) -> PathBuf {
+    let mut csv = String::from("client_id,first_name,last_name\n");
+    for i in 0..clients {
+        csv.push_str(&format!("C{i:04},Ada,\n"));
+    }
+    std::fs::write(dir.join("clients.csv"), csv).unwrap();
+    let plan = dir.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!("version: 1\nname: failing\nlimits: {{ requests_per_second: 1000, concurrency: 4 }}\nerror_budget: {budget}\nsources:\n  clients: {{ file: clients.csv, key: client_id }}\nunit: clients\nsteps:\n  - id: client\n    action: create_client\n    body: {{ id: \"{{{{ clients.client_id }}}}\", firstName: \"{{{{ clients.first_name }}}}\", lastName: \"{{{{ clients.last_name }}}}\" }}\n"),
+    )
+    .unwrap();
+    plan
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_error_budget_stops_a_run_that_fails_everything() {
+    let sandbox = Sandbox::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = failing_data(dir.path(), 200, "{ max_consecutive_failures: 10 }");
+    let output = run(
+        &sandbox,
+        plan.to_str().unwrap(),
+        &dir.path().join("run1"),
+        &[],
+    );
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{err}");
+    assert!(err.contains("units failed in a row"), "{err}");
+    let tried = sandbox.stats().await["requests"]["total"].as_u64().unwrap();
+    assert!(
+        tried < 40,
+        "stopped soon after 10 failures in a row, not after 200: {tried} calls"
+    );
+
+    let plan = failing_data(
+        dir.path(),
+        200,
+        "{ max_consecutive_failures: 100000, min_units: 20, max_error_rate: 0.5 }",
+    );
+    let output = run(
+        &sandbox,
+        plan.to_str().unwrap(),
+        &dir.path().join("run2"),
+        &[],
+    );
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("error budget:") && err.contains("> 50.0%"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fixed_failed_units_reload_from_their_failed_step() {
+    let sandbox = Sandbox::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for file in ["clients", "deposits", "schedules", "transactions"] {
+        std::fs::copy(
+            format!("fixtures/sample/{file}.csv"),
+            data.join(format!("{file}.csv")),
+        )
+        .unwrap();
+    }
+    // Three loans (without custom schedules) above their product's maximum: Mambu refuses them,
+    // their units fail.
+    let broken = ["LN-000001", "LN-000002", "LN-000004"];
+    let original: HashMap<String, String> = rows("fixtures/sample/loans.csv")
+        .into_iter()
+        .filter(|l| broken.contains(&l["loan_id"].as_str()))
+        .map(|l| {
+            assert_eq!(
+                l["custom_schedule"], "N",
+                "{} must not have a custom schedule",
+                l["loan_id"]
+            );
+            (l["loan_id"].clone(), l["amount"].clone())
+        })
+        .collect();
+    let mut loans = csv::Reader::from_path("fixtures/sample/loans.csv").unwrap();
+    let headers = loans.headers().unwrap().clone();
+    let amount = headers.iter().position(|h| h == "amount").unwrap();
+    let mut out = csv::Writer::from_path(data.join("loans.csv")).unwrap();
+    out.write_record(&headers).unwrap();
+    for record in loans.records() {
+        let mut record: Vec<String> = record.unwrap().iter().map(str::to_owned).collect();
+        if broken.contains(&record[0].as_str()) {
+            record[amount] = "9999999.00".into();
+        }
+        out.write_record(&record).unwrap();
+    }
+    out.flush().unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        std::fs::read_to_string("plans/sample.yaml")
+            .unwrap()
+            .replace("../fixtures/sample/", "data/"),
+    )
+    .unwrap();
+    let run_dir = dir.path().join("run");
+    let output = run(
+        &sandbox,
+        plan.to_str().unwrap(),
+        &run_dir,
+        &["--rate", "3000"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "some units failed: {}",
+        stderr(&output)
+    );
+
+    let failed_loans = std::fs::read_to_string(run_dir.join("failed/loans.csv")).unwrap();
+    for id in broken {
+        assert!(
+            failed_loans.contains(id),
+            "{id} in failed/loans.csv:\n{failed_loans}"
+        );
+    }
+    let failed_clients = rows(run_dir.join("failed/clients.csv").to_str().unwrap());
+    assert!(
+        failed_clients.len() >= 2 && failed_clients.len() <= broken.len(),
+        "{failed_clients:?}"
+    );
+    let errors = std::fs::read_to_string(run_dir.join("errors.csv")).unwrap_or_default();
+    assert!(
+        errors.is_empty() || errors.contains("PARAMS_INCONSISTENT_WITH_PRODUCT_RULES"),
+        "{errors}"
+    );
+    let clients_before = sandbox.stats().await["clients"].as_u64().unwrap();
+    assert_eq!(
+        clients_before, 250,
+        "the failed units' clients were created before their loan failed"
+    );
+
+    // Fix the failed rows where they are, and reload them into the same run.
+    let fixed: String = failed_loans
+        .lines()
+        .map(
+            |line| match broken.iter().find(|id| line.starts_with(*id)) {
+                Some(id) => line.replace("9999999.00", &original[*id]),
+                None => line.to_owned(),
+            },
+        )
+        .map(|line| line + "\n")
+        .collect();
+    std::fs::write(run_dir.join("failed/loans.csv"), fixed).unwrap();
+    let failed = |s: &str| {
+        run_dir
+            .join(format!("failed/{s}.csv"))
+            .display()
+            .to_string()
+    };
+    let output = run(
+        &sandbox,
+        plan.to_str().unwrap(),
+        &run_dir,
+        &[
+            "--rate",
+            "3000",
+            "--resume",
+            "--source",
+            &format!("clients={}", failed("clients")),
+            "--source",
+            &format!("loans={}", failed("loans")),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let stats = sandbox.stats().await;
+    assert_eq!(stats["clients"], 250, "{stats}");
+    assert_eq!(
+        stats["refused_duplicates"]["client_id"], 0,
+        "the reload resumed at the failed step, not from scratch: {stats}"
+    );
+    assert_eq!(stats["loans"], 416, "{stats}");
+    assert_eq!(stats["duplicates"]["total"], 0, "{stats}");
+}
