@@ -41,8 +41,11 @@ fn throughput() {
         let report = count(&sources);
         let secs = t.elapsed().as_secs_f64();
         let bytes: u64 = report.sources.iter().map(|s| s.bytes).sum();
-        let rows: Vec<(String, u64)> =
-            report.sources.iter().map(|s| (s.name.clone(), s.rows)).collect();
+        let rows: Vec<(String, u64)> = report
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), s.rows))
+            .collect();
         eprintln!(
             "count #{round}: {rows:?}, units {}, {:.3} s, {:.0} MB/s",
             report.units,
@@ -53,9 +56,17 @@ fn throughput() {
     }
 
     // One file at a time (no parallelism), to compare with `wc -l FILE`.
-    for (name, key) in [("clients", "client_id"), ("loans", "loan_id"), ("transactions", "txn_id")] {
+    for (name, key) in [
+        ("clients", "client_id"),
+        ("loans", "loan_id"),
+        ("transactions", "txn_id"),
+    ] {
         let one = Sources::new(
-            vec![SourceDef::new(name, PathBuf::from(&dir).join(format!("{name}.csv")), key)],
+            vec![SourceDef::new(
+                name,
+                PathBuf::from(&dir).join(format!("{name}.csv")),
+                key,
+            )],
             name,
         )
         .unwrap();

@@ -580,7 +580,9 @@ async fn execute(
     if let Some(server) = sandbox {
         server.stop().await;
     }
-    // REPORT_HOOK: crate::report::write_all(&run_dir), once the report module lands.
+    if let Err(e) = crate::report::write_all(&run_dir) {
+        eprintln!("warning: the reports could not be written: {e:#}");
+    }
     for name in ["report.md", "report.json", "errors.csv"] {
         make_private(&run_dir.join(name));
     }

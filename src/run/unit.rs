@@ -172,6 +172,7 @@ async fn run_step(
         step: &step.id,
         attempts: &mut attempts,
         calls,
+        refused: None,
     };
 
     if call.action.is_transaction()
@@ -203,13 +204,22 @@ async fn run_step(
         let endpoint = endpoint_of(step.action, &call);
         match ctx.send(&request, &endpoint).await {
             CallEnd::Ok(answer) => (answer, "done"),
-            CallEnd::Refused(answer, refusal) => match adopt(&mut ctx, &call, &refusal).await {
-                Some(existing) => {
-                    ctx.record_outcome(&endpoint, call.method, Some(answer.status), "adopted");
-                    (existing, "adopted")
+            CallEnd::Refused(answer, refusal) => {
+                let pending = ctx.refused.take();
+                let adopted = adopt(&mut ctx, &call, &refusal).await;
+                ctx.settle("failed");
+                ctx.refused = pending;
+                match adopted {
+                    Some(existing) => {
+                        ctx.settle("adopted");
+                        (existing, "adopted")
+                    }
+                    None => {
+                        ctx.settle("failed");
+                        return Err(refused(&step.id, &answer, refusal, *ctx.attempts));
+                    }
                 }
-                None => return Err(refused(&step.id, &answer, refusal, *ctx.attempts)),
-            },
+            }
             CallEnd::GaveUp { message, status } => {
                 let attempts = *ctx.attempts;
                 return Err(StepStop::Failed(Box::new(UnitError {
@@ -306,27 +316,17 @@ struct CallCtx<'a> {
     step: &'a str,
     attempts: &'a mut u32,
     calls: &'a mut i64,
+    /// The last refused attempt, recorded once we know whether what it refused is adopted.
+    refused: Option<CallRecord>,
 }
 
 impl CallCtx<'_> {
-    fn record_outcome(
-        &self,
-        endpoint: &str,
-        method: &'static str,
-        status: Option<u16>,
-        outcome: &'static str,
-    ) {
-        self.shared
-            .checkpoint
-            .record(Record::Call(Box::new(CallRecord {
-                unit: self.unit.to_owned(),
-                step_id: self.step.to_owned(),
-                method,
-                endpoint: endpoint.to_owned(),
-                status,
-                outcome,
-                latency_ms: 0.0,
-            })));
+    /// Records the refused attempt as `adopted` (what it would have made exists) or `failed`.
+    fn settle(&mut self, outcome: &'static str) {
+        if let Some(mut call) = self.refused.take() {
+            call.outcome = outcome;
+            self.shared.checkpoint.record(Record::Call(Box::new(call)));
+        }
     }
 
     /// Sends with retries: transient failures again with the same key, after exponential
@@ -373,17 +373,23 @@ impl CallCtx<'_> {
                 Verdict::Retry { .. } => "retried",
                 Verdict::Refused(_) | Verdict::Stop(_) => "failed",
             };
-            self.shared
-                .checkpoint
-                .record(Record::Call(Box::new(CallRecord {
-                    unit: self.unit.to_owned(),
-                    step_id: self.step.to_owned(),
-                    method: request.method,
-                    endpoint: endpoint.to_owned(),
-                    status,
-                    outcome,
-                    latency_ms: latency,
-                })));
+            let record = CallRecord {
+                unit: self.unit.to_owned(),
+                step_id: self.step.to_owned(),
+                method: request.method,
+                endpoint: endpoint.to_owned(),
+                status,
+                outcome,
+                latency_ms: latency,
+            };
+            if matches!(verdict, Verdict::Refused(_)) {
+                self.settle("failed");
+                self.refused = Some(record);
+            } else {
+                self.shared
+                    .checkpoint
+                    .record(Record::Call(Box::new(record)));
+            }
             match verdict {
                 Verdict::Success => {
                     self.shared.limiter.succeeded();
@@ -564,6 +570,7 @@ async fn edit_schedule(
     let current = match ctx.send(&get, "/loans/{loan}/schedule").await {
         CallEnd::Ok(answer) => answer,
         CallEnd::Refused(answer, refusal) => {
+            ctx.settle("failed");
             return Err(refused(&step, &answer, refusal, *ctx.attempts));
         }
         CallEnd::GaveUp { message, status } => {
@@ -623,9 +630,13 @@ async fn edit_schedule(
                 .zip(&call.installments)
                 .all(|(mambu, ours)| already_edited(mambu, ours)) =>
         {
+            ctx.settle("adopted");
             Ok((current, "adopted"))
         }
-        CallEnd::Refused(answer, refusal) => Err(refused(&step, &answer, refusal, *ctx.attempts)),
+        CallEnd::Refused(answer, refusal) => {
+            ctx.settle("failed");
+            Err(refused(&step, &answer, refusal, *ctx.attempts))
+        }
         CallEnd::GaveUp { message, status } => Err(StepStop::Failed(Box::new(UnitError {
             step,
             http_status: status,

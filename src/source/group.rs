@@ -12,7 +12,8 @@ use super::cell::{CellError, Value, parse_cell, shape};
 use super::problem::{ColumnRole, Problem, ProblemKind, Problems, did_you_mean};
 use super::reader::{Header, Row, RowReader};
 use super::sort::{
-    Decoder, Prefix, Sorted, SortedIter, Sorter, Spill, Spillable, put_str, put_u32, put_u64, put_varint,
+    Decoder, Prefix, Sorted, SortedIter, Sorter, Spill, Spillable, put_str, put_u32, put_u64,
+    put_varint,
 };
 use super::{ColumnSpec, Sources};
 
@@ -537,8 +538,12 @@ impl Grouping {
                     Ordering::Less => {
                         let rec = child.head.take().expect("peeked");
                         if child.parent_is_root {
-                            self.problems
-                                .push(orphan(&self.schemas, child.source, &rec));
+                            self.problems.push(orphan(
+                                &self.schemas,
+                                child.source,
+                                rec.row.line(),
+                                rec.parent(),
+                            ));
                         }
                     }
                 }
@@ -564,8 +569,12 @@ impl Grouping {
             while child.peek()?.is_some() {
                 let rec = child.head.take().expect("peeked");
                 if child.parent_is_root {
-                    self.problems
-                        .push(orphan(&self.schemas, child.source, &rec));
+                    self.problems.push(orphan(
+                        &self.schemas,
+                        child.source,
+                        rec.row.line(),
+                        rec.parent(),
+                    ));
                 }
             }
         }
@@ -606,15 +615,15 @@ impl Iterator for Grouping {
     }
 }
 
-fn orphan(schemas: &[Schema], source: usize, rec: &RowRec) -> Problem {
+fn orphan(schemas: &[Schema], source: usize, line: u64, parent_key: &str) -> Problem {
     let schema = &schemas[source];
     let (parent, col) = schema.parent.expect("a child source");
     schema.problem(
-        Some(rec.row.line()),
+        Some(line),
         ProblemKind::Orphan {
             parent: schemas[parent].name.clone(),
             column: schema.header.names()[col].clone(),
-            key: rec.parent().to_string(),
+            key: parent_key.to_string(),
         },
     )
 }
@@ -790,46 +799,87 @@ impl Prepare<'_> {
                     Ok(())
                 })?;
             } else {
-                // Sort by parent key, join with the parent's key index to learn the root key.
-                let mut by_parent = self.sorter::<RowRec>();
+                // Pass 1: (parent key, line, key) of each row, sorted by parent key and
+                // merge-joined with the parent's key index, gives (line, root key), sorted by
+                // line. Only these small records are sorted twice, not the rows.
+                let mut links = self.sorter::<LinkRec>();
                 self.read(s, reader, |row, spill| {
-                    let order = order_vals(&row);
-                    by_parent.push(
-                        RowRec {
-                            root: String::new(),
-                            parent_col: parent_col as u32,
-                            order,
-                            row,
-                        },
-                        spill,
-                    )
+                    let link = LinkRec {
+                        parent: row.get(parent_col).unwrap_or_default().to_string(),
+                        line: row.line(),
+                        key: row.get(schema.key).unwrap_or_default().to_string(),
+                    };
+                    links.push(link, spill)
                 })?;
-                let (by_parent, kept_rows, kept_bytes) = self.finish(by_parent)?;
+                let (links, links_rows, links_bytes) = self.finish(links)?;
+                let mut roots = self.sorter::<LineRec>();
                 let map = key_maps[parent].as_ref().expect("parents come first");
                 let mut map_iter = map.iter()?;
                 let mut current = map_iter.next().transpose()?;
-                for rec in by_parent.into_iter()? {
-                    let mut rec = rec?;
-                    while current.as_ref().is_some_and(|c| c.key.as_str() < rec.parent()) {
+                for link in links.into_iter()? {
+                    let link = link?;
+                    while current.as_ref().is_some_and(|c| c.key < link.parent) {
                         current = map_iter.next().transpose()?;
                     }
                     match &current {
-                        Some(c) if c.key == rec.parent() => {
-                            rec.root.clone_from(&c.root);
+                        Some(c) if c.key == link.parent => {
+                            // An empty root: the parent is an orphan (reported), so is this.
+                            if !c.root.is_empty() && wanted(&c.root) {
+                                let root = LineRec {
+                                    line: link.line,
+                                    root: c.root.clone(),
+                                };
+                                roots.push(root, self.spill)?;
+                            }
                             let key = KeyRec {
-                                key: rec.row.get(schema.key).unwrap_or_default().to_string(),
-                                line: rec.row.line(),
-                                root: rec.root.clone(),
+                                key: link.key,
+                                line: link.line,
+                                root: c.root.clone(),
                             };
                             keys.push(key, self.spill)?;
-                            if wanted(&rec.root) {
-                                rows.push(rec, self.spill)?;
-                            }
                         }
-                        _ => self.problems.push(orphan(schemas, s, &rec)),
+                        _ => {
+                            let p = orphan(schemas, s, link.line, &link.parent);
+                            self.problems.push(p);
+                            // Indexed with no root, so that its own children are not
+                            // reported again.
+                            let key = KeyRec {
+                                key: link.key,
+                                line: link.line,
+                                root: String::new(),
+                            };
+                            keys.push(key, self.spill)?;
+                        }
                     }
                 }
-                self.release(kept_rows, kept_bytes);
+                drop(map_iter);
+                self.release(links_rows, links_bytes);
+                let (roots, roots_rows, roots_bytes) = self.finish(roots)?;
+                // Pass 2: read the file again (its problems were reported in pass 1) and give
+                // each row its root key.
+                match RowReader::open(&self.sources.defs[s]) {
+                    Err(p) => self.problems.push(p),
+                    Ok(again) => {
+                        let mut roots_iter = roots.into_iter()?;
+                        let mut current = roots_iter.next().transpose()?;
+                        for row in again.filter_map(Result::ok) {
+                            while current.as_ref().is_some_and(|c| c.line < row.line()) {
+                                current = roots_iter.next().transpose()?;
+                            }
+                            let Some(c) = current.as_ref().filter(|c| c.line == row.line()) else {
+                                continue;
+                            };
+                            let rec = RowRec {
+                                root: c.root.clone(),
+                                parent_col: parent_col as u32,
+                                order: order_vals(&row),
+                                row,
+                            };
+                            rows.push(rec, self.spill)?;
+                        }
+                    }
+                }
+                self.release(roots_rows, roots_bytes);
             }
             let (keys, key_rows, key_bytes) = self.finish(keys)?;
             let mut first: Option<KeyRec> = None;
@@ -930,7 +980,9 @@ impl Spillable for RowRec {
         let root = d.str()?.to_string();
         let parent_col = d.varint()? as u32;
         let n = d.varint()? as usize;
-        let order = (0..n).map(|_| OrderVal::decode(d)).collect::<io::Result<_>>()?;
+        let order = (0..n)
+            .map(|_| OrderVal::decode(d))
+            .collect::<io::Result<_>>()?;
         let line = d.varint()?;
         let text: Box<str> = d.str()?.into();
         let n = d.varint()? as usize;
@@ -944,9 +996,17 @@ impl Spillable for RowRec {
         if ends.last().is_some_and(|&e| e as usize != text.len())
             || ends.iter().any(|&e| !text.is_char_boundary(e as usize))
         {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "corrupt sort run"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "corrupt sort run",
+            ));
         }
-        Ok(RowRec { root, parent_col, order, row: Row::from_parts(line, text, ends) })
+        Ok(RowRec {
+            root,
+            parent_col,
+            order,
+            row: Row::from_parts(line, text, ends),
+        })
     }
 
     fn mem_size(&self) -> usize {
@@ -958,6 +1018,107 @@ impl Spillable for RowRec {
 
     fn prefix(&self) -> u128 {
         Prefix::new().str(&self.root).str(self.parent()).value()
+    }
+}
+
+/// A deeper child's link to its parent: (parent key, line), with the row's own key.
+#[derive(Debug, Clone)]
+struct LinkRec {
+    parent: String,
+    line: u64,
+    key: String,
+}
+
+impl PartialEq for LinkRec {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.parent, self.line) == (&other.parent, other.line)
+    }
+}
+
+impl Eq for LinkRec {}
+
+impl PartialOrd for LinkRec {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for LinkRec {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (&self.parent, self.line).cmp(&(&other.parent, other.line))
+    }
+}
+
+impl Spillable for LinkRec {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_str(out, &self.parent);
+        put_varint(out, self.line);
+        put_str(out, &self.key);
+    }
+
+    fn decode(d: &mut Decoder<'_>) -> io::Result<Self> {
+        Ok(LinkRec {
+            parent: d.str()?.to_string(),
+            line: d.varint()?,
+            key: d.str()?.to_string(),
+        })
+    }
+
+    fn mem_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.parent.len() + self.key.len()
+    }
+
+    fn prefix(&self) -> u128 {
+        Prefix::new().str(&self.parent).u64(self.line).value()
+    }
+}
+
+/// A deeper child row's root key, by line (lines are unique within a source).
+#[derive(Debug, Clone)]
+struct LineRec {
+    line: u64,
+    root: String,
+}
+
+impl PartialEq for LineRec {
+    fn eq(&self, other: &Self) -> bool {
+        self.line == other.line
+    }
+}
+
+impl Eq for LineRec {}
+
+impl PartialOrd for LineRec {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for LineRec {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.line.cmp(&other.line)
+    }
+}
+
+impl Spillable for LineRec {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_varint(out, self.line);
+        put_str(out, &self.root);
+    }
+
+    fn decode(d: &mut Decoder<'_>) -> io::Result<Self> {
+        Ok(LineRec {
+            line: d.varint()?,
+            root: d.str()?.to_string(),
+        })
+    }
+
+    fn mem_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.root.len()
+    }
+
+    fn prefix(&self) -> u128 {
+        Prefix::new().u64(self.line).value()
     }
 }
 

@@ -160,10 +160,13 @@ pub struct RowReader {
 
 impl RowReader {
     /// Opens the file of `def` and reads its header row.
+    // A problem is big (160 bytes) but opening fails at most once per file.
+    #[allow(clippy::result_large_err)]
     pub fn open(def: &SourceDef) -> Result<RowReader, Problem> {
         Self::open_path(&def.name, &def.file, def.delimiter)
     }
 
+    #[allow(clippy::result_large_err)]
     pub(crate) fn open_path(
         source: &str,
         path: &Path,

@@ -341,8 +341,12 @@ impl<T: Spillable> Merge<T> {
     }
 
     fn less(&self, a: usize, b: usize) -> bool {
-        let (pa, ta) = self.heads[a].as_ref().expect("a run in the heap has a head");
-        let (pb, tb) = self.heads[b].as_ref().expect("a run in the heap has a head");
+        let (pa, ta) = self.heads[a]
+            .as_ref()
+            .expect("a run in the heap has a head");
+        let (pb, tb) = self.heads[b]
+            .as_ref()
+            .expect("a run in the heap has a head");
         pa.cmp(pb).then_with(|| ta.cmp(tb)).then(a.cmp(&b)) == std::cmp::Ordering::Less
     }
 
@@ -374,7 +378,9 @@ impl<T: Spillable> Iterator for Merge<T> {
             return None;
         }
         let run = *self.heap.first()?;
-        let (_, item) = self.heads[run].take().expect("a run in the heap has a head");
+        let (_, item) = self.heads[run]
+            .take()
+            .expect("a run in the heap has a head");
         match self.readers[run].next::<T>() {
             Ok(Some(next)) => self.heads[run] = Some((next.prefix(), next)),
             Ok(None) => {

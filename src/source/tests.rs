@@ -525,3 +525,71 @@ fn grouping_is_send() {
     is_send::<Grouping>();
     is_send::<Unit>();
 }
+
+#[test]
+fn four_levels_and_orphan_chains() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let defs = vec![
+        SourceDef::new("clients", write(d, "c.csv", "id\nC2\nC1\n"), "id"),
+        SourceDef::new(
+            "loans",
+            write(d, "l.csv", "id,client\nL2,C2\nL1,C1\n"),
+            "id",
+        )
+        .with_parent("clients", "client"),
+        SourceDef::new(
+            "transactions",
+            write(d, "t.csv", "id,loan\nT3,L2\nT9,L404\nT1,L1\nT2,L1\n"),
+            "id",
+        )
+        .with_parent("loans", "loan"),
+        SourceDef::new(
+            "allocations",
+            write(d, "a.csv", "id,txn\nA4,T9\nA3,T3\nA1,T2\nA2,T1\nA5,T1\n"),
+            "id",
+        )
+        .with_parent("transactions", "txn"),
+    ];
+    for chunk_rows in [500_000, 1] {
+        let options = GroupOptions {
+            chunk_rows,
+            ..GroupOptions::default()
+        };
+        let (units, report) = run(defs.clone(), &options);
+        let got = shape_of(&units, &["loans", "transactions", "allocations"]);
+        let unit = |k: &str, l: &[&str], t: &[&str], a: &[&str]| {
+            (
+                k.to_string(),
+                vec![
+                    ("loans".to_string(), strs(l)),
+                    ("transactions".to_string(), strs(t)),
+                    ("allocations".to_string(), strs(a)),
+                ],
+            )
+        };
+        assert_eq!(
+            got,
+            vec![
+                unit("C1", &["L1"], &["T1", "T2"], &["A2", "A5", "A1"]),
+                unit("C2", &["L2"], &["T3"], &["A3"]),
+            ]
+        );
+        // T9 is an orphan; its allocation A4 is left out without a second report.
+        let codes: Vec<(&str, &str, Option<u64>)> = report
+            .problems
+            .iter()
+            .map(|p| (p.source.as_str(), p.kind.code(), p.line))
+            .collect();
+        assert_eq!(codes, [("transactions", "orphan", Some(3))]);
+        let allocs = units[0].rows("allocations").unwrap();
+        let t1 = units[0].rows("transactions").unwrap().get(0).unwrap();
+        let of_t1: Vec<&str> = units[0]
+            .children("allocations", &t1)
+            .iter()
+            .map(|r| r.key())
+            .collect();
+        assert_eq!(of_t1, ["A2", "A5"]);
+        assert_eq!(allocs.get(2).unwrap().line(), 4);
+    }
+}

@@ -7,7 +7,8 @@ that Prism loads, with
   - PUT /loans/{loanAccountId}/schedule added from the excerpt (its schemas prefixed `Edit`, so
     they do not clash with the 2021 `Installment`);
   - a stub for the v1 POST /loans/{loanAccountId}/settlementAccounts/{depositAccountId}, which
-    no v2 spec has, so Prism lets it through (its answer checked only for shape).
+    no v2 spec has, so Prism lets it through (its answer checked only for shape);
+  - stubs for GET /loanproducts, /depositproducts and /branches (the plan's lookups).
 Run: python3 tests/contract/build_spec.py ../shared/mambu-openapi tests/contract/mambu-v2-contract.swagger2.json
 """
 import json
@@ -77,6 +78,23 @@ spec["paths"]["/loans/{loanAccountId}/settlementAccounts/{depositAccountId}"] = 
         "security": [{"basic": []}],
     }
 }
+
+# The tenant configuration reads (lookups): their specs (loanproducts, depositproducts,
+# branches) are not in the 2021 set; stubs let Prism forward them, checking only the shape.
+for path in ["/loanproducts", "/depositproducts", "/branches"]:
+    spec["paths"][path] = {
+        "get": {
+            "operationId": "list" + path.strip("/"),
+            "description": "Not in the 2021 set: stub so that Prism forwards it.",
+            "produces": ["application/vnd.mambu.v2+json"],
+            "parameters": [
+                {"name": "offset", "in": "query", "required": False, "type": "integer"},
+                {"name": "limit", "in": "query", "required": False, "type": "integer"},
+            ],
+            "responses": {"200": {"description": "list", "schema": {"type": "array", "items": {"type": "object", "required": ["encodedKey", "id"]}}}},
+            "security": [{"basic": []}],
+        }
+    }
 
 with open(out, "w") as f:
     json.dump(spec, f, indent=1, sort_keys=True)

@@ -1,0 +1,119 @@
+//! What a run leaves for people, read from its checkpoint: report.md, report.json and
+//! errors.csv ([`write_all`], at the end or the stop of a run), and the terminal picture of a
+//! run in progress or finished ([`status()`], `mambu-migrate status RUN_DIR`).
+//!
+//! Everything here reads the checkpoint only (opened read-only), so it works while the run is
+//! going and after it. The checkpoint holds keys and Mambu's error bodies, no source data;
+//! the reports show counts, keys and Mambu's answers only. The files are written owner-only
+//! (0600): Mambu's error messages may quote client data.
+//!
+//! Modules: [`summary`] reads [`Summary`], the figures (report.json is it); [`markdown`]
+//! renders report.md, [`errors`] errors.csv, [`status`](mod@status) the status text;
+//! [`stats`] holds percentiles, time buckets, number and time formats.
+
+pub mod errors;
+pub mod markdown;
+pub mod stats;
+pub mod status;
+pub mod summary;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::checkpoint::Reader;
+pub use summary::Summary;
+
+/// The checkpoint's file name in a run directory.
+pub const CHECKPOINT: &str = "checkpoint.db";
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Opens the run directory's checkpoint read-only, with an error that says what to do when
+/// there is none.
+fn open(run_dir: &Path) -> anyhow::Result<(Reader, PathBuf)> {
+    if !run_dir.is_dir() {
+        anyhow::bail!(
+            "run directory {} does not exist: give the directory of a run (`mambu-migrate run` uses runs/<plan name>/ unless told --run-dir)",
+            run_dir.display()
+        );
+    }
+    let path = run_dir.join(CHECKPOINT);
+    if !path.is_file() {
+        anyhow::bail!(
+            "{} holds no {CHECKPOINT}: no run has started in it. Give the directory of a run, or start one with `mambu-migrate run PLAN --run-dir {}`",
+            run_dir.display(),
+            stats::shell_word(&run_dir.display().to_string())
+        );
+    }
+    let reader = Reader::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    Ok((reader, path))
+}
+
+/// Writes `bytes` to `path`, readable by the owner only: through a temporary file renamed
+/// over it, so a reader never sees half a file and an older file's wider mode does not stay.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("report");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = options
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        file.write_all(bytes)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+    }
+    #[cfg(not(unix))]
+    {
+        let mut file = options
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        file.write_all(bytes)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Reads `run_dir/checkpoint.db` and writes `run_dir/report.md`, `report.json` and
+/// `errors.csv` (each replaced, owner-only). Returns the figures written.
+pub fn write_all(run_dir: &Path) -> anyhow::Result<Summary> {
+    let (reader, path) = open(run_dir)?;
+    let summary = Summary::read(&reader, run_dir, now())
+        .with_context(|| format!("reading {}", path.display()))?;
+    let failed = reader
+        .failed_units()
+        .with_context(|| format!("reading {}", path.display()))?;
+    let mut json = serde_json::to_string_pretty(&summary)?;
+    json.push('\n');
+    write_private(&run_dir.join("report.json"), json.as_bytes())?;
+    write_private(
+        &run_dir.join("report.md"),
+        markdown::render(&summary).as_bytes(),
+    )?;
+    write_private(&run_dir.join("errors.csv"), &errors::render(&failed)?)?;
+    Ok(summary)
+}
+
+/// Where the run in `run_dir` stands, for the terminal: state (and why it stopped), units,
+/// calls and rates, throttles and retries, the ETA while running, the resume command when
+/// stopped.
+pub fn status(run_dir: &Path) -> anyhow::Result<String> {
+    let (reader, path) = open(run_dir)?;
+    status::render(&reader, run_dir, now()).with_context(|| format!("reading {}", path.display()))
+}

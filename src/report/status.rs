@@ -1,0 +1,238 @@
+//! `mambu-migrate status`: where a run stands, from its checkpoint, in a few terminal lines.
+//! Reads only counts (no latency sort), so it stays quick on a run of millions of calls.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use super::stats::{self, int, percent};
+use super::summary;
+use crate::checkpoint::Reader;
+
+/// The window of "calls/s over the last minute".
+const WINDOW_SECONDS: f64 = 60.0;
+/// A running run with nothing recorded for this long may be gone (killed, crashed).
+const STALE_SECONDS: f64 = 120.0;
+
+/// The status text of the run in `run_dir`, as of `now` (unix seconds).
+pub fn render(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<String> {
+    let meta = reader.meta_all()?;
+    let events = reader.events()?;
+    let (state, reason) = summary::state(&meta, &events);
+    let times = summary::times(reader, &meta, &events, &state, now)?;
+    let units = summary::unit_totals(reader, &meta)?;
+    let calls = summary::call_outcomes(&reader.call_counts()?);
+    let span = reader.call_span()?;
+    let running = state == "running";
+    let mut out = String::new();
+
+    let name = meta
+        .get("plan_name")
+        .map_or("(unnamed plan)", String::as_str);
+    let target = meta
+        .get("target")
+        .map(|t| format!(" against {t}"))
+        .unwrap_or_default();
+    let why = match (&reason, state.as_str()) {
+        (Some(reason), _) => format!(" ({reason})"),
+        (None, "finished") if units.failed > 0 => {
+            format!(" ({} failed)", plural(units.failed, "unit"))
+        }
+        _ => String::new(),
+    };
+    let _ = writeln!(out, "Run {name}{target}: {state}{why}");
+
+    let elapsed = times.started.zip(times.end).map(|(s, e)| (e - s).max(0.0));
+    if let Some(started) = times.started {
+        let took = match (elapsed, state.as_str()) {
+            (Some(d), "running") => format!(" · running for {}", stats::duration(d)),
+            (Some(d), "finished") => format!(" · took {}", stats::duration(d)),
+            (Some(d), _) => format!(" · stopped after {}", stats::duration(d)),
+            (None, _) => String::new(),
+        };
+        let _ = writeln!(out, "  started    {}{took}", stats::date(started));
+    }
+
+    let mut line = format!(
+        "  units      {} done · {} failed",
+        int(units.done),
+        int(units.failed)
+    );
+    if running || units.running > 0 {
+        let in_flight = if running { "running" } else { "unfinished" };
+        let _ = write!(line, " · {} {in_flight}", int(units.running));
+    }
+    if let Some(n) = units.not_started {
+        let _ = write!(line, " · {} not started", int(n));
+    }
+    match units.total {
+        Some(total) => {
+            let _ = write!(
+                line,
+                " · of {} ({} finished)",
+                int(total),
+                percent(stats::ratio(units.done + units.failed, total))
+            );
+        }
+        None => line.push_str(" · total not known yet"),
+    }
+    let _ = writeln!(out, "{line}");
+
+    let mut line = format!("  calls      {}", int(calls.total));
+    if let Some((_, last)) = span {
+        let end = if running { now } else { last };
+        let window = times
+            .started
+            .map_or(WINDOW_SECONDS, |s| (end - s).clamp(1.0, WINDOW_SECONDS));
+        let recent = reader.calls_between(end - window, end)?;
+        let _ = write!(
+            line,
+            " · {} over the last minute",
+            stats::per_second(recent as f64 / window)
+        );
+    }
+    if let Some(d) = elapsed.filter(|d| *d > 0.0) {
+        let _ = write!(
+            line,
+            " · {} overall",
+            stats::per_second(calls.total as f64 / d)
+        );
+    }
+    let _ = writeln!(out, "{line}");
+    let _ = writeln!(
+        out,
+        "  throttled  {} (429, {} of calls) · retried {} ({})",
+        int(calls.throttled),
+        percent(stats::ratio(calls.throttled, calls.total)),
+        int(calls.retried),
+        percent(stats::ratio(calls.retried, calls.total))
+    );
+
+    let resume = summary::resume_command(&meta, run_dir);
+    if running {
+        let session = events
+            .iter()
+            .rev()
+            .find(|(_, kind, _)| matches!(kind.as_str(), "started" | "resumed" | "reloaded"))
+            .map(|e| e.0)
+            .or(times.started);
+        let eta = match (units.total, session) {
+            (Some(total), Some(since)) => eta(
+                (total - units.done - units.failed).max(0),
+                reader.units_finished_since(since)?,
+                now - since,
+            ),
+            (None, _) => "not known (the total of units is not known yet)".to_owned(),
+            (Some(_), None) => "not known yet".to_owned(),
+        };
+        let _ = writeln!(out, "  ETA        {eta}");
+        if let Some(last) = reader
+            .last_activity()?
+            .filter(|last| now - last > STALE_SECONDS)
+        {
+            let _ = writeln!(
+                out,
+                "  note       nothing recorded for {}: if the run's process is gone, resume it:",
+                stats::duration(now - last)
+            );
+            let _ = writeln!(out, "             {resume}");
+        }
+    } else if state == "stopped" {
+        let _ = writeln!(out, "  resume     {resume}");
+    }
+    if !running {
+        let report = run_dir.join("report.md");
+        if report.exists() {
+            let _ = writeln!(out, "  report     {}", report.display());
+        }
+        let errors = run_dir.join("errors.csv");
+        if units.failed > 0 && errors.exists() {
+            let _ = writeln!(
+                out,
+                "  failures   {} (and failed/<source>.csv beside it)",
+                errors.display()
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The ETA of `remaining` units at the rate measured in this session: `finished` units in
+/// `elapsed` seconds.
+fn eta(remaining: i64, finished: i64, elapsed: f64) -> String {
+    let rate = finished as f64 / elapsed.max(1.0);
+    if remaining == 0 {
+        "any moment (every unit has run)".to_owned()
+    } else if finished == 0 {
+        "not known yet (no unit has finished)".to_owned()
+    } else {
+        format!(
+            "{} at {:.2} units/s",
+            stats::duration(remaining as f64 / rate),
+            rate
+        )
+    }
+}
+
+fn plural(n: i64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{} {noun}s", int(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::{Checkpoint, Record};
+
+    #[test]
+    fn eta_from_the_measured_rate() {
+        assert_eq!(eta(100, 50, 100.0), "3m 20s at 0.50 units/s");
+        assert_eq!(eta(0, 50, 100.0), "any moment (every unit has run)");
+        assert_eq!(eta(10, 0, 100.0), "not known yet (no unit has finished)");
+        assert_eq!(
+            eta(3, 3, 0.2),
+            "1s at 3.00 units/s",
+            "the first second counts as one"
+        );
+    }
+
+    #[test]
+    fn a_silent_running_run_may_be_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.db");
+        let cp = Checkpoint::open(&path).unwrap();
+        let meta = |key: &str, value: &str| Record::Meta {
+            key: key.into(),
+            value: value.into(),
+        };
+        for (k, v) in [
+            ("plan_name", "p"),
+            ("plan_file", "plans/my plan.yaml"),
+            ("state", "running"),
+            ("started_at", "1000"),
+        ] {
+            cp.record(meta(k, v));
+        }
+        cp.record(Record::Event {
+            kind: "started".into(),
+            detail: String::new(),
+        });
+        cp.close().unwrap();
+        let reader = Reader::open(&path).unwrap();
+        let last = reader.last_activity().unwrap().unwrap();
+        let text = render(&reader, Path::new("runs/p"), last + 30.0).unwrap();
+        assert!(!text.contains("note"), "{text}");
+        assert!(
+            text.contains("units      0 done · 0 failed · 0 running · total not known yet"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ETA        not known (the total of units is not known yet)"),
+            "{text}"
+        );
+        let text = render(&reader, Path::new("runs/p"), last + 600.0).unwrap();
+        assert!(text.contains("  note       nothing recorded for 10m 00s: if the run's process is gone, resume it:\n             mambu-migrate run 'plans/my plan.yaml' --run-dir runs/p --resume\n"), "{text}");
+    }
+}

@@ -1,0 +1,607 @@
+//! [`Summary`]: the figures of a run, read from its checkpoint. report.json is it; report.md
+//! and `status` are written from it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::stats::{self, Bucket};
+use crate::checkpoint::Reader;
+
+/// Steps acting on a loan account (their instances name the loan).
+pub const LOAN_ACTIONS: &[&str] = &[
+    "create_loan",
+    "approve_loan",
+    "link_settlement_account",
+    "edit_schedule",
+    "disburse_loan",
+];
+/// Steps acting on a deposit account.
+pub const DEPOSIT_ACTIONS: &[&str] = &["create_deposit", "approve_deposit"];
+/// How many failure reasons the reports list.
+pub const TOP_REASONS: usize = 10;
+
+/// The figures of a run (report.json).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub run: RunIdentity,
+    pub units: UnitTotals,
+    pub calls: CallTotals,
+    /// Per step of the plan, in the order they first ran.
+    pub steps: Vec<StepSummary>,
+    /// Per method and endpoint template, in the order they were first called.
+    pub endpoints: Vec<EndpointSummary>,
+    pub throughput: Throughput,
+    /// Last known Mambu state of each loan, counted by state.
+    pub loan_states: Vec<StateCount>,
+    /// Last known Mambu state of each deposit account, counted by state.
+    pub deposit_states: Vec<StateCount>,
+    pub failures: Failures,
+    /// The run's events: started, resumed, stopped, finished.
+    pub history: Vec<HistoryEvent>,
+}
+
+/// Which run this is and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunIdentity {
+    pub plan_name: Option<String>,
+    pub plan_file: Option<String>,
+    pub plan_hash: Option<String>,
+    /// `sandbox` or the tenant's base URL.
+    pub target: Option<String>,
+    /// Configured calls per second.
+    pub rate: Option<f64>,
+    pub concurrency: Option<u64>,
+    /// `--sample N`, if the run was a sample migration.
+    pub sample: Option<u64>,
+    /// `running`, `finished` or `stopped`.
+    pub state: String,
+    pub stop_reason: Option<String>,
+    /// UTC, RFC 3339: `2025-01-31T22:05:09Z`.
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// From start to finish (to now while running).
+    pub duration_seconds: Option<f64>,
+    /// How to resume a stopped run.
+    pub resume_command: Option<String>,
+    /// The run directory, as given.
+    pub run_dir: String,
+}
+
+/// Units by status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitTotals {
+    /// Units the run is to migrate (the source's, or the sample's), when known.
+    pub total: Option<i64>,
+    pub done: i64,
+    pub failed: i64,
+    /// Started and not finished (in flight, or cut short by a crash).
+    pub running: i64,
+    pub not_started: Option<i64>,
+}
+
+/// Every HTTP attempt, by outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallTotals {
+    pub total: i64,
+    pub ok: i64,
+    /// Attempts that met a transient error other than 429 and were tried again.
+    pub retried: i64,
+    /// Attempts answered 429 Too Many Requests.
+    pub throttled: i64,
+    /// "Already exists" answers: the entity was looked up and adopted.
+    pub adopted: i64,
+    /// Attempts whose answer failed the unit.
+    pub failed: i64,
+    /// retried / total.
+    pub retry_rate: f64,
+    /// throttled / total.
+    pub throttle_rate: f64,
+    /// Over the run's duration.
+    pub per_second: Option<f64>,
+}
+
+/// The outcomes of one step's instances, its calls and their latency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepSummary {
+    pub step: String,
+    pub action: String,
+    pub done: i64,
+    pub adopted: i64,
+    pub skipped: i64,
+    pub failed: i64,
+    pub calls: i64,
+    pub latency_ms: Latency,
+}
+
+/// Latency percentiles (nearest rank) of the attempts whose answer was used (ok, adopted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub samples: i64,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+/// Calls to one endpoint template, by outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointSummary {
+    pub method: String,
+    pub endpoint: String,
+    pub calls: i64,
+    pub ok: i64,
+    pub retried: i64,
+    pub throttled: i64,
+    pub adopted: i64,
+    pub failed: i64,
+}
+
+/// Calls per time bucket from the start of the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Throughput {
+    /// 10 for a run under 10 minutes, 60 otherwise.
+    pub bucket_seconds: u32,
+    /// Buckets with calls and the short gaps between them; a long gap (the run stopped and was
+    /// resumed later) is left out.
+    pub buckets: Vec<Bucket>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateCount {
+    pub state: String,
+    pub count: i64,
+}
+
+/// What failed, and where to find it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failures {
+    pub units: i64,
+    /// Mambu's errorReason (or the HTTP status when it gave none), most frequent first.
+    pub top_reasons: Vec<ReasonCount>,
+    /// One row per failed unit, relative to the run directory.
+    pub errors_csv: String,
+    /// The failed units' source rows, one file per source, ready to fix and reload.
+    pub failed_dir: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReasonCount {
+    pub reason: String,
+    pub units: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    pub at: String,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// Times and identity as recorded, before formatting.
+pub(crate) struct Times {
+    pub started: Option<f64>,
+    pub finished: Option<f64>,
+    /// Where the run's clock stops: finished_at, now while running, else the last record.
+    pub end: Option<f64>,
+}
+
+pub(crate) fn number<T: std::str::FromStr>(meta: &HashMap<String, String>, key: &str) -> Option<T> {
+    meta.get(key).and_then(|v| v.trim().parse().ok())
+}
+
+/// The run's state and why it stopped (meta, else the last `stopped` event).
+pub(crate) fn state(
+    meta: &HashMap<String, String>,
+    events: &[(f64, String, String)],
+) -> (String, Option<String>) {
+    let state = meta
+        .get("state")
+        .cloned()
+        .unwrap_or_else(|| "running".into());
+    let reason = meta
+        .get("stop_reason")
+        .filter(|r| !r.is_empty())
+        .cloned()
+        .or_else(|| {
+            if state == "stopped" {
+                events
+                    .iter()
+                    .rev()
+                    .find(|(_, kind, _)| kind == "stopped")
+                    .map(|(_, _, detail)| detail.clone())
+                    .filter(|d| !d.is_empty())
+            } else {
+                None
+            }
+        });
+    (state, reason)
+}
+
+pub(crate) fn times(
+    reader: &Reader,
+    meta: &HashMap<String, String>,
+    events: &[(f64, String, String)],
+    state: &str,
+    now: f64,
+) -> rusqlite::Result<Times> {
+    let span = reader.call_span()?;
+    let started = number::<f64>(meta, "started_at")
+        .or_else(|| events.first().map(|e| e.0))
+        .or(span.map(|s| s.0));
+    let finished = if state == "running" {
+        None
+    } else {
+        number::<f64>(meta, "finished_at")
+    };
+    let end = match (finished, state) {
+        (Some(f), _) => Some(f),
+        (None, "running") => Some(now),
+        (None, _) => reader.last_activity()?,
+    };
+    Ok(Times {
+        started,
+        finished,
+        end,
+    })
+}
+
+/// The units the run is to migrate: the source's, capped by the sample.
+pub(crate) fn units_total(meta: &HashMap<String, String>) -> Option<i64> {
+    match (
+        number::<i64>(meta, "units_total"),
+        number::<i64>(meta, "sample"),
+    ) {
+        (Some(t), Some(s)) => Some(t.min(s)),
+        (t, s) => t.or(s),
+    }
+}
+
+pub(crate) fn unit_totals(
+    reader: &Reader,
+    meta: &HashMap<String, String>,
+) -> rusqlite::Result<UnitTotals> {
+    let counts = reader.unit_counts()?;
+    let get = |s: &str| counts.get(s).copied().unwrap_or(0);
+    let (done, failed, running) = (get("done"), get("failed"), get("running"));
+    let total = units_total(meta);
+    Ok(UnitTotals {
+        total,
+        done,
+        failed,
+        running,
+        not_started: total.map(|t| (t - done - failed - running).max(0)),
+    })
+}
+
+/// The command that resumes the run.
+pub(crate) fn resume_command(meta: &HashMap<String, String>, run_dir: &Path) -> String {
+    let plan = meta
+        .get("plan_file")
+        .map(|p| stats::shell_word(p))
+        .unwrap_or_else(|| "PLAN".into());
+    format!(
+        "mambu-migrate run {plan} --run-dir {} --resume",
+        stats::shell_word(&run_dir.display().to_string())
+    )
+}
+
+/// Outcome counts of a set of calls.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Outcomes {
+    pub total: i64,
+    pub ok: i64,
+    pub retried: i64,
+    pub throttled: i64,
+    pub adopted: i64,
+    pub failed: i64,
+}
+
+impl Outcomes {
+    pub fn add(&mut self, outcome: &str, n: i64) {
+        self.total += n;
+        match outcome {
+            "ok" => self.ok += n,
+            "retried" => self.retried += n,
+            "throttled" => self.throttled += n,
+            "adopted" => self.adopted += n,
+            "failed" => self.failed += n,
+            _ => {}
+        }
+    }
+
+    pub fn totals(&self, seconds: Option<f64>) -> CallTotals {
+        CallTotals {
+            total: self.total,
+            ok: self.ok,
+            retried: self.retried,
+            throttled: self.throttled,
+            adopted: self.adopted,
+            failed: self.failed,
+            retry_rate: stats::round(stats::ratio(self.retried, self.total), 4),
+            throttle_rate: stats::round(stats::ratio(self.throttled, self.total), 4),
+            per_second: seconds
+                .filter(|s| *s > 0.0)
+                .map(|s| stats::round(self.total as f64 / s, 2)),
+        }
+    }
+}
+
+/// Every call's outcome, all together.
+pub(crate) fn call_outcomes(counts: &[(String, String, String, String, i64)]) -> Outcomes {
+    let mut all = Outcomes::default();
+    for (_, _, _, outcome, n) in counts {
+        all.add(outcome, *n);
+    }
+    all
+}
+
+/// The account a step instance acts on: the instance, less the step id if the executor
+/// decorated it with one (`loans/LN-2/approve`, `approve@loans/LN-2`), so that every step on
+/// one loan names the same account.
+fn account_of<'a>(instance: &'a str, step_id: &str) -> &'a str {
+    let row_path = |p: &str| !p.is_empty() && p.matches('/').count() % 2 == 1;
+    for sep in ['/', '#', '@', ':', '.', '|'] {
+        let stripped = [
+            instance
+                .strip_suffix(step_id)
+                .and_then(|r| r.strip_suffix(sep)),
+            instance
+                .strip_prefix(step_id)
+                .and_then(|r| r.strip_prefix(sep)),
+        ];
+        if let Some(account) = stripped.into_iter().flatten().find(|a| row_path(a)) {
+            return account;
+        }
+    }
+    instance
+}
+
+/// Last known state of each account acted on by these actions, counted by state: most
+/// frequent first.
+fn final_states(reader: &Reader, actions: &[&str]) -> rusqlite::Result<Vec<StateCount>> {
+    let mut last: HashMap<(String, String), String> = HashMap::new();
+    for (unit, instance, step_id, state) in reader.account_states(actions)? {
+        let account = account_of(&instance, &step_id).to_owned();
+        last.insert((unit, account), state);
+    }
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    for state in last.into_values() {
+        *counts.entry(state).or_default() += 1;
+    }
+    let mut out: Vec<StateCount> = counts
+        .into_iter()
+        .map(|(state, count)| StateCount { state, count })
+        .collect();
+    out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.state.cmp(&b.state)));
+    Ok(out)
+}
+
+impl Summary {
+    /// Reads the figures of the run in `run_dir` from its checkpoint, as of `now` (unix seconds).
+    pub fn read(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<Self> {
+        let meta = reader.meta_all()?;
+        let events = reader.events()?;
+        let (state, stop_reason) = state(&meta, &events);
+        let times = times(reader, &meta, &events, &state, now)?;
+        let duration = times.started.zip(times.end).map(|(s, e)| (e - s).max(0.0));
+
+        let run = RunIdentity {
+            plan_name: meta.get("plan_name").cloned(),
+            plan_file: meta.get("plan_file").cloned(),
+            plan_hash: meta.get("plan_hash").cloned(),
+            target: meta.get("target").cloned(),
+            rate: number(&meta, "rate"),
+            concurrency: number(&meta, "concurrency"),
+            sample: number(&meta, "sample"),
+            state: state.clone(),
+            stop_reason,
+            started_at: times.started.map(stats::rfc3339),
+            finished_at: times.finished.map(stats::rfc3339),
+            duration_seconds: duration.map(|d| stats::round(d, 3)),
+            resume_command: (state == "stopped").then(|| resume_command(&meta, run_dir)),
+            run_dir: run_dir.display().to_string(),
+        };
+
+        let call_counts = reader.call_counts()?;
+        let calls = call_outcomes(&call_counts).totals(duration);
+
+        // Per step: instances by status, then calls and latency.
+        let mut steps: Vec<StepSummary> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut step_entry = |steps: &mut Vec<StepSummary>, step: &str, action: &str| -> usize {
+            *index.entry(step.to_owned()).or_insert_with(|| {
+                steps.push(StepSummary {
+                    step: step.to_owned(),
+                    action: action.to_owned(),
+                    done: 0,
+                    adopted: 0,
+                    skipped: 0,
+                    failed: 0,
+                    calls: 0,
+                    latency_ms: Latency {
+                        samples: 0,
+                        p50: None,
+                        p95: None,
+                        p99: None,
+                    },
+                });
+                steps.len() - 1
+            })
+        };
+        for (step, action, status, n) in reader.step_counts()? {
+            let i = step_entry(&mut steps, &step, &action);
+            let s = &mut steps[i];
+            match status.as_str() {
+                "done" => s.done += n,
+                "adopted" => s.adopted += n,
+                "skipped" => s.skipped += n,
+                "failed" => s.failed += n,
+                _ => {}
+            }
+        }
+        let mut endpoints: Vec<EndpointSummary> = Vec::new();
+        for (step, method, endpoint, outcome, n) in &call_counts {
+            let action = if step.starts_with("lookups.") {
+                "lookup"
+            } else {
+                ""
+            };
+            let i = step_entry(&mut steps, step, action);
+            steps[i].calls += n;
+            let e = match endpoints
+                .iter()
+                .position(|e| &e.method == method && &e.endpoint == endpoint)
+            {
+                Some(e) => e,
+                None => {
+                    endpoints.push(EndpointSummary {
+                        method: method.clone(),
+                        endpoint: endpoint.clone(),
+                        calls: 0,
+                        ok: 0,
+                        retried: 0,
+                        throttled: 0,
+                        adopted: 0,
+                        failed: 0,
+                    });
+                    endpoints.len() - 1
+                }
+            };
+            let mut o = Outcomes::default();
+            o.add(outcome, *n);
+            let e = &mut endpoints[e];
+            e.calls += o.total;
+            e.ok += o.ok;
+            e.retried += o.retried;
+            e.throttled += o.throttled;
+            e.adopted += o.adopted;
+            e.failed += o.failed;
+        }
+        let latencies = reader.answer_latencies()?;
+        for chunk in latencies.chunk_by(|a, b| a.0 == b.0) {
+            let values: Vec<f64> = chunk.iter().map(|(_, l)| *l).collect();
+            let i = step_entry(&mut steps, &chunk[0].0, "");
+            steps[i].latency_ms = Latency {
+                samples: values.len() as i64,
+                p50: stats::percentile(&values, 50.0),
+                p95: stats::percentile(&values, 95.0),
+                p99: stats::percentile(&values, 99.0),
+            };
+        }
+
+        let throughput = match reader.call_span()? {
+            None => Throughput {
+                bucket_seconds: stats::bucket_seconds(duration.unwrap_or(0.0)),
+                buckets: Vec::new(),
+            },
+            Some((first, last)) => {
+                let origin = times.started.map_or(first, |s| s.min(first));
+                let width = stats::bucket_seconds(duration.unwrap_or(last - origin));
+                let sparse = reader.call_buckets(origin, f64::from(width))?;
+                Throughput {
+                    bucket_seconds: width,
+                    buckets: stats::fill_buckets(&sparse, width),
+                }
+            }
+        };
+
+        let failed = reader.failed_units()?;
+        let mut reasons: HashMap<String, i64> = HashMap::new();
+        for unit in &failed {
+            let e = &unit.error;
+            let reason = match (&e.error_reason, e.http_status) {
+                (Some(r), _) if !r.is_empty() => r.clone(),
+                (_, Some(status)) => format!("HTTP {status}"),
+                (_, None) => "no answer".into(),
+            };
+            *reasons.entry(reason).or_default() += 1;
+        }
+        let mut top_reasons: Vec<ReasonCount> = reasons
+            .into_iter()
+            .map(|(reason, units)| ReasonCount { reason, units })
+            .collect();
+        top_reasons.sort_by(|a, b| b.units.cmp(&a.units).then_with(|| a.reason.cmp(&b.reason)));
+        top_reasons.truncate(TOP_REASONS);
+
+        Ok(Summary {
+            run,
+            units: unit_totals(reader, &meta)?,
+            calls,
+            steps,
+            endpoints,
+            throughput,
+            loan_states: final_states(reader, LOAN_ACTIONS)?,
+            deposit_states: final_states(reader, DEPOSIT_ACTIONS)?,
+            failures: Failures {
+                units: failed.len() as i64,
+                top_reasons,
+                errors_csv: "errors.csv".into(),
+                failed_dir: "failed/".into(),
+            },
+            history: events
+                .into_iter()
+                .map(|(at, kind, detail)| HistoryEvent {
+                    at: stats::rfc3339(at),
+                    kind,
+                    detail,
+                })
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_step_on_a_loan_names_the_same_account() {
+        assert_eq!(
+            account_of("clients/CL-1/loans/LN-2", "approve"),
+            "clients/CL-1/loans/LN-2"
+        );
+        assert_eq!(
+            account_of("clients/CL-1/loans/LN-2/approve", "approve"),
+            "clients/CL-1/loans/LN-2"
+        );
+        assert_eq!(
+            account_of("clients/CL-1/loans/LN-2#approve", "approve"),
+            "clients/CL-1/loans/LN-2"
+        );
+        assert_eq!(
+            account_of("approve@clients/CL-1/loans/LN-2", "approve"),
+            "clients/CL-1/loans/LN-2"
+        );
+        assert_eq!(
+            account_of("loans/LN-2", "loans"),
+            "loans/LN-2",
+            "a row path is left alone"
+        );
+        assert_eq!(
+            account_of("clients/CL-1/loans/LN-2", "LN-2"),
+            "clients/CL-1/loans/LN-2"
+        );
+        assert_eq!(account_of("odd", "x"), "odd");
+    }
+
+    #[test]
+    fn the_sample_caps_the_total() {
+        let meta = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>()
+        };
+        assert_eq!(
+            units_total(&meta(&[("units_total", "1000"), ("sample", "100")])),
+            Some(100)
+        );
+        assert_eq!(
+            units_total(&meta(&[("units_total", "40"), ("sample", "100")])),
+            Some(40)
+        );
+        assert_eq!(units_total(&meta(&[("sample", "100")])), Some(100));
+        assert_eq!(units_total(&meta(&[])), None);
+    }
+}

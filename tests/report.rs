@@ -1,0 +1,666 @@
+//! The run's reports and `status`, read from a checkpoint filled here through its public API:
+//! a small run with units done, failed, in flight and not started, adopted and skipped steps,
+//! a 429, retries and a refusal. Figures are checked exactly; report.md and the status text
+//! are under snapshot (dates, the temporary run directory and the ETA filtered out).
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use mambu_migrate::checkpoint::{CallRecord, Checkpoint, Record, StepRecord, UnitError};
+use mambu_migrate::report::{self, Summary};
+use serde_json::{Value, json};
+
+/// Writes a checkpoint the way the executor does.
+struct Fill(Checkpoint);
+
+impl Fill {
+    fn meta(&self, key: &str, value: impl ToString) {
+        self.0.record(Record::Meta {
+            key: key.into(),
+            value: value.to_string(),
+        });
+    }
+    fn event(&self, kind: &str, detail: &str) {
+        self.0.record(Record::Event {
+            kind: kind.into(),
+            detail: detail.into(),
+        });
+    }
+    fn start(&self, unit: &str, ordinal: i64) {
+        self.0.record(Record::UnitStarted {
+            key: unit.into(),
+            ordinal,
+        });
+    }
+    fn step(
+        &self,
+        unit: &str,
+        instance: &str,
+        step_id: &str,
+        action: &str,
+        status: &'static str,
+        outputs: Value,
+    ) {
+        self.0.record(Record::Step(Box::new(StepRecord {
+            unit: unit.into(),
+            instance: format!("{instance}#{step_id}"),
+            step_id: step_id.into(),
+            action: action.into(),
+            status,
+            idempotency_key: None,
+            http_status: None,
+            outputs,
+            attempts: 1,
+            latency_ms: 1.0,
+        })));
+    }
+    /// `call` is `METHOD /endpoint/{template}`.
+    fn call(
+        &self,
+        unit: &str,
+        step_id: &str,
+        call: &'static str,
+        status: u16,
+        outcome: &'static str,
+        latency_ms: f64,
+    ) {
+        let (method, endpoint) = call.split_once(' ').unwrap();
+        self.0.record(Record::Call(Box::new(CallRecord {
+            unit: unit.into(),
+            step_id: step_id.into(),
+            method,
+            endpoint: endpoint.into(),
+            status: Some(status),
+            outcome,
+            latency_ms,
+        })));
+    }
+    fn finish(&self, unit: &str, error: Option<UnitError>, calls: i64) {
+        self.0.record(Record::UnitFinished {
+            key: unit.into(),
+            error: error.map(Box::new),
+            calls,
+        });
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A run that began 100 s ago; `stopped` after 130 s, or still `running`.
+fn fill(dir: &Path, stopped: bool) {
+    let cp = Fill(Checkpoint::open(&dir.join("checkpoint.db")).unwrap());
+    let t0 = now() - 100;
+    for (k, v) in [
+        ("plan_name", "acme-core-migration"),
+        ("plan_file", "plans/sample.yaml"),
+        ("plan_hash", "abc123"),
+        ("target", "sandbox"),
+        ("rate", "20"),
+        ("concurrency", "4"),
+        ("units_total", "6"),
+    ] {
+        cp.meta(k, v);
+    }
+    cp.meta("started_at", t0);
+    cp.meta("state", "running");
+
+    // CL-1: done; the loan is created after a 429, disbursed after a 503.
+    cp.start("CL-1", 1);
+    cp.call("CL-1", "client", "POST /clients", 201, "ok", 100.0);
+    cp.step(
+        "CL-1",
+        "clients/CL-1",
+        "client",
+        "create_client",
+        "done",
+        json!({ "id": "CL-1", "encodedKey": "k1" }),
+    );
+    cp.call("CL-1", "loan", "POST /loans", 429, "throttled", 5.0);
+    cp.call("CL-1", "loan", "POST /loans", 201, "ok", 200.0);
+    cp.step(
+        "CL-1",
+        "clients/CL-1/loans/LN-1",
+        "loan",
+        "create_loan",
+        "done",
+        json!({ "id": "LN-1", "accountState": "PENDING_APPROVAL" }),
+    );
+    cp.call(
+        "CL-1",
+        "approve",
+        "POST /loans/{loanId}:changeState",
+        200,
+        "ok",
+        50.0,
+    );
+    cp.step(
+        "CL-1",
+        "clients/CL-1/loans/LN-1",
+        "approve",
+        "approve_loan",
+        "done",
+        json!({ "accountState": "APPROVED" }),
+    );
+    cp.call(
+        "CL-1",
+        "disburse",
+        "POST /loans/{loanId}/disbursement-transactions",
+        503,
+        "retried",
+        30.0,
+    );
+    cp.call(
+        "CL-1",
+        "disburse",
+        "POST /loans/{loanId}/disbursement-transactions",
+        201,
+        "ok",
+        80.0,
+    );
+    cp.step(
+        "CL-1",
+        "clients/CL-1/loans/LN-1",
+        "disburse",
+        "disburse_loan",
+        "done",
+        json!({ "accountState": "ACTIVE" }),
+    );
+    cp.call(
+        "CL-1",
+        "repayment",
+        "POST /loans/{loanId}/repayment-transactions",
+        201,
+        "ok",
+        40.0,
+    );
+    cp.step(
+        "CL-1",
+        "clients/CL-1/loans/LN-1/transactions/TX-1",
+        "repayment",
+        "post_repayment",
+        "done",
+        json!({ "id": "TX-1" }),
+    );
+    cp.finish("CL-1", None, 7);
+
+    // CL-2: done; the client existed already (adopted), the loan is not disbursed (skipped).
+    cp.start("CL-2", 2);
+    cp.call("CL-2", "client", "POST /clients", 400, "adopted", 20.0);
+    cp.call("CL-2", "client", "GET /clients/{clientId}", 200, "ok", 10.0);
+    cp.step(
+        "CL-2",
+        "clients/CL-2",
+        "client",
+        "create_client",
+        "adopted",
+        json!({ "id": "CL-2" }),
+    );
+    cp.call("CL-2", "loan", "POST /loans", 201, "ok", 150.0);
+    cp.step(
+        "CL-2",
+        "clients/CL-2/loans/LN-2",
+        "loan",
+        "create_loan",
+        "done",
+        json!({ "accountState": "PENDING_APPROVAL" }),
+    );
+    cp.call(
+        "CL-2",
+        "approve",
+        "POST /loans/{loanId}:changeState",
+        200,
+        "ok",
+        70.0,
+    );
+    cp.step(
+        "CL-2",
+        "clients/CL-2/loans/LN-2",
+        "approve",
+        "approve_loan",
+        "done",
+        json!({ "accountState": "APPROVED" }),
+    );
+    cp.step(
+        "CL-2",
+        "clients/CL-2/loans/LN-2",
+        "disburse",
+        "disburse_loan",
+        "skipped",
+        json!({}),
+    );
+    cp.finish("CL-2", None, 4);
+
+    // CL-3: fails at its loan (refused).
+    cp.start("CL-3", 3);
+    cp.call("CL-3", "client", "POST /clients", 201, "ok", 120.0);
+    cp.step(
+        "CL-3",
+        "clients/CL-3",
+        "client",
+        "create_client",
+        "done",
+        json!({ "id": "CL-3" }),
+    );
+    cp.call("CL-3", "loan", "POST /loans", 400, "failed", 60.0);
+    cp.step(
+        "CL-3",
+        "clients/CL-3/loans/LN-3",
+        "loan",
+        "create_loan",
+        "failed",
+        Value::Null,
+    );
+    let refused = UnitError {
+        step: "loan".into(),
+        http_status: Some(400),
+        error_code: Some(4),
+        error_reason: Some("INVALID_PARAMETERS".into()),
+        error_source: Some("loanAmount".into()),
+        message: "Mambu refused: INVALID_PARAMETERS".into(),
+        attempts: 1,
+    };
+    cp.finish("CL-3", Some(refused), 2);
+
+    // CL-4: fails at its client after three 500s.
+    cp.start("CL-4", 4);
+    for latency in [300.0, 310.0, 320.0] {
+        cp.call("CL-4", "client", "POST /clients", 500, "retried", latency);
+    }
+    cp.step(
+        "CL-4",
+        "clients/CL-4",
+        "client",
+        "create_client",
+        "failed",
+        Value::Null,
+    );
+    cp.finish(
+        "CL-4",
+        Some(UnitError {
+            step: "client".into(),
+            http_status: Some(500),
+            message: "HTTP 500".into(),
+            attempts: 3,
+            ..Default::default()
+        }),
+        3,
+    );
+
+    // CL-5: in flight when the run stopped. CL-6: not started.
+    cp.start("CL-5", 5);
+    cp.call("CL-5", "client", "POST /clients", 201, "ok", 90.0);
+    cp.step(
+        "CL-5",
+        "clients/CL-5",
+        "client",
+        "create_client",
+        "done",
+        json!({ "id": "CL-5" }),
+    );
+
+    if stopped {
+        cp.meta("state", "stopped");
+        cp.meta("stop_reason", "interrupted");
+        cp.meta("finished_at", t0 + 130);
+        cp.event("stopped", "interrupted");
+    }
+    cp.0.close().unwrap();
+}
+
+fn filtered(text: &str, dir: &Path) -> String {
+    text.replace(&dir.display().to_string(), "[RUN_DIR]")
+}
+
+macro_rules! snapshot {
+    ($name:expr, $text:expr) => {
+        insta::with_settings!({ filters => vec![
+            (r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(Z| UTC)", "[DATE]"),
+            (r"ETA        .* at [0-9.]+ units/s", "ETA        [ETA]"),
+            (r"running for \d+m \d{2}s", "running for [DURATION]"),
+        ] }, {
+            insta::assert_snapshot!($name, $text);
+        });
+    };
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn a_stopped_run_is_reported_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(dir.path().join("report.md"), "old").unwrap();
+        std::fs::set_permissions(
+            dir.path().join("report.md"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+    }
+
+    let summary = report::write_all(dir.path()).unwrap();
+    let json: Summary =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(json, summary, "report.json is the summary");
+
+    let run = &summary.run;
+    assert_eq!(
+        (
+            run.plan_name.as_deref(),
+            run.target.as_deref(),
+            run.state.as_str()
+        ),
+        (Some("acme-core-migration"), Some("sandbox"), "stopped")
+    );
+    assert_eq!(
+        (run.rate, run.concurrency, run.sample),
+        (Some(20.0), Some(4), None)
+    );
+    assert_eq!(run.stop_reason.as_deref(), Some("interrupted"));
+    assert_eq!(run.duration_seconds, Some(130.0));
+    assert_eq!(
+        run.resume_command.as_deref(),
+        Some(
+            format!(
+                "mambu-migrate run plans/sample.yaml --run-dir {} --resume",
+                dir.path().display()
+            )
+            .as_str()
+        )
+    );
+
+    let u = &summary.units;
+    assert_eq!(
+        (u.total, u.done, u.failed, u.running, u.not_started),
+        (Some(6), 2, 2, 1, Some(1))
+    );
+
+    let c = &summary.calls;
+    assert_eq!(
+        (c.total, c.ok, c.retried, c.throttled, c.adopted, c.failed),
+        (17, 10, 4, 1, 1, 1)
+    );
+    assert_eq!(
+        (c.retry_rate, c.throttle_rate, c.per_second),
+        (0.2353, 0.0588, Some(0.13))
+    );
+
+    let steps: Vec<_> = summary
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                s.step.as_str(),
+                s.action.as_str(),
+                s.done,
+                s.adopted,
+                s.skipped,
+                s.failed,
+                s.calls,
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            ("client", "create_client", 3, 1, 0, 1, 8),
+            ("loan", "create_loan", 2, 0, 0, 1, 4),
+            ("approve", "approve_loan", 2, 0, 0, 0, 2),
+            ("disburse", "disburse_loan", 1, 0, 1, 0, 2),
+            ("repayment", "post_repayment", 1, 0, 0, 0, 1),
+        ]
+    );
+    let latency: Vec<_> = summary
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                s.latency_ms.samples,
+                s.latency_ms.p50,
+                s.latency_ms.p95,
+                s.latency_ms.p99,
+            )
+        })
+        .collect();
+    assert_eq!(
+        latency,
+        vec![
+            // ok and adopted answers only: 10, 20, 90, 100, 120 (the 500s are left out).
+            (5, Some(90.0), Some(120.0), Some(120.0)),
+            (2, Some(150.0), Some(200.0), Some(200.0)),
+            (2, Some(50.0), Some(70.0), Some(70.0)),
+            (1, Some(80.0), Some(80.0), Some(80.0)),
+            (1, Some(40.0), Some(40.0), Some(40.0)),
+        ]
+    );
+
+    let endpoints: Vec<_> = summary
+        .endpoints
+        .iter()
+        .map(|e| {
+            (
+                e.method.as_str(),
+                e.endpoint.as_str(),
+                e.calls,
+                e.ok,
+                e.retried,
+                e.throttled,
+                e.adopted,
+                e.failed,
+            )
+        })
+        .collect();
+    assert_eq!(
+        endpoints,
+        vec![
+            ("POST", "/clients", 7, 3, 3, 0, 1, 0),
+            ("POST", "/loans", 4, 2, 0, 1, 0, 1),
+            ("POST", "/loans/{loanId}:changeState", 2, 2, 0, 0, 0, 0),
+            (
+                "POST",
+                "/loans/{loanId}/disbursement-transactions",
+                2,
+                1,
+                1,
+                0,
+                0,
+                0
+            ),
+            (
+                "POST",
+                "/loans/{loanId}/repayment-transactions",
+                1,
+                1,
+                0,
+                0,
+                0,
+                0
+            ),
+            ("GET", "/clients/{clientId}", 1, 1, 0, 0, 0, 0),
+        ]
+    );
+
+    // Every call was recorded about 100 s after the start: one 10-second bucket at +1:40.
+    assert_eq!(summary.throughput.bucket_seconds, 10);
+    let buckets: Vec<_> = summary
+        .throughput
+        .buckets
+        .iter()
+        .map(|b| (b.offset_seconds, b.calls, b.throttled))
+        .collect();
+    assert_eq!(buckets, vec![(100, 17, 1)]);
+
+    let loans: Vec<_> = summary
+        .loan_states
+        .iter()
+        .map(|s| (s.state.as_str(), s.count))
+        .collect();
+    assert_eq!(
+        loans,
+        vec![("ACTIVE", 1), ("APPROVED", 1)],
+        "LN-1 was disbursed, LN-2 only approved"
+    );
+    assert!(summary.deposit_states.is_empty());
+
+    let reasons: Vec<_> = summary
+        .failures
+        .top_reasons
+        .iter()
+        .map(|r| (r.reason.as_str(), r.units))
+        .collect();
+    assert_eq!(reasons, vec![("HTTP 500", 1), ("INVALID_PARAMETERS", 1)]);
+    assert_eq!(summary.failures.units, 2);
+    let history: Vec<_> = summary
+        .history
+        .iter()
+        .map(|e| (e.kind.as_str(), e.detail.as_str()))
+        .collect();
+    assert_eq!(history, vec![("stopped", "interrupted")]);
+
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("errors.csv")).unwrap(),
+        "unit,step,http_status,error_code,error_reason,error_source,message,attempts\n\
+         CL-3,loan,400,4,INVALID_PARAMETERS,loanAmount,Mambu refused: INVALID_PARAMETERS,1\n\
+         CL-4,client,500,,,,HTTP 500,3\n"
+    );
+    #[cfg(unix)]
+    for name in ["report.md", "report.json", "errors.csv"] {
+        assert_eq!(
+            mode(&dir.path().join(name)),
+            0o600,
+            "{name} is the owner's only"
+        );
+    }
+    assert!(!dir.path().join(".report.md.tmp").exists());
+
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    snapshot!("stopped_report_md", filtered(&md, dir.path()));
+    let json = std::fs::read_to_string(dir.path().join("report.json")).unwrap();
+    snapshot!("stopped_report_json", filtered(&json, dir.path()));
+
+    let status = report::status(dir.path()).unwrap();
+    snapshot!("stopped_status", filtered(&status, dir.path()));
+
+    // Written again: the same files, replaced.
+    let again = report::write_all(dir.path()).unwrap();
+    assert_eq!(again, summary);
+}
+
+#[test]
+fn a_running_run_shows_its_progress_and_eta() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), false);
+    let status = report::status(dir.path()).unwrap();
+    assert!(
+        status.contains(
+            "units      2 done · 2 failed · 1 running · 1 not started · of 6 (66.7% finished)"
+        ),
+        "{status}"
+    );
+    assert!(
+        !status.contains("resume "),
+        "a running run needs no resume command:\n{status}"
+    );
+    assert!(
+        status.contains("ETA        50s at 0.04 units/s"),
+        "2 units left at 4 units in 100 s:\n{status}"
+    );
+    snapshot!("running_status", filtered(&status, dir.path()));
+
+    let summary = report::write_all(dir.path()).unwrap();
+    assert_eq!(summary.run.state, "running");
+    assert_eq!(summary.run.resume_command, None);
+    assert!(summary.run.finished_at.is_none());
+    assert!(summary.run.duration_seconds.unwrap() >= 100.0);
+}
+
+#[test]
+fn status_reads_a_checkpoint_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = Fill(Checkpoint::open(&dir.path().join("checkpoint.db")).unwrap());
+    cp.meta("plan_name", "live");
+    cp.meta("state", "running");
+    cp.meta("units_total", 2);
+    cp.start("CL-1", 1);
+    cp.call("CL-1", "client", "POST /clients", 201, "ok", 10.0);
+    cp.0.flush().unwrap();
+    let status = report::status(dir.path()).unwrap();
+    assert!(
+        status.contains(
+            "units      0 done · 0 failed · 1 running · 1 not started · of 2 (0.0% finished)"
+        ),
+        "{status}"
+    );
+    cp.finish("CL-1", None, 1);
+    cp.0.flush().unwrap();
+    let status = report::status(dir.path()).unwrap();
+    assert!(
+        status.contains(
+            "units      1 done · 0 failed · 0 running · 1 not started · of 2 (50.0% finished)"
+        ),
+        "{status}"
+    );
+    assert_eq!(report::write_all(dir.path()).unwrap().units.done, 1);
+    cp.0.close().unwrap();
+}
+
+#[test]
+fn status_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), true);
+    let out = Command::cargo_bin("mambu-migrate")
+        .unwrap()
+        .arg("status")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("Run acme-core-migration against sandbox: stopped (interrupted)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "resume     mambu-migrate run plans/sample.yaml --run-dir {} --resume",
+            dir.path().display()
+        )),
+        "{text}"
+    );
+
+    let out = Command::cargo_bin("mambu-migrate")
+        .unwrap()
+        .arg("status")
+        .arg(dir.path().join("nowhere"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("does not exist"), "{err}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("mambu-migrate")
+        .unwrap()
+        .arg("status")
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("holds no checkpoint.db") && err.contains("mambu-migrate run PLAN --run-dir"),
+        "{err}"
+    );
+}
