@@ -5,14 +5,22 @@ use assert_cmd::Command;
 use serde_json::Value;
 
 fn validate(args: &[&str]) -> (i32, String) {
-    let output = Command::cargo_bin("mambu-migrate").unwrap().args(["plan", "validate"]).args(args).output().unwrap();
+    let output = Command::cargo_bin("mambu-migrate")
+        .unwrap()
+        .args(["plan", "validate"])
+        .args(args)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
     (output.status.code().unwrap_or(-1), stdout)
 }
 
 fn assert_reports(report: &str, expected: &[&str]) {
     for line in expected {
-        assert!(report.lines().any(|l| l.starts_with(line)), "missing `{line}` in:\n{report}");
+        assert!(
+            report.lines().any(|l| l.starts_with(line)),
+            "missing `{line}` in:\n{report}"
+        );
     }
 }
 
@@ -47,12 +55,18 @@ fn every_data_problem_is_reported_with_its_place() {
             "error[tenant] fixtures/invalid/loans.csv:7: loanAmount 9000.00 is outside product MICRO's limits (100 to 5000)",
         ],
     );
-    assert!(!report.contains("31/02/1918"), "a personal column's value is never shown");
+    assert!(
+        !report.contains("31/02/1918"),
+        "a personal column's value is never shown"
+    );
     insta::assert_snapshot!("invalid_data", report);
 
     let (code, report) = validate(&["fixtures/invalid/plan.yaml"]);
     assert_eq!(code, 2);
-    assert!(report.contains("0 against the tenant") && !report.contains("error[tenant]"), "without --target the tenant is not read:\n{report}");
+    assert!(
+        report.contains("0 against the tenant") && !report.contains("error[tenant]"),
+        "without --target the tenant is not read:\n{report}"
+    );
 }
 
 #[test]
@@ -86,7 +100,11 @@ fn every_plan_problem_is_reported_with_line_and_column() {
             "error[plan] fixtures/invalid/broken-plan.yaml:29:9: link_settlement_account needs a deposit",
         ],
     );
-    assert!(report.contains("help: did you mean `concurrency`?") && report.contains("help: did you mean `create_client`?") && report.contains("help: did you mean `product_id`?"));
+    assert!(
+        report.contains("help: did you mean `concurrency`?")
+            && report.contains("help: did you mean `create_client`?")
+            && report.contains("help: did you mean `product_id`?")
+    );
     insta::assert_snapshot!("broken_plan", report);
 }
 
@@ -94,22 +112,49 @@ fn every_plan_problem_is_reported_with_line_and_column() {
 fn yaml_syntax_errors_are_located() {
     let dir = tempfile::tempdir().unwrap();
     let plan = dir.path().join("plan.yaml");
-    std::fs::write(&plan, "version: 1\nname: x\nsources:\n  clients: { file: c.csv, key: id\nunit: clients\n").unwrap();
+    std::fs::write(
+        &plan,
+        "version: 1\nname: x\nsources:\n  clients: { file: c.csv, key: id\nunit: clients\n",
+    )
+    .unwrap();
     let (code, report) = validate(&[plan.to_str().unwrap()]);
     assert_eq!(code, 2);
-    let first = report.lines().next().unwrap().replace(plan.to_str().unwrap(), "plan.yaml");
-    assert!(first.starts_with("error[plan] plan.yaml:5:") && first.contains("not valid YAML"), "{report}");
+    let first = report
+        .lines()
+        .next()
+        .unwrap()
+        .replace(plan.to_str().unwrap(), "plan.yaml");
+    assert!(
+        first.starts_with("error[plan] plan.yaml:5:") && first.contains("not valid YAML"),
+        "{report}"
+    );
 }
 
 #[test]
 fn a_source_override_validates_another_extract_with_the_same_plan() {
-    let (code, report) = validate(&["plans/sample.yaml", "--source", "transactions=fixtures/invalid/transactions.csv"]);
+    let (code, report) = validate(&[
+        "plans/sample.yaml",
+        "--source",
+        "transactions=fixtures/invalid/transactions.csv",
+    ]);
     assert_eq!(code, 2);
-    assert!(report.lines().any(|l| l.trim_start().starts_with("transactions") && l.ends_with(" 4  fixtures/invalid/transactions.csv")), "{report}");
-    assert!(report.contains("no loans row with key \"LN-1\""), "{report}");
+    assert!(
+        report
+            .lines()
+            .any(|l| l.trim_start().starts_with("transactions")
+                && l.ends_with(" 4  fixtures/invalid/transactions.csv")),
+        "{report}"
+    );
+    assert!(
+        report.contains("no loans row with key \"LN-1\""),
+        "{report}"
+    );
     let (code, report) = validate(&["plans/sample.yaml", "--source", "payments=x.csv"]);
     assert_eq!(code, 2);
-    assert!(report.contains("--source names `payments`, which the plan does not define"), "{report}");
+    assert!(
+        report.contains("--source names `payments`, which the plan does not define"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -118,7 +163,10 @@ fn the_json_report_carries_every_finding() {
     assert_eq!(code, 2);
     let json: Value = serde_json::from_str(&report).unwrap();
     let findings = json["findings"].as_array().unwrap();
-    let required = findings.iter().find(|f| f["message"] == "a required value is empty").unwrap();
+    let required = findings
+        .iter()
+        .find(|f| f["message"] == "a required value is empty")
+        .unwrap();
     assert_eq!(required["file"], "fixtures/invalid/clients.csv");
     assert_eq!(required["line"], 5);
     assert_eq!(required["field"], "last_name");
@@ -127,16 +175,44 @@ fn the_json_report_carries_every_finding() {
 
 #[test]
 fn the_plan_schema_describes_every_key() {
-    let output = Command::cargo_bin("mambu-migrate").unwrap().args(["plan", "schema"]).output().unwrap();
+    let output = Command::cargo_bin("mambu-migrate")
+        .unwrap()
+        .args(["plan", "schema"])
+        .output()
+        .unwrap();
     assert!(output.status.success());
     let schema: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(schema["additionalProperties"], false);
-    for key in ["version", "name", "target", "limits", "error_budget", "lookups", "sources", "unit", "steps"] {
-        assert!(schema["properties"].get(key).is_some(), "{key} missing from the schema");
+    for key in [
+        "version",
+        "name",
+        "target",
+        "limits",
+        "error_budget",
+        "lookups",
+        "sources",
+        "unit",
+        "steps",
+    ] {
+        assert!(
+            schema["properties"].get(key).is_some(),
+            "{key} missing from the schema"
+        );
     }
     let step = &schema["$defs"]["StepFile"]["properties"];
-    for key in ["id", "action", "for_each", "when", "body", "save", "installments"] {
-        assert!(step.get(key).is_some(), "StepFile.{key} missing from the schema");
+    for key in [
+        "id",
+        "action",
+        "for_each",
+        "when",
+        "body",
+        "save",
+        "installments",
+    ] {
+        assert!(
+            step.get(key).is_some(),
+            "StepFile.{key} missing from the schema"
+        );
     }
 }
 

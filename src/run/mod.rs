@@ -111,6 +111,21 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitStatus> {
         .unwrap_or_else(|| PathBuf::from("runs").join(&plan.name));
     create_private_dir(&run_dir)?;
     let db = run_dir.join("checkpoint.db");
+    let embedded = options.target.as_deref().map_or(plan.target == Target::Sandbox, |t| t == "sandbox");
+    if embedded && options.resume {
+        eprintln!(
+            "error: the embedded sandbox forgets everything when a run ends, so there is nothing to resume against. Run again without --resume (it starts over), or rehearse against `mambu-migrate sandbox` with --target http://127.0.0.1:PORT/api."
+        );
+        return Ok(ExitStatus::InvalidInput);
+    }
+    if embedded && db.exists() {
+        // Its Mambu was the embedded sandbox, gone with that process: start over.
+        eprintln!("note: replacing the earlier rehearsal in {} (the embedded sandbox it ran against is gone)", run_dir.display());
+        for name in ["checkpoint.db", "checkpoint.db-wal", "checkpoint.db-shm", "run.log", "report.md", "report.json", "errors.csv"] {
+            let _ = std::fs::remove_file(run_dir.join(name));
+        }
+        let _ = std::fs::remove_dir_all(run_dir.join("failed"));
+    }
     let exists = db.exists();
     if exists && !options.resume {
         eprintln!(
