@@ -19,6 +19,7 @@ pub mod report;
 pub mod run;
 pub mod sandbox;
 pub mod source;
+pub mod target;
 pub mod validate;
 
 use std::process::ExitCode;

@@ -14,9 +14,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::mambu::{Client, Credentials};
 use crate::plan::action::Action;
-use crate::plan::check::{Plan, Target, check_all};
+use crate::plan::check::{Plan, check_all};
 use crate::plan::compiled::Compiled;
 use crate::plan::load::{PlanProblem, load_lenient};
 use crate::plan::refs;
@@ -598,61 +597,20 @@ fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) -> Tenant {
         }
     };
     runtime.block_on(async {
-        let mut sandbox = None;
-        let client = if target == "sandbox" {
-            let key = uuid::Uuid::new_v4().to_string();
-            let config = crate::sandbox::SandboxConfig::with_api_key(key.clone());
-            match crate::sandbox::start(config, ([127, 0, 0, 1], 0).into()).await {
-                Ok(server) => {
-                    let client = Client::new(
-                        &server.base_url(),
-                        Credentials::ApiKey(key),
-                        Duration::from_secs(30),
-                    );
-                    sandbox = Some(server);
-                    client
-                }
-                Err(e) => {
-                    findings.list.push(Finding::new(
-                        Kind::Tenant,
-                        "sandbox",
-                        None,
-                        format!("cannot start the embedded sandbox: {e}"),
-                        None,
-                    ));
-                    return;
-                }
-            }
-        } else {
-            let (api_key_env, username_env, password_env) = match &plan.target {
-                Target::Tenant {
-                    api_key_env,
-                    username_env,
-                    password_env,
-                    ..
-                } => (
-                    api_key_env.as_str(),
-                    username_env.as_str(),
-                    password_env.as_str(),
-                ),
-                Target::Sandbox => ("MAMBU_API_KEY", "MAMBU_USERNAME", "MAMBU_PASSWORD"),
-            };
-            Credentials::from_env(api_key_env, username_env, password_env)
-                .and_then(|c| Client::new(target, c, Duration::from_secs(30)))
-        };
-        let client = match client {
+        let connection = match crate::target::connect(plan, target, Duration::from_secs(30)).await {
             Ok(c) => c,
             Err(e) => {
                 findings.list.push(Finding::new(
                     Kind::Tenant,
                     target,
                     None,
-                    e.to_string(),
+                    format!("{e:#}"),
                     None,
                 ));
                 return;
             }
         };
+        let client = &connection.client;
         for (name, lookup) in &plan.settings.lookups {
             match client.get_json(&lookup.path).await {
                 Ok(Value::Array(items)) => {
@@ -686,9 +644,7 @@ fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) -> Tenant {
         if let Ok(Value::Array(items)) = client.get_json("/loanproducts").await {
             tenant.loan_products = items;
         }
-        if let Some(server) = sandbox {
-            server.stop().await;
-        }
+        connection.close().await;
     });
     tenant
 }

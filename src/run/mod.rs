@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ExitStatus;
 use crate::checkpoint::{self, Checkpoint, Record, Resume};
-use crate::mambu::{Client, Credentials, Request, Verdict, classify};
+use crate::mambu::{Client, Request, Verdict, classify};
 use crate::plan::check::{Plan, Target, check};
 use crate::plan::compiled::Compiled;
 use crate::plan::file::PlanFile;
@@ -111,7 +111,10 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitStatus> {
         .unwrap_or_else(|| PathBuf::from("runs").join(&plan.name));
     create_private_dir(&run_dir)?;
     let db = run_dir.join("checkpoint.db");
-    let embedded = options.target.as_deref().map_or(plan.target == Target::Sandbox, |t| t == "sandbox");
+    let embedded = options
+        .target
+        .as_deref()
+        .map_or(plan.target == Target::Sandbox, |t| t == "sandbox");
     if embedded && options.resume {
         eprintln!(
             "error: the embedded sandbox forgets everything when a run ends, so there is nothing to resume against. Run again without --resume (it starts over), or rehearse against `mambu-migrate sandbox` with --target http://127.0.0.1:PORT/api."
@@ -120,8 +123,19 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitStatus> {
     }
     if embedded && db.exists() {
         // Its Mambu was the embedded sandbox, gone with that process: start over.
-        eprintln!("note: replacing the earlier rehearsal in {} (the embedded sandbox it ran against is gone)", run_dir.display());
-        for name in ["checkpoint.db", "checkpoint.db-wal", "checkpoint.db-shm", "run.log", "report.md", "report.json", "errors.csv"] {
+        eprintln!(
+            "note: replacing the earlier rehearsal in {} (the embedded sandbox it ran against is gone)",
+            run_dir.display()
+        );
+        for name in [
+            "checkpoint.db",
+            "checkpoint.db-wal",
+            "checkpoint.db-shm",
+            "run.log",
+            "report.md",
+            "report.json",
+            "errors.csv",
+        ] {
             let _ = std::fs::remove_file(run_dir.join(name));
         }
         let _ = std::fs::remove_dir_all(run_dir.join("failed"));
@@ -268,24 +282,6 @@ fn resume_mode(
     Ok(if reload { Mode::Reload } else { Mode::Resume })
 }
 
-fn connect(plan: &Plan, target: &str, timeout: Duration) -> anyhow::Result<Client> {
-    let (api_key_env, username_env, password_env) = match &plan.target {
-        Target::Tenant {
-            api_key_env,
-            username_env,
-            password_env,
-            ..
-        } => (
-            api_key_env.as_str(),
-            username_env.as_str(),
-            password_env.as_str(),
-        ),
-        Target::Sandbox => ("MAMBU_API_KEY", "MAMBU_USERNAME", "MAMBU_PASSWORD"),
-    };
-    let credentials = Credentials::from_env(api_key_env, username_env, password_env)?;
-    Ok(Client::new(target, credentials, timeout)?)
-}
-
 fn init_log(run_dir: &Path) -> anyhow::Result<()> {
     let path = run_dir.join("run.log");
     let file = std::fs::OpenOptions::new()
@@ -321,28 +317,9 @@ async fn execute(
     let timeout = Duration::from_secs_f64(settings.limits.timeout_seconds);
 
     // The target: the embedded sandbox in-process, or a tenant.
-    let target = options
-        .target
-        .clone()
-        .unwrap_or_else(|| match &plan.target {
-            Target::Sandbox => "sandbox".to_owned(),
-            Target::Tenant { base_url, .. } => base_url.clone(),
-        });
-    let mut sandbox = None;
-    let client = if target == "sandbox" {
-        let key = uuid::Uuid::new_v4().to_string();
-        let server = crate::sandbox::start(
-            crate::sandbox::SandboxConfig::with_api_key(key.clone()),
-            ([127, 0, 0, 1], 0).into(),
-        )
-        .await
-        .context("starting the embedded sandbox")?;
-        let client = Client::new(&server.base_url(), Credentials::ApiKey(key), timeout)?;
-        sandbox = Some(server);
-        client
-    } else {
-        connect(&plan, &target, timeout)?
-    };
+    let target = crate::target::name(&plan, options.target.as_deref());
+    let connection = crate::target::connect(&plan, &target, timeout).await?;
+    let client = connection.client.clone();
 
     // Sources: read and sorted on a blocking thread; units stream through a channel.
     let sources = Sources::new(plan.sources.clone(), &plan.unit).map_err(|problems| {
@@ -592,9 +569,7 @@ async fn execute(
     }
     shared.failed_rows.finish()?;
     shared.checkpoint.close()?;
-    if let Some(server) = sandbox {
-        server.stop().await;
-    }
+    connection.close().await;
     if let Err(e) = crate::report::write_all(&run_dir) {
         eprintln!("warning: the reports could not be written: {e:#}");
     }

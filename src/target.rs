@@ -1,0 +1,71 @@
+//! Where the calls go: the embedded sandbox, started in-process with a throwaway API key, or a
+//! tenant, with credentials from the environment variables the plan names.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::mambu::{Client, Credentials};
+use crate::plan::check::{Plan, Target};
+use crate::sandbox::{SandboxConfig, SandboxServer};
+
+/// A client for the target, and the embedded sandbox behind it if that is the target.
+pub struct Connection {
+    pub client: Client,
+    sandbox: Option<SandboxServer>,
+}
+
+impl Connection {
+    /// Stops the embedded sandbox, if any.
+    pub async fn close(self) {
+        if let Some(server) = self.sandbox {
+            server.stop().await;
+        }
+    }
+}
+
+/// The target's name as the user gives it: `sandbox`, or the plan's tenant URL by default.
+pub fn name(plan: &Plan, chosen: Option<&str>) -> String {
+    chosen
+        .map(str::to_owned)
+        .unwrap_or_else(|| match &plan.target {
+            Target::Sandbox => "sandbox".to_owned(),
+            Target::Tenant { base_url, .. } => base_url.clone(),
+        })
+}
+
+/// Connects to `target` (`sandbox` or a base URL).
+pub async fn connect(plan: &Plan, target: &str, timeout: Duration) -> anyhow::Result<Connection> {
+    if target == "sandbox" {
+        let key = uuid::Uuid::new_v4().to_string();
+        let server = crate::sandbox::start(
+            SandboxConfig::with_api_key(key.clone()),
+            ([127, 0, 0, 1], 0).into(),
+        )
+        .await
+        .context("starting the embedded sandbox")?;
+        let client = Client::new(&server.base_url(), Credentials::ApiKey(key), timeout)?;
+        return Ok(Connection {
+            client,
+            sandbox: Some(server),
+        });
+    }
+    let (api_key_env, username_env, password_env) = match &plan.target {
+        Target::Tenant {
+            api_key_env,
+            username_env,
+            password_env,
+            ..
+        } => (
+            api_key_env.as_str(),
+            username_env.as_str(),
+            password_env.as_str(),
+        ),
+        Target::Sandbox => ("MAMBU_API_KEY", "MAMBU_USERNAME", "MAMBU_PASSWORD"),
+    };
+    let credentials = Credentials::from_env(api_key_env, username_env, password_env)?;
+    Ok(Connection {
+        client: Client::new(target, credentials, timeout)?,
+        sandbox: None,
+    })
+}
