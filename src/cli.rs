@@ -79,18 +79,9 @@ pub enum PlanCommand {
     /// Report every problem in a plan and its data before anything touches a tenant.
     Validate(ValidateArgs),
     /// Volumes, sample calls and timings for Mambu's onboarding team.
-    Estimate(PlanArgs),
+    Estimate(EstimateArgs),
     /// Print the plan's JSON Schema.
     Schema,
-}
-
-#[derive(Debug, Args)]
-pub struct PlanArgs {
-    /// The plan file (YAML).
-    pub plan: PathBuf,
-    /// Override a source's file: NAME=PATH.
-    #[arg(long = "source", value_name = "NAME=PATH")]
-    pub sources: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +98,46 @@ pub struct ValidateArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct EstimateArgs {
+    /// The plan file (YAML).
+    pub plan: PathBuf,
+    /// Override a source's file: NAME=PATH (estimate the full extract with the sample's plan).
+    #[arg(long = "source", value_name = "NAME=PATH")]
+    pub sources: Vec<String>,
+    /// Read the lookups from a tenant (`sandbox` or its base URL), so sample calls show them.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Calls per second (default: the plan's limits.requests_per_second).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Units in flight at once (default: the plan's limits.concurrency).
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// Assumed latency of one call, ms (endpoints a --from-run sample did not measure).
+    #[arg(long, default_value_t = crate::estimate::DEFAULT_LATENCY_MS)]
+    pub latency_ms: f64,
+    /// A sample run's directory: use its measured latencies, retry and throttle rates.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub from_run: Option<PathBuf>,
+    /// The cutover window (8h, 90m, 2h30m): does the run fit, and if not what it needs.
+    #[arg(long, value_name = "DURATION")]
+    pub window: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = EstimateFormat::Md)]
+    pub format: EstimateFormat,
+    /// Write the report to FILE (owner-only) instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EstimateFormat {
+    Md,
+    Json,
+    Html,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -211,7 +242,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Plan(PlanCommand::Validate(args)) => validate(args),
-        Command::Plan(PlanCommand::Estimate(_)) => not_built("plan estimate"),
+        Command::Plan(PlanCommand::Estimate(args)) => estimate(args),
         Command::Plan(PlanCommand::Schema) => {
             println!(
                 "{}",
@@ -282,6 +313,42 @@ fn validate(args: ValidateArgs) -> anyhow::Result<ExitStatus> {
     } else {
         ExitStatus::InvalidInput
     })
+}
+
+fn estimate(args: EstimateArgs) -> anyhow::Result<ExitStatus> {
+    if let Some(rate) = args.rate {
+        anyhow::ensure!(
+            rate > 0.0 && rate.is_finite(),
+            "--rate must be above 0, got {rate}"
+        );
+    }
+    anyhow::ensure!(
+        args.latency_ms >= 0.0 && args.latency_ms.is_finite(),
+        "--latency-ms must be 0 or more, got {}",
+        args.latency_ms
+    );
+    let window = args
+        .window
+        .as_deref()
+        .map(crate::estimate::timing::parse_duration)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--window: {e}"))?;
+    let options = crate::estimate::Options {
+        plan: args.plan,
+        sources: source_overrides(&args.sources)?,
+        target: args.target,
+        rate: args.rate,
+        concurrency: args.concurrency,
+        latency_ms: args.latency_ms,
+        from_run: args.from_run,
+        window,
+    };
+    let format = match args.format {
+        EstimateFormat::Md => crate::estimate::OutputFormat::Markdown,
+        EstimateFormat::Json => crate::estimate::OutputFormat::Json,
+        EstimateFormat::Html => crate::estimate::OutputFormat::Html,
+    };
+    crate::estimate::run(&options, format, args.output.as_deref())
 }
 
 fn not_built(name: &str) -> anyhow::Result<ExitStatus> {

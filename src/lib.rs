@@ -11,6 +11,7 @@
 //! `checkpoint` (SQLite), `estimate` and `report`.
 
 pub mod checkpoint;
+pub mod estimate;
 pub mod cli;
 pub mod fixtures;
 pub mod mambu;

@@ -379,11 +379,21 @@ async fn fixed_failed_units_reload_from_their_failed_step() {
         failed_clients.len() >= 2 && failed_clients.len() <= broken.len(),
         "{failed_clients:?}"
     );
-    let errors = std::fs::read_to_string(run_dir.join("errors.csv")).unwrap_or_default();
-    assert!(
-        errors.is_empty() || errors.contains("PARAMS_INCONSISTENT_WITH_PRODUCT_RULES"),
-        "{errors}"
+    let errors = rows(run_dir.join("errors.csv").to_str().unwrap());
+    assert_eq!(
+        errors.len(),
+        failed_clients.len(),
+        "one row per failed unit: {errors:?}"
     );
+    for error in &errors {
+        assert_eq!(error["step"], "loan");
+        assert_eq!(error["http_status"], "400");
+        assert_eq!(
+            error["error_reason"],
+            "PARAMS_INCONSISTENT_WITH_PRODUCT_RULES"
+        );
+        assert_eq!(error["error_source"], "loanAmount");
+    }
     let clients_before = sandbox.stats().await["clients"].as_u64().unwrap();
     assert_eq!(
         clients_before, 250,

@@ -1,0 +1,509 @@
+//! `plan estimate`: the volume and timing pack Mambu's onboarding team asks for, from the plan
+//! and the real extract, without a single call to Mambu (unless `--target` asks for the
+//! tenant's lookups).
+//!
+//! One pass over the units: every step's `when` evaluated on the real rows, calls counted per
+//! step and endpoint, the first instance of each step rendered as its sample call (personal
+//! data masked), the largest units kept. Counts are held, never rows. Then the timing model
+//! ([`timing`]), with assumptions or with what a sample run measured ([`measured`]).
+
+pub mod measured;
+pub mod render;
+pub mod sample;
+pub mod timing;
+mod tenant;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::plan::action::Action;
+use crate::plan::check::{Plan, Target, check};
+use crate::plan::compiled::Compiled;
+use crate::plan::load::load;
+use crate::source::{self, GroupOptions, Sources};
+use measured::Measured;
+use sample::{Personal, SampleCall};
+use timing::{Projection, TimingInput, WindowFit};
+
+/// Default per-call latency, ms, when nothing was measured.
+pub const DEFAULT_LATENCY_MS: f64 = 150.0;
+/// Units listed as the largest.
+const LARGEST: usize = 10;
+
+/// What to estimate.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub plan: PathBuf,
+    pub sources: Vec<(String, PathBuf)>,
+    /// `sandbox` or a base URL: read the lookups from it (sample calls show real keys).
+    pub target: Option<String>,
+    pub rate: Option<f64>,
+    pub concurrency: Option<u32>,
+    pub latency_ms: f64,
+    pub from_run: Option<PathBuf>,
+    /// Seconds.
+    pub window: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceVolume {
+    pub source: String,
+    pub file: String,
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepVolume {
+    pub id: String,
+    pub action: String,
+    /// The source whose rows the step runs for.
+    pub per: String,
+    pub when: Option<String>,
+    /// Instances whose `when` holds: each makes `calls_each` calls.
+    pub instances: u64,
+    /// Instances whose `when` is false (no call).
+    pub skipped: u64,
+    /// Instances whose `when` could not be evaluated without the tenant (counted as no call).
+    pub unevaluated: u64,
+    pub calls_each: u64,
+    pub calls: u64,
+    /// `METHOD /path` of each call.
+    pub endpoints: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EndpointVolume {
+    pub method: String,
+    pub endpoint: String,
+    pub calls: u64,
+    /// The latency the timing model uses for it, ms.
+    pub latency_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnitCalls {
+    pub unit: String,
+    pub calls: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Timing {
+    pub rate: f64,
+    pub concurrency: u32,
+    /// Mean latency over all calls, ms.
+    pub mean_latency_ms: f64,
+    /// Extra attempts per call (retries and throttling), 0 without `--from-run`.
+    pub extra_attempts_per_call: f64,
+    /// Attempts the run is expected to make (calls × (1 + extra)).
+    pub attempts: f64,
+    pub projection: Projection,
+    pub window: Option<WindowFit>,
+    /// With `--from-run`: what was measured, and the model applied to the sample's own units.
+    pub measured: Option<Measured>,
+    pub sample_projection: Option<Projection>,
+}
+
+/// The whole estimate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Estimate {
+    pub plan: String,
+    pub plan_name: String,
+    pub base_url: String,
+    pub sources: Vec<SourceVolume>,
+    pub units: u64,
+    /// Rows left out by data problems (orphans, duplicates, unreadable rows).
+    pub data_problems: u64,
+    /// GET calls reading the lookups before the first unit.
+    pub lookup_calls: u64,
+    pub steps: Vec<StepVolume>,
+    pub endpoints: Vec<EndpointVolume>,
+    pub total_calls: u64,
+    pub largest_units: Vec<UnitCalls>,
+    pub samples: Vec<SampleCall>,
+    pub timing: Timing,
+    pub assumptions: Vec<String>,
+}
+
+/// Why no estimate could be made: the problems, one a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub Vec<String>);
+
+/// Running totals of one stretch of units, for the timing model.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    calls: u64,
+    work_ms: f64,
+    critical_ms: f64,
+}
+
+pub fn estimate(options: &Options) -> anyhow::Result<Result<Estimate, Refused>> {
+    let plan = match load(&options.plan).and_then(|loaded| check(&loaded, &options.sources)) {
+        Ok(plan) => plan,
+        Err(problems) => {
+            return Ok(Err(Refused(
+                problems.iter().map(|p| p.to_string()).collect(),
+            )));
+        }
+    };
+    let sources = match Sources::new(plan.sources.clone(), &plan.unit) {
+        Ok(s) => s,
+        Err(problems) => {
+            return Ok(Err(Refused(
+                problems.iter().map(|p| p.to_string()).collect(),
+            )));
+        }
+    };
+    let measured = options
+        .from_run
+        .as_deref()
+        .map(measured::read)
+        .transpose()?;
+    let lookups = options
+        .target
+        .as_deref()
+        .map(|t| tenant::read_lookups(&plan, t))
+        .transpose()?;
+    Ok(Ok(estimate_plan(&plan, &sources, options, measured, lookups)))
+}
+
+fn base_url(plan: &Plan, target: Option<&str>) -> String {
+    let sandbox = "http://127.0.0.1:<port>/api".to_owned();
+    match (target, &plan.target) {
+        (Some("sandbox"), _) | (None, Target::Sandbox) => sandbox,
+        (Some(url), _) => url.trim_end_matches('/').to_owned(),
+        (None, Target::Tenant { base_url, .. }) => base_url.trim_end_matches('/').to_owned(),
+    }
+}
+
+fn estimate_plan(
+    plan: &Plan,
+    sources: &Sources,
+    options: &Options,
+    measured: Option<Measured>,
+    lookups: Option<Value>,
+) -> Estimate {
+    let compiled = Compiled::new(plan);
+    let action_steps = plan.action_steps();
+    let outputs = compiled.placeholder_outputs();
+    let personal = Personal::new(plan);
+    let lookup_refs = sample::lookup_references(plan);
+    let tables: Vec<String> = plan.settings.lookups.keys().cloned().collect();
+    let base = base_url(plan, options.target.as_deref());
+    let latency = |key: &str| -> f64 {
+        measured
+            .as_ref()
+            .and_then(|m| m.latency_ms.get(key).copied().or(m.mean_latency_ms))
+            .unwrap_or(options.latency_ms)
+    };
+
+    // Each step's calls: (method, endpoint, latency).
+    let step_calls: Vec<Vec<(String, String, f64)>> = action_steps
+        .iter()
+        .map(|s| {
+            let calls: Vec<(String, String)> = match s.action {
+                Action::Request => vec![(
+                    s.method.clone().unwrap_or_else(|| "GET".into()),
+                    s.request_path.clone().unwrap_or_default(),
+                )],
+                a => a
+                    .calls()
+                    .iter()
+                    .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+                    .collect(),
+            };
+            calls
+                .into_iter()
+                .map(|(m, p)| {
+                    let l = latency(&format!("{m} {p}"));
+                    (m, p, l)
+                })
+                .collect()
+        })
+        .collect();
+    let mut steps: Vec<StepVolume> = action_steps
+        .iter()
+        .zip(&step_calls)
+        .map(|(s, calls)| StepVolume {
+            id: s.id.clone(),
+            action: s.action.name().to_owned(),
+            per: s.scope.last().cloned().unwrap_or_default(),
+            when: s.when.clone(),
+            instances: 0,
+            skipped: 0,
+            unevaluated: 0,
+            calls_each: calls.len() as u64,
+            calls: 0,
+            endpoints: calls.iter().map(|(m, p, _)| format!("{m} {p}")).collect(),
+        })
+        .collect();
+    let mut samples: Vec<Option<SampleCall>> = vec![None; action_steps.len()];
+
+    let mut all = Tally::default();
+    let mut sample_tally = Tally::default();
+    let sample_units = measured.as_ref().map(|m| m.units);
+    let mut largest: Vec<UnitCalls> = Vec::new();
+
+    let mut grouping = source::group(sources, &GroupOptions::default());
+    let mut ordinal = 0u64;
+    for unit in grouping.by_ref() {
+        ordinal += 1;
+        let mut unit_tally = Tally::default();
+        for planned in compiled.expand(&unit) {
+            let i = planned.step;
+            match compiled.when(&planned, &outputs, lookups.as_ref()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    steps[i].skipped += 1;
+                    continue;
+                }
+                Err(_) => {
+                    steps[i].unevaluated += 1;
+                    continue;
+                }
+            }
+            steps[i].instances += 1;
+            for (_, _, l) in &step_calls[i] {
+                unit_tally.calls += 1;
+                unit_tally.work_ms += l;
+            }
+            if samples[i].is_none() {
+                let table = match &lookups {
+                    Some(v) => v.clone(),
+                    None => sample::placeholder_lookups(&lookup_refs, &planned, &tables),
+                };
+                samples[i] = Some(sample::render(
+                    &compiled, &unit, &planned, &outputs, &table, &base, &personal,
+                ));
+            }
+        }
+        for tally in std::iter::once(&mut all).chain(
+            sample_units
+                .is_some_and(|n| ordinal <= n)
+                .then_some(&mut sample_tally),
+        ) {
+            tally.calls += unit_tally.calls;
+            tally.work_ms += unit_tally.work_ms;
+            tally.critical_ms = tally.critical_ms.max(unit_tally.work_ms);
+        }
+        if largest.len() < LARGEST || largest.last().is_some_and(|u| unit_tally.calls > u.calls) {
+            largest.push(UnitCalls {
+                unit: unit.key().to_owned(),
+                calls: unit_tally.calls,
+            });
+            largest.sort_by(|a, b| b.calls.cmp(&a.calls));
+            largest.truncate(LARGEST);
+        }
+    }
+    let report = grouping.finish();
+
+    // Lookups: one GET each, before the first unit.
+    let mut endpoints: BTreeMap<(String, String), (u64, f64)> = BTreeMap::new();
+    for lookup in plan.settings.lookups.values() {
+        let l = latency(&format!("GET {}", lookup.path));
+        let e = endpoints
+            .entry(("GET".into(), lookup.path.clone()))
+            .or_insert((0, l));
+        e.0 += 1;
+        for t in [&mut all, &mut sample_tally] {
+            t.calls += 1;
+            t.work_ms += l;
+        }
+    }
+    let lookup_calls = plan.settings.lookups.len() as u64;
+    for (step, calls) in steps.iter_mut().zip(&step_calls) {
+        step.calls = step.instances * step.calls_each;
+        for (m, p, l) in calls {
+            endpoints.entry((m.clone(), p.clone())).or_insert((0, *l)).0 += step.instances;
+        }
+    }
+    let mut endpoints: Vec<EndpointVolume> = endpoints
+        .into_iter()
+        .map(|((method, endpoint), (calls, latency_ms))| EndpointVolume {
+            method,
+            endpoint,
+            calls,
+            latency_ms,
+        })
+        .collect();
+    endpoints.sort_by(|a, b| b.calls.cmp(&a.calls));
+    let total_calls = all.calls;
+
+    // Timing.
+    let rate = options
+        .rate
+        .unwrap_or(plan.settings.limits.requests_per_second);
+    let concurrency = options
+        .concurrency
+        .unwrap_or(plan.settings.limits.concurrency)
+        .max(1);
+    let extra = measured.as_ref().map_or(0.0, Measured::extra_per_call);
+    let input_of = |t: &Tally| TimingInput {
+        calls: t.calls as f64 * (1.0 + extra),
+        work_ms: t.work_ms * (1.0 + extra),
+        critical_ms: t.critical_ms * (1.0 + extra),
+        rate,
+        concurrency,
+    };
+    let input = input_of(&all);
+    let projection = timing::project(&input);
+    let window = options.window.map(|w| timing::fit(&input, &projection, w));
+    let sample_projection = measured
+        .as_ref()
+        .map(|m| {
+            // The sample ran at its own rate and concurrency.
+            let mut i = input_of(&sample_tally);
+            i.rate = m.rate.unwrap_or(rate);
+            i.concurrency = m.concurrency.unwrap_or(concurrency);
+            timing::project(&i)
+        });
+    let mean_latency_ms = if all.calls > 0 {
+        all.work_ms / all.calls as f64
+    } else {
+        options.latency_ms
+    };
+
+    let mut assumptions = vec![
+        "A run without faults: every call succeeds on its first attempt, no unit fails (a failed unit skips its remaining steps, so faults make fewer calls, retries more).".to_owned(),
+        format!("Lookups are read once before the first unit: {lookup_calls} GET calls."),
+        "`when` conditions are evaluated on the real rows with placeholder outputs of earlier steps; a condition on a step's answer (steps.*) is therefore estimated, not known.".to_owned(),
+        format!(
+            "Duration = max(calls ÷ rate, calls × latency ÷ concurrency, the longest unit's calls × latency), at {rate} calls/s and {concurrency} units at once."
+        ),
+    ];
+    match &measured {
+        Some(m) => assumptions.push(format!(
+            "Latency per endpoint, retry and throttle rates as measured in the sample run {} ({} units, {} attempts); endpoints it did not call use {:.0} ms.",
+            m.run_dir,
+            m.units,
+            m.attempts,
+            m.mean_latency_ms.unwrap_or(options.latency_ms)
+        )),
+        None => assumptions.push(format!(
+            "Latency {:.0} ms per call (--latency-ms), no retries or throttling: measure them with a sample run and --from-run.",
+            options.latency_ms
+        )),
+    }
+    if lookups.is_some() {
+        assumptions.push("Sample calls use the tenant's lookups (--target).".into());
+    } else if !plan.settings.lookups.is_empty() {
+        assumptions.push("Sample calls show `<lookups.table[key]>` where the tenant's lookup value (an encodedKey) goes: give --target to read them.".into());
+    }
+    assumptions.push("Personal data (columns marked personal in the plan, or named like names, birth dates, email, phone, addresses, document ids) is masked in the sample calls: the first character of each word, the rest `*`.".into());
+    let data_problems = report.problems.len() as u64;
+    if data_problems > 0 {
+        assumptions.push(format!(
+            "{data_problems} data problems left rows out (orphans, duplicates, unreadable rows): `mambu-migrate plan validate` lists them; the counts leave those rows out, as a run would."
+        ));
+    }
+    if steps.iter().any(|s| s.unevaluated > 0) {
+        assumptions.push("Some `when` conditions could not be evaluated without the tenant's lookups (column \"unevaluated\"): they are counted as no call; give --target.".into());
+    }
+
+    let files: HashMap<&str, String> = plan
+        .sources
+        .iter()
+        .map(|s| (s.name.as_str(), s.file.display().to_string()))
+        .collect();
+    Estimate {
+        plan: options.plan.display().to_string(),
+        plan_name: plan.name.clone(),
+        base_url: base,
+        sources: report
+            .sources
+            .iter()
+            .map(|s| SourceVolume {
+                source: s.name.clone(),
+                file: files.get(s.name.as_str()).cloned().unwrap_or_default(),
+                rows: s.rows_read,
+            })
+            .collect(),
+        units: report.units,
+        data_problems,
+        lookup_calls,
+        steps,
+        endpoints,
+        total_calls,
+        largest_units: largest,
+        samples: samples.into_iter().flatten().collect(),
+        timing: Timing {
+            rate,
+            concurrency,
+            mean_latency_ms,
+            extra_attempts_per_call: extra,
+            attempts: input.calls,
+            projection,
+            window,
+            measured,
+            sample_projection,
+        },
+        assumptions,
+    }
+}
+
+/// Output format of `plan estimate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Markdown,
+    Json,
+    Html,
+}
+
+/// Runs `plan estimate` and writes the report to stdout or `output` (owner-only).
+pub fn run(
+    options: &Options,
+    format: OutputFormat,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<crate::ExitStatus> {
+    use anyhow::Context as _;
+    let estimate = match estimate(options)? {
+        Ok(e) => e,
+        Err(Refused(problems)) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            eprintln!(
+                "the plan has {} problems: `mambu-migrate plan validate {}` lists them with the data's",
+                problems.len(),
+                options.plan.display()
+            );
+            return Ok(crate::ExitStatus::InvalidInput);
+        }
+    };
+    let text = match format {
+        OutputFormat::Markdown => render::markdown(&estimate),
+        OutputFormat::Json => render::json(&estimate) + "\n",
+        OutputFormat::Html => render::html(&estimate),
+    };
+    match output {
+        None => print!("{text}"),
+        Some(path) => {
+            let mut open = std::fs::OpenOptions::new();
+            open.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                open.mode(0o600);
+            }
+            let mut file = open
+                .open(path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            std::io::Write::write_all(&mut file, text.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "wrote {} ({} calls, projected {})",
+                path.display(),
+                render::thousands(estimate.total_calls),
+                timing::format_duration(estimate.timing.projection.seconds)
+            );
+        }
+    }
+    Ok(crate::ExitStatus::Success)
+}

@@ -1,0 +1,414 @@
+//! The estimate as Markdown (for people and for Mambu's onboarding team), JSON (for tools) and a
+//! self-contained HTML page (charts).
+
+use std::fmt::Write as _;
+
+use super::Estimate;
+use super::timing::format_duration;
+
+/// `6509` → `6,509`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+pub fn markdown(e: &Estimate) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "# Migration estimate: {}\n", e.plan_name);
+    let _ = writeln!(
+        w,
+        "Plan `{}`: {} units, {} API calls, projected {} at {} calls/s and {} units at once.\n",
+        e.plan,
+        thousands(e.units),
+        thousands(e.total_calls),
+        format_duration(e.timing.projection.seconds),
+        e.timing.rate,
+        e.timing.concurrency
+    );
+
+    let _ = writeln!(w, "## Volumes\n");
+    let _ = writeln!(w, "| source | rows | file |\n|---|---:|---|");
+    for s in &e.sources {
+        let _ = writeln!(w, "| {} | {} | {} |", s.source, thousands(s.rows), s.file);
+    }
+    let _ = writeln!(w, "\nUnits (one per row of the unit source): **{}**.", thousands(e.units));
+    if e.data_problems > 0 {
+        let _ = writeln!(
+            w,
+            "Data problems leaving rows out: {} (`plan validate` lists them).",
+            e.data_problems
+        );
+    }
+    let _ = writeln!(w, "\nLargest units (most calls; each is a chain of sequential calls):\n");
+    let _ = writeln!(w, "| unit | calls |\n|---|---:|");
+    for u in &e.largest_units {
+        let _ = writeln!(w, "| {} | {} |", u.unit, thousands(u.calls));
+    }
+
+    let _ = writeln!(w, "\n## Steps and calls\n");
+    let _ = writeln!(
+        w,
+        "| step | action | per | when | runs | skipped | calls each | calls | endpoint |\n|---|---|---|---|---:|---:|---:|---:|---|"
+    );
+    if e.lookup_calls > 0 {
+        let _ = writeln!(
+            w,
+            "| (lookups) | GET | plan | | {} | 0 | 1 | {} | read once before the first unit |",
+            e.lookup_calls, e.lookup_calls
+        );
+    }
+    for s in &e.steps {
+        let when = s
+            .when
+            .as_deref()
+            .map(|c| format!("`{}`", c.replace('|', "\\|")))
+            .unwrap_or_default();
+        let skipped = if s.unevaluated > 0 {
+            format!("{} (+{} unevaluated)", thousands(s.skipped), s.unevaluated)
+        } else {
+            thousands(s.skipped)
+        };
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            s.id,
+            s.action,
+            s.per,
+            when,
+            thousands(s.instances),
+            skipped,
+            s.calls_each,
+            thousands(s.calls),
+            s.endpoints
+                .iter()
+                .map(|e| format!("`{e}`"))
+                .collect::<Vec<_>>()
+                .join(" + ")
+        );
+    }
+    let _ = writeln!(w, "| **total** | | | | | | | **{}** | |", thousands(e.total_calls));
+    let _ = writeln!(w, "\nCalls per endpoint:\n");
+    let _ = writeln!(w, "| method | endpoint | calls | latency (ms) |\n|---|---|---:|---:|");
+    for p in &e.endpoints {
+        let _ = writeln!(
+            w,
+            "| {} | `{}` | {} | {:.0} |",
+            p.method,
+            p.endpoint,
+            thousands(p.calls),
+            p.latency_ms
+        );
+    }
+    let _ = writeln!(w, "\ntotal_calls: **{}**", thousands(e.total_calls));
+
+    let _ = writeln!(w, "\n## Sample API calls\n");
+    let _ = writeln!(
+        w,
+        "The first request of each step, from the first row it runs for. Credentials are never shown; personal data is masked.\n"
+    );
+    for s in &e.samples {
+        let _ = writeln!(w, "### {} ({})\n", s.step, s.action);
+        let _ = writeln!(w, "From `{}`.", s.instance);
+        if let Some(note) = &s.note {
+            let _ = writeln!(w, "Note: {note}.");
+        }
+        let _ = writeln!(w, "\n```http");
+        for (i, r) in s.requests.iter().enumerate() {
+            if i > 0 {
+                let _ = writeln!(w);
+            }
+            let _ = writeln!(w, "{} {}", r.method, r.url);
+            for (name, value) in &r.headers {
+                let _ = writeln!(w, "{name}: {value}");
+            }
+            if let Some(body) = &r.body {
+                let _ = writeln!(
+                    w,
+                    "\n{}",
+                    serde_json::to_string_pretty(body).unwrap_or_default()
+                );
+            }
+        }
+        let _ = writeln!(w, "```\n");
+    }
+
+    let t = &e.timing;
+    let p = &t.projection;
+    let _ = writeln!(w, "## Timing\n");
+    let _ = writeln!(
+        w,
+        "Projected duration: **{}** (bound by {}).\n",
+        format_duration(p.seconds),
+        p.binding.describe()
+    );
+    let _ = writeln!(w, "| bound | duration |\n|---|---:|");
+    let _ = writeln!(
+        w,
+        "| rate: {} attempts ÷ {} calls/s | {} |",
+        thousands(t.attempts.round() as u64),
+        t.rate,
+        format_duration(p.rate_bound_seconds)
+    );
+    let _ = writeln!(
+        w,
+        "| concurrency: {} attempts × {:.0} ms ÷ {} | {} |",
+        thousands(t.attempts.round() as u64),
+        t.mean_latency_ms,
+        t.concurrency,
+        format_duration(p.concurrency_bound_seconds)
+    );
+    let _ = writeln!(
+        w,
+        "| longest unit: {} calls one after another | {} |",
+        e.largest_units.first().map_or(0, |u| u.calls),
+        format_duration(p.critical_path_seconds)
+    );
+    if let Some(m) = &t.measured {
+        let _ = writeln!(
+            w,
+            "\nMeasured in the sample run `{}`: {} units ({} finished), {} call attempts, mean latency {:.0} ms, retries {} and throttled {} extra attempts per call.",
+            m.run_dir,
+            m.units,
+            m.units_finished,
+            thousands(m.attempts),
+            m.mean_latency_ms.unwrap_or(0.0),
+            pct(m.retry_rate),
+            pct(m.throttle_rate)
+        );
+        if let Some(sp) = &t.sample_projection {
+            let took = m
+                .duration_seconds
+                .map(|d| format!("; the sample took {}", format_duration(d)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                w,
+                "The model on the sample's own {} units projects {}{took}.",
+                m.units,
+                format_duration(sp.seconds)
+            );
+        }
+    }
+    if let Some(f) = &t.window {
+        let _ = writeln!(w);
+        if f.fits {
+            let _ = writeln!(
+                w,
+                "Window {}: **fits**, with {} to spare.",
+                format_duration(f.window_seconds),
+                format_duration(f.margin_seconds)
+            );
+        } else {
+            let _ = writeln!(
+                w,
+                "Window {}: **does not fit**, {} short.",
+                format_duration(f.window_seconds),
+                format_duration(-f.margin_seconds)
+            );
+            if let Some(r) = f.rate_needed {
+                let _ = writeln!(w, "- a rate of at least {r} calls/s (agree it with Mambu)");
+            }
+            if let Some(c) = f.concurrency_needed {
+                let _ = writeln!(w, "- a concurrency of at least {c} units at once");
+            }
+            if f.critical_path_too_long {
+                let _ = writeln!(
+                    w,
+                    "- the longest unit alone takes longer than the window: no rate or concurrency makes it fit; split the run or move that unit's history to a later load"
+                );
+            }
+        }
+    }
+
+    let _ = writeln!(w, "\n## Assumptions\n");
+    for a in &e.assumptions {
+        let _ = writeln!(w, "- {a}");
+    }
+    out
+}
+
+pub fn json(e: &Estimate) -> String {
+    serde_json::to_string_pretty(e).unwrap_or_default()
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A self-contained page: the Markdown's figures, a bar chart of calls per step and the
+/// projected progress curve, as inline SVG.
+pub fn html(e: &Estimate) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = write!(
+        w,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Migration estimate: {}</title>\n<style>body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px}}td.n{{text-align:right}}pre{{background:#f5f5f5;padding:1em;overflow:auto}}</style></head><body>\n",
+        escape(&e.plan_name)
+    );
+    let _ = writeln!(w, "<h1>Migration estimate: {}</h1>", escape(&e.plan_name));
+    let _ = writeln!(
+        w,
+        "<p>{} units, <strong>{}</strong> API calls, projected <strong>{}</strong> at {} calls/s and {} units at once.</p>",
+        thousands(e.units),
+        thousands(e.total_calls),
+        format_duration(e.timing.projection.seconds),
+        e.timing.rate,
+        e.timing.concurrency
+    );
+    let _ = writeln!(w, "<h2>Volumes</h2><table><tr><th>source</th><th>rows</th></tr>");
+    for s in &e.sources {
+        let _ = writeln!(
+            w,
+            "<tr><td>{}</td><td class=n>{}</td></tr>",
+            escape(&s.source),
+            thousands(s.rows)
+        );
+    }
+    let _ = writeln!(w, "</table>");
+
+    // Bar chart: calls per step.
+    let _ = writeln!(w, "<h2>Steps and calls</h2>");
+    let max = e.steps.iter().map(|s| s.calls).max().unwrap_or(1).max(1) as f64;
+    let (bar_h, label_w, chart_w) = (22.0, 160.0, 560.0);
+    let height = bar_h * e.steps.len() as f64 + 10.0;
+    let _ = writeln!(
+        w,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" role=\"img\" aria-label=\"calls per step\">",
+        label_w + chart_w + 80.0
+    );
+    for (i, s) in e.steps.iter().enumerate() {
+        let y = i as f64 * bar_h + 5.0;
+        let width = s.calls as f64 / max * chart_w;
+        let _ = writeln!(
+            w,
+            "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\" font-size=\"13\">{}</text><rect x=\"{label_w}\" y=\"{y:.0}\" width=\"{width:.1}\" height=\"{:.0}\" fill=\"#3b7dd8\"/><text x=\"{:.1}\" y=\"{:.0}\" font-size=\"12\">{}</text>",
+            label_w - 6.0,
+            y + 15.0,
+            escape(&s.id),
+            bar_h - 6.0,
+            label_w + width + 4.0,
+            y + 15.0,
+            thousands(s.calls)
+        );
+    }
+    let _ = writeln!(w, "</svg>");
+    let _ = writeln!(
+        w,
+        "<table><tr><th>step</th><th>action</th><th>when</th><th>runs</th><th>calls</th><th>endpoint</th></tr>"
+    );
+    for s in &e.steps {
+        let _ = writeln!(
+            w,
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td class=n>{}</td><td class=n>{}</td><td><code>{}</code></td></tr>",
+            escape(&s.id),
+            escape(&s.action),
+            escape(s.when.as_deref().unwrap_or("")),
+            thousands(s.instances),
+            thousands(s.calls),
+            escape(&s.endpoints.join(" + "))
+        );
+    }
+    let _ = writeln!(
+        w,
+        "<tr><td colspan=4><strong>total (lookups included)</strong></td><td class=n><strong>{}</strong></td><td></td></tr></table>",
+        thousands(e.total_calls)
+    );
+
+    // Progress curve: calls done over time, at the projected throughput.
+    let t = &e.timing;
+    let seconds = t.projection.seconds.max(1e-9);
+    let _ = writeln!(w, "<h2>Timing</h2>");
+    let _ = writeln!(
+        w,
+        "<p>Projected duration <strong>{}</strong>, bound by {}.</p>",
+        format_duration(t.projection.seconds),
+        escape(t.projection.binding.describe())
+    );
+    let (cw, ch) = (560.0, 220.0);
+    let _ = writeln!(
+        w,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" role=\"img\" aria-label=\"projected progress\">",
+        cw + 90.0,
+        ch + 40.0
+    );
+    let _ = writeln!(
+        w,
+        "<line x1=\"60\" y1=\"{ch}\" x2=\"{}\" y2=\"{ch}\" stroke=\"#888\"/><line x1=\"60\" y1=\"10\" x2=\"60\" y2=\"{ch}\" stroke=\"#888\"/>",
+        60.0 + cw
+    );
+    let window_x = t.window.as_ref().map(|f| f.window_seconds);
+    let span = window_x.map_or(seconds, |wx| wx.max(seconds));
+    let end_x = 60.0 + cw * seconds / span;
+    let _ = writeln!(
+        w,
+        "<polyline fill=\"none\" stroke=\"#3b7dd8\" stroke-width=\"2\" points=\"60,{ch} {end_x:.1},10\"/>"
+    );
+    if let Some(wx) = window_x {
+        let x = 60.0 + cw * wx / span;
+        let _ = writeln!(
+            w,
+            "<line x1=\"{x:.1}\" y1=\"10\" x2=\"{x:.1}\" y2=\"{ch}\" stroke=\"#d83b3b\" stroke-dasharray=\"4\"/><text x=\"{x:.1}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">window</text>",
+            ch + 30.0
+        );
+    }
+    let _ = writeln!(
+        w,
+        "<text x=\"55\" y=\"16\" font-size=\"12\" text-anchor=\"end\">{}</text><text x=\"55\" y=\"{ch}\" font-size=\"12\" text-anchor=\"end\">0</text><text x=\"{end_x:.1}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text></svg>",
+        thousands(e.total_calls),
+        ch + 15.0,
+        format_duration(t.projection.seconds)
+    );
+
+    let _ = writeln!(w, "<h2>Sample API calls</h2>");
+    for s in &e.samples {
+        let _ = writeln!(w, "<h3>{} ({})</h3><pre>", escape(&s.step), escape(&s.action));
+        for r in &s.requests {
+            let _ = writeln!(w, "{} {}", escape(&r.method), escape(&r.url));
+            for (name, value) in &r.headers {
+                let _ = writeln!(w, "{}: {}", escape(name), escape(value));
+            }
+            if let Some(body) = &r.body {
+                let _ = writeln!(
+                    w,
+                    "\n{}",
+                    escape(&serde_json::to_string_pretty(body).unwrap_or_default())
+                );
+            }
+            let _ = writeln!(w);
+        }
+        let _ = writeln!(w, "</pre>");
+    }
+    let _ = writeln!(w, "<h2>Assumptions</h2><ul>");
+    for a in &e.assumptions {
+        let _ = writeln!(w, "<li>{}</li>", escape(a));
+    }
+    let _ = writeln!(w, "</ul></body></html>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thousands;
+
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(6509), "6,509");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+}
