@@ -32,8 +32,8 @@ pub enum Command {
     Plan(PlanCommand),
     /// Summarise a run directory: where a run stands.
     Status(RunDirArgs),
-    /// Reconcile what Mambu holds against the source data of a run.
-    Verify(RunDirArgs),
+    /// Reconcile what Mambu holds against the source data of a run; write the evidence pack.
+    Verify(VerifyArgs),
     /// Serve the embedded Mambu simulator over HTTP.
     Sandbox(SandboxArgs),
     /// Generate synthetic migration data.
@@ -135,6 +135,31 @@ pub struct EstimateArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum EstimateFormat {
+    Md,
+    Json,
+    Html,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Verify a random sample of N migrated units (seeded, reported) instead of all.
+    #[arg(long)]
+    pub sample: Option<usize>,
+    /// Seed of the sample.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where Mambu is, if not the run's target: a base URL (credentials from the environment).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// What to print (every format is written to the run directory anyway).
+    #[arg(long, value_enum, default_value_t = PackFormat::Md)]
+    pub format: PackFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PackFormat {
     Md,
     Json,
     Html,
@@ -254,7 +279,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
             print!("{text}");
             ExitStatus::Success
         }),
-        Command::Verify(_) => not_built("verify"),
+        Command::Verify(args) => verify(args),
         Command::Sandbox(args) => run_sandbox(args),
         Command::Fixtures(FixturesCommand::Generate(args)) => generate_fixtures(args),
     }
@@ -295,6 +320,34 @@ fn run(args: RunArgs) -> anyhow::Result<ExitStatus> {
         concurrency: args.concurrency,
         progress: !args.no_progress,
     })
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<ExitStatus> {
+    let options = crate::verify::Options {
+        run_dir: args.run_dir.clone(),
+        sample: args.sample,
+        seed: args.seed,
+        target: args.target,
+    };
+    let (report, status) = match crate::verify::verify(&options) {
+        Ok(done) => done,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitStatus::InvalidInput);
+        }
+    };
+    let file = match args.format {
+        PackFormat::Md => "verify.md",
+        PackFormat::Json => "verify.json",
+        PackFormat::Html => "verify.html",
+    };
+    print!("{}", std::fs::read_to_string(args.run_dir.join(file))?);
+    eprintln!(
+        "{} mismatches; evidence pack in {} (verify.md, verify.json, verify.html, manifest.sha256)",
+        report.mismatches.len(),
+        args.run_dir.display()
+    );
+    Ok(status)
 }
 
 fn validate(args: ValidateArgs) -> anyhow::Result<ExitStatus> {
@@ -349,11 +402,6 @@ fn estimate(args: EstimateArgs) -> anyhow::Result<ExitStatus> {
         EstimateFormat::Html => crate::estimate::OutputFormat::Html,
     };
     crate::estimate::run(&options, format, args.output.as_deref())
-}
-
-fn not_built(name: &str) -> anyhow::Result<ExitStatus> {
-    eprintln!("mambu-migrate {name}: not built yet (see the project's open issues)");
-    Ok(ExitStatus::InvalidInput)
 }
 
 fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitStatus> {

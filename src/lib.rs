@@ -11,8 +11,8 @@
 //! `checkpoint` (SQLite), `estimate` and `report`.
 
 pub mod checkpoint;
-pub mod estimate;
 pub mod cli;
+pub mod estimate;
 pub mod fixtures;
 pub mod mambu;
 pub mod plan;
@@ -22,6 +22,7 @@ pub mod sandbox;
 pub mod source;
 pub mod target;
 pub mod validate;
+pub mod verify;
 
 use std::process::ExitCode;
 

@@ -568,6 +568,45 @@ impl Reader {
         })?;
         rows.collect()
     }
+
+    /// Units that finished done, in the order they ran.
+    pub fn done_units(&self) -> Result<Vec<String>, rusqlite::Error> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key FROM units WHERE status = 'done' ORDER BY ordinal, key")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect()
+    }
+
+    /// Every finished step of one unit: instance → (status, outputs).
+    pub fn unit_steps(
+        &self,
+        unit: &str,
+    ) -> Result<HashMap<String, (String, Value)>, rusqlite::Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT instance, status, outputs FROM steps WHERE unit = ?1")?;
+        let rows = stmt.query_map([unit], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })?;
+        rows.map(|r| {
+            r.map(|(i, s, o)| {
+                (
+                    i,
+                    (
+                        s,
+                        o.and_then(|o| serde_json::from_str(&o).ok())
+                            .unwrap_or(Value::Null),
+                    ),
+                )
+            })
+        })
+        .collect()
+    }
 }
 
 /// One call attempt as stored.

@@ -50,7 +50,9 @@ pub fn read(run_dir: &Path) -> anyhow::Result<Measured> {
     let reader = Reader::open(&db).with_context(|| format!("opening {}", db.display()))?;
     let meta = reader.meta_all().context("reading the checkpoint's meta")?;
     let calls = reader.calls().context("reading the checkpoint's calls")?;
-    let unit_counts = reader.unit_counts().context("reading the checkpoint's units")?;
+    let unit_counts = reader
+        .unit_counts()
+        .context("reading the checkpoint's units")?;
     let mut sums: BTreeMap<String, (f64, u64)> = BTreeMap::new();
     let (mut ok_sum, mut ok_n) = (0.0, 0u64);
     let (mut retried, mut throttled) = (0u64, 0u64);
@@ -70,7 +72,9 @@ pub fn read(run_dir: &Path) -> anyhow::Result<Measured> {
             _ => {}
         }
     }
-    let logical = (calls.len() as u64).saturating_sub(retried + throttled).max(1) as f64;
+    let logical = (calls.len() as u64)
+        .saturating_sub(retried + throttled)
+        .max(1) as f64;
     let finished: i64 = unit_counts
         .iter()
         .filter(|(s, _)| s.as_str() != "running")
@@ -81,6 +85,17 @@ pub fn read(run_dir: &Path) -> anyhow::Result<Measured> {
         .and_then(|u| u.parse().ok())
         .unwrap_or_else(|| unit_counts.values().sum::<i64>().max(0) as u64);
     let at = |key: &str| meta.get(key).and_then(|v| v.parse::<f64>().ok());
+    // The events' times are precise (the meta's are whole seconds): first start to last end.
+    let events = reader.events().unwrap_or_default();
+    let first = events
+        .iter()
+        .find(|(_, kind, _)| kind == "started")
+        .map(|(t, _, _)| *t);
+    let last = events
+        .iter()
+        .rev()
+        .find(|(_, kind, _)| kind == "finished" || kind == "stopped")
+        .map(|(t, _, _)| *t);
     Ok(Measured {
         run_dir: run_dir.display().to_string(),
         units,
@@ -93,11 +108,54 @@ pub fn read(run_dir: &Path) -> anyhow::Result<Measured> {
         mean_latency_ms: (ok_n > 0).then(|| ok_sum / ok_n as f64),
         retry_rate: retried as f64 / logical,
         throttle_rate: throttled as f64 / logical,
-        duration_seconds: match (at("started_at"), at("finished_at")) {
-            (Some(s), Some(f)) if f >= s => Some(f - s),
+        duration_seconds: match (first, last, at("started_at"), at("finished_at")) {
+            (Some(s), Some(f), _, _) | (_, _, Some(s), Some(f)) if f >= s => Some(f - s),
             _ => None,
         },
         rate: at("rate"),
         concurrency: meta.get("concurrency").and_then(|c| c.parse().ok()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::{CallRecord, Checkpoint, Record};
+
+    #[test]
+    fn reads_latency_retries_and_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = Checkpoint::open(&dir.path().join("checkpoint.db")).unwrap();
+        checkpoint.record(Record::Meta {
+            key: "units_total".into(),
+            value: "4".into(),
+        });
+        let call = |endpoint: &str, outcome: &'static str, latency_ms: f64| {
+            Record::Call(Box::new(CallRecord {
+                unit: "CL-1".into(),
+                step_id: "s".into(),
+                method: "POST",
+                endpoint: endpoint.into(),
+                status: Some(200),
+                outcome,
+                latency_ms,
+            }))
+        };
+        checkpoint.record(call("/clients", "ok", 10.0));
+        checkpoint.record(call("/clients", "ok", 30.0));
+        checkpoint.record(call("/loans", "throttled", 1.0));
+        checkpoint.record(call("/loans", "ok", 50.0));
+        checkpoint.record(call("/loans", "retried", 1.0));
+        checkpoint.record(call("/loans", "ok", 50.0));
+        checkpoint.close().unwrap();
+        let m = read(dir.path()).unwrap();
+        assert_eq!(m.units, 4);
+        assert_eq!(m.attempts, 6);
+        assert_eq!(m.latency_ms["POST /clients"], 20.0);
+        assert_eq!(m.latency_ms["POST /loans"], 50.0);
+        assert_eq!(m.mean_latency_ms, Some(35.0));
+        assert_eq!(m.retry_rate, 0.25);
+        assert_eq!(m.throttle_rate, 0.25);
+        assert!(read(&dir.path().join("nowhere")).is_err());
+    }
 }

@@ -10,8 +10,8 @@
 pub mod measured;
 pub mod render;
 pub mod sample;
-pub mod timing;
 mod tenant;
+pub mod timing;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -166,7 +166,9 @@ pub fn estimate(options: &Options) -> anyhow::Result<Result<Estimate, Refused>> 
         .as_deref()
         .map(|t| tenant::read_lookups(&plan, t))
         .transpose()?;
-    Ok(Ok(estimate_plan(&plan, &sources, options, measured, lookups)))
+    Ok(Ok(estimate_plan(
+        &plan, &sources, options, measured, lookups,
+    )))
 }
 
 fn base_url(plan: &Plan, target: Option<&str>) -> String {
@@ -245,11 +247,20 @@ fn estimate_plan(
     let mut sample_tally = Tally::default();
     let sample_units = measured.as_ref().map(|m| m.units);
     let mut largest: Vec<UnitCalls> = Vec::new();
+    let concurrency = options
+        .concurrency
+        .unwrap_or(plan.settings.limits.concurrency)
+        .max(1);
+    let mut schedule = timing::Schedule::new(concurrency);
+    let mut sample_schedule = timing::Schedule::new(
+        measured
+            .as_ref()
+            .and_then(|m| m.concurrency)
+            .unwrap_or(concurrency),
+    );
 
     let mut grouping = source::group(sources, &GroupOptions::default());
-    let mut ordinal = 0u64;
-    for unit in grouping.by_ref() {
-        ordinal += 1;
+    for (ordinal, unit) in (1u64..).zip(grouping.by_ref()) {
         let mut unit_tally = Tally::default();
         for planned in compiled.expand(&unit) {
             let i = planned.step;
@@ -288,12 +299,16 @@ fn estimate_plan(
             tally.work_ms += unit_tally.work_ms;
             tally.critical_ms = tally.critical_ms.max(unit_tally.work_ms);
         }
+        schedule.push(unit_tally.work_ms);
+        if sample_units.is_some_and(|n| ordinal <= n) {
+            sample_schedule.push(unit_tally.work_ms);
+        }
         if largest.len() < LARGEST || largest.last().is_some_and(|u| unit_tally.calls > u.calls) {
             largest.push(UnitCalls {
                 unit: unit.key().to_owned(),
                 calls: unit_tally.calls,
             });
-            largest.sort_by(|a, b| b.calls.cmp(&a.calls));
+            largest.sort_by_key(|u| std::cmp::Reverse(u.calls));
             largest.truncate(LARGEST);
         }
     }
@@ -328,37 +343,39 @@ fn estimate_plan(
             latency_ms,
         })
         .collect();
-    endpoints.sort_by(|a, b| b.calls.cmp(&a.calls));
+    endpoints.sort_by_key(|p| std::cmp::Reverse(p.calls));
     let total_calls = all.calls;
 
     // Timing.
     let rate = options
         .rate
         .unwrap_or(plan.settings.limits.requests_per_second);
-    let concurrency = options
-        .concurrency
-        .unwrap_or(plan.settings.limits.concurrency)
-        .max(1);
     let extra = measured.as_ref().map_or(0.0, Measured::extra_per_call);
-    let input_of = |t: &Tally| TimingInput {
+    // Lookups run one after another before the first unit.
+    let lookup_seconds: f64 = plan
+        .settings
+        .lookups
+        .values()
+        .map(|l| latency(&format!("GET {}", l.path)) / 1000.0)
+        .sum();
+    let input_of = |t: &Tally, s: &timing::Schedule| TimingInput {
         calls: t.calls as f64 * (1.0 + extra),
         work_ms: t.work_ms * (1.0 + extra),
         critical_ms: t.critical_ms * (1.0 + extra),
         rate,
         concurrency,
+        schedule_seconds: Some((s.seconds() + lookup_seconds) * (1.0 + extra)),
     };
-    let input = input_of(&all);
+    let input = input_of(&all, &schedule);
     let projection = timing::project(&input);
     let window = options.window.map(|w| timing::fit(&input, &projection, w));
-    let sample_projection = measured
-        .as_ref()
-        .map(|m| {
-            // The sample ran at its own rate and concurrency.
-            let mut i = input_of(&sample_tally);
-            i.rate = m.rate.unwrap_or(rate);
-            i.concurrency = m.concurrency.unwrap_or(concurrency);
-            timing::project(&i)
-        });
+    let sample_projection = measured.as_ref().map(|m| {
+        // The sample ran at its own rate and concurrency.
+        let mut i = input_of(&sample_tally, &sample_schedule);
+        i.rate = m.rate.unwrap_or(rate);
+        i.concurrency = m.concurrency.unwrap_or(concurrency);
+        timing::project(&i)
+    });
     let mean_latency_ms = if all.calls > 0 {
         all.work_ms / all.calls as f64
     } else {
@@ -370,7 +387,7 @@ fn estimate_plan(
         format!("Lookups are read once before the first unit: {lookup_calls} GET calls."),
         "`when` conditions are evaluated on the real rows with placeholder outputs of earlier steps; a condition on a step's answer (steps.*) is therefore estimated, not known.".to_owned(),
         format!(
-            "Duration = max(calls ÷ rate, calls × latency ÷ concurrency, the longest unit's calls × latency), at {rate} calls/s and {concurrency} units at once."
+            "Duration = max(calls ÷ rate, calls × latency ÷ concurrency, the longest unit's calls × latency, the units laid out in run order on the concurrency slots after the lookups), at {rate} calls/s and {concurrency} units at once."
         ),
     ];
     match &measured {

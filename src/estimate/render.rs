@@ -11,12 +11,21 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
     }
     out
+}
+
+/// Milliseconds: whole above 10 ms, else with two decimals.
+fn ms(x: f64) -> String {
+    if x >= 10.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
 }
 
 fn pct(x: f64) -> String {
@@ -43,7 +52,11 @@ pub fn markdown(e: &Estimate) -> String {
     for s in &e.sources {
         let _ = writeln!(w, "| {} | {} | {} |", s.source, thousands(s.rows), s.file);
     }
-    let _ = writeln!(w, "\nUnits (one per row of the unit source): **{}**.", thousands(e.units));
+    let _ = writeln!(
+        w,
+        "\nUnits (one per row of the unit source): **{}**.",
+        thousands(e.units)
+    );
     if e.data_problems > 0 {
         let _ = writeln!(
             w,
@@ -51,7 +64,10 @@ pub fn markdown(e: &Estimate) -> String {
             e.data_problems
         );
     }
-    let _ = writeln!(w, "\nLargest units (most calls; each is a chain of sequential calls):\n");
+    let _ = writeln!(
+        w,
+        "\nLargest units (most calls; each is a chain of sequential calls):\n"
+    );
     let _ = writeln!(w, "| unit | calls |\n|---|---:|");
     for u in &e.largest_units {
         let _ = writeln!(w, "| {} | {} |", u.unit, thousands(u.calls));
@@ -98,17 +114,24 @@ pub fn markdown(e: &Estimate) -> String {
                 .join(" + ")
         );
     }
-    let _ = writeln!(w, "| **total** | | | | | | | **{}** | |", thousands(e.total_calls));
+    let _ = writeln!(
+        w,
+        "| **total** | | | | | | | **{}** | |",
+        thousands(e.total_calls)
+    );
     let _ = writeln!(w, "\nCalls per endpoint:\n");
-    let _ = writeln!(w, "| method | endpoint | calls | latency (ms) |\n|---|---|---:|---:|");
+    let _ = writeln!(
+        w,
+        "| method | endpoint | calls | latency (ms) |\n|---|---|---:|---:|"
+    );
     for p in &e.endpoints {
         let _ = writeln!(
             w,
-            "| {} | `{}` | {} | {:.0} |",
+            "| {} | `{}` | {} | {} |",
             p.method,
             p.endpoint,
             thousands(p.calls),
-            p.latency_ms
+            ms(p.latency_ms)
         );
     }
     let _ = writeln!(w, "\ntotal_calls: **{}**", thousands(e.total_calls));
@@ -163,9 +186,9 @@ pub fn markdown(e: &Estimate) -> String {
     );
     let _ = writeln!(
         w,
-        "| concurrency: {} attempts × {:.0} ms ÷ {} | {} |",
+        "| concurrency: {} attempts × {} ms ÷ {} | {} |",
         thousands(t.attempts.round() as u64),
-        t.mean_latency_ms,
+        ms(t.mean_latency_ms),
         t.concurrency,
         format_duration(p.concurrency_bound_seconds)
     );
@@ -175,15 +198,23 @@ pub fn markdown(e: &Estimate) -> String {
         e.largest_units.first().map_or(0, |u| u.calls),
         format_duration(p.critical_path_seconds)
     );
+    if let Some(s) = p.schedule_seconds {
+        let _ = writeln!(
+            w,
+            "| schedule: units in run order on {} slots, after the lookups | {} |",
+            t.concurrency,
+            format_duration(s)
+        );
+    }
     if let Some(m) = &t.measured {
         let _ = writeln!(
             w,
-            "\nMeasured in the sample run `{}`: {} units ({} finished), {} call attempts, mean latency {:.0} ms, retries {} and throttled {} extra attempts per call.",
+            "\nMeasured in the sample run `{}`: {} units ({} finished), {} call attempts, mean latency {} ms, retries {} and throttled {} extra attempts per call.",
             m.run_dir,
             m.units,
             m.units_finished,
             thousands(m.attempts),
-            m.mean_latency_ms.unwrap_or(0.0),
+            ms(m.mean_latency_ms.unwrap_or(0.0)),
             pct(m.retry_rate),
             pct(m.throttle_rate)
         );
@@ -269,7 +300,10 @@ pub fn html(e: &Estimate) -> String {
         e.timing.rate,
         e.timing.concurrency
     );
-    let _ = writeln!(w, "<h2>Volumes</h2><table><tr><th>source</th><th>rows</th></tr>");
+    let _ = writeln!(
+        w,
+        "<h2>Volumes</h2><table><tr><th>source</th><th>rows</th></tr>"
+    );
     for s in &e.sources {
         let _ = writeln!(
             w,
@@ -375,7 +409,12 @@ pub fn html(e: &Estimate) -> String {
 
     let _ = writeln!(w, "<h2>Sample API calls</h2>");
     for s in &e.samples {
-        let _ = writeln!(w, "<h3>{} ({})</h3><pre>", escape(&s.step), escape(&s.action));
+        let _ = writeln!(
+            w,
+            "<h3>{} ({})</h3><pre>",
+            escape(&s.step),
+            escape(&s.action)
+        );
         for r in &s.requests {
             let _ = writeln!(w, "{} {}", escape(&r.method), escape(&r.url));
             for (name, value) in &r.headers {

@@ -124,11 +124,7 @@ fn mask_value(value: &mut Value) {
 /// Masks every rendered field whose template reads a personal column.
 pub fn mask_by_template(template: &Value, rendered: &mut Value, personal: &Personal) {
     match (template, rendered) {
-        (Value::String(t), rendered) => {
-            if personal.template_is_personal(t) {
-                mask_value(rendered);
-            }
-        }
+        (Value::String(t), rendered) if personal.template_is_personal(t) => mask_value(rendered),
         (Value::Object(t), Value::Object(r)) => {
             for (key, sub) in t {
                 if let Some(value) = r.get_mut(key) {
@@ -236,12 +232,7 @@ pub fn render(
             ));
             Call {
                 action: step.action,
-                method: step
-                    .action
-                    .calls()
-                    .last()
-                    .map(|(m, _)| *m)
-                    .unwrap_or("GET"),
+                method: step.action.calls().last().map(|(m, _)| *m).unwrap_or("GET"),
                 path: step
                     .action
                     .calls()
@@ -285,10 +276,15 @@ pub fn render(
             installments.truncate(SCHEDULE_SHOWN);
         }
         let personal_schedule = step.installments.as_ref().is_some_and(|i| {
-            [Some(&i.due_date), Some(&i.principal), i.interest.as_ref(), i.fee.as_ref()]
-                .into_iter()
-                .flatten()
-                .any(|t| personal.template_is_personal(t))
+            [
+                Some(&i.due_date),
+                Some(&i.principal),
+                i.interest.as_ref(),
+                i.fee.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|t| personal.template_is_personal(t))
         });
         for item in &mut installments {
             if personal_schedule {

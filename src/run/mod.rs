@@ -12,6 +12,8 @@ pub mod limiter;
 mod progress;
 mod unit;
 
+pub use unit::external_id;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;

@@ -42,6 +42,15 @@ enum CallEnd {
 /// Namespace of the run's idempotency keys and generated externalIds.
 const NAMESPACE: Uuid = Uuid::from_u128(0x6d61_6d62_752d_6d69_6772_6174_652d_7631);
 
+/// The externalId given to a transaction whose plan sets none (`verify` finds it by it).
+pub fn external_id(plan: &str, unit: &str, instance: &str) -> String {
+    Uuid::new_v5(
+        &NAMESPACE,
+        format!("ext|{plan}|{unit}|{instance}").as_bytes(),
+    )
+    .to_string()
+}
+
 pub async fn run_unit(
     shared: Arc<Shared>,
     unit: Unit,
@@ -180,11 +189,10 @@ async fn run_step(
         && !body.contains_key("externalId")
     {
         // The second line of replay safety (after the Idempotency-Key): a stable externalId.
-        let id = Uuid::new_v5(
-            &NAMESPACE,
-            format!("ext|{}|{}|{instance}", shared.plan_name, unit.key()).as_bytes(),
+        body.insert(
+            "externalId".into(),
+            json!(external_id(&shared.plan_name, unit.key(), instance)),
         );
-        body.insert("externalId".into(), json!(id.to_string()));
     }
 
     let (answer, status) = if call.action == Action::EditSchedule {

@@ -227,6 +227,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .nest("/api", api)
         .route("/_sandbox/stats", get(stats))
         .route("/_sandbox/faults", get(get_faults).put(put_faults))
+        .route("/_sandbox/tamper", post(tamper))
         .with_state(shared)
 }
 
@@ -754,6 +755,18 @@ async fn branches(State(s): State<Arc<Shared>>) -> Response {
 
 async fn branch(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     read(&s, |t| one(t.products().branch(&id)))
+}
+
+/// Test-only: change the tenant behind the API's back (see [`Tenant::tamper`]).
+async fn tamper(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    let parsed: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")).into_response(),
+    };
+    match lock(&s.tenant).tamper(&parsed) {
+        Ok(done) => axum::Json(done).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
 }
 
 async fn stats(State(s): State<Arc<Shared>>) -> Response {

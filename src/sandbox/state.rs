@@ -147,11 +147,11 @@ impl Installment {
 
 #[derive(Debug)]
 struct Transaction {
-    encoded_key: String,
-    id: String,
     kind: &'static str,
     doc: Map<String, Value>,
     loan: usize,
+    /// Removed behind the API's back (`POST /_sandbox/tamper`).
+    deleted: bool,
 }
 
 /// The kinds of loan transaction the migration posts.
@@ -1110,13 +1110,11 @@ impl Tenant {
         );
         loan.transactions.push(t_index);
         loan.modified = now();
-        let id = out["id"].as_str().unwrap_or_default().to_owned();
         self.transactions.push(Transaction {
-            encoded_key,
-            id,
             kind: type_name,
             doc: out,
             loan: index,
+            deleted: false,
         });
         if kind == TransactionKind::Disbursement {
             let holder = self.loans[index].holder;
@@ -1362,7 +1360,7 @@ impl Tenant {
         }
         let mut transactions_by_type: HashMap<&str, u64> = HashMap::new();
         let mut amounts_by_type: HashMap<&str, Decimal> = HashMap::new();
-        for t in &self.transactions {
+        for t in self.transactions.iter().filter(|t| !t.deleted) {
             *transactions_by_type.entry(t.kind).or_default() += 1;
             *amounts_by_type.entry(t.kind).or_default() +=
                 t.doc.get("amount").and_then(decimal).unwrap_or_default();
@@ -1376,7 +1374,7 @@ impl Tenant {
             "loans_by_state": loans_by_state,
             "settlement_links": self.loans.iter().filter(|l| l.settlement_key.is_some()).count(),
             "custom_schedules": self.loans.iter().filter(|l| l.custom_schedule).count(),
-            "transactions": self.transactions.len(),
+            "transactions": self.transactions.iter().filter(|t| !t.deleted).count(),
             "transactions_by_type": transactions_by_type,
             "transaction_amounts_by_type": amounts_by_type.into_iter().map(|(k, v)| (k, money(v))).collect::<HashMap<_, _>>(),
             "duplicates": {
@@ -1394,12 +1392,41 @@ impl Tenant {
         })
     }
 
-    /// Ids of a transaction's loan, for lookups by encodedKey of a transaction.
-    pub fn transaction_loan(&self, key: &str) -> Option<String> {
-        self.transactions
-            .iter()
-            .find(|t| t.encoded_key == key || t.id == key)
-            .map(|t| self.loans[t.loan].id.clone())
+    /// Test-only changes made behind the API's back (`POST /_sandbox/tamper`), so that a
+    /// reconciliation can be shown to catch them: `{"action": "delete_transaction",
+    /// "externalId": ...}` or `{"action": "set_loan_amount", "loan": <id or key>, "amount": n}`.
+    pub fn tamper(&mut self, body: &Value) -> Result<Value, String> {
+        match body.get("action").and_then(Value::as_str) {
+            Some("delete_transaction") => {
+                let external = body
+                    .get("externalId")
+                    .and_then(Value::as_str)
+                    .ok_or("externalId is needed")?;
+                let index = *self
+                    .external_ids
+                    .get(external)
+                    .ok_or("no transaction has this externalId")?;
+                let loan = self.transactions[index].loan;
+                self.transactions[index].deleted = true;
+                self.loans[loan].transactions.retain(|t| *t != index);
+                self.external_ids.remove(external);
+                Ok(json!({ "deleted": external }))
+            }
+            Some("set_loan_amount") => {
+                let loan = body
+                    .get("loan")
+                    .and_then(Value::as_str)
+                    .ok_or("loan is needed")?;
+                let amount = body
+                    .get("amount")
+                    .and_then(decimal)
+                    .ok_or("amount must be a number")?;
+                let index = self.loan_index(loan).ok_or("no such loan")?;
+                self.loans[index].amount = amount;
+                Ok(json!({ "loan": loan, "loanAmount": money(amount) }))
+            }
+            _ => Err("action must be delete_transaction or set_loan_amount".into()),
+        }
     }
 }
 

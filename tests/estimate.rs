@@ -1,0 +1,354 @@
+//! `plan estimate` as a consultant runs it: the real binary on the sample plan and data. The
+//! counts are checked against figures computed here, independently, from the CSV files.
+
+use std::collections::HashMap;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn estimate(args: &[&str]) -> (i32, String, String) {
+    let output = Command::cargo_bin("mambu-migrate")
+        .unwrap()
+        .args(["plan", "estimate"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// Every row of a CSV file as column → cell.
+fn rows(file: &str) -> Vec<HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(format!("fixtures/sample/{file}")).unwrap();
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            header
+                .iter()
+                .cloned()
+                .zip(r.iter().map(str::to_owned))
+                .collect()
+        })
+        .collect()
+}
+
+fn json_estimate(args: &[&str]) -> Value {
+    let mut all = vec!["plans/sample.yaml", "--format", "json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = estimate(&all);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn step<'a>(estimate: &'a Value, id: &str) -> &'a Value {
+    estimate["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no step {id}"))
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64()
+        .or_else(|| v.to_string().parse().ok())
+        .unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+#[test]
+fn counts_every_step_as_the_rows_say() {
+    let clients = rows("clients.csv");
+    let deposits = rows("deposits.csv");
+    let loans = rows("loans.csv");
+    let transactions = rows("transactions.csv");
+    let settled = loans
+        .iter()
+        .filter(|l| !l["settlement_deposit_id"].is_empty())
+        .count() as u64;
+    let custom = loans.iter().filter(|l| l["custom_schedule"] == "Y").count() as u64;
+    let kind = |k: &str| transactions.iter().filter(|t| t["kind"] == k).count() as u64;
+    let (c, d, l) = (
+        clients.len() as u64,
+        deposits.len() as u64,
+        loans.len() as u64,
+    );
+    let expected: [(&str, u64, u64); 10] = [
+        ("client", c, c),
+        ("deposit", d, d),
+        ("approve_deposit", d, d),
+        ("loan", l, l),
+        ("approve", l, l),
+        ("settle", settled, settled),
+        // edit_schedule is a GET and a PUT.
+        ("schedule", custom, 2 * custom),
+        ("disburse", l, l),
+        ("fee", kind("FEE"), kind("FEE")),
+        ("repayment", kind("REPAYMENT"), kind("REPAYMENT")),
+    ];
+    let e = json_estimate(&[]);
+    assert_eq!(n(&e["units"]), 250);
+    let mut sum = 0;
+    for (id, instances, calls) in expected {
+        let s = step(&e, id);
+        assert_eq!(n(&s["instances"]), instances, "{id} instances");
+        assert_eq!(n(&s["calls"]), calls, "{id} calls");
+        sum += calls;
+    }
+    assert!(settled > 0 && settled < l && custom > 0 && custom < l);
+    assert_eq!(n(&step(&e, "settle")["skipped"]), l - settled);
+    // Three lookups, read once before the first unit.
+    assert_eq!(n(&e["lookup_calls"]), 3);
+    assert_eq!(n(&e["total_calls"]), sum + 3);
+    // The number of calls a fault-free run of the sample makes (checked against a run's
+    // checkpoint: 6,509).
+    assert_eq!(n(&e["total_calls"]), 6_509);
+    let endpoint_total: u64 = e["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| n(&p["calls"]))
+        .sum();
+    assert_eq!(endpoint_total, 6_509);
+
+    // The largest unit: the client with the most calls, counted by hand.
+    let mut per_client: HashMap<&str, u64> = HashMap::new();
+    for cl in &clients {
+        per_client.insert(&cl["client_id"], 1);
+    }
+    for dp in &deposits {
+        *per_client.get_mut(dp["client_id"].as_str()).unwrap() += 2;
+    }
+    let loan_client: HashMap<&str, &str> = loans
+        .iter()
+        .map(|l| (l["loan_id"].as_str(), l["client_id"].as_str()))
+        .collect();
+    for ln in &loans {
+        let calls = 3
+            + u64::from(!ln["settlement_deposit_id"].is_empty())
+            + 2 * u64::from(ln["custom_schedule"] == "Y");
+        *per_client.get_mut(ln["client_id"].as_str()).unwrap() += calls;
+    }
+    for tx in &transactions {
+        if tx["kind"] == "FEE" || tx["kind"] == "REPAYMENT" {
+            *per_client
+                .get_mut(loan_client[tx["loan_id"].as_str()])
+                .unwrap() += 1;
+        }
+    }
+    let max = per_client.values().max().copied().unwrap();
+    let largest = &e["largest_units"][0];
+    assert_eq!(n(&largest["calls"]), max);
+    assert_eq!(per_client[largest["unit"].as_str().unwrap()], max);
+    assert_eq!(e["largest_units"].as_array().unwrap().len(), 10);
+}
+
+#[test]
+fn sample_calls_mask_personal_data() {
+    let first = &rows("clients.csv")[0];
+    let (code, md, err) = estimate(&["plans/sample.yaml"]);
+    assert_eq!(code, 0, "{err}");
+    for column in ["first_name", "last_name", "email", "phone", "birth_date"] {
+        let value = &first[column];
+        assert!(!md.contains(value.as_str()), "{column} {value} is shown");
+    }
+    // The masked forms: the first character of each word.
+    assert!(md.contains("\"firstName\": \"A** C****\""), "{md}");
+    assert!(md.contains("\"lastName\": \"A*****\""), "{md}");
+    // Credentials never, the headers Mambu expects always.
+    assert!(md.contains("apiKey: <redacted>"));
+    assert!(md.contains("Accept: application/vnd.mambu.v2+json"));
+    assert!(md.contains("Idempotency-Key:"));
+    // And the same in JSON and HTML.
+    let json = json_estimate(&[]).to_string();
+    let (_, html, _) = estimate(&["plans/sample.yaml", "--format", "html"]);
+    for text in [&json, &html] {
+        assert!(!text.contains(first["first_name"].as_str()));
+        assert!(!text.contains(first["email"].as_str()));
+    }
+}
+
+#[test]
+fn the_settlement_link_is_a_v1_call_without_the_v2_header() {
+    let e = json_estimate(&[]);
+    let samples = e["samples"].as_array().unwrap();
+    let settle = samples.iter().find(|s| s["step"] == "settle").unwrap();
+    let request = &settle["requests"][0];
+    assert_eq!(request["method"], "POST");
+    assert!(
+        request["url"]
+            .as_str()
+            .unwrap()
+            .contains("/settlementAccounts/DP-")
+    );
+    let headers: Vec<&str> = request["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h[0].as_str().unwrap())
+        .collect();
+    assert!(!headers.contains(&"Accept") && !headers.contains(&"Idempotency-Key"));
+    let schedule = samples.iter().find(|s| s["step"] == "schedule").unwrap();
+    let methods: Vec<&str> = schedule["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["GET", "PUT"]);
+    assert_eq!(samples.len(), 10, "one sample per step");
+}
+
+#[test]
+fn timing_follows_the_options_and_the_window() {
+    // 6,509 calls at 10/s: rate-bound, 650.9 s; fits 1h, not 10m (needs 10.85/s).
+    let e = json_estimate(&["--rate", "10", "--window", "1h"]);
+    let t = &e["timing"];
+    assert_eq!(t["projection"]["binding"], "rate");
+    let seconds: f64 = t["projection"]["seconds"].to_string().parse().unwrap();
+    assert!((seconds - 650.9).abs() < 1e-6, "{seconds}");
+    assert_eq!(t["window"]["fits"], true);
+    let e = json_estimate(&["--rate", "10", "--window", "10m"]);
+    assert_eq!(e["timing"]["window"]["fits"], false);
+    assert_eq!(e["timing"]["window"]["rate_needed"].to_string(), "10.85");
+    // 2 units at once, 150 ms: concurrency-bound, 6,509 × 0.15 ÷ 2.
+    let e = json_estimate(&["--concurrency", "2"]);
+    assert_eq!(e["timing"]["projection"]["binding"], "concurrency");
+    // A slow tenant and a huge rate: the largest unit's chain binds.
+    let e = json_estimate(&[
+        "--rate",
+        "100000",
+        "--concurrency",
+        "1000",
+        "--latency-ms",
+        "500",
+    ]);
+    assert_eq!(e["timing"]["projection"]["binding"], "critical_path");
+    let (code, _, err) = estimate(&["plans/sample.yaml", "--window", "8 hours"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--window"), "{err}");
+}
+
+#[test]
+fn the_markdown_report_keeps_its_shape() {
+    let (code, md, err) = estimate(&["plans/sample.yaml", "--window", "8h"]);
+    assert_eq!(code, 0, "{err}");
+    for heading in [
+        "## Volumes",
+        "## Steps and calls",
+        "## Sample API calls",
+        "## Timing",
+        "## Assumptions",
+    ] {
+        assert!(md.contains(heading), "{heading}");
+    }
+    insta::assert_snapshot!("sample_md", md);
+}
+
+#[test]
+fn writes_a_private_file_and_a_self_contained_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("estimate.html");
+    let (code, out, err) = estimate(&[
+        "plans/sample.yaml",
+        "--format",
+        "html",
+        "-o",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.is_empty());
+    let html = std::fs::read_to_string(&path).unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.contains("<svg"));
+    assert!(!html.contains("<script") && !html.contains("http-equiv"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn a_bad_plan_exits_2_with_its_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "version: 1\nname: broken\ntarget: sandbox\nsources:\n  clients: { file: clients.csv, key: id }\nunit: client\nsteps: []\n",
+    )
+    .unwrap();
+    let (code, out, err) = estimate(&[plan.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(out.is_empty());
+    assert!(err.contains("error:"), "{err}");
+}
+
+#[test]
+fn lookups_from_the_sandbox_fill_the_sample_calls() {
+    let (code, md, err) = estimate(&["plans/sample.yaml", "--target", "sandbox"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!md.contains("<lookups.branches"), "{md}");
+    assert!(md.contains("\"assignedBranchKey\": \""));
+}
+
+/// A sample migration against a sandbox answering in 20 ms, then `--from-run` on it: the model
+/// applied to the sample's own units projects the duration the run took, within 15%.
+#[test]
+fn from_run_projects_the_sample_within_15_percent() {
+    use std::io::BufRead;
+    let mut sandbox = std::process::Command::new(assert_cmd::cargo::cargo_bin("mambu-migrate"))
+        .args(["sandbox", "--port", "0", "--latency-ms", "20"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(sandbox.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = format!("{}/api", line.trim().strip_prefix("listening on ").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let run = Command::cargo_bin("mambu-migrate")
+        .unwrap()
+        .env("MAMBU_API_KEY", "sandbox-api-key")
+        .args([
+            "run",
+            "plans/sample.yaml",
+            "--target",
+            &base,
+            "--sample",
+            "20",
+        ])
+        .args(["--rate", "1000", "--no-progress", "--run-dir"])
+        .arg(&run_dir)
+        .output()
+        .unwrap();
+    let _ = sandbox.kill();
+    let _ = sandbox.wait();
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    let e = json_estimate(&["--from-run", run_dir.to_str().unwrap()]);
+    let m = &e["timing"]["measured"];
+    assert_eq!(n(&m["units"]), 20);
+    let took: f64 = m["duration_seconds"].to_string().parse().unwrap();
+    let projected: f64 = e["timing"]["sample_projection"]["seconds"]
+        .to_string()
+        .parse()
+        .unwrap();
+    assert!(
+        (projected - took).abs() <= 0.15 * took,
+        "projected {projected:.2}s, the sample took {took:.2}s"
+    );
+    // The measured latency (about 20 ms) replaces the assumed 150 ms.
+    let mean: f64 = e["timing"]["mean_latency_ms"].to_string().parse().unwrap();
+    assert!((15.0..60.0).contains(&mean), "{mean}");
+}

@@ -1,0 +1,158 @@
+//! Credentials and personal data stay out of what a run writes, and what it writes is private.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::Sandbox;
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_run_writes_no_credential_no_personal_data_in_logs_and_reports_and_only_private_files() {
+    // A value that appears nowhere else, so that finding it anywhere is a leak.
+    let key = common::API_KEY;
+    let sandbox = Sandbox::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    // Some units fail (a loan above its product's limit), so errors.csv and failed/ are written too.
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for file in ["clients", "deposits", "schedules", "transactions"] {
+        std::fs::copy(
+            format!("fixtures/sample/{file}.csv"),
+            data.join(format!("{file}.csv")),
+        )
+        .unwrap();
+    }
+    let loans = std::fs::read_to_string("fixtures/sample/loans.csv")
+        .unwrap()
+        .replacen(
+            "LN-000001,CL-000001,MICRO,3550.00",
+            "LN-000001,CL-000001,MICRO,9999999.00",
+            1,
+        );
+    std::fs::write(data.join("loans.csv"), loans).unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        std::fs::read_to_string("plans/sample.yaml")
+            .unwrap()
+            .replace("../fixtures/sample/", "data/"),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_mambu-migrate"))
+        .args([
+            "run",
+            plan.to_str().unwrap(),
+            "--target",
+            &format!("{}/api", sandbox.origin),
+            "--run-dir",
+        ])
+        .arg(&run_dir)
+        .args(["--rate", "3000", "--no-progress"])
+        .env("MAMBU_API_KEY", key)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let terminal = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // The credential: nowhere, not even in the checkpoint.
+    assert!(!terminal.contains(key));
+    let files = files_under(&run_dir);
+    assert!(
+        files.iter().any(|f| f.ends_with("errors.csv"))
+            && files.iter().any(|f| f.ends_with("failed/clients.csv")),
+        "{files:?}"
+    );
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(key),
+            "the API key is in {}",
+            file.display()
+        );
+    }
+
+    // Personal data: never in the terminal, run.log or the reports (failed/ holds the rows, on purpose).
+    let mut reader = csv::Reader::from_path("fixtures/sample/clients.csv").unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let clients: Vec<HashMap<String, String>> = reader
+        .records()
+        .map(|r| {
+            headers
+                .iter()
+                .zip(r.unwrap().iter())
+                .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect();
+    let private: Vec<&str> = clients
+        .iter()
+        .flat_map(|c| {
+            ["last_name", "email", "phone", "national_id", "birth_date"].map(|k| c[k].as_str())
+        })
+        .filter(|v| v.chars().count() >= 6)
+        .collect();
+    for (name, text) in [("terminal".to_string(), terminal.clone())]
+        .into_iter()
+        .chain(
+            ["run.log", "report.md", "report.json", "errors.csv"]
+                .iter()
+                .map(|f| {
+                    (
+                        f.to_string(),
+                        std::fs::read_to_string(run_dir.join(f)).unwrap(),
+                    )
+                }),
+        )
+    {
+        for value in &private {
+            assert!(!text.contains(value), "a personal value is in {name}");
+        }
+    }
+
+    // Owner-only: the run directory and every file in it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&run_dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(
+            std::fs::metadata(run_dir.join("failed"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
+        for file in &files {
+            let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} is {mode:o}", file.display());
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! `verify` reads Mambu back and reconciles it with the source: zero mismatches after a clean
+//! migration, exactly the tampered records after changes made behind the tool's back, and
+//! control totals equal to totals computed independently from the CSVs.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use common::{API_KEY, Sandbox};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mambu-migrate"));
+    command.env("MAMBU_API_KEY", API_KEY);
+    command
+}
+
+fn rows(path: &str) -> Vec<HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| {
+            headers
+                .iter()
+                .zip(r.unwrap().iter())
+                .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+fn sum(rows: &[HashMap<String, String>], column: &str) -> Decimal {
+    rows.iter()
+        .map(|r| r[column].parse::<Decimal>().unwrap())
+        .sum()
+}
+
+fn total(report: &Value, name: &str) -> (String, String) {
+    let t = report["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no total {name}"));
+    (
+        t["expected"].as_str().unwrap().to_owned(),
+        t["found"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn verify(run_dir: &std::path::Path) -> (i32, Value) {
+    let output = binary()
+        .args(["verify"])
+        .arg(run_dir)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
+    (output.status.code().unwrap(), report)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_finds_nothing_after_a_clean_run_and_exactly_what_was_tampered_with() {
+    let sandbox = Sandbox::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let output = binary()
+        .args([
+            "run",
+            "plans/sample.yaml",
+            "--target",
+            &format!("{}/api", sandbox.origin),
+            "--run-dir",
+        ])
+        .arg(&run_dir)
+        .args(["--rate", "3000", "--no-progress"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let (code, report) = verify(&run_dir);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["mismatches"], json!([]));
+    assert_eq!(report["units_verified"], 250);
+
+    // Control totals, computed here from the CSVs alone.
+    let clients = rows("fixtures/sample/clients.csv");
+    let loans = rows("fixtures/sample/loans.csv");
+    let transactions = rows("fixtures/sample/transactions.csv");
+    let fees: Vec<_> = transactions
+        .iter()
+        .filter(|t| t["kind"] == "FEE")
+        .cloned()
+        .collect();
+    let repayments: Vec<_> = transactions
+        .iter()
+        .filter(|t| t["kind"] == "REPAYMENT")
+        .cloned()
+        .collect();
+    let expect = |name: &str, value: String| {
+        assert_eq!(total(&report, name), (value.clone(), value), "{name}")
+    };
+    expect("clients", clients.len().to_string());
+    expect("loans", loans.len().to_string());
+    expect(
+        "loan amounts",
+        sum(&loans, "amount").normalize().to_string(),
+    );
+    expect(
+        "repayment amounts",
+        sum(&repayments, "amount").normalize().to_string(),
+    );
+    expect("repayment transactions", repayments.len().to_string());
+    expect("fee amounts", sum(&fees, "amount").normalize().to_string());
+    expect("fee_applied transactions", fees.len().to_string());
+    let micro: Vec<_> = loans
+        .iter()
+        .filter(|l| l["product_id"] == "MICRO")
+        .cloned()
+        .collect();
+    expect(
+        "loan amounts of product MICRO",
+        sum(&micro, "amount").normalize().to_string(),
+    );
+    let md = std::fs::read_to_string(run_dir.join("verify.md")).unwrap();
+    assert!(
+        md.contains(&format!(
+            "| repayment amounts | {} |",
+            sum(&repayments, "amount").normalize()
+        )),
+        "{md}"
+    );
+    let manifest = std::fs::read_to_string(run_dir.join("manifest.sha256")).unwrap();
+    for file in [
+        "plans/sample.yaml",
+        "fixtures/sample/transactions.csv",
+        "checkpoint.db",
+        "report.json",
+        "verify.md",
+    ] {
+        assert!(
+            manifest.contains(file),
+            "{file} in the manifest:\n{manifest}"
+        );
+    }
+
+    // Behind the tool's back: a repayment deleted, a loan's amount altered.
+    let http = reqwest::Client::new();
+    let tamper = |body: Value| {
+        http.post(format!("{}/_sandbox/tamper", sandbox.origin))
+            .json(&body)
+            .send()
+    };
+    assert!(
+        tamper(json!({ "action": "delete_transaction", "externalId": repayments[0]["txn_id"] }))
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    assert!(
+        tamper(json!({ "action": "set_loan_amount", "loan": "LN-000005", "amount": 1.00 }))
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    let (code, report) = verify(&run_dir);
+    assert_eq!(code, 1);
+    let mut mismatches: Vec<(String, String, String)> = report["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["entity"].as_str().unwrap().to_owned(),
+                m["field"].as_str().unwrap().to_owned(),
+                m["found"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    mismatches.sort();
+    let mut expected = vec![
+        (
+            format!("transaction {}", repayments[0]["txn_id"]),
+            "exists".to_owned(),
+            "no".to_owned(),
+        ),
+        (
+            "loan LN-000005".to_owned(),
+            "loanAmount".to_owned(),
+            "1".to_owned(),
+        ),
+    ];
+    expected.sort();
+    assert_eq!(mismatches, expected, "exactly the two changes");
+    let (expected, found) = total(&report, "repayment transactions");
+    assert_eq!(
+        expected.parse::<u64>().unwrap(),
+        found.parse::<u64>().unwrap() + 1
+    );
+}
