@@ -347,6 +347,16 @@ impl Checker {
             .unwrap_or_else(|| key.to_owned())
     }
 
+    fn branch_name(&self, key: Option<&Value>) -> Option<String> {
+        let key = key?.as_str()?;
+        Some(
+            self.names
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| key.to_owned()),
+        )
+    }
+
     fn mismatch(
         &mut self,
         unit: &str,
@@ -403,10 +413,19 @@ impl Checker {
             match step.action {
                 Action::CreateClient => {
                     self.tally.expect("clients", Decimal::ONE);
+                    let branch = self.branch_name(body.get("assignedBranchKey"));
+                    if let Some(branch) = &branch {
+                        self.tally
+                            .expect(format!("clients of branch {branch}"), Decimal::ONE);
+                    }
                     match self.get(&format!("/clients/{encoded}")).await {
                         None => self.mismatch(&key, &entity, "exists", "yes", "no"),
                         Some(found) => {
                             self.tally.find("clients", Decimal::ONE);
+                            if let Some(branch) = self.branch_name(found.get("assignedBranchKey")) {
+                                self.tally
+                                    .find(format!("clients of branch {branch}"), Decimal::ONE);
+                            }
                             if let Some(id) = body.get("id").and_then(Value::as_str)
                                 && found.get("id").and_then(Value::as_str) != Some(id)
                             {
@@ -528,6 +547,15 @@ impl Checker {
                 .unwrap_or("(none)")
                 .to_owned();
             // A disbursed loan may since have been repaid in full.
+            let group = |s: &str| {
+                if matches!(s, "ACTIVE" | "ACTIVE_IN_ARREARS" | "CLOSED") {
+                    "loans disbursed (ACTIVE or CLOSED)".to_owned()
+                } else {
+                    format!("loans {s}")
+                }
+            };
+            self.tally.expect(group(state), Decimal::ONE);
+            self.tally.find(group(&found_state), Decimal::ONE);
             let state_ok = if state == "ACTIVE" {
                 matches!(
                     found_state.as_str(),

@@ -131,6 +131,14 @@ async fn verify_finds_nothing_after_a_clean_run_and_exactly_what_was_tampered_wi
         "loan amounts of product MICRO",
         sum(&micro, "amount").normalize().to_string(),
     );
+    expect(
+        "loans disbursed (ACTIVE or CLOSED)",
+        loans.len().to_string(),
+    );
+    for branch in ["BR-LIS", "BR-BER", "BR-NBO", "BR-SAO"] {
+        let n = clients.iter().filter(|c| c["branch_id"] == branch).count();
+        expect(&format!("clients of branch {branch}"), n.to_string());
+    }
     let md = std::fs::read_to_string(run_dir.join("verify.md")).unwrap();
     assert!(
         md.contains(&format!(
