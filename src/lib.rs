@@ -13,6 +13,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod estimate;
+pub mod files;
 pub mod fixtures;
 pub mod mambu;
 pub mod plan;

@@ -69,3 +69,44 @@ pub async fn connect(plan: &Plan, target: &str, timeout: Duration) -> anyhow::Re
         sandbox: None,
     })
 }
+
+/// Reads the plan's lookup tables: `{ table: { key: value } }` (product and branch ids to their
+/// encodedKeys, typically).
+pub async fn read_lookups(client: &Client, plan: &Plan) -> anyhow::Result<serde_json::Value> {
+    use serde_json::Value;
+    let mut tables = serde_json::Map::new();
+    for (name, lookup) in &plan.settings.lookups {
+        let table = match client
+            .get_json(&lookup.path)
+            .await
+            .with_context(|| format!("lookups.{name}"))?
+        {
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|item| {
+                    Some((
+                        item.get(&lookup.key)?.as_str()?.to_owned(),
+                        item.get(&lookup.value)?.clone(),
+                    ))
+                })
+                .collect(),
+            _ => anyhow::bail!("lookups.{name}: GET {} did not answer a list", lookup.path),
+        };
+        tables.insert(name.clone(), Value::Object(table));
+    }
+    Ok(Value::Object(tables))
+}
+
+/// Connects to `target`, reads the lookups and disconnects: for commands that only read them.
+pub fn fetch_lookups(plan: &Plan, target: &str) -> anyhow::Result<serde_json::Value> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let connection = connect(plan, target, Duration::from_secs(30)).await?;
+        let lookups = read_lookups(&connection.client, plan).await;
+        connection.close().await;
+        lookups
+    })
+}

@@ -5,7 +5,7 @@
 //! plan's column rules, tenant problems from reading the plan's lookups and products through
 //! the API.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -280,7 +280,7 @@ pub fn validate(options: &Options) -> Report {
         .target
         .as_deref()
         .map(|t| read_tenant(&plan, t, &mut findings));
-    let lookup_refs = lookup_references(&plan);
+    let lookup_refs = refs::lookup_references(&plan);
 
     let mut grouping = source::group(&sources, &GroupOptions::default());
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -372,7 +372,8 @@ pub fn validate(options: &Options) -> Report {
                 }
                 if let Some(tenant) = &tenant {
                     for (lookup, _, column) in &refs {
-                        let Some(table) = tenant.lookups.get(lookup) else {
+                        let Some(table) = tenant.lookups.get(lookup).and_then(Value::as_object)
+                        else {
                             continue;
                         };
                         let Some(raw) = record.get(column) else {
@@ -539,45 +540,17 @@ fn render_unit(
     }
 }
 
-/// `(lookup, source, column)` for every `lookups.<lookup>[<source>.<column>]` in the plan's
-/// templates.
-fn lookup_references(plan: &Plan) -> BTreeSet<(String, String, String)> {
-    let mut out = BTreeSet::new();
-    for step in plan.action_steps() {
-        for text in refs::template_strings(step) {
-            let mut rest = text.as_str();
-            while let Some(at) = rest.find("lookups.") {
-                rest = &rest[at + "lookups.".len()..];
-                let name: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                let after = rest[name.len()..].trim_start();
-                if let Some(inner) = after
-                    .strip_prefix('[')
-                    .and_then(|a| a.split_once(']'))
-                    .map(|(i, _)| i.trim())
-                    && let Some((source, column)) = inner.split_once('.')
-                    && plan.source(source).is_some()
-                {
-                    out.insert((name.clone(), source.to_owned(), column.trim().to_owned()));
-                }
-            }
-        }
-    }
-    out
-}
-
 /// What the tenant told us.
 struct Tenant {
-    lookups: HashMap<String, HashMap<String, Value>>,
-    /// Loan products by encodedKey and by id.
+    /// `{ table: { key: value } }`.
+    lookups: Value,
+    /// The tenant's loan products.
     loan_products: Vec<Value>,
 }
 
 fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) -> Tenant {
     let mut tenant = Tenant {
-        lookups: HashMap::new(),
+        lookups: Value::Null,
         loan_products: Vec::new(),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -611,35 +584,15 @@ fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) -> Tenant {
             }
         };
         let client = &connection.client;
-        for (name, lookup) in &plan.settings.lookups {
-            match client.get_json(&lookup.path).await {
-                Ok(Value::Array(items)) => {
-                    let table = items
-                        .iter()
-                        .filter_map(|item| {
-                            Some((
-                                item.get(&lookup.key)?.as_str()?.to_owned(),
-                                item.get(&lookup.value)?.clone(),
-                            ))
-                        })
-                        .collect();
-                    tenant.lookups.insert(name.clone(), table);
-                }
-                Ok(_) => findings.list.push(Finding::new(
-                    Kind::Tenant,
-                    target,
-                    None,
-                    format!("lookups.{name}: GET {} did not answer a list", lookup.path),
-                    None,
-                )),
-                Err(e) => findings.list.push(Finding::new(
-                    Kind::Tenant,
-                    target,
-                    None,
-                    format!("lookups.{name}: {e}"),
-                    Some("check the lookup's path and the credentials".into()),
-                )),
-            }
+        match crate::target::read_lookups(client, plan).await {
+            Ok(lookups) => tenant.lookups = lookups,
+            Err(e) => findings.list.push(Finding::new(
+                Kind::Tenant,
+                target,
+                None,
+                format!("{e:#}"),
+                Some("check the lookup's path and the credentials".into()),
+            )),
         }
         if let Ok(Value::Array(items)) = client.get_json("/loanproducts").await {
             tenant.loan_products = items;
@@ -652,17 +605,7 @@ fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) -> Tenant {
 impl Tenant {
     /// The lookups as one JSON value, for templates' `lookups.<table>[<key>]`.
     fn lookups_value(&self) -> Value {
-        Value::Object(
-            self.lookups
-                .iter()
-                .map(|(name, table)| {
-                    (
-                        name.clone(),
-                        Value::Object(table.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-                    )
-                })
-                .collect(),
-        )
+        self.lookups.clone()
     }
 
     /// A create_loan body's amount, installments and interest rate against the limits of the

@@ -181,7 +181,7 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
             )
         })?;
         let compiled = Compiled::new(&plan);
-        let lookups = read_lookups(&connection.client, &plan).await?;
+        let lookups = crate::target::read_lookups(&connection.client, &plan).await?;
         // Product encodedKeys shown as their ids, from the lookups.
         let names: HashMap<String, String> = lookups
             .as_object()
@@ -277,26 +277,6 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
         ExitStatus::SomeFailed
     };
     Ok((report, status))
-}
-
-async fn read_lookups(client: &Client, plan: &crate::plan::check::Plan) -> anyhow::Result<Value> {
-    let mut tables = serde_json::Map::new();
-    for (name, lookup) in &plan.settings.lookups {
-        let answer = client.get_json(&lookup.path).await?;
-        let table = answer
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|item| {
-                Some((
-                    item.get(&lookup.key)?.as_str()?.to_owned(),
-                    item.get(&lookup.value)?.clone(),
-                ))
-            })
-            .collect();
-        tables.insert(name.clone(), Value::Object(table));
-    }
-    Ok(Value::Object(tables))
 }
 
 struct Checker {
@@ -676,34 +656,6 @@ fn encoded_of(path: &str) -> String {
     segment.split(':').next().unwrap_or(segment).to_owned()
 }
 
-fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    use std::io::Write;
-    options
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .with_context(|| format!("writing {}", path.display()))
-}
-
 /// manifest.sha256 (the plan, every source, the checkpoint, the run's reports, then the
 /// verification's own files) and verify.md, verify.json, verify.html.
 fn write_pack(
@@ -720,23 +672,28 @@ fn write_pack(
     for file in inputs.iter().filter(|f| f.exists()) {
         report
             .manifest
-            .push((file.display().to_string(), sha256_file(file)?));
+            .push((file.display().to_string(), crate::files::sha256_file(file)?));
     }
-    write_private(&run_dir.join("verify.md"), &render_md(report))?;
-    write_private(
+    crate::files::write_private(&run_dir.join("verify.md"), render_md(report).as_bytes())?;
+    crate::files::write_private(
         &run_dir.join("verify.json"),
-        &serde_json::to_string_pretty(report)?,
+        serde_json::to_string_pretty(report)?.as_bytes(),
     )?;
-    write_private(&run_dir.join("verify.html"), &render_html(report))?;
+    crate::files::write_private(&run_dir.join("verify.html"), render_html(report).as_bytes())?;
     let mut manifest = String::new();
     for (file, hash) in &report.manifest {
         let _ = writeln!(manifest, "{hash}  {file}");
     }
     for name in ["verify.md", "verify.json", "verify.html"] {
         let path = run_dir.join(name);
-        let _ = writeln!(manifest, "{}  {}", sha256_file(&path)?, path.display());
+        let _ = writeln!(
+            manifest,
+            "{}  {}",
+            crate::files::sha256_file(&path)?,
+            path.display()
+        );
     }
-    write_private(&run_dir.join("manifest.sha256"), &manifest)
+    crate::files::write_private(&run_dir.join("manifest.sha256"), manifest.as_bytes())
 }
 
 /// The Markdown evidence.

@@ -474,7 +474,6 @@ pub fn run(
     format: OutputFormat,
     output: Option<&std::path::Path>,
 ) -> anyhow::Result<crate::ExitStatus> {
-    use anyhow::Context as _;
     let estimate = match estimate(options)? {
         Ok(e) => e,
         Err(Refused(problems)) => {
@@ -497,23 +496,7 @@ pub fn run(
     match output {
         None => print!("{text}"),
         Some(path) => {
-            let mut open = std::fs::OpenOptions::new();
-            open.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                open.mode(0o600);
-            }
-            let mut file = open
-                .open(path)
-                .with_context(|| format!("writing {}", path.display()))?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-            }
-            std::io::Write::write_all(&mut file, text.as_bytes())
-                .with_context(|| format!("writing {}", path.display()))?;
+            crate::files::write_private(path, text.as_bytes())?;
             eprintln!(
                 "wrote {} ({} calls, projected {})",
                 path.display(),

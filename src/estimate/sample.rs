@@ -92,23 +92,7 @@ fn source_columns(text: &str) -> Vec<(String, String)> {
     out
 }
 
-/// The `mask` filter's rule: the first character of each word, the rest `*`.
-pub fn mask_text(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut word_start = true;
-    for c in text.chars() {
-        if c.is_whitespace() {
-            out.push(c);
-            word_start = true;
-        } else if word_start {
-            out.push(c);
-            word_start = false;
-        } else {
-            out.push('*');
-        }
-    }
-    out
-}
+pub use crate::plan::template::mask_text;
 
 fn mask_value(value: &mut Value) {
     match value {
@@ -143,33 +127,7 @@ pub fn mask_by_template(template: &Value, rendered: &mut Value, personal: &Perso
 
 /// `(lookup, source, column)` for every `lookups.<lookup>[<source>.<column>]` of the plan.
 pub fn lookup_references(plan: &Plan) -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    for step in plan.action_steps() {
-        for text in refs::template_strings(step) {
-            let mut rest = text.as_str();
-            while let Some(at) = rest.find("lookups.") {
-                rest = &rest[at + "lookups.".len()..];
-                let name: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                let after = rest[name.len()..].trim_start();
-                if let Some(inner) = after
-                    .strip_prefix('[')
-                    .and_then(|a| a.split_once(']'))
-                    .map(|(i, _)| i.trim())
-                    && let Some((source, column)) = inner.split_once('.')
-                    && plan.source(source).is_some()
-                {
-                    let entry = (name.clone(), source.to_owned(), column.trim().to_owned());
-                    if !out.contains(&entry) {
-                        out.push(entry);
-                    }
-                }
-            }
-        }
-    }
-    out
+    refs::lookup_references(plan).into_iter().collect()
 }
 
 /// Lookups for rendering one instance without the tenant: every table maps the keys this

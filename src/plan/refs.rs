@@ -1,7 +1,7 @@
 //! Checks what the plan's templates refer to: sources in scope and their columns, earlier
 //! steps, lookups. Run once the files' headers are known.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -180,4 +180,33 @@ pub fn check_references(plan: &Plan, headers: &BTreeMap<String, Vec<String>>) ->
         seen.insert(step.id.as_str(), step.scope.as_slice());
     }
     problems
+}
+
+/// `(lookup, source, column)` for every `lookups.<lookup>[<source>.<column>]` in the plan's
+/// templates.
+pub fn lookup_references(plan: &Plan) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for step in plan.action_steps() {
+        for text in template_strings(step) {
+            let mut rest = text.as_str();
+            while let Some(at) = rest.find("lookups.") {
+                rest = &rest[at + "lookups.".len()..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let after = rest[name.len()..].trim_start();
+                if let Some(inner) = after
+                    .strip_prefix('[')
+                    .and_then(|a| a.split_once(']'))
+                    .map(|(i, _)| i.trim())
+                    && let Some((source, column)) = inner.split_once('.')
+                    && plan.source(source).is_some()
+                {
+                    out.insert((name.clone(), source.to_owned(), column.trim().to_owned()));
+                }
+            }
+        }
+    }
+    out
 }

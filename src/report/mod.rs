@@ -17,7 +17,6 @@ pub mod stats;
 pub mod status;
 pub mod summary;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -56,40 +55,6 @@ fn open(run_dir: &Path) -> anyhow::Result<(Reader, PathBuf)> {
     Ok((reader, path))
 }
 
-/// Writes `bytes` to `path`, readable by the owner only: through a temporary file renamed
-/// over it, so a reader never sees half a file and an older file's wider mode does not stay.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("report");
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(0o600);
-        let _ = std::fs::remove_file(&tmp);
-        let mut file = options
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        file.write_all(bytes)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-    }
-    #[cfg(not(unix))]
-    {
-        let mut file = options
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        file.write_all(bytes)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
-}
-
 /// Reads `run_dir/checkpoint.db` and writes `run_dir/report.md`, `report.json` and
 /// `errors.csv` (each replaced, owner-only). Returns the figures written.
 pub fn write_all(run_dir: &Path) -> anyhow::Result<Summary> {
@@ -101,12 +66,12 @@ pub fn write_all(run_dir: &Path) -> anyhow::Result<Summary> {
         .with_context(|| format!("reading {}", path.display()))?;
     let mut json = serde_json::to_string_pretty(&summary)?;
     json.push('\n');
-    write_private(&run_dir.join("report.json"), json.as_bytes())?;
-    write_private(
+    crate::files::write_private(&run_dir.join("report.json"), json.as_bytes())?;
+    crate::files::write_private(
         &run_dir.join("report.md"),
         markdown::render(&summary).as_bytes(),
     )?;
-    write_private(&run_dir.join("errors.csv"), &errors::render(&failed)?)?;
+    crate::files::write_private(&run_dir.join("errors.csv"), &errors::render(&failed)?)?;
     Ok(summary)
 }
 

@@ -23,7 +23,7 @@ impl FailedRows {
     /// `append`: keep what is there; otherwise the folder is emptied first (a new run, or a
     /// reload whose sources were read from it already).
     pub fn new(dir: &Path, plan: &Plan, append: bool) -> anyhow::Result<Self> {
-        super::create_private_dir(dir)?;
+        crate::files::create_private_dir(dir)?;
         if !append {
             for def in &plan.sources {
                 let path = dir.join(format!("{}.csv", def.name));

@@ -14,7 +14,6 @@ mod unit;
 
 pub use unit::external_id;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -22,7 +21,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -111,7 +109,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitStatus> {
         .run_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&plan.name));
-    create_private_dir(&run_dir)?;
+    crate::files::create_private_dir(&run_dir)?;
     let db = run_dir.join("checkpoint.db");
     let embedded = options
         .target
@@ -174,56 +172,24 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitStatus> {
     runtime.block_on(execute(options, plan, run_dir, resume, hashes, reload))
 }
 
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
-}
-
-/// Makes files the run wrote owner-only (they may hold personal data).
-fn make_private(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-}
-
 /// sha256 of the plan file and of every source file (name → "path|hash").
 fn fingerprint(plan: &Plan) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = vec![(
         "plan".to_owned(),
-        format!("{}|{}", plan.file.display(), sha256_file(&plan.file)?),
+        format!(
+            "{}|{}",
+            plan.file.display(),
+            crate::files::sha256_file(&plan.file)?
+        ),
     )];
     for def in &plan.sources {
-        let hash = sha256_file(&def.file).unwrap_or_else(|_| "missing".into());
+        let hash = crate::files::sha256_file(&def.file).unwrap_or_else(|_| "missing".into());
         out.push((
             format!("source:{}", def.name),
             format!("{}|{hash}", def.file.display()),
         ));
     }
     Ok(out)
-}
-
-fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }
 
 enum Mode {
@@ -291,7 +257,7 @@ fn init_log(run_dir: &Path) -> anyhow::Result<()> {
         .append(true)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    make_private(&path);
+    crate::files::make_private(&path);
     let _ = tracing_subscriber::fmt()
         .json()
         .with_writer(Mutex::new(file))
@@ -366,7 +332,7 @@ async fn execute(
 
     let checkpoint = Checkpoint::open(&run_dir.join("checkpoint.db"))?;
     for suffix in ["", "-wal", "-shm"] {
-        make_private(&run_dir.join(format!("checkpoint.db{suffix}")));
+        crate::files::make_private(&run_dir.join(format!("checkpoint.db{suffix}")));
     }
     let now = || chrono::Utc::now().timestamp().to_string();
     let meta = |key: &str, value: String| Record::Meta {
@@ -576,7 +542,7 @@ async fn execute(
         eprintln!("warning: the reports could not be written: {e:#}");
     }
     for name in ["report.md", "report.json", "errors.csv"] {
-        make_private(&run_dir.join(name));
+        crate::files::make_private(&run_dir.join(name));
     }
 
     let p = &shared.progress;

@@ -395,20 +395,7 @@ fn mask(value: &Value) -> Result<Value, Error> {
         ValueKind::Number | ValueKind::Bool | ValueKind::Plain => value.to_string(),
         kind => return Err(wrong_kind("mask", kind)),
     };
-    let mut out = String::with_capacity(text.len());
-    let mut word_start = true;
-    for c in text.chars() {
-        if c.is_whitespace() {
-            out.push(c);
-            word_start = true;
-        } else if word_start {
-            out.push(c);
-            word_start = false;
-        } else {
-            out.push('*');
-        }
-    }
-    Ok(Value::from(out))
+    Ok(Value::from(mask_text(&text)))
 }
 
 /// `trim`, `upper`, `lower`: text only; `none` stays `none`.
@@ -423,4 +410,23 @@ fn text_op(
         ValueKind::String => Ok(Value::from(op(value.as_str().unwrap_or_default()))),
         kind => Err(fail(filter, format!("expects text, got {kind}"))),
     }
+}
+
+/// The `mask` rule: the first character of each word, the rest `*` (`"Ada Lovelace"` →
+/// `"A** L*******"`), for showing personal data in reports.
+pub fn mask_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word_start = true;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            out.push(c);
+            word_start = true;
+        } else if word_start {
+            out.push(c);
+            word_start = false;
+        } else {
+            out.push('*');
+        }
+    }
+    out
 }

@@ -84,6 +84,7 @@ use chrono::FixedOffset;
 use minijinja::{Environment, ErrorKind, Expression, UndefinedBehavior, Value};
 
 pub use context::{Cells, Context, RESERVED_NAMES, Row};
+pub use filters::mask_text;
 
 use context::Needs;
 use filters::FilterFailure;
