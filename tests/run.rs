@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{API_KEY, Sandbox};
+use common::{API_KEY, Sandbox, rows};
 use serde_json::Value;
 
 fn binary() -> Command {
@@ -53,21 +53,6 @@ fn spawn(sandbox: &Sandbox, plan: &str, run_dir: &Path, extra: &[&str]) -> Child
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn rows(path: &str) -> Vec<HashMap<String, String>> {
-    let mut reader = csv::Reader::from_path(path).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    reader
-        .records()
-        .map(|r| {
-            headers
-                .iter()
-                .zip(r.unwrap().iter())
-                .map(|(h, v)| (h.to_owned(), v.to_owned()))
-                .collect()
-        })
-        .collect()
 }
 
 /// What fixtures/sample must become in Mambu, computed from the CSVs alone.

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::process::Command;
 
-use common::{API_KEY, Sandbox};
+use common::{API_KEY, Sandbox, rows};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
@@ -15,21 +15,6 @@ fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mambu-migrate"));
     command.env("MAMBU_API_KEY", API_KEY);
     command
-}
-
-fn rows(path: &str) -> Vec<HashMap<String, String>> {
-    let mut reader = csv::Reader::from_path(path).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    reader
-        .records()
-        .map(|r| {
-            headers
-                .iter()
-                .zip(r.unwrap().iter())
-                .map(|(h, v)| (h.to_owned(), v.to_owned()))
-                .collect()
-        })
-        .collect()
 }
 
 fn sum(rows: &[HashMap<String, String>], column: &str) -> Decimal {

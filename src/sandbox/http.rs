@@ -550,13 +550,15 @@ async fn create_loan(
     .await
 }
 
-/// `POST /deposits/{id}:changeState`: axum sees `{id}:changeState` as one path segment.
-async fn deposit_action(
-    State(s): State<Arc<Shared>>,
-    Extension(c): Extension<ConnHandle>,
-    Path(segment): Path<String>,
+/// `POST /{accounts}/{id}:changeState`: axum sees `{id}:changeState` as one path segment.
+async fn change_state(
+    s: Arc<Shared>,
+    c: ConnHandle,
     h: HeaderMap,
+    segment: String,
     body: Bytes,
+    accounts: &'static str,
+    op: fn(&mut Tenant, &str, &Value) -> Result<Value, ApiError>,
 ) -> Response {
     match segment.split_once(':') {
         Some((id, "changeState")) => {
@@ -568,16 +570,35 @@ async fn deposit_action(
                 Api::V2,
                 true,
                 StatusCode::OK,
-                format!("POST /deposits/{id}:changeState"),
+                format!("POST /{accounts}/{id}:changeState"),
             )
-            .apply(&body, |t, b| t.change_deposit_state(&id, b))
+            .apply(&body, |t, b| op(t, &id, b))
             .await
         }
         _ => error_response(
             Api::V2,
-            &ApiError::invalid_api_operation(format!("/deposits/{segment}")),
+            &ApiError::invalid_api_operation(format!("/{accounts}/{segment}")),
         ),
     }
+}
+
+async fn deposit_action(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<ConnHandle>,
+    Path(segment): Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    change_state(
+        s,
+        c,
+        h,
+        segment,
+        body,
+        "deposits",
+        Tenant::change_deposit_state,
+    )
+    .await
 }
 
 async fn loan_action(
@@ -587,26 +608,7 @@ async fn loan_action(
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match segment.split_once(':') {
-        Some((id, "changeState")) => {
-            let id = id.to_owned();
-            change(
-                &s,
-                &h,
-                &c,
-                Api::V2,
-                true,
-                StatusCode::OK,
-                format!("POST /loans/{id}:changeState"),
-            )
-            .apply(&body, |t, b| t.change_loan_state(&id, b))
-            .await
-        }
-        _ => error_response(
-            Api::V2,
-            &ApiError::invalid_api_operation(format!("/loans/{segment}")),
-        ),
-    }
+    change_state(s, c, h, segment, body, "loans", Tenant::change_loan_state).await
 }
 
 async fn edit_schedule(

@@ -278,3 +278,19 @@ pub async fn active_loan(
     assert_eq!(disbursed.status, 201, "{disbursed:?}");
     (holder, loan_id.to_owned())
 }
+
+/// The rows of a CSV file as maps from column to cell.
+pub fn rows(path: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| {
+            headers
+                .iter()
+                .zip(r.unwrap().iter())
+                .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
+}
