@@ -72,6 +72,13 @@ pub struct RunArgs {
     /// No progress bar: one line every 10 seconds instead.
     #[arg(long)]
     pub no_progress: bool,
+    /// Render and check every call the run would make, write them to the run directory's
+    /// dry-run.jsonl, and send none.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Confirm a run against a production tenant by its name (needed without a terminal).
+    #[arg(long, value_name = "TENANT")]
+    pub confirm_production: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -319,6 +326,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitStatus> {
         rate: args.rate,
         concurrency: args.concurrency,
         progress: !args.no_progress,
+        dry_run: args.dry_run,
+        confirm_production: args.confirm_production,
     })
 }
 

@@ -156,3 +156,105 @@ fn a_run_writes_no_credential_no_personal_data_in_logs_and_reports_and_only_priv
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_renders_every_call_and_sends_none() {
+    let sandbox = Sandbox::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_mambu-migrate"))
+        .args([
+            "run",
+            "plans/sample.yaml",
+            "--dry-run",
+            "--target",
+            &format!("{}/api", sandbox.origin),
+            "--run-dir",
+        ])
+        .arg(dir.path())
+        .env("MAMBU_API_KEY", common::API_KEY)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stats = sandbox.stats().await;
+    assert_eq!(stats["requests"]["total"], 0, "nothing was sent: {stats}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("dry-run.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // 6,509 calls of a real run, less 3 lookups, less the 50 schedule GETs (a PUT line each).
+    assert_eq!(lines.len(), 6456);
+    assert!(lines.iter().all(|l| l.get("error").is_none()));
+    assert_eq!(lines[0]["step"], "client");
+    assert_eq!(lines[0]["path"], "/clients");
+}
+
+/// The sample plan, but failing fast when the tenant cannot be reached.
+fn impatient_plan(dir: &Path) -> std::path::PathBuf {
+    let plan = dir.join("plan.yaml");
+    let text = std::fs::read_to_string("plans/sample.yaml")
+        .unwrap()
+        .replace(
+            "../fixtures/sample/",
+            &format!("{}/fixtures/sample/", env!("CARGO_MANIFEST_DIR")),
+        )
+        .replace("  timeout_seconds: 30", "  timeout_seconds: 2")
+        .replace("max_attempts: 8", "max_attempts: 1");
+    std::fs::write(&plan, text).unwrap();
+    plan
+}
+
+#[test]
+fn a_production_tenant_needs_its_name_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = impatient_plan(dir.path());
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mambu-migrate"))
+            .args([
+                "run",
+                plan.to_str().unwrap(),
+                "--target",
+                "https://acme.mambu.com/api",
+                "--no-progress",
+                "--run-dir",
+            ])
+            .arg(dir.path().join("run"))
+            .args(extra)
+            .env("MAMBU_API_KEY", "not-a-real-key")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let refused = run(&[]);
+    let err = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("PRODUCTION tenant `acme`")
+            && err.contains("250 units")
+            && err.contains("--confirm-production acme"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("run/checkpoint.db").exists(),
+        "nothing started"
+    );
+
+    let wrong = run(&["--confirm-production", "acme-test"]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr)
+            .contains("names `acme-test`, but the target is tenant `acme`")
+    );
+
+    // Confirmed: the run goes on (and, with no network here, stops when the tenant is unreachable).
+    let confirmed = run(&["--confirm-production", "acme"]);
+    let err = String::from_utf8_lossy(&confirmed.stderr).into_owned();
+    assert_eq!(confirmed.status.code(), Some(3), "{err}");
+    assert!(!err.contains("pass --confirm-production"), "{err}");
+    assert!(dir.path().join("run/checkpoint.db").exists());
+}

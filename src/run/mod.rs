@@ -8,6 +8,7 @@
 //! credentials are refused.
 
 mod failed;
+pub mod guard;
 pub mod limiter;
 mod progress;
 mod unit;
@@ -51,6 +52,10 @@ pub struct RunOptions {
     pub rate: Option<f64>,
     pub concurrency: Option<u32>,
     pub progress: bool,
+    /// Render every call and write them to dry-run.jsonl; send nothing.
+    pub dry_run: bool,
+    /// The production tenant's name, confirming a run against it without a terminal.
+    pub confirm_production: Option<String>,
 }
 
 /// What every unit task shares.
@@ -109,6 +114,24 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitStatus> {
         .run_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&plan.name));
+    if options.dry_run {
+        return guard::dry_run(&plan, &run_dir, options.sample);
+    }
+    let target = crate::target::name(&plan, options.target.as_deref());
+    if let Some(tenant) = guard::production_tenant(&target) {
+        let units = Sources::new(plan.sources.clone(), &plan.unit)
+            .map(|s| source::count(&s).units)
+            .unwrap_or(0);
+        if !guard::confirm_production(
+            &tenant,
+            &target,
+            &plan,
+            units,
+            options.confirm_production.as_deref(),
+        )? {
+            return Ok(ExitStatus::InvalidInput);
+        }
+    }
     crate::files::create_private_dir(&run_dir)?;
     let db = run_dir.join("checkpoint.db");
     let embedded = options
