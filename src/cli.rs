@@ -245,6 +245,9 @@ pub struct SandboxArgs {
     /// Share of changes applied whose answer is then lost (connection dropped or 500).
     #[arg(long, default_value_t = 0.0)]
     pub lost_reply_rate: f64,
+    /// Share of successful answers whose body is malformed (not JSON, cut off, wrong types).
+    #[arg(long, default_value_t = 0.0)]
+    pub malformed_rate: f64,
     /// How Idempotency-Key headers are treated.
     #[arg(long, value_enum, default_value_t = IdempotencyArg::Honour)]
     pub idempotency: IdempotencyArg,
@@ -422,6 +425,7 @@ fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitStatus> {
     for (name, rate) in [
         ("--fault-rate", args.fault_rate),
         ("--lost-reply-rate", args.lost_reply_rate),
+        ("--malformed-rate", args.malformed_rate),
     ] {
         anyhow::ensure!(
             (0.0..=1.0).contains(&rate),
@@ -447,6 +451,7 @@ fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitStatus> {
             retry_after: !args.no_retry_after,
             fault_rate: args.fault_rate,
             lost_reply_rate: args.lost_reply_rate,
+            malformed_rate: args.malformed_rate,
             idempotency: match args.idempotency {
                 IdempotencyArg::Honour => IdempotencyMode::Honour,
                 IdempotencyArg::Ignore => IdempotencyMode::Ignore,

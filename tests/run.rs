@@ -427,3 +427,49 @@ async fn fixed_failed_units_reload_from_their_failed_step() {
     assert_eq!(stats["loans"], 416, "{stats}");
     assert_eq!(stats["duplicates"]["total"], 0, "{stats}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spoiled_answers_are_sent_again_and_classified_when_they_persist() {
+    // 5% of successful answers spoiled (HTML, cut-off JSON, wrong types): everything migrates,
+    // once.
+    let sandbox = Sandbox::start(&["--malformed-rate", "0.05", "--seed", "3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(
+        &sandbox,
+        "plans/sample.yaml",
+        &dir.path().join("run"),
+        &["--rate", "3000"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let stats = sandbox.stats().await;
+    assert!(
+        stats["requests"]["malformed_answers"].as_u64().unwrap() > 100,
+        "{stats}"
+    );
+    assert_sample_migrated_exactly_once(&stats);
+
+    // Every answer spoiled: each unit fails, classified, and the run ends cleanly.
+    let sandbox = Sandbox::start(&["--malformed-rate", "1"]);
+    let csv: String = std::iter::once("client_id,first_name,last_name\n".to_owned())
+        .chain((0..5).map(|i| format!("C{i},Ada,Lovelace\n")))
+        .collect();
+    std::fs::write(dir.path().join("clients.csv"), csv).unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "version: 1\nname: spoiled\nlimits: { requests_per_second: 1000, retry: { max_attempts: 2, initial_backoff_ms: 10, max_backoff_ms: 20 } }\nsources:\n  clients: { file: clients.csv, key: client_id }\nunit: clients\nsteps:\n  - id: client\n    action: create_client\n    body: { id: \"{{ clients.client_id }}\", firstName: \"{{ clients.first_name }}\", lastName: \"{{ clients.last_name }}\" }\n",
+    )
+    .unwrap();
+    let run_dir = dir.path().join("spoiled");
+    let output = run(&sandbox, plan.to_str().unwrap(), &run_dir, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let errors = rows(run_dir.join("errors.csv").to_str().unwrap());
+    assert_eq!(errors.len(), 5);
+    assert!(
+        errors
+            .iter()
+            .all(|e| e["message"].contains("gave up after 2 attempts")
+                && e["message"].contains("not usable")),
+        "{errors:?}"
+    );
+}

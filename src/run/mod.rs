@@ -680,7 +680,20 @@ async fn read_lookups(shared: &Shared, settings: &PlanFile) -> Result<Value, Str
             shared.progress.calls.fetch_add(1, Ordering::Relaxed);
             let started = tokio::time::Instant::now();
             let result = shared.client.send(&request).await;
-            let verdict = result.as_ref().map(classify).map_err(|e| e.to_string());
+            // A list is expected: anything else (a spoiled answer) is tried again.
+            let verdict = result
+                .as_ref()
+                .map(|a| {
+                    if a.status < 300 && !a.body.is_array() {
+                        Verdict::Retry {
+                            throttled: false,
+                            retry_after: None,
+                        }
+                    } else {
+                        classify(a)
+                    }
+                })
+                .map_err(|e| e.to_string());
             shared
                 .checkpoint
                 .record(Record::Call(Box::new(checkpoint::CallRecord {

@@ -182,6 +182,11 @@ async fn run_step(
         attempts: &mut attempts,
         calls,
         refused: None,
+        expect: if call.action.creates().is_some() {
+            Expect::Entity
+        } else {
+            Expect::Any
+        },
     };
 
     if call.action.is_transaction()
@@ -326,6 +331,8 @@ struct CallCtx<'a> {
     calls: &'a mut i64,
     /// The last refused attempt, recorded once we know whether what it refused is adopted.
     refused: Option<CallRecord>,
+    /// What a successful answer must be; one that is not is a spoiled answer, sent again.
+    expect: Expect,
 }
 
 impl CallCtx<'_> {
@@ -359,6 +366,24 @@ impl CallCtx<'_> {
             let result = self.shared.client.send(request).await;
             let latency = started.elapsed().as_secs_f64() * 1000.0;
             let (verdict, status, message) = match &result {
+                // A 2xx whose body cannot be used: the change may have been made, so the same
+                // request goes again (its key replays the first answer, or what exists is adopted).
+                Ok(answer) if answer.status < 300 && !usable(answer, self.expect) => (
+                    Verdict::Retry {
+                        throttled: false,
+                        retry_after: None,
+                    },
+                    Some(answer.status),
+                    format!(
+                        "HTTP {} with an answer that is not usable ({})",
+                        answer.status,
+                        if answer.json {
+                            "no encodedKey"
+                        } else {
+                            "not JSON"
+                        }
+                    ),
+                ),
                 Ok(answer) => (
                     classify(answer),
                     Some(answer.status),
@@ -466,6 +491,27 @@ impl CallCtx<'_> {
     }
 }
 
+/// The shape a successful answer must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Any JSON (or nothing).
+    Any,
+    /// An entity with an encodedKey: creations, and the lookups that adopt them.
+    Entity,
+    /// A schedule: a list of installments.
+    Schedule,
+}
+
+/// Whether a successful answer can be used.
+fn usable(answer: &Answer, expect: Expect) -> bool {
+    answer.json
+        && match expect {
+            Expect::Any => true,
+            Expect::Entity => answer.body.get("encodedKey").is_some_and(Value::is_string),
+            Expect::Schedule => answer.body.get("installments").is_some_and(Value::is_array),
+        }
+}
+
 /// After a refusal that says "it already exists" (a replay after a lost reply), look the
 /// entity up and adopt it (DESIGN.md, "Built-in steps").
 async fn adopt(ctx: &mut CallCtx<'_>, call: &Call, refusal: &Refusal) -> Option<Answer> {
@@ -527,6 +573,8 @@ async fn adopt(ctx: &mut CallCtx<'_>, call: &Call, refusal: &Refusal) -> Option<
         }),
         action if action.is_transaction() && refusal.is("EXTERNAL_ID_ALREADY_EXISTS") => {
             let external = call.body.as_ref()?.get("externalId")?.as_str()?.to_owned();
+            // The list answers an array, not an entity.
+            ctx.expect = Expect::Any;
             let loan = loan_path?;
             let mut offset = 0;
             loop {
@@ -568,6 +616,7 @@ async fn edit_schedule(
     call: &Call,
 ) -> Result<(Answer, &'static str), StepStop> {
     let step = ctx.step.to_owned();
+    ctx.expect = Expect::Schedule;
     let get = Request {
         method: "GET",
         path: &call.path,

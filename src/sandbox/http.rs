@@ -58,6 +58,7 @@ struct Traffic {
     dropped_connections: u64,
     idempotent_replays: u64,
     idempotency_conflicts: u64,
+    malformed: u64,
 }
 
 /// A token bucket: `rate` tokens a second, at most `capacity`.
@@ -129,6 +130,7 @@ impl Shared {
             "dropped_connections": t.dropped_connections,
             "idempotent_replays": t.idempotent_replays,
             "idempotency_conflicts": t.idempotency_conflicts,
+            "malformed_answers": t.malformed,
         });
         stats
     }
@@ -288,10 +290,13 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let response = match admit(&shared, &faults, api, &request) {
+    let mut response = match admit(&shared, &faults, api, &request) {
         Some(refusal) => refusal,
         None => next.run(request).await,
     };
+    if response.status().is_success() && shared.chance(faults.malformed_rate) {
+        response = malformed(&shared, response);
+    }
     let mut traffic = lock(&shared.traffic);
     traffic.total += 1;
     *traffic
@@ -346,6 +351,33 @@ fn admit(shared: &Shared, faults: &Faults, api: Api, request: &Request) -> Optio
         return Some(error_response(Api::V1, &err));
     }
     None
+}
+
+/// A successful answer spoiled: HTML instead of JSON, JSON cut off, or an entity whose
+/// fields have the wrong types. Whatever the request changed stays changed.
+fn malformed(shared: &Shared, response: Response) -> Response {
+    lock(&shared.traffic).malformed += 1;
+    let status = response.status();
+    let (text, media) = match lock(&shared.rng).random_range(0..3) {
+        0 => (
+            "<html><body>Service temporarily degraded</body></html>".to_owned(),
+            "text/html",
+        ),
+        1 => (
+            r#"{"encodedKey":"8a5b0000000000000000"#.to_owned(),
+            V2_MEDIA_TYPE,
+        ),
+        _ => (
+            r#"{"encodedKey":12345,"id":null,"accountState":["ACTIVE"]}"#.to_owned(),
+            V2_MEDIA_TYPE,
+        ),
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(media))],
+        text,
+    )
+        .into_response()
 }
 
 /// What a load balancer in front of Mambu answers: HTML, not JSON.

@@ -93,6 +93,9 @@ pub struct Faults {
     pub fault_rate: f64,
     /// Share of successful changes whose answer is lost (connection dropped, or a 500).
     pub lost_reply_rate: f64,
+    /// Share of successful answers whose body is malformed after the fact (HTML instead of
+    /// JSON, JSON cut off, or an entity with fields of the wrong type); a change is applied.
+    pub malformed_rate: f64,
     pub idempotency: IdempotencyMode,
 }
 
@@ -106,6 +109,7 @@ impl Default for Faults {
             retry_after: true,
             fault_rate: 0.0,
             lost_reply_rate: 0.0,
+            malformed_rate: 0.0,
             idempotency: IdempotencyMode::Honour,
         }
     }
