@@ -225,7 +225,9 @@ impl RowReader {
             return Err(problem(None, ProblemKind::EmptyFile));
         };
         let text = std::str::from_utf8(&reader.fields[..len])
-            .map_err(|_| problem(Some(line), ProblemKind::InvalidUtf8 { column: None }))?;
+            .ok()
+            .filter(|t| cells_are_utf8(t, &reader.ends[..n]))
+            .ok_or_else(|| problem(Some(line), ProblemKind::InvalidUtf8 { column: None }))?;
         let mut start = 0;
         let names = reader.ends[..n]
             .iter()
@@ -330,7 +332,17 @@ impl Iterator for RowReader {
         };
         let bytes = &self.fields[..len];
         let text = match std::str::from_utf8(bytes) {
-            Ok(t) => t,
+            Ok(t) if cells_are_utf8(t, &self.ends[..n]) => t,
+            Ok(t) => {
+                // Valid as a whole, but a cell boundary splits a character: that cell is not.
+                let cell = self.ends[..n]
+                    .iter()
+                    .position(|&end| !t.is_char_boundary(end));
+                let column = cell.and_then(|c| self.header.names().get(c).cloned());
+                return Some(Err(
+                    self.problem(Some(line), ProblemKind::InvalidUtf8 { column })
+                ));
+            }
             Err(e) => {
                 let cell = self.ends[..n].partition_point(|&end| end <= e.valid_up_to());
                 let column = self.header.names().get(cell).cloned();
@@ -469,4 +481,10 @@ mod tests {
         assert_eq!(open("u16.csv", Some(b"\xFF\xFEi\0d\0")), Some("utf16"));
         assert_eq!(open("header.csv", Some(b"id , name\n")), None);
     }
+}
+
+/// Whether every cell of a record is valid UTF-8 on its own: the record's text is, and no cell
+/// boundary falls inside a character (`\xC2,\x80` is valid joined, not cell by cell).
+fn cells_are_utf8(text: &str, ends: &[usize]) -> bool {
+    ends.iter().all(|&end| text.is_char_boundary(end))
 }
