@@ -363,6 +363,12 @@ impl Iterator for RowReader {
     }
 }
 
+/// Whether every cell of a record is valid UTF-8 on its own: the record's text is, and no cell
+/// boundary falls inside a character (`\xC2,\x80` is valid joined, not cell by cell).
+fn cells_are_utf8(text: &str, ends: &[usize]) -> bool {
+    ends.iter().all(|&end| text.is_char_boundary(end))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,10 +487,4 @@ mod tests {
         assert_eq!(open("u16.csv", Some(b"\xFF\xFEi\0d\0")), Some("utf16"));
         assert_eq!(open("header.csv", Some(b"id , name\n")), None);
     }
-}
-
-/// Whether every cell of a record is valid UTF-8 on its own: the record's text is, and no cell
-/// boundary falls inside a character (`\xC2,\x80` is valid joined, not cell by cell).
-fn cells_are_utf8(text: &str, ends: &[usize]) -> bool {
-    ends.iter().all(|&end| text.is_char_boundary(end))
 }
