@@ -35,7 +35,16 @@ impl Credentials {
         username_env: &str,
         password_env: &str,
     ) -> Result<Self, ClientError> {
-        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        // `NAME`, or the file named by `NAME_FILE` (how secret managers hand secrets over).
+        let get = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .or_else(|| {
+                    std::fs::read_to_string(std::env::var(format!("{name}_FILE")).ok()?).ok()
+                })
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         if let Some(key) = get(api_key_env) {
             return Ok(Credentials::ApiKey(key));
         }
@@ -52,7 +61,9 @@ impl Credentials {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("no credentials: set {api_key_env}, or {username_env} and {password_env}")]
+    #[error(
+        "no credentials: set {api_key_env}, or {username_env} and {password_env} (or the same names with _FILE naming a file that holds the secret)"
+    )]
     NoCredentials {
         api_key_env: String,
         username_env: String,
@@ -460,6 +471,23 @@ mod tests {
             classify(&answer(401, Value::Null)),
             Verdict::Stop(_)
         ));
+    }
+
+    #[test]
+    fn a_secret_can_come_from_a_file_named_by_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "s3cr3t\n").unwrap();
+        // Names of this test's own, so that no other test sees them.
+        unsafe { std::env::set_var("MM_TEST_KEY_FILE", &path) };
+        let credentials =
+            Credentials::from_env("MM_TEST_KEY", "MM_TEST_USER", "MM_TEST_PASSWORD").unwrap();
+        assert!(matches!(credentials, Credentials::ApiKey(ref k) if k == "s3cr3t"));
+        let missing =
+            Credentials::from_env("MM_TEST_NONE", "MM_TEST_USER", "MM_TEST_PASSWORD").unwrap_err();
+        assert!(
+            missing.to_string().contains("MM_TEST_NONE") && !missing.to_string().contains("s3cr3t")
+        );
     }
 
     #[test]
