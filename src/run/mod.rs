@@ -332,8 +332,12 @@ async fn execute(
     let total_units = options.sample.map_or(total_units, |n| n.min(total_units));
     let (unit_tx, mut unit_rx) = tokio::sync::mpsc::channel(concurrency * 2);
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    // The run holds sorted rows in memory up to a few chunks: smaller chunks than the
+    // validator's keep an overnight run's footprint flat (spilling costs a little disk).
     let group_options = GroupOptions {
         sample: options.sample,
+        chunk_rows: 150_000,
+        chunk_bytes: 32 << 20,
         ..GroupOptions::default()
     };
     let grouping = tokio::task::spawn_blocking(move || {
