@@ -33,7 +33,7 @@ const V2_MEDIA_TYPE: &str = "application/vnd.mambu.v2+json";
 /// State shared by every request.
 pub struct Shared {
     tenant: Mutex<Tenant>,
-    idempotency: Mutex<HashMap<String, Stored>>,
+    idempotency: Mutex<KeyStore>,
     faults: Mutex<Faults>,
     rng: Mutex<ChaCha8Rng>,
     bucket: Mutex<Option<Bucket>>,
@@ -45,7 +45,37 @@ pub struct Shared {
 struct Stored {
     fingerprint: [u8; 32],
     status: StatusCode,
-    body: Value,
+    /// The answer as sent (text: a tenth of the memory of a parsed value).
+    body: Box<str>,
+}
+
+/// Idempotency keys are kept for this many requests, oldest forgotten first. Mambu does not
+/// publish how long it keeps them; a bound keeps a long rehearsal's memory flat, and the tool
+/// must not rely on keys alone anyway (ids and externalIds are the second line).
+const KEPT_KEYS: usize = 200_000;
+
+/// The keys and their answers, in the order they came.
+#[derive(Default)]
+struct KeyStore {
+    answers: HashMap<String, Stored>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl KeyStore {
+    fn get(&self, key: &str) -> Option<&Stored> {
+        self.answers.get(key)
+    }
+
+    fn insert(&mut self, key: String, stored: Stored) {
+        if self.answers.insert(key.clone(), stored).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > KEPT_KEYS {
+            if let Some(old) = self.order.pop_front() {
+                self.answers.remove(&old);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -109,7 +139,7 @@ impl Shared {
             .map(|rps| Bucket::new(rps, config.faults.throttle_burst));
         Self {
             tenant: Mutex::new(Tenant::new(config.products)),
-            idempotency: Mutex::new(HashMap::new()),
+            idempotency: Mutex::new(KeyStore::default()),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed)),
             bucket: Mutex::new(bucket),
             faults: Mutex::new(config.faults),
@@ -459,7 +489,17 @@ impl Change<'_> {
                 let mut traffic = lock(&self.shared.traffic);
                 if stored.fingerprint == fingerprint {
                     traffic.idempotent_replays += 1;
-                    return json_response(stored.status, self.api, &stored.body);
+                    let media = if self.api == Api::V2 {
+                        V2_MEDIA_TYPE
+                    } else {
+                        "application/json"
+                    };
+                    return (
+                        stored.status,
+                        [(header::CONTENT_TYPE, HeaderValue::from_static(media))],
+                        stored.body.to_string(),
+                    )
+                        .into_response();
                 }
                 traffic.idempotency_conflicts += 1;
                 return error_response(self.api, &ApiError::idempotency_key_reused());
@@ -471,7 +511,7 @@ impl Change<'_> {
                     Stored {
                         fingerprint,
                         status: self.success,
-                        body: body.clone(),
+                        body: body.to_string().into_boxed_str(),
                     },
                 );
             }
