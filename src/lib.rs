@@ -1,14 +1,24 @@
 //! mambu-migrate moves a bank's legacy data into Mambu through its REST API.
 //!
 //! The parts, in the order data flows through them:
-//! - [`cli`]: the command line (clap); one subcommand per user job, mapped to [`ExitStatus`].
-//! - [`fixtures`]: deterministic synthetic data shaped like `fixtures/sample/`.
+//! - [`plan`]: the YAML plan: serde model and JSON Schema, loading with line:column, checks,
+//!   templates (minijinja, typed JSON), and a unit expanded into the calls it makes.
+//! - [`source`]: CSV reading (BOM, CRLF, quotes), typed cells, grouping rows into units with an
+//!   external sort (bounded memory).
+//! - [`validate`]: every problem of plan, data and tenant, before anything is sent.
+//! - [`estimate`]: volumes, calls per step, sample calls, timing, for Mambu's onboarding team.
+//! - [`run`]: the executor: rate limit, retries, adoption, error budget, stops, resume. The one
+//!   place that joins the parts.
+//! - [`mambu`]: the HTTP client (the only module that sees reqwest) and the one function that
+//!   classifies answers. [`target`] says where calls go (embedded sandbox or tenant).
+//! - [`checkpoint`]: the run's SQLite store (the only module that sees rusqlite).
+//! - [`report`]: report.md/json, errors.csv and `status`, read from the checkpoint.
+//! - [`verify`]: reads Mambu back, reconciles it with the source, writes the evidence pack.
 //! - [`sandbox`]: the embedded Mambu simulator (axum): stateful, faithful to Mambu's contracts,
 //!   injects faults, reports what it holds. Shares no code with the client beyond plain data.
-//!
-//! Still to come (see ../shared/DESIGN.md): `plan` (YAML plan and templates), `source` (CSV
-//! reading and grouping into units), `mambu` (the HTTP client), `run` (the executor),
-//! `checkpoint` (SQLite), `estimate` and `report`.
+//! - [`fixtures`]: deterministic synthetic data shaped like `fixtures/sample/`.
+//! - [`files`]: owner-only files and their hashes. [`cli`]: the command line (clap), one
+//!   subcommand per user job, mapped to an [`ExitStatus`].
 
 pub mod checkpoint;
 pub mod cli;
