@@ -51,7 +51,7 @@ pub struct RunArgs {
     /// Override a source's file: NAME=PATH.
     #[arg(long = "source", value_name = "NAME=PATH")]
     pub sources: Vec<String>,
-    /// The run directory (default runs/<plan name>/).
+    /// The run directory (default `runs/<plan name>/`).
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
     /// Resume the unfinished run in the run directory.

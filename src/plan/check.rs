@@ -2,7 +2,7 @@
 //! every problem collected and located by line and column.
 //!
 //! Checks needing the data (columns named by templates) run later, in
-//! [`Plan::check_templates`], once the files' headers are known.
+//! [`super::refs::check_references`], once the files' headers are known.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! What the user typed: the plan file's serde types (`deny_unknown_fields` everywhere, no
 //! `flatten`), also the source of the plan's JSON Schema (`mambu-migrate plan schema`).
 //!
-//! [`super::check`] turns a [`PlanFile`] into a checked [`super::Plan`], collecting every
+//! [`super::check`] turns a [`PlanFile`] into a checked [`super::check::Plan`], collecting every
 //! problem with its line and column.
 
 use std::collections::BTreeMap;

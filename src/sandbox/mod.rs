@@ -9,7 +9,7 @@
 //! - [`state`]: the tenant's entities and Mambu's rules over them (no HTTP).
 //! - [`products`]: the tenant configuration: loan and deposit products, branches.
 //! - [`error`]: Mambu's v2 and v1 error bodies.
-//! - [`http`]: routes, auth, faults, idempotency, and the connection loop that can drop a reply.
+//! - `http`: routes, auth, faults, idempotency, and the connection loop that can drop a reply.
 //!
 //! Only this module sees axum and hyper; it shares no code with the client.
 
