@@ -485,13 +485,52 @@ impl Reader {
         rows.collect()
     }
 
-    /// Latencies (ms) of the attempts whose answer was used (`ok`, `adopted`): (step id,
-    /// latency), sorted by step id, then latency. An `adopted` record of 0 ms marks an
-    /// adoption rather than timing an attempt, and is left out.
-    pub fn answer_latencies(&self) -> Result<Vec<(String, f64)>, rusqlite::Error> {
-        let mut stmt = self.conn.prepare("SELECT step_id, latency_ms FROM calls WHERE outcome = 'ok' OR (outcome = 'adopted' AND latency_ms > 0) ORDER BY step_id, latency_ms")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect()
+    /// Latency percentiles of the answers used (ok, or adopted with a latency), per step:
+    /// (step, samples, one value per asked percentile, nearest rank). Streams the sorted rows:
+    /// memory does not grow with the number of calls.
+    pub fn latency_percentiles(
+        &self,
+        percentiles: &[f64],
+    ) -> Result<Vec<StepLatencies>, rusqlite::Error> {
+        const USED: &str = "outcome = 'ok' OR (outcome = 'adopted' AND latency_ms > 0)";
+        let mut counts: Vec<(String, i64)> = Vec::new();
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT step_id, COUNT(*) FROM calls WHERE {USED} GROUP BY step_id ORDER BY step_id"
+        ))?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+            counts.push(row?);
+        }
+        let mut out: Vec<StepLatencies> = counts
+            .iter()
+            .map(|(s, n)| (s.clone(), *n, vec![None; percentiles.len()]))
+            .collect();
+        let ranks = |n: i64| -> Vec<i64> {
+            percentiles
+                .iter()
+                .map(|p| nearest_rank(*p, n as usize) as i64)
+                .collect()
+        };
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT step_id, latency_ms FROM calls WHERE {USED} ORDER BY step_id, latency_ms"
+        ))?;
+        let mut rows = stmt.query([])?;
+        let (mut current, mut index, mut wanted) = (usize::MAX, 0i64, Vec::new());
+        while let Some(row) = rows.next()? {
+            let step: String = row.get(0)?;
+            if current == usize::MAX || out[current].0 != step {
+                current = out.iter().position(|(s, _, _)| *s == step).unwrap_or(0);
+                index = 0;
+                wanted = ranks(out[current].1);
+            }
+            index += 1;
+            let latency: f64 = row.get(1)?;
+            for (slot, rank) in wanted.iter().enumerate() {
+                if *rank == index {
+                    out[current].2[slot] = Some(latency);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Call attempts per time bucket: (index, calls, throttled), the index being
@@ -549,9 +588,10 @@ impl Reader {
     pub fn account_states(
         &self,
         actions: &[&str],
-    ) -> Result<Vec<(String, String, String, String)>, rusqlite::Error> {
+        mut each: impl FnMut(String, String, String, String),
+    ) -> Result<(), rusqlite::Error> {
         if actions.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let marks = (1..=actions.len())
             .map(|i| format!("?{i}"))
@@ -563,10 +603,12 @@ impl Reader {
              FROM steps WHERE action IN ({marks})) WHERE state IS NOT NULL ORDER BY finished_at, r"
         );
         let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(actions), |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?;
-        rows.collect()
+        // Streamed: a large run has a row for every step on every account.
+        let mut rows = stmt.query(rusqlite::params_from_iter(actions))?;
+        while let Some(r) = rows.next()? {
+            each(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+        }
+        Ok(())
     }
 
     /// Units that finished done, in the order they ran.
@@ -607,6 +649,14 @@ impl Reader {
         })
         .collect()
     }
+}
+
+/// (step, samples, one latency per asked percentile).
+pub type StepLatencies = (String, i64, Vec<Option<f64>>);
+
+/// The 1-based rank of the `p`th percentile among `n` sorted values (nearest rank).
+pub fn nearest_rank(p: f64, n: usize) -> usize {
+    ((p / 100.0 * n as f64).ceil() as usize).clamp(1, n.max(1))
 }
 
 /// One call attempt as stored.

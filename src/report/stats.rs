@@ -8,8 +8,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+    Some(sorted[crate::checkpoint::nearest_rank(p, sorted.len()) - 1])
 }
 
 /// The width of a throughput bucket: 10 seconds for a run under 10 minutes, a minute otherwise.

@@ -361,10 +361,10 @@ fn account_of<'a>(instance: &'a str, step_id: &str) -> &'a str {
 /// frequent first.
 fn final_states(reader: &Reader, actions: &[&str]) -> rusqlite::Result<Vec<StateCount>> {
     let mut last: HashMap<(String, String), String> = HashMap::new();
-    for (unit, instance, step_id, state) in reader.account_states(actions)? {
+    reader.account_states(actions, |unit, instance, step_id, state| {
         let account = account_of(&instance, &step_id).to_owned();
         last.insert((unit, account), state);
-    }
+    })?;
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
     for state in last.into_values() {
         *counts.entry(state).or_default() += 1;
@@ -478,15 +478,13 @@ impl Summary {
             e.adopted += o.adopted;
             e.failed += o.failed;
         }
-        let latencies = reader.answer_latencies()?;
-        for chunk in latencies.chunk_by(|a, b| a.0 == b.0) {
-            let values: Vec<f64> = chunk.iter().map(|(_, l)| *l).collect();
-            let i = step_entry(&mut steps, &chunk[0].0, "");
+        for (step, samples, values) in reader.latency_percentiles(&[50.0, 95.0, 99.0])? {
+            let i = step_entry(&mut steps, &step, "");
             steps[i].latency_ms = Latency {
-                samples: values.len() as i64,
-                p50: stats::percentile(&values, 50.0),
-                p95: stats::percentile(&values, 95.0),
-                p99: stats::percentile(&values, 99.0),
+                samples,
+                p50: values[0],
+                p95: values[1],
+                p99: values[2],
             };
         }
 
