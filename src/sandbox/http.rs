@@ -565,23 +565,35 @@ fn change<'a>(
     }
 }
 
+/// A POST that creates an entity (v2, with an Idempotency-Key, 201 on success).
+async fn create(
+    s: &Shared,
+    c: &ConnHandle,
+    h: &HeaderMap,
+    body: &Bytes,
+    route: &str,
+    op: fn(&mut Tenant, &Value) -> Result<Value, ApiError>,
+) -> Response {
+    change(
+        s,
+        h,
+        c,
+        Api::V2,
+        true,
+        StatusCode::CREATED,
+        route.to_owned(),
+    )
+    .apply(body, op)
+    .await
+}
+
 async fn create_client(
     State(s): State<Arc<Shared>>,
     Extension(c): Extension<ConnHandle>,
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    change(
-        &s,
-        &h,
-        &c,
-        Api::V2,
-        true,
-        StatusCode::CREATED,
-        "POST /clients".into(),
-    )
-    .apply(&body, |t, b| t.create_client(b))
-    .await
+    create(&s, &c, &h, &body, "POST /clients", Tenant::create_client).await
 }
 
 async fn create_deposit(
@@ -590,17 +602,7 @@ async fn create_deposit(
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    change(
-        &s,
-        &h,
-        &c,
-        Api::V2,
-        true,
-        StatusCode::CREATED,
-        "POST /deposits".into(),
-    )
-    .apply(&body, |t, b| t.create_deposit(b))
-    .await
+    create(&s, &c, &h, &body, "POST /deposits", Tenant::create_deposit).await
 }
 
 async fn create_loan(
@@ -609,17 +611,7 @@ async fn create_loan(
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    change(
-        &s,
-        &h,
-        &c,
-        Api::V2,
-        true,
-        StatusCode::CREATED,
-        "POST /loans".into(),
-    )
-    .apply(&body, |t, b| t.create_loan(b))
-    .await
+    create(&s, &c, &h, &body, "POST /loans", Tenant::create_loan).await
 }
 
 /// `POST /{accounts}/{id}:changeState`: axum sees `{id}:changeState` as one path segment.
