@@ -407,6 +407,7 @@ fn estimate(args: EstimateArgs) -> anyhow::Result<ExitStatus> {
         latency_ms: args.latency_ms,
         from_run: args.from_run,
         window,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     let format = match args.format {
         EstimateFormat::Md => crate::estimate::OutputFormat::Markdown,

@@ -352,3 +352,107 @@ fn from_run_projects_the_sample_within_15_percent() {
     let mean: f64 = e["timing"]["mean_latency_ms"].to_string().parse().unwrap();
     assert!((15.0..60.0).contains(&mean), "{mean}");
 }
+
+/// The counting pass (the plan's conditions read only their own row) and the grouping (here
+/// forced by conditions that also read the loan's row, always true) must count the same calls
+/// on an extract with every kind of bad row the grouping leaves out.
+#[test]
+fn the_counting_pass_counts_what_the_grouping_counts_on_messy_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let read = |f: &str| std::fs::read(format!("fixtures/sample/{f}")).unwrap();
+    let mut clients = read("clients.csv");
+    let mut loans = read("loans.csv");
+    let mut transactions = read("transactions.csv");
+    // A client twice (the second row is left out), a loan twice under another client.
+    let first_line = |b: &[u8]| -> Vec<u8> {
+        let s = String::from_utf8_lossy(b).into_owned();
+        s.lines().nth(1).unwrap().to_owned().into_bytes()
+    };
+    clients.extend_from_slice(&first_line(&clients));
+    clients.push(b'\n');
+    let loan = String::from_utf8(first_line(&loans)).unwrap();
+    loans.extend_from_slice(loan.replace("CL-000001", "CL-000002").as_bytes());
+    loans.extend_from_slice(b"\r\n");
+    // An orphan loan with a transaction, a loan with no client, a row one cell short.
+    loans.extend_from_slice(
+        loan.replace("LN-000001", "LN-ORPHAN")
+            .replace("CL-000001", "CL-NOBODY")
+            .as_bytes(),
+    );
+    loans.push(b'\n');
+    loans.extend_from_slice(
+        loan.replace("LN-000001", "LN-NOCLIENT")
+            .replace("CL-000001", "")
+            .as_bytes(),
+    );
+    loans.push(b'\n');
+    loans.extend_from_slice(loan.replace("LN-000001", "LN-SHORT").rsplit_once(',').unwrap().0.as_bytes());
+    loans.push(b'\n');
+    for (id, loan) in [("TX-O1", "LN-ORPHAN"), ("TX-O2", "LN-NOCLIENT"), ("TX-O3", "LN-SHORT")] {
+        transactions.extend_from_slice(format!("{id},{loan},FEE,10.00,2025-01-01,,\n").as_bytes());
+    }
+    // A quoted line break, CRLF, a cell that is not UTF-8, a row one cell long, a blank line.
+    transactions.extend_from_slice(b"TX-Q1,LN-000002,FEE,1.00,2025-01-01,,\"two\nlines, quoted\"\r\n");
+    transactions.extend_from_slice(b"TX-U1,LN-000002,FEE,1.00,2025-01-01,,caf\xe9\n\n");
+    transactions.extend_from_slice(b"TX-W1,LN-000002,FEE,1.00,2025-01-01,\n");
+    transactions.extend_from_slice(b"TX-D1,LN-000001,REPAYMENT,5.00,2025-03-01,,");
+    let files = [
+        ("clients", clients),
+        ("loans", loans),
+        ("transactions", transactions),
+        ("deposits", read("deposits.csv")),
+        ("schedules", read("schedules.csv")),
+    ];
+    let mut args: Vec<String> = Vec::new();
+    for (name, bytes) in &files {
+        let path = dir.path().join(format!("{name}.csv"));
+        std::fs::write(&path, bytes).unwrap();
+        args.extend(["--source".into(), format!("{name}={}", path.display())]);
+    }
+    let plan = std::fs::read_to_string("plans/sample.yaml").unwrap();
+    let grouped = plan
+        .replace(
+            "when: \"transactions.kind == 'FEE'\"",
+            "when: \"transactions.kind == 'FEE' and loans.loan_id != ''\"",
+        )
+        .replace(
+            "when: \"transactions.kind == 'REPAYMENT'\"",
+            "when: \"transactions.kind == 'REPAYMENT' and loans.loan_id != ''\"",
+        );
+    assert_ne!(plan, grouped);
+    let grouped_plan = std::path::Path::new("plans").join(format!(
+        ".grouped-{}.yaml",
+        std::process::id()
+    ));
+    std::fs::write(&grouped_plan, grouped).unwrap();
+    let run = |plan: &str| -> Value {
+        let mut all: Vec<String> = vec![plan.into(), "--format".into(), "json".into()];
+        all.extend(args.iter().cloned());
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let (code, out, err) = estimate(&all);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let counted = run("plans/sample.yaml");
+    let grouped = run(grouped_plan.to_str().unwrap());
+    std::fs::remove_file(&grouped_plan).unwrap();
+    for (c, g) in counted["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(grouped["steps"].as_array().unwrap())
+    {
+        for key in ["id", "instances", "skipped", "unevaluated", "calls"] {
+            assert_eq!(c[key], g[key], "{} {key}", c["id"]);
+        }
+    }
+    for key in ["units", "total_calls", "largest_units", "endpoints"] {
+        assert_eq!(counted[key], grouped[key], "{key}");
+    }
+    assert_eq!(counted["timing"]["projection"], grouped["timing"]["projection"]);
+    // The bad rows were found: 1 duplicate client, 1 duplicate loan, the orphan, the loan
+    // with no client, the short row, their 3 transactions, the non-UTF-8 and the short one.
+    assert_eq!(n(&counted["data_problems"]), 10, "{counted:#}");
+    // The clean sample: 250 clients; the quoted fee and the last, unterminated line count.
+    assert_eq!(n(&counted["units"]), 250);
+}

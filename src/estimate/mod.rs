@@ -7,6 +7,7 @@
 //! data masked), the largest units kept. Counts are held, never rows. Then the timing model
 //! ([`timing`]), with assumptions or with what a sample run measured ([`measured`]).
 
+mod fast;
 pub mod measured;
 pub mod render;
 pub mod sample;
@@ -46,6 +47,8 @@ pub struct Options {
     pub from_run: Option<PathBuf>,
     /// Seconds.
     pub window: Option<f64>,
+    /// Show a progress bar while reading the extract (on a terminal).
+    pub progress: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -168,7 +171,114 @@ pub fn estimate(options: &Options) -> anyhow::Result<Result<Estimate, Refused>> 
         .transpose()?;
     Ok(Ok(estimate_plan(
         &plan, &sources, options, measured, lookups,
-    )))
+    )?))
+}
+
+/// Units in run order, folded into what the timing model needs.
+struct Accumulator {
+    all: Tally,
+    sample: Tally,
+    sample_units: Option<u64>,
+    schedule: timing::Schedule,
+    sample_schedule: timing::Schedule,
+    largest: Vec<UnitCalls>,
+    ordinal: u64,
+}
+
+impl Accumulator {
+    fn new(concurrency: u32, sample_concurrency: u32, sample_units: Option<u64>) -> Self {
+        Accumulator {
+            all: Tally::default(),
+            sample: Tally::default(),
+            sample_units,
+            schedule: timing::Schedule::new(concurrency),
+            sample_schedule: timing::Schedule::new(sample_concurrency),
+            largest: Vec::new(),
+            ordinal: 0,
+        }
+    }
+
+    /// The next unit in run order.
+    fn push(&mut self, key: &str, calls: u64, work_ms: f64) {
+        self.ordinal += 1;
+        let in_sample = self.sample_units.is_some_and(|n| self.ordinal <= n);
+        for tally in std::iter::once(&mut self.all).chain(in_sample.then_some(&mut self.sample)) {
+            tally.calls += calls;
+            tally.work_ms += work_ms;
+            tally.critical_ms = tally.critical_ms.max(work_ms);
+        }
+        self.schedule.push(work_ms);
+        if in_sample {
+            self.sample_schedule.push(work_ms);
+        }
+        if self.largest.len() < LARGEST || self.largest.last().is_some_and(|u| calls > u.calls) {
+            self.largest.push(UnitCalls {
+                unit: key.to_owned(),
+                calls,
+            });
+            self.largest.sort_by_key(|u| std::cmp::Reverse(u.calls));
+            self.largest.truncate(LARGEST);
+        }
+    }
+}
+
+/// Walks one unit through the plan: counts its step instances and renders the sample call of
+/// every step that has none yet.
+struct Walker<'a> {
+    compiled: &'a Compiled,
+    outputs: &'a HashMap<String, Value>,
+    lookups: Option<&'a Value>,
+    step_calls: &'a [Vec<(String, String, f64)>],
+    lookup_refs: &'a [(String, String, String)],
+    tables: &'a [String],
+    base: &'a str,
+    personal: &'a Personal,
+}
+
+impl Walker<'_> {
+    fn unit(
+        &self,
+        unit: &source::Unit,
+        steps: &mut [StepVolume],
+        samples: &mut [Option<SampleCall>],
+    ) -> Tally {
+        let mut tally = Tally::default();
+        for planned in self.compiled.expand(unit) {
+            let i = planned.step;
+            match self.compiled.when(&planned, self.outputs, self.lookups) {
+                Ok(true) => {}
+                Ok(false) => {
+                    steps[i].skipped += 1;
+                    continue;
+                }
+                Err(_) => {
+                    steps[i].unevaluated += 1;
+                    continue;
+                }
+            }
+            steps[i].instances += 1;
+            for (_, _, l) in &self.step_calls[i] {
+                tally.calls += 1;
+                tally.work_ms += l;
+            }
+            if samples[i].is_none() {
+                let table = match self.lookups {
+                    Some(v) => v.clone(),
+                    None => sample::placeholder_lookups(self.lookup_refs, &planned, self.tables),
+                };
+                samples[i] = Some(sample::render(
+                    self.compiled,
+                    unit,
+                    &planned,
+                    self.outputs,
+                    &table,
+                    self.base,
+                    self.personal,
+                ));
+            }
+        }
+        tally
+    }
 }
 
 fn base_url(plan: &Plan, target: Option<&str>) -> String {
@@ -186,7 +296,7 @@ fn estimate_plan(
     options: &Options,
     measured: Option<Measured>,
     lookups: Option<Value>,
-) -> Estimate {
+) -> anyhow::Result<Estimate> {
     let compiled = Compiled::new(plan);
     let action_steps = plan.action_steps();
     let outputs = compiled.placeholder_outputs();
@@ -242,77 +352,92 @@ fn estimate_plan(
         })
         .collect();
     let mut samples: Vec<Option<SampleCall>> = vec![None; action_steps.len()];
-
-    let mut all = Tally::default();
-    let mut sample_tally = Tally::default();
-    let sample_units = measured.as_ref().map(|m| m.units);
-    let mut largest: Vec<UnitCalls> = Vec::new();
     let concurrency = options
         .concurrency
         .unwrap_or(plan.settings.limits.concurrency)
         .max(1);
-    let mut schedule = timing::Schedule::new(concurrency);
-    let mut sample_schedule = timing::Schedule::new(
-        measured
-            .as_ref()
-            .and_then(|m| m.concurrency)
-            .unwrap_or(concurrency),
+    let mut acc = Accumulator::new(
+        concurrency,
+        measured.as_ref().and_then(|m| m.concurrency).unwrap_or(concurrency),
+        measured.as_ref().map(|m| m.units),
     );
-
-    let mut grouping = source::group(sources, &GroupOptions::default());
-    for (ordinal, unit) in (1u64..).zip(grouping.by_ref()) {
-        let mut unit_tally = Tally::default();
-        for planned in compiled.expand(&unit) {
-            let i = planned.step;
-            match compiled.when(&planned, &outputs, lookups.as_ref()) {
-                Ok(true) => {}
-                Ok(false) => {
-                    steps[i].skipped += 1;
-                    continue;
+    let walker = Walker {
+        compiled: &compiled,
+        outputs: &outputs,
+        lookups: lookups.as_ref(),
+        step_calls: &step_calls,
+        lookup_refs: &lookup_refs,
+        tables: &tables,
+        base: &base,
+        personal: &personal,
+    };
+    let step_work: Vec<(u32, f64)> = step_calls
+        .iter()
+        .map(|c| (c.len() as u32, c.iter().map(|(_, _, l)| l).sum()))
+        .collect();
+    let source_rows: Vec<(String, u64)>;
+    let units: u64;
+    let data_problems: u64;
+    match fast::Analysis::new(plan, sources, &step_work) {
+        Some(analysis) => {
+            let counted = fast::count(&analysis, &outputs, lookups.as_ref(), options.progress)?;
+            for (step, c) in steps.iter_mut().zip(&counted.steps) {
+                step.instances = c[0];
+                step.skipped = c[1];
+                step.unevaluated = c[2];
+            }
+            for &u in &counted.run_order {
+                let i = u as usize;
+                acc.push(
+                    counted.unit_key(u),
+                    u64::from(counted.unit_calls[i]),
+                    counted.unit_work[i],
+                );
+            }
+            // The sample calls, from the small extract of each step's first instance.
+            if let Some(mini) = counted
+                .sample_dir
+                .as_ref()
+                .and_then(|_| Sources::new(counted.sample_sources.clone(), &plan.unit).ok())
+            {
+                let mut ignored = steps.clone();
+                for unit in source::group(&mini, &GroupOptions::default()) {
+                    walker.unit(&unit, &mut ignored, &mut samples);
                 }
-                Err(_) => {
-                    steps[i].unevaluated += 1;
-                    continue;
-                }
             }
-            steps[i].instances += 1;
-            for (_, _, l) in &step_calls[i] {
-                unit_tally.calls += 1;
-                unit_tally.work_ms += l;
+            source_rows = plan
+                .sources
+                .iter()
+                .zip(&counted.rows)
+                .map(|(s, r)| (s.name.clone(), *r))
+                .collect();
+            units = counted.units;
+            data_problems = counted.data_problems;
+        }
+        None => {
+            let mut grouping = source::group(sources, &GroupOptions::default());
+            for unit in grouping.by_ref() {
+                let t = walker.unit(&unit, &mut steps, &mut samples);
+                acc.push(unit.key(), t.calls, t.work_ms);
             }
-            if samples[i].is_none() {
-                let table = match &lookups {
-                    Some(v) => v.clone(),
-                    None => sample::placeholder_lookups(&lookup_refs, &planned, &tables),
-                };
-                samples[i] = Some(sample::render(
-                    &compiled, &unit, &planned, &outputs, &table, &base, &personal,
-                ));
-            }
-        }
-        for tally in std::iter::once(&mut all).chain(
-            sample_units
-                .is_some_and(|n| ordinal <= n)
-                .then_some(&mut sample_tally),
-        ) {
-            tally.calls += unit_tally.calls;
-            tally.work_ms += unit_tally.work_ms;
-            tally.critical_ms = tally.critical_ms.max(unit_tally.work_ms);
-        }
-        schedule.push(unit_tally.work_ms);
-        if sample_units.is_some_and(|n| ordinal <= n) {
-            sample_schedule.push(unit_tally.work_ms);
-        }
-        if largest.len() < LARGEST || largest.last().is_some_and(|u| unit_tally.calls > u.calls) {
-            largest.push(UnitCalls {
-                unit: unit.key().to_owned(),
-                calls: unit_tally.calls,
-            });
-            largest.sort_by_key(|u| std::cmp::Reverse(u.calls));
-            largest.truncate(LARGEST);
+            let report = grouping.finish();
+            source_rows = report
+                .sources
+                .iter()
+                .map(|s| (s.name.clone(), s.rows_read))
+                .collect();
+            units = report.units;
+            data_problems = report.problems.len() as u64;
         }
     }
-    let report = grouping.finish();
+    let Accumulator {
+        mut all,
+        sample: mut sample_tally,
+        schedule,
+        sample_schedule,
+        largest,
+        ..
+    } = acc;
 
     // Lookups: one GET each, before the first unit.
     let mut endpoints: BTreeMap<(String, String), (u64, f64)> = BTreeMap::new();
@@ -409,7 +534,6 @@ fn estimate_plan(
         assumptions.push("Sample calls show `<lookups.table[key]>` where the tenant's lookup value (an encodedKey) goes: give --target to read them.".into());
     }
     assumptions.push("Personal data (columns marked personal in the plan, or named like names, birth dates, email, phone, addresses, document ids) is masked in the sample calls: the first character of each word, the rest `*`.".into());
-    let data_problems = report.problems.len() as u64;
     if data_problems > 0 {
         assumptions.push(format!(
             "{data_problems} data problems left rows out (orphans, duplicates, unreadable rows): `mambu-migrate plan validate` lists them; the counts leave those rows out, as a run would."
@@ -424,20 +548,19 @@ fn estimate_plan(
         .iter()
         .map(|s| (s.name.as_str(), s.file.display().to_string()))
         .collect();
-    Estimate {
+    Ok(Estimate {
         plan: options.plan.display().to_string(),
         plan_name: plan.name.clone(),
         base_url: base,
-        sources: report
-            .sources
-            .iter()
-            .map(|s| SourceVolume {
-                source: s.name.clone(),
-                file: files.get(s.name.as_str()).cloned().unwrap_or_default(),
-                rows: s.rows_read,
+        sources: source_rows
+            .into_iter()
+            .map(|(name, rows)| SourceVolume {
+                file: files.get(name.as_str()).cloned().unwrap_or_default(),
+                source: name,
+                rows,
             })
             .collect(),
-        units: report.units,
+        units,
         data_problems,
         lookup_calls,
         steps,
@@ -457,7 +580,7 @@ fn estimate_plan(
             sample_projection,
         },
         assumptions,
-    }
+    })
 }
 
 /// Output format of `plan estimate`.

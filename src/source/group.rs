@@ -1,6 +1,7 @@
 //! Grouping rows into units: external sorts by root key, merge-joins, the unit stream.
 
 use std::cmp::Ordering;
+use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -384,12 +385,18 @@ struct ChildStream {
     parent_is_root: bool,
     iter: SortedIter<RowRec>,
     head: Option<RowRec>,
+    /// Lines of rows whose key an earlier row has: left out (the first one is kept).
+    duplicates: HashSet<u64>,
 }
 
 impl ChildStream {
     fn peek(&mut self) -> io::Result<Option<&RowRec>> {
-        if self.head.is_none() {
-            self.head = self.iter.next().transpose()?;
+        while self.head.is_none() {
+            match self.iter.next().transpose()? {
+                Some(rec) if self.duplicates.contains(&rec.row.line()) => {}
+                Some(rec) => self.head = Some(rec),
+                None => break,
+            }
         }
         Ok(self.head.as_ref())
     }
@@ -883,6 +890,7 @@ impl Prepare<'_> {
             }
             let (keys, key_rows, key_bytes) = self.finish(keys)?;
             let mut first: Option<KeyRec> = None;
+            let mut duplicates = HashSet::new();
             for k in keys.iter()? {
                 let k = k?;
                 match &first {
@@ -892,6 +900,7 @@ impl Prepare<'_> {
                             first_line: f.line,
                         };
                         self.problems.push(schema.problem(Some(k.line), kind));
+                        duplicates.insert(k.line);
                     }
                     _ => first = Some(k),
                 }
@@ -908,6 +917,7 @@ impl Prepare<'_> {
                 parent_is_root: parent == root,
                 iter: rows.into_iter()?,
                 head: None,
+                duplicates,
             });
         }
         Ok((root_sorted.into_iter()?, children))

@@ -87,6 +87,7 @@ mod group;
 mod problem;
 mod reader;
 mod sort;
+pub mod scan;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -95,6 +96,7 @@ pub use cell::{
     CellError, CellType, DEFAULT_DATE_FORMAT, DEFAULT_DATETIME_FORMAT, Value, parse_cell, shape,
 };
 pub use count::{CountReport, SourceCount, count};
+pub(crate) use count::count_records as count_records_of;
 pub use group::{
     GroupOptions, GroupReport, Grouping, Record, Records, Schema, SourceStats, Unit, group,
 };

@@ -1,0 +1,692 @@
+//! The field scan: chosen cells of every record of one file, in parallel chunks, with no sort
+//! and no row kept. It is what `plan estimate` reads the extract with.
+//!
+//! The file is mapped into memory and cut at line breaks into one chunk per thread. A record
+//! with no quote is split on the delimiter where it lies (the common case, at close to `memchr`
+//! speed); a record with a quote goes through csv-core, so quoted delimiters and line breaks
+//! read exactly as [`RowReader`](super::RowReader) reads them. If a cut fell inside a quoted
+//! line break (a chunk ends inside a record), the file is scanned again in one piece.
+//!
+//! Rows are checked as the grouping checks them: a record whose width differs from the
+//! header's, or that is not UTF-8, is reported as a problem instead of a row.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use memchr::{memchr, memchr_iter, memchr2, memrchr};
+
+/// What the scan reads of a file.
+#[derive(Debug, Clone)]
+pub struct ScanSpec {
+    /// The cell delimiter.
+    pub delimiter: u8,
+    /// Cells a record must have (the header's width).
+    pub width: usize,
+    /// The columns handed to the visitor, in this order.
+    pub wanted: Vec<usize>,
+    /// Chunks (threads) at most; small files are read in one.
+    pub threads: usize,
+    /// Bytes mapped at once per thread ([`WINDOW`] unless a test wants it small).
+    pub window: usize,
+}
+
+impl ScanSpec {
+    /// Reads `wanted` of records `width` cells wide, on every core.
+    pub fn new(delimiter: u8, width: usize, wanted: Vec<usize>) -> Self {
+        ScanSpec {
+            delimiter,
+            width,
+            wanted,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            window: WINDOW,
+        }
+    }
+}
+
+/// A record the scan could not hand over (it is left out, as the grouping leaves it out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowProblem {
+    /// The record has `found` cells, not the header's width.
+    Width { found: usize },
+    /// The record is not UTF-8.
+    Utf8,
+}
+
+/// One record, as the visitor sees it.
+#[derive(Debug)]
+pub enum Scanned<'a> {
+    /// A well-formed record: its byte offset in the file and the wanted cells (UTF-8: the whole
+    /// record was checked).
+    Row { offset: u64, cells: &'a [&'a [u8]] },
+    /// A record left out.
+    Problem { offset: u64, problem: RowProblem },
+}
+
+/// What a scan found besides what the visitors saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanTotals {
+    /// Data records (the header and blank lines not counted).
+    pub records: u64,
+    /// The file's size.
+    pub bytes: u64,
+}
+
+/// Scans `path`: `visit` is called for every data record of one chunk with that chunk's state
+/// (made by `make`); the states come back in file order. `progress` grows by the bytes read.
+pub fn scan<V: Send>(
+    path: &Path,
+    spec: &ScanSpec,
+    progress: &AtomicU64,
+    make: impl Fn() -> V + Sync,
+    visit: impl Fn(&mut V, Scanned<'_>) + Sync,
+) -> io::Result<(Vec<V>, ScanTotals)> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len() as usize;
+    let totals = |records| ScanTotals {
+        records,
+        bytes: len as u64,
+    };
+    if len == 0 {
+        return Ok((vec![make()], totals(0)));
+    }
+    let start = data_start(&file, len, spec.delimiter)?;
+    let cuts = cuts(&file, start, len, spec.threads.max(1))?;
+    let last = cuts.len() - 2;
+    let results: Vec<io::Result<(V, Range)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = cuts
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| {
+                let (make, visit, file) = (&make, &visit, &file);
+                let (from, to) = (w[0], w[1]);
+                scope.spawn(move || {
+                    let mut state = make();
+                    let range = scan_range(file, from, to, i == last, spec, progress, &mut |s| {
+                        visit(&mut state, s)
+                    })?;
+                    Ok((state, range))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("scan thread"))
+            .collect()
+    });
+    let results = results.into_iter().collect::<io::Result<Vec<_>>>()?;
+    if results.iter().any(|(_, r)| r.cut_inside_record) {
+        // A cut fell inside a quoted line break: read the file again in one piece.
+        progress.fetch_sub((len - start) as u64, Ordering::Relaxed);
+        let mut state = make();
+        let range = scan_range(&file, start, len, true, spec, progress, &mut |s| {
+            visit(&mut state, s)
+        })?;
+        return Ok((vec![state], totals(range.records)));
+    }
+    let records = results.iter().map(|(_, r)| r.records).sum();
+    Ok((
+        results.into_iter().map(|(v, _)| v).collect(),
+        totals(records),
+    ))
+}
+
+/// Bytes of the file mapped at once per thread (the resident memory a scan takes is about
+/// this times the threads, whatever the file's size).
+pub const WINDOW: usize = 32 << 20;
+/// Map offsets are aligned to this (a multiple of every platform's page size).
+const ALIGN: usize = 64 << 10;
+
+/// Maps `len` bytes of `file` from `offset` (aligned to [`ALIGN`]).
+fn map(file: &File, offset: usize, len: usize) -> io::Result<memmap2::Mmap> {
+    // SAFETY: the map is only read. An extract changed by another process while it is
+    // scanned gives wrong counts, not undefined behaviour in the code it is handed to: every
+    // cell is checked as UTF-8 before it becomes text.
+    unsafe {
+        memmap2::MmapOptions::new()
+            .offset(offset as u64)
+            .len(len)
+            .populate()
+            .map(file)
+    }
+}
+
+struct Range {
+    records: u64,
+    /// The range ended inside a record (only possible when a cut fell in a quoted line
+    /// break).
+    cut_inside_record: bool,
+}
+
+/// Scans `from..to` of the file, window by window.
+#[allow(clippy::too_many_arguments)]
+fn scan_range(
+    file: &File,
+    from: usize,
+    to: usize,
+    eof: bool,
+    spec: &ScanSpec,
+    progress: &AtomicU64,
+    visit: &mut dyn FnMut(Scanned<'_>),
+) -> io::Result<Range> {
+    let mut records = 0;
+    let mut pos = from;
+    let mut window = spec.window.max(2 * ALIGN);
+    while pos < to {
+        let map_start = pos - pos % ALIGN;
+        let map_end = to.min(map_start + window);
+        let mapped = map(file, map_start, map_end - map_start)?;
+        let slice = &mapped[pos - map_start..];
+        let at_end = map_end == to;
+        // Whole lines only, unless this is the end of the range.
+        let usable = if at_end {
+            slice.len()
+        } else {
+            memrchr(b'\n', slice).map_or(0, |i| i + 1)
+        };
+        if usable == 0 {
+            window *= 2;
+            continue;
+        }
+        let chunk = scan_chunk(
+            &slice[..usable],
+            pos as u64,
+            spec,
+            at_end && eof,
+            progress,
+            visit,
+        );
+        records += chunk.records;
+        match chunk.stopped_at {
+            None => pos += usable,
+            Some(_) if at_end => {
+                return Ok(Range {
+                    records,
+                    cut_inside_record: true,
+                });
+            }
+            // One record longer than the window.
+            Some(0) => window *= 2,
+            Some(at) => pos += at,
+        }
+    }
+    Ok(Range {
+        records,
+        cut_inside_record: false,
+    })
+}
+
+/// Where the data records start: after a BOM, blank lines and the header record.
+fn data_start(file: &File, len: usize, delimiter: u8) -> io::Result<usize> {
+    let head = map(file, 0, len.min(WINDOW))?;
+    let bytes: &[u8] = &head;
+    let bom = if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        3
+    } else {
+        0
+    };
+    let mut reader = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
+    let mut out = vec![0u8; 4096];
+    let mut ends = vec![0usize; 64];
+    let mut at = bom;
+    loop {
+        let (result, nin, _, _) = reader.read_record(&bytes[at..], &mut out, &mut ends);
+        at += nin;
+        match result {
+            csv_core::ReadRecordResult::OutputFull => out.resize(out.len() * 2, 0),
+            csv_core::ReadRecordResult::OutputEndsFull => ends.resize(ends.len() * 2, 0),
+            // A header longer than the window is taken for the whole file.
+            csv_core::ReadRecordResult::InputEmpty => {
+                if at >= bytes.len() {
+                    return Ok(len);
+                }
+            }
+            csv_core::ReadRecordResult::Record | csv_core::ReadRecordResult::End => {
+                return Ok(at.min(len));
+            }
+        }
+    }
+}
+
+/// Range boundaries: `start`, a line break near every `(len - start) / n`, `len`.
+fn cuts(file: &File, start: usize, len: usize, n: usize) -> io::Result<Vec<usize>> {
+    // Ranges under 8 MiB are not worth a thread.
+    let n = n.min((len - start) / (8 << 20)).max(1);
+    let mut cuts = vec![start];
+    for i in 1..n {
+        let at = start + (len - start) * i / n;
+        let prev = *cuts.last().expect("starts with start");
+        if at <= prev {
+            continue;
+        }
+        let map_start = at - at % ALIGN;
+        let piece = map(file, map_start, (len - map_start).min(WINDOW))?;
+        match memchr(b'\n', &piece[at - map_start..]) {
+            Some(nl) if at + nl + 1 < len => cuts.push(at + nl + 1),
+            _ => break,
+        }
+    }
+    cuts.push(len);
+    cuts.dedup();
+    Ok(cuts)
+}
+
+struct Chunk {
+    records: u64,
+    /// Where a record starts that the chunk ends inside of (only when not at the end of the
+    /// file): the next window starts there.
+    stopped_at: Option<usize>,
+}
+
+fn scan_chunk(
+    chunk: &[u8],
+    base: u64,
+    spec: &ScanSpec,
+    eof: bool,
+    progress: &AtomicU64,
+    visit: &mut dyn FnMut(Scanned<'_>),
+) -> Chunk {
+    let split = Split::new(spec);
+    // When the whole chunk is UTF-8, so is every record of it (cuts fall on ASCII bytes).
+    let all_utf8 = simdutf8::basic::from_utf8(chunk).is_ok();
+    let mut cells: Vec<&[u8]> = vec![b""; spec.wanted.len()];
+    let mut quoted = Quoted::new(spec.delimiter);
+    let mut records = 0u64;
+    let mut pos = 0usize;
+    while pos < chunk.len() {
+        // A block of whole lines; with no quote in it, every line of it is a record.
+        let mut block_end = (pos + BLOCK).min(chunk.len());
+        if block_end < chunk.len() {
+            block_end =
+                memchr(b'\n', &chunk[block_end..]).map_or(chunk.len(), |i| block_end + i + 1);
+        }
+        if memchr(b'"', &chunk[pos..block_end]).is_none() {
+            let block = &chunk[pos..block_end];
+            let mut start = 0;
+            for nl in memchr_iter(b'\n', block)
+                .chain((block.last() != Some(&b'\n')).then_some(block.len()))
+            {
+                let line = &block[start..nl];
+                let offset = base + (pos + start) as u64;
+                start = nl + 1;
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if line.is_empty() {
+                    continue;
+                }
+                records += 1;
+                split.line(line, offset, all_utf8, &mut cells, visit);
+            }
+            progress.fetch_add(block.len() as u64, Ordering::Relaxed);
+            pos = block_end;
+            continue;
+        }
+        // Record by record: csv-core reads the records holding a quote.
+        let block_start = pos;
+        while pos < block_end {
+            let at = pos;
+            let rest = &chunk[pos..];
+            let line = match memchr2(b'\n', b'"', rest) {
+                Some(i) if rest[i] == b'"' => {
+                    let Some((nin, fields)) = quoted.read(rest, eof) else {
+                        progress.fetch_add((at - block_start) as u64, Ordering::Relaxed);
+                        return Chunk {
+                            records,
+                            stopped_at: Some(at),
+                        };
+                    };
+                    pos += nin.max(1);
+                    if fields > 0 {
+                        records += 1;
+                        let offset = base + at as u64;
+                        let scanned = if fields != spec.width {
+                            Scanned::Problem {
+                                offset,
+                                problem: RowProblem::Width { found: fields },
+                            }
+                        } else {
+                            match quoted.cells(&spec.wanted) {
+                                Some(c) => {
+                                    visit(Scanned::Row { offset, cells: &c });
+                                    continue;
+                                }
+                                None => Scanned::Problem {
+                                    offset,
+                                    problem: RowProblem::Utf8,
+                                },
+                            }
+                        };
+                        visit(scanned);
+                    }
+                    continue;
+                }
+                Some(i) => {
+                    pos += i + 1;
+                    &rest[..i]
+                }
+                None => {
+                    pos = chunk.len();
+                    rest
+                }
+            };
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if !line.is_empty() {
+                records += 1;
+                split.line(line, base + at as u64, all_utf8, &mut cells, visit);
+            }
+        }
+        // csv-core may end a record past the block.
+        progress.fetch_add((pos - block_start) as u64, Ordering::Relaxed);
+    }
+    Chunk {
+        records,
+        stopped_at: None,
+    }
+}
+
+/// Lines are handled in blocks of about this many bytes.
+const BLOCK: usize = 1 << 20;
+
+/// Splits a record with no quote.
+struct Split {
+    delimiter: u8,
+    width: usize,
+    /// For each column up to the last wanted one, its place among the wanted cells.
+    slot: Vec<usize>,
+}
+
+impl Split {
+    fn new(spec: &ScanSpec) -> Self {
+        let max = spec.wanted.iter().max().map_or(0, |m| m + 1);
+        let mut slot = vec![usize::MAX; max];
+        for (i, &c) in spec.wanted.iter().enumerate() {
+            slot[c] = i;
+        }
+        Split {
+            delimiter: spec.delimiter,
+            width: spec.width,
+            slot,
+        }
+    }
+
+    fn line<'a>(
+        &self,
+        line: &'a [u8],
+        offset: u64,
+        all_utf8: bool,
+        cells: &mut Vec<&'a [u8]>,
+        visit: &mut dyn FnMut(Scanned<'_>),
+    ) {
+        // Counting the delimiters is one vectorised pass; the wanted cells come from the
+        // line's start.
+        let found = line.iter().filter(|&&b| b == self.delimiter).count() + 1;
+        if found != self.width {
+            return visit(Scanned::Problem {
+                offset,
+                problem: RowProblem::Width { found },
+            });
+        }
+        if !all_utf8 && simdutf8::basic::from_utf8(line).is_err() {
+            return visit(Scanned::Problem {
+                offset,
+                problem: RowProblem::Utf8,
+            });
+        }
+        let mut start = 0;
+        for (column, &slot) in self.slot.iter().enumerate() {
+            let end = if column + 1 == self.width {
+                line.len()
+            } else {
+                memchr(self.delimiter, &line[start..]).map_or(line.len(), |i| start + i)
+            };
+            if slot != usize::MAX {
+                cells[slot] = &line[start..end];
+            }
+            start = end + 1;
+        }
+        visit(Scanned::Row { offset, cells })
+    }
+}
+
+/// Reads one record with csv-core (for records holding a quote).
+struct Quoted {
+    reader: csv_core::Reader,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+    fields: usize,
+}
+
+impl Quoted {
+    fn new(delimiter: u8) -> Self {
+        Quoted {
+            reader: csv_core::ReaderBuilder::new().delimiter(delimiter).build(),
+            out: vec![0; 1024],
+            ends: vec![0; 64],
+            fields: 0,
+        }
+    }
+
+    /// Reads the record at the start of `input`: the bytes it took and its number of cells
+    /// (0 for a blank line); `None` when `input` ends inside it and more input would follow.
+    fn read(&mut self, input: &[u8], at_eof: bool) -> Option<(usize, usize)> {
+        let mut nin_total = 0;
+        let mut nout_total = 0;
+        let mut nend_total = 0;
+        loop {
+            let (result, nin, nout, nend) = self.reader.read_record(
+                &input[nin_total..],
+                &mut self.out[nout_total..],
+                &mut self.ends[nend_total..],
+            );
+            nin_total += nin;
+            nout_total += nout;
+            nend_total += nend;
+            match result {
+                csv_core::ReadRecordResult::OutputFull => {
+                    let n = self.out.len() * 2;
+                    self.out.resize(n, 0);
+                }
+                csv_core::ReadRecordResult::OutputEndsFull => {
+                    let n = self.ends.len() * 2;
+                    self.ends.resize(n, 0);
+                }
+                csv_core::ReadRecordResult::InputEmpty => {
+                    if nin_total < input.len() {
+                        continue;
+                    }
+                    if !at_eof {
+                        self.reader.reset();
+                        return None;
+                    }
+                    // End of the file: finish the record.
+                    let (result, _, nout, nend) = self.reader.read_record(
+                        &[],
+                        &mut self.out[nout_total..],
+                        &mut self.ends[nend_total..],
+                    );
+                    nend_total += nend;
+                    let _ = nout;
+                    let _ = result;
+                    self.fields = nend_total;
+                    self.reader.reset();
+                    return Some((nin_total, nend_total));
+                }
+                csv_core::ReadRecordResult::Record => {
+                    self.fields = nend_total;
+                    return Some((nin_total, nend_total));
+                }
+                csv_core::ReadRecordResult::End => {
+                    self.fields = 0;
+                    return Some((nin_total.max(input.len()), 0));
+                }
+            }
+        }
+    }
+
+    /// The wanted cells of the record just read, `None` if one of its cells is not UTF-8.
+    fn cells(&self, wanted: &[usize]) -> Option<Vec<&[u8]>> {
+        let cell = |i: usize| -> Option<&[u8]> {
+            let start = if i == 0 { 0 } else { self.ends[i - 1] };
+            Some(&self.out[start..self.ends[i]])
+        };
+        if (0..self.fields).any(|i| cell(i).is_some_and(|c| std::str::from_utf8(c).is_err())) {
+            return None;
+        }
+        wanted.iter().map(|&i| cell(i)).collect()
+    }
+}
+
+/// The whole record at `offset` of `path`, its cells as text (for rendering a sample).
+pub fn record_at(path: &Path, offset: u64, delimiter: u8) -> io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut reader = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = vec![0u8; 64 * 1024];
+    let mut ends = vec![0usize; 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        let mut at = 0;
+        loop {
+            let (result, nin, _, _) = reader.read_record(&buf[at..n], &mut out, &mut ends);
+            raw.extend_from_slice(&buf[at..at + nin]);
+            at += nin;
+            match result {
+                csv_core::ReadRecordResult::OutputFull => out.resize(out.len() * 2, 0),
+                csv_core::ReadRecordResult::OutputEndsFull => ends.resize(ends.len() * 2, 0),
+                csv_core::ReadRecordResult::InputEmpty if n > 0 => break,
+                _ => return Ok(raw),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn scan_text(text: &[u8], wanted: &[usize], width: usize, threads: usize) -> Vec<String> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text).unwrap();
+        let spec = ScanSpec {
+            threads,
+            window: 256 << 10,
+            ..ScanSpec::new(b',', width, wanted.to_vec())
+        };
+        let progress = AtomicU64::new(0);
+        let (states, totals) = scan(
+            f.path(),
+            &spec,
+            &progress,
+            Vec::new,
+            |v: &mut Vec<String>, s| match s {
+                Scanned::Row { offset, cells } => v.push(format!(
+                    "{offset}:{}",
+                    cells
+                        .iter()
+                        .map(|c| String::from_utf8_lossy(c))
+                        .collect::<Vec<_>>()
+                        .join("|")
+                )),
+                Scanned::Problem { offset, problem } => v.push(format!("{offset}:{problem:?}")),
+            },
+        )
+        .unwrap();
+        let rows: Vec<String> = states.into_iter().flatten().collect();
+        assert_eq!(totals.records as usize, rows.len());
+        assert!(progress.load(Ordering::Relaxed) <= text.len() as u64);
+        rows
+    }
+
+    #[test]
+    fn plain_quoted_crlf_bom_and_problems() {
+        let text =
+            "\u{feff}a,b,c\r\nk1,p1,x\r\n\r\nk2,\"p,2\",\"line\nbreak\"\nk3,p3\nk4,\"p\"\"4\",z";
+        let rows = scan_text(text.as_bytes(), &[1, 0], 3, 1);
+        assert_eq!(
+            rows,
+            vec![
+                "10:p1|k1".to_string(),
+                "21:p,2|k2".to_string(),
+                "43:Width { found: 2 }".to_string(),
+                "49:p\"4|k4".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_problem() {
+        let mut text = b"a,b\nk1,ok\nk2,".to_vec();
+        text.extend_from_slice(&[0xC3, 0x28]);
+        text.extend_from_slice(b"\nk3,\"q\xff\"\n");
+        let rows = scan_text(&text, &[0, 1], 2, 1);
+        assert_eq!(rows, vec!["4:k1|ok", "10:Utf8", "16:Utf8"]);
+    }
+
+    #[test]
+    fn chunks_agree_with_one_piece_even_when_a_cut_falls_in_quotes() {
+        // Big enough for several chunks; every 7th record holds a quoted line break.
+        let mut text = String::from("id,parent,note\n");
+        for i in 0..400_000 {
+            if i % 7 == 0 {
+                text.push_str(&format!("k{i},p{},\"a\nb,{i}\"\n", i % 13));
+            } else {
+                text.push_str(&format!("k{i},p{},plain {i}\n", i % 13));
+            }
+        }
+        let one = scan_text(text.as_bytes(), &[0, 2], 3, 1);
+        let many = scan_text(text.as_bytes(), &[0, 2], 3, 4);
+        assert_eq!(one.len(), 400_000);
+        assert_eq!(one, many);
+        // One long quoted cell spanning the middle of the file forces the one-piece rescan.
+        let mut text = String::from("id,parent,note\nk0,p,\"");
+        text.push_str(&"x\n".repeat(6 << 20));
+        text.push_str("\"\nk1,p,y\n");
+        let rows = scan_text(text.as_bytes(), &[0], 3, 2);
+        assert_eq!(rows.len(), 2);
+        assert!(rows[1].ends_with(":k1"));
+    }
+
+    #[test]
+    fn small_windows_read_what_the_csv_crate_reads() {
+        // Records of every shape, some longer than a window, across many windows.
+        let mut text = String::from("id,parent,note\n");
+        for i in 0..60_000 {
+            match i % 1001 {
+                0 | 13 | 500 => {
+                    text.push_str(&format!("k{i},p,\"a\nb,\"\"{i}\"\"\"\r\n"));
+                }
+                5 => text.push_str(&format!("k{i},p,\"{}\"\n", "long,\n".repeat(50_000))),
+                7 | 300 => text.push('\n'),
+                _ => text.push_str(&format!("k{i},p{i},plain\n")),
+            }
+        }
+        let expected: Vec<String> = csv::ReaderBuilder::new()
+            .from_reader(text.as_bytes())
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                format!("{}|{}", &r[2], &r[0])
+            })
+            .collect();
+        for threads in [1, 3] {
+            let rows: Vec<String> = scan_text(text.as_bytes(), &[2, 0], 3, threads)
+                .into_iter()
+                .map(|r| r.split_once(':').unwrap().1.to_string())
+                .collect();
+            assert_eq!(rows.len(), expected.len());
+            assert!(rows == expected, "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn record_at_reads_one_whole_record() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"a,b\nk1,\"x\ny\"\nk2,z\n").unwrap();
+        assert_eq!(record_at(f.path(), 4, b',').unwrap(), b"k1,\"x\ny\"\n");
+        assert_eq!(record_at(f.path(), 13, b',').unwrap(), b"k2,z\n");
+    }
+}
