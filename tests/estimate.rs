@@ -220,6 +220,13 @@ fn timing_follows_the_options_and_the_window() {
     let e = json_estimate(&["--rate", "10", "--window", "10m"]);
     assert_eq!(e["timing"]["window"]["fits"], false);
     assert_eq!(e["timing"]["window"]["rate_needed"].to_string(), "10.85");
+    // The settlement links could go on loan creation: 33 calls fewer, 3.3 s at 10/s.
+    let saving = &e["savings"][0];
+    assert_eq!(saving["step"], "settle");
+    assert_eq!(n(&saving["calls"]), n(&step(&e, "settle")["calls"]));
+    assert_eq!(n(&saving["calls"]), 33);
+    let without: f64 = saving["projected_seconds"].to_string().parse().unwrap();
+    assert!((without - (6509.0 - 33.0) / 10.0).abs() < 1e-6, "{without}");
     // 2 units at once, 150 ms: concurrency-bound, 6,509 × 0.15 ÷ 2.
     let e = json_estimate(&["--concurrency", "2"]);
     assert_eq!(e["timing"]["projection"]["binding"], "concurrency");

@@ -20,13 +20,13 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
 use crate::plan::check::{Plan, Step};
 use crate::plan::template::{Condition, Context, Engine, parse_offset};
-use crate::source::scan::{ScanSpec, Scanned, record_at, scan};
+use crate::source::scan::{ScanSpec, Scanned, find_records, record_at, scan};
 use crate::source::{Header, RowReader, SourceDef, Sources};
 
 /// Evaluations cached per condition and thread; past this, a condition is evaluated per row.
@@ -430,12 +430,16 @@ struct Slot {
     unit: u32,
     /// Bit `b`: the `b`-th group over this source is open for the row.
     open: u32,
-    /// Calls and work (µs) of its children's steps, added by the scan threads and then moved
-    /// to the unit.
-    calls: AtomicU32,
     row: u32,
-    work_us: AtomicU64,
+    /// Calls (top [`CALL_BITS`] bits) and work in µs (the rest) of its children's steps, added
+    /// by the scan threads in one atomic add, then moved to the unit.
+    load: AtomicU64,
 }
+
+/// Bits of [`Slot::load`] counting calls (a million calls under one row); the other 44 count
+/// µs of work (200 days).
+const CALL_BITS: u32 = 20;
+const WORK_MASK: u64 = (1 << (64 - CALL_BITS)) - 1;
 
 type Key = [u64; 2];
 
@@ -571,6 +575,8 @@ struct SourcePass<'x> {
     lookup: bool,
     /// Parent keys whose rows `installments.from` wants.
     wanted: HashSet<Key>,
+    /// Per step of this source: what one instance adds to its parent's [`Slot::load`].
+    loads: Vec<u64>,
 }
 
 impl SourcePass<'_> {
@@ -715,11 +721,8 @@ impl SourcePass<'_> {
             match (outcomes >> (2 * k)) & 3 {
                 0 => {
                     st.steps[i][0] += 1;
-                    let step = &a.steps[i];
                     if let Some(slot) = parent {
-                        slot.calls.fetch_add(step.calls_each, Ordering::Relaxed);
-                        slot.work_us
-                            .fetch_add((step.work_ms * 1000.0).round() as u64, Ordering::Relaxed);
+                        slot.load.fetch_add(self.loads[k], Ordering::Relaxed);
                     }
                     if st.first[i].is_none() {
                         st.first[i] = Some((p.offset, p.hash));
@@ -805,14 +808,36 @@ pub(super) fn count(
                         .filter(|(from, _)| *from == s)
                         .filter_map(|(_, step)| first[*step].map(|(_, _, h)| h))
                         .collect(),
+                    loads: my_steps
+                        .iter()
+                        .map(|&i| {
+                            let step = &a.steps[i];
+                            (u64::from(step.calls_each) << (64 - CALL_BITS))
+                                | ((step.work_ms * 1000.0).round() as u64 & WORK_MASK)
+                        })
+                        .collect(),
                     steps: my_steps,
                 };
-                if !pass.lookup && pass.wanted.is_empty() {
-                    // Nothing here makes a call or is shown: count the records only.
+                if !pass.lookup {
+                    // Nothing here makes a call: count the records, and pick out the rows a
+                    // sample call shows (an edit_schedule's installments) by their parent.
                     let (records, bytes) =
                         crate::source::count_records_of(&def.file, def.delimiter)?;
                     rows[s] = records.saturating_sub(1);
                     progress.fetch_add(bytes, Ordering::Relaxed);
+                    if !pass.wanted.is_empty()
+                        && let (Some(p), Some(&column)) = (a.parent[s], a.columns[s].get(1))
+                    {
+                        let keys = a
+                            .installments
+                            .iter()
+                            .filter(|(from, _)| *from == s)
+                            .filter_map(|(_, step)| first[*step])
+                            .map(|(_, offset, _)| key_at(&a.defs[p], a.columns[p][0], offset))
+                            .collect::<std::io::Result<Vec<_>>>()?;
+                        let found = find_records(&def.file, def.delimiter, column, &keys)?;
+                        captured.extend(found.into_iter().map(|o| (s, o)));
+                    }
                     continue;
                 }
                 let spec = ScanSpec {
@@ -905,11 +930,10 @@ pub(super) fn count(
                 {
                     // The children's calls move from their parents' slots to the units.
                     for slot in table.slots() {
-                        let calls = slot.calls.swap(0, Ordering::Relaxed);
-                        if calls > 0 {
-                            unit_calls[slot.unit as usize] += calls;
-                            unit_work[slot.unit as usize] +=
-                                slot.work_us.swap(0, Ordering::Relaxed) as f64 / 1000.0;
+                        let load = slot.load.swap(0, Ordering::Relaxed);
+                        if load > 0 {
+                            unit_calls[slot.unit as usize] += (load >> (64 - CALL_BITS)) as u32;
+                            unit_work[slot.unit as usize] += (load & WORK_MASK) as f64 / 1000.0;
                         }
                     }
                 }
@@ -966,22 +990,14 @@ fn sample_extract(
                 break;
             }
             let Some(p) = a.parent[s] else { break };
-            let def = &a.defs[s];
-            let raw = record_at(&def.file, offset, def.delimiter)?;
-            let mut reader = csv::ReaderBuilder::new()
-                .has_headers(false)
-                .delimiter(def.delimiter)
-                .from_reader(raw.as_slice());
-            let Some(Ok(record)) = reader.byte_records().next() else {
+            let Some(&column) = a.columns[s].get(1) else {
                 break;
             };
-            let Some(parent_key) = a.columns[s].get(1).and_then(|&c| record.get(c)) else {
-                break;
-            };
+            let parent_key = key_at(&a.defs[s], column, offset)?;
             let Some(table) = tables[p].as_ref() else {
                 break;
             };
-            let Some(slot) = table.get(&key_hash(parent_key)) else {
+            let Some(slot) = table.get(&key_hash(&parent_key)) else {
                 break;
             };
             s = p;
@@ -1014,6 +1030,20 @@ fn sample_extract(
         defs.push(mini);
     }
     Ok((Some(dir), defs))
+}
+
+/// The cell `column` of the record at `offset`.
+fn key_at(def: &SourceDef, column: usize, offset: u64) -> std::io::Result<Vec<u8>> {
+    let raw = record_at(&def.file, offset, def.delimiter)?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(def.delimiter)
+        .from_reader(raw.as_slice());
+    Ok(match reader.byte_records().next() {
+        Some(Ok(record)) => record.get(column).unwrap_or_default().to_vec(),
+        _ => Vec::new(),
+    })
 }
 
 /// The bytes of a file up to its first data record (BOM, header).

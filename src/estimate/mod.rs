@@ -127,7 +127,51 @@ pub struct Estimate {
     pub largest_units: Vec<UnitCalls>,
     pub samples: Vec<SampleCall>,
     pub timing: Timing,
+    /// Calls a different flow could save, for the conversation with Mambu's onboarding team.
+    pub savings: Vec<Saving>,
     pub assumptions: Vec<String>,
+}
+
+/// Calls of one step that another flow could save.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Saving {
+    pub step: String,
+    pub action: String,
+    pub calls: u64,
+    /// What to do instead.
+    pub instead: String,
+    /// What to confirm first.
+    pub caveat: String,
+    /// The projected duration if they were saved, seconds.
+    pub projected_seconds: f64,
+}
+
+/// Actions whose calls another flow could save: what to do instead, what to check first.
+const SAVINGS: &[(Action, &str, &str)] = &[(
+    Action::LinkSettlementAccount,
+    "pass the deposit's encodedKey as `settlementAccountKey` in the create_loan body, instead of the v1 link call",
+    "Mambu's 2025 spec lists LoanAccount.settlementAccountKey, but whether it is writable on create is not documented: try it on a sandbox tenant and ask Mambu's onboarding team",
+)];
+
+/// The savings [`SAVINGS`] finds among the plan's steps, each with the projection without its
+/// calls (rate and concurrency bounds shrink in proportion; the critical path is kept).
+fn savings(steps: &[StepVolume], projection: &Projection, total_calls: u64) -> Vec<Saving> {
+    steps
+        .iter()
+        .filter(|s| s.calls > 0)
+        .filter_map(|s| {
+            let (_, instead, caveat) = SAVINGS.iter().find(|(a, ..)| a.name() == s.action)?;
+            let share = 1.0 - s.calls as f64 / total_calls.max(1) as f64;
+            Some(Saving {
+                step: s.id.clone(),
+                action: s.action.clone(),
+                calls: s.calls,
+                instead: (*instead).to_owned(),
+                caveat: (*caveat).to_owned(),
+                projected_seconds: (projection.seconds * share).max(projection.critical_path_seconds),
+            })
+        })
+        .collect()
 }
 
 /// Why no estimate could be made: the problems, one a line.
@@ -548,6 +592,7 @@ fn estimate_plan(
         .iter()
         .map(|s| (s.name.as_str(), s.file.display().to_string()))
         .collect();
+    let savings = savings(&steps, &projection, total_calls);
     Ok(Estimate {
         plan: options.plan.display().to_string(),
         plan_name: plan.name.clone(),
@@ -579,6 +624,7 @@ fn estimate_plan(
             measured,
             sample_projection,
         },
+        savings,
         assumptions,
     })
 }

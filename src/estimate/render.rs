@@ -253,12 +253,38 @@ pub fn markdown(e: &Estimate) -> String {
             if let Some(c) = f.concurrency_needed {
                 let _ = writeln!(w, "- a concurrency of at least {c} units at once");
             }
+            if !e.savings.is_empty() {
+                let saved: u64 = e.savings.iter().map(|s| s.calls).sum();
+                let _ = writeln!(
+                    w,
+                    "- fewer calls: {} could be saved with another flow (below)",
+                    thousands(saved)
+                );
+            }
             if f.critical_path_too_long {
                 let _ = writeln!(
                     w,
                     "- the longest unit alone takes longer than the window: no rate or concurrency makes it fit; split the run or move that unit's history to a later load"
                 );
             }
+        }
+    }
+
+    if !e.savings.is_empty() {
+        let _ = writeln!(w, "\n### Calls that could be saved\n");
+        let _ = writeln!(w, "| step | calls | instead | projected without them | first |");
+        let _ = writeln!(w, "|---|---:|---|---:|---|");
+        for s in &e.savings {
+            let _ = writeln!(
+                w,
+                "| {} ({}) | {} | {} | {} | {} |",
+                s.step,
+                s.action,
+                thousands(s.calls),
+                s.instead,
+                format_duration(s.projected_seconds),
+                s.caveat
+            );
         }
     }
 
@@ -430,6 +456,25 @@ pub fn html(e: &Estimate) -> String {
             let _ = writeln!(w);
         }
         let _ = writeln!(w, "</pre>");
+    }
+    if !e.savings.is_empty() {
+        let _ = writeln!(
+            w,
+            "<h3>Calls that could be saved</h3><table><tr><th>step</th><th>calls</th><th>instead</th><th>projected without them</th><th>first</th></tr>"
+        );
+        for s in &e.savings {
+            let _ = writeln!(
+                w,
+                "<tr><td>{} ({})</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                escape(&s.step),
+                escape(&s.action),
+                thousands(s.calls),
+                escape(&s.instead),
+                format_duration(s.projected_seconds),
+                escape(&s.caveat)
+            );
+        }
+        let _ = writeln!(w, "</table>");
     }
     let _ = writeln!(w, "<h2>Assumptions</h2><ul>");
     for a in &e.assumptions {

@@ -536,6 +536,65 @@ impl Quoted {
     }
 }
 
+/// Offsets of the records of `path` whose cell `column` is one of `values`: a substring
+/// search for each value (at memory speed), each hit checked by reading its line as a record.
+/// For picking a few rows out of a large file; a hit inside a quoted line break is read from
+/// that line, so rows of such files may be missed, never invented (the cell must match).
+pub fn find_records(
+    path: &Path,
+    delimiter: u8,
+    column: usize,
+    values: &[Vec<u8>],
+) -> io::Result<Vec<u64>> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len() as usize;
+    let mut found = std::collections::BTreeSet::new();
+    if len == 0 || values.is_empty() {
+        return Ok(Vec::new());
+    }
+    let start = data_start(&file, len, delimiter)?;
+    let finders: Vec<memchr::memmem::Finder<'_>> = values
+        .iter()
+        .filter(|v| !v.is_empty())
+        .map(|v| memchr::memmem::Finder::new(v.as_slice()))
+        .collect();
+    let mut pos = start;
+    let mut window = WINDOW;
+    while pos < len {
+        let map_start = pos - pos % ALIGN;
+        let map_end = len.min(map_start + window);
+        let mapped = map(&file, map_start, map_end - map_start)?;
+        let slice = &mapped[pos - map_start..];
+        let usable = if map_end == len {
+            slice.len()
+        } else {
+            memrchr(b'\n', slice).map_or(0, |i| i + 1)
+        };
+        if usable == 0 {
+            window *= 2;
+            continue;
+        }
+        let text = &slice[..usable];
+        for (finder, value) in finders.iter().zip(values) {
+            for hit in finder.find_iter(text) {
+                let line = memrchr(b'\n', &text[..hit]).map_or(0, |i| i + 1);
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .flexible(true)
+                    .delimiter(delimiter)
+                    .from_reader(&text[line..]);
+                if let Some(Ok(record)) = reader.byte_records().next()
+                    && record.get(column) == Some(value.as_slice())
+                {
+                    found.insert((pos + line) as u64);
+                }
+            }
+        }
+        pos += usable;
+    }
+    Ok(found.into_iter().collect())
+}
+
 /// The whole record at `offset` of `path`, its cells as text (for rendering a sample).
 pub fn record_at(path: &Path, offset: u64, delimiter: u8) -> io::Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
@@ -680,6 +739,16 @@ mod tests {
             assert_eq!(rows.len(), expected.len());
             assert!(rows == expected, "{threads} threads");
         }
+    }
+
+    #[test]
+    fn find_records_picks_rows_by_a_cell() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"id,loan,n\ns1,L1,1\ns2,L10,2\ns3,\"L1\",3\ns4,x,L1\n")
+            .unwrap();
+        let found = find_records(f.path(), b',', 1, &[b"L1".to_vec()]).unwrap();
+        assert_eq!(found, vec![10, 27]);
+        assert!(find_records(f.path(), b',', 1, &[]).unwrap().is_empty());
     }
 
     #[test]
