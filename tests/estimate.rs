@@ -393,13 +393,24 @@ fn the_counting_pass_counts_what_the_grouping_counts_on_messy_data() {
             .as_bytes(),
     );
     loans.push(b'\n');
-    loans.extend_from_slice(loan.replace("LN-000001", "LN-SHORT").rsplit_once(',').unwrap().0.as_bytes());
+    loans.extend_from_slice(
+        loan.replace("LN-000001", "LN-SHORT")
+            .rsplit_once(',')
+            .unwrap()
+            .0
+            .as_bytes(),
+    );
     loans.push(b'\n');
-    for (id, loan) in [("TX-O1", "LN-ORPHAN"), ("TX-O2", "LN-NOCLIENT"), ("TX-O3", "LN-SHORT")] {
+    for (id, loan) in [
+        ("TX-O1", "LN-ORPHAN"),
+        ("TX-O2", "LN-NOCLIENT"),
+        ("TX-O3", "LN-SHORT"),
+    ] {
         transactions.extend_from_slice(format!("{id},{loan},FEE,10.00,2025-01-01,,\n").as_bytes());
     }
     // A quoted line break, CRLF, a cell that is not UTF-8, a row one cell long, a blank line.
-    transactions.extend_from_slice(b"TX-Q1,LN-000002,FEE,1.00,2025-01-01,,\"two\nlines, quoted\"\r\n");
+    transactions
+        .extend_from_slice(b"TX-Q1,LN-000002,FEE,1.00,2025-01-01,,\"two\nlines, quoted\"\r\n");
     transactions.extend_from_slice(b"TX-U1,LN-000002,FEE,1.00,2025-01-01,,caf\xe9\n\n");
     transactions.extend_from_slice(b"TX-W1,LN-000002,FEE,1.00,2025-01-01,\n");
     transactions.extend_from_slice(b"TX-D1,LN-000001,REPAYMENT,5.00,2025-03-01,,");
@@ -427,10 +438,8 @@ fn the_counting_pass_counts_what_the_grouping_counts_on_messy_data() {
             "when: \"transactions.kind == 'REPAYMENT' and loans.loan_id != ''\"",
         );
     assert_ne!(plan, grouped);
-    let grouped_plan = std::path::Path::new("plans").join(format!(
-        ".grouped-{}.yaml",
-        std::process::id()
-    ));
+    let grouped_plan =
+        std::path::Path::new("plans").join(format!(".grouped-{}.yaml", std::process::id()));
     std::fs::write(&grouped_plan, grouped).unwrap();
     let run = |plan: &str| -> Value {
         let mut all: Vec<String> = vec![plan.into(), "--format".into(), "json".into()];
@@ -456,7 +465,10 @@ fn the_counting_pass_counts_what_the_grouping_counts_on_messy_data() {
     for key in ["units", "total_calls", "largest_units", "endpoints"] {
         assert_eq!(counted[key], grouped[key], "{key}");
     }
-    assert_eq!(counted["timing"]["projection"], grouped["timing"]["projection"]);
+    assert_eq!(
+        counted["timing"]["projection"],
+        grouped["timing"]["projection"]
+    );
     // The bad rows were found: 1 duplicate client, 1 duplicate loan, the orphan, the loan
     // with no client, the short row, their 3 transactions, the non-UTF-8 and the short one.
     assert_eq!(n(&counted["data_problems"]), 10, "{counted:#}");

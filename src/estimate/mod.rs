@@ -168,7 +168,8 @@ fn savings(steps: &[StepVolume], projection: &Projection, total_calls: u64) -> V
                 calls: s.calls,
                 instead: (*instead).to_owned(),
                 caveat: (*caveat).to_owned(),
-                projected_seconds: (projection.seconds * share).max(projection.critical_path_seconds),
+                projected_seconds: (projection.seconds * share)
+                    .max(projection.critical_path_seconds),
             })
         })
         .collect()
@@ -402,7 +403,10 @@ fn estimate_plan(
         .max(1);
     let mut acc = Accumulator::new(
         concurrency,
-        measured.as_ref().and_then(|m| m.concurrency).unwrap_or(concurrency),
+        measured
+            .as_ref()
+            .and_then(|m| m.concurrency)
+            .unwrap_or(concurrency),
         measured.as_ref().map(|m| m.units),
     );
     let walker = Walker {

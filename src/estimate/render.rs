@@ -272,7 +272,10 @@ pub fn markdown(e: &Estimate) -> String {
 
     if !e.savings.is_empty() {
         let _ = writeln!(w, "\n### Calls that could be saved\n");
-        let _ = writeln!(w, "| step | calls | instead | projected without them | first |");
+        let _ = writeln!(
+            w,
+            "| step | calls | instead | projected without them | first |"
+        );
         let _ = writeln!(w, "|---|---:|---|---:|---|");
         for s in &e.savings {
             let _ = writeln!(

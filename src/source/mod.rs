@@ -86,8 +86,8 @@ mod count;
 mod group;
 mod problem;
 mod reader;
-mod sort;
 pub mod scan;
+mod sort;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -95,8 +95,8 @@ use std::path::{Path, PathBuf};
 pub use cell::{
     CellError, CellType, DEFAULT_DATE_FORMAT, DEFAULT_DATETIME_FORMAT, Value, parse_cell, shape,
 };
-pub use count::{CountReport, SourceCount, count};
 pub(crate) use count::count_records as count_records_of;
+pub use count::{CountReport, SourceCount, count};
 pub use group::{
     GroupOptions, GroupReport, Grouping, Record, Records, Schema, SourceStats, Unit, group,
 };
