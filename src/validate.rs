@@ -5,7 +5,7 @@
 //! plan's column rules, tenant problems from reading the plan's lookups and products through
 //! the API.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -305,110 +305,57 @@ pub fn validate(options: &Options) -> Report {
         .collect();
     let placeholders = compiled.placeholder_outputs();
     let lookups = tenant.as_ref().map(Tenant::lookups_value);
-    for unit in grouping.by_ref() {
-        // Rows already reported: rendering them would say the same again.
-        let mut flagged: HashSet<(String, u64)> = bad_cells.clone();
-        for def in &plan.sources {
-            let Some(records) = unit.rows(&def.name) else {
-                continue;
-            };
-            let rules = plan.rules.get(&def.name);
-            let refs: Vec<&(String, String, String)> = lookup_refs
-                .iter()
-                .filter(|(_, s, _)| *s == def.name)
-                .collect();
-            if rules.is_none() && (refs.is_empty() || tenant.is_none()) {
-                continue;
+    let units = UnitCheck {
+        plan: &plan,
+        compiled: &compiled,
+        lookup_refs: &lookup_refs,
+        tenant: tenant.as_ref(),
+        placeholders: &placeholders,
+        lookups: lookups.as_ref(),
+        bad_cells: &bad_cells,
+    };
+    // Reading and sorting on one thread, rendering on the others; findings are taken in unit
+    // order, so the report is the same as with one thread.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (unit_tx, unit_rx) = std::sync::mpsc::sync_channel::<(u64, source::Unit)>(256);
+    let unit_rx = std::sync::Mutex::new(unit_rx);
+    let (found_tx, found_rx) = std::sync::mpsc::sync_channel::<(u64, Found)>(256);
+    std::thread::scope(|scope| {
+        let grouping = &mut grouping;
+        scope.spawn(move || {
+            for (ordinal, unit) in (0u64..).zip(grouping.by_ref()) {
+                if unit_tx.send((ordinal, unit)).is_err() {
+                    break;
+                }
             }
-            for record in records.iter() {
-                let file = record.schema().file().display().to_string();
-                for (column, rule) in rules.into_iter().flatten() {
-                    let Some(raw) = record.get(column) else {
-                        continue;
-                    };
-                    if rule.required && raw.trim().is_empty() {
-                        flagged.insert((def.name.clone(), record.line()));
-                        findings.push_capped(
-                            format!("data {} {column} required", def.name),
-                            Finding::new(
-                                Kind::Data,
-                                file.clone(),
-                                Some(record.line()),
-                                "a required value is empty",
-                                Some(format!(
-                                    "fill {column} in {} {}, or mark the column not required",
-                                    def.name,
-                                    record.key()
-                                )),
-                            )
-                            .in_field(column),
-                        );
-                    }
-                    if rule.positive {
-                        let below = match record.value(column) {
-                            Some(Ok(source::Value::Decimal(d))) => d <= Decimal::ZERO,
-                            Some(Ok(source::Value::Int(i))) => i <= 0,
-                            _ => false,
-                        };
-                        if below {
-                            flagged.insert((def.name.clone(), record.line()));
-                            findings.push_capped(
-                                format!("data {} {column} positive", def.name),
-                                Finding::new(
-                                    Kind::Data,
-                                    file.clone(),
-                                    Some(record.line()),
-                                    "the amount is zero or negative: Mambu refuses it",
-                                    Some(format!(
-                                        "correct {column} of {} {}",
-                                        def.name,
-                                        record.key()
-                                    )),
-                                )
-                                .in_field(column),
-                            );
-                        }
+        });
+        for _ in 0..workers {
+            let (unit_rx, found_tx, units) = (&unit_rx, found_tx.clone(), &units);
+            scope.spawn(move || {
+                loop {
+                    let next = unit_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok((ordinal, unit))) = next else { break };
+                    let mut found = Found::default();
+                    check_unit(units, &unit, &mut found);
+                    if found_tx.send((ordinal, found)).is_err() {
+                        break;
                     }
                 }
-                if let Some(tenant) = &tenant {
-                    for (lookup, _, column) in &refs {
-                        let Some(table) = tenant.lookups.get(lookup).and_then(Value::as_object)
-                        else {
-                            continue;
-                        };
-                        let Some(raw) = record.get(column) else {
-                            continue;
-                        };
-                        if !raw.is_empty() && !table.contains_key(raw) {
-                            flagged.insert((def.name.clone(), record.line()));
-                            let mut known: Vec<&str> = table.keys().map(String::as_str).collect();
-                            known.sort_unstable();
-                            findings.push_capped(
-                                format!("tenant {} {column} {lookup}", def.name),
-                                Finding::new(
-                                    Kind::Tenant,
-                                    file.clone(),
-                                    Some(record.line()),
-                                    format!("`{raw}` is not in the tenant's {lookup}"),
-                                    Some(format!("the tenant has: {}", known.join(", "))),
-                                )
-                                .in_field(column),
-                            );
-                        }
-                    }
+            });
+        }
+        drop(found_tx);
+        let mut waiting: BTreeMap<u64, Found> = BTreeMap::new();
+        let mut next = 0u64;
+        for (ordinal, found) in found_rx {
+            waiting.insert(ordinal, found);
+            while let Some(found) = waiting.remove(&next) {
+                for (rule, finding) in found.0 {
+                    findings.push_capped(rule, finding);
                 }
+                next += 1;
             }
         }
-        render_unit(
-            &compiled,
-            &unit,
-            &placeholders,
-            lookups.as_ref(),
-            tenant.as_ref(),
-            &flagged,
-            &mut findings,
-        );
-    }
+    });
     let report = grouping.finish();
     for p in &report.problems {
         let message = p.to_string();
@@ -468,6 +415,138 @@ pub fn validate(options: &Options) -> Report {
     }
 }
 
+/// Findings of one unit, with the rule each counts against.
+#[derive(Default)]
+struct Found(Vec<(String, Finding)>);
+
+impl Found {
+    fn push(&mut self, rule: String, finding: Finding) {
+        self.0.push((rule, finding));
+    }
+}
+
+/// What checking a unit needs, shared by the rendering threads.
+struct UnitCheck<'a> {
+    plan: &'a Plan,
+    compiled: &'a Compiled,
+    lookup_refs: &'a BTreeSet<(String, String, String)>,
+    tenant: Option<&'a Tenant>,
+    placeholders: &'a HashMap<String, Value>,
+    lookups: Option<&'a Value>,
+    /// Rows whose cells were reported while the files were read.
+    bad_cells: &'a HashSet<(String, u64)>,
+}
+
+/// The rules on every row of the unit, then every call rendered.
+fn check_unit(units: &UnitCheck<'_>, unit: &source::Unit, out: &mut Found) {
+    let UnitCheck {
+        plan,
+        compiled,
+        lookup_refs,
+        tenant,
+        placeholders,
+        lookups,
+        bad_cells,
+    } = *units;
+    // Rows already reported: rendering them would say the same again.
+    let mut flagged: HashSet<(String, u64)> = HashSet::new();
+    for def in &plan.sources {
+        let Some(records) = unit.rows(&def.name) else {
+            continue;
+        };
+        let rules = plan.rules.get(&def.name);
+        let refs: Vec<&(String, String, String)> = lookup_refs
+            .iter()
+            .filter(|(_, s, _)| *s == def.name)
+            .collect();
+        if rules.is_none() && (refs.is_empty() || tenant.is_none()) {
+            continue;
+        }
+        for record in records.iter() {
+            let file = record.schema().file().display().to_string();
+            for (column, rule) in rules.into_iter().flatten() {
+                let Some(raw) = record.get(column) else {
+                    continue;
+                };
+                if rule.required && raw.trim().is_empty() {
+                    flagged.insert((def.name.clone(), record.line()));
+                    out.push(
+                        format!("data {} {column} required", def.name),
+                        Finding::new(
+                            Kind::Data,
+                            file.clone(),
+                            Some(record.line()),
+                            "a required value is empty",
+                            Some(format!(
+                                "fill {column} in {} {}, or mark the column not required",
+                                def.name,
+                                record.key()
+                            )),
+                        )
+                        .in_field(column),
+                    );
+                }
+                if rule.positive {
+                    let below = match record.value(column) {
+                        Some(Ok(source::Value::Decimal(d))) => d <= Decimal::ZERO,
+                        Some(Ok(source::Value::Int(i))) => i <= 0,
+                        _ => false,
+                    };
+                    if below {
+                        flagged.insert((def.name.clone(), record.line()));
+                        out.push(
+                            format!("data {} {column} positive", def.name),
+                            Finding::new(
+                                Kind::Data,
+                                file.clone(),
+                                Some(record.line()),
+                                "the amount is zero or negative: Mambu refuses it",
+                                Some(format!("correct {column} of {} {}", def.name, record.key())),
+                            )
+                            .in_field(column),
+                        );
+                    }
+                }
+            }
+            if let Some(tenant) = &tenant {
+                for (lookup, _, column) in &refs {
+                    let Some(table) = tenant.lookups.get(lookup).and_then(Value::as_object) else {
+                        continue;
+                    };
+                    let Some(raw) = record.get(column) else {
+                        continue;
+                    };
+                    if !raw.is_empty() && !table.contains_key(raw) {
+                        flagged.insert((def.name.clone(), record.line()));
+                        let mut known: Vec<&str> = table.keys().map(String::as_str).collect();
+                        known.sort_unstable();
+                        out.push(
+                            format!("tenant {} {column} {lookup}", def.name),
+                            Finding::new(
+                                Kind::Tenant,
+                                file.clone(),
+                                Some(record.line()),
+                                format!("`{raw}` is not in the tenant's {lookup}"),
+                                Some(format!("the tenant has: {}", known.join(", "))),
+                            )
+                            .in_field(column),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    render_unit(
+        compiled,
+        unit,
+        placeholders,
+        lookups,
+        tenant,
+        &|row: &(String, u64)| bad_cells.contains(row) || flagged.contains(row),
+        out,
+    );
+}
+
 /// Renders every call of the unit, as a run would (with placeholder outputs of earlier steps):
 /// a row whose call cannot be rendered would fail its unit on the night.
 fn render_unit(
@@ -476,20 +555,20 @@ fn render_unit(
     outputs: &HashMap<String, Value>,
     lookups: Option<&Value>,
     tenant: Option<&Tenant>,
-    skip: &HashSet<(String, u64)>,
-    findings: &mut Findings,
+    skip: &dyn Fn(&(String, u64)) -> bool,
+    out: &mut Found,
 ) {
     for planned in compiled.expand(unit) {
         let step = compiled.step(planned.step);
         let row = planned.row();
         if (compiled.uses_lookups(planned.step) && lookups.is_none())
-            || skip.contains(&(row.schema().name().to_owned(), row.line()))
+            || skip(&(row.schema().name().to_owned(), row.line()))
         {
             continue;
         }
         let file = row.schema().file().display().to_string();
         let mut fail = |what: &str, message: String| {
-            findings.push_capped(
+            out.push(
                 format!("data render {} {what}", step.id),
                 Finding::new(
                     Kind::Data,
@@ -519,7 +598,7 @@ fn render_unit(
                     (tenant, call.action, &call.body)
                 {
                     for (field, problem) in tenant.loan_limits(body) {
-                        findings.push_capped(
+                        out.push(
                             format!("tenant limits {} {field}", step.id),
                             Finding::new(
                                 Kind::Tenant,

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Timelike};
 use minijinja::value::{Kwargs, Rest, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Value};
 use rust_decimal::{Decimal, RoundingStrategy};
@@ -273,7 +273,9 @@ fn date(value: &Value, format: Option<String>) -> Result<Value, Error> {
             .or_else(|_| NaiveDateTime::parse_from_str(&s, f).map(|d| d.date()))
             .or_else(|_| DateTime::parse_from_str(&s, f).map(|d| d.date_naive()))
             .map_err(|_| format!("not a date in format {f} ({})", shape(&s))),
-        None => NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+        None => iso_date(&s)
+            .ok_or(())
+            .or_else(|_| NaiveDate::parse_from_str(&s, "%Y-%m-%d"))
             .or_else(|_| DateTime::parse_from_rfc3339(&s).map(|d| d.date_naive()))
             .or_else(|_| NaiveDateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.f").map(|d| d.date()))
             .map_err(|_| {
@@ -284,7 +286,50 @@ fn date(value: &Value, format: Option<String>) -> Result<Value, Error> {
             }),
     };
     let d = parsed.map_err(|p| fail("date", p))?;
-    Ok(Value::from(d.format("%Y-%m-%d").to_string()))
+    Ok(Value::from(format_date(d)))
+}
+
+/// `YYYY-MM-DD` exactly, without chrono's format parser (the common case, several times per
+/// rendered call).
+fn iso_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
+}
+
+/// `%Y-%m-%d`.
+fn format_date(d: NaiveDate) -> String {
+    if (0..=9999).contains(&d.year()) {
+        format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+    } else {
+        d.format("%Y-%m-%d").to_string()
+    }
+}
+
+/// `%Y-%m-%dT%H:%M:%S%:z`.
+fn format_datetime(dt: DateTime<FixedOffset>) -> String {
+    if !(0..=9999).contains(&dt.year()) {
+        return dt.format("%Y-%m-%dT%H:%M:%S%:z").to_string();
+    }
+    let offset = dt.offset().local_minus_utc();
+    let sign = if offset < 0 { '-' } else { '+' };
+    let offset = offset.unsigned_abs() / 60;
+    format!(
+        "{}T{:02}:{:02}:{:02}{sign}{:02}:{:02}",
+        format_date(dt.date_naive()),
+        dt.hour(),
+        dt.minute(),
+        dt.second(),
+        offset / 60,
+        offset % 60
+    )
 }
 
 /// Parses a UTC offset: `+02:00`, `-0530`, `Z` or `UTC`.
@@ -309,9 +354,9 @@ fn parse_datetime(s: &str, format: Option<&str>) -> Option<Parsed> {
             .map(Parsed::Aware)
             .or_else(|| NaiveDateTime::parse_from_str(s, f).ok().map(Parsed::Naive))
             .or_else(|| NaiveDate::parse_from_str(s, f).ok().and_then(naive_date)),
-        None => DateTime::parse_from_rfc3339(s)
-            .ok()
-            .map(Parsed::Aware)
+        None => iso_date(s)
+            .and_then(naive_date)
+            .or_else(|| DateTime::parse_from_rfc3339(s).ok().map(Parsed::Aware))
             .or_else(|| {
                 ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
                     .iter()
@@ -369,7 +414,7 @@ fn datetime(
             None => return Err(fail("datetime", "out of range")),
         },
     };
-    Ok(Value::from(dt.format("%Y-%m-%dT%H:%M:%S%:z").to_string()))
+    Ok(Value::from(format_datetime(dt)))
 }
 
 /// `default(x)`: `x` when the value is undefined, `none` or `""` (minijinja's own `default`
@@ -429,4 +474,42 @@ pub fn mask_text(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod fast_paths {
+    use super::*;
+
+    #[test]
+    fn hand_formatting_and_parsing_agree_with_chrono() {
+        for (date, offset) in [
+            ("2024-02-29", 0),
+            ("0001-01-01", 19_800),
+            ("9999-12-31", -34_200),
+            ("1970-06-15", -3_600),
+            ("2025-11-30", 45 * 60),
+        ] {
+            let d = iso_date(date).unwrap();
+            assert_eq!(Some(d), NaiveDate::parse_from_str(date, "%Y-%m-%d").ok());
+            assert_eq!(format_date(d), d.format("%Y-%m-%d").to_string());
+            let tz = FixedOffset::east_opt(offset).unwrap();
+            let dt = tz
+                .from_local_datetime(&d.and_hms_opt(7, 5, 9).unwrap())
+                .unwrap();
+            assert_eq!(
+                format_datetime(dt),
+                dt.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+            );
+        }
+        for not_iso in [
+            "2024-2-29",
+            "2024-02-30",
+            "20240229",
+            "2024/02/29",
+            "２０２４-01-01",
+            "",
+        ] {
+            assert_eq!(iso_date(not_iso), None, "{not_iso}");
+        }
+    }
 }
