@@ -317,16 +317,28 @@ pub fn validate(options: &Options) -> Report {
     // Reading and sorting on one thread, rendering on the others; findings are taken in unit
     // order, so the report is the same as with one thread.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (unit_tx, unit_rx) = std::sync::mpsc::sync_channel::<(u64, source::Unit)>(256);
+    // Units go in batches: one handover per unit cost more than rendering a small unit.
+    const BATCH: usize = 64;
+    let (unit_tx, unit_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<source::Unit>)>(8);
     let unit_rx = std::sync::Mutex::new(unit_rx);
-    let (found_tx, found_rx) = std::sync::mpsc::sync_channel::<(u64, Found)>(256);
+    let (found_tx, found_rx) = std::sync::mpsc::sync_channel::<(u64, Found)>(8);
     std::thread::scope(|scope| {
         let grouping = &mut grouping;
         scope.spawn(move || {
-            for (ordinal, unit) in (0u64..).zip(grouping.by_ref()) {
-                if unit_tx.send((ordinal, unit)).is_err() {
-                    break;
+            let mut batch = Vec::with_capacity(BATCH);
+            let mut ordinal = 0u64;
+            for unit in grouping.by_ref() {
+                batch.push(unit);
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if unit_tx.send((ordinal, full)).is_err() {
+                        return;
+                    }
+                    ordinal += 1;
                 }
+            }
+            if !batch.is_empty() {
+                let _ = unit_tx.send((ordinal, batch));
             }
         });
         for _ in 0..workers {
@@ -334,9 +346,11 @@ pub fn validate(options: &Options) -> Report {
             scope.spawn(move || {
                 loop {
                     let next = unit_rx.lock().map(|rx| rx.recv());
-                    let Ok(Ok((ordinal, unit))) = next else { break };
+                    let Ok(Ok((ordinal, batch))) = next else { break };
                     let mut found = Found::default();
-                    check_unit(units, &unit, &mut found);
+                    for unit in &batch {
+                        check_unit(units, unit, &mut found);
+                    }
                     if found_tx.send((ordinal, found)).is_err() {
                         break;
                     }

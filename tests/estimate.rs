@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+mod common;
+
 use assert_cmd::Command;
 use serde_json::Value;
 
@@ -360,12 +362,9 @@ fn from_run_projects_the_sample_within_15_percent() {
     assert!((15.0..60.0).contains(&mean), "{mean}");
 }
 
-/// The counting pass (the plan's conditions read only their own row) and the grouping (here
-/// forced by conditions that also read the loan's row, always true) must count the same calls
-/// on an extract with every kind of bad row the grouping leaves out.
-#[test]
-fn the_counting_pass_counts_what_the_grouping_counts_on_messy_data() {
-    let dir = tempfile::tempdir().unwrap();
+/// The sample extract with every kind of bad row the grouping leaves out, written to `dir`:
+/// the `--source` arguments that point a plan at it.
+fn messy_extract(dir: &std::path::Path) -> Vec<String> {
     let read = |f: &str| std::fs::read(format!("fixtures/sample/{f}")).unwrap();
     let mut clients = read("clients.csv");
     let mut loans = read("loans.csv");
@@ -423,10 +422,20 @@ fn the_counting_pass_counts_what_the_grouping_counts_on_messy_data() {
     ];
     let mut args: Vec<String> = Vec::new();
     for (name, bytes) in &files {
-        let path = dir.path().join(format!("{name}.csv"));
+        let path = dir.join(format!("{name}.csv"));
         std::fs::write(&path, bytes).unwrap();
         args.extend(["--source".into(), format!("{name}={}", path.display())]);
     }
+    args
+}
+
+/// The counting pass (the plan's conditions read only their own row) and the grouping (here
+/// forced by conditions that also read the loan's row, always true) must count the same calls
+/// on an extract with every kind of bad row the grouping leaves out.
+#[test]
+fn the_counting_pass_counts_what_the_grouping_counts_on_messy_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = messy_extract(dir.path());
     let plan = std::fs::read_to_string("plans/sample.yaml").unwrap();
     let grouped = plan
         .replace(
@@ -474,4 +483,48 @@ fn the_counting_pass_counts_what_the_grouping_counts_on_messy_data() {
     assert_eq!(n(&counted["data_problems"]), 10, "{counted:#}");
     // The clean sample: 250 clients; the quoted fee and the last, unterminated line count.
     assert_eq!(n(&counted["units"]), 250);
+}
+
+/// What `plan estimate` predicts is what a fault-free run sends, call for call, lookups
+/// included: the messy extract run against the sandbox, its requests counted by the sandbox.
+#[test]
+fn the_estimate_is_the_number_of_calls_a_run_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = messy_extract(dir.path());
+    let mut all: Vec<String> = vec!["plans/sample.yaml".into(), "--format".into(), "json".into()];
+    all.extend(args.iter().cloned());
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let (code, out, err) = estimate(&all);
+    assert_eq!(code, 0, "{err}");
+    let e: Value = serde_json::from_str(&out).unwrap();
+
+    let sandbox = common::Sandbox::start(&[]);
+    let run = Command::cargo_bin("mambu-migrate")
+        .unwrap()
+        .env("MAMBU_API_KEY", common::API_KEY)
+        .args(["run", "plans/sample.yaml", "--target"])
+        .arg(format!("{}/api", sandbox.origin))
+        .args(&args)
+        .args([
+            "--rate",
+            "5000",
+            "--concurrency",
+            "16",
+            "--no-progress",
+            "--run-dir",
+        ])
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    let stats = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(sandbox.stats());
+    assert_eq!(
+        n(&stats["requests"]["total"]),
+        n(&e["total_calls"]),
+        "{:#}",
+        stats["requests"]
+    );
+    assert_eq!(n(&e["total_calls"]), 6_511);
 }
