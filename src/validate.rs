@@ -346,7 +346,9 @@ pub fn validate(options: &Options) -> Report {
             scope.spawn(move || {
                 loop {
                     let next = unit_rx.lock().map(|rx| rx.recv());
-                    let Ok(Ok((ordinal, batch))) = next else { break };
+                    let Ok(Ok((ordinal, batch))) = next else {
+                        break;
+                    };
                     let mut found = Found::default();
                     for unit in &batch {
                         check_unit(units, unit, &mut found);
