@@ -4,9 +4,11 @@
 //! - [`plan`]: the YAML plan: serde model and JSON Schema, loading with line:column, checks,
 //!   templates (minijinja, typed JSON), and a unit expanded into the calls it makes.
 //! - [`source`]: CSV reading (BOM, CRLF, quotes), typed cells, grouping rows into units with an
-//!   external sort (bounded memory).
+//!   external sort (bounded memory), and the field scan (chosen cells of every record, parallel,
+//!   no sort) that `plan estimate` counts with.
 //! - [`validate`]: every problem of plan, data and tenant, before anything is sent.
-//! - [`estimate`]: volumes, calls per step, sample calls, timing, for Mambu's onboarding team.
+//! - [`estimate`]: volumes, calls per step, sample calls, timing, calls that could be saved, for
+//!   Mambu's onboarding team; one counting pass over the extract.
 //! - [`run`]: the executor: rate limit, retries, adoption, error budget, stops, resume. The one
 //!   place that joins the parts.
 //! - [`mambu`]: the HTTP client (the only module that sees reqwest) and the one function that
