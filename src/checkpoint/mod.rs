@@ -1,9 +1,9 @@
 //! The run's SQLite store (WAL): the only module that sees rusqlite.
 //!
-//! The executor sends [`Record`]s; a writer thread commits them in batches (every 100 ms or
-//! 2,000 records), so recording costs the executor a channel send. A crash may lose the last
-//! batch: that is safe because every step is safe to replay (ids, externalIds, idempotency
-//! keys), and the tests kill -9 a run to prove it.
+//! The executor sends [`Record`]s; a writer thread commits them in batches every 100 ms, so
+//! recording costs the executor a channel push (the writer is not woken for it). A crash may
+//! lose the last batch: that is safe because every step is safe to replay (ids, externalIds,
+//! idempotency keys), and the tests kill -9 a run to prove it.
 //!
 //! Tables:
 //! - `meta(key, value)`: plan and source hashes, settings, the run's state.
@@ -261,7 +261,15 @@ impl Checkpoint {
         self.tx
             .send(Message::Flush(done_tx))
             .map_err(|_| CheckpointError::Closed)?;
+        self.wake();
         done_rx.recv().map_err(|_| CheckpointError::Closed)
+    }
+
+    /// Wakes the writer before its next commit is due.
+    fn wake(&self) {
+        if let Some(writer) = &self.writer {
+            writer.thread().unpark();
+        }
     }
 
     /// Commits everything and stops the writer.
@@ -269,6 +277,7 @@ impl Checkpoint {
         self.flush()?;
         let (tx, _) = mpsc::channel();
         drop(std::mem::replace(&mut self.tx, tx));
+        self.wake();
         match self.writer.take().map(JoinHandle::join) {
             Some(Ok(Err(source))) => Err(CheckpointError::Sqlite {
                 path: "checkpoint.db".into(),
@@ -285,27 +294,40 @@ impl Drop for Checkpoint {
     }
 }
 
+/// How often the writer commits what was recorded.
+const COMMIT_EVERY: Duration = Duration::from_millis(100);
+
+/// Commits every [`COMMIT_EVERY`]. Between commits the thread sleeps: a record is a push onto
+/// the channel that wakes nobody (waking the writer for every record cost the executor a futex
+/// call and a context switch per record). Only [`Checkpoint::flush`] and closing wake it early.
 fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Message>) -> Result<(), rusqlite::Error> {
     let mut batch: Vec<Record> = Vec::new();
     let mut waiting: Vec<mpsc::Sender<()>> = Vec::new();
-    let mut last = Instant::now();
+    let mut next = Instant::now() + COMMIT_EVERY;
     loop {
-        let message = rx.recv_timeout(Duration::from_millis(100));
-        let closed = matches!(message, Err(mpsc::RecvTimeoutError::Disconnected));
-        match message {
-            Ok(Message::Record(r)) => batch.push(r),
-            Ok(Message::Flush(done)) => waiting.push(done),
-            Err(_) => {}
+        let now = Instant::now();
+        if now < next {
+            std::thread::park_timeout(next - now);
         }
-        if !batch.is_empty()
-            && (batch.len() >= 2_000
-                || last.elapsed() >= Duration::from_millis(100)
-                || !waiting.is_empty()
-                || closed)
-        {
+        let mut closed = false;
+        loop {
+            match rx.try_recv() {
+                Ok(Message::Record(r)) => batch.push(r),
+                Ok(Message::Flush(done)) => waiting.push(done),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        let due = Instant::now() >= next;
+        if !batch.is_empty() && (due || !waiting.is_empty() || closed) {
             commit(&mut conn, &batch)?;
             batch.clear();
-            last = Instant::now();
+        }
+        if due {
+            next = Instant::now() + COMMIT_EVERY;
         }
         for done in waiting.drain(..) {
             let _ = done.send(());
@@ -319,18 +341,40 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Message>) -> Result<(), r
 fn commit(conn: &mut Connection, batch: &[Record]) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction()?;
     let at = now();
+    // The statements of nearly every record, looked up once per batch rather than per record.
+    let mut insert_step = tx.prepare_cached("INSERT OR REPLACE INTO steps (unit, instance, step_id, action, status, idempotency_key, http_status, outputs, attempts, latency_ms, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?;
+    let mut insert_call = tx.prepare_cached("INSERT INTO calls (unit, step_id, method, endpoint, status, outcome, latency_ms, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?;
     for record in batch {
         match record {
             Record::UnitStarted { key, ordinal } => {
                 tx.prepare_cached("INSERT INTO units (key, ordinal, status, started_at) VALUES (?1, ?2, 'running', ?3) ON CONFLICT(key) DO UPDATE SET status = 'running', started_at = ?3")?.execute(params![key, ordinal, at])?;
             }
             Record::Step(s) => {
-                tx.prepare_cached("INSERT OR REPLACE INTO steps (unit, instance, step_id, action, status, idempotency_key, http_status, outputs, attempts, latency_ms, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?
-                    .execute(params![s.unit, s.instance, s.step_id, s.action, s.status, s.idempotency_key, s.http_status, s.outputs.to_string(), s.attempts, s.latency_ms, at])?;
+                insert_step.execute(params![
+                    s.unit,
+                    s.instance,
+                    s.step_id,
+                    s.action,
+                    s.status,
+                    s.idempotency_key,
+                    s.http_status,
+                    s.outputs.to_string(),
+                    s.attempts,
+                    s.latency_ms,
+                    at
+                ])?;
             }
             Record::Call(c) => {
-                tx.prepare_cached("INSERT INTO calls (unit, step_id, method, endpoint, status, outcome, latency_ms, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
-                    .execute(params![c.unit, c.step_id, c.method, c.endpoint, c.status, c.outcome, c.latency_ms, at])?;
+                insert_call.execute(params![
+                    c.unit,
+                    c.step_id,
+                    c.method,
+                    c.endpoint,
+                    c.status,
+                    c.outcome,
+                    c.latency_ms,
+                    at
+                ])?;
             }
             Record::UnitFinished { key, error, calls } => {
                 let e = error.as_deref();
@@ -361,6 +405,7 @@ fn commit(conn: &mut Connection, batch: &[Record]) -> Result<(), rusqlite::Error
             }
         }
     }
+    drop((insert_step, insert_call));
     tx.commit()
 }
 
@@ -675,6 +720,34 @@ pub struct CallRow {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn records_are_committed_on_the_writers_tick_without_a_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.db");
+        let cp = Checkpoint::open(&path).unwrap();
+        let reader = Reader::open(&path).unwrap();
+        for round in 0..3 {
+            let value = format!("v{round}");
+            cp.record(Record::Meta {
+                key: "state".into(),
+                value: value.clone(),
+            });
+            let started = Instant::now();
+            while reader.meta("state").unwrap().as_deref() != Some(value.as_str()) {
+                assert!(started.elapsed() < Duration::from_secs(5), "not committed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        // A flush returns once what was recorded before it is committed.
+        cp.record(Record::Meta {
+            key: "state".into(),
+            value: "flushed".into(),
+        });
+        cp.flush().unwrap();
+        assert_eq!(reader.meta("state").unwrap().as_deref(), Some("flushed"));
+        cp.close().unwrap();
+    }
 
     #[test]
     fn records_survive_and_resume_sees_them() {

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 pub const V2_MEDIA_TYPE: &str = "application/vnd.mambu.v2+json";
@@ -101,7 +101,36 @@ pub enum ClientError {
 pub struct Client {
     http: reqwest::Client,
     base: String,
-    credentials: Credentials,
+    /// The headers of every v2 and every v1 request, credentials included (built once; the
+    /// credential values are marked sensitive, so `Debug` never shows them).
+    v2_headers: HeaderMap,
+    v1_headers: HeaderMap,
+}
+
+/// Accept (v2 only), Content-Type and the credentials: the `apiKey` header, or basic auth
+/// (`Authorization: Basic base64(username:password)`, as reqwest's `basic_auth` writes it).
+fn headers(credentials: &Credentials, v2: bool) -> HeaderMap {
+    use base64::Engine as _;
+    let mut headers = HeaderMap::new();
+    if v2 {
+        headers.insert(ACCEPT, HeaderValue::from_static(V2_MEDIA_TYPE));
+    }
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let (name, value) = match credentials {
+        Credentials::ApiKey(key) => (HeaderName::from_static("apikey"), key.clone()),
+        Credentials::Basic { username, password } => (
+            AUTHORIZATION,
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+            ),
+        ),
+    };
+    if let Ok(mut value) = HeaderValue::from_str(&value) {
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    headers
 }
 
 fn is_loopback(url: &reqwest::Url) -> bool {
@@ -150,34 +179,25 @@ impl Client {
         Ok(Self {
             http,
             base: base_url.trim_end_matches('/').to_owned(),
-            credentials,
+            v2_headers: headers(&credentials, true),
+            v1_headers: headers(&credentials, false),
         })
     }
 
     fn headers(&self, v2: bool) -> HeaderMap {
-        let mut headers = HeaderMap::new();
         if v2 {
-            headers.insert(ACCEPT, HeaderValue::from_static(V2_MEDIA_TYPE));
+            self.v2_headers.clone()
+        } else {
+            self.v1_headers.clone()
         }
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Credentials::ApiKey(key) = &self.credentials
-            && let Ok(mut value) = HeaderValue::from_str(key)
-        {
-            value.set_sensitive(true);
-            headers.insert("apiKey", value);
-        }
-        headers
     }
 
     /// `GET path` (v2), the answer as JSON.
     pub async fn get_json(&self, path: &str) -> Result<Value, ClientError> {
-        let mut request = self
+        let request = self
             .http
             .get(format!("{}{path}", self.base))
             .headers(self.headers(true));
-        if let Credentials::Basic { username, password } = &self.credentials {
-            request = request.basic_auth(username, Some(password));
-        }
         let fail = |message: String| ClientError::Transport {
             method: "GET".into(),
             path: path.to_owned(),
@@ -218,11 +238,35 @@ pub struct Request<'a> {
     pub method: &'static str,
     /// Under the base URL.
     pub path: &'a str,
-    pub body: Option<&'a Value>,
+    /// The JSON body, serialized once by the caller (it also hashes it for the idempotency key).
+    pub body: Option<&'a str>,
     pub idempotency_key: Option<&'a str>,
     /// API v1 (no v2 Accept header).
     pub v1: bool,
+    /// What of an answer's top-level object the caller uses.
+    pub keep: Keep<'a>,
 }
+
+/// What of a JSON object answer to keep in [`Answer::body`]. Lists and other answers are always
+/// kept whole. The whole answer is still read and checked as JSON either way; fields not kept
+/// are skipped without being built (a loan answer is mostly fields the executor never reads,
+/// a schedule answer mostly installments it does not read after an edit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep<'a> {
+    All,
+    Fields {
+        /// Top-level fields kept whole, besides Mambu's refusal fields (`errors`, `returnCode`,
+        /// `returnStatus`, `errorSource`), always kept so that a refusal reads as with
+        /// [`Keep::All`].
+        whole: &'a [&'a str],
+        /// Top-level fields of which only whether they are a list is read: a list is kept as an
+        /// empty list, anything else as null.
+        lists: &'a [&'a str],
+    },
+}
+
+/// The fields a refusal is read from ([`Refusal::from_body`]).
+const REFUSAL_FIELDS: [&str; 4] = ["errors", "returnCode", "returnStatus", "errorSource"];
 
 /// An answer, read whole.
 #[derive(Debug, Clone, PartialEq)]
@@ -247,14 +291,11 @@ impl Client {
             .http
             .request(method, format!("{}{}", self.base, request.path))
             .headers(self.headers(!request.v1));
-        if let Credentials::Basic { username, password } = &self.credentials {
-            builder = builder.basic_auth(username, Some(password));
-        }
         if let Some(key) = request.idempotency_key {
             builder = builder.header("Idempotency-Key", key);
         }
         if let Some(body) = request.body {
-            builder = builder.body(body.to_string());
+            builder = builder.body(body.to_owned());
         }
         let fail = |message: String| ClientError::Transport {
             method: request.method.into(),
@@ -286,7 +327,7 @@ impl Client {
         let (body, json) = if bytes.is_empty() {
             (Value::Null, true)
         } else {
-            match serde_json::from_slice::<Value>(&bytes) {
+            match parse(&bytes, request.keep) {
                 Ok(v) => (v, true),
                 Err(_) => (
                     Value::String(format!("{} bytes of non-JSON", bytes.len())),
@@ -300,6 +341,150 @@ impl Client {
             json,
             retry_after,
         })
+    }
+}
+
+/// An answer as JSON: whole, or for an object with [`Keep::Fields`] only what it says (the rest
+/// is checked and skipped). Errors exactly when `serde_json::from_slice::<Value>` would.
+fn parse(bytes: &[u8], keep: Keep<'_>) -> Result<Value, serde_json::Error> {
+    let kept = match keep {
+        Keep::Fields { whole, lists } if bytes.trim_ascii_start().first() == Some(&b'{') => {
+            Fields { whole, lists }
+        }
+        _ => return serde_json::from_slice(bytes),
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde::Deserializer::deserialize_map(&mut de, kept)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// Builds an object of the kept fields of a JSON object.
+#[derive(Clone, Copy)]
+struct Fields<'a> {
+    whole: &'a [&'a str],
+    lists: &'a [&'a str],
+}
+
+/// What becomes of one field.
+enum Kept {
+    Whole(String),
+    List(String),
+    Skipped,
+}
+
+impl<'de> serde::de::Visitor<'de> for Fields<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        // A repeated key: the last one wins, as with a whole parse.
+        while let Some(key) = map.next_key_seed(self)? {
+            match key {
+                Kept::Whole(key) => {
+                    out.insert(key, map.next_value::<Value>()?);
+                }
+                Kept::List(key) => {
+                    out.insert(key, map.next_value_seed(ListOrNot)?);
+                }
+                Kept::Skipped => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Fields<'_> {
+    type Value = Kept;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Kept, D::Error> {
+        d.deserialize_str(KeyVisitor(self))
+    }
+}
+
+struct KeyVisitor<'a>(Fields<'a>);
+
+impl<'de> serde::de::Visitor<'de> for KeyVisitor<'_> {
+    type Value = Kept;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Kept, E> {
+        Ok(
+            if self.0.whole.contains(&key) || REFUSAL_FIELDS.contains(&key) {
+                Kept::Whole(key.to_owned())
+            } else if self.0.lists.contains(&key) {
+                Kept::List(key.to_owned())
+            } else {
+                Kept::Skipped
+            },
+        )
+    }
+}
+
+/// A value read only for whether it is a list: `[]` if it is, null if not; its content is
+/// checked and skipped.
+struct ListOrNot;
+
+impl<'de> serde::de::DeserializeSeed<'de> for ListOrNot {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ListOrNot {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Value::Array(Vec::new()))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        // Objects, and numbers (serde_json's arbitrary precision hands them over as a map).
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
 }
 
@@ -402,6 +587,7 @@ pub fn classify(answer: &Answer) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn credentials_never_show_in_debug() {
@@ -488,6 +674,80 @@ mod tests {
         assert!(
             missing.to_string().contains("MM_TEST_NONE") && !missing.to_string().contains("s3cr3t")
         );
+    }
+
+    #[test]
+    fn a_partial_parse_keeps_what_it_is_asked_for_and_fails_as_a_whole_one() {
+        let keep = Keep::Fields {
+            whole: &["id", "encodedKey", "accountState"],
+            lists: &["installments"],
+        };
+        let loan = r#"{"id":"L1","encodedKey":"k","accountState":"APPROVED","loanAmount":1000.50,
+            "balances":{"principalBalance":5},"installments":[{"number":1},{"number":2}],"id":"L2"}"#;
+        assert_eq!(
+            parse(loan.as_bytes(), keep).unwrap(),
+            json!({ "id": "L2", "encodedKey": "k", "accountState": "APPROVED", "installments": [] })
+        );
+        // Anything but a list under a list field is not one.
+        for not_a_list in [r#"{}"#, "12.5", r#""x""#, "null", "true"] {
+            let body = format!(r#"{{"installments":{not_a_list}}}"#);
+            assert_eq!(
+                parse(body.as_bytes(), keep).unwrap(),
+                json!({ "installments": null })
+            );
+        }
+        // Refusals are read as from a whole parse.
+        let refusal = r#"{"errors":[{"errorCode":316,"errorReason":"CLIENT_ID_ALREADY_IN_USE","errorSource":"id"}]}"#;
+        assert_eq!(
+            Refusal::from_body(&parse(refusal.as_bytes(), keep).unwrap()),
+            Refusal::from_body(&serde_json::from_slice(refusal.as_bytes()).unwrap())
+        );
+        let v1 = r#"{"returnCode":1931,"returnStatus":"ACCOUNT_ALREADY_LINKED"}"#;
+        assert_eq!(
+            parse(v1.as_bytes(), keep).unwrap(),
+            serde_json::from_slice::<Value>(v1.as_bytes()).unwrap()
+        );
+        // Lists and other answers are whole.
+        for whole in [r#" [{"externalId":"T1","amount":5}]"#, "12", r#""text""#] {
+            assert_eq!(
+                parse(whole.as_bytes(), keep).unwrap(),
+                serde_json::from_slice::<Value>(whole.as_bytes()).unwrap()
+            );
+        }
+        // Whatever a whole parse refuses, a partial one refuses: cut off, trailing text,
+        // broken skipped fields.
+        for broken in [
+            r#"{"encodedKey":"8a5b0000000000000000"#,
+            r#"{"id":"L1"} x"#,
+            r#"{"id":"L1","balances":{"a":}}"#,
+            r#"{"id":"L1","installments":[1,}"#,
+            "<html><body>Service temporarily degraded</body></html>",
+        ] {
+            assert!(serde_json::from_slice::<Value>(broken.as_bytes()).is_err());
+            assert!(parse(broken.as_bytes(), keep).is_err(), "{broken}");
+        }
+        assert_eq!(
+            parse(loan.as_bytes(), Keep::All).unwrap(),
+            serde_json::from_slice::<Value>(loan.as_bytes()).unwrap()
+        );
+    }
+
+    #[test]
+    fn credentials_go_in_the_headers_as_reqwest_would_put_them() {
+        let basic = headers(
+            &Credentials::Basic {
+                username: "u".into(),
+                password: "p".into(),
+            },
+            true,
+        );
+        assert_eq!(basic[AUTHORIZATION], "Basic dTpw");
+        assert!(basic[AUTHORIZATION].is_sensitive());
+        assert_eq!(basic[ACCEPT], V2_MEDIA_TYPE);
+        let key = headers(&Credentials::ApiKey("k".into()), false);
+        assert_eq!(key["apiKey"], "k");
+        assert!(key["apiKey"].is_sensitive() && !key.contains_key(ACCEPT));
+        assert_eq!(key[CONTENT_TYPE], "application/json");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ExitStatus;
 use crate::checkpoint::{self, Checkpoint, Record, Resume};
-use crate::mambu::{Client, Request, Verdict, classify};
+use crate::mambu::{Client, Keep, Request, Verdict, classify};
 use crate::plan::check::{Plan, Target, check};
 use crate::plan::compiled::Compiled;
 use crate::plan::file::PlanFile;
@@ -676,6 +676,7 @@ async fn read_lookups(shared: &Shared, settings: &PlanFile) -> Result<Value, Str
             body: None,
             idempotency_key: None,
             v1: false,
+            keep: Keep::All,
         };
         let mut attempts = 0;
         let answer = loop {

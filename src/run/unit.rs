@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::Shared;
 use crate::checkpoint::{CallRecord, Record, StepRecord, UnitError};
-use crate::mambu::{Answer, Refusal, Request, Verdict, classify};
+use crate::mambu::{Answer, Keep, Refusal, Request, Verdict, classify};
 use crate::plan::action::Action;
 use crate::plan::compiled::{Call, Planned};
 use crate::source::Unit;
@@ -175,12 +175,17 @@ async fn run_step(
         .map_err(|e| unit_error(&step.id, format!("the call could not be rendered: {e}"), 0))?;
     let started = Instant::now();
     let mut attempts = 0u32;
+    let kept = kept_fields(&step.save);
     let mut ctx = CallCtx {
         shared,
         unit: unit.key(),
         step: &step.id,
         attempts: &mut attempts,
         calls,
+        keep: Keep::Fields {
+            whole: &kept,
+            lists: &["installments"],
+        },
         refused: None,
         expect: if call.action.creates().is_some() {
             Expect::Entity
@@ -203,16 +208,19 @@ async fn run_step(
     let (answer, status) = if call.action == Action::EditSchedule {
         edit_schedule(&mut ctx, &call).await?
     } else {
+        // Serialized once: the same text is hashed into the key and sent on every attempt.
+        let body = call.body.as_ref().map(Value::to_string);
         let key = call
             .action
             .takes_idempotency_key()
-            .then(|| idempotency_key(&shared.plan_name, unit.key(), instance, call.body.as_ref()));
+            .then(|| idempotency_key(&shared.plan_name, unit.key(), instance, body.as_deref()));
         let request = Request {
             method: call.method,
             path: &call.path,
-            body: call.body.as_ref(),
+            body: body.as_deref(),
             idempotency_key: key.as_deref(),
             v1: call.action.is_v1(),
+            keep: ctx.keep,
         };
         let endpoint = endpoint_of(step.action, &call);
         match ctx.send(&request, &endpoint).await {
@@ -283,8 +291,8 @@ fn refused(step: &str, answer: &Answer, refusal: Refusal, attempts: u32) -> Step
 /// UUIDv5 of (plan, unit, step instance, body): the same on every retry and resume of the same
 /// request, different for every logical call, and different when the data was fixed and reloaded
 /// (a key may only be reused with the exact same request).
-fn idempotency_key(plan: &str, unit: &str, instance: &str, body: Option<&Value>) -> String {
-    let digest = Sha256::digest(body.map(Value::to_string).unwrap_or_default().as_bytes());
+fn idempotency_key(plan: &str, unit: &str, instance: &str, body: Option<&str>) -> String {
+    let digest = Sha256::digest(body.unwrap_or_default().as_bytes());
     Uuid::new_v5(
         &NAMESPACE,
         format!("{plan}|{unit}|{instance}|{}", hex::encode(&digest[..8])).as_bytes(),
@@ -298,6 +306,19 @@ fn endpoint_of(action: Action, call: &Call) -> String {
         Some((_, path)) => (*path).to_owned(),
         None => call.path.split('?').next().unwrap_or("").to_owned(),
     }
+}
+
+/// The top-level fields of an answer the executor reads whole: those [`outputs_of`] keeps (ids,
+/// the account state, the roots of the plan's `save` paths). Of `installments` only whether it
+/// is a list is read ([`usable`]); `edit_schedule` reads the schedule it edits whole, and
+/// refusals are always read whole ([`Keep::Fields`]).
+fn kept_fields(save: &std::collections::BTreeMap<String, String>) -> Vec<&str> {
+    let mut fields = vec!["id", "encodedKey", "accountState"];
+    fields.extend(
+        save.values()
+            .map(|path| path.split('.').next().unwrap_or(path)),
+    );
+    fields
 }
 
 /// What later steps may use of an answer: ids, the account state, and the plan's `save` fields.
@@ -329,6 +350,8 @@ struct CallCtx<'a> {
     step: &'a str,
     attempts: &'a mut u32,
     calls: &'a mut i64,
+    /// What of an object answer to keep: what the step's outputs and checks read.
+    keep: Keep<'a>,
     /// The last refused attempt, recorded once we know whether what it refused is adopted.
     refused: Option<CallRecord>,
     /// What a successful answer must be; one that is not is a spoiled answer, sent again.
@@ -365,6 +388,7 @@ impl CallCtx<'_> {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let result = self.shared.client.send(request).await;
             let latency = started.elapsed().as_secs_f64() * 1000.0;
+            // What went wrong, for a give-up message: built only when it is not "HTTP {status}".
             let (verdict, status, message) = match &result {
                 // A 2xx whose body cannot be used: the change may have been made, so the same
                 // request goes again (its key replays the first answer, or what exists is adopted).
@@ -374,7 +398,7 @@ impl CallCtx<'_> {
                         retry_after: None,
                     },
                     Some(answer.status),
-                    format!(
+                    Some(format!(
                         "HTTP {} with an answer that is not usable ({})",
                         answer.status,
                         if answer.json {
@@ -382,20 +406,16 @@ impl CallCtx<'_> {
                         } else {
                             "not JSON"
                         }
-                    ),
+                    )),
                 ),
-                Ok(answer) => (
-                    classify(answer),
-                    Some(answer.status),
-                    format!("HTTP {}", answer.status),
-                ),
+                Ok(answer) => (classify(answer), Some(answer.status), None),
                 Err(e) => (
                     Verdict::Retry {
                         throttled: false,
                         retry_after: None,
                     },
                     None,
-                    e.to_string(),
+                    Some(e.to_string()),
                 ),
             };
             let outcome = match &verdict {
@@ -459,8 +479,9 @@ impl CallCtx<'_> {
                     let Some(delay) = backoff.next() else {
                         return CallEnd::GaveUp {
                             message: format!(
-                                "gave up after {} attempts: {message}",
-                                *self.attempts
+                                "gave up after {} attempts: {}",
+                                *self.attempts,
+                                message.unwrap_or_else(|| format!("HTTP {}", status.unwrap_or(0)))
                             ),
                             status,
                         };
@@ -483,6 +504,7 @@ impl CallCtx<'_> {
             body: None,
             idempotency_key: None,
             v1: false,
+            keep: self.keep,
         };
         match self.send(&request, endpoint).await {
             CallEnd::Ok(answer) => Some(answer),
@@ -623,6 +645,8 @@ async fn edit_schedule(
         body: None,
         idempotency_key: None,
         v1: false,
+        // Its installments are paired with the plan's and compared (`already_edited`).
+        keep: Keep::All,
     };
     let current = match ctx.send(&get, "/loans/{loan}/schedule").await {
         CallEnd::Ok(answer) => answer,
@@ -641,12 +665,11 @@ async fn edit_schedule(
         }
         CallEnd::Interrupted => return Err(StepStop::Interrupted),
     };
-    let generated = current
+    let generated: &[Value] = current
         .body
         .get("installments")
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+        .map_or(&[], Vec::as_slice);
     if generated.len() != call.installments.len() {
         return Err(unit_error(
             &step,
@@ -669,13 +692,14 @@ async fn edit_schedule(
             Value::Object(item)
         })
         .collect();
-    let body = Value::Array(body);
+    let body = Value::Array(body).to_string();
     let put = Request {
         method: "PUT",
         path: &call.path,
         body: Some(&body),
         idempotency_key: None,
         v1: false,
+        keep: ctx.keep,
     };
     match ctx.send(&put, "/loans/{loan}/schedule").await {
         CallEnd::Ok(answer) => Ok((answer, "done")),
@@ -733,7 +757,7 @@ mod tests {
 
     #[test]
     fn idempotency_keys_are_stable_per_request_and_change_with_the_body() {
-        let body = json!({ "amount": 10 });
+        let body = json!({ "amount": 10 }).to_string();
         let a = idempotency_key("p", "CL-1", "clients/CL-1#client", Some(&body));
         assert_eq!(
             a,
@@ -745,7 +769,7 @@ mod tests {
                 "p",
                 "CL-1",
                 "clients/CL-1#client",
-                Some(&json!({ "amount": 11 }))
+                Some(&json!({ "amount": 11 }).to_string())
             )
         );
         assert_ne!(
