@@ -297,12 +297,12 @@ pub fn validate(options: &Options) -> Report {
 
     let compiled = Compiled::new(&plan);
     // Bad cells are all found while the files are read, before the first unit.
-    let bad_cells: HashSet<(String, u64)> = grouping
-        .problems()
-        .iter()
-        .filter(|p| matches!(p.kind, source::ProblemKind::BadCell { .. }))
-        .filter_map(|p| Some((p.source.clone(), p.line?)))
-        .collect();
+    let mut bad_cells: HashMap<String, HashSet<u64>> = HashMap::new();
+    for p in grouping.problems() {
+        if let (source::ProblemKind::BadCell { .. }, Some(line)) = (&p.kind, p.line) {
+            bad_cells.entry(p.source.clone()).or_default().insert(line);
+        }
+    }
     let placeholders = compiled.placeholder_outputs();
     let lookups = tenant.as_ref().map(Tenant::lookups_value);
     let units = UnitCheck {
@@ -450,7 +450,7 @@ struct UnitCheck<'a> {
     placeholders: &'a HashMap<String, Value>,
     lookups: Option<&'a Value>,
     /// Rows whose cells were reported while the files were read.
-    bad_cells: &'a HashSet<(String, u64)>,
+    bad_cells: &'a HashMap<String, HashSet<u64>>,
 }
 
 /// The rules on every row of the unit, then every call rendered.
@@ -558,7 +558,10 @@ fn check_unit(units: &UnitCheck<'_>, unit: &source::Unit, out: &mut Found) {
         placeholders,
         lookups,
         tenant,
-        &|row: &(String, u64)| bad_cells.contains(row) || flagged.contains(row),
+        &|source: &str, line: u64| {
+            bad_cells.get(source).is_some_and(|l| l.contains(&line))
+                || (!flagged.is_empty() && flagged.contains(&(source.to_owned(), line)))
+        },
         out,
     );
 }
@@ -571,14 +574,14 @@ fn render_unit(
     outputs: &HashMap<String, Value>,
     lookups: Option<&Value>,
     tenant: Option<&Tenant>,
-    skip: &dyn Fn(&(String, u64)) -> bool,
+    skip: &dyn Fn(&str, u64) -> bool,
     out: &mut Found,
 ) {
     for planned in compiled.expand(unit) {
         let step = compiled.step(planned.step);
         let row = planned.row();
         if (compiled.uses_lookups(planned.step) && lookups.is_none())
-            || skip(&(row.schema().name().to_owned(), row.line()))
+            || skip(row.schema().name(), row.line())
         {
             continue;
         }
