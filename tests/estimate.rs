@@ -436,7 +436,47 @@ fn messy_extract(dir: &std::path::Path) -> Vec<String> {
 fn the_counting_pass_counts_what_the_grouping_counts_on_messy_data() {
     let dir = tempfile::tempdir().unwrap();
     let args = messy_extract(dir.path());
+    let run = |yaml: &str, name: &str| -> Value {
+        let path =
+            std::path::Path::new("plans").join(format!(".{name}-{}.yaml", std::process::id()));
+        std::fs::write(&path, yaml).unwrap();
+        let mut all: Vec<String> =
+            vec![path.display().to_string(), "--format".into(), "json".into()];
+        all.extend(args.iter().cloned());
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let (code, out, err) = estimate(&all);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let same = |counted: &Value, grouped: &Value| {
+        for (c, g) in counted["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(grouped["steps"].as_array().unwrap())
+        {
+            for key in ["id", "instances", "skipped", "unevaluated", "calls"] {
+                assert_eq!(c[key], g[key], "{} {key}", c["id"]);
+            }
+        }
+        for key in ["units", "total_calls", "largest_units", "endpoints"] {
+            assert_eq!(counted[key], grouped[key], "{key}");
+        }
+        assert_eq!(
+            counted["timing"]["projection"],
+            grouped["timing"]["projection"]
+        );
+        // The counting pass counts every row it leaves out: 1 duplicate client, 1 duplicate
+        // loan, the orphan, the loan with no client, the short row, their 3 transactions, the
+        // non-UTF-8 one and the short one (the grouping lists problems by kind instead).
+        assert_eq!(n(&counted["data_problems"]), 10, "{counted:#}");
+        assert_ne!(n(&grouped["data_problems"]), 10);
+        // The clean sample: 250 clients; the quoted fee and the last, unterminated line count.
+        assert_eq!(n(&counted["units"]), 250);
+    };
     let plan = std::fs::read_to_string("plans/sample.yaml").unwrap();
+    // Conditions reading two sources go through the grouping (always true here).
     let grouped = plan
         .replace(
             "when: \"transactions.kind == 'FEE'\"",
@@ -447,42 +487,26 @@ fn the_counting_pass_counts_what_the_grouping_counts_on_messy_data() {
             "when: \"transactions.kind == 'REPAYMENT' and loans.loan_id != ''\"",
         );
     assert_ne!(plan, grouped);
-    let grouped_plan =
-        std::path::Path::new("plans").join(format!(".grouped-{}.yaml", std::process::id()));
-    std::fs::write(&grouped_plan, grouped).unwrap();
-    let run = |plan: &str| -> Value {
-        let mut all: Vec<String> = vec![plan.into(), "--format".into(), "json".into()];
-        all.extend(args.iter().cloned());
-        let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        let (code, out, err) = estimate(&all);
-        assert_eq!(code, 0, "{err}");
-        serde_json::from_str(&out).unwrap()
+    same(&run(&plan, "counted"), &run(&grouped, "grouped"));
+    // Conditions on the parent's row (a step's and a for_each's) are evaluated on the parent's
+    // rows by the counting pass; `unit.key` sends the same plan through the grouping.
+    let inherited = |extra: &str| {
+        plan.replace(
+            "when: \"transactions.kind == 'REPAYMENT'\"",
+            &format!("when: \"loans.custom_schedule == 'N'{extra}\""),
+        )
+        .replace(
+            "      - for_each: transactions\n",
+            &format!("      - for_each: transactions\n        when: \"loans.settlement_deposit_id == ''{extra}\"\n"),
+        )
     };
-    let counted = run("plans/sample.yaml");
-    let grouped = run(grouped_plan.to_str().unwrap());
-    std::fs::remove_file(&grouped_plan).unwrap();
-    for (c, g) in counted["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(grouped["steps"].as_array().unwrap())
-    {
-        for key in ["id", "instances", "skipped", "unevaluated", "calls"] {
-            assert_eq!(c[key], g[key], "{} {key}", c["id"]);
-        }
-    }
-    for key in ["units", "total_calls", "largest_units", "endpoints"] {
-        assert_eq!(counted[key], grouped[key], "{key}");
-    }
-    assert_eq!(
-        counted["timing"]["projection"],
-        grouped["timing"]["projection"]
-    );
-    // The bad rows were found: 1 duplicate client, 1 duplicate loan, the orphan, the loan
-    // with no client, the short row, their 3 transactions, the non-UTF-8 and the short one.
-    assert_eq!(n(&counted["data_problems"]), 10, "{counted:#}");
-    // The clean sample: 250 clients; the quoted fee and the last, unterminated line count.
-    assert_eq!(n(&counted["units"]), 250);
+    let (counted, grouped) = (inherited(""), inherited(" and unit.key != ''"));
+    assert!(counted.contains("for_each: transactions\n        when:"));
+    let counted = run(&counted, "inherited");
+    same(&counted, &run(&grouped, "inherited-grouped"));
+    // The conditions did cut calls: fewer repayments than the sample's.
+    assert!(n(&step(&counted, "repayment")["calls"]) < 4_000);
+    assert!(n(&step(&counted, "fee")["skipped"]) > 0);
 }
 
 /// What `plan estimate` predicts is what a fault-free run sends, call for call, lookups

@@ -10,8 +10,11 @@
 //!
 //! Rows are left out as the grouping leaves them out: orphans, a second row with the same key
 //! (in a source with children), a wrong number of cells, an empty key or parent, bytes that are
-//! not UTF-8. A plan this pass cannot follow (a condition reading another source's row or
-//! `unit.key`, a `for_each` not nested under its parent's) goes through the grouping instead.
+//! not UTF-8. A condition may read its own row or its parent's (`loans.custom_schedule == 'Y'`
+//! on a transactions step): the latter is evaluated on the parent's rows and its outcome handed
+//! down in the parent's slot. A plan this pass cannot follow (a condition reading two sources,
+//! a grandparent or `unit.key`, a `for_each` not nested under its parent's) goes through the
+//! grouping instead.
 //!
 //! Sample calls: the first matching row of each step is remembered by its byte offset; after
 //! the pass its chain of rows (unit, parents, the row, the rows `installments.from` reads) is
@@ -40,9 +43,21 @@ enum Outcome {
     Error,
 }
 
-/// A `when` of a group or step, on the cells of its own source.
+/// An [`Outcome`] in two bits.
+fn bits(o: Outcome) -> u64 {
+    match o {
+        Outcome::True => 0,
+        Outcome::False => 1,
+        Outcome::Error => 2,
+    }
+}
+
+/// A `when` of a group or step, on the cells of its own source or its parent's.
 struct Cond {
     condition: Condition<'static>,
+    /// The source whose rows it reads: the step's (or group's) own, or its parent's (then it is
+    /// evaluated on the parent's rows and its outcome handed down in the parent's slot).
+    at: usize,
     source: String,
     /// The columns it reads, and where they are among the scanned cells.
     columns: Vec<(String, usize)>,
@@ -127,6 +142,9 @@ pub(super) struct Analysis<'p> {
     columns: Vec<Vec<usize>>,
     /// Sources whose rows `installments.from` reads, with the steps that read them.
     installments: Vec<(usize, usize)>,
+    /// Per source: conditions of its children's steps and groups that read only its own row,
+    /// evaluated on it (2 bits each in [`Slot::inherited`]).
+    inherited: Vec<Vec<usize>>,
 }
 
 /// What the pass counted.
@@ -198,7 +216,9 @@ impl<'p> Analysis<'p> {
             headers,
             columns: Vec::new(),
             installments: Vec::new(),
+            inherited: Vec::new(),
         };
+        analysis.inherited = vec![Vec::new(); analysis.defs.len()];
         analysis.columns = analysis
             .defs
             .iter()
@@ -290,8 +310,9 @@ impl<'p> Analysis<'p> {
         group: bool,
     ) -> Option<usize> {
         let condition = engine.condition(path, text).ok()?;
-        let name = self.defs[source].name.clone();
-        let mut columns = Vec::new();
+        // Where it is evaluated: the one source whose columns it reads, the step's own or its
+        // parent's; anything else (two sources, `unit.key`) is beyond this pass.
+        let mut at = None;
         for v in condition.variables() {
             if v == "plan.name" || v == "lookups" || v.starts_with("lookups.") {
                 continue;
@@ -299,17 +320,30 @@ impl<'p> Analysis<'p> {
             if v.starts_with("steps.") && !group {
                 continue;
             }
-            let column = v.strip_prefix(&format!("{name}."))?;
-            let position = self.headers[source].position(column)?;
-            let cols = &mut self.columns[source];
-            let at = match cols.iter().position(|&c| c == position) {
-                Some(at) => at,
+            let (prefix, _) = v.split_once('.')?;
+            let s = self.defs.iter().position(|d| d.name == prefix)?;
+            if at.is_some_and(|a| a != s) || (s != source && Some(s) != self.parent[source]) {
+                return None;
+            }
+            at = Some(s);
+        }
+        let at = at.unwrap_or(source);
+        let name = self.defs[at].name.clone();
+        let mut columns = Vec::new();
+        for v in condition.variables() {
+            let Some(column) = v.strip_prefix(&format!("{name}.")) else {
+                continue;
+            };
+            let position = self.headers[at].position(column)?;
+            let cols = &mut self.columns[at];
+            let index = match cols.iter().position(|&c| c == position) {
+                Some(i) => i,
                 None => {
                     cols.push(position);
                     cols.len() - 1
                 }
             };
-            columns.push((column.to_owned(), at));
+            columns.push((column.to_owned(), index));
         }
         let native = native_comparison(text, &name).and_then(|(column, equal, literal)| {
             let at = columns.iter().find(|(c, _)| *c == column)?.1;
@@ -319,8 +353,15 @@ impl<'p> Analysis<'p> {
                 literal: literal.into_bytes(),
             })
         });
+        if at != source {
+            if self.inherited[at].len() >= 16 {
+                return None;
+            }
+            self.inherited[at].push(self.conds.len());
+        }
         self.conds.push(Cond {
             condition,
+            at,
             source: name,
             columns,
             group,
@@ -431,6 +472,8 @@ struct Slot {
     /// Bit `b`: the `b`-th group over this source is open for the row.
     open: u32,
     row: u32,
+    /// 2 bits per condition of [`Analysis::inherited`] of this source: its outcome on this row.
+    inherited: u32,
     /// Calls (top [`CALL_BITS`] bits) and work in µs (the rest) of its children's steps, added
     /// by the scan threads in one atomic add, then moved to the unit.
     load: AtomicU64,
@@ -489,7 +532,7 @@ impl KeyTable {
     }
 
     /// Adds a row; `false` if its key is already there (the first row keeps it).
-    fn insert(&mut self, key: Key, unit: u32, open: u32, offset: u64) -> bool {
+    fn insert(&mut self, key: Key, unit: u32, open: u32, inherited: u32, offset: u64) -> bool {
         let mut i = key[0] as usize & self.mask;
         loop {
             let slot = &mut self.slots[i];
@@ -501,6 +544,7 @@ impl KeyTable {
                     key,
                     unit,
                     open,
+                    inherited,
                     row: self.offsets.len() as u32,
                     ..Slot::default()
                 };
@@ -532,6 +576,8 @@ struct Pending {
     groups: u32,
     /// 2 bits per step of this source: its `when` (an [`Outcome`]), groups not yet applied.
     outcomes: u64,
+    /// The conditions evaluated on this row for its children.
+    inherited: u32,
     /// Root rows: where the key ends in the chunk's `root_keys`.
     key_end: u32,
 }
@@ -558,6 +604,7 @@ struct Kept {
     open: u32,
     /// 2 bits per step of this source (an [`Outcome`]), `3` when its group is closed.
     outcomes: u64,
+    inherited: u32,
     offset: u64,
     key_end: u32,
 }
@@ -612,11 +659,14 @@ impl SourcePass<'_> {
             }
             None => None,
         };
+        // Conditions on this row's own cells; those on the parent's row come with its slot.
+        let own = |c: &usize| self.a.conds[*c].at == self.source;
         let mut groups = 0u32;
         for &g in &self.groups {
             let group = &self.a.groups[g];
             if group
                 .when
+                .filter(own)
                 .is_none_or(|c| st.eval.eval(c, cells) == Outcome::True)
             {
                 groups |= 1 << group.bit;
@@ -624,15 +674,15 @@ impl SourcePass<'_> {
         }
         let mut outcomes = 0u64;
         for (k, &i) in self.steps.iter().enumerate() {
-            let o = match self.a.steps[i]
+            let o = self.a.steps[i]
                 .when
-                .map_or(Outcome::True, |c| st.eval.eval(c, cells))
-            {
-                Outcome::True => 0,
-                Outcome::False => 1,
-                Outcome::Error => 2,
-            };
-            outcomes |= o << (2 * k);
+                .filter(own)
+                .map_or(Outcome::True, |c| st.eval.eval(c, cells));
+            outcomes |= bits(o) << (2 * k);
+        }
+        let mut inherited = 0u32;
+        for (k, &c) in self.a.inherited[self.source].iter().enumerate() {
+            inherited |= (bits(st.eval.eval(c, cells)) as u32) << (2 * k);
         }
         let key_end = if self.keeps && parent.is_none() {
             st.root_keys.extend_from_slice(key);
@@ -646,6 +696,7 @@ impl SourcePass<'_> {
             offset,
             groups,
             outcomes,
+            inherited,
             key_end,
         };
         match parent {
@@ -690,17 +741,31 @@ impl SourcePass<'_> {
                 }
             }
         };
+        // The outcome of a condition evaluated on the parent's row.
+        let from_parent = |c: usize| -> Option<u64> {
+            if a.conds[c].at == self.source {
+                return None;
+            }
+            let k = a.inherited[a.conds[c].at].iter().position(|&x| x == c)?;
+            Some(u64::from(parent.map_or(0, |s| s.inherited) >> (2 * k)) & 3)
+        };
         let mut open = 0u32;
         for &g in &self.groups {
             let group = &a.groups[g];
-            if is_open(group.parent, 0) && p.groups & (1 << group.bit) != 0 {
+            if is_open(group.parent, 0)
+                && p.groups & (1 << group.bit) != 0
+                && group.when.and_then(from_parent).is_none_or(|o| o == 0)
+            {
                 open |= 1 << group.bit;
             }
         }
         let mut outcomes = 0u64;
         for (k, &i) in self.steps.iter().enumerate() {
             let o = if is_open(a.steps[i].group, open) {
-                (p.outcomes >> (2 * k)) & 3
+                a.steps[i]
+                    .when
+                    .and_then(from_parent)
+                    .unwrap_or((p.outcomes >> (2 * k)) & 3)
             } else {
                 3
             };
@@ -712,6 +777,7 @@ impl SourcePass<'_> {
                 unit,
                 open,
                 outcomes,
+                inherited: p.inherited,
                 offset: p.offset,
                 key_end: p.key_end,
             });
@@ -897,7 +963,7 @@ pub(super) fn count(
                             } else {
                                 row.unit
                             };
-                            if !table.insert(row.hash, unit, row.open, row.offset) {
+                            if !table.insert(row.hash, unit, row.open, row.inherited, row.offset) {
                                 problems += 1;
                                 continue;
                             }
