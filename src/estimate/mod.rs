@@ -426,8 +426,10 @@ fn estimate_plan(
     let source_rows: Vec<(String, u64)>;
     let units: u64;
     let data_problems: u64;
+    let how_counted: &str;
     match fast::Analysis::new(plan, sources, &step_work) {
         Some(analysis) => {
+            how_counted = "Counted in one pass over the files, without sorting them; the rows of sources that make no call (read only by `installments.from`) are counted, not checked: `plan validate` checks them.";
             let counted = fast::count(&analysis, &outputs, lookups.as_ref(), options.progress)?;
             for (step, c) in steps.iter_mut().zip(&counted.steps) {
                 step.instances = c[0];
@@ -463,6 +465,7 @@ fn estimate_plan(
             data_problems = counted.data_problems;
         }
         None => {
+            how_counted = "Counted by grouping every row into its unit, as a run does (a `when` reads two sources, a grandparent or `unit.key`, which the one-pass count does not follow): slower on a large extract.";
             let mut grouping = source::group(sources, &GroupOptions::default());
             for unit in grouping.by_ref() {
                 let t = walker.unit(&unit, &mut steps, &mut samples);
@@ -581,6 +584,7 @@ fn estimate_plan(
     } else if !plan.settings.lookups.is_empty() {
         assumptions.push("Sample calls show `<lookups.table[key]>` where the tenant's lookup value (an encodedKey) goes: give --target to read them.".into());
     }
+    assumptions.push(how_counted.to_owned());
     assumptions.push("Personal data (columns marked personal in the plan, or named like names, birth dates, email, phone, addresses, document ids) is masked in the sample calls: the first character of each word, the rest `*`.".into());
     if data_problems > 0 {
         assumptions.push(format!(
