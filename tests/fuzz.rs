@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use mambu_migrate::plan::load::load_str;
+use mambu_migrate::source::scan::{ScanSpec, Scanned, scan};
 use mambu_migrate::source::{GroupOptions, RowReader, SourceDef, Sources, group};
 use proptest::prelude::*;
 
@@ -69,6 +70,51 @@ proptest! {
             }
             let _ = grouping.finish();
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300), ..ProptestConfig::default() })]
+
+    /// The field scan `plan estimate` counts with reads a mutated file record for record as the
+    /// reader a run uses: the same rows with the same cells, the same rows left out.
+    #[test]
+    fn the_field_scan_reads_what_the_reader_reads(
+        edits in proptest::collection::vec((0usize..400, 0usize..6, proptest::collection::vec(prop_oneof![Just(b'"'), Just(b','), Just(b'\n'), Just(b'\r'), Just(0xC3u8), Just(0xA9u8), any::<u8>()], 0..6)), 0..6),
+        threads in 1usize..4,
+    ) {
+        let mut text = b"loan_id,client_id,amount\n".to_vec();
+        for i in 0..40 {
+            text.extend_from_slice(format!("L{i},\"C{}, x\",{i}.50\r\n", i % 7).as_bytes());
+            text.extend_from_slice(format!("M{i},C{},7\n", i % 5).as_bytes());
+        }
+        let header = 25;
+        for (at, len, insert) in edits {
+            let at = header + at % (text.len() - header + 1);
+            let end = (at + len).min(text.len());
+            text.splice(at..end, insert);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("loans.csv");
+        std::fs::write(&path, &text).unwrap();
+        let expected: Vec<Option<(String, String)>> = RowReader::open(&SourceDef::new("loans", &path, "loan_id"))
+            .unwrap()
+            .map(|r| r.ok().map(|row| (row.get(0).unwrap().to_owned(), row.get(1).unwrap().to_owned())))
+            .collect();
+        let spec = ScanSpec { threads, window: 128 << 10, ..ScanSpec::new(b',', 3, vec![0, 1]) };
+        let progress = std::sync::atomic::AtomicU64::new(0);
+        let (chunks, totals) = scan(&path, &spec, &progress, Vec::new, |v: &mut Vec<Option<(String, String)>>, s| {
+            v.push(match s {
+                Scanned::Row { cells, .. } => Some((
+                    String::from_utf8(cells[0].to_vec()).unwrap(),
+                    String::from_utf8(cells[1].to_vec()).unwrap(),
+                )),
+                Scanned::Problem { .. } => None,
+            })
+        }).unwrap();
+        let scanned: Vec<_> = chunks.into_iter().flatten().collect();
+        prop_assert_eq!(totals.records as usize, scanned.len());
+        prop_assert_eq!(scanned, expected);
     }
 }
 

@@ -301,7 +301,7 @@ fn scan_chunk(
             block_end =
                 memchr(b'\n', &chunk[block_end..]).map_or(chunk.len(), |i| block_end + i + 1);
         }
-        if memchr(b'"', &chunk[pos..block_end]).is_none() {
+        if memchr2(b'"', b'\r', &chunk[pos..block_end]).is_none() {
             let block = &chunk[pos..block_end];
             let mut start = 0;
             for nl in memchr_iter(b'\n', block)
@@ -326,50 +326,50 @@ fn scan_chunk(
         while pos < block_end {
             let at = pos;
             let rest = &chunk[pos..];
-            let line = match memchr2(b'\n', b'"', rest) {
-                Some(i) if rest[i] == b'"' => {
-                    let Some((nin, fields)) = quoted.read(rest, eof) else {
-                        progress.fetch_add((at - block_start) as u64, Ordering::Relaxed);
-                        return Chunk {
-                            records,
-                            stopped_at: Some(at),
-                        };
-                    };
-                    pos += nin.max(1);
-                    if fields > 0 {
-                        records += 1;
-                        let offset = base + at as u64;
-                        let scanned = if fields != spec.width {
-                            Scanned::Problem {
-                                offset,
-                                problem: RowProblem::Width { found: fields },
-                            }
-                        } else {
-                            match quoted.cells(&spec.wanted, all_utf8) {
-                                Some(c) => {
-                                    visit(Scanned::Row { offset, cells: &c });
-                                    continue;
-                                }
-                                None => Scanned::Problem {
-                                    offset,
-                                    problem: RowProblem::Utf8,
-                                },
-                            }
-                        };
-                        visit(scanned);
-                    }
-                    continue;
-                }
-                Some(i) => {
-                    pos += i + 1;
-                    &rest[..i]
-                }
-                None => {
-                    pos = chunk.len();
-                    rest
-                }
+            // The line, unless a quote or a bare `\r` (csv-core ends a record there too) means
+            // csv-core must read the record.
+            let (line, next) = match memchr2(b'\n', b'"', rest) {
+                Some(i) if rest[i] == b'"' => (None, 0),
+                Some(i) => (Some(&rest[..i]), pos + i + 1),
+                None => (Some(rest), chunk.len()),
             };
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let line = line
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                .filter(|l| memchr(b'\r', l).is_none());
+            let Some(line) = line else {
+                let Some((nin, fields)) = quoted.read(rest, eof) else {
+                    progress.fetch_add((at - block_start) as u64, Ordering::Relaxed);
+                    return Chunk {
+                        records,
+                        stopped_at: Some(at),
+                    };
+                };
+                pos += nin.max(1);
+                if fields > 0 {
+                    records += 1;
+                    let offset = base + at as u64;
+                    let scanned = if fields != spec.width {
+                        Scanned::Problem {
+                            offset,
+                            problem: RowProblem::Width { found: fields },
+                        }
+                    } else {
+                        match quoted.cells(&spec.wanted, all_utf8) {
+                            Some(c) => {
+                                visit(Scanned::Row { offset, cells: &c });
+                                continue;
+                            }
+                            None => Scanned::Problem {
+                                offset,
+                                problem: RowProblem::Utf8,
+                            },
+                        }
+                    };
+                    visit(scanned);
+                }
+                continue;
+            };
+            pos = next;
             if !line.is_empty() {
                 records += 1;
                 split.line(line, base + at as u64, all_utf8, &mut cells, visit);
