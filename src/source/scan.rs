@@ -152,6 +152,41 @@ fn map(file: &File, offset: usize, len: usize) -> io::Result<memmap2::Mmap> {
     }
 }
 
+/// Whole lines of a file from a position, mapped.
+struct Lines {
+    mapped: memmap2::Mmap,
+    from: usize,
+    len: usize,
+    /// The lines reach the end of the range (the last may then have no line break).
+    at_end: bool,
+}
+
+impl Lines {
+    /// The lines of `pos..to` that fit in `window` bytes; `None` when not one whole line does.
+    fn map(file: &File, pos: usize, to: usize, window: usize) -> io::Result<Option<Lines>> {
+        let map_start = pos - pos % ALIGN;
+        let map_end = to.min(map_start + window);
+        let mapped = map(file, map_start, map_end - map_start)?;
+        let from = pos - map_start;
+        let at_end = map_end == to;
+        let len = if at_end {
+            mapped.len() - from
+        } else {
+            memrchr(b'\n', &mapped[from..]).map_or(0, |i| i + 1)
+        };
+        Ok((len > 0).then_some(Lines {
+            mapped,
+            from,
+            len,
+            at_end,
+        }))
+    }
+
+    fn text(&self) -> &[u8] {
+        &self.mapped[self.from..self.from + self.len]
+    }
+}
+
 struct Range {
     records: u64,
     /// The range ended inside a record (only possible when a cut fell in a quoted line
@@ -174,23 +209,14 @@ fn scan_range(
     let mut pos = from;
     let mut window = spec.window.max(2 * ALIGN);
     while pos < to {
-        let map_start = pos - pos % ALIGN;
-        let map_end = to.min(map_start + window);
-        let mapped = map(file, map_start, map_end - map_start)?;
-        let slice = &mapped[pos - map_start..];
-        let at_end = map_end == to;
-        // Whole lines only, unless this is the end of the range.
-        let usable = if at_end {
-            slice.len()
-        } else {
-            memrchr(b'\n', slice).map_or(0, |i| i + 1)
-        };
-        if usable == 0 {
+        let Some(lines) = Lines::map(file, pos, to, window)? else {
+            // One record longer than the window.
             window *= 2;
             continue;
-        }
+        };
+        let (usable, at_end) = (lines.text().len(), lines.at_end);
         let chunk = scan_chunk(
-            &slice[..usable],
+            lines.text(),
             pos as u64,
             spec,
             at_end && eof,
@@ -603,20 +629,12 @@ pub fn find_records(
     let mut pos = start;
     let mut window = WINDOW;
     while pos < len {
-        let map_start = pos - pos % ALIGN;
-        let map_end = len.min(map_start + window);
-        let mapped = map(&file, map_start, map_end - map_start)?;
-        let slice = &mapped[pos - map_start..];
-        let usable = if map_end == len {
-            slice.len()
-        } else {
-            memrchr(b'\n', slice).map_or(0, |i| i + 1)
-        };
-        if usable == 0 {
+        let Some(lines) = Lines::map(&file, pos, len, window)? else {
             window *= 2;
             continue;
-        }
-        let text = &slice[..usable];
+        };
+        let text = lines.text();
+        let usable = text.len();
         for (finder, value) in finders.iter().zip(values) {
             for hit in finder.find_iter(text) {
                 let line = memrchr(b'\n', &text[..hit]).map_or(0, |i| i + 1);
