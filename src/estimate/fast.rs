@@ -155,9 +155,8 @@ pub(super) struct Counted {
     pub data_problems: u64,
     /// Per action step: instances, skipped, unevaluated.
     pub steps: Vec<[u64; 3]>,
-    /// Per unit in run order: its key, calls and work (ms).
-    pub unit_keys: Vec<u8>,
-    pub unit_ends: Vec<u32>,
+    /// Per unit, in file order: its key, calls and work (ms).
+    pub unit_keys: Keys,
     pub unit_calls: Vec<u32>,
     pub unit_work: Vec<f64>,
     /// Units in run order (indexes into the three above).
@@ -169,13 +168,27 @@ pub(super) struct Counted {
 
 impl Counted {
     pub fn unit_key(&self, unit: u32) -> &str {
-        let u = unit as usize;
-        let start = if u == 0 {
-            0
-        } else {
-            self.unit_ends[u - 1] as usize
-        };
-        std::str::from_utf8(&self.unit_keys[start..self.unit_ends[u] as usize]).unwrap_or("?")
+        std::str::from_utf8(self.unit_keys.get(unit)).unwrap_or("?")
+    }
+}
+
+/// Keys one after another in one buffer.
+#[derive(Default)]
+pub(super) struct Keys {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Keys {
+    fn push(&mut self, key: &[u8]) {
+        self.bytes.extend_from_slice(key);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn get(&self, i: u32) -> &[u8] {
+        let i = i as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
     }
 }
 
@@ -578,8 +591,8 @@ struct Pending {
     outcomes: u64,
     /// The conditions evaluated on this row for its children.
     inherited: u32,
-    /// Root rows: where the key ends in the chunk's `root_keys`.
-    key_end: u32,
+    /// Root rows: the key's place in the chunk's `root_keys`.
+    key: u32,
 }
 
 /// Per chunk of one source.
@@ -589,7 +602,7 @@ struct ChunkState<'a> {
     ring: std::collections::VecDeque<Pending>,
     /// Rows of a source with children, for the in-order merge.
     rows: Vec<Kept>,
-    root_keys: Vec<u8>,
+    root_keys: Keys,
     /// Leaf sources: counts straight away.
     steps: Vec<[u64; 3]>,
     /// First instance per step: offset and key of its row.
@@ -606,7 +619,7 @@ struct Kept {
     outcomes: u64,
     inherited: u32,
     offset: u64,
-    key_end: u32,
+    key: u32,
 }
 
 /// One source's reading.
@@ -684,9 +697,9 @@ impl SourcePass<'_> {
         for (k, &c) in self.a.inherited[self.source].iter().enumerate() {
             inherited |= (bits(st.eval.eval(c, cells)) as u32) << (2 * k);
         }
-        let key_end = if self.keeps && parent.is_none() {
-            st.root_keys.extend_from_slice(key);
-            st.root_keys.len() as u32
+        let key_index = if self.keeps && parent.is_none() {
+            st.root_keys.push(key);
+            (st.root_keys.ends.len() - 1) as u32
         } else {
             0
         };
@@ -697,7 +710,7 @@ impl SourcePass<'_> {
             groups,
             outcomes,
             inherited,
-            key_end,
+            key: key_index,
         };
         match parent {
             None => self.apply(st, pending, None),
@@ -779,7 +792,7 @@ impl SourcePass<'_> {
                 outcomes,
                 inherited: p.inherited,
                 offset: p.offset,
-                key_end: p.key_end,
+                key: p.key,
             });
             return;
         }
@@ -833,8 +846,7 @@ pub(super) fn count(
     let mut problems = 0u64;
     let mut steps = vec![[0u64; 3]; a.steps.len()];
     let mut first: Vec<Option<(usize, u64, Key)>> = vec![None; a.steps.len()];
-    let mut unit_keys: Vec<u8> = Vec::new();
-    let mut unit_ends: Vec<u32> = Vec::new();
+    let mut unit_keys = Keys::default();
     let mut unit_calls: Vec<u32> = Vec::new();
     let mut unit_work: Vec<f64> = Vec::new();
     let mut captured: Vec<(usize, u64)> = Vec::new();
@@ -915,7 +927,7 @@ pub(super) fn count(
                     problems: 0,
                     ring: std::collections::VecDeque::with_capacity(AHEAD + 1),
                     rows: Vec::new(),
-                    root_keys: Vec::new(),
+                    root_keys: Keys::default(),
                     steps: vec![[0; 3]; a.steps.len()],
                     first: vec![None; a.steps.len()],
                     captured: Vec::new(),
@@ -949,14 +961,9 @@ pub(super) fn count(
                     let count: usize = states.iter().map(|st| st.rows.len()).sum();
                     let mut table = KeyTable::with_capacity(count);
                     for st in &states {
-                        let mut key_end = 0usize;
                         for (r, row) in st.rows.iter().enumerate() {
                             if let Some(ahead) = st.rows.get(r + AHEAD) {
                                 table.prefetch(&ahead.hash);
-                            }
-                            let key_start = key_end;
-                            if s == root {
-                                key_end = row.key_end as usize;
                             }
                             let unit = if s == root {
                                 unit_calls.len() as u32
@@ -968,8 +975,7 @@ pub(super) fn count(
                                 continue;
                             }
                             if s == root {
-                                unit_keys.extend_from_slice(&st.root_keys[key_start..key_end]);
-                                unit_ends.push(unit_keys.len() as u32);
+                                unit_keys.push(st.root_keys.get(row.key));
                                 unit_calls.push(0);
                                 unit_work.push(0.0);
                             }
@@ -1011,14 +1017,9 @@ pub(super) fn count(
     })?;
 
     let mut run_order: Vec<u32> = (0..unit_calls.len() as u32).collect();
-    let key_of = |u: u32| -> &[u8] {
-        let u = u as usize;
-        let start = if u == 0 { 0 } else { unit_ends[u - 1] as usize };
-        &unit_keys[start..unit_ends[u] as usize]
-    };
     // Extracts are often in key order already.
-    if !run_order.is_sorted_by(|&x, &y| key_of(x) <= key_of(y)) {
-        run_order.sort_by(|&x, &y| key_of(x).cmp(key_of(y)));
+    if !run_order.is_sorted_by(|&x, &y| unit_keys.get(x) <= unit_keys.get(y)) {
+        run_order.sort_by(|&x, &y| unit_keys.get(x).cmp(unit_keys.get(y)));
     }
 
     let (sample_dir, sample_sources) = sample_extract(a, &tables, &first, &captured)?;
@@ -1028,7 +1029,6 @@ pub(super) fn count(
         data_problems: problems,
         steps,
         unit_keys,
-        unit_ends,
         unit_calls,
         unit_work,
         run_order,
