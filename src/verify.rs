@@ -28,7 +28,7 @@ use crate::plan::action::Action;
 use crate::plan::check::check;
 use crate::plan::compiled::Compiled;
 use crate::plan::load::load;
-use crate::source::{self, GroupOptions, Sources};
+use crate::source::{self, GroupOptions};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -171,15 +171,7 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
             Duration::from_secs_f64(plan.settings.limits.timeout_seconds),
         )
         .await?;
-        let sources = Sources::new(plan.sources.clone(), &plan.unit).map_err(|p| {
-            anyhow::anyhow!(
-                "{}",
-                p.iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        })?;
+        let sources = plan.source_tree()?;
         let compiled = Compiled::new(&plan);
         let lookups = crate::target::read_lookups(&connection.client, &plan).await?;
         // Product encodedKeys shown as their ids, from the lookups.

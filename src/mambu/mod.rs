@@ -521,29 +521,16 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn from_body(body: &Value) -> Self {
-        if let Some(first) = body.get("errors").and_then(|e| e.get(0)) {
-            return Refusal {
-                code: first.get("errorCode").and_then(Value::as_i64),
-                reason: first
-                    .get("errorReason")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                source: first
-                    .get("errorSource")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-            };
-        }
+        // v2: the first of `errors`; v1: the fields at the top.
+        let (at, code, reason) = match body.get("errors").and_then(|e| e.get(0)) {
+            Some(first) => (first, "errorCode", "errorReason"),
+            None => (body, "returnCode", "returnStatus"),
+        };
+        let text = |key: &str| at.get(key).and_then(Value::as_str).map(str::to_owned);
         Refusal {
-            code: body.get("returnCode").and_then(Value::as_i64),
-            reason: body
-                .get("returnStatus")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            source: body
-                .get("errorSource")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            code: at.get(code).and_then(Value::as_i64),
+            reason: text(reason),
+            source: text("errorSource"),
         }
     }
 

@@ -825,6 +825,21 @@ impl Plan {
         out
     }
 
+    /// The plan's sources as one tree under the unit source; an error naming every problem
+    /// (`plan validate` reports them one by one).
+    pub fn source_tree(&self) -> anyhow::Result<crate::source::Sources> {
+        crate::source::Sources::new(self.sources.clone(), &self.unit).map_err(|problems| {
+            anyhow::anyhow!(
+                "the sources do not form one tree: {}",
+                problems
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })
+    }
+
     /// The source definition by name.
     pub fn source(&self, name: &str) -> Option<&SourceDef> {
         self.sources.iter().find(|s| s.name == name)

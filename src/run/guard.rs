@@ -11,7 +11,7 @@ use crate::ExitStatus;
 use crate::plan::check::Plan;
 use crate::plan::compiled::Compiled;
 use crate::plan::refs;
-use crate::source::{self, GroupOptions, Sources};
+use crate::source::{self, GroupOptions};
 
 /// A production tenant's name (`acme` for `https://acme.mambu.com/api`), or None when the
 /// target is the embedded sandbox, loopback, or a Mambu sandbox tenant (`*.sandbox.mambu.com`).
@@ -87,15 +87,7 @@ pub fn confirm_production(
 /// placeholders) and writes them to `dry-run.jsonl` in the run directory. Sends nothing.
 pub fn dry_run(plan: &Plan, run_dir: &Path, sample: Option<u64>) -> anyhow::Result<ExitStatus> {
     crate::files::create_private_dir(run_dir)?;
-    let sources = Sources::new(plan.sources.clone(), &plan.unit).map_err(|p| {
-        anyhow::anyhow!(
-            "{}",
-            p.iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    })?;
+    let sources = plan.source_tree()?;
     let compiled = Compiled::new(plan);
     let outputs = compiled.placeholder_outputs();
     let references: Vec<_> = refs::lookup_references(plan).into_iter().collect();

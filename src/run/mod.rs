@@ -313,16 +313,7 @@ async fn execute(
     let client = connection.client.clone();
 
     // Sources: read and sorted on a blocking thread; units stream through a channel.
-    let sources = Sources::new(plan.sources.clone(), &plan.unit).map_err(|problems| {
-        anyhow::anyhow!(
-            "the sources do not form one tree: {}",
-            problems
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    })?;
+    let sources = plan.source_tree()?;
     let total_units = {
         let sources = sources.clone();
         tokio::task::spawn_blocking(move || source::count(&sources).units)
