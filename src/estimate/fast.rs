@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use crate::plan::check::{Plan, Step};
 use crate::plan::template::{Condition, Context, Engine, parse_offset};
-use crate::source::scan::{ScanSpec, Scanned, find_records, record_at, scan};
+use crate::source::scan::{ScanSpec, Scanned, find_records, first_record, record_at, scan};
 use crate::source::{Header, RowReader, SourceDef, Sources};
 
 /// Evaluations cached per condition and thread; past this, a condition is evaluated per row.
@@ -1101,15 +1101,9 @@ fn sample_extract(
 /// The cell `column` of the record at `offset`.
 fn key_at(def: &SourceDef, column: usize, offset: u64) -> std::io::Result<Vec<u8>> {
     let raw = record_at(&def.file, offset, def.delimiter)?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(def.delimiter)
-        .from_reader(raw.as_slice());
-    Ok(match reader.byte_records().next() {
-        Some(Ok(record)) => record.get(column).unwrap_or_default().to_vec(),
-        _ => Vec::new(),
-    })
+    Ok(first_record(&raw, def.delimiter)
+        .and_then(|r| r.get(column).map(<[u8]>::to_vec))
+        .unwrap_or_default())
 }
 
 /// The bytes of a file up to its first data record (BOM, header).

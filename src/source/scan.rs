@@ -638,12 +638,7 @@ pub fn find_records(
         for (finder, value) in finders.iter().zip(values) {
             for hit in finder.find_iter(text) {
                 let line = memrchr(b'\n', &text[..hit]).map_or(0, |i| i + 1);
-                let mut reader = csv::ReaderBuilder::new()
-                    .has_headers(false)
-                    .flexible(true)
-                    .delimiter(delimiter)
-                    .from_reader(&text[line..]);
-                if let Some(Ok(record)) = reader.byte_records().next()
+                if let Some(record) = first_record(&text[line..], delimiter)
                     && record.get(column) == Some(value.as_slice())
                 {
                     found.insert((pos + line) as u64);
@@ -653,6 +648,18 @@ pub fn find_records(
         pos += usable;
     }
     Ok(found.into_iter().collect())
+}
+
+/// The first record of `bytes`, any width (`None` if there is none or it does not parse).
+pub fn first_record(bytes: &[u8], delimiter: u8) -> Option<csv::ByteRecord> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_reader(bytes)
+        .byte_records()
+        .next()?
+        .ok()
 }
 
 /// The whole record at `offset` of `path`, its cells as text (for rendering a sample).
