@@ -415,7 +415,7 @@ impl<'a> Evaluator<'a> {
         let conds = self.conds;
         let c = &conds[cond];
         if let Some(n) = &c.native {
-            return if (cells[n.at] == n.literal.as_slice()) == n.equal {
+            return if same_bytes(cells[n.at], &n.literal) == n.equal {
                 Outcome::True
             } else {
                 Outcome::False
@@ -467,12 +467,28 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// `a == b`, inline for the short cells keys and codes are (a call to `memcmp` costs more than
+/// the comparison).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
+    match n {
+        0 => true,
+        1..8 => a.iter().zip(b).all(|(x, y)| x == y),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
 /// Keys of one source with children, in one open-addressing table: a lookup touches one
 /// cache line (the key and what the pass needs live in the same slot), which the scan
 /// prefetches [`AHEAD`] rows before it needs it.
 struct KeyTable {
     slots: Vec<Slot>,
-    mask: usize,
     /// Byte offset of each kept row, by [`Slot::row`].
     offsets: Vec<u64>,
 }
@@ -508,17 +524,28 @@ fn key_hash(key: &[u8]) -> Key {
 }
 
 impl KeyTable {
+    /// A table filled to 60% at most: a new key probes about four slots (adjacent ones, mostly
+    /// in the same or the next cache line), and a table for 1.7 M loans takes 110 MB, not the
+    /// 170 MB a power-of-two size would.
     fn with_capacity(rows: usize) -> Self {
-        let n = (rows * 2).max(16).next_power_of_two();
+        let n = (rows * 5 / 3).max(16);
         KeyTable {
             slots: std::iter::repeat_with(Slot::default).take(n).collect(),
-            mask: n - 1,
             offsets: Vec::with_capacity(rows),
         }
     }
 
+    /// The key's first slot: the hash scaled to the table's size.
+    fn home(&self, key: &Key) -> usize {
+        ((u128::from(key[0]) * self.slots.len() as u128) >> 64) as usize
+    }
+
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.slots.len() { 0 } else { i + 1 }
+    }
+
     fn prefetch(&self, key: &Key) {
-        let slot = &self.slots[key[0] as usize & self.mask];
+        let slot = &self.slots[self.home(key)];
         #[cfg(target_arch = "x86_64")]
         // SAFETY: prefetching is a hint; the pointer is to a live slot.
         unsafe {
@@ -531,7 +558,7 @@ impl KeyTable {
     }
 
     fn get(&self, key: &Key) -> Option<&Slot> {
-        let mut i = key[0] as usize & self.mask;
+        let mut i = self.home(key);
         loop {
             let slot = &self.slots[i];
             if slot.key == *key {
@@ -540,13 +567,13 @@ impl KeyTable {
             if slot.key == [0, 0] {
                 return None;
             }
-            i = (i + 1) & self.mask;
+            i = self.next(i);
         }
     }
 
     /// Adds a row; `false` if its key is already there (the first row keeps it).
     fn insert(&mut self, key: Key, unit: u32, open: u32, inherited: u32, offset: u64) -> bool {
-        let mut i = key[0] as usize & self.mask;
+        let mut i = self.home(&key);
         loop {
             let slot = &mut self.slots[i];
             if slot.key == key {
@@ -564,7 +591,7 @@ impl KeyTable {
                 self.offsets.push(offset);
                 return true;
             }
-            i = (i + 1) & self.mask;
+            i = self.next(i);
         }
     }
 
@@ -593,6 +620,18 @@ struct Pending {
     inherited: u32,
     /// Root rows: the key's place in the chunk's `root_keys`.
     key: u32,
+    /// How many rows it stands for: rows of a leaf source in a row with the same parent and the
+    /// same outcomes are counted together (a loan's transactions are one lookup, not fifty).
+    n: u64,
+}
+
+/// Consecutive rows of a leaf source with the same parent, by what their conditions gave.
+#[derive(Default)]
+struct Run {
+    parent: Vec<u8>,
+    hash: Key,
+    /// Distinct (groups, outcomes) in order of their first row: that row's offset and key.
+    kinds: Vec<(u32, u64, u64, u64, Key)>,
 }
 
 /// Per chunk of one source.
@@ -601,7 +640,7 @@ struct ChunkState<'a> {
     problems: u64,
     ring: std::collections::VecDeque<Pending>,
     /// Rows of a source with children, for the in-order merge.
-    rows: Vec<Kept>,
+    rows: Blocks<Kept>,
     root_keys: Keys,
     /// Leaf sources: counts straight away.
     steps: Vec<[u64; 3]>,
@@ -609,6 +648,41 @@ struct ChunkState<'a> {
     first: Vec<Option<(u64, Key)>>,
     /// Offsets of rows `installments.from` wants.
     captured: Vec<u64>,
+    /// Leaf sources: the rows since the parent last changed (empty `parent`: none).
+    run: Run,
+}
+
+/// A list grown a block at a time: no copy and no second allocation of what is already
+/// there when it grows (the rows of 1.7 M loans are 80 MB).
+struct Blocks<T> {
+    blocks: Vec<Vec<T>>,
+}
+
+impl<T> Blocks<T> {
+    const ROWS: usize = 1 << 16;
+
+    fn new() -> Self {
+        Blocks { blocks: Vec::new() }
+    }
+
+    fn push(&mut self, value: T) {
+        match self.blocks.last_mut() {
+            Some(block) if block.len() < Self::ROWS => block.push(value),
+            _ => {
+                let mut block = Vec::with_capacity(Self::ROWS);
+                block.push(value);
+                self.blocks.push(block);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.blocks.iter().map(Vec::len).sum()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.blocks.iter().flatten()
+    }
 }
 
 struct Kept {
@@ -660,14 +734,26 @@ impl SourcePass<'_> {
                     st.problems += 1;
                     return;
                 }
-                let h = key_hash(p);
+                let same = !self.keeps && same_bytes(&st.run.parent, p);
+                if !same && !self.keeps {
+                    self.end_run(st);
+                    st.run.parent.extend_from_slice(p);
+                    st.run.hash = key_hash(p);
+                }
+                let h = if same || !self.keeps {
+                    st.run.hash
+                } else {
+                    key_hash(p)
+                };
                 if !self.wanted.is_empty() && self.wanted.contains(&h) {
                     st.captured.push(offset);
                 }
                 if !self.lookup {
                     return;
                 }
-                table.prefetch(&h);
+                if !same {
+                    table.prefetch(&h);
+                }
                 Some(h)
             }
             None => None,
@@ -697,6 +783,22 @@ impl SourcePass<'_> {
         for (k, &c) in self.a.inherited[self.source].iter().enumerate() {
             inherited |= (bits(st.eval.eval(c, cells)) as u32) << (2 * k);
         }
+        if parent.is_some() && !self.keeps {
+            // Counted with the rows of the same parent and outcomes; looked up once.
+            match st
+                .run
+                .kinds
+                .iter_mut()
+                .find(|k| k.0 == groups && k.1 == outcomes)
+            {
+                Some(kind) => kind.2 += 1,
+                None => st
+                    .run
+                    .kinds
+                    .push((groups, outcomes, 1, offset, key_hash(key))),
+            }
+            return;
+        }
         let key_index = if self.keeps && parent.is_none() {
             st.root_keys.push(key);
             (st.root_keys.ends.len() - 1) as u32
@@ -711,22 +813,48 @@ impl SourcePass<'_> {
             outcomes,
             inherited,
             key: key_index,
+            n: 1,
         };
         match parent {
             None => self.apply(st, pending, None),
-            Some(_) => {
-                st.ring.push_back(pending);
-                if st.ring.len() > AHEAD
-                    && let Some(p) = st.ring.pop_front()
-                {
-                    self.resolve(st, p);
-                }
-            }
+            Some(_) => self.wait(st, pending),
         }
+    }
+
+    /// Queues a child row until its parent's slot is in the cache.
+    fn wait(&self, st: &mut ChunkState<'_>, pending: Pending) {
+        st.ring.push_back(pending);
+        if st.ring.len() > AHEAD
+            && let Some(p) = st.ring.pop_front()
+        {
+            self.resolve(st, p);
+        }
+    }
+
+    /// Queues the rows of the run of a leaf source's parent, one entry per kind.
+    fn end_run(&self, st: &mut ChunkState<'_>) {
+        let parent = st.run.hash;
+        let mut kinds = std::mem::take(&mut st.run.kinds);
+        for (groups, outcomes, n, offset, hash) in kinds.drain(..) {
+            let pending = Pending {
+                parent,
+                hash,
+                offset,
+                groups,
+                outcomes,
+                inherited: 0,
+                key: 0,
+                n,
+            };
+            self.wait(st, pending);
+        }
+        st.run.kinds = kinds;
+        st.run.parent.clear();
     }
 
     /// Rows still waiting at the end of a chunk.
     fn flush(&self, st: &mut ChunkState<'_>) {
+        self.end_run(st);
         while let Some(p) = st.ring.pop_front() {
             self.resolve(st, p);
         }
@@ -736,7 +864,7 @@ impl SourcePass<'_> {
         let table = self.parent.expect("only child rows wait");
         match table.get(&p.parent) {
             Some(slot) => self.apply(st, p, Some(slot)),
-            None => st.problems += 1,
+            None => st.problems += p.n,
         }
     }
 
@@ -799,16 +927,16 @@ impl SourcePass<'_> {
         for (k, &i) in self.steps.iter().enumerate() {
             match (outcomes >> (2 * k)) & 3 {
                 0 => {
-                    st.steps[i][0] += 1;
+                    st.steps[i][0] += p.n;
                     if let Some(slot) = parent {
-                        slot.load.fetch_add(self.loads[k], Ordering::Relaxed);
+                        slot.load.fetch_add(self.loads[k] * p.n, Ordering::Relaxed);
                     }
                     if st.first[i].is_none() {
                         st.first[i] = Some((p.offset, p.hash));
                     }
                 }
-                1 => st.steps[i][1] += 1,
-                2 => st.steps[i][2] += 1,
+                1 => st.steps[i][1] += p.n,
+                2 => st.steps[i][2] += p.n,
                 _ => {}
             }
         }
@@ -926,11 +1054,12 @@ pub(super) fn count(
                     eval: Evaluator::new(&a.conds, &a.plan.name, outputs, lookups),
                     problems: 0,
                     ring: std::collections::VecDeque::with_capacity(AHEAD + 1),
-                    rows: Vec::new(),
+                    rows: Blocks::new(),
                     root_keys: Keys::default(),
                     steps: vec![[0; 3]; a.steps.len()],
                     first: vec![None; a.steps.len()],
                     captured: Vec::new(),
+                    run: Run::default(),
                 };
                 let (mut states, totals) = scan(&def.file, &spec, &progress, make, |st, row| {
                     pass.visit(st, row)
@@ -961,8 +1090,9 @@ pub(super) fn count(
                     let count: usize = states.iter().map(|st| st.rows.len()).sum();
                     let mut table = KeyTable::with_capacity(count);
                     for st in &states {
-                        for (r, row) in st.rows.iter().enumerate() {
-                            if let Some(ahead) = st.rows.get(r + AHEAD) {
+                        let mut ahead = st.rows.iter().skip(AHEAD);
+                        for row in st.rows.iter() {
+                            if let Some(ahead) = ahead.next() {
                                 table.prefetch(&ahead.hash);
                             }
                             let unit = if s == root {
@@ -1127,4 +1257,24 @@ fn header_bytes(path: &Path, delimiter: u8) -> std::io::Result<Vec<u8>> {
         raw.push(b'\n');
     }
     Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_bytes;
+
+    #[test]
+    fn same_bytes_is_slice_equality_at_every_length() {
+        let text = b"LN-000001-ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        for n in 0..text.len() {
+            let a = &text[..n];
+            assert!(same_bytes(a, a));
+            for i in 0..n {
+                let mut b = a.to_vec();
+                b[i] ^= 1;
+                assert!(!same_bytes(a, &b), "{n} {i}");
+            }
+            assert!(!same_bytes(a, &text[..n + 1]));
+        }
+    }
 }

@@ -15,7 +15,7 @@ use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use memchr::{memchr, memchr_iter, memchr2, memrchr};
+use memchr::{memchr, memchr2, memrchr};
 
 /// What the scan reads of a file.
 #[derive(Debug, Clone)]
@@ -327,22 +327,10 @@ fn scan_chunk(
             block_end =
                 memchr(b'\n', &chunk[block_end..]).map_or(chunk.len(), |i| block_end + i + 1);
         }
-        if memchr2(b'"', b'\r', &chunk[pos..block_end]).is_none() {
+        if let Some(quotes) = split.simple(&chunk[pos..block_end]) {
             let block = &chunk[pos..block_end];
-            let mut start = 0;
-            for nl in memchr_iter(b'\n', block)
-                .chain((block.last() != Some(&b'\n')).then_some(block.len()))
-            {
-                let line = &block[start..nl];
-                let offset = base + (pos + start) as u64;
-                start = nl + 1;
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                if line.is_empty() {
-                    continue;
-                }
-                records += 1;
-                split.line(line, offset, all_utf8, &mut cells, visit);
-            }
+            let at = base + pos as u64;
+            records += split.block(block, at, all_utf8, quotes, &mut cells, visit);
             progress.fetch_add(block.len() as u64, Ordering::Relaxed);
             pos = block_end;
             continue;
@@ -448,6 +436,149 @@ impl Split {
         let want = self.slot.len().min(MAX_PLACED);
         let mut ends = [0usize; MAX_PLACED];
         let found = delimiters(line, self.delimiter, &mut ends[..want]) + 1;
+        self.cells(line, offset, all_utf8, false, &ends, found, cells, visit);
+    }
+
+    /// Whether [`Split::block`] reads `block` exactly as csv-core would: every quote opens a
+    /// cell (after a delimiter or a line break, or right after a closing quote: `""`) or closes
+    /// one (before a delimiter, a line break, `\r\n`, an opening quote or the end), every `\r`
+    /// outside quotes comes before a `\n`, and no quote is open at the end (blocks end at a line
+    /// break or at the end of the file, so a record ends there unless a quote is open). Anything else
+    /// (a quote inside an unquoted cell, a bare `\r`, text after a closing quote) is left to
+    /// csv-core, record by record. `Some(quotes)`: accepted, holding a quote.
+    fn simple(&self, block: &[u8]) -> Option<bool> {
+        if memchr2(b'"', b'\r', block).is_none() {
+            return Some(false);
+        }
+        if self.slot.len() > MAX_PLACED {
+            return None;
+        }
+        let (mut inside, mut after_structure, mut after_closing) = (0u64, 1u64, 0u64);
+        let (mut closing_pending, mut return_pending) = (false, false);
+        let mut at = 0;
+        while at < block.len() {
+            let m = marks(&block[at..], self.delimiter);
+            // Past the last byte of the block: what may follow a closing quote or a `\r`.
+            let end = if block.len() - at < 64 {
+                1u64 << (block.len() - at)
+            } else {
+                0
+            };
+            let quoted = prefix_xor(m.quotes) ^ inside;
+            let opening = m.quotes & quoted;
+            let closing = m.quotes & !quoted;
+            let structure = (m.newlines | m.delimiters) & !quoted;
+            let returns = m.returns & !quoted;
+            let follows = structure | returns | opening | end;
+            if opening & !((structure << 1) | after_structure | (closing << 1) | after_closing) != 0
+                || (closing_pending && follows & 1 == 0)
+                || closing & !(follows >> 1) & !(1 << 63) != 0
+                || (return_pending && (m.newlines | end) & 1 == 0)
+                || returns & !((m.newlines | end) >> 1) & !(1 << 63) != 0
+            {
+                return None;
+            }
+            closing_pending = closing >> 63 == 1;
+            return_pending = returns >> 63 == 1;
+            after_structure = structure >> 63;
+            after_closing = closing >> 63;
+            inside = 0u64.wrapping_sub(quoted >> 63);
+            at += 64;
+        }
+        (inside == 0).then(|| memchr(b'"', block).is_some())
+    }
+
+    /// Splits a block of whole records that [`Split::simple`] accepted, 64 bytes at a time:
+    /// line breaks, delimiters and quotes are found together, quoted ones left aside, and each
+    /// record is handed over as its line break is met, its delimiters already counted and
+    /// placed. Returns the records (non-empty lines).
+    fn block<'a>(
+        &self,
+        block: &'a [u8],
+        base: u64,
+        all_utf8: bool,
+        quotes: bool,
+        cells: &mut Vec<&'a [u8]>,
+        visit: &mut dyn FnMut(Scanned<'_>),
+    ) -> u64 {
+        let want = self.slot.len().min(MAX_PLACED);
+        let mut ends = [0usize; MAX_PLACED];
+        let mut found = 0usize;
+        let mut start = 0usize;
+        let mut records = 0u64;
+        let mut inside = 0u64;
+        let mut at = 0usize;
+        let mut line = |start: usize, end: usize, found: usize, ends: &[usize; MAX_PLACED]| {
+            let line = &block[start..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                return;
+            }
+            records += 1;
+            self.cells(
+                line,
+                base + start as u64,
+                all_utf8,
+                quotes,
+                ends,
+                found,
+                cells,
+                visit,
+            );
+        };
+        while at < block.len() {
+            let m = marks(&block[at..], self.delimiter);
+            let quoted = prefix_xor(m.quotes) ^ inside;
+            inside = 0u64.wrapping_sub(quoted >> 63);
+            let (mut newlines, mut delimiters) = (m.newlines & !quoted, m.delimiters & !quoted);
+            loop {
+                // The delimiters before the next line break (or to the end of these 64 bytes):
+                // the first ones placed, the rest counted.
+                let before = if newlines == 0 {
+                    u64::MAX
+                } else {
+                    (newlines & newlines.wrapping_neg()) - 1
+                };
+                let mut mine = delimiters & before;
+                while found < want && mine != 0 {
+                    ends[found] = at + mine.trailing_zeros() as usize - start;
+                    found += 1;
+                    mine &= mine - 1;
+                }
+                found += mine.count_ones() as usize;
+                if newlines == 0 {
+                    break;
+                }
+                let i = at + newlines.trailing_zeros() as usize;
+                line(start, i, found + 1, &ends);
+                found = 0;
+                start = i + 1;
+                delimiters &= !((before << 1) | 1);
+                newlines &= newlines - 1;
+            }
+            at += 64;
+        }
+        if start < block.len() {
+            line(start, block.len(), found + 1, &ends);
+        }
+        records
+    }
+
+    /// Hands over a line whose first delimiters are at `ends` and which has `found` cells.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn cells<'a>(
+        &self,
+        line: &'a [u8],
+        offset: u64,
+        all_utf8: bool,
+        quotes: bool,
+        ends: &[usize; MAX_PLACED],
+        found: usize,
+        cells: &mut Vec<&'a [u8]>,
+        visit: &mut dyn FnMut(Scanned<'_>),
+    ) {
+        let want = self.slot.len().min(MAX_PLACED);
         if found != self.width {
             return visit(Scanned::Problem {
                 offset,
@@ -474,12 +605,118 @@ impl Split {
             }
             start = end + 1;
         }
+        // A quoted cell (only in blocks [`Split::simple`] accepted with `quotes`) is its text.
+        let mut escaped = false;
+        if quotes {
+            for cell in cells.iter_mut() {
+                if let [b'"', text @ .., b'"'] = *cell {
+                    *cell = text;
+                    escaped |= text.contains(&b'"');
+                }
+            }
+        }
+        if escaped {
+            // `""` stands for `"`.
+            let owned: Vec<Vec<u8>> = cells.iter().map(|c| unescape(c)).collect();
+            let unescaped: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+            return visit(Scanned::Row {
+                offset,
+                cells: &unescaped,
+            });
+        }
         visit(Scanned::Row { offset, cells })
     }
 }
 
 /// Delimiters placed by one pass of [`delimiters`]; columns past it are found with `memchr`.
 const MAX_PLACED: usize = 64;
+
+/// Where the bytes that give a CSV text its structure are among 64 bytes: bit `i` is byte `i`.
+struct Marks {
+    newlines: u64,
+    delimiters: u64,
+    quotes: u64,
+    returns: u64,
+}
+
+/// The [`Marks`] of the first 64 bytes of `bytes` (fewer at its end).
+#[inline]
+fn marks(bytes: &[u8], delimiter: u8) -> Marks {
+    let mut buf = [0u8; 64];
+    let bytes: &[u8; 64] = match bytes.first_chunk::<64>() {
+        Some(b) => b,
+        None => {
+            // The tail: zero bytes are none of them (a delimiter is never NUL).
+            buf[..bytes.len()].copy_from_slice(bytes);
+            &buf
+        }
+    };
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+        };
+        // SAFETY: SSE2 is part of every x86-64 CPU; each 16-byte load at 16 * k lies within
+        // the 64-byte array.
+        unsafe {
+            let wanted = [b'\n', delimiter, b'"', b'\r'].map(|b| _mm_set1_epi8(b as i8));
+            let mut masks = [0u64; 4];
+            for k in 0..4 {
+                let v = _mm_loadu_si128(bytes.as_ptr().add(16 * k).cast::<__m128i>());
+                for (mask, &w) in masks.iter_mut().zip(&wanted) {
+                    *mask |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, w)) as u16) << (16 * k);
+                }
+            }
+            let [newlines, delimiters, quotes, returns] = masks;
+            Marks {
+                newlines,
+                delimiters,
+                quotes,
+                returns,
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mark = |x: u8| {
+            bytes
+                .iter()
+                .enumerate()
+                .fold(0u64, |m, (i, &b)| m | (u64::from(b == x) << i))
+        };
+        Marks {
+            newlines: mark(b'\n'),
+            delimiters: mark(delimiter),
+            quotes: mark(b'"'),
+            returns: mark(b'\r'),
+        }
+    }
+}
+
+/// Bit `i` of the result: an odd number of bits `0..=i` of `x` are set (inside quotes, when
+/// `x` marks the quotes).
+#[inline]
+fn prefix_xor(mut x: u64) -> u64 {
+    for shift in [1, 2, 4, 8, 16, 32] {
+        x ^= x << shift;
+    }
+    x
+}
+
+/// A quoted cell's text with `""` read as `"`.
+fn unescape(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut quote = false;
+    for &b in text {
+        if b == b'"' && quote {
+            quote = false;
+            continue;
+        }
+        quote = b == b'"';
+        out.push(b);
+    }
+    out
+}
 
 /// Counts `delimiter` in `line` and writes the positions of the first `placed.len()` of them.
 fn delimiters(line: &[u8], delimiter: u8, placed: &mut [usize]) -> usize {
@@ -744,6 +981,43 @@ mod tests {
     }
 
     #[test]
+    fn blocks_with_well_formed_quotes_are_split_by_masks_and_the_rest_left_to_csv_core() {
+        let split = Split::new(&ScanSpec::new(b',', 3, vec![0, 1]));
+        let long = "x".repeat(70);
+        for accepted in [
+            "a,b,c\n".to_string(),
+            "a,\"b,\n\"\"b\",c\r\n\"\",\"\"\"\",\"\"\n".to_string(),
+            format!("a,\"{long}\",c\nd,\"{long}\"\"\",\"e\"\r\n"),
+            "a,b,\"c\"".to_string(),
+        ] {
+            assert!(split.simple(accepted.as_bytes()).is_some(), "{accepted:?}");
+        }
+        for refused in [
+            "a,b\"c,d\n",
+            "a,\"b\"c,d\n",
+            "a,b\rc\n",
+            "a,\"b\n",
+            "a,\"b\"\rc\n",
+        ] {
+            assert!(split.simple(refused.as_bytes()).is_none(), "{refused:?}");
+        }
+        let quoted = format!("k,p,q\n1,\"{long}\",\"x\"\"y\"\n\"2\",\"a\nb\",z\r\n");
+        assert_eq!(
+            scan_text(quoted.as_bytes(), &[0, 1, 2], 3, 1),
+            vec![
+                format!("6:1|{long}|x\"y"),
+                format!("{}:2|a\nb|z", 6 + long.len() + 12)
+            ]
+        );
+    }
+
+    #[test]
+    fn prefix_xor_marks_what_lies_between_quotes() {
+        assert_eq!(prefix_xor(0b1001_0010_0010), 0b0111_0001_1110);
+        assert_eq!(unescape(b"a\"\"b\"\""), b"a\"b\"");
+    }
+
+    #[test]
     fn invalid_utf8_is_a_problem() {
         let mut text = b"a,b\nk1,ok\nk2,".to_vec();
         text.extend_from_slice(&[0xC3, 0x28]);
@@ -821,7 +1095,7 @@ mod tests {
         ];
         for line in &lines {
             for d in [b',', b';', b'\t', 0x80] {
-                let all: Vec<usize> = memchr_iter(d, line).collect();
+                let all: Vec<usize> = memchr::memchr_iter(d, line).collect();
                 for placed_len in [0, 1, 3, 64] {
                     let mut placed = vec![0; placed_len];
                     assert_eq!(delimiters(line, d, &mut placed), all.len());
