@@ -19,6 +19,7 @@ use crate::plan::check::{Plan, check_all};
 use crate::plan::compiled::Compiled;
 use crate::plan::load::{PlanProblem, load_lenient};
 use crate::plan::refs;
+use crate::plan::template::Memo;
 use crate::source::{self, GroupOptions, Sources};
 
 /// What to validate.
@@ -344,6 +345,8 @@ pub fn validate(options: &Options) -> Report {
         for _ in 0..workers {
             let (unit_rx, found_tx, units) = (&unit_rx, found_tx.clone(), &units);
             scope.spawn(move || {
+                // Each thread remembers template outcomes by the cells they read.
+                let mut memo = Memo::new();
                 loop {
                     let next = unit_rx.lock().map(|rx| rx.recv());
                     let Ok(Ok((ordinal, batch))) = next else {
@@ -351,7 +354,7 @@ pub fn validate(options: &Options) -> Report {
                     };
                     let mut found = Found::default();
                     for unit in &batch {
-                        check_unit(units, unit, &mut found);
+                        check_unit(units, unit, &mut found, &mut memo);
                     }
                     if found_tx.send((ordinal, found)).is_err() {
                         break;
@@ -454,15 +457,13 @@ struct UnitCheck<'a> {
 }
 
 /// The rules on every row of the unit, then every call rendered.
-fn check_unit(units: &UnitCheck<'_>, unit: &source::Unit, out: &mut Found) {
+fn check_unit(units: &UnitCheck<'_>, unit: &source::Unit, out: &mut Found, memo: &mut Memo) {
     let UnitCheck {
         plan,
-        compiled,
         lookup_refs,
         tenant,
-        placeholders,
-        lookups,
         bad_cells,
+        ..
     } = *units;
     // Rows already reported: rendering them would say the same again.
     let mut flagged: HashSet<(String, u64)> = HashSet::new();
@@ -478,10 +479,17 @@ fn check_unit(units: &UnitCheck<'_>, unit: &source::Unit, out: &mut Found) {
         if rules.is_none() && (refs.is_empty() || tenant.is_none()) {
             continue;
         }
+        // Columns found once per source, not once per row.
+        let header = records.schema().header();
+        let rules: Vec<_> = rules
+            .into_iter()
+            .flatten()
+            .filter_map(|(column, rule)| Some((column, rule, header.position(column)?)))
+            .collect();
         for record in records.iter() {
-            let file = record.schema().file().display().to_string();
-            for (column, rule) in rules.into_iter().flatten() {
-                let Some(raw) = record.get(column) else {
+            let file = || record.schema().file().display().to_string();
+            for &(column, rule, index) in &rules {
+                let Some(raw) = record.row().get(index) else {
                     continue;
                 };
                 if rule.required && raw.trim().is_empty() {
@@ -490,7 +498,7 @@ fn check_unit(units: &UnitCheck<'_>, unit: &source::Unit, out: &mut Found) {
                         format!("data {} {column} required", def.name),
                         Finding::new(
                             Kind::Data,
-                            file.clone(),
+                            file(),
                             Some(record.line()),
                             "a required value is empty",
                             Some(format!(
@@ -514,7 +522,7 @@ fn check_unit(units: &UnitCheck<'_>, unit: &source::Unit, out: &mut Found) {
                             format!("data {} {column} positive", def.name),
                             Finding::new(
                                 Kind::Data,
-                                file.clone(),
+                                file(),
                                 Some(record.line()),
                                 "the amount is zero or negative: Mambu refuses it",
                                 Some(format!("correct {column} of {} {}", def.name, record.key())),
@@ -540,7 +548,7 @@ fn check_unit(units: &UnitCheck<'_>, unit: &source::Unit, out: &mut Found) {
                             format!("tenant {} {column} {lookup}", def.name),
                             Finding::new(
                                 Kind::Tenant,
-                                file.clone(),
+                                file(),
                                 Some(record.line()),
                                 format!("`{raw}` is not in the tenant's {lookup}"),
                                 Some(format!("the tenant has: {}", known.join(", "))),
@@ -553,30 +561,33 @@ fn check_unit(units: &UnitCheck<'_>, unit: &source::Unit, out: &mut Found) {
         }
     }
     render_unit(
-        compiled,
+        units,
         unit,
-        placeholders,
-        lookups,
-        tenant,
         &|source: &str, line: u64| {
             bad_cells.get(source).is_some_and(|l| l.contains(&line))
                 || (!flagged.is_empty() && flagged.contains(&(source.to_owned(), line)))
         },
         out,
+        memo,
     );
 }
 
 /// Renders every call of the unit, as a run would (with placeholder outputs of earlier steps):
 /// a row whose call cannot be rendered would fail its unit on the night.
 fn render_unit(
-    compiled: &Compiled,
+    units: &UnitCheck<'_>,
     unit: &source::Unit,
-    outputs: &HashMap<String, Value>,
-    lookups: Option<&Value>,
-    tenant: Option<&Tenant>,
     skip: &dyn Fn(&str, u64) -> bool,
     out: &mut Found,
+    memo: &mut Memo,
 ) {
+    let UnitCheck {
+        compiled,
+        placeholders: outputs,
+        lookups,
+        tenant,
+        ..
+    } = *units;
     for planned in compiled.expand(unit) {
         let step = compiled.step(planned.step);
         let row = planned.row();
@@ -585,13 +596,13 @@ fn render_unit(
         {
             continue;
         }
-        let file = row.schema().file().display().to_string();
+        let file = || row.schema().file().display().to_string();
         let mut fail = |what: &str, message: String| {
             out.push(
                 format!("data render {} {what}", step.id),
                 Finding::new(
                     Kind::Data,
-                    file.clone(),
+                    file(),
                     Some(row.line()),
                     format!("step `{}` ({}): {message}", step.id, step.action.name()),
                     Some(format!(
@@ -602,13 +613,20 @@ fn render_unit(
                 ),
             );
         };
-        match compiled.when(&planned, outputs, lookups) {
+        match compiled.when_memo(&planned, outputs, lookups, memo) {
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {
                 fail("when", e.to_string());
                 continue;
             }
+        }
+        // Only a tenant's loan limits need the rendered call; otherwise its outcome is enough.
+        if tenant.is_none() || step.action != Action::CreateLoan {
+            if let Err(e) = compiled.check(unit, &planned, outputs, lookups, memo) {
+                fail("render", e.to_string());
+            }
+            continue;
         }
         match compiled.render(unit, &planned, outputs, lookups) {
             Err(e) => fail("render", e.to_string()),
@@ -621,7 +639,7 @@ fn render_unit(
                             format!("tenant limits {} {field}", step.id),
                             Finding::new(
                                 Kind::Tenant,
-                                file.clone(),
+                                file(),
                                 Some(row.line()),
                                 problem,
                                 Some(format!(

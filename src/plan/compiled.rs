@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::action::Action;
 use super::check::{ActionStep, Plan, Step};
-use super::template::{Condition, Context, Engine, Row, TemplateError, Tree, parse_offset};
+use super::template::{Condition, Context, Engine, Memo, Row, TemplateError, Tree, parse_offset};
 use crate::source::{Record, Unit};
 
 /// A plan ready to render calls.
@@ -286,6 +286,67 @@ impl Compiled {
             Some(condition) => condition.eval(&self.context(&planned.rows, outputs, lookups)),
             None => Ok(true),
         }
+    }
+
+    /// [`when`](Self::when), outcomes remembered in `memo` by the cells the condition reads
+    /// (`outputs` and `lookups` must be the same for every call with one memo).
+    pub fn when_memo(
+        &self,
+        planned: &Planned<'_>,
+        outputs: &HashMap<String, Value>,
+        lookups: Option<&Value>,
+        memo: &mut Memo,
+    ) -> Result<bool, TemplateError> {
+        match &self.steps[planned.step].when {
+            Some(condition) => {
+                condition.eval_memo(&self.context(&planned.rows, outputs, lookups), memo)
+            }
+            None => Ok(true),
+        }
+    }
+
+    /// Whether [`render`](Self::render) would succeed, and its error if not, without building
+    /// the call: each template expression's outcome is remembered in `memo` by the cells it
+    /// reads (`outputs` and `lookups` must be the same for every call with one memo).
+    pub fn check(
+        &self,
+        unit: &Unit,
+        planned: &Planned<'_>,
+        outputs: &HashMap<String, Value>,
+        lookups: Option<&Value>,
+        memo: &mut Memo,
+    ) -> Result<(), RenderError> {
+        let compiled = &self.steps[planned.step];
+        let ctx = self.context(&planned.rows, outputs, lookups);
+        // Ids are checked on their value (an empty one is refused), as `render` does.
+        let id_of = |field: &'static str, tree: &Option<Tree<'_>>| -> Result<(), RenderError> {
+            let Some(tree) = tree else { return Ok(()) };
+            match tree.render(&ctx)? {
+                Value::String(s) if !s.is_empty() => Ok(()),
+                Value::Number(_) => Ok(()),
+                other => Err(RenderError::NotAnId {
+                    field,
+                    what: describe(&other),
+                }),
+            }
+        };
+        id_of("loan", &compiled.loan)?;
+        id_of("deposit", &compiled.deposit)?;
+        if let Some(body) = &compiled.body {
+            body.check(&ctx, memo)?;
+        }
+        if compiled.step.action == Action::Request {
+            id_of("path", &compiled.path)?;
+        }
+        if let Some((from, tree)) = &compiled.installments {
+            let parent = planned.row();
+            for row in unit.children(from, parent).iter() {
+                let mut rows = planned.rows.clone();
+                rows.push((row.schema().name(), row));
+                tree.check(&self.context(&rows, outputs, lookups), memo)?;
+            }
+        }
+        Ok(())
     }
 
     /// Renders the call of one step instance. `unit` gives the `installments.from` rows.

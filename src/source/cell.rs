@@ -133,9 +133,10 @@ pub fn parse_cell<'a>(raw: &'a str, ty: &CellType) -> Result<Value<'a>, CellErro
             }
             s.parse::<i64>().map(Value::Int).map_err(|_| bad())
         }
-        CellType::Date { format } => NaiveDate::parse_from_str(s, format)
+        CellType::Date { format } => iso_date(s, format)
+            .or_else(|| NaiveDate::parse_from_str(s, format).ok())
             .map(Value::Date)
-            .map_err(|_| bad()),
+            .ok_or_else(bad),
         CellType::DateTime { format } => {
             if format_has_offset(format) {
                 DateTime::parse_from_str(s, format)
@@ -153,6 +154,21 @@ pub fn parse_cell<'a>(raw: &'a str, ty: &CellType) -> Result<Value<'a>, CellErro
             _ => Err(bad()),
         },
     }
+}
+
+/// `YYYY-MM-DD` in the default format, without chrono's format parser (what it would give;
+/// anything else, including an impossible date, is left to chrono).
+fn iso_date(s: &str, format: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    if format != DEFAULT_DATE_FORMAT || b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| {
+        b[r].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
 }
 
 /// `[+-]digits[.digits]`, exactly, into a `Decimal` (no exponent, no separators, no rounding).

@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime};
 use rust_decimal::Decimal;
@@ -376,8 +376,8 @@ pub struct Grouping {
     units: u64,
     previous: Option<(String, u64)>,
     done: bool,
-    // Last, so that runs are closed before the directory goes.
-    spill: Spill,
+    // Last, so that runs are closed before the directories go.
+    spills: Vec<Spill>,
 }
 
 struct ChildStream {
@@ -421,7 +421,7 @@ pub fn group(sources: &Sources, options: &GroupOptions) -> Grouping {
         units: 0,
         previous: None,
         done: true,
-        spill: Spill::new(options.temp_dir.clone()),
+        spills: Vec::new(),
     };
     let mut schemas = Vec::with_capacity(n);
     let mut readers = Vec::with_capacity(n);
@@ -435,18 +435,26 @@ pub fn group(sources: &Sources, options: &GroupOptions) -> Grouping {
         return g;
     }
     g.schemas = Arc::new(schemas);
-    let mut prep = Prepare {
+    let prep = Prepare {
         sources,
         schemas: &g.schemas,
-        problems: &mut g.problems,
-        spill: &mut g.spill,
-        rows_read: &mut g.rows_read,
         chunk_rows: options.chunk_rows.max(1),
         chunk_bytes: options.chunk_bytes.max(1),
-        kept_rows: 0,
-        kept_bytes: 0,
+        max_problems: options.max_problems_per_kind,
+        temp_dir: options.temp_dir.clone(),
+        kept: Mutex::new((0, 0)),
+        kept_max: (options.chunk_rows.max(1), options.chunk_bytes.max(1)),
+        limit: None,
+        state: Mutex::new(Shared::default()),
+        ready: Condvar::new(),
     };
-    match prep.run(readers, options.sample) {
+    match prep.run(
+        readers,
+        options.sample,
+        &mut g.problems,
+        &mut g.rows_read,
+        &mut g.spills,
+    ) {
         Ok((root_iter, children)) => {
             g.root_iter = Some(root_iter);
             g.children = children;
@@ -503,8 +511,8 @@ impl Grouping {
                 })
                 .collect(),
             units: self.units,
-            spilled_bytes: self.spill.bytes_written,
-            spilled_runs: self.spill.runs_written,
+            spilled_bytes: self.spills.iter().map(|s| s.bytes_written).sum(),
+            spilled_runs: self.spills.iter().map(|s| s.runs_written).sum(),
             problems: self.problems.finish(),
         }
     }
@@ -635,35 +643,280 @@ fn orphan(schemas: &[Schema], source: usize, line: u64, parent_key: &str) -> Pro
     )
 }
 
-/// The first phase: read, check and sort every source.
+/// The first phase: read, check and sort every source, each source on a worker thread as soon
+/// as the key index of its parent is ready.
 struct Prepare<'a> {
     sources: &'a Sources,
     schemas: &'a [Schema],
-    problems: &'a mut Problems,
-    spill: &'a mut Spill,
-    rows_read: &'a mut [u64],
     chunk_rows: usize,
     chunk_bytes: usize,
+    max_problems: usize,
+    temp_dir: Option<PathBuf>,
     /// Rows and bytes of sorted results kept in memory (at most one chunk together).
-    kept_rows: usize,
-    kept_bytes: usize,
+    kept: Mutex<(usize, usize)>,
+    /// One chunk: what results kept in memory may hold together.
+    kept_max: (usize, usize),
+    /// With a sample, the N-th distinct root key: rows of later units are not kept.
+    limit: Option<String>,
+    /// What the workers share: the key indexes of sources with children, as they are done.
+    state: Mutex<Shared>,
+    ready: Condvar,
 }
 
-impl Prepare<'_> {
+#[derive(Default)]
+struct Shared {
+    /// Sources not started yet, in the order they are taken.
+    waiting: Vec<usize>,
+    /// By source: its key index, once done (`None` inside when it failed).
+    key_maps: Vec<Option<Option<Sorted<KeyRec>>>>,
+    /// Tasks done, with what they give.
+    done: Vec<Task>,
+}
+
+/// One source's work: what it found and what it gives to the merge.
+struct Task {
+    source: usize,
+    problems: Problems,
+    spill: Spill,
+    rows_read: u64,
+    result: io::Result<TaskOutput>,
+}
+
+enum TaskOutput {
+    Root(Sorted<RowRec>),
+    Child {
+        rows: Sorted<RowRec>,
+        duplicates: HashSet<u64>,
+    },
+}
+
+/// A task's working state.
+struct Work<'p> {
+    prep: &'p Prepare<'p>,
+    source: usize,
+    problems: Problems,
+    spill: Spill,
+    rows_read: u64,
+}
+
+/// Out-of-order parent keys a deeper child may have before its rows are joined to their
+/// roots the general way (two passes and two sorts): each one rescans the parent's key index.
+const MAX_DESCENTS: u32 = 16;
+
+/// Tests set it to take the general way always, to compare the two.
+#[cfg(test)]
+pub(crate) static ALWAYS_SORT_LINKS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+impl<'p> Prepare<'p> {
+    fn run(
+        mut self,
+        mut readers: Vec<Option<RowReader>>,
+        sample: Option<u64>,
+        problems: &mut Problems,
+        rows_read: &mut [u64],
+        spills: &mut Vec<Spill>,
+    ) -> io::Result<(SortedIter<RowRec>, Vec<ChildStream>)> {
+        let n = self.schemas.len();
+        let root = self.sources.root;
+        let mut tasks: Vec<Option<Task>> = (0..n).map(|_| None).collect();
+        self.state.lock().expect("not poisoned").key_maps = (0..n).map(|_| None).collect();
+        // With a sample, the root goes first: its N-th key bounds what children keep.
+        if let Some(count) = sample {
+            let reader = readers[root].take().expect("opened");
+            let task = self.task(root, reader, None);
+            if let Ok(TaskOutput::Root(sorted)) = &task.result {
+                self.limit = nth_root(sorted, count)?;
+            }
+            tasks[root] = Some(task);
+        }
+        // Sources with children first (their children wait for them), then the largest.
+        let mut waiting: Vec<usize> = self.sources.order.clone();
+        waiting.retain(|&s| readers[s].is_some());
+        let size = |s: usize| std::fs::metadata(&self.sources.defs[s].file).map_or(0, |m| m.len());
+        waiting.sort_by_key(|&s| {
+            (
+                self.sources.children[s].is_empty(),
+                std::cmp::Reverse(size(s)),
+            )
+        });
+        {
+            let mut state = self.state.lock().expect("not poisoned");
+            state.waiting = waiting;
+        }
+        let readers = Mutex::new(readers);
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(n);
+        // Sorts fill side by side now: each gets its share of the memory of one.
+        self.chunk_rows = (self.chunk_rows / workers).max(1);
+        self.chunk_bytes = (self.chunk_bytes / workers).max(1);
+        let prep = &self;
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                let readers = &readers;
+                scope.spawn(move || prep.worker(readers));
+            }
+        });
+        let state = self.state.into_inner().expect("not poisoned");
+        for task in state.done {
+            let s = task.source;
+            tasks[s] = Some(task);
+        }
+        // Problems in the order one thread would have found them: source by source.
+        let mut root_sorted = None;
+        let mut children = Vec::new();
+        let mut failed = None;
+        for &s in &self.sources.order {
+            let Some(task) = tasks[s].take() else {
+                continue;
+            };
+            problems.absorb(task.problems);
+            rows_read[s] = task.rows_read;
+            spills.push(task.spill);
+            match task.result {
+                Ok(TaskOutput::Root(sorted)) => root_sorted = Some(sorted),
+                Ok(TaskOutput::Child { rows, duplicates }) => children.push(ChildStream {
+                    source: s,
+                    parent_is_root: self.schemas[s].parent.is_some_and(|(p, _)| p == root),
+                    iter: rows.into_iter()?,
+                    head: None,
+                    duplicates,
+                }),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let root_sorted = root_sorted.ok_or_else(|| io::Error::other("the root was not read"))?;
+        Ok((root_sorted.into_iter()?, children))
+    }
+
+    /// Takes sources whose parent's key index is ready, until none is left.
+    fn worker(&self, readers: &Mutex<Vec<Option<RowReader>>>) {
+        loop {
+            let (s, parent_map) = {
+                let mut state = self.state.lock().expect("not poisoned");
+                loop {
+                    if state.waiting.is_empty() {
+                        return;
+                    }
+                    let runnable =
+                        state
+                            .waiting
+                            .iter()
+                            .position(|&s| match self.schemas[s].parent {
+                                Some((p, _)) if p != self.sources.root => {
+                                    state.key_maps[p].is_some()
+                                }
+                                _ => true,
+                            });
+                    if let Some(i) = runnable {
+                        let s = state.waiting.remove(i);
+                        let map = match self.schemas[s].parent {
+                            Some((p, _)) if p != self.sources.root => state.key_maps[p].clone(),
+                            _ => None,
+                        };
+                        break (s, map);
+                    }
+                    state = self.ready.wait(state).expect("not poisoned");
+                }
+            };
+            let reader = readers.lock().expect("not poisoned")[s]
+                .take()
+                .expect("opened");
+            let task = self.task(s, reader, parent_map);
+            let mut state = self.state.lock().expect("not poisoned");
+            state.done.push(task);
+            self.ready.notify_all();
+        }
+    }
+
+    /// Reads and sorts one source. `parent_map` is the key index of a deeper child's parent
+    /// (`Some(None)` if the parent failed).
+    fn task(
+        &self,
+        source: usize,
+        reader: RowReader,
+        parent_map: Option<Option<Sorted<KeyRec>>>,
+    ) -> Task {
+        let mut work = Work {
+            prep: self,
+            source,
+            problems: Problems::new(self.max_problems),
+            spill: Spill::new(self.temp_dir.clone()),
+            rows_read: 0,
+        };
+        let result = work.run(reader, parent_map);
+        if result.is_err() || self.sources.children[source].is_empty() {
+            // Children that wait for this index are told it failed (or need none).
+            let mut state = self.state.lock().expect("not poisoned");
+            if state.key_maps[source].is_none() {
+                state.key_maps[source] = Some(None);
+            }
+            self.ready.notify_all();
+        }
+        Task {
+            source,
+            problems: work.problems,
+            spill: work.spill,
+            rows_read: work.rows_read,
+            result,
+        }
+    }
+
+    fn publish(&self, source: usize, map: Sorted<KeyRec>) {
+        let mut state = self.state.lock().expect("not poisoned");
+        state.key_maps[source] = Some(Some(map));
+        self.ready.notify_all();
+    }
+
+    fn wanted(&self, root_key: &str) -> bool {
+        self.limit.as_deref().is_none_or(|l| root_key <= l)
+    }
+}
+
+/// With a sample: the N-th distinct root key.
+fn nth_root(sorted: &Sorted<RowRec>, n: u64) -> io::Result<Option<String>> {
+    let mut distinct = 0;
+    let mut last: Option<String> = None;
+    for rec in sorted.iter()? {
+        let rec = rec?;
+        if last.as_deref() != Some(rec.root.as_str()) {
+            distinct += 1;
+            if distinct == n {
+                return Ok(Some(rec.root.clone()));
+            }
+            last = Some(rec.root);
+        }
+    }
+    Ok(None)
+}
+
+impl Work<'_> {
     fn sorter<T: Spillable>(&self) -> Sorter<T> {
-        Sorter::new(self.chunk_rows, self.chunk_bytes)
+        Sorter::new(self.prep.chunk_rows, self.prep.chunk_bytes)
     }
 
     /// Finishes a sort, in memory if it fits in what is left of the one-chunk budget.
     fn finish<T: Spillable>(&mut self, sorter: Sorter<T>) -> io::Result<(Sorted<T>, usize, usize)> {
         let (bytes, rows) = sorter.held();
-        let fits = !sorter.spilled()
-            && self.kept_rows + rows <= self.chunk_rows
-            && self.kept_bytes + bytes <= self.chunk_bytes;
-        let sorted = sorter.finish(fits, self.spill)?;
-        if sorted.in_memory() {
-            self.kept_rows += rows;
-            self.kept_bytes += bytes;
+        let fits = !sorter.spilled() && {
+            let mut kept = self.prep.kept.lock().expect("not poisoned");
+            let fits =
+                kept.0 + rows <= self.prep.kept_max.0 && kept.1 + bytes <= self.prep.kept_max.1;
+            if fits {
+                kept.0 += rows;
+                kept.1 += bytes;
+            }
+            fits
+        };
+        let sorted = sorter.finish(fits, &mut self.spill)?;
+        if fits {
             Ok((sorted, rows, bytes))
         } else {
             Ok((sorted, 0, 0))
@@ -671,18 +924,18 @@ impl Prepare<'_> {
     }
 
     fn release(&mut self, rows: usize, bytes: usize) {
-        self.kept_rows -= rows;
-        self.kept_bytes -= bytes;
+        let mut kept = self.prep.kept.lock().expect("not poisoned");
+        kept.0 -= rows;
+        kept.1 -= bytes;
     }
 
-    /// Reads a source's well-formed rows, reporting the others and bad typed cells.
+    /// Reads the source's well-formed rows, reporting the others and bad typed cells.
     fn read(
         &mut self,
-        source: usize,
         reader: RowReader,
         mut each: impl FnMut(Row, &mut Spill) -> io::Result<()>,
     ) -> io::Result<()> {
-        let schema = &self.schemas[source];
+        let schema = &self.prep.schemas[self.source];
         for item in reader {
             let row = match item {
                 Ok(row) => row,
@@ -719,208 +972,318 @@ impl Prepare<'_> {
                     self.problems.push(schema.problem(Some(row.line()), kind));
                 }
             }
-            self.rows_read[source] += 1;
-            each(row, self.spill)?;
+            self.rows_read += 1;
+            each(row, &mut self.spill)?;
         }
         Ok(())
     }
 
     fn run(
         &mut self,
-        mut readers: Vec<Option<RowReader>>,
-        sample: Option<u64>,
-    ) -> io::Result<(SortedIter<RowRec>, Vec<ChildStream>)> {
-        let schemas = self.schemas;
-        let root = self.sources.root;
-        let rs = &schemas[root];
-
-        let mut sorter = self.sorter::<RowRec>();
-        let reader = readers[root].take().expect("opened");
-        self.read(root, reader, |row, spill| {
-            let key = row.get(rs.key).unwrap_or_default().to_string();
-            sorter.push(
-                RowRec {
-                    root: key,
-                    parent_col: NO_PARENT,
-                    order: Vec::new(),
-                    row,
-                },
-                spill,
-            )
-        })?;
-        let (root_sorted, ..) = self.finish(sorter)?;
-
-        // With a sample, the N-th distinct root key bounds what the final merge needs.
-        let mut limit: Option<String> = None;
-        if let Some(n) = sample {
-            let mut distinct = 0;
-            let mut last: Option<String> = None;
-            for rec in root_sorted.iter()? {
-                let rec = rec?;
-                if last.as_deref() != Some(rec.root.as_str()) {
-                    distinct += 1;
-                    if distinct == n {
-                        limit = Some(rec.root.clone());
-                        break;
-                    }
-                    last = Some(rec.root);
+        reader: RowReader,
+        parent_map: Option<Option<Sorted<KeyRec>>>,
+    ) -> io::Result<TaskOutput> {
+        let prep = self.prep;
+        let schemas = prep.schemas;
+        let s = self.source;
+        let schema = &schemas[s];
+        let Some((parent, parent_col)) = schema.parent else {
+            let mut sorter = self.sorter::<RowRec>();
+            self.read(reader, |row, spill| {
+                let key = row.get(schema.key).unwrap_or_default().to_string();
+                sorter.push(
+                    RowRec {
+                        root: key,
+                        parent_col: NO_PARENT,
+                        order: Vec::new(),
+                        row,
+                    },
+                    spill,
+                )
+            })?;
+            let (sorted, ..) = self.finish(sorter)?;
+            return Ok(TaskOutput::Root(sorted));
+        };
+        let order_vals = |row: &Row| -> Vec<OrderVal> {
+            schema
+                .order_by
+                .iter()
+                .map(|&c| OrderVal::of(row, c, &schema.types[c]))
+                .collect()
+        };
+        let mut rows = self.sorter::<RowRec>();
+        let mut keys = self.sorter::<KeyRec>();
+        if parent == prep.sources.root {
+            self.read(reader, |row, spill| {
+                let parent_key = row.get(parent_col).unwrap_or_default().to_string();
+                let key = KeyRec {
+                    key: row.get(schema.key).unwrap_or_default().to_string(),
+                    line: row.line(),
+                    root: parent_key.clone(),
+                };
+                keys.push(key, spill)?;
+                if prep.wanted(&parent_key) {
+                    let order = order_vals(&row);
+                    let rec = RowRec {
+                        root: parent_key,
+                        parent_col: parent_col as u32,
+                        order,
+                        row,
+                    };
+                    rows.push(rec, spill)?;
+                }
+                Ok(())
+            })?;
+        } else {
+            let map = parent_map
+                .flatten()
+                .ok_or_else(|| io::Error::other("the parent's key index is missing"))?;
+            match self.join_in_order(reader, &map, &order_vals)? {
+                Some((r, k)) => (rows, keys) = (r, k),
+                None => {
+                    // Too far from parent order: start again the general way.
+                    self.problems = Problems::new(prep.max_problems);
+                    self.rows_read = 0;
+                    let reader = match RowReader::open(&prep.sources.defs[s]) {
+                        Ok(r) => r,
+                        Err(p) => {
+                            self.problems.push(p);
+                            return Err(io::Error::other("the file could not be read again"));
+                        }
+                    };
+                    self.join_sorted(reader, &map, &order_vals, &mut rows, &mut keys)?;
                 }
             }
         }
-        let wanted = |root_key: &str| limit.as_deref().is_none_or(|l| root_key <= l);
-
-        let mut key_maps: Vec<Option<Sorted<KeyRec>>> = vec![None; schemas.len()];
-        let mut children = Vec::new();
-        for &s in &self.sources.order[1..] {
-            let schema = &schemas[s];
-            let (parent, parent_col) = schema.parent.expect("a child");
-            let order_vals = |row: &Row| -> Vec<OrderVal> {
-                schema
-                    .order_by
-                    .iter()
-                    .map(|&c| OrderVal::of(row, c, &schema.types[c]))
-                    .collect()
-            };
-            let mut rows = self.sorter::<RowRec>();
-            let mut keys = self.sorter::<KeyRec>();
-            let reader = readers[s].take().expect("opened");
-            if parent == root {
-                self.read(s, reader, |row, spill| {
-                    let parent_key = row.get(parent_col).unwrap_or_default().to_string();
-                    let key = KeyRec {
-                        key: row.get(schema.key).unwrap_or_default().to_string(),
-                        line: row.line(),
-                        root: parent_key.clone(),
+        let (keys, key_rows, key_bytes) = self.finish(keys)?;
+        let mut first: Option<KeyRec> = None;
+        let mut duplicates = HashSet::new();
+        for k in keys.iter()? {
+            let k = k?;
+            match &first {
+                Some(f) if f.key == k.key => {
+                    let kind = ProblemKind::DuplicateKey {
+                        key: k.key.clone(),
+                        first_line: f.line,
                     };
-                    keys.push(key, spill)?;
-                    if wanted(&parent_key) {
-                        let order = order_vals(&row);
+                    self.problems.push(schema.problem(Some(k.line), kind));
+                    duplicates.insert(k.line);
+                }
+                _ => first = Some(k),
+            }
+        }
+        if prep.sources.children[s].is_empty() {
+            drop(keys);
+            self.release(key_rows, key_bytes);
+        } else {
+            prep.publish(s, keys);
+        }
+        let (rows, ..) = self.finish(rows)?;
+        Ok(TaskOutput::Child { rows, duplicates })
+    }
+
+    /// A deeper child whose file is (nearly) in parent key order: each row's root is found by
+    /// walking the parent's key index alongside, in one pass. `None` if the file has more than
+    /// [`MAX_DESCENTS`] parent keys out of order.
+    #[allow(clippy::type_complexity)]
+    fn join_in_order(
+        &mut self,
+        reader: RowReader,
+        map: &Sorted<KeyRec>,
+        order_vals: &dyn Fn(&Row) -> Vec<OrderVal>,
+    ) -> io::Result<Option<(Sorter<RowRec>, Sorter<KeyRec>)>> {
+        #[cfg(test)]
+        if ALWAYS_SORT_LINKS.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let prep = self.prep;
+        let s = self.source;
+        let schema = &prep.schemas[s];
+        let (_, parent_col) = schema.parent.expect("a child");
+        let mut rows = self.sorter::<RowRec>();
+        let mut keys = self.sorter::<KeyRec>();
+        let mut map_iter = map.iter()?;
+        let mut current = map_iter.next().transpose()?;
+        let mut previous = String::new();
+        let mut descents = 0;
+        let mut gave_up = false;
+        // Orphans are reported in (parent key, line) order, as the general way does: the
+        // first ones are kept, the others counted.
+        let cap = prep.max_problems.max(1);
+        let mut orphans: std::collections::BinaryHeap<(String, u64)> =
+            std::collections::BinaryHeap::new();
+        let mut orphan_count = 0u64;
+        let result = self.read(reader, |row, spill| {
+            if gave_up {
+                return Ok(());
+            }
+            let line = row.line();
+            let key = row.get(schema.key).unwrap_or_default().to_string();
+            let parent_key = row.get(parent_col).unwrap_or_default();
+            if parent_key < previous.as_str() {
+                descents += 1;
+                if descents > MAX_DESCENTS {
+                    gave_up = true;
+                    return Ok(());
+                }
+                map_iter = map.iter()?;
+                current = map_iter.next().transpose()?;
+            }
+            if previous != parent_key {
+                previous.clear();
+                previous.push_str(parent_key);
+            }
+            while current
+                .as_ref()
+                .is_some_and(|c| c.key.as_str() < parent_key)
+            {
+                current = map_iter.next().transpose()?;
+            }
+            match &current {
+                Some(c) if c.key == parent_key => {
+                    let root = c.root.clone();
+                    let k = KeyRec {
+                        key,
+                        line,
+                        root: root.clone(),
+                    };
+                    keys.push(k, spill)?;
+                    if !root.is_empty() && prep.wanted(&root) {
                         let rec = RowRec {
-                            root: parent_key,
+                            root,
                             parent_col: parent_col as u32,
-                            order,
+                            order: order_vals(&row),
                             row,
                         };
                         rows.push(rec, spill)?;
                     }
-                    Ok(())
-                })?;
-            } else {
-                // Pass 1: (parent key, line, key) of each row, sorted by parent key and
-                // merge-joined with the parent's key index, gives (line, root key), sorted by
-                // line. Only these small records are sorted twice, not the rows.
-                let mut links = self.sorter::<LinkRec>();
-                self.read(s, reader, |row, spill| {
-                    let link = LinkRec {
-                        parent: row.get(parent_col).unwrap_or_default().to_string(),
-                        line: row.line(),
-                        key: row.get(schema.key).unwrap_or_default().to_string(),
+                }
+                _ => {
+                    orphan_count += 1;
+                    let entry = (parent_key.to_string(), line);
+                    if orphans.len() < cap {
+                        orphans.push(entry);
+                    } else if orphans.peek().is_some_and(|top| entry < *top) {
+                        orphans.pop();
+                        orphans.push(entry);
+                    }
+                    let k = KeyRec {
+                        key,
+                        line,
+                        root: String::new(),
                     };
-                    links.push(link, spill)
-                })?;
-                let (links, links_rows, links_bytes) = self.finish(links)?;
-                let mut roots = self.sorter::<LineRec>();
-                let map = key_maps[parent].as_ref().expect("parents come first");
-                let mut map_iter = map.iter()?;
-                let mut current = map_iter.next().transpose()?;
-                for link in links.into_iter()? {
-                    let link = link?;
-                    while current.as_ref().is_some_and(|c| c.key < link.parent) {
-                        current = map_iter.next().transpose()?;
-                    }
-                    match &current {
-                        Some(c) if c.key == link.parent => {
-                            // An empty root: the parent is an orphan (reported), so is this.
-                            if !c.root.is_empty() && wanted(&c.root) {
-                                let root = LineRec {
-                                    line: link.line,
-                                    root: c.root.clone(),
-                                };
-                                roots.push(root, self.spill)?;
-                            }
-                            let key = KeyRec {
-                                key: link.key,
-                                line: link.line,
-                                root: c.root.clone(),
-                            };
-                            keys.push(key, self.spill)?;
-                        }
-                        _ => {
-                            let p = orphan(schemas, s, link.line, &link.parent);
-                            self.problems.push(p);
-                            // Indexed with no root, so that its own children are not
-                            // reported again.
-                            let key = KeyRec {
-                                key: link.key,
-                                line: link.line,
-                                root: String::new(),
-                            };
-                            keys.push(key, self.spill)?;
-                        }
-                    }
-                }
-                drop(map_iter);
-                self.release(links_rows, links_bytes);
-                let (roots, roots_rows, roots_bytes) = self.finish(roots)?;
-                // Pass 2: read the file again (its problems were reported in pass 1) and give
-                // each row its root key.
-                match RowReader::open(&self.sources.defs[s]) {
-                    Err(p) => self.problems.push(p),
-                    Ok(again) => {
-                        let mut roots_iter = roots.into_iter()?;
-                        let mut current = roots_iter.next().transpose()?;
-                        for row in again.filter_map(Result::ok) {
-                            while current.as_ref().is_some_and(|c| c.line < row.line()) {
-                                current = roots_iter.next().transpose()?;
-                            }
-                            let Some(c) = current.as_ref().filter(|c| c.line == row.line()) else {
-                                continue;
-                            };
-                            let rec = RowRec {
-                                root: c.root.clone(),
-                                parent_col: parent_col as u32,
-                                order: order_vals(&row),
-                                row,
-                            };
-                            rows.push(rec, self.spill)?;
-                        }
-                    }
-                }
-                self.release(roots_rows, roots_bytes);
-            }
-            let (keys, key_rows, key_bytes) = self.finish(keys)?;
-            let mut first: Option<KeyRec> = None;
-            let mut duplicates = HashSet::new();
-            for k in keys.iter()? {
-                let k = k?;
-                match &first {
-                    Some(f) if f.key == k.key => {
-                        let kind = ProblemKind::DuplicateKey {
-                            key: k.key.clone(),
-                            first_line: f.line,
-                        };
-                        self.problems.push(schema.problem(Some(k.line), kind));
-                        duplicates.insert(k.line);
-                    }
-                    _ => first = Some(k),
+                    keys.push(k, spill)?;
                 }
             }
-            if self.sources.children[s].is_empty() {
-                drop(keys);
-                self.release(key_rows, key_bytes);
-            } else {
-                key_maps[s] = Some(keys);
-            }
-            let (rows, ..) = self.finish(rows)?;
-            children.push(ChildStream {
-                source: s,
-                parent_is_root: parent == root,
-                iter: rows.into_iter()?,
-                head: None,
-                duplicates,
-            });
+            Ok(())
+        });
+        result?;
+        if gave_up {
+            return Ok(None);
         }
-        Ok((root_sorted.into_iter()?, children))
+        let kept = orphans.into_sorted_vec();
+        let unlisted = orphan_count - kept.len() as u64;
+        for (parent_key, line) in kept {
+            self.problems
+                .push(orphan(prep.schemas, s, line, &parent_key));
+        }
+        for _ in 0..unlisted {
+            self.problems.push(orphan(prep.schemas, s, 0, ""));
+        }
+        Ok(Some((rows, keys)))
+    }
+
+    /// A deeper child in any order. Pass 1: (parent key, line, key) of each row, sorted by
+    /// parent key and merge-joined with the parent's key index, gives (line, root key), sorted
+    /// by line. Only these small records are sorted twice, not the rows. Pass 2 reads the file
+    /// again and gives each row its root key.
+    fn join_sorted(
+        &mut self,
+        reader: RowReader,
+        map: &Sorted<KeyRec>,
+        order_vals: &dyn Fn(&Row) -> Vec<OrderVal>,
+        rows: &mut Sorter<RowRec>,
+        keys: &mut Sorter<KeyRec>,
+    ) -> io::Result<()> {
+        let prep = self.prep;
+        let s = self.source;
+        let schema = &prep.schemas[s];
+        let (_, parent_col) = schema.parent.expect("a child");
+        let mut links = self.sorter::<LinkRec>();
+        self.read(reader, |row, spill| {
+            let link = LinkRec {
+                parent: row.get(parent_col).unwrap_or_default().to_string(),
+                line: row.line(),
+                key: row.get(schema.key).unwrap_or_default().to_string(),
+            };
+            links.push(link, spill)
+        })?;
+        let (links, links_rows, links_bytes) = self.finish(links)?;
+        let mut roots = self.sorter::<LineRec>();
+        let mut map_iter = map.iter()?;
+        let mut current = map_iter.next().transpose()?;
+        for link in links.into_iter()? {
+            let link = link?;
+            while current.as_ref().is_some_and(|c| c.key < link.parent) {
+                current = map_iter.next().transpose()?;
+            }
+            match &current {
+                Some(c) if c.key == link.parent => {
+                    // An empty root: the parent is an orphan (reported), so is this.
+                    if !c.root.is_empty() && prep.wanted(&c.root) {
+                        let root = LineRec {
+                            line: link.line,
+                            root: c.root.clone(),
+                        };
+                        roots.push(root, &mut self.spill)?;
+                    }
+                    let key = KeyRec {
+                        key: link.key,
+                        line: link.line,
+                        root: c.root.clone(),
+                    };
+                    keys.push(key, &mut self.spill)?;
+                }
+                _ => {
+                    let p = orphan(prep.schemas, s, link.line, &link.parent);
+                    self.problems.push(p);
+                    // Indexed with no root, so that its own children are not reported again.
+                    let key = KeyRec {
+                        key: link.key,
+                        line: link.line,
+                        root: String::new(),
+                    };
+                    keys.push(key, &mut self.spill)?;
+                }
+            }
+        }
+        drop(map_iter);
+        self.release(links_rows, links_bytes);
+        let (roots, roots_rows, roots_bytes) = self.finish(roots)?;
+        match RowReader::open(&prep.sources.defs[s]) {
+            Err(p) => self.problems.push(p),
+            Ok(again) => {
+                let mut roots_iter = roots.into_iter()?;
+                let mut current = roots_iter.next().transpose()?;
+                for row in again.filter_map(Result::ok) {
+                    while current.as_ref().is_some_and(|c| c.line < row.line()) {
+                        current = roots_iter.next().transpose()?;
+                    }
+                    let Some(c) = current.as_ref().filter(|c| c.line == row.line()) else {
+                        continue;
+                    };
+                    let rec = RowRec {
+                        root: c.root.clone(),
+                        parent_col: parent_col as u32,
+                        order: order_vals(&row),
+                        row,
+                    };
+                    rows.push(rec, &mut self.spill)?;
+                }
+            }
+        }
+        self.release(roots_rows, roots_bytes);
+        Ok(())
     }
 }
 

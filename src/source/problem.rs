@@ -291,6 +291,27 @@ impl Problems {
         }
     }
 
+    /// Takes over what `other` collected, as if its problems had been pushed here in its order
+    /// (the capped ones counted, not kept).
+    pub(crate) fn absorb(&mut self, other: Problems) {
+        let mut listed: HashMap<(String, &'static str, Option<String>), u64> = HashMap::new();
+        for p in other.list {
+            let key = (
+                p.source.clone(),
+                p.kind.code(),
+                p.kind.column().map(str::to_string),
+            );
+            *listed.entry(key).or_default() += 1;
+            self.push(p);
+        }
+        for (key, n) in other.seen {
+            let unlisted = n - listed.get(&key).copied().unwrap_or(0);
+            if unlisted > 0 {
+                *self.seen.entry(key).or_default() += unlisted;
+            }
+        }
+    }
+
     pub(crate) fn extend(&mut self, problems: impl IntoIterator<Item = Problem>) {
         for p in problems {
             self.push(p);

@@ -1,11 +1,12 @@
 //! Streaming CSV reading: BOM, CRLF/LF, quoting (csv-core), exact start line of every record,
 //! UTF-8 checked per record.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use super::SourceDef;
 use super::problem::{Problem, ProblemKind};
@@ -17,14 +18,14 @@ pub(crate) const READ_BUFFER: usize = 256 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     names: Vec<String>,
-    index: HashMap<String, usize>,
+    index: FxHashMap<String, usize>,
     duplicates: Vec<String>,
 }
 
 impl Header {
     /// A header from column names; when a name repeats, the first position wins.
     pub fn new(names: Vec<String>) -> Self {
-        let mut index = HashMap::with_capacity(names.len());
+        let mut index = FxHashMap::with_capacity_and_hasher(names.len(), Default::default());
         let mut duplicates = Vec::new();
         for (i, n) in names.iter().enumerate() {
             if index.contains_key(n) {

@@ -594,3 +594,93 @@ fn four_levels_and_orphan_chains() {
         assert_eq!(allocs.get(2).unwrap().line(), 4);
     }
 }
+
+/// clients ← loans ← transactions, with the transactions nearly in loan order (`swaps` pairs
+/// of neighbouring blocks exchanged), orphans among them, duplicate keys, and a second deeper
+/// child (schedules) fully scrambled.
+fn nearly_in_order(dir: &Path, swaps: usize) -> Vec<SourceDef> {
+    let mut c = String::from("client_id\n");
+    for i in 0..40 {
+        c += &format!("C{i:03}\n");
+    }
+    let mut l = String::from("loan_id,client_id\n");
+    for i in 0..120 {
+        l += &format!("L{i:03},C{:03}\n", i / 3);
+    }
+    // Loans under a client that is not there, and one twice.
+    l += "L900,C999\nL901,C999\nL005,C010\n";
+    let mut blocks: Vec<Vec<String>> = Vec::new();
+    let mut n = 0;
+    for i in 0..122 {
+        let loan = if i < 120 {
+            format!("L{i:03}")
+        } else {
+            format!("L{}", 780 + i)
+        };
+        let mut block = Vec::new();
+        for seq in [3, 1, 2] {
+            n += 1;
+            block.push(format!("T{n:05},{loan},{seq}\n"));
+        }
+        if i % 10 == 4 {
+            // Orphans that keep the order: no loan has these keys.
+            n += 1;
+            block.push(format!("T{n:05},{loan}X,1\n"));
+        }
+        blocks.push(block);
+    }
+    for k in 0..swaps {
+        let i = (k * 7 + 3) % (blocks.len() - 1);
+        blocks.swap(i, i + 1);
+    }
+    let mut t = String::from("txn_id,loan_id,seq\n");
+    for line in blocks.concat() {
+        t += &line;
+    }
+    t += "T00007,L050,9\nT00008,L051,9\n";
+    let mut s = String::from("schedule_id,loan_id,n\n");
+    for i in 0..300 {
+        let j = (i * 113) % 300;
+        s += &format!("S{j:04},L{:03},{}\n", j % 125, j % 7);
+    }
+    vec![
+        SourceDef::new("clients", write(dir, "c.csv", &c), "client_id"),
+        SourceDef::new("loans", write(dir, "l.csv", &l), "loan_id")
+            .with_parent("clients", "client_id"),
+        SourceDef::new("transactions", write(dir, "t.csv", &t), "txn_id")
+            .with_parent("loans", "loan_id")
+            .with_order_by(&["seq"])
+            .with_column("seq", ColumnSpec::new(CellType::Int)),
+        SourceDef::new("schedules", write(dir, "s.csv", &s), "schedule_id")
+            .with_parent("loans", "loan_id")
+            .with_order_by(&["n"])
+            .with_column("n", ColumnSpec::new(CellType::Int)),
+    ]
+}
+
+#[test]
+fn children_in_parent_order_group_as_sorted_ones_do() {
+    for (swaps, chunk_rows) in [(0, 500_000), (3, 500_000), (3, 5), (40, 500_000), (40, 4)] {
+        let dir = tempfile::tempdir().unwrap();
+        let defs = nearly_in_order(dir.path(), swaps);
+        let options = GroupOptions {
+            chunk_rows,
+            max_problems_per_kind: 3,
+            ..GroupOptions::default()
+        };
+        group::ALWAYS_SORT_LINKS.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (sorted_units, sorted) = run(defs.clone(), &options);
+        group::ALWAYS_SORT_LINKS.store(false, std::sync::atomic::Ordering::Relaxed);
+        let (units, report) = run(defs, &options);
+        let names = ["loans", "transactions", "schedules"];
+        assert_eq!(shape_of(&units, &names), shape_of(&sorted_units, &names));
+        assert_eq!(report.problems, sorted.problems, "swaps {swaps}");
+        assert_eq!(report.sources, sorted.sources);
+        assert_eq!(units.len(), 40);
+        let codes: Vec<&str> = report.problems.iter().map(|p| p.kind.code()).collect();
+        assert!(
+            codes.contains(&"orphan") && codes.contains(&"duplicate_key"),
+            "{codes:?}"
+        );
+    }
+}

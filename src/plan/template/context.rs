@@ -275,6 +275,25 @@ impl<'a> Context<'a> {
             .map(|(_, v)| *v)
     }
 
+    /// What a dotted variable reads from this context, for [`super::Memo`]'s keys.
+    pub(super) fn keyed(&self, path: &str) -> Keyed<'a> {
+        let (first, rest) = match path.split_once('.') {
+            Some((first, rest)) => (first, Some(rest)),
+            None => (path, None),
+        };
+        match first {
+            "steps" | "plan" => Keyed::Constant,
+            "unit" if rest.is_none_or(|r| r == "key") => Keyed::Cell(self.unit_key),
+            "unit" => Keyed::Unkeyable,
+            _ if self.globals.iter().any(|(n, _)| *n == first) => Keyed::Constant,
+            _ => match (self.find_source(first), rest) {
+                (Some(row), Some(column)) if !column.contains('.') => Keyed::Cell(row.get(column)),
+                (Some(_), _) => Keyed::Unkeyable,
+                (None, _) => Keyed::Constant,
+            },
+        }
+    }
+
     /// Whether a dotted path (`loans.amount`, `steps.client.encodedKey`) resolves.
     pub(super) fn resolves(&self, path: &str) -> bool {
         let mut node = Node::Root;
@@ -286,6 +305,17 @@ impl<'a> Context<'a> {
         }
         true
     }
+}
+
+/// What one variable of a template reads, as far as [`super::Memo`] is concerned.
+pub(super) enum Keyed<'a> {
+    /// The same in every context a memo serves: step outputs, `plan.name`, globals, or a name
+    /// that is not there at all.
+    Constant,
+    /// One cell (or `unit.key`); `None` when the row has no such column.
+    Cell(Option<&'a str>),
+    /// More than one cell (a whole row): not memoized.
+    Unkeyable,
 }
 
 /// A place in the context's namespace.

@@ -71,6 +71,7 @@
 
 mod context;
 mod filters;
+mod memo;
 mod scan;
 mod value;
 
@@ -85,6 +86,7 @@ use minijinja::{Environment, ErrorKind, Expression, UndefinedBehavior, Value};
 
 pub use context::{Cells, Context, RESERVED_NAMES, Row};
 pub use filters::mask_text;
+pub use memo::Memo;
 
 use context::Needs;
 use filters::FilterFailure;
@@ -343,11 +345,20 @@ impl Engine {
             .filter(|v| !self.globals.contains(v.as_str()))
             .collect();
         variables.sort();
+        // A bare variable (`{{ loans.loan_id }}`) gives the cell's string whatever it holds.
+        let bare = variables.len() == 1 && source.trim() == variables[0];
+        let mut needs = Needs::default();
+        for v in &variables {
+            needs.add(v);
+        }
         Ok(Expr {
+            needs,
             compiled,
             path,
             template: template.clone(),
             variables,
+            id: memo::next_id(),
+            bare,
         })
     }
 }
@@ -374,6 +385,12 @@ struct Expr<'e> {
     template: Arc<str>,
     /// Dotted, sorted, without minijinja's globals.
     variables: Vec<String>,
+    /// What of a context this expression alone reads.
+    needs: Needs,
+    /// Names the expression in a [`Memo`].
+    id: u64,
+    /// The expression is one variable and nothing else.
+    bare: bool,
 }
 
 impl Expr<'_> {
@@ -620,6 +637,16 @@ impl Tree<'_> {
         render(&self.root, &root, ctx)
     }
 
+    /// What [`render`](Self::render) would answer, without the value: `Ok` or its first
+    /// error. Each expression's outcome is taken from `memo` when an earlier context gave it
+    /// the same cells (see [`Memo`] for what it assumes).
+    pub fn check(&self, ctx: &Context<'_>, memo: &mut Memo) -> Result<(), TemplateError> {
+        if let Node::Literal(_) = &self.root {
+            return Ok(());
+        }
+        check(&self.root, ctx, memo)
+    }
+
     /// Every variable each template of the tree uses, in tree order.
     pub fn references(&self) -> &[Reference] {
         &self.references
@@ -677,6 +704,33 @@ fn render(
     })
 }
 
+/// [`render`]'s walk, for errors only: the same expressions in the same order, each given
+/// only what it reads.
+fn check(node: &Node<'_>, ctx: &Context<'_>, memo: &mut Memo) -> Result<(), TemplateError> {
+    match node {
+        Node::Literal(_) => Ok(()),
+        Node::Typed(expr) => memo
+            .outcome(expr, ctx, || {
+                let root = expr.needs.build(ctx, Mode::Value);
+                expr.eval_json(&root, ctx).map(|_| true)
+            })
+            .map(|_| ()),
+        Node::Interpolated(parts) => {
+            for part in parts {
+                if let Part::Expr(expr) = part {
+                    memo.outcome(expr, ctx, || {
+                        let root = expr.needs.build(ctx, Mode::Value);
+                        expr.push_text(&mut String::new(), &root, ctx).map(|_| true)
+                    })?;
+                }
+            }
+            Ok(())
+        }
+        Node::Array(items) => items.iter().try_for_each(|n| check(n, ctx, memo)),
+        Node::Object(entries) => entries.iter().try_for_each(|(_, n)| check(n, ctx, memo)),
+    }
+}
+
 /// A compiled `when:` condition.
 pub struct Condition<'e> {
     expr: Expr<'e>,
@@ -706,6 +760,12 @@ impl Condition<'_> {
                 kind: kind.to_string(),
             }),
         }
+    }
+
+    /// [`eval`](Self::eval), the outcome taken from `memo` when an earlier context gave the
+    /// condition the same cells (see [`Memo`]).
+    pub fn eval_memo(&self, ctx: &Context<'_>, memo: &mut Memo) -> Result<bool, TemplateError> {
+        memo.outcome(&self.expr, ctx, || self.eval(ctx))
     }
 
     /// The dotted variables the condition uses, sorted.

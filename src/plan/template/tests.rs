@@ -704,3 +704,53 @@ fn compiled_once_rendered_many_times() {
     }
     assert_eq!(total, 1_200_000);
 }
+
+#[test]
+fn checking_with_a_memo_answers_what_rendering_does() {
+    let engine = Engine::new();
+    let tree = engine
+        .compile(
+            "body",
+            &json!({
+                "id": "{{ loans.loan_id }}",
+                "amount": "{{ loans.amount | decimal }}",
+                "when": "{{ loans.disbursed_on | date('%d/%m/%Y') }}",
+                "text": "n={{ loans.installments | int }} {{ unit.key }}",
+                "nested": ["{{ loans.rate | decimal(places=2) }}", "{{ steps.client.id }}"],
+                "whole": "{{ loans | length }}",
+                "missing": "{{ loans.nope | default('x') }}",
+            }),
+        )
+        .unwrap();
+    let condition = engine
+        .condition("when", "loans.amount | decimal > 100")
+        .unwrap();
+    let undefined = engine.compile_str("path", "{{ loans.nope }}").unwrap();
+    let output = json!({ "id": "C-1" });
+    let headers: Vec<&str> = LOAN_HEADERS.to_vec();
+    let cells = [
+        ["L-1", "12500.50", "12", "", "15/01/2024", "", "0.1", "x"],
+        ["L-2", "abc", "12", "", "15/01/2024", "", "0.1", "x"],
+        ["L-3", "1.5", "1.5", "", "15/01/2024", "", "0.1", "x"],
+        ["L-4", "12500.50", "12", "", "2024-01-15", "", "0.1", "x"],
+        ["L-5", "99", "12", "", "15/01/2024", "", "zz", "x"],
+    ];
+    let mut memo = Memo::new();
+    // Twice over: the second time, every outcome comes from the memo.
+    for _ in 0..2 {
+        for row in &cells {
+            let row: Vec<&str> = row.to_vec();
+            let ctx = Context::new()
+                .source("loans", &headers, &row)
+                .step("client", &output)
+                .unit_key("C-1");
+            let rendered = tree.render(&ctx).map(|_| ());
+            assert_eq!(tree.check(&ctx, &mut memo), rendered, "{row:?}");
+            assert_eq!(condition.eval_memo(&ctx, &mut memo), condition.eval(&ctx));
+            assert_eq!(
+                undefined.check(&ctx, &mut memo),
+                undefined.render(&ctx).map(|_| ())
+            );
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Outcomes of expressions remembered by the cells they read: checking a million rows whose
+//! `kind` column holds three values evaluates `transactions.kind == 'FEE'` three times.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustc_hash::FxHashMap;
+
+use super::context::{Context, Keyed};
+use super::{Expr, TemplateError};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A process-wide name for a compiled expression.
+pub(super) fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Entries kept per expression (about 40 bytes each with a short cell); beyond them, new
+/// values are evaluated and not remembered.
+const ENTRIES: usize = 64 * 1024;
+/// After this many lookups, an expression that was found less than once in ten lookups (an
+/// id, an amount) is no longer looked up: it is evaluated each time.
+const TRIAL: u64 = 64 * 1024;
+
+/// Outcomes of template expressions (`Ok`, a condition's truth, or the error), by expression
+/// and by the cells the expression reads. For [`super::Tree::check`] and
+/// [`super::Condition::eval_memo`].
+///
+/// It assumes what `plan validate` guarantees: every context given for one template has the
+/// same sources and columns, and the same step outputs, plan name and globals (`lookups`);
+/// only cells (and `unit.key`) differ. Filters are pure functions of their input. An
+/// expression that reads a whole row is never remembered.
+#[derive(Default)]
+pub struct Memo {
+    /// By expression id.
+    exprs: Vec<ExprMemo>,
+    key: Vec<u8>,
+}
+
+#[derive(Default)]
+struct ExprMemo {
+    outcomes: FxHashMap<Box<[u8]>, Result<bool, Box<TemplateError>>>,
+    lookups: u64,
+    hits: u64,
+    off: bool,
+}
+
+impl Memo {
+    /// A memo with nothing remembered.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The outcome of `expr` in `ctx`: remembered, or `eval` and remembered.
+    pub(super) fn outcome(
+        &mut self,
+        expr: &Expr<'_>,
+        ctx: &Context<'_>,
+        eval: impl FnOnce() -> Result<bool, TemplateError>,
+    ) -> Result<bool, TemplateError> {
+        let id = expr.id as usize;
+        if self.exprs.len() <= id {
+            self.exprs.resize_with(id + 1, ExprMemo::default);
+        }
+        let entry = &mut self.exprs[id];
+        if entry.off || !key(expr, ctx, &mut self.key) {
+            return eval();
+        }
+        entry.lookups += 1;
+        if let Some(found) = entry.outcomes.get(self.key.as_slice()) {
+            entry.hits += 1;
+            return found.clone().map_err(|e| *e);
+        }
+        if entry.lookups >= TRIAL && entry.hits * 10 < entry.lookups {
+            entry.off = true;
+            entry.outcomes = FxHashMap::default();
+        }
+        let outcome = eval();
+        if !entry.off && entry.outcomes.len() < ENTRIES {
+            let kept = outcome.clone().map_err(Box::new);
+            entry.outcomes.insert(self.key.as_slice().into(), kept);
+        }
+        outcome
+    }
+}
+
+/// The cells `expr` reads in `ctx`, encoded into `out`; `false` if it cannot be keyed.
+fn key(expr: &Expr<'_>, ctx: &Context<'_>, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    for v in &expr.variables {
+        match ctx.keyed(v) {
+            Keyed::Constant => out.push(0),
+            Keyed::Cell(None) => out.push(1),
+            // A bare variable renders its cell's text whatever the text is.
+            Keyed::Cell(Some(_)) if expr.bare => out.push(2),
+            Keyed::Cell(Some(cell)) => {
+                out.push(3);
+                out.extend_from_slice(&(cell.len() as u32).to_le_bytes());
+                out.extend_from_slice(cell.as_bytes());
+            }
+            Keyed::Unkeyable => return false,
+        }
+    }
+    true
+}
