@@ -411,16 +411,23 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    #[inline]
     fn eval(&mut self, cond: usize, cells: &[&[u8]]) -> Outcome {
-        let conds = self.conds;
-        let c = &conds[cond];
-        if let Some(n) = &c.native {
+        if let Some(n) = &self.conds[cond].native {
             return if same_bytes(cells[n.at], &n.literal) == n.equal {
                 Outcome::True
             } else {
                 Outcome::False
             };
         }
+        self.eval_template(cond, cells)
+    }
+
+    /// [`Evaluator::eval`] by the template engine, once per distinct value.
+    #[inline(never)]
+    fn eval_template(&mut self, cond: usize, cells: &[&[u8]]) -> Outcome {
+        let conds = self.conds;
+        let c = &conds[cond];
         let key: &[u8] = if let [(_, at)] = c.columns.as_slice() {
             cells[*at]
         } else {
