@@ -387,6 +387,7 @@ impl CallCtx<'_> {
                 .calls
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let result = self.shared.client.send(request).await;
+            self.shared.limiter.poke();
             let latency = started.elapsed().as_secs_f64() * 1000.0;
             // What went wrong, for a give-up message: built only when it is not "HTTP {status}".
             let (verdict, status, message) = match &result {
