@@ -611,6 +611,51 @@ impl KeyTable {
     }
 }
 
+/// The keys of one source, in one [`KeyTable`] per part of the hash space, so that the tables
+/// of a source with children are filled on every core at once (each part in file order: the
+/// first row of a key still wins).
+struct Keyed {
+    parts: Vec<KeyTable>,
+}
+
+impl Keyed {
+    /// Which part holds `key` (by the half of the hash the slot index does not use).
+    fn part_of(key: &Key, parts: usize) -> usize {
+        ((u128::from(key[1]) * parts as u128) >> 64) as usize
+    }
+
+    fn part(&self, key: &Key) -> &KeyTable {
+        &self.parts[Self::part_of(key, self.parts.len())]
+    }
+
+    fn prefetch(&self, key: &Key) {
+        self.part(key).prefetch(key);
+    }
+
+    fn get(&self, key: &Key) -> Option<&Slot> {
+        self.part(key).get(key)
+    }
+
+    /// The byte offset of the row `key` was found in (`slot` is its slot).
+    fn offset(&self, key: &Key, slot: &Slot) -> u64 {
+        self.part(key).offset(slot)
+    }
+
+    fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.parts.iter().flat_map(KeyTable::slots)
+    }
+}
+
+/// What filling one part of a [`Keyed`] found.
+struct Merged {
+    table: KeyTable,
+    duplicates: u64,
+    steps: Vec<[u64; 3]>,
+    first: Vec<Option<(u64, Key)>>,
+    /// Calls (top [`CALL_BITS`]) and µs of work per unit, of the rows of this part.
+    loads: Vec<u64>,
+}
+
 /// Rows wait this many rows for their parent's slot to reach the cache.
 const AHEAD: usize = 16;
 
@@ -709,7 +754,7 @@ struct SourcePass<'x> {
     source: usize,
     steps: Vec<usize>,
     groups: Vec<usize>,
-    parent: Option<&'x KeyTable>,
+    parent: Option<&'x Keyed>,
     /// Its rows are kept (it has children, or is the unit).
     keeps: bool,
     /// Its rows' parents are looked up (it keeps rows or makes calls).
@@ -976,7 +1021,7 @@ pub(super) fn count(
         );
         bar
     });
-    let mut tables: Vec<Option<KeyTable>> = (0..n_sources).map(|_| None).collect();
+    let mut tables: Vec<Option<Keyed>> = (0..n_sources).map(|_| None).collect();
     let mut rows = vec![0u64; n_sources];
     let mut problems = 0u64;
     let mut steps = vec![[0u64; 3]; a.steps.len()];
@@ -1092,8 +1137,9 @@ pub(super) fn count(
                         }
                     }
                 }
-                if keeps {
-                    // In file order: the first row of a key wins, as in the grouping.
+                if keeps && s == root {
+                    // In file order: the first row of a key wins, as in the grouping; units are
+                    // numbered in that order.
                     let count: usize = states.iter().map(|st| st.rows.len()).sum();
                     let mut table = KeyTable::with_capacity(count);
                     for st in &states {
@@ -1102,20 +1148,14 @@ pub(super) fn count(
                             if let Some(ahead) = ahead.next() {
                                 table.prefetch(&ahead.hash);
                             }
-                            let unit = if s == root {
-                                unit_calls.len() as u32
-                            } else {
-                                row.unit
-                            };
+                            let unit = unit_calls.len() as u32;
                             if !table.insert(row.hash, unit, row.open, row.inherited, row.offset) {
                                 problems += 1;
                                 continue;
                             }
-                            if s == root {
-                                unit_keys.push(st.root_keys.get(row.key));
-                                unit_calls.push(0);
-                                unit_work.push(0.0);
-                            }
+                            unit_keys.push(st.root_keys.get(row.key));
+                            unit_calls.push(0);
+                            unit_work.push(0.0);
                             for (k, &i) in pass.steps.iter().enumerate() {
                                 match (row.outcomes >> (2 * k)) & 3 {
                                     0 => {
@@ -1133,7 +1173,49 @@ pub(super) fn count(
                             }
                         }
                     }
-                    tables[s] = Some(table);
+                    tables[s] = Some(Keyed { parts: vec![table] });
+                } else if keeps {
+                    // One part of the keys per core, each filled in file order.
+                    let parts = threads.max(1);
+                    let units = unit_calls.len();
+                    let merged: Vec<Merged> = std::thread::scope(|scope| {
+                        let handles: Vec<_> = (0..parts)
+                            .map(|part| {
+                                let (states, pass) = (&states, &pass);
+                                scope.spawn(move || merge_part(states, pass, part, parts, units))
+                            })
+                            .collect();
+                        handles
+                            .into_iter()
+                            .map(|h| h.join().expect("merge thread"))
+                            .collect()
+                    });
+                    let mut tables_of_parts = Vec::with_capacity(parts);
+                    for m in merged {
+                        problems += m.duplicates;
+                        for (i, c) in m.steps.iter().enumerate() {
+                            for k in 0..3 {
+                                steps[i][k] += c[k];
+                            }
+                        }
+                        for (i, f) in m.first.iter().enumerate() {
+                            if let Some((offset, hash)) = *f
+                                && first[i].is_none_or(|(fs, fo, _)| fs == s && offset < fo)
+                            {
+                                first[i] = Some((s, offset, hash));
+                            }
+                        }
+                        for (unit, &load) in m.loads.iter().enumerate() {
+                            if load > 0 {
+                                unit_calls[unit] += (load >> (64 - CALL_BITS)) as u32;
+                                unit_work[unit] += (load & WORK_MASK) as f64 / 1000.0;
+                            }
+                        }
+                        tables_of_parts.push(m.table);
+                    }
+                    tables[s] = Some(Keyed {
+                        parts: tables_of_parts,
+                    });
                 } else if let Some(table) = pass.parent
                     && !pass.steps.is_empty()
                 {
@@ -1174,11 +1256,65 @@ pub(super) fn count(
     })
 }
 
+/// Fills part `part` of `parts` of a non-root source's keys from its rows, in file order.
+fn merge_part(
+    states: &[ChunkState<'_>],
+    pass: &SourcePass<'_>,
+    part: usize,
+    parts: usize,
+    units: usize,
+) -> Merged {
+    let a = pass.a;
+    let mine = |row: &&Kept| Keyed::part_of(&row.hash, parts) == part;
+    let count = states
+        .iter()
+        .flat_map(|st| st.rows.iter())
+        .filter(mine)
+        .count();
+    let mut m = Merged {
+        table: KeyTable::with_capacity(count),
+        duplicates: 0,
+        steps: vec![[0; 3]; a.steps.len()],
+        first: vec![None; a.steps.len()],
+        loads: vec![0; units],
+    };
+    for st in states {
+        let mut ahead = st.rows.iter().filter(mine).skip(AHEAD);
+        for row in st.rows.iter().filter(mine) {
+            if let Some(ahead) = ahead.next() {
+                m.table.prefetch(&ahead.hash);
+            }
+            if !m
+                .table
+                .insert(row.hash, row.unit, row.open, row.inherited, row.offset)
+            {
+                m.duplicates += 1;
+                continue;
+            }
+            for (k, &i) in pass.steps.iter().enumerate() {
+                match (row.outcomes >> (2 * k)) & 3 {
+                    0 => {
+                        m.steps[i][0] += 1;
+                        m.loads[row.unit as usize] += pass.loads[k];
+                        if m.first[i].is_none() {
+                            m.first[i] = Some((row.offset, row.hash));
+                        }
+                    }
+                    1 => m.steps[i][1] += 1,
+                    2 => m.steps[i][2] += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+    m
+}
+
 /// Copies the rows of each step's first instance (its chain up to the unit, and the rows
 /// `installments.from` reads under it) into small files with the same headers.
 fn sample_extract(
     a: &Analysis<'_>,
-    tables: &[Option<KeyTable>],
+    tables: &[Option<Keyed>],
     first: &[Option<(usize, u64, Key)>],
     captured: &[(usize, u64)],
 ) -> anyhow::Result<(Option<tempfile::TempDir>, Vec<SourceDef>)> {
@@ -1200,11 +1336,12 @@ fn sample_extract(
             let Some(table) = tables[p].as_ref() else {
                 break;
             };
-            let Some(slot) = table.get(&key_hash(&parent_key)) else {
+            let hash = key_hash(&parent_key);
+            let Some(slot) = table.get(&hash) else {
                 break;
             };
             s = p;
-            offset = table.offset(slot);
+            offset = table.offset(&hash, slot);
         }
     }
     if wanted.iter().all(HashSet::is_empty) {
