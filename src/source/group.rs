@@ -880,6 +880,61 @@ impl<'p> Prepare<'p> {
     }
 }
 
+/// A record read, checked: the row if it is well-formed, and what is wrong with it.
+struct Checked {
+    row: Option<Row>,
+    problems: Vec<Problem>,
+}
+
+/// A record's problems: unreadable, no key or parent key (then it is left out), bad typed
+/// cells (it stays).
+fn check_row(schema: &Schema, item: Result<Row, Problem>) -> Checked {
+    let row = match item {
+        Ok(row) => row,
+        Err(p) => {
+            return Checked {
+                row: None,
+                problems: vec![p],
+            };
+        }
+    };
+    let empty = |col: usize| row.get(col).is_none_or(str::is_empty);
+    let missing = if empty(schema.key) {
+        Some((schema.key, ColumnRole::Key))
+    } else {
+        schema
+            .parent
+            .map(|(_, c)| (c, ColumnRole::Parent))
+            .filter(|&(c, _)| empty(c))
+    };
+    if let Some((col, role)) = missing {
+        let column = schema.header.names()[col].clone();
+        let p = schema.problem(Some(row.line()), ProblemKind::EmptyKey { column, role });
+        return Checked {
+            row: None,
+            problems: vec![p],
+        };
+    }
+    let mut problems = Vec::new();
+    for (i, spec) in schema.types.iter().enumerate() {
+        let Some(spec) = spec else { continue };
+        let raw = row.get(i).unwrap_or_default();
+        if let Err(e) = parse_cell(raw, &spec.cell_type) {
+            let kind = ProblemKind::BadCell {
+                column: schema.header.names()[i].clone(),
+                expected: e.expected,
+                value: (!spec.personal).then(|| raw.to_string()),
+                shape: shape(raw),
+            };
+            problems.push(schema.problem(Some(row.line()), kind));
+        }
+    }
+    Checked {
+        row: Some(row),
+        problems,
+    }
+}
+
 /// With a sample: the N-th distinct root key.
 fn nth_root(sorted: &Sorted<RowRec>, n: u64) -> io::Result<Option<String>> {
     let mut distinct = 0;
@@ -930,52 +985,42 @@ impl Work<'_> {
     }
 
     /// Reads the source's well-formed rows, reporting the others and bad typed cells.
+    ///
+    /// The file is parsed and its cells checked on a thread of its own, a batch of rows ahead
+    /// of `each`: the two halves of the work of a large source run side by side.
     fn read(
         &mut self,
         reader: RowReader,
         mut each: impl FnMut(Row, &mut Spill) -> io::Result<()>,
     ) -> io::Result<()> {
+        const BATCH: usize = 1024;
         let schema = &self.prep.schemas[self.source];
-        for item in reader {
-            let row = match item {
-                Ok(row) => row,
-                Err(p) => {
-                    self.problems.push(p);
-                    continue;
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Checked>>(4);
+            scope.spawn(move || {
+                let mut batch = Vec::with_capacity(BATCH);
+                for item in reader {
+                    batch.push(check_row(schema, item));
+                    if batch.len() == BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        if tx.send(full).is_err() {
+                            return;
+                        }
+                    }
                 }
-            };
-            let empty = |col: usize| row.get(col).is_none_or(str::is_empty);
-            let missing = if empty(schema.key) {
-                Some((schema.key, ColumnRole::Key))
-            } else {
-                schema
-                    .parent
-                    .map(|(_, c)| (c, ColumnRole::Parent))
-                    .filter(|&(c, _)| empty(c))
-            };
-            if let Some((col, role)) = missing {
-                let column = schema.header.names()[col].clone();
-                let p = schema.problem(Some(row.line()), ProblemKind::EmptyKey { column, role });
-                self.problems.push(p);
-                continue;
-            }
-            for (i, spec) in schema.types.iter().enumerate() {
-                let Some(spec) = spec else { continue };
-                let raw = row.get(i).unwrap_or_default();
-                if let Err(e) = parse_cell(raw, &spec.cell_type) {
-                    let kind = ProblemKind::BadCell {
-                        column: schema.header.names()[i].clone(),
-                        expected: e.expected,
-                        value: (!spec.personal).then(|| raw.to_string()),
-                        shape: shape(raw),
-                    };
-                    self.problems.push(schema.problem(Some(row.line()), kind));
+                let _ = tx.send(batch);
+            });
+            for batch in rx {
+                for checked in batch {
+                    self.problems.extend(checked.problems);
+                    if let Some(row) = checked.row {
+                        self.rows_read += 1;
+                        each(row, &mut self.spill)?;
+                    }
                 }
             }
-            self.rows_read += 1;
-            each(row, &mut self.spill)?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn run(
@@ -1114,17 +1159,15 @@ impl Work<'_> {
             std::collections::BinaryHeap::new();
         let mut orphan_count = 0u64;
         let result = self.read(reader, |row, spill| {
-            if gave_up {
-                return Ok(());
-            }
             let line = row.line();
             let key = row.get(schema.key).unwrap_or_default().to_string();
             let parent_key = row.get(parent_col).unwrap_or_default();
             if parent_key < previous.as_str() {
                 descents += 1;
                 if descents > MAX_DESCENTS {
+                    // Stops the reading; the general way starts again.
                     gave_up = true;
-                    return Ok(());
+                    return Err(io::Error::other("out of parent key order"));
                 }
                 map_iter = map.iter()?;
                 current = map_iter.next().transpose()?;
@@ -1177,10 +1220,10 @@ impl Work<'_> {
             }
             Ok(())
         });
-        result?;
         if gave_up {
             return Ok(None);
         }
+        result?;
         let kept = orphans.into_sorted_vec();
         let unlisted = orphan_count - kept.len() as u64;
         for (parent_key, line) in kept {

@@ -37,6 +37,14 @@
 //!   root key, sorted by parent key) to learn each row's root key (no match: an orphan); sort
 //!   the `(line, root key)` pairs by line; read the file a second time, pair each row with its
 //!   root key in step, and sort the rows by root key. Only the rows' final sort holds the rows.
+//!   When the file is (nearly) in parent key order, one pass instead: each row's root key is
+//!   read from the parent's key index walked alongside (up to 16 out-of-order parent keys,
+//!   each a rescan of the index; beyond that, the two passes).
+//!
+//! Sources are read side by side, each as soon as its parent's key index is ready (problems are
+//! reported as if one thread had read them in order), and a sort that receives its input in
+//! order neither sorts nor holds it: a file in key order costs one write and one read of its
+//! run.
 //! - for every child, a key index `(key, line, root key)` sorted by key: adjacent equal keys
 //!   are duplicates, and the index of a source that has children feeds their join.
 //!
@@ -52,7 +60,8 @@
 //!   (defaults 500 000 rows, 256 MiB) before it writes a sorted run to a temporary file. A row
 //!   in a sort costs its text + 4 bytes per cell + its root key + ~150 bytes of bookkeeping
 //!   (allocator included), so a chunk of 500 000 CSV lines of 100 bytes and 8 cells is about
-//!   140 MB; key-index and link records are ~100 bytes. At most two sorts fill at once, and
+//!   140 MB; key-index and link records are ~100 bytes. Sorts running side by side share one
+//!   chunk between them (each gets chunk / cores). At most two sorts per source fill at once, and
 //!   sorted results stay in memory only while together they fit one chunk, so the peak is
 //!   about **3 × chunk**. Measured: 24 M rows (1 M clients, 3 M loans, 20 M transactions,
 //!   1.16 GB) peak at 230 MB resident with the defaults.
