@@ -262,7 +262,7 @@ impl Compiled {
     ) -> Context<'a> {
         let mut ctx = Context::new()
             .plan_name(&self.plan_name)
-            .steps(outputs.iter());
+            .step_outputs(outputs);
         if let Some((_, root)) = rows.first() {
             ctx = ctx.unit_key(root.key());
         }

@@ -153,6 +153,9 @@ impl<'a> SourceRow<'a> {
 pub struct Context<'a> {
     sources: Vec<(&'a str, SourceRow<'a>)>,
     steps: Vec<(&'a str, &'a serde_json::Value)>,
+    /// Outputs by step id, borrowed whole ([`step_outputs`](Self::step_outputs)); those of
+    /// `steps` hide them.
+    step_map: Option<&'a HashMap<String, serde_json::Value>>,
     /// Top-level JSON values by name (`lookups`).
     globals: Vec<(&'a str, &'a serde_json::Value)>,
     unit_key: Option<&'a str>,
@@ -169,7 +172,12 @@ impl std::fmt::Debug for Context<'_> {
             )
             .field(
                 "steps",
-                &self.steps.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+                &self
+                    .step_map
+                    .into_iter()
+                    .flat_map(|m| m.keys().map(String::as_str))
+                    .chain(self.steps.iter().map(|(n, _)| *n))
+                    .collect::<Vec<_>>(),
             )
             .field("unit_key", &self.unit_key.is_some())
             .field("plan_name", &self.plan_name)
@@ -240,6 +248,13 @@ impl<'a> Context<'a> {
         self
     }
 
+    /// Gives the outputs of earlier steps by id, borrowed as they are (nothing copied per
+    /// render); outputs added with [`step`](Self::step) or [`steps`](Self::steps) hide them.
+    pub fn step_outputs(mut self, outputs: &'a HashMap<String, serde_json::Value>) -> Self {
+        self.step_map = Some(outputs);
+        self
+    }
+
     /// Adds a top-level JSON value: `lookups` (a map of tables read from the tenant) is
     /// addressed as `lookups.<table>[<key>]`.
     pub fn global(mut self, name: &'a str, value: &'a serde_json::Value) -> Self {
@@ -273,6 +288,7 @@ impl<'a> Context<'a> {
             .rev()
             .find(|(n, _)| *n == id)
             .map(|(_, v)| *v)
+            .or_else(|| self.step_map?.get(id))
     }
 
     /// What a dotted variable reads from this context, for [`super::Memo`]'s keys.
@@ -380,9 +396,11 @@ impl<'a> Node<'a> {
             }
             Node::Steps => {
                 let map: BTreeMap<&str, Value> = ctx
-                    .steps
-                    .iter()
-                    .map(|(id, v)| (*id, json_to_value(v, mode)))
+                    .step_map
+                    .into_iter()
+                    .flat_map(|m| m.iter().map(|(id, v)| (id.as_str(), v)))
+                    .chain(ctx.steps.iter().copied())
+                    .map(|(id, v)| (id, json_to_value(v, mode)))
                     .collect();
                 Value::from(map)
             }
