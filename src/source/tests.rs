@@ -684,3 +684,79 @@ fn children_in_parent_order_group_as_sorted_ones_do() {
         );
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48),
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Whatever the order of a deeper child (in parent order, nearly, or shuffled), with
+    /// orphans, duplicate keys and loans under missing clients, the one-pass join beside the
+    /// parent's key index groups exactly as sorting the links does.
+    #[test]
+    fn the_streaming_join_groups_as_sorting_the_links_does(
+        loans in proptest::collection::vec(0u8..14, 0..40),
+        txns in proptest::collection::vec((0u8..45, 0u8..4), 0..150),
+        in_loan_order in proptest::prelude::any::<bool>(),
+        swaps in proptest::collection::vec(0usize..150, 0..20),
+        chunk_rows in proptest::prop_oneof![proptest::strategy::Just(3usize), proptest::strategy::Just(500_000)],
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = String::from("client_id\n");
+        for i in 0..12 {
+            c += &format!("C{i:03}\n");
+        }
+        c += "C003\n";
+        let mut l = String::from("loan_id,client_id\n");
+        for (i, client) in loans.iter().enumerate() {
+            l += &format!("L{i:03},C{client:03}\n");
+        }
+        if loans.len() > 3 {
+            l += "L001,C000\n";
+        }
+        let mut rows: Vec<(String, String)> = txns
+            .iter()
+            .enumerate()
+            .map(|(n, (loan, seq))| (format!("L{loan:03}"), format!("T{n:05},L{loan:03},{seq}\n")))
+            .collect();
+        if let Some(first) = rows.first().cloned() {
+            rows.push(first);
+        }
+        if in_loan_order {
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        for s in swaps {
+            if rows.len() > 1 {
+                let i = s % (rows.len() - 1);
+                rows.swap(i, i + 1);
+            }
+        }
+        let mut t = String::from("txn_id,loan_id,seq\n");
+        for (_, line) in &rows {
+            t += line;
+        }
+        let defs = vec![
+            SourceDef::new("clients", write(dir.path(), "c.csv", &c), "client_id"),
+            SourceDef::new("loans", write(dir.path(), "l.csv", &l), "loan_id")
+                .with_parent("clients", "client_id"),
+            SourceDef::new("transactions", write(dir.path(), "t.csv", &t), "txn_id")
+                .with_parent("loans", "loan_id")
+                .with_order_by(&["seq"])
+                .with_column("seq", ColumnSpec::new(CellType::Int)),
+        ];
+        let options = GroupOptions {
+            chunk_rows,
+            max_problems_per_kind: 5,
+            ..GroupOptions::default()
+        };
+        group::ALWAYS_SORT_LINKS.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (sorted_units, sorted) = run(defs.clone(), &options);
+        group::ALWAYS_SORT_LINKS.store(false, std::sync::atomic::Ordering::Relaxed);
+        let (units, report) = run(defs, &options);
+        let names = ["loans", "transactions"];
+        proptest::prop_assert_eq!(shape_of(&units, &names), shape_of(&sorted_units, &names));
+        proptest::prop_assert_eq!(report.problems, sorted.problems);
+        proptest::prop_assert_eq!(report.sources, sorted.sources);
+    }
+}
