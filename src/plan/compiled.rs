@@ -103,6 +103,12 @@ impl Row for Record<'_> {
             .filter_map(|n| Some((n.as_str(), Record::get(self, n)?)))
             .collect()
     }
+    fn position(&self, column: &str) -> Option<usize> {
+        self.schema().header().position(column)
+    }
+    fn cell_at(&self, position: usize) -> Option<&str> {
+        self.row().get(position)
+    }
 }
 
 fn uses_lookups(trees: &[&Option<Tree<'_>>]) -> bool {
@@ -318,25 +324,28 @@ impl Compiled {
     ) -> Result<(), RenderError> {
         let compiled = &self.steps[planned.step];
         let ctx = self.context(&planned.rows, outputs, lookups);
-        // Ids are checked on their value (an empty one is refused), as `render` does.
-        let id_of = |field: &'static str, tree: &Option<Tree<'_>>| -> Result<(), RenderError> {
+        // Ids are checked on their value (an empty one is refused), as `render` does; the
+        // value's class is remembered by the cells the template reads.
+        let id_of = |field: &'static str,
+                     tree: &Option<Tree<'_>>,
+                     memo: &mut Memo|
+         -> Result<(), RenderError> {
             let Some(tree) = tree else { return Ok(()) };
-            match tree.render(&ctx)? {
-                Value::String(s) if !s.is_empty() => Ok(()),
-                Value::Number(_) => Ok(()),
-                other => Err(RenderError::NotAnId {
+            match tree.classify(&ctx, memo, id_class)? {
+                ID => Ok(()),
+                class => Err(RenderError::NotAnId {
                     field,
-                    what: describe(&other),
+                    what: describe_class(class).into(),
                 }),
             }
         };
-        id_of("loan", &compiled.loan)?;
-        id_of("deposit", &compiled.deposit)?;
+        id_of("loan", &compiled.loan, memo)?;
+        id_of("deposit", &compiled.deposit, memo)?;
         if let Some(body) = &compiled.body {
             body.check(&ctx, memo)?;
         }
         if compiled.step.action == Action::Request {
-            id_of("path", &compiled.path)?;
+            id_of("path", &compiled.path, memo)?;
         }
         if let Some((from, tree)) = &compiled.installments {
             let parent = planned.row();
@@ -437,6 +446,33 @@ fn leak_method(method: &str) -> &'static str {
         "PATCH" => "PATCH",
         "DELETE" => "DELETE",
         _ => "GET",
+    }
+}
+
+/// [`id_class`] of a value that is an id.
+const ID: u8 = 0;
+
+/// Whether a rendered id is one ([`ID`]), or what it is instead (for [`describe_class`]).
+fn id_class(v: &Value) -> u8 {
+    match v {
+        Value::String(s) if !s.is_empty() => ID,
+        Value::Number(_) => ID,
+        Value::Null => 1,
+        Value::String(_) => 2,
+        Value::Bool(_) => 3,
+        Value::Array(_) => 4,
+        Value::Object(_) => 5,
+    }
+}
+
+/// [`describe`] of a value of [`id_class`] `class`.
+fn describe_class(class: u8) -> &'static str {
+    match class {
+        1 => "nothing (an empty cell?)",
+        2 => "an empty string",
+        3 => "a boolean",
+        4 => "a list",
+        _ => "a map",
     }
 }
 

@@ -91,6 +91,15 @@ pub trait Row {
     fn get(&self, column: &str) -> Option<&str>;
     /// Every `(column, cell)`, for the rare template that uses a whole row (`loans | length`).
     fn cells(&self) -> Vec<(&str, &str)>;
+    /// Where `column` is for [`cell_at`](Self::cell_at), the same in every row with the same
+    /// columns; `None` to be looked up by name each time (the default).
+    fn position(&self, _column: &str) -> Option<usize> {
+        None
+    }
+    /// The cell at a [`position`](Self::position).
+    fn cell_at(&self, _position: usize) -> Option<&str> {
+        None
+    }
 }
 
 impl<S: std::hash::BuildHasher> Row for HashMap<String, String, S> {
@@ -122,6 +131,20 @@ impl<'a> SourceRow<'a> {
         match *self {
             SourceRow::Cells { headers, row } => row.get(headers.position(column)?),
             SourceRow::Dyn(r) => r.get(column),
+        }
+    }
+
+    fn position(&self, column: &str) -> Option<usize> {
+        match *self {
+            SourceRow::Cells { headers, .. } => headers.position(column),
+            SourceRow::Dyn(r) => r.position(column),
+        }
+    }
+
+    fn cell_at(&self, position: usize) -> Option<&'a str> {
+        match *self {
+            SourceRow::Cells { row, .. } => row.get(position),
+            SourceRow::Dyn(r) => r.cell_at(position),
         }
     }
 
@@ -310,6 +333,50 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// Where [`keyed`](Self::keyed) finds `path` in this context, for contexts of the same
+    /// shape (the same sources in the same order, with the same columns): see [`Self::read`].
+    pub(super) fn locate(&self, path: &str) -> Place {
+        let (first, rest) = match path.split_once('.') {
+            Some((first, rest)) => (first, Some(rest)),
+            None => (path, None),
+        };
+        match first {
+            "steps" | "plan" => Place::Constant,
+            "unit" if rest.is_none_or(|r| r == "key") => Place::Unit,
+            "unit" => Place::Unkeyable,
+            _ if self.globals.iter().any(|(n, _)| *n == first) => Place::Constant,
+            _ => match (self.sources.iter().rposition(|(n, _)| *n == first), rest) {
+                (Some(source), Some(column)) if !column.contains('.') => Place::Cell {
+                    source,
+                    position: self.sources[source].1.position(column),
+                },
+                (Some(_), _) => Place::Unkeyable,
+                (None, _) => Place::Constant,
+            },
+        }
+    }
+
+    /// [`keyed`](Self::keyed) of `path` found at `place` ([`locate`](Self::locate) of the
+    /// same path in a context of the same shape).
+    pub(super) fn read(&self, place: Place, path: &str) -> Keyed<'a> {
+        match place {
+            Place::Constant => Keyed::Constant,
+            Place::Unit => Keyed::Cell(self.unit_key),
+            Place::Unkeyable => Keyed::Unkeyable,
+            Place::Cell { source, position } => match self.sources.get(source) {
+                Some((name, row))
+                    if path.starts_with(name) && path.as_bytes().get(name.len()) == Some(&b'.') =>
+                {
+                    match position {
+                        Some(i) => Keyed::Cell(row.cell_at(i)),
+                        None => Keyed::Cell(row.get(&path[name.len() + 1..])),
+                    }
+                }
+                _ => self.keyed(path),
+            },
+        }
+    }
+
     /// Whether a dotted path (`loans.amount`, `steps.client.encodedKey`) resolves.
     pub(super) fn resolves(&self, path: &str) -> bool {
         let mut node = Node::Root;
@@ -321,6 +388,22 @@ impl<'a> Context<'a> {
         }
         true
     }
+}
+
+/// Where a variable lies in contexts of one shape ([`Context::locate`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Place {
+    /// [`Keyed::Constant`].
+    Constant,
+    /// `unit.key`.
+    Unit,
+    /// [`Keyed::Unkeyable`].
+    Unkeyable,
+    /// A column of the source at `source` in the context, at `position` or (`None`) by name.
+    Cell {
+        source: usize,
+        position: Option<usize>,
+    },
 }
 
 /// What one variable of a template reads, as far as [`super::Memo`] is concerned.

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustc_hash::FxHashMap;
 
-use super::context::{Context, Keyed};
+use super::context::{Context, Keyed, Place};
 use super::{Expr, TemplateError};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -39,7 +39,11 @@ pub struct Memo {
 
 #[derive(Default)]
 struct ExprMemo {
-    outcomes: FxHashMap<Box<[u8]>, Result<bool, Box<TemplateError>>>,
+    /// A condition's truth as 0 or 1, or a code given by the caller ([`Memo::code`]).
+    outcomes: FxHashMap<Box<[u8]>, Result<u8, Box<TemplateError>>>,
+    /// Where each variable lies, found in the first context (every context given for one
+    /// template has the same shape).
+    places: Option<Box<[Place]>>,
     lookups: u64,
     hits: u64,
     off: bool,
@@ -58,12 +62,35 @@ impl Memo {
         ctx: &Context<'_>,
         eval: impl FnOnce() -> Result<bool, TemplateError>,
     ) -> Result<bool, TemplateError> {
-        let id = expr.id as usize;
+        self.code(expr.id, &expr.variables, expr.bare, ctx, || {
+            eval().map(u8::from)
+        })
+        .map(|c| c != 0)
+    }
+
+    /// The outcome of whatever `id` names (an expression, a whole tree) that reads
+    /// `variables` in `ctx`, as a code: remembered, or `eval` and remembered. `bare`: the
+    /// outcome does not depend on the text of a cell that is there.
+    pub(super) fn code(
+        &mut self,
+        id: u64,
+        variables: &[String],
+        bare: bool,
+        ctx: &Context<'_>,
+        eval: impl FnOnce() -> Result<u8, TemplateError>,
+    ) -> Result<u8, TemplateError> {
+        let id = id as usize;
         if self.exprs.len() <= id {
             self.exprs.resize_with(id + 1, ExprMemo::default);
         }
         let entry = &mut self.exprs[id];
-        if entry.off || !key(expr, ctx, &mut self.key) {
+        if entry.off {
+            return eval();
+        }
+        let places = entry
+            .places
+            .get_or_insert_with(|| variables.iter().map(|v| ctx.locate(v)).collect());
+        if !key(variables, places, bare, ctx, &mut self.key) {
             return eval();
         }
         entry.lookups += 1;
@@ -84,15 +111,21 @@ impl Memo {
     }
 }
 
-/// The cells `expr` reads in `ctx`, encoded into `out`; `false` if it cannot be keyed.
-fn key(expr: &Expr<'_>, ctx: &Context<'_>, out: &mut Vec<u8>) -> bool {
+/// The cells `variables` read in `ctx`, encoded into `out`; `false` if they cannot be keyed.
+fn key(
+    variables: &[String],
+    places: &[Place],
+    bare: bool,
+    ctx: &Context<'_>,
+    out: &mut Vec<u8>,
+) -> bool {
     out.clear();
-    for v in &expr.variables {
-        match ctx.keyed(v) {
+    for (v, place) in variables.iter().zip(places) {
+        match ctx.read(*place, v) {
             Keyed::Constant => out.push(0),
             Keyed::Cell(None) => out.push(1),
             // A bare variable renders its cell's text whatever the text is.
-            Keyed::Cell(Some(_)) if expr.bare => out.push(2),
+            Keyed::Cell(Some(_)) if bare => out.push(2),
             Keyed::Cell(Some(cell)) => {
                 out.push(3);
                 out.extend_from_slice(&(cell.len() as u32).to_le_bytes());

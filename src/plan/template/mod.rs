@@ -250,10 +250,19 @@ impl Engine {
         for r in &compiler.references {
             needs.add(&r.variable);
         }
+        let mut variables: Vec<String> = compiler
+            .references
+            .iter()
+            .map(|r| r.variable.clone())
+            .collect();
+        variables.sort();
+        variables.dedup();
         Ok(Tree {
             root,
             needs,
             references: compiler.references,
+            variables,
+            id: memo::next_id(),
         })
     }
 
@@ -616,6 +625,10 @@ pub struct Tree<'e> {
     root: Node<'e>,
     needs: Needs,
     references: Vec<Reference>,
+    /// The distinct variables of `references`, sorted: what keys the tree in a [`Memo`].
+    variables: Vec<String>,
+    /// Names the whole tree in a [`Memo`].
+    id: u64,
 }
 
 impl std::fmt::Debug for Tree<'_> {
@@ -645,6 +658,20 @@ impl Tree<'_> {
             return Ok(());
         }
         check(&self.root, ctx, memo)
+    }
+
+    /// [`render`](Self::render)'s value put in a class by `classify`, or its error; remembered
+    /// in `memo` by the cells the tree reads (see [`Memo`] for what it assumes). `classify`
+    /// must be the same function for every call with one memo.
+    pub fn classify(
+        &self,
+        ctx: &Context<'_>,
+        memo: &mut Memo,
+        classify: impl FnOnce(&serde_json::Value) -> u8,
+    ) -> Result<u8, TemplateError> {
+        memo.code(self.id, &self.variables, false, ctx, || {
+            self.render(ctx).map(|v| classify(&v))
+        })
     }
 
     /// Every variable each template of the tree uses, in tree order.
