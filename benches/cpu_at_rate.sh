@@ -28,6 +28,7 @@
 # The machine is shared: the CPU other processes used during each round is printed beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 sample=${SAMPLE:-100}
 rate=${RATE:-100}
 concurrency=${CONCURRENCY:-8}
@@ -48,38 +49,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_sandbox() {
-  local out=$work/sandbox.out
-  : >"$out"
-  "$sandbox_bin" sandbox --port 0 --api-key bench-key --latency-ms "$latency" >"$out" 2>&1 &
-  sandbox_pid=$!
-  for _ in $(seq 100); do grep -q '^listening on ' "$out" && break; sleep 0.05; done
-  origin=$(sed -n 's/^listening on //p' "$out" | head -1)
-  [ -n "$origin" ] || { echo "the sandbox did not start: $(cat "$out")" >&2; exit 1; }
-}
-
-stop_sandbox() {
-  kill "$sandbox_pid"
-  wait "$sandbox_pid" 2>/dev/null || true
-  sandbox_pid=
-}
-
-# Waits (up to QUIET_WAIT seconds) until the rest of the machine is idle: under 0.15 CPU-s used
-# in 2 s. At 100 calls/s every wake-up of the run finds caches another process filled: a busy
-# machine makes each call dearer.
-busy_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
-wait_quiet() {
-  local a b deadline=$((SECONDS + ${QUIET_WAIT:-120}))
-  while [ "$SECONDS" -lt "$deadline" ]; do
-    a=$(busy_ticks); sleep 2; b=$(busy_ticks)
-    [ $((b - a)) -lt 15 ] && return
-  done
-  echo "note: the machine did not become idle within ${QUIET_WAIT:-120}s; measuring anyway" >&2
-}
+# Up to QUIET_WAIT seconds for the rest of the machine to go idle before each round: at 100
+# calls/s every wake-up of the run finds caches another process filled: a busy machine makes each
+# call dearer.
 
 for round in $(seq "$rounds"); do
-  wait_quiet
-  start_sandbox
+  wait_quiet "${QUIET_WAIT:-120}"
+  start_sandbox "$work/sandbox.out" "$sandbox_bin" --api-key bench-key --latency-ms "$latency"
   run_dir=$work/run-$round
   args=("$BIN" run plans/sample.yaml --target "$origin/api" --run-dir "$run_dir" --sample "$sample"
     --rate "$rate" --concurrency "$concurrency" --no-progress)

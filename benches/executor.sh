@@ -23,6 +23,7 @@
 # The run and the sandbox (and the load generator and the sandbox) share the machine's cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 clients=${1:-5000}
 rounds=${ROUNDS:-1}
 floor_seconds=${FLOOR_SECONDS:-10}
@@ -60,20 +61,9 @@ data=${BENCH_DIR:-$work/data}
 # The floor's setup: a small migration whose loans take the generator's repayments.
 "$bin" fixtures generate --clients 400 --out "$work/setup" --seed 11 >/dev/null
 
-start_sandbox() {
-  local out=$work/sandbox.out
-  : >"$out"
-  "$bin" sandbox --port 0 --username "$user" --password "$password" --api-key "$user-key" >"$out" 2>&1 &
-  sandbox_pid=$!
-  for _ in $(seq 100); do grep -q '^listening on ' "$out" && break; sleep 0.05; done
-  origin=$(sed -n 's/^listening on //p' "$out" | head -1)
-  [ -n "$origin" ] || { echo "the sandbox did not start: $(cat "$out")" >&2; exit 1; }
-}
-
-stop_sandbox() {
-  kill "$sandbox_pid"
-  wait "$sandbox_pid" 2>/dev/null || true
-  sandbox_pid=
+# The sandbox, as the run and the generator see it.
+sandbox_up() {
+  start_sandbox "$work/sandbox.out" "$bin" --username "$user" --password "$password" --api-key "$user-key"
 }
 
 # `run` with basic auth, as the generator sends it.
@@ -90,24 +80,16 @@ migrate() { # data_dir run_dir [time/perf prefix...]
 field() { sed -n "s/^$1 //p" "$2" | head -1; }
 # CPU ticks (1/100 s) used by the whole machine, and by one process: what other processes used
 # while a measurement ran is printed beside it (the machine is shared).
-busy_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# Waits (up to QUIET_WAIT seconds, default 300) until the rest of the machine is idle: under
-# 0.15 CPU-s used in 2 s. Another user's build halves what either side gets.
-wait_quiet() {
-  local a b deadline=$((SECONDS + ${QUIET_WAIT:-300}))
-  while [ "$SECONDS" -lt "$deadline" ]; do
-    a=$(busy_ticks); sleep 2; b=$(busy_ticks)
-    [ $((b - a)) -lt 15 ] && return
-  done
-  echo "note: the machine did not become idle within ${QUIET_WAIT:-300}s; measuring anyway" >&2
-}
+# Before each measurement: up to QUIET_WAIT seconds (default 300) for the rest of the machine to
+# go idle. Another user's build halves what either side gets.
+quiet() { wait_quiet "${QUIET_WAIT:-300}"; }
 
 measure_run() { # round
   local run_dir=$work/run-$1 log=$work/run-$1.log prefix=(/usr/bin/time -v)
   if [ -n "${PERF_RECORD:-}" ] && [ "$1" = 1 ]; then prefix+=(perf record -F 499 --call-graph dwarf,16384 -o "$PERF_RECORD" --); fi
-  wait_quiet
-  start_sandbox
+  quiet
+  sandbox_up
   local b0 b1 sandbox_ticks
   b0=$(busy_ticks)
   migrate "$data" "$run_dir" "${prefix[@]}" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
@@ -144,14 +126,14 @@ EOF
 
 measure_floor() { # round
   local out=$work/floor-$1.out
-  start_sandbox
+  sandbox_up
   migrate "$work/setup" "$work/setup-run-$1" >"$work/setup-$1.log" 2>&1 || { cat "$work/setup-$1.log" >&2; exit 1; }
   cut -d, -f1 "$work/setup/loans.csv" | tail -n +2 >"$work/loans.txt"
   local branch
   branch=$(curl -sf -u "$user:$password" -H 'Accept: application/vnd.mambu.v2+json' "$origin/api/branches" |
     python3 -c "import json, sys; print(json.load(sys.stdin)[0]['encodedKey'])")
   local b0 b1 s0 s1
-  wait_quiet
+  quiet
   b0=$(busy_ticks) s0=$(proc_ticks "$sandbox_pid")
   if [ "$generator" = wrk ]; then
     EXEC_LOANS=$work/loans.txt EXEC_BRANCH=$branch EXEC_AUTH=$(printf '%s' "$user:$password" | base64) \
