@@ -41,14 +41,6 @@ if [ -z "${BIN:-}" ]; then
 fi
 sandbox_bin=${SANDBOX_BIN:-$BIN}
 
-work=$(mktemp -d)
-sandbox_pid=
-cleanup() {
-  if [ -n "$sandbox_pid" ]; then kill "$sandbox_pid" 2>/dev/null || true; wait "$sandbox_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
 # Up to QUIET_WAIT seconds for the rest of the machine to go idle before each round: at 100
 # calls/s every wake-up of the run finds caches another process filled: a busy machine makes each
 # call dearer.

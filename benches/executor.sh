@@ -36,14 +36,6 @@ cargo build --release --quiet
 bin=$target_dir/release/mambu-migrate
 run_bin=${RUN_BIN:-$bin}
 
-work=$(mktemp -d)
-sandbox_pid=
-cleanup() {
-  if [ -n "$sandbox_pid" ]; then kill "$sandbox_pid" 2>/dev/null || true; wait "$sandbox_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
 # The load generator: wrk (with the Lua script beside this one), else oha.
 if ! command -v wrk >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt-get install -y wrk >/dev/null 2>&1 || true

@@ -1,6 +1,15 @@
 # Shared by the bench scripts (sourced): a sandbox in another process on a free port, and a wait
 # for the rest of the machine to go idle.
 
+# A scratch directory, removed on exit with the sandbox if one is still up.
+work=$(mktemp -d)
+sandbox_pid=
+cleanup() {
+  if [ -n "$sandbox_pid" ]; then kill "$sandbox_pid" 2>/dev/null || true; wait "$sandbox_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
 # start_sandbox LOG BIN [sandbox options...]: starts `BIN sandbox --port 0 ...`, logging to LOG;
 # sets sandbox_pid and origin (http://127.0.0.1:PORT).
 start_sandbox() {
