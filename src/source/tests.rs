@@ -658,6 +658,17 @@ fn nearly_in_order(dir: &Path, swaps: usize) -> Vec<SourceDef> {
     ]
 }
 
+/// The grouping of `defs` by the one-pass join of deeper children, then by sorting their links.
+fn both_ways(
+    defs: Vec<SourceDef>,
+    options: &GroupOptions,
+) -> ((Vec<Unit>, GroupReport), (Vec<Unit>, GroupReport)) {
+    group::ALWAYS_SORT_LINKS.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sorted = run(defs.clone(), options);
+    group::ALWAYS_SORT_LINKS.store(false, std::sync::atomic::Ordering::Relaxed);
+    (run(defs, options), sorted)
+}
+
 #[test]
 fn children_in_parent_order_group_as_sorted_ones_do() {
     for (swaps, chunk_rows) in [(0, 500_000), (3, 500_000), (3, 5), (40, 500_000), (40, 4)] {
@@ -668,10 +679,7 @@ fn children_in_parent_order_group_as_sorted_ones_do() {
             max_problems_per_kind: 3,
             ..GroupOptions::default()
         };
-        group::ALWAYS_SORT_LINKS.store(true, std::sync::atomic::Ordering::Relaxed);
-        let (sorted_units, sorted) = run(defs.clone(), &options);
-        group::ALWAYS_SORT_LINKS.store(false, std::sync::atomic::Ordering::Relaxed);
-        let (units, report) = run(defs, &options);
+        let ((units, report), (sorted_units, sorted)) = both_ways(defs, &options);
         let names = ["loans", "transactions", "schedules"];
         assert_eq!(shape_of(&units, &names), shape_of(&sorted_units, &names));
         assert_eq!(report.problems, sorted.problems, "swaps {swaps}");
@@ -750,10 +758,7 @@ proptest::proptest! {
             max_problems_per_kind: 5,
             ..GroupOptions::default()
         };
-        group::ALWAYS_SORT_LINKS.store(true, std::sync::atomic::Ordering::Relaxed);
-        let (sorted_units, sorted) = run(defs.clone(), &options);
-        group::ALWAYS_SORT_LINKS.store(false, std::sync::atomic::Ordering::Relaxed);
-        let (units, report) = run(defs, &options);
+        let ((units, report), (sorted_units, sorted)) = both_ways(defs, &options);
         let names = ["loans", "transactions"];
         proptest::prop_assert_eq!(shape_of(&units, &names), shape_of(&sorted_units, &names));
         proptest::prop_assert_eq!(report.problems, sorted.problems);
