@@ -137,6 +137,17 @@ fn decimal(value: &Value, kwargs: Kwargs, mode: Mode) -> Result<Value, Error> {
     let thousands: bool = kwargs.get::<Option<bool>>("thousands")?.unwrap_or(false);
     let places: Option<u32> = kwargs.get("places")?;
     kwargs.assert_all_used()?;
+    decimal_with(value, comma, thousands, places, mode)
+}
+
+/// [`decimal`] once its arguments are read.
+fn decimal_with(
+    value: &Value,
+    comma: bool,
+    thousands: bool,
+    places: Option<u32>,
+    mode: Mode,
+) -> Result<Value, Error> {
     let d = match input(value)? {
         Input::Empty => return Ok(Value::from(())),
         Input::Text(s) => parse_decimal(s, comma, thousands).map_err(|p| fail("decimal", p))?,
@@ -265,10 +276,15 @@ fn date_text<'v>(
 
 /// `date` / `date("%d/%m/%Y")`: a `YYYY-MM-DD` string.
 fn date(value: &Value, format: Option<String>) -> Result<Value, Error> {
+    date_with(value, format.as_deref())
+}
+
+/// [`date`] once its argument is read.
+fn date_with(value: &Value, format: Option<&str>) -> Result<Value, Error> {
     let Some(s) = date_text("date", value)? else {
         return Ok(Value::from(()));
     };
-    let parsed = match format.as_deref() {
+    let parsed = match format {
         Some(f) => NaiveDate::parse_from_str(&s, f)
             .or_else(|_| NaiveDateTime::parse_from_str(&s, f).map(|d| d.date()))
             .or_else(|_| DateTime::parse_from_str(&s, f).map(|d| d.date_naive()))
@@ -383,9 +399,19 @@ fn datetime(
 ) -> Result<Value, Error> {
     let tz: Option<String> = kwargs.get("tz")?;
     kwargs.assert_all_used()?;
+    datetime_with(value, format, tz.as_deref(), default_offset)
+}
+
+/// [`datetime`] once its arguments are read.
+fn datetime_with(
+    value: &Value,
+    format: Option<&str>,
+    tz: Option<&str>,
+    default_offset: FixedOffset,
+) -> Result<Value, Error> {
     let tz = match tz {
         Some(t) => Some(
-            parse_offset(&t)
+            parse_offset(t)
                 .ok_or_else(|| fail("datetime", "tz must be an offset like +02:00, -05:30 or Z"))?,
         ),
         None => None,
@@ -474,6 +500,264 @@ pub fn mask_text(text: &str) -> String {
         }
     }
     out
+}
+
+/// One plan filter with its arguments read from literals: a step of a [`Chain`].
+#[derive(Debug, Clone, PartialEq)]
+enum Call {
+    Decimal {
+        comma: bool,
+        thousands: bool,
+        places: Option<u32>,
+    },
+    Int,
+    Date(Option<String>),
+    Datetime {
+        format: Option<String>,
+        tz: Option<String>,
+    },
+    Trim,
+    Upper,
+    Lower,
+}
+
+/// An expression that is one variable through plan filters with literal arguments
+/// (`transactions.amount | decimal`, `loans.disbursed_on | datetime("%d/%m/%Y")`), applied to
+/// a cell's text by calling the filters directly: what the engine gives for it, without the
+/// engine. Only for value expressions ([`Mode::Value`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Chain {
+    calls: Vec<Call>,
+    default_offset: FixedOffset,
+}
+
+impl Chain {
+    /// The chain of `source` when it is `variable` followed by one or more filters this module
+    /// can call directly, each with no arguments or with the literal arguments it takes;
+    /// `None` for anything else.
+    pub(super) fn parse(
+        source: &str,
+        variable: &str,
+        default_offset: FixedOffset,
+    ) -> Option<Chain> {
+        let mut p = Parser {
+            rest: source.trim(),
+        };
+        p.rest = p.rest.strip_prefix(variable)?;
+        let mut calls = Vec::new();
+        while !p.rest.trim_start().is_empty() {
+            p.skip();
+            p.rest = p.rest.strip_prefix('|')?;
+            p.skip();
+            let name = p.ident()?;
+            p.skip();
+            let args = if p.rest.starts_with('(') {
+                p.rest = &p.rest[1..];
+                p.args()?
+            } else {
+                Args::default()
+            };
+            calls.push(Call::new(name, args)?);
+        }
+        if calls.is_empty() {
+            return None;
+        }
+        Some(Chain {
+            calls,
+            default_offset,
+        })
+    }
+
+    /// The value of the expression for a cell holding `cell`.
+    pub(super) fn apply(&self, cell: &str) -> Result<Value, Error> {
+        let mut value = Value::from(cell);
+        for call in &self.calls {
+            value = match call {
+                Call::Decimal {
+                    comma,
+                    thousands,
+                    places,
+                } => decimal_with(&value, *comma, *thousands, *places, Mode::Value)?,
+                Call::Int => int(&value)?,
+                Call::Date(format) => date_with(&value, format.as_deref())?,
+                Call::Datetime { format, tz } => datetime_with(
+                    &value,
+                    format.as_deref(),
+                    tz.as_deref(),
+                    self.default_offset,
+                )?,
+                Call::Trim => text_op("trim", &value, |s| s.trim().to_string())?,
+                Call::Upper => text_op("upper", &value, str::to_uppercase)?,
+                Call::Lower => text_op("lower", &value, str::to_lowercase)?,
+            };
+        }
+        Ok(value)
+    }
+}
+
+/// A literal argument.
+#[derive(Debug, Clone, PartialEq)]
+enum Literal {
+    Str(String),
+    Bool(bool),
+    Int(u32),
+}
+
+#[derive(Default)]
+struct Args {
+    positional: Vec<Literal>,
+    named: Vec<(String, Literal)>,
+}
+
+impl Call {
+    fn new(name: &str, args: Args) -> Option<Call> {
+        let Args { positional, named } = args;
+        // A name given twice: left to the engine.
+        for (i, (n, _)) in named.iter().enumerate() {
+            if named[..i].iter().any(|(m, _)| m == n) {
+                return None;
+            }
+        }
+        let no_args = positional.is_empty() && named.is_empty();
+        let one_string = |positional: Vec<Literal>| -> Option<Option<String>> {
+            match positional.as_slice() {
+                [] => Some(None),
+                [Literal::Str(s)] => Some(Some(s.clone())),
+                _ => None,
+            }
+        };
+        Some(match name {
+            "decimal" if positional.is_empty() => {
+                let (mut comma, mut thousands, mut places) = (false, false, None);
+                for (n, v) in named {
+                    match (n.as_str(), v) {
+                        ("comma", Literal::Bool(b)) => comma = b,
+                        ("thousands", Literal::Bool(b)) => thousands = b,
+                        ("places", Literal::Int(i)) => places = Some(i),
+                        _ => return None,
+                    }
+                }
+                Call::Decimal {
+                    comma,
+                    thousands,
+                    places,
+                }
+            }
+            "int" if no_args => Call::Int,
+            "date" if named.is_empty() => Call::Date(one_string(positional)?),
+            "datetime" => {
+                let format = one_string(positional)?;
+                let mut tz = None;
+                for (n, v) in named {
+                    match (n.as_str(), v) {
+                        ("tz", Literal::Str(s)) => tz = Some(s),
+                        _ => return None,
+                    }
+                }
+                Call::Datetime { format, tz }
+            }
+            "trim" if no_args => Call::Trim,
+            "upper" if no_args => Call::Upper,
+            "lower" if no_args => Call::Lower,
+            _ => return None,
+        })
+    }
+}
+
+/// A small reader of what [`Chain::parse`] accepts.
+struct Parser<'s> {
+    rest: &'s str,
+}
+
+impl<'s> Parser<'s> {
+    fn skip(&mut self) {
+        self.rest = self.rest.trim_start_matches([' ', '\t', '\n', '\r']);
+    }
+
+    fn ident(&mut self) -> Option<&'s str> {
+        let end = self
+            .rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(self.rest.len());
+        let (name, rest) = self.rest.split_at(end);
+        if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+            return None;
+        }
+        self.rest = rest;
+        Some(name)
+    }
+
+    /// Arguments up to and with the closing `)`.
+    fn args(&mut self) -> Option<Args> {
+        let mut args = Args::default();
+        self.skip();
+        if let Some(rest) = self.rest.strip_prefix(')') {
+            self.rest = rest;
+            return Some(args);
+        }
+        loop {
+            self.skip();
+            let save = self.rest;
+            let named = match self.ident() {
+                Some(name) => {
+                    self.skip();
+                    if self.rest.starts_with('=') && !self.rest.starts_with("==") {
+                        self.rest = &self.rest[1..];
+                        self.skip();
+                        Some(name.to_string())
+                    } else {
+                        self.rest = save;
+                        None
+                    }
+                }
+                None => None,
+            };
+            let literal = self.literal()?;
+            match named {
+                Some(name) => args.named.push((name, literal)),
+                // A positional argument after a named one: left to the engine.
+                None if !args.named.is_empty() => return None,
+                None => args.positional.push(literal),
+            }
+            self.skip();
+            if let Some(rest) = self.rest.strip_prefix(',') {
+                self.rest = rest;
+                continue;
+            }
+            self.rest = self.rest.strip_prefix(')')?;
+            return Some(args);
+        }
+    }
+
+    /// A string without escapes, `true`, `false`, or digits.
+    fn literal(&mut self) -> Option<Literal> {
+        let quote = self.rest.chars().next()?;
+        if quote == '\'' || quote == '"' {
+            let body = &self.rest[1..];
+            let end = body.find(quote)?;
+            let text = &body[..end];
+            if text.contains('\\') {
+                return None;
+            }
+            self.rest = &body[end + 1..];
+            return Some(Literal::Str(text.to_string()));
+        }
+        let end = self
+            .rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(self.rest.len());
+        let (word, rest) = self.rest.split_at(end);
+        let literal = match word {
+            "true" => Literal::Bool(true),
+            "false" => Literal::Bool(false),
+            w if !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()) => {
+                Literal::Int(w.parse().ok()?)
+            }
+            _ => return None,
+        };
+        self.rest = rest;
+        Some(literal)
+    }
 }
 
 #[cfg(test)]

@@ -68,6 +68,27 @@ impl Memo {
         .map(|c| c != 0)
     }
 
+    /// The cell `variable` (the one variable of the expression `id`) reads in `ctx`, found
+    /// where it lay in the first context given for `id`; `None` when it is not one cell there.
+    pub(super) fn cell<'a>(
+        &mut self,
+        id: u64,
+        variable: &str,
+        ctx: &Context<'a>,
+    ) -> Option<&'a str> {
+        let id = id as usize;
+        if self.exprs.len() <= id {
+            self.exprs.resize_with(id + 1, ExprMemo::default);
+        }
+        let places = self.exprs[id]
+            .places
+            .get_or_insert_with(|| Box::new([ctx.locate(variable)]));
+        match places.first().map(|place| ctx.read(*place, variable)) {
+            Some(Keyed::Cell(cell)) => cell,
+            _ => None,
+        }
+    }
+
     /// The outcome of whatever `id` names (an expression, a whole tree) that reads
     /// `variables` in `ctx`, as a code: remembered, or `eval` and remembered. `bare`: the
     /// outcome does not depend on the text of a cell that is there.

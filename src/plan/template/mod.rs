@@ -189,6 +189,8 @@ pub fn parse_offset(offset: &str) -> Result<FixedOffset, TemplateError> {
 #[derive(Debug)]
 pub struct Engine {
     values: Environment<'static>,
+    /// The offset `datetime` gives a value without one.
+    default_offset: FixedOffset,
     conditions: Environment<'static>,
     /// Names minijinja defines globally (`range`, `dict`…): used alone, not context variables.
     globals: BTreeSet<String>,
@@ -222,6 +224,7 @@ impl Engine {
         let globals = values.globals().map(|(name, _)| name.to_string()).collect();
         Engine {
             values,
+            default_offset: offset,
             conditions,
             globals,
         }
@@ -356,6 +359,17 @@ impl Engine {
         variables.sort();
         // A bare variable (`{{ loans.loan_id }}`) gives the cell's string whatever it holds.
         let bare = variables.len() == 1 && source.trim() == variables[0];
+        // One source cell through plan filters: `plan validate` calls the filters directly.
+        let chain = match variables.as_slice() {
+            [v] if mode == Mode::Value
+                && v.split_once('.').is_some_and(|(first, column)| {
+                    !column.contains('.') && !RESERVED_NAMES.contains(&first)
+                }) =>
+            {
+                filters::Chain::parse(source, v, self.default_offset).map(Box::new)
+            }
+            _ => None,
+        };
         let mut needs = Needs::default();
         for v in &variables {
             needs.add(v);
@@ -368,6 +382,7 @@ impl Engine {
             variables,
             id: memo::next_id(),
             bare,
+            chain,
         })
     }
 }
@@ -400,6 +415,8 @@ struct Expr<'e> {
     id: u64,
     /// The expression is one variable and nothing else.
     bare: bool,
+    /// The expression is one source cell through plan filters, for [`check`].
+    chain: Option<Box<filters::Chain>>,
 }
 
 impl Expr<'_> {
@@ -416,6 +433,17 @@ impl Expr<'_> {
     ) -> Result<serde_json::Value, TemplateError> {
         let v = self.eval(root, ctx)?;
         value_to_json(&v).map_err(|e| self.not_json(e, ctx))
+    }
+
+    /// [`eval`](Self::eval) of a [`filters::Chain`] expression whose variable holds `cell`:
+    /// the filters called on the cell's text, without the engine.
+    fn eval_chain(
+        &self,
+        chain: &filters::Chain,
+        cell: &str,
+        ctx: &Context<'_>,
+    ) -> Result<Value, TemplateError> {
+        chain.apply(cell).map_err(|e| self.error(&e, ctx))
     }
 
     fn push_text(
@@ -498,6 +526,9 @@ enum Node<'e> {
     Object(Vec<(String, Node<'e>)>),
 }
 
+// Parts sit in a `Vec` of a compiled tree, built once; boxing `Expr` would add an
+// indirection to every rendered expression.
+#[allow(clippy::large_enum_variant)]
 enum Part<'e> {
     Text(String),
     Expr(Expr<'e>),
@@ -736,16 +767,31 @@ fn render(
 fn check(node: &Node<'_>, ctx: &Context<'_>, memo: &mut Memo) -> Result<(), TemplateError> {
     match node {
         Node::Literal(_) => Ok(()),
-        Node::Typed(expr) => memo
-            .outcome(expr, ctx, || {
+        Node::Typed(expr) => {
+            let chained = chained(expr, ctx, memo);
+            memo.outcome(expr, ctx, || {
+                if let Some((chain, cell)) = chained {
+                    let v = expr.eval_chain(chain, cell, ctx)?;
+                    return value_to_json(&v)
+                        .map(|_| true)
+                        .map_err(|e| expr.not_json(e, ctx));
+                }
                 let root = expr.needs.build(ctx, Mode::Value);
                 expr.eval_json(&root, ctx).map(|_| true)
             })
-            .map(|_| ()),
+            .map(|_| ())
+        }
         Node::Interpolated(parts) => {
             for part in parts {
                 if let Part::Expr(expr) = part {
+                    let chained = chained(expr, ctx, memo);
                     memo.outcome(expr, ctx, || {
+                        if let Some((chain, cell)) = chained {
+                            let v = expr.eval_chain(chain, cell, ctx)?;
+                            return value_to_text(&v)
+                                .map(|_| true)
+                                .map_err(|e| expr.not_json(e, ctx));
+                        }
                         let root = expr.needs.build(ctx, Mode::Value);
                         expr.push_text(&mut String::new(), &root, ctx).map(|_| true)
                     })?;
@@ -756,6 +802,18 @@ fn check(node: &Node<'_>, ctx: &Context<'_>, memo: &mut Memo) -> Result<(), Temp
         Node::Array(items) => items.iter().try_for_each(|n| check(n, ctx, memo)),
         Node::Object(entries) => entries.iter().try_for_each(|(_, n)| check(n, ctx, memo)),
     }
+}
+
+/// The chain of `expr` and the cell its variable holds in `ctx`, when it has one and the
+/// variable is a cell there (otherwise the engine evaluates it).
+fn chained<'x, 'a>(
+    expr: &'x Expr<'_>,
+    ctx: &Context<'a>,
+    memo: &mut Memo,
+) -> Option<(&'x filters::Chain, &'a str)> {
+    let chain = expr.chain.as_deref()?;
+    let cell = memo.cell(expr.id, &expr.variables[0], ctx)?;
+    Some((chain, cell))
 }
 
 /// A compiled `when:` condition.

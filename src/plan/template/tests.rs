@@ -754,3 +754,120 @@ fn checking_with_a_memo_answers_what_rendering_does() {
         }
     }
 }
+
+#[test]
+fn filter_chains_called_directly_answer_what_the_engine_does() {
+    let engine = Engine::with_default_offset(parse_offset("+01:00").unwrap());
+    let chains = [
+        "decimal",
+        "decimal()",
+        "decimal(comma=true)",
+        "decimal(thousands=true, places=2)",
+        "decimal(comma=true, thousands=true)",
+        "decimal(places=0)",
+        "decimal(places=30)",
+        "int",
+        "date",
+        "date('%d/%m/%Y')",
+        "datetime",
+        "datetime(\"%d/%m/%Y\")",
+        "datetime(tz='+02:00')",
+        "datetime('%d/%m/%Y %H:%M', tz=\"Z\")",
+        "datetime(tz='bad')",
+        "trim | upper",
+        "lower",
+        "decimal | int",
+        "int | decimal(places=1)",
+        "date | datetime",
+        "decimal | trim",
+    ];
+    let cells = [
+        "12500.50",
+        "",
+        "  ",
+        "-",
+        "12,x",
+        "1,234.5",
+        "1.234,5",
+        "12",
+        " -7 ",
+        "+3",
+        "1e5",
+        "12.0",
+        "2024-13-45",
+        "2024-01-15",
+        "15/01/2024",
+        "15/01/2024 10:30",
+        "2024-01-15T10:00:00+05:00",
+        "2024-01-15 10:00:00",
+        "99999999999999999999999999999",
+        "99999999999999999999",
+        "Ada Lovelace",
+        " x ",
+    ];
+    let headers = ["amount"];
+    for chain in chains {
+        for template in [
+            format!("{{{{ loans.amount | {chain} }}}}"),
+            format!("a {{{{loans.amount|{chain}}}}}"),
+        ] {
+            let tree = engine.compile_str("body", &template).unwrap();
+            let expr = match &tree.root {
+                Node::Typed(expr) => expr,
+                Node::Interpolated(parts) => match &parts[1] {
+                    Part::Expr(expr) => expr,
+                    Part::Text(_) => unreachable!(),
+                },
+                _ => unreachable!(),
+            };
+            let direct = expr.chain.as_ref().expect(&template);
+            for cell in cells {
+                let row = [cell];
+                let ctx = Context::new().source("loans", &headers, &row);
+                let engine_value = expr.eval(&expr.needs.build(&ctx, Mode::Value), &ctx);
+                let direct_value = expr.eval_chain(direct, cell, &ctx);
+                let shown = |v: Result<Value, TemplateError>| {
+                    v.map(|v| {
+                        (
+                            value_to_json(&v).ok(),
+                            value_to_text(&v).ok().map(|t| t.to_string()),
+                        )
+                    })
+                };
+                assert_eq!(
+                    shown(direct_value),
+                    shown(engine_value),
+                    "{template} on {cell:?}"
+                );
+                assert_eq!(
+                    tree.check(&ctx, &mut Memo::new()),
+                    tree.render(&ctx).map(|_| ()),
+                    "{template} on {cell:?}"
+                );
+            }
+        }
+    }
+    // Anything else is left to the engine.
+    for template in [
+        "{{ loans.amount }}",
+        "{{ loans.amount | decimal(2) }}",
+        "{{ loans.amount | decimal(places=-1) }}",
+        "{{ loans.amount | decimal(comma=True) }}",
+        "{{ loans.amount | default('x') }}",
+        "{{ loans.amount | date(format='%d') }}",
+        "{{ loans.amount | date('%d\\n') }}",
+        "{{ loans.amount | int(1) }}",
+        "{{ loans.amount | trim('x') }}",
+        "{{ loans.amount | length }}",
+        "{{ loans.amount ~ 'x' }}",
+        "{{ loans.amount[0] | int }}",
+        "{{ unit.key | int }}",
+        "{{ steps.client.id | int }}",
+    ] {
+        let tree = engine.compile_str("body", template).unwrap();
+        let Node::Typed(expr) = &tree.root else {
+            unreachable!()
+        };
+        assert!(expr.chain.is_none(), "{template}");
+    }
+}
