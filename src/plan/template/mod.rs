@@ -762,39 +762,44 @@ fn render(
     })
 }
 
+/// One expression's outcome, through `memo`: as a typed value (`text`: as text in a string).
+fn check_expr(
+    expr: &Expr,
+    ctx: &Context<'_>,
+    memo: &mut Memo,
+    text: bool,
+) -> Result<(), TemplateError> {
+    let chained = chained(expr, ctx, memo);
+    memo.outcome(expr, ctx, || {
+        if let Some((chain, cell)) = chained {
+            let v = expr.eval_chain(chain, cell, ctx)?;
+            let shown = if text {
+                value_to_text(&v).map(|_| ())
+            } else {
+                value_to_json(&v).map(|_| ())
+            };
+            return shown.map(|()| true).map_err(|e| expr.not_json(e, ctx));
+        }
+        let root = expr.needs.build(ctx, Mode::Value);
+        if text {
+            expr.push_text(&mut String::new(), &root, ctx).map(|_| true)
+        } else {
+            expr.eval_json(&root, ctx).map(|_| true)
+        }
+    })
+    .map(|_| ())
+}
+
 /// [`render`]'s walk, for errors only: the same expressions in the same order, each given
 /// only what it reads.
 fn check(node: &Node<'_>, ctx: &Context<'_>, memo: &mut Memo) -> Result<(), TemplateError> {
     match node {
         Node::Literal(_) => Ok(()),
-        Node::Typed(expr) => {
-            let chained = chained(expr, ctx, memo);
-            memo.outcome(expr, ctx, || {
-                if let Some((chain, cell)) = chained {
-                    let v = expr.eval_chain(chain, cell, ctx)?;
-                    return value_to_json(&v)
-                        .map(|_| true)
-                        .map_err(|e| expr.not_json(e, ctx));
-                }
-                let root = expr.needs.build(ctx, Mode::Value);
-                expr.eval_json(&root, ctx).map(|_| true)
-            })
-            .map(|_| ())
-        }
+        Node::Typed(expr) => check_expr(expr, ctx, memo, false),
         Node::Interpolated(parts) => {
             for part in parts {
                 if let Part::Expr(expr) = part {
-                    let chained = chained(expr, ctx, memo);
-                    memo.outcome(expr, ctx, || {
-                        if let Some((chain, cell)) = chained {
-                            let v = expr.eval_chain(chain, cell, ctx)?;
-                            return value_to_text(&v)
-                                .map(|_| true)
-                                .map_err(|e| expr.not_json(e, ctx));
-                        }
-                        let root = expr.needs.build(ctx, Mode::Value);
-                        expr.push_text(&mut String::new(), &root, ctx).map(|_| true)
-                    })?;
+                    check_expr(expr, ctx, memo, true)?;
                 }
             }
             Ok(())
