@@ -92,7 +92,8 @@ fn now() -> i64 {
 }
 
 /// A run that began 100 s ago; `stopped` after 130 s, or still `running`.
-fn fill(dir: &Path, stopped: bool) {
+/// Fills a checkpoint whose run started 100 s ago; returns that start.
+fn fill(dir: &Path, stopped: bool) -> i64 {
     let cp = Fill(Checkpoint::open(&dir.join("checkpoint.db")).unwrap());
     let t0 = now() - 100;
     for (k, v) in [
@@ -310,6 +311,7 @@ fn fill(dir: &Path, stopped: bool) {
         cp.event("stopped", "interrupted");
     }
     cp.0.close().unwrap();
+    t0
 }
 
 fn filtered(text: &str, dir: &Path) -> String {
@@ -337,7 +339,7 @@ fn mode(path: &Path) -> u32 {
 #[test]
 fn a_stopped_run_is_reported_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    fill(dir.path(), true);
+    let _ = fill(dir.path(), true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -561,8 +563,10 @@ fn a_stopped_run_is_reported_exactly() {
 #[test]
 fn a_running_run_shows_its_progress_and_eta() {
     let dir = tempfile::tempdir().unwrap();
-    fill(dir.path(), false);
-    let status = report::status(dir.path()).unwrap();
+    let t0 = fill(dir.path(), false);
+    // Measured at a fixed 104 s after the start, whatever the time the test takes: the calls
+    // were recorded at about 100 s (now, by the wall clock), so all are in the last minute.
+    let status = report::status_at(dir.path(), (t0 + 104) as f64).unwrap();
     assert!(
         status.contains(
             "units      2 done · 2 failed · 1 running · 1 not started · of 6 (66.7% finished)"
@@ -574,8 +578,8 @@ fn a_running_run_shows_its_progress_and_eta() {
         "a running run needs no resume command:\n{status}"
     );
     assert!(
-        status.contains("ETA        50s at 0.04 units/s"),
-        "2 units left at 4 units in 100 s:\n{status}"
+        status.contains("ETA        52s at 0.04 units/s"),
+        "2 units left at 4 units in 104 s:\n{status}"
     );
     snapshot!("running_status", filtered(&status, dir.path()));
 
@@ -619,7 +623,7 @@ fn status_reads_a_checkpoint_being_written() {
 #[test]
 fn status_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
-    fill(dir.path(), true);
+    let _ = fill(dir.path(), true);
     let out = Command::cargo_bin("mambu-migrate")
         .unwrap()
         .arg("status")

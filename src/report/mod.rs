@@ -79,6 +79,12 @@ pub fn write_all(run_dir: &Path) -> anyhow::Result<Summary> {
 /// calls and rates, throttles and retries, the ETA while running, the resume command when
 /// stopped.
 pub fn status(run_dir: &Path) -> anyhow::Result<String> {
+    status_at(run_dir, now())
+}
+
+/// [`status`] as it stands at `now` (seconds since the Unix epoch): rates and the ETA are
+/// measured up to `now`.
+pub fn status_at(run_dir: &Path, now: f64) -> anyhow::Result<String> {
     let (reader, path) = open(run_dir)?;
-    status::render(&reader, run_dir, now()).with_context(|| format!("reading {}", path.display()))
+    status::render(&reader, run_dir, now).with_context(|| format!("reading {}", path.display()))
 }
