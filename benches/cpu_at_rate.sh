@@ -25,6 +25,11 @@
 #   DATA         a directory with the five CSV files (default fixtures/sample)
 #   QUIET_WAIT   seconds to wait for the rest of the machine to go idle before each round
 #                (default 120; what other processes used is printed anyway)
+# The floor, measured in the same round against the same sandbox: oha (a raw HTTP load
+# generator, tokio and hyper like the run; installed by this script if missing) sending as many
+# calls at the same rate and concurrency with the same API key (GET /loanproducts: an answer of
+# about the size the run's writes get). Its CPU per 1,000 calls is what any HTTP client pays
+# here at that rate, for waking up once per answer.
 # The machine is shared: the CPU other processes used during each round is printed beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +45,7 @@ if [ -z "${BIN:-}" ]; then
   BIN=${CARGO_TARGET_DIR:-target}/release/mambu-migrate
 fi
 sandbox_bin=${SANDBOX_BIN:-$BIN}
+command -v oha >/dev/null || cargo install oha --locked --quiet
 
 # Up to QUIET_WAIT seconds for the rest of the machine to go idle before each round: at 100
 # calls/s every wake-up of the run finds caches another process filled: a busy machine makes each
@@ -144,15 +150,23 @@ with open(out, "w") as f:
     print("threads " + ", ".join(f"{k} {1000 * c / window_calls:.3f} s+{n / window_calls:.2f} cs"
           for k, (c, n) in sorted(per_thread.items(), key=lambda kv: -kv[1][0])), file=f)
 EOF
-  stop_sandbox
   r=$work/round-$round
   f() { sed -n "s/^$1 //p" "$r" | head -1; }
+  wait_quiet "${QUIET_WAIT:-120}"
+  /usr/bin/time -f "%U %S" -o "$work/floor-$round.time" oha --no-tui -q "$rate" -n "$(f calls)" -c "$concurrency" \
+    -H 'apikey: bench-key' -H 'Accept: application/vnd.mambu.v2+json' "$origin/api/loanproducts" >"$work/floor-$round.txt" 2>&1
+  stop_sandbox
+  grep -q 'Success rate:.*100.00%' "$work/floor-$round.txt" || { echo "oha's calls failed:" >&2; cat "$work/floor-$round.txt" >&2; exit 1; }
+  read -r floor_user floor_system <"$work/floor-$round.time"
+  python3 -c "import sys; u, s, n = map(float, sys.argv[1:]); print(f'floor_cpu_per_1000 {1000 * (u + s) / n:.4f}')" \
+    "$floor_user" "$floor_system" "$(f calls)" >>"$r"
   printf 'round %s: %s calls in %ss, CPU %ss (user %s, sys %s) = %s s/1,000 calls; peak RSS %s MB; other processes %s CPU-s\n' \
     "$round" "$(f calls)" "$(f wall)" "$(f cpu)" "$(f cpu_user)" "$(f cpu_system)" "$(f cpu_per_1000)" "$(f rss_mb)" "$(f other_cpu)"
   printf '         CPU s: start-up %s, head %s, steady %s (%s calls in %ss, %s/s: %s s/1,000 calls, %s context switches/call), tail %s (%s calls in %ss), reports and exit %s\n' \
     "$(f startup_cpu)" "$(f head_cpu)" "$(f steady_cpu)" "$(f steady_calls)" "$(f steady_seconds)" "$(f steady_rate)" \
     "$(f steady_cpu_per_1000)" "$(f steady_cs_per_call)" "$(f tail_cpu)" "$(f tail_calls)" "$(f tail_seconds)" "$(f end_cpu)"
   printf '         steady, per thread name (CPU s / 1,000 calls + context switches / call): %s\n' "$(f threads)"
+  printf '         floor: oha, %s calls at %s/s, concurrency %s: %s CPU s / 1,000 calls\n' "$(f calls)" "$rate" "$concurrency" "$(f floor_cpu_per_1000)"
 done
 python3 - "$work" "$rounds" <<'EOF'
 import statistics, sys
@@ -162,4 +176,7 @@ med = lambda k: statistics.median(float(r[k]) for r in rs)
 print(f"median of {rounds}: {med('cpu_per_1000'):.3f} CPU s per 1,000 calls over the whole run, "
       f"steady state {med('steady_cpu_per_1000'):.3f} (target: under 0.1); "
       f"start-up {med('startup_cpu'):.3f} s, reports {med('end_cpu'):.3f} s; steady rate {med('steady_rate'):.1f}/s")
+print(f"floor (oha at the same rate): {med('floor_cpu_per_1000'):.3f} CPU s per 1,000 calls; "
+      f"the run costs {med('cpu_per_1000') / med('floor_cpu_per_1000'):.2f} x the floor over the whole run, "
+      f"{med('steady_cpu_per_1000') / med('floor_cpu_per_1000'):.2f} x in the steady state")
 EOF
