@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `plan estimate` and `plan validate` on a large generated extract: seconds and peak RSS, beside
-# `wc -l` on the same files (the I/O floor), measured in the same run.
+# two floors measured in the same run on the same files: `wc -l` (the I/O floor) and
+# examples/csv_floor.rs (every record read by the `csv` crate, one thread per file, nothing done
+# with it: the floor of a tool that reads records with the usual parser).
 #
 #   benches/extract.sh [clients]      # default 1,000,000 clients (about 27 million rows, 1.6 GB)
 #
@@ -16,6 +18,8 @@ if [ -z "${BIN:-}" ]; then
   cargo build --release --quiet
   BIN=target/release/mambu-migrate
 fi
+cargo build --release --quiet --example csv_floor
+csv_floor=${CARGO_TARGET_DIR:-target}/release/examples/csv_floor
 [ -f "$dir/transactions.csv" ] || "$BIN" fixtures generate --clients "$clients" --out "$dir" --seed 7 >/dev/null
 sources=()
 for s in clients deposits loans schedules transactions; do sources+=(--source "$s=$dir/$s.csv"); done
@@ -38,11 +42,13 @@ best() {
 
 read -r floor _ < <(best wc -l "$dir"/clients.csv "$dir"/deposits.csv "$dir"/loans.csv "$dir"/schedules.csv "$dir"/transactions.csv)
 echo "wc -l: ${floor}s"
+read -r parse _ < <(best "$csv_floor" "$dir"/clients.csv "$dir"/deposits.csv "$dir"/loans.csv "$dir"/schedules.csv "$dir"/transactions.csv)
+echo "csv crate, every record, a thread per file: ${parse}s"
 ratio() { python3 -c "print(round($1 / max($floor, 0.01), 1))"; }
 read -r est est_kb < <(best "$BIN" plan estimate plans/sample.yaml "${sources[@]}" --format json)
-echo "plan estimate: ${est}s, peak RSS $((est_kb / 1024)) MiB, $(ratio "$est")x wc -l"
+echo "plan estimate: ${est}s, peak RSS $((est_kb / 1024)) MiB, $(ratio "$est")x wc -l, $(python3 -c "print(round($est / max($parse, 0.01), 2))")x the csv crate"
 if [ "${VALIDATE:-0}" = 1 ]; then
   out=$( { /usr/bin/time -f "%e %M" "$BIN" plan validate plans/sample.yaml "${sources[@]}" >/dev/null; } 2>&1 | tail -1) || true
   set -- $out
-  echo "plan validate: ${1}s, peak RSS $(($2 / 1024)) MiB, $(ratio "$1")x wc -l"
+  echo "plan validate: ${1}s, peak RSS $(($2 / 1024)) MiB, $(ratio "$1")x wc -l, $(python3 -c "print(round($1 / max($parse, 0.01), 1))")x the csv crate"
 fi
