@@ -198,8 +198,21 @@ async fn sigint_stops_cleanly_and_resume_finishes() {
     let sandbox = Sandbox::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
-    let child = spawn(&sandbox, "plans/sample.yaml", &run_dir, &["--rate", "400"]);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut child = spawn(&sandbox, "plans/sample.yaml", &run_dir, &["--rate", "400"]);
+    // Interrupted once it is under way (a few clients in), however slow the machine is to
+    // start it: about 16 s of calls at 400/s are left then.
+    let waiting = std::time::Instant::now();
+    while sandbox.stats().await["clients"].as_u64().unwrap() < 5 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was interrupted"
+        );
+        assert!(
+            waiting.elapsed() < Duration::from_secs(120),
+            "the run never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
