@@ -29,6 +29,10 @@ use mambu_migrate::source::scan::{ScanSpec, Scanned, scan};
 use mambu_migrate::source::{GroupOptions, Sources, Unit, group};
 use serde_json::{Value, json};
 
+/// The binary's allocator (src/main.rs), so the figures are the product's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
