@@ -91,8 +91,8 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-/// A run that began 100 s ago; `stopped` after 130 s, or still `running`.
-/// Fills a checkpoint whose run started 100 s ago; returns that start.
+/// Fills a checkpoint whose run began 100 s ago (returned: its start, in Unix seconds);
+/// `stopped` after 130 s, or still `running`.
 fn fill(dir: &Path, stopped: bool) -> i64 {
     let cp = Fill(Checkpoint::open(&dir.join("checkpoint.db")).unwrap());
     let t0 = now() - 100;
