@@ -174,6 +174,11 @@ async fn killed_at_random_moments_and_resumed_every_record_lands_exactly_once() 
         first = false;
         let mut child = spawn(&sandbox, "plans/sample.yaml", &run_dir, extra);
         tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        // A first run killed before it made its checkpoint leaves nothing to resume: on a slow
+        // machine, wait for the checkpoint before the first kill.
+        while !run_dir.join("checkpoint.db").exists() && child.try_wait().unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         if child.try_wait().unwrap().is_some() {
             break;
         }
