@@ -199,6 +199,40 @@ async fn killed_at_random_moments_and_resumed_every_record_lands_exactly_once() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_before_its_first_commit_resumes_by_starting_over() {
+    // What a kill between the checkpoint's creation and its first commit leaves: the file,
+    // empty (0 bytes), or with its tables and nothing in them.
+    for leftover in ["empty file", "tables only"] {
+        let sandbox = Sandbox::start(&[]);
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("run");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let db = run_dir.join("checkpoint.db");
+        if leftover == "empty file" {
+            std::fs::write(&db, b"").unwrap();
+        } else {
+            mambu_migrate::checkpoint::Checkpoint::open(&db)
+                .unwrap()
+                .close()
+                .unwrap();
+        }
+        let output = run(
+            &sandbox,
+            "plans/sample.yaml",
+            &run_dir,
+            &["--rate", "3000", "--resume"],
+        );
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(0), "{leftover}: {err}");
+        assert!(
+            err.contains("stopped before it recorded anything; starting it over"),
+            "{leftover}: {err}"
+        );
+        assert_sample_migrated_exactly_once(&sandbox.stats().await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sigint_stops_cleanly_and_resume_finishes() {
     let sandbox = Sandbox::start(&[]);
     let dir = tempfile::tempdir().unwrap();

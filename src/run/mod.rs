@@ -180,7 +180,15 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitStatus> {
     }
     let resume = checkpoint::read_resume(&db)?;
     let hashes = fingerprint(&plan)?;
-    let reload = if options.resume {
+    let reload = if options.resume && resume.meta.get("plan").is_none() {
+        // Stopped (killed) before its first commit: nothing of it was recorded, so resuming
+        // it is starting it over, in the same directory.
+        eprintln!(
+            "note: the run in {} stopped before it recorded anything; starting it over",
+            run_dir.display()
+        );
+        Mode::Fresh
+    } else if options.resume {
         resume_mode(&resume, &hashes, &run_dir)?
     } else {
         Mode::Fresh
@@ -403,6 +411,8 @@ async fn execute(
         detail: format!("rate {rate}/s, concurrency {concurrency}"),
     });
     tracing::info!(event, plan = %plan.name, units = total_units, rate, concurrency, "run");
+    // Committed before the first call, so a run killed at any moment after it can be resumed.
+    checkpoint.flush()?;
 
     let burst = settings.limits.burst.unwrap_or_else(|| rate.ceil() as u32);
     let shared = Arc::new(Shared {
