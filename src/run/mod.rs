@@ -180,7 +180,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitStatus> {
     }
     let resume = checkpoint::read_resume(&db)?;
     let hashes = fingerprint(&plan)?;
-    let reload = if options.resume && resume.meta.get("plan").is_none() {
+    let reload = if options.resume && !resume.meta.contains_key("plan") {
         // Stopped (killed) before its first commit: nothing of it was recorded, so resuming
         // it is starting it over, in the same directory.
         eprintln!(
