@@ -233,6 +233,57 @@ async fn a_run_killed_before_its_first_commit_resumes_by_starting_over() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_checkpoint_that_cannot_be_written_stops_the_run_and_resume_finishes() {
+    let sandbox = Sandbox::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    // A full disk, as the run sees it: no file of the process may grow past 1 MiB
+    // (RLIMIT_FSIZE, with SIGXFSZ ignored so that writes fail instead), so the checkpoint's
+    // commits fail once its log outgrows that, early in the run.
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import os, resource, signal, sys\n\
+             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n\
+             resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n\
+             os.execv(sys.argv[1], sys.argv[1:])",
+            env!("CARGO_BIN_EXE_mambu-migrate"),
+        ])
+        .args(run_args(
+            &sandbox,
+            "plans/sample.yaml",
+            &run_dir,
+            &["--rate", "3000"],
+        ))
+        .env("MAMBU_API_KEY", API_KEY)
+        .env_remove("MAMBU_USERNAME")
+        .env_remove("MAMBU_PASSWORD")
+        .output()
+        .unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("cannot be written") && err.contains("--resume"),
+        "{err}"
+    );
+    let stats = sandbox.stats().await;
+    assert!(
+        stats["clients"].as_u64().unwrap() < 250,
+        "stopped before the end: {stats}"
+    );
+
+    // Space again: the resume finishes, and nothing was done twice.
+    let output = run(
+        &sandbox,
+        "plans/sample.yaml",
+        &run_dir,
+        &["--rate", "3000", "--resume"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_sample_migrated_exactly_once(&sandbox.stats().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sigint_stops_cleanly_and_resume_finishes() {
     let sandbox = Sandbox::start(&[]);
     let dir = tempfile::tempdir().unwrap();

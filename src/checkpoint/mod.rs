@@ -19,7 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, OnceLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -113,7 +113,8 @@ pub enum Record {
 
 enum Message {
     Record(Record),
-    Flush(mpsc::Sender<()>),
+    /// Answered `true` once everything before it is committed, `false` if that failed.
+    Flush(mpsc::Sender<bool>),
 }
 
 /// What an earlier run left: how to resume.
@@ -137,6 +138,12 @@ pub enum CheckpointError {
     },
     #[error("checkpoint writer stopped")]
     Closed,
+    /// A commit failed (a full disk, an I/O error): what was recorded since the last commit is
+    /// held and committed again every 100 ms until it goes through or the checkpoint closes.
+    #[error(
+        "checkpoint {path} cannot be written: {message} (a full disk? free space, then resume)"
+    )]
+    Unwritable { path: String, message: String },
 }
 
 fn now() -> f64 {
@@ -150,6 +157,9 @@ fn now() -> f64 {
 pub struct Checkpoint {
     tx: mpsc::Sender<Message>,
     writer: Option<JoinHandle<Result<(), rusqlite::Error>>>,
+    path: String,
+    /// The first commit that failed, if one did.
+    failure: Arc<OnceLock<String>>,
 }
 
 fn open_connection(path: &Path) -> Result<Connection, CheckpointError> {
@@ -237,9 +247,11 @@ impl Checkpoint {
     pub fn open(path: &Path) -> Result<Self, CheckpointError> {
         let conn = open_connection(path)?;
         let (tx, rx) = mpsc::channel();
+        let failure = Arc::new(OnceLock::new());
+        let failed = failure.clone();
         let writer = std::thread::Builder::new()
             .name("checkpoint".into())
-            .spawn(move || write_loop(conn, rx))
+            .spawn(move || write_loop(conn, rx, &failed))
             .map_err(|e| CheckpointError::Sqlite {
                 path: path.display().to_string(),
                 source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
@@ -247,7 +259,20 @@ impl Checkpoint {
         Ok(Self {
             tx,
             writer: Some(writer),
+            path: path.display().to_string(),
+            failure,
         })
+    }
+
+    /// Why a commit failed, once one has: the run must stop taking new work (what it records
+    /// is held in memory until a commit goes through).
+    pub fn failure(&self) -> Option<CheckpointError> {
+        self.failure
+            .get()
+            .map(|message| CheckpointError::Unwritable {
+                path: self.path.clone(),
+                message: message.clone(),
+            })
     }
 
     /// Queues a record; it is committed within 100 ms.
@@ -255,14 +280,18 @@ impl Checkpoint {
         let _ = self.tx.send(Message::Record(record));
     }
 
-    /// Waits until everything queued so far is committed.
+    /// Waits until everything queued so far is committed; an error if it could not be.
     pub fn flush(&self) -> Result<(), CheckpointError> {
         let (done_tx, done_rx) = mpsc::channel();
         self.tx
             .send(Message::Flush(done_tx))
             .map_err(|_| CheckpointError::Closed)?;
         self.wake();
-        done_rx.recv().map_err(|_| CheckpointError::Closed)
+        match done_rx.recv() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.failure().unwrap_or(CheckpointError::Closed)),
+            Err(_) => Err(CheckpointError::Closed),
+        }
     }
 
     /// Wakes the writer before its next commit is due.
@@ -280,7 +309,7 @@ impl Checkpoint {
         self.wake();
         match self.writer.take().map(JoinHandle::join) {
             Some(Ok(Err(source))) => Err(CheckpointError::Sqlite {
-                path: "checkpoint.db".into(),
+                path: self.path.clone(),
                 source,
             }),
             _ => Ok(()),
@@ -300,9 +329,15 @@ const COMMIT_EVERY: Duration = Duration::from_millis(100);
 /// Commits every [`COMMIT_EVERY`]. Between commits the thread sleeps: a record is a push onto
 /// the channel that wakes nobody (waking the writer for every record cost the executor a futex
 /// call and a context switch per record). Only [`Checkpoint::flush`] and closing wake it early.
-fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Message>) -> Result<(), rusqlite::Error> {
+/// A failed commit is noted in `failure` (once) and its records kept for the next one; closing
+/// with a commit still failing returns its error.
+fn write_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Message>,
+    failure: &OnceLock<String>,
+) -> Result<(), rusqlite::Error> {
     let mut batch: Vec<Record> = Vec::new();
-    let mut waiting: Vec<mpsc::Sender<()>> = Vec::new();
+    let mut waiting: Vec<mpsc::Sender<bool>> = Vec::new();
     let mut next = Instant::now() + COMMIT_EVERY;
     loop {
         let now = Instant::now();
@@ -322,15 +357,24 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Message>) -> Result<(), r
             }
         }
         let due = Instant::now() >= next;
+        let mut committed = true;
         if !batch.is_empty() && (due || !waiting.is_empty() || closed) {
-            commit(&mut conn, &batch)?;
-            batch.clear();
+            match commit(&mut conn, &batch) {
+                Ok(()) => batch.clear(),
+                Err(e) => {
+                    let _ = failure.set(e.to_string());
+                    if closed {
+                        return Err(e);
+                    }
+                    committed = false;
+                }
+            }
         }
         if due {
             next = Instant::now() + COMMIT_EVERY;
         }
         for done in waiting.drain(..) {
-            let _ = done.send(());
+            let _ = done.send(committed);
         }
         if closed {
             return Ok(());

@@ -517,7 +517,7 @@ async fn execute(
     let _ = ticker.await;
     let _ = signals.await;
 
-    let stop = shared
+    let mut stop = shared
         .stop_reason()
         .or_else(|| not_started_by_deadline.then(|| "deadline".to_owned()));
     let shared = match Arc::try_unwrap(shared) {
@@ -564,7 +564,14 @@ async fn execute(
             .record(meta("data_problems", data_problems.to_string()));
     }
     shared.failed_rows.finish()?;
-    shared.checkpoint.close()?;
+    if let Err(e) = shared.checkpoint.close() {
+        // What was done since the last commit is checked again on resume: adopted from
+        // Mambu, never sent twice.
+        eprintln!(
+            "error: {e}: the last calls of this run are not recorded; they will be checked against Mambu on resume"
+        );
+        stop.get_or_insert_with(|| e.to_string());
+    }
     connection.close().await;
     if let Err(e) = crate::report::write_all(&run_dir) {
         eprintln!("warning: the reports could not be written: {e:#}");

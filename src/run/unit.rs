@@ -66,6 +66,10 @@ pub async fn run_unit(
     let planned = shared.compiled.expand(&unit);
     let mut end = UnitEnd::Done;
     for step in &planned {
+        if let Some(e) = shared.checkpoint.failure() {
+            // Nothing more is sent that could not be recorded: stop, resumably.
+            shared.stop(e.to_string());
+        }
         if shared.halt.is_cancelled() {
             end = UnitEnd::Interrupted;
             break;
