@@ -457,6 +457,7 @@ fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitStatus> {
                 IdempotencyArg::Honour => IdempotencyMode::Honour,
                 IdempotencyArg::Ignore => IdempotencyMode::Ignore,
             },
+            outage: false,
         },
     };
     let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), args.port);

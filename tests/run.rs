@@ -284,6 +284,71 @@ async fn a_checkpoint_that_cannot_be_written_stops_the_run_and_resume_finishes()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_outage_stops_the_run_without_failing_units_and_resume_finishes() {
+    let sandbox = Sandbox::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    // The sample plan, giving up on a call after 4 attempts within about half a second.
+    let plan = dir.path().join("plan.yaml");
+    let text = std::fs::read_to_string("plans/sample.yaml")
+        .unwrap()
+        .replace(
+            "../fixtures/sample/",
+            &format!("{}/fixtures/sample/", env!("CARGO_MANIFEST_DIR")),
+        )
+        .replace(
+            "max_attempts: 8, initial_backoff_ms: 250, max_backoff_ms: 30000",
+            "max_attempts: 4, initial_backoff_ms: 50, max_backoff_ms: 200",
+        );
+    assert!(
+        text.contains("max_attempts: 4"),
+        "the sample plan's retry line changed"
+    );
+    std::fs::write(&plan, text).unwrap();
+    let plan = plan.to_str().unwrap();
+    let faults = |body: &'static str| {
+        let url = format!("{}/_sandbox/faults", sandbox.origin);
+        async move {
+            let answer = reqwest::Client::new()
+                .put(url)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert!(answer.status().is_success());
+        }
+    };
+
+    let child = spawn(&sandbox, plan, &run_dir, &["--rate", "300"]);
+    let waiting = std::time::Instant::now();
+    while sandbox.stats().await["clients"].as_u64().unwrap() < 20 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(120),
+            "the run never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    faults(r#"{"outage": true}"#).await;
+    let output = child.wait_with_output().unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{err}");
+    assert!(err.contains("stopped (Mambu unreachable"), "{err}");
+    assert!(err.contains(" 0 failed"), "an outage fails no unit: {err}");
+    assert!(
+        sandbox.stats().await["requests"]["outage_drops"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+
+    // Mambu is back: the resume finishes every unit, and nothing was done twice.
+    faults("{}").await;
+    let output = run(&sandbox, plan, &run_dir, &["--rate", "3000", "--resume"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_sample_migrated_exactly_once(&sandbox.stats().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sigint_stops_cleanly_and_resume_finishes() {
     let sandbox = Sandbox::start(&[]);
     let dir = tempfile::tempdir().unwrap();

@@ -381,6 +381,7 @@ impl CallCtx<'_> {
             .with_max_delay(Duration::from_millis(retry.max_backoff_ms))
             .with_max_times(retry.max_attempts.saturating_sub(1) as usize)
             .build();
+        let first_attempt = Instant::now();
         loop {
             self.shared.limiter.acquire().await;
             let started = Instant::now();
@@ -482,6 +483,18 @@ impl CallCtx<'_> {
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     let Some(delay) = backoff.next() else {
+                        if status.is_none() {
+                            // No answer at all, attempt after attempt: Mambu is out of reach,
+                            // which says nothing of this unit's data. Stop (resumably) rather
+                            // than fail unit after unit until the error budget trips.
+                            self.shared.stop(format!(
+                                "Mambu unreachable ({} attempts over {:.0} s: {})",
+                                *self.attempts,
+                                first_attempt.elapsed().as_secs_f64(),
+                                message.unwrap_or_default()
+                            ));
+                            return CallEnd::Interrupted;
+                        }
                         return CallEnd::GaveUp {
                             message: format!(
                                 "gave up after {} attempts: {}",

@@ -86,6 +86,8 @@ struct Traffic {
     injected_faults: u64,
     lost_replies: u64,
     dropped_connections: u64,
+    /// Requests whose connection was closed unanswered during an outage.
+    outage_drops: u64,
     idempotent_replays: u64,
     idempotency_conflicts: u64,
     malformed: u64,
@@ -158,6 +160,7 @@ impl Shared {
             "injected_faults": t.injected_faults,
             "lost_replies": t.lost_replies,
             "dropped_connections": t.dropped_connections,
+            "outage_drops": t.outage_drops,
             "idempotent_replays": t.idempotent_replays,
             "idempotency_conflicts": t.idempotency_conflicts,
             "malformed_answers": t.malformed,
@@ -311,6 +314,14 @@ pub async fn serve(
 async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let api = api_of(request.uri().path());
     let faults = lock(&shared.faults).clone();
+    if faults.outage {
+        lock(&shared.traffic).outage_drops += 1;
+        if let Some(conn) = request.extensions().get::<ConnHandle>() {
+            conn.0.notify_one();
+        }
+        // Never answered: the connection is gone.
+        return std::future::pending().await;
+    }
     let delay = faults.latency_ms
         + if faults.jitter_ms > 0 {
             lock(&shared.rng).random_range(0..=faults.jitter_ms)

@@ -97,6 +97,10 @@ pub struct Faults {
     /// JSON, JSON cut off, or an entity with fields of the wrong type); a change is applied.
     pub malformed_rate: f64,
     pub idempotency: IdempotencyMode,
+    /// The tenant unreachable (a network or Mambu outage): every API request's connection is
+    /// closed before anything is done, with no answer. Set and cleared at runtime (`PUT
+    /// /_sandbox/faults {"outage": true}`, then `{}`).
+    pub outage: bool,
 }
 
 impl Default for Faults {
@@ -111,6 +115,7 @@ impl Default for Faults {
             lost_reply_rate: 0.0,
             malformed_rate: 0.0,
             idempotency: IdempotencyMode::Honour,
+            outage: false,
         }
     }
 }
