@@ -362,6 +362,24 @@ struct CallCtx<'a> {
     expect: Expect,
 }
 
+/// Why a call that gave up says Mambu is out of reach, rather than anything about the unit:
+/// no answer at all, or the gateway's "unavailable" (502, 503, 504) or throttling, attempt
+/// after attempt. The run stops (resumably) on it instead of failing unit after unit until the
+/// error budget trips. A 500 may come from the data: it fails the unit. `over`: how many
+/// attempts over how long.
+fn unavailable(status: Option<u16>, over: &str, message: Option<&str>) -> Option<String> {
+    match status {
+        None => Some(format!(
+            "Mambu unreachable ({over}: {})",
+            message.unwrap_or("no answer")
+        )),
+        Some(code @ (429 | 502 | 503 | 504)) => {
+            Some(format!("Mambu unavailable (HTTP {code} through {over})"))
+        }
+        Some(_) => None,
+    }
+}
+
 impl CallCtx<'_> {
     /// Records the refused attempt as `adopted` (what it would have made exists) or `failed`.
     fn settle(&mut self, outcome: &'static str) {
@@ -483,16 +501,13 @@ impl CallCtx<'_> {
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     let Some(delay) = backoff.next() else {
-                        if status.is_none() {
-                            // No answer at all, attempt after attempt: Mambu is out of reach,
-                            // which says nothing of this unit's data. Stop (resumably) rather
-                            // than fail unit after unit until the error budget trips.
-                            self.shared.stop(format!(
-                                "Mambu unreachable ({} attempts over {:.0} s: {})",
-                                *self.attempts,
-                                first_attempt.elapsed().as_secs_f64(),
-                                message.unwrap_or_default()
-                            ));
+                        let over = format!(
+                            "{} attempts over {:.0} s",
+                            *self.attempts,
+                            first_attempt.elapsed().as_secs_f64()
+                        );
+                        if let Some(reason) = unavailable(status, &over, message.as_deref()) {
+                            self.shared.stop(reason);
                             return CallEnd::Interrupted;
                         }
                         return CallEnd::GaveUp {
@@ -772,6 +787,26 @@ fn already_edited(mambu: &Value, ours: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn giving_up_without_an_answer_or_on_unavailable_says_mambu_is_out_of_reach() {
+        let over = "8 attempts over 41 s";
+        assert_eq!(
+            unavailable(None, over, Some("POST /clients: could not connect")).as_deref(),
+            Some("Mambu unreachable (8 attempts over 41 s: POST /clients: could not connect)")
+        );
+        for code in [429, 502, 503, 504] {
+            assert_eq!(
+                unavailable(Some(code), over, None),
+                Some(format!("Mambu unavailable (HTTP {code} through {over})"))
+            );
+        }
+        // A 500 may be the data's doing, a 2xx whose answer cannot be used is about this call,
+        // and a 409 (an account locked) about this account: the unit fails.
+        for code in [500, 200, 201, 409] {
+            assert_eq!(unavailable(Some(code), over, None), None, "HTTP {code}");
+        }
+    }
 
     #[test]
     fn idempotency_keys_are_stable_per_request_and_change_with_the_body() {
