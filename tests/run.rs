@@ -283,13 +283,10 @@ async fn a_checkpoint_that_cannot_be_written_stops_the_run_and_resume_finishes()
     assert_sample_migrated_exactly_once(&sandbox.stats().await);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_outage_stops_the_run_without_failing_units_and_resume_finishes() {
-    let sandbox = Sandbox::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let run_dir = dir.path().join("run");
-    // The sample plan, giving up on a call after 4 attempts within about half a second.
-    let plan = dir.path().join("plan.yaml");
+/// The sample plan, giving up on a call after 4 attempts within about half a second, and
+/// waiting out an outage for `outage_wait` seconds.
+fn plan_for_outages(dir: &Path, outage_wait: u64) -> String {
+    let plan = dir.join("plan.yaml");
     let text = std::fs::read_to_string("plans/sample.yaml")
         .unwrap()
         .replace(
@@ -298,37 +295,52 @@ async fn an_outage_stops_the_run_without_failing_units_and_resume_finishes() {
         )
         .replace(
             "max_attempts: 8, initial_backoff_ms: 250, max_backoff_ms: 30000",
-            "max_attempts: 4, initial_backoff_ms: 50, max_backoff_ms: 200",
+            &format!(
+                "max_attempts: 4, initial_backoff_ms: 50, max_backoff_ms: 200, \
+                 outage_wait_seconds: {outage_wait}"
+            ),
         );
     assert!(
         text.contains("max_attempts: 4"),
         "the sample plan's retry line changed"
     );
     std::fs::write(&plan, text).unwrap();
-    let plan = plan.to_str().unwrap();
-    let faults = |body: &'static str| {
-        let url = format!("{}/_sandbox/faults", sandbox.origin);
-        async move {
-            let answer = reqwest::Client::new()
-                .put(url)
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            assert!(answer.status().is_success());
-        }
-    };
+    plan.display().to_string()
+}
 
-    let child = spawn(&sandbox, plan, &run_dir, &["--rate", "300"]);
+/// Replaces the sandbox's faults.
+async fn set_faults(sandbox: &Sandbox, body: &'static str) {
+    let answer = reqwest::Client::new()
+        .put(format!("{}/_sandbox/faults", sandbox.origin))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success());
+}
+
+/// Waits until the sandbox holds `n` clients.
+async fn until_clients(sandbox: &Sandbox, n: u64) {
     let waiting = std::time::Instant::now();
-    while sandbox.stats().await["clients"].as_u64().unwrap() < 20 {
+    while sandbox.stats().await["clients"].as_u64().unwrap() < n {
         assert!(
             waiting.elapsed() < Duration::from_secs(120),
             "the run never got going"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    faults(r#"{"outage": true}"#).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outage_stops_the_run_without_failing_units_and_resume_finishes() {
+    let sandbox = Sandbox::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let plan = plan_for_outages(dir.path(), 0);
+
+    let child = spawn(&sandbox, &plan, &run_dir, &["--rate", "1000"]);
+    until_clients(&sandbox, 20).await;
+    set_faults(&sandbox, r#"{"outage": true}"#).await;
     let output = child.wait_with_output().unwrap();
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(3), "{err}");
@@ -342,10 +354,35 @@ async fn an_outage_stops_the_run_without_failing_units_and_resume_finishes() {
     );
 
     // Mambu is back: the resume finishes every unit, and nothing was done twice.
-    faults("{}").await;
-    let output = run(&sandbox, plan, &run_dir, &["--rate", "3000", "--resume"]);
+    set_faults(&sandbox, "{}").await;
+    let output = run(&sandbox, &plan, &run_dir, &["--rate", "3000", "--resume"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_sample_migrated_exactly_once(&sandbox.stats().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_outage_is_waited_out_and_the_run_finishes() {
+    let sandbox = Sandbox::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let plan = plan_for_outages(dir.path(), 120);
+
+    let child = spawn(&sandbox, &plan, &run_dir, &["--rate", "1000"]);
+    until_clients(&sandbox, 20).await;
+    set_faults(&sandbox, r#"{"outage": true}"#).await;
+    // Long past the 4 attempts of every call in flight.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    set_faults(&sandbox, "{}").await;
+    let output = child.wait_with_output().unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert!(err.contains(" 0 failed"), "{err}");
+    let stats = sandbox.stats().await;
+    assert!(
+        stats["requests"]["outage_drops"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+    assert_sample_migrated_exactly_once(&stats);
 }
 
 #[tokio::test(flavor = "multi_thread")]

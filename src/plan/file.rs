@@ -158,6 +158,12 @@ pub struct RetryFile {
     pub initial_backoff_ms: u64,
     #[serde(default = "default_max_backoff")]
     pub max_backoff_ms: u64,
+    /// When a call gets no answer, or only 502, 503, 504 or 429, through all its attempts
+    /// (Mambu or the network is down), it goes on trying every `max_backoff_ms` for up to this
+    /// long from its first attempt before the run stops (resumably): a short outage in the
+    /// night costs its minutes, not the rest of the window. 0: stop at once.
+    #[serde(default = "default_outage_wait")]
+    pub outage_wait_seconds: u64,
 }
 
 impl Default for RetryFile {
@@ -166,6 +172,7 @@ impl Default for RetryFile {
             max_attempts: default_attempts(),
             initial_backoff_ms: default_initial_backoff(),
             max_backoff_ms: default_max_backoff(),
+            outage_wait_seconds: default_outage_wait(),
         }
     }
 }
@@ -178,6 +185,9 @@ fn default_initial_backoff() -> u64 {
 }
 fn default_max_backoff() -> u64 {
     30_000
+}
+fn default_outage_wait() -> u64 {
+    600
 }
 
 /// When to stop the run (resumably) because too much is failing.

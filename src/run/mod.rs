@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     /// Stop after the current step: interrupt, error budget, credentials.
     pub halt: CancellationToken,
     pub reason: Mutex<Option<String>>,
+    /// Cancelled at `--deadline`: no unit starts after it, and no call waits out an outage.
+    pub deadline: CancellationToken,
     pub progress: Progress,
     pub failed_rows: FailedRows,
 }
@@ -425,6 +427,7 @@ async fn execute(
         settings: settings.clone(),
         halt: CancellationToken::new(),
         reason: Mutex::new(None),
+        deadline: CancellationToken::new(),
         progress: Progress::new(total_units, options.progress),
         failed_rows,
     });
@@ -444,7 +447,7 @@ async fn execute(
             std::process::abort();
         })
     };
-    let deadline = CancellationToken::new();
+    let deadline = shared.deadline.clone();
     if let Some(at) = options.deadline {
         let deadline = deadline.clone();
         let wait = (at - chrono::Local::now()).to_std().unwrap_or_default();

@@ -400,6 +400,9 @@ impl CallCtx<'_> {
             .with_max_times(retry.max_attempts.saturating_sub(1) as usize)
             .build();
         let first_attempt = Instant::now();
+        let max_backoff = Duration::from_millis(retry.max_backoff_ms);
+        let outage_wait = Duration::from_secs(retry.outage_wait_seconds);
+        let mut waiting_out = false;
         loop {
             self.shared.limiter.acquire().await;
             let started = Instant::now();
@@ -500,29 +503,52 @@ impl CallCtx<'_> {
                             .retried
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
-                    let Some(delay) = backoff.next() else {
-                        let over = format!(
-                            "{} attempts over {:.0} s",
-                            *self.attempts,
-                            first_attempt.elapsed().as_secs_f64()
-                        );
-                        if let Some(reason) = unavailable(status, &over, message.as_deref()) {
-                            self.shared.stop(reason);
-                            return CallEnd::Interrupted;
-                        }
-                        return CallEnd::GaveUp {
-                            message: format!(
-                                "gave up after {} attempts: {}",
+                    let delay = match backoff.next() {
+                        Some(delay) => delay,
+                        None => {
+                            let over = format!(
+                                "{} attempts over {:.0} s",
                                 *self.attempts,
-                                message.unwrap_or_else(|| format!("HTTP {}", status.unwrap_or(0)))
-                            ),
-                            status,
-                        };
+                                first_attempt.elapsed().as_secs_f64()
+                            );
+                            match unavailable(status, &over, message.as_deref()) {
+                                // Mambu out of reach: wait it out, trying every max_backoff.
+                                Some(reason) if first_attempt.elapsed() < outage_wait => {
+                                    if !waiting_out {
+                                        waiting_out = true;
+                                        tracing::warn!(unit = self.unit, step = self.step, %reason, wait_seconds = outage_wait.as_secs(), "waiting for Mambu");
+                                    }
+                                    max_backoff
+                                }
+                                Some(reason) => {
+                                    self.shared.stop(reason);
+                                    return CallEnd::Interrupted;
+                                }
+                                None => {
+                                    return CallEnd::GaveUp {
+                                        message: format!(
+                                            "gave up after {} attempts: {}",
+                                            *self.attempts,
+                                            message.unwrap_or_else(|| format!(
+                                                "HTTP {}",
+                                                status.unwrap_or(0)
+                                            ))
+                                        ),
+                                        status,
+                                    };
+                                }
+                            }
+                        }
                     };
                     let delay = retry_after.map_or(delay, |r| r.max(delay));
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = self.shared.halt.cancelled() => return CallEnd::Interrupted,
+                        () = self.shared.deadline.cancelled(), if waiting_out => {
+                            // The window is over and Mambu is still out of reach.
+                            self.shared.stop("deadline (Mambu out of reach)".into());
+                            return CallEnd::Interrupted;
+                        }
                     }
                 }
             }
