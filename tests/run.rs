@@ -383,6 +383,11 @@ async fn a_short_outage_is_waited_out_and_the_run_finishes() {
         "{stats}"
     );
     assert_sample_migrated_exactly_once(&stats);
+    let log = std::fs::read_to_string(run_dir.join("run.log")).unwrap();
+    assert!(
+        log.contains("waiting for Mambu") && log.contains("Mambu unreachable"),
+        "the wait is in the run's log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -18,6 +18,8 @@ pub struct Progress {
     pub calls: AtomicU64,
     pub throttled: AtomicU64,
     pub retried: AtomicU64,
+    /// Calls waiting out an outage (no answer, or only 502/503/504/429, through every attempt).
+    pub waiting: AtomicU64,
     started: Instant,
     bar: Option<ProgressBar>,
 }
@@ -43,6 +45,7 @@ impl Progress {
             calls: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             retried: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
             started: Instant::now(),
             bar,
         }
@@ -55,14 +58,19 @@ impl Progress {
     fn line(&self) -> String {
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let calls = self.calls.load(Ordering::Relaxed);
-        format!(
+        let mut line = format!(
             "{} failed, {} calls ({:.1}/s), {} retried, {} throttled",
             self.units_failed.load(Ordering::Relaxed),
             calls,
             calls as f64 / secs,
             self.retried.load(Ordering::Relaxed),
             self.throttled.load(Ordering::Relaxed)
-        )
+        );
+        match self.waiting.load(Ordering::Relaxed) {
+            0 => {}
+            n => line.push_str(&format!(", {n} calls waiting for Mambu to answer")),
+        }
+        line
     }
 
     fn position(&self) -> u64 {
@@ -105,5 +113,22 @@ impl Progress {
             bar.set_position(self.position());
             bar.finish_with_message(self.line());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_says_when_calls_wait_for_mambu() {
+        let p = Progress::new(10, false);
+        assert!(!p.line().contains("waiting"), "{}", p.line());
+        p.waiting.store(3, Ordering::Relaxed);
+        assert!(
+            p.line().ends_with(", 3 calls waiting for Mambu to answer"),
+            "{}",
+            p.line()
+        );
     }
 }

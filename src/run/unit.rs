@@ -380,6 +380,23 @@ fn unavailable(status: Option<u16>, over: &str, message: Option<&str>) -> Option
     }
 }
 
+/// A call waiting out an outage, counted in the progress line while it lasts.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        let count = &shared.progress.waiting;
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl CallCtx<'_> {
     /// Records the refused attempt as `adopted` (what it would have made exists) or `failed`.
     fn settle(&mut self, outcome: &'static str) {
@@ -402,7 +419,7 @@ impl CallCtx<'_> {
         let first_attempt = Instant::now();
         let max_backoff = Duration::from_millis(retry.max_backoff_ms);
         let outage_wait = Duration::from_secs(retry.outage_wait_seconds);
-        let mut waiting_out = false;
+        let mut waiting_out: Option<Waiting<'_>> = None;
         loop {
             self.shared.limiter.acquire().await;
             let started = Instant::now();
@@ -514,8 +531,8 @@ impl CallCtx<'_> {
                             match unavailable(status, &over, message.as_deref()) {
                                 // Mambu out of reach: wait it out, trying every max_backoff.
                                 Some(reason) if first_attempt.elapsed() < outage_wait => {
-                                    if !waiting_out {
-                                        waiting_out = true;
+                                    if waiting_out.is_none() {
+                                        waiting_out = Some(Waiting::new(self.shared));
                                         tracing::warn!(unit = self.unit, step = self.step, %reason, wait_seconds = outage_wait.as_secs(), "waiting for Mambu");
                                     }
                                     max_backoff
@@ -544,7 +561,7 @@ impl CallCtx<'_> {
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = self.shared.halt.cancelled() => return CallEnd::Interrupted,
-                        () = self.shared.deadline.cancelled(), if waiting_out => {
+                        () = self.shared.deadline.cancelled(), if waiting_out.is_some() => {
                             // The window is over and Mambu is still out of reach.
                             self.shared.stop("deadline (Mambu out of reach)".into());
                             return CallEnd::Interrupted;
