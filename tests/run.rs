@@ -260,25 +260,27 @@ async fn a_checkpoint_that_cannot_be_written_stops_the_run_and_resume_finishes()
         .env_remove("MAMBU_PASSWORD")
         .output()
         .unwrap();
-    let err = stderr(&output);
+    assert_stopped(&sandbox, &output, "cannot be written").await;
+    // Space again: the resume finishes, and nothing was done twice.
+    resume_to_the_end(&sandbox, "plans/sample.yaml", &run_dir).await;
+}
+
+/// Asserts that the run stopped resumably (exit 3, its `--resume` command printed) saying
+/// `why`, before the sample's end.
+async fn assert_stopped(sandbox: &Sandbox, output: &Output, why: &str) {
+    let err = stderr(output);
     assert_eq!(output.status.code(), Some(3), "{err}");
-    assert!(
-        err.contains("cannot be written") && err.contains("--resume"),
-        "{err}"
-    );
+    assert!(err.contains(why) && err.contains("--resume"), "{err}");
     let stats = sandbox.stats().await;
     assert!(
         stats["clients"].as_u64().unwrap() < 250,
         "stopped before the end: {stats}"
     );
+}
 
-    // Space again: the resume finishes, and nothing was done twice.
-    let output = run(
-        &sandbox,
-        "plans/sample.yaml",
-        &run_dir,
-        &["--rate", "3000", "--resume"],
-    );
+/// Resumes the run in `run_dir` to its end: the sample migrated, nothing twice.
+async fn resume_to_the_end(sandbox: &Sandbox, plan: &str, run_dir: &Path) {
+    let output = run(sandbox, plan, run_dir, &["--rate", "3000", "--resume"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_sample_migrated_exactly_once(&sandbox.stats().await);
 }
@@ -286,26 +288,19 @@ async fn a_checkpoint_that_cannot_be_written_stops_the_run_and_resume_finishes()
 /// The sample plan, giving up on a call after 4 attempts within about half a second, and
 /// waiting out an outage for `outage_wait` seconds.
 fn plan_for_outages(dir: &Path, outage_wait: u64) -> String {
-    let plan = dir.join("plan.yaml");
-    let text = std::fs::read_to_string("plans/sample.yaml")
-        .unwrap()
-        .replace(
-            "../fixtures/sample/",
-            &format!("{}/fixtures/sample/", env!("CARGO_MANIFEST_DIR")),
-        )
-        .replace(
-            "max_attempts: 8, initial_backoff_ms: 250, max_backoff_ms: 30000",
-            &format!(
-                "max_attempts: 4, initial_backoff_ms: 50, max_backoff_ms: 200, \
-                 outage_wait_seconds: {outage_wait}"
-            ),
-        );
-    assert!(
-        text.contains("max_attempts: 4"),
-        "the sample plan's retry line changed"
+    let retry = format!(
+        "max_attempts: 4, initial_backoff_ms: 50, max_backoff_ms: 200, \
+         outage_wait_seconds: {outage_wait}"
     );
-    std::fs::write(&plan, text).unwrap();
-    plan.display().to_string()
+    common::sample_plan_with(
+        dir,
+        &[(
+            "max_attempts: 8, initial_backoff_ms: 250, max_backoff_ms: 30000",
+            &retry,
+        )],
+    )
+    .display()
+    .to_string()
 }
 
 /// Replaces the sandbox's faults.
@@ -342,22 +337,16 @@ async fn an_outage_stops_the_run_without_failing_units_and_resume_finishes() {
     until_clients(&sandbox, 20).await;
     set_faults(&sandbox, r#"{"outage": true}"#).await;
     let output = child.wait_with_output().unwrap();
-    let err = stderr(&output);
-    assert_eq!(output.status.code(), Some(3), "{err}");
-    assert!(err.contains("stopped (Mambu unreachable"), "{err}");
-    assert!(err.contains(" 0 failed"), "an outage fails no unit: {err}");
+    assert_stopped(&sandbox, &output, "stopped (Mambu unreachable").await;
     assert!(
-        sandbox.stats().await["requests"]["outage_drops"]
-            .as_u64()
-            .unwrap()
-            > 0
+        stderr(&output).contains(" 0 failed"),
+        "an outage fails no unit"
     );
-
+    let drops = sandbox.stats().await["requests"]["outage_drops"].as_u64();
+    assert!(drops.unwrap() > 0);
     // Mambu is back: the resume finishes every unit, and nothing was done twice.
     set_faults(&sandbox, "{}").await;
-    let output = run(&sandbox, &plan, &run_dir, &["--rate", "3000", "--resume"]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert_sample_migrated_exactly_once(&sandbox.stats().await);
+    resume_to_the_end(&sandbox, &plan, &run_dir).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -415,17 +404,7 @@ async fn sigint_stops_cleanly_and_resume_finishes() {
         .status()
         .unwrap();
     let output = child.wait_with_output().unwrap();
-    let err = stderr(&output);
-    assert_eq!(output.status.code(), Some(3), "{err}");
-    assert!(
-        err.contains("stopped (interrupted)") && err.contains("--resume"),
-        "{err}"
-    );
-    let stats = sandbox.stats().await;
-    assert!(
-        stats["clients"].as_u64().unwrap() < 250,
-        "stopped before the end: {stats}"
-    );
+    assert_stopped(&sandbox, &output, "stopped (interrupted)").await;
 
     let again = run(&sandbox, "plans/sample.yaml", &run_dir, &["--rate", "3000"]);
     assert_eq!(
@@ -434,14 +413,7 @@ async fn sigint_stops_cleanly_and_resume_finishes() {
         "a run directory with a run refuses to start over"
     );
     assert!(stderr(&again).contains("--resume"));
-    let output = run(
-        &sandbox,
-        "plans/sample.yaml",
-        &run_dir,
-        &["--rate", "3000", "--resume"],
-    );
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert_sample_migrated_exactly_once(&sandbox.stats().await);
+    resume_to_the_end(&sandbox, "plans/sample.yaml", &run_dir).await;
 }
 
 /// A plan of one create_client step over clients without last names: every unit fails.

@@ -196,17 +196,13 @@ async fn a_dry_run_renders_every_call_and_sends_none() {
 
 /// The sample plan, but failing fast when the tenant cannot be reached.
 fn impatient_plan(dir: &Path) -> std::path::PathBuf {
-    let plan = dir.join("plan.yaml");
-    let text = std::fs::read_to_string("plans/sample.yaml")
-        .unwrap()
-        .replace(
-            "../fixtures/sample/",
-            &format!("{}/fixtures/sample/", env!("CARGO_MANIFEST_DIR")),
-        )
-        .replace("  timeout_seconds: 30", "  timeout_seconds: 2")
-        .replace("max_attempts: 8", "max_attempts: 1");
-    std::fs::write(&plan, text).unwrap();
-    plan
+    common::sample_plan_with(
+        dir,
+        &[
+            ("  timeout_seconds: 30", "  timeout_seconds: 2"),
+            ("max_attempts: 8", "max_attempts: 1"),
+        ],
+    )
 }
 
 #[test]

@@ -294,3 +294,24 @@ pub fn rows(path: &str) -> Vec<std::collections::HashMap<String, String>> {
         })
         .collect()
 }
+
+/// plans/sample.yaml written into `dir` with its fixtures' paths made absolute and each
+/// `(from, to)` replaced (each `from` must be there); returns the new plan's path.
+pub fn sample_plan_with(dir: &std::path::Path, replace: &[(&str, &str)]) -> std::path::PathBuf {
+    let mut text = std::fs::read_to_string("plans/sample.yaml")
+        .unwrap()
+        .replace(
+            "../fixtures/sample/",
+            &format!("{}/fixtures/sample/", env!("CARGO_MANIFEST_DIR")),
+        );
+    for (from, to) in replace {
+        assert!(
+            text.contains(from),
+            "plans/sample.yaml no longer has `{from}`"
+        );
+        text = text.replace(from, to);
+    }
+    let plan = dir.join("plan.yaml");
+    std::fs::write(&plan, text).unwrap();
+    plan
+}
