@@ -380,6 +380,30 @@ async fn a_short_outage_is_waited_out_and_the_run_finishes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_second_run_in_the_same_directory_is_refused_while_the_first_runs() {
+    let sandbox = Sandbox::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let first = spawn(&sandbox, "plans/sample.yaml", &run_dir, &["--rate", "1000"]);
+    until_clients(&sandbox, 5).await;
+    let second = run(
+        &sandbox,
+        "plans/sample.yaml",
+        &run_dir,
+        &["--rate", "1000", "--resume"],
+    );
+    let err = stderr(&second);
+    assert_eq!(second.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("(pid {}) is using", first.id())),
+        "{err}"
+    );
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_sample_migrated_exactly_once(&sandbox.stats().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sigint_stops_cleanly_and_resume_finishes() {
     let sandbox = Sandbox::start(&[]);
     let dir = tempfile::tempdir().unwrap();

@@ -135,6 +135,11 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitStatus> {
         }
     }
     crate::files::create_private_dir(&run_dir)?;
+    // Held until the run ends: a second run in the same directory would send the same units
+    // twice as fast and interleave its records with this one's.
+    let Some(_lock) = lock_run_dir(&run_dir)? else {
+        return Ok(ExitStatus::InvalidInput);
+    };
     let db = run_dir.join("checkpoint.db");
     let embedded = options
         .target
@@ -203,6 +208,41 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitStatus> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(execute(options, plan, run_dir, resume, hashes, reload))
+}
+
+/// Locks `run_dir/run.lock` for as long as the returned file lives (the lock goes with the
+/// process, however it ends). `None`, said why, when another process holds it.
+fn lock_run_dir(run_dir: &Path) -> anyhow::Result<Option<std::fs::File>> {
+    use std::io::{Read, Write};
+    let path = run_dir.join("run.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    crate::files::make_private(&path);
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)?;
+            writeln!(file, "{}", std::process::id())?;
+            Ok(Some(file))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            eprintln!(
+                "error: another mambu-migrate run (pid {}) is using {}: wait for it to end, or stop it (Ctrl-C) before resuming",
+                pid.trim(),
+                run_dir.display()
+            );
+            Ok(None)
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 /// sha256 of the plan file and of every source file (name → "path|hash").
