@@ -361,6 +361,13 @@ async fn a_short_outage_is_waited_out_and_the_run_finishes() {
     set_faults(&sandbox, r#"{"outage": true}"#).await;
     // Long past the 4 attempts of every call in flight.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = binary().arg("status").arg(&run_dir).output().unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        status.contains("outage     calls waiting for Mambu since")
+            && status.contains("Mambu unreachable"),
+        "{status}"
+    );
     set_faults(&sandbox, "{}").await;
     let output = child.wait_with_output().unwrap();
     let err = stderr(&output);
@@ -376,6 +383,23 @@ async fn a_short_outage_is_waited_out_and_the_run_finishes() {
     assert!(
         log.contains("waiting for Mambu") && log.contains("Mambu unreachable"),
         "the wait is in the run's log"
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
+            .unwrap();
+    let kinds: Vec<&str> = report["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    let (start, over) = (
+        kinds.iter().position(|k| *k == "outage"),
+        kinds.iter().rposition(|k| *k == "outage over"),
+    );
+    assert!(
+        start.is_some() && over > start,
+        "the outage is in the report's history: {kinds:?}"
     );
 }
 

@@ -125,6 +125,14 @@ pub fn render(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<Str
             (Some(_), None) => "not known yet".to_owned(),
         };
         let _ = writeln!(out, "  ETA        {eta}");
+        if let Some((since, reason)) = outage(&events) {
+            let _ = writeln!(
+                out,
+                "  outage     calls waiting for Mambu since {} (for {}): {reason}",
+                stats::date(since),
+                stats::duration((now - since).max(0.0))
+            );
+        }
         if let Some(last) = reader
             .last_activity()?
             .filter(|last| now - last > STALE_SECONDS)
@@ -156,6 +164,18 @@ pub fn render(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<Str
     Ok(out)
 }
 
+/// The outage going on (its start and first reason): an `outage` event with no `outage over`
+/// or new session after it.
+fn outage(events: &[(f64, String, String)]) -> Option<(f64, &str)> {
+    let last = events.iter().rev().find(|(_, kind, _)| {
+        matches!(
+            kind.as_str(),
+            "outage" | "outage over" | "started" | "resumed" | "reloaded"
+        )
+    })?;
+    (last.1 == "outage").then_some((last.0, last.2.as_str()))
+}
+
 /// The ETA of `remaining` units at the rate measured in this session: `finished` units in
 /// `elapsed` seconds.
 fn eta(remaining: i64, finished: i64, elapsed: f64) -> String {
@@ -185,6 +205,29 @@ fn plural(n: i64, noun: &str) -> String {
 mod tests {
     use super::*;
     use crate::checkpoint::{Checkpoint, Record};
+
+    #[test]
+    fn an_outage_is_going_on_until_it_is_over_or_a_new_session_begins() {
+        let e = |at: f64, kind: &str, detail: &str| (at, kind.to_owned(), detail.to_owned());
+        let started = e(1.0, "started", "rate 10/s");
+        let out = e(
+            5.0,
+            "outage",
+            "Mambu unreachable (4 attempts over 1 s: refused)",
+        );
+        assert_eq!(outage(std::slice::from_ref(&started)), None);
+        assert_eq!(
+            outage(&[started.clone(), out.clone()]),
+            Some((5.0, "Mambu unreachable (4 attempts over 1 s: refused)"))
+        );
+        assert_eq!(
+            outage(&[started.clone(), out.clone(), e(9.0, "outage over", "")]),
+            None
+        );
+        // Other events do not end it; a resumed session does.
+        assert!(outage(&[started.clone(), out.clone(), e(6.0, "note", "")]).is_some());
+        assert_eq!(outage(&[started, out, e(20.0, "resumed", "")]), None);
+    }
 
     #[test]
     fn eta_from_the_measured_rate() {

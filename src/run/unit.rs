@@ -380,20 +380,41 @@ fn unavailable(status: Option<u16>, over: &str, message: Option<&str>) -> Option
     }
 }
 
-/// A call waiting out an outage, counted in the progress line while it lasts.
-struct Waiting<'a>(&'a std::sync::atomic::AtomicU64);
+/// A call waiting out an outage, counted in the progress line while it lasts. The first one
+/// in records an `outage` event, the last one out (unless the run is stopping) `outage over`:
+/// the report's history and `status` show them.
+struct Waiting<'a>(&'a Shared);
 
 impl<'a> Waiting<'a> {
-    fn new(shared: &'a Shared) -> Self {
-        let count = &shared.progress.waiting;
-        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Waiting(count)
+    fn new(shared: &'a Shared, reason: &str) -> Self {
+        if shared
+            .progress
+            .waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
+            shared.checkpoint.record(Record::Event {
+                kind: "outage".into(),
+                detail: reason.to_owned(),
+            });
+        }
+        Waiting(shared)
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let shared = self.0;
+        let left = shared
+            .progress
+            .waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if left == 1 && !shared.halt.is_cancelled() {
+            shared.checkpoint.record(Record::Event {
+                kind: "outage over".into(),
+                detail: String::new(),
+            });
+        }
     }
 }
 
@@ -532,7 +553,7 @@ impl CallCtx<'_> {
                                 // Mambu out of reach: wait it out, trying every max_backoff.
                                 Some(reason) if first_attempt.elapsed() < outage_wait => {
                                     if waiting_out.is_none() {
-                                        waiting_out = Some(Waiting::new(self.shared));
+                                        waiting_out = Some(Waiting::new(self.shared, &reason));
                                         tracing::warn!(unit = self.unit, step = self.step, %reason, wait_seconds = outage_wait.as_secs(), "waiting for Mambu");
                                     }
                                     max_backoff
