@@ -591,6 +591,27 @@ fn a_running_run_shows_its_progress_and_eta() {
 }
 
 #[test]
+fn status_tells_a_running_run_whose_process_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = fill(dir.path(), false);
+    let at = (t0 + 104) as f64;
+    let gone = "no process is running it (killed, or the machine restarted): resume it:";
+    // No lock file (a run from before it): not known, nothing said.
+    assert!(!report::status_at(dir.path(), at).unwrap().contains(gone));
+    // The lock held, as by the run's process: alive.
+    let lock = std::fs::File::create(dir.path().join("run.lock")).unwrap();
+    lock.lock().unwrap();
+    assert!(!report::status_at(dir.path(), at).unwrap().contains(gone));
+    // Released, as when the process dies however it dies: gone, and how to resume.
+    drop(lock);
+    let status = report::status_at(dir.path(), at).unwrap();
+    assert!(
+        status.contains(gone) && status.contains("--resume"),
+        "{status}"
+    );
+}
+
+#[test]
 fn status_reads_a_checkpoint_being_written() {
     let dir = tempfile::tempdir().unwrap();
     let cp = Fill(Checkpoint::open(&dir.path().join("checkpoint.db")).unwrap());

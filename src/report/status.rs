@@ -133,7 +133,13 @@ pub fn render(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<Str
                 stats::duration((now - since).max(0.0))
             );
         }
-        if let Some(last) = reader
+        if run_process_alive(run_dir) == Some(false) {
+            let _ = writeln!(
+                out,
+                "  note       no process is running it (killed, or the machine restarted): resume it:"
+            );
+            let _ = writeln!(out, "             {resume}");
+        } else if let Some(last) = reader
             .last_activity()?
             .filter(|last| now - last > STALE_SECONDS)
         {
@@ -162,6 +168,20 @@ pub fn render(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<Str
         }
     }
     Ok(out)
+}
+
+/// Whether a process holds the run directory's `run.lock` (every run does while it lives);
+/// `None` when that cannot be told (no lock file: a run from before it).
+fn run_process_alive(run_dir: &Path) -> Option<bool> {
+    let file = std::fs::File::open(run_dir.join("run.lock")).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            Some(false)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Some(true),
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
 }
 
 /// The outage going on (its start and first reason): an `outage` event with no `outage over`
