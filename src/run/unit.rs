@@ -364,9 +364,9 @@ struct CallCtx<'a> {
 
 /// Why a call that gave up says Mambu is out of reach, rather than anything about the unit:
 /// no answer at all, or the gateway's "unavailable" (502, 503, 504) or throttling, attempt
-/// after attempt. The run stops (resumably) on it instead of failing unit after unit until the
-/// error budget trips. A 500 may come from the data: it fails the unit. `over`: how many
-/// attempts over how long.
+/// after attempt. Such a call goes on trying for `outage_wait_seconds`, then the run stops
+/// (resumably), instead of failing unit after unit until the error budget trips. A 500 may
+/// come from the data: it fails the unit. `over`: how many attempts over how long.
 fn unavailable(status: Option<u16>, over: &str, message: Option<&str>) -> Option<String> {
     match status {
         None => Some(format!(
