@@ -326,16 +326,24 @@ async fn until_clients(sandbox: &Sandbox, n: u64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_outage_stops_the_run_without_failing_units_and_resume_finishes() {
+/// A run of the sample plan that waits out an outage for `outage_wait` seconds, with the
+/// outage begun once the sandbox holds 20 clients; the temporary directory holds the run.
+async fn run_into_an_outage(
+    outage_wait: u64,
+) -> (Sandbox, tempfile::TempDir, PathBuf, String, Child) {
     let sandbox = Sandbox::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
-    let plan = plan_for_outages(dir.path(), 0);
-
+    let plan = plan_for_outages(dir.path(), outage_wait);
     let child = spawn(&sandbox, &plan, &run_dir, &["--rate", "1000"]);
     until_clients(&sandbox, 20).await;
     set_faults(&sandbox, r#"{"outage": true}"#).await;
+    (sandbox, dir, run_dir, plan, child)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outage_stops_the_run_without_failing_units_and_resume_finishes() {
+    let (sandbox, _dir, run_dir, plan, child) = run_into_an_outage(0).await;
     let output = child.wait_with_output().unwrap();
     assert_stopped(&sandbox, &output, "stopped (Mambu unreachable").await;
     assert!(
@@ -351,14 +359,7 @@ async fn an_outage_stops_the_run_without_failing_units_and_resume_finishes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_short_outage_is_waited_out_and_the_run_finishes() {
-    let sandbox = Sandbox::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let run_dir = dir.path().join("run");
-    let plan = plan_for_outages(dir.path(), 120);
-
-    let child = spawn(&sandbox, &plan, &run_dir, &["--rate", "1000"]);
-    until_clients(&sandbox, 20).await;
-    set_faults(&sandbox, r#"{"outage": true}"#).await;
+    let (sandbox, _dir, run_dir, _plan, child) = run_into_an_outage(120).await;
     // Long past the 4 attempts of every call in flight.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let status = binary().arg("status").arg(&run_dir).output().unwrap();
