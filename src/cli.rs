@@ -54,9 +54,15 @@ pub struct RunArgs {
     /// The run directory (default `runs/<plan name>/`).
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
-    /// Resume the unfinished run in the run directory.
+    /// Resume the unfinished run in the run directory (with the files its last attempt read,
+    /// a reload included).
     #[arg(long)]
     pub resume: bool,
+    /// Reload fixed failed rows: resume, reading every source that has a file in the run's
+    /// failed/ATTEMPT/ folder from it (`latest` when no value is given, an attempt's number,
+    /// or a folder's path). The units that failed are tried again from the step they failed at.
+    #[arg(long, value_name = "ATTEMPT", num_args = 0..=1, default_missing_value = "latest")]
+    pub reload: Option<String>,
     /// Migrate only the first N units (the sample migration).
     #[arg(long)]
     pub sample: Option<u64>,
@@ -330,6 +336,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitStatus> {
         concurrency: args.concurrency,
         progress: !args.no_progress,
         dry_run: args.dry_run,
+        reload: args.reload,
         confirm_production: args.confirm_production,
     })
 }

@@ -20,7 +20,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut file = options
         .open(&tmp)
         .with_context(|| format!("writing {}", tmp.display()))?;
-    make_private(&tmp);
+    make_private(&tmp)?;
     file.write_all(bytes)
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
@@ -29,23 +29,31 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// Creates `dir` (and its parents), owner-only.
 pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
+    set_mode(dir, 0o700)
 }
 
-/// Makes an existing file owner-only.
-pub fn make_private(path: &Path) {
+/// Makes an existing file owner-only: an error if it cannot be (the file may hold personal
+/// data, and a file others can read must not pass silently).
+pub fn make_private(path: &Path) -> anyhow::Result<()> {
+    set_mode(path, 0o600)
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).with_context(|| {
+            format!(
+                "making {} readable by its owner only (mode {mode:o})",
+                path.display()
+            )
+        })
     }
     #[cfg(not(unix))]
-    let _ = path;
+    {
+        let _ = (path, mode);
+        Ok(())
+    }
 }
 
 /// The SHA-256 of a file, hex.

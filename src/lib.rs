@@ -57,3 +57,49 @@ impl From<ExitStatus> for ExitCode {
         ExitCode::from(status as u8)
     }
 }
+
+/// A failure that ends a subcommand, typed by what it means for the user. Every error becomes
+/// an exit code in one place, [`ExitStatus::of`]: an `anyhow::Error` that is not one of these
+/// was found before anything was sent (invalid input, exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Calls were sent, then the run could not go on: what it did is recorded, and resuming
+    /// goes on from there (exit 3).
+    #[error("{reason}. Resume with:\n  {resume}")]
+    Stopped { reason: String, resume: String },
+}
+
+impl ExitStatus {
+    /// The exit status of a subcommand that failed with `error`.
+    pub fn of(error: &anyhow::Error) -> ExitStatus {
+        match error.downcast_ref::<Error>() {
+            Some(Error::Stopped { .. }) => ExitStatus::Stopped,
+            None => ExitStatus::InvalidInput,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_after_calls_exits_3_and_anything_else_2() {
+        let stopped: anyhow::Error = Error::Stopped {
+            reason: "the reports could not be written".into(),
+            resume: "mambu-migrate run p.yaml --run-dir r --resume".into(),
+        }
+        .into();
+        assert_eq!(ExitStatus::of(&stopped), ExitStatus::Stopped);
+        assert_eq!(
+            stopped.to_string(),
+            "the reports could not be written. Resume with:\n  mambu-migrate run p.yaml --run-dir r --resume"
+        );
+        let context = stopped.context("run");
+        assert_eq!(ExitStatus::of(&context), ExitStatus::Stopped);
+        assert_eq!(
+            ExitStatus::of(&anyhow::anyhow!("bad plan")),
+            ExitStatus::InvalidInput
+        );
+    }
+}

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         Ok(code) => code.into(),
         Err(err) => {
             eprintln!("error: {err:#}");
-            mambu_migrate::ExitStatus::InvalidInput.into()
+            mambu_migrate::ExitStatus::of(&err).into()
         }
     }
 }

@@ -660,14 +660,15 @@ fn render_unit(
 struct Tenant {
     /// `{ table: { key: value } }`.
     lookups: Value,
-    /// The tenant's loan products.
-    loan_products: Vec<Value>,
+    /// The tenant's loan products; `None` when they could not be read (said once, as a
+    /// finding, rather than as every loan's unknown product).
+    loan_products: Option<Vec<Value>>,
 }
 
 fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) -> Tenant {
     let mut tenant = Tenant {
         lookups: Value::Null,
-        loan_products: Vec::new(),
+        loan_products: None,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -710,8 +711,24 @@ fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) -> Tenant {
                 Some("check the lookup's path and the credentials".into()),
             )),
         }
-        if let Ok(Value::Array(items)) = client.get_json("/loanproducts").await {
-            tenant.loan_products = items;
+        let unread = match client.get_json("/loanproducts").await {
+            Ok(Value::Array(items)) => {
+                tenant.loan_products = Some(items);
+                None
+            }
+            Ok(_) => Some("GET /loanproducts did not answer a list".to_owned()),
+            Err(e) => Some(format!("GET /loanproducts: {e:#}")),
+        };
+        if let Some(problem) = unread {
+            findings.list.push(Finding::new(
+                Kind::Tenant,
+                target,
+                None,
+                format!(
+                    "{problem}: the loans' amounts, installments and interest rates were not checked against their products"
+                ),
+                Some("check the credentials' permission to read loan products, then validate again".into()),
+            ));
         }
         connection.close().await;
     });
@@ -731,8 +748,10 @@ impl Tenant {
         let Some(key) = body.get("productTypeKey").and_then(Value::as_str) else {
             return out;
         };
-        let Some(product) = self
-            .loan_products
+        let Some(products) = &self.loan_products else {
+            return out;
+        };
+        let Some(product) = products
             .iter()
             .find(|p| p.get("encodedKey").and_then(Value::as_str) == Some(key))
         else {

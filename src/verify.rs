@@ -108,6 +108,68 @@ fn show(v: Option<Decimal>) -> String {
         .unwrap_or_else(|| "(none)".into())
 }
 
+/// The files a set of migrated units was migrated from.
+struct DataSet {
+    /// `None`: the extract the run began with (the plan's sources as the run recorded them).
+    overrides: Option<Vec<(String, PathBuf)>>,
+    /// The units it holds; `None`: every unit no other set holds.
+    units: Option<HashSet<String>>,
+    /// Units other sets hold (for the extract's set).
+    elsewhere: HashSet<String>,
+}
+
+impl DataSet {
+    fn holds(&self, unit: &str) -> bool {
+        match &self.units {
+            Some(units) => units.contains(unit),
+            None => !self.elsewhere.contains(unit),
+        }
+    }
+}
+
+/// The extract the run began with, then one set per reload's files, each with the units that
+/// finished in it.
+fn data_sets(reader: &Reader) -> anyhow::Result<Vec<DataSet>> {
+    let attempts = reader.attempts()?;
+    let mut by_attempt: HashMap<i64, HashSet<String>> = HashMap::new();
+    for (unit, n) in reader.done_unit_attempts()? {
+        by_attempt.entry(n).or_default().insert(unit);
+    }
+    let mut reloads: Vec<DataSet> = Vec::new();
+    for attempt in attempts.iter().filter(|a| a.kind == "reload") {
+        let Some(units) = by_attempt.remove(&attempt.n) else {
+            continue;
+        };
+        let files: Vec<(String, PathBuf)> = attempt
+            .sources
+            .iter()
+            .map(|f| (f.name.clone(), PathBuf::from(&f.path)))
+            .collect();
+        match reloads
+            .iter_mut()
+            .find(|s| s.overrides.as_ref() == Some(&files))
+        {
+            Some(set) => set.units.get_or_insert_default().extend(units),
+            None => reloads.push(DataSet {
+                overrides: Some(files),
+                units: Some(units),
+                elsewhere: HashSet::new(),
+            }),
+        }
+    }
+    let elsewhere: HashSet<String> = reloads
+        .iter()
+        .flat_map(|s| s.units.iter().flatten().cloned())
+        .collect();
+    let mut sets = vec![DataSet {
+        overrides: None,
+        units: None,
+        elsewhere,
+    }];
+    sets.extend(reloads);
+    Ok(sets)
+}
+
 /// Verifies a run; writes the evidence pack; exit 0 when everything matches, 1 otherwise.
 pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
     let db = options.run_dir.join("checkpoint.db");
@@ -131,18 +193,28 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
             ))
         })
         .collect();
-    let plan = load(&plan_file)
-        .and_then(|l| check(&l, &overrides))
-        .map_err(|p| {
-            anyhow::anyhow!(
-                "the run's plan {} has problems now: {}",
-                plan_file.display(),
-                p.iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        })?;
+    let problems = |p: Vec<crate::plan::load::PlanProblem>| {
+        anyhow::anyhow!(
+            "the run's plan {} has problems now: {}",
+            plan_file.display(),
+            p.iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    };
+    let loaded = load(&plan_file).map_err(problems)?;
+    let plan = check(&loaded, &overrides).map_err(problems)?;
+    // A unit finished by a reload was migrated from that reload's (fixed) files: it is compared
+    // with them, every other unit with the extract the run began with.
+    let data_sets = data_sets(&reader)?;
+    let plans = data_sets
+        .iter()
+        .map(|set| match &set.overrides {
+            None => Ok(plan.clone()),
+            Some(files) => check(&loaded, files).map_err(problems),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let target = options
         .target
         .clone()
@@ -171,8 +243,6 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
             Duration::from_secs_f64(plan.settings.limits.timeout_seconds),
         )
         .await?;
-        let sources = plan.source_tree()?;
-        let compiled = Compiled::new(&plan);
         let lookups = crate::target::read_lookups(&connection.client, &plan).await?;
         // Product encodedKeys shown as their ids, from the lookups.
         let names: HashMap<String, String> = lookups
@@ -199,17 +269,21 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
             tally: Tally::default(),
             calls: 0,
         };
-        let mut grouping = source::group(&sources, &GroupOptions::default());
         let mut verified = 0;
-        for unit in grouping.by_ref() {
-            if !selected.contains(unit.key()) {
-                continue;
+        for (set, plan) in data_sets.iter().zip(&plans) {
+            let sources = plan.source_tree()?;
+            let compiled = Compiled::new(plan);
+            let mut grouping = source::group(&sources, &GroupOptions::default());
+            for unit in grouping.by_ref() {
+                if !selected.contains(unit.key()) || !set.holds(unit.key()) {
+                    continue;
+                }
+                verified += 1;
+                let saved = reader.unit_steps(unit.key())?;
+                checker
+                    .unit(&compiled, &unit, &saved, &lookups, &plan.name)
+                    .await;
             }
-            verified += 1;
-            let saved = reader.unit_steps(unit.key())?;
-            checker
-                .unit(&compiled, &unit, &saved, &lookups, &plan.name)
-                .await;
         }
         connection.close().await;
         let totals = checker
@@ -256,11 +330,16 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
     write_pack(
         &options.run_dir,
         &plan_file,
-        &plan
-            .sources
+        // Every file a verified unit was compared with: the extract, then each reload's.
+        &plans
             .iter()
-            .map(|s| s.file.clone())
-            .collect::<Vec<_>>(),
+            .flat_map(|p| p.sources.iter().map(|s| s.file.clone()))
+            .fold(Vec::new(), |mut files, file| {
+                if !files.contains(&file) {
+                    files.push(file);
+                }
+                files
+            }),
         &mut report,
     )?;
     let status = if report.mismatches.is_empty() {

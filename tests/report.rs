@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use assert_cmd::Command;
-use mambu_migrate::checkpoint::{CallRecord, Checkpoint, Record, StepRecord, UnitError};
+use mambu_migrate::checkpoint::{Attempt, CallRecord, Checkpoint, Record, StepRecord, UnitError};
 use mambu_migrate::report::{self, Summary};
 use serde_json::{Value, json};
 
@@ -80,6 +80,8 @@ impl Fill {
             key: unit.into(),
             error: error.map(Box::new),
             calls,
+            attempt: 1,
+            rows: Vec::new(),
         });
     }
 }
@@ -309,6 +311,20 @@ fn fill(dir: &Path, stopped: bool) -> i64 {
         cp.meta("stop_reason", "interrupted");
         cp.meta("finished_at", t0 + 130);
         cp.event("stopped", "interrupted");
+        // The attempt wrote its failed rows to failed/1/.
+        cp.0.record(Record::AttemptStarted(Box::new(Attempt {
+            n: 1,
+            kind: "fresh".into(),
+            reload_start: None,
+            state: "running".into(),
+            sources: Vec::new(),
+            failed_dir: None,
+        })));
+        cp.0.record(Record::AttemptEnded {
+            n: 1,
+            state: "stopped".into(),
+            failed_dir: Some(dir.join("failed/1").display().to_string()),
+        });
     }
     cp.0.close().unwrap();
     t0

@@ -1,59 +1,15 @@
 //! `run` as the cutover night sees it: the real binary against the real sandbox (a separate
-//! process on loopback), with faults, kills, interrupts, a spent error budget and a reload of
-//! fixed failed units; the sandbox's stats are checked against counts computed from the CSVs.
+//! process on loopback), with faults, kills, interrupts and a spent error budget; the sandbox's
+//! stats are checked against counts computed from the CSVs. Reloads are in tests/reload.rs.
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::Duration;
 
-use common::{API_KEY, Sandbox, rows};
+use common::{API_KEY, Sandbox, binary, rows, run, run_args, spawn, stderr};
 use serde_json::Value;
-
-fn binary() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mambu-migrate"));
-    command
-        .env("MAMBU_API_KEY", API_KEY)
-        .env_remove("MAMBU_USERNAME")
-        .env_remove("MAMBU_PASSWORD");
-    command
-}
-
-fn run_args(sandbox: &Sandbox, plan: &str, run_dir: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = vec![
-        "run".into(),
-        plan.into(),
-        "--target".into(),
-        format!("{}/api", sandbox.origin),
-        "--run-dir".into(),
-        run_dir.display().to_string(),
-        "--no-progress".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
-fn run(sandbox: &Sandbox, plan: &str, run_dir: &Path, extra: &[&str]) -> Output {
-    binary()
-        .args(run_args(sandbox, plan, run_dir, extra))
-        .output()
-        .expect("running mambu-migrate")
-}
-
-fn spawn(sandbox: &Sandbox, plan: &str, run_dir: &Path, extra: &[&str]) -> Child {
-    binary()
-        .args(run_args(sandbox, plan, run_dir, extra))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting mambu-migrate")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 /// What fixtures/sample must become in Mambu, computed from the CSVs alone.
 struct Expected {
@@ -518,145 +474,6 @@ async fn the_error_budget_stops_a_run_that_fails_everything() {
         err.contains("error budget:") && err.contains("> 50.0%"),
         "{err}"
     );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn fixed_failed_units_reload_from_their_failed_step() {
-    let sandbox = Sandbox::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    for file in ["clients", "deposits", "schedules", "transactions"] {
-        std::fs::copy(
-            format!("fixtures/sample/{file}.csv"),
-            data.join(format!("{file}.csv")),
-        )
-        .unwrap();
-    }
-    // Three loans (without custom schedules) above their product's maximum: Mambu refuses them,
-    // their units fail.
-    let broken = ["LN-000001", "LN-000002", "LN-000004"];
-    let original: HashMap<String, String> = rows("fixtures/sample/loans.csv")
-        .into_iter()
-        .filter(|l| broken.contains(&l["loan_id"].as_str()))
-        .map(|l| {
-            assert_eq!(
-                l["custom_schedule"], "N",
-                "{} must not have a custom schedule",
-                l["loan_id"]
-            );
-            (l["loan_id"].clone(), l["amount"].clone())
-        })
-        .collect();
-    let mut loans = csv::Reader::from_path("fixtures/sample/loans.csv").unwrap();
-    let headers = loans.headers().unwrap().clone();
-    let amount = headers.iter().position(|h| h == "amount").unwrap();
-    let mut out = csv::Writer::from_path(data.join("loans.csv")).unwrap();
-    out.write_record(&headers).unwrap();
-    for record in loans.records() {
-        let mut record: Vec<String> = record.unwrap().iter().map(str::to_owned).collect();
-        if broken.contains(&record[0].as_str()) {
-            record[amount] = "9999999.00".into();
-        }
-        out.write_record(&record).unwrap();
-    }
-    out.flush().unwrap();
-    let plan = dir.path().join("plan.yaml");
-    std::fs::write(
-        &plan,
-        std::fs::read_to_string("plans/sample.yaml")
-            .unwrap()
-            .replace("../fixtures/sample/", "data/"),
-    )
-    .unwrap();
-    let run_dir = dir.path().join("run");
-    let output = run(
-        &sandbox,
-        plan.to_str().unwrap(),
-        &run_dir,
-        &["--rate", "3000"],
-    );
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "some units failed: {}",
-        stderr(&output)
-    );
-
-    let failed_loans = std::fs::read_to_string(run_dir.join("failed/loans.csv")).unwrap();
-    for id in broken {
-        assert!(
-            failed_loans.contains(id),
-            "{id} in failed/loans.csv:\n{failed_loans}"
-        );
-    }
-    let failed_clients = rows(run_dir.join("failed/clients.csv").to_str().unwrap());
-    assert!(
-        failed_clients.len() >= 2 && failed_clients.len() <= broken.len(),
-        "{failed_clients:?}"
-    );
-    let errors = rows(run_dir.join("errors.csv").to_str().unwrap());
-    assert_eq!(
-        errors.len(),
-        failed_clients.len(),
-        "one row per failed unit: {errors:?}"
-    );
-    for error in &errors {
-        assert_eq!(error["step"], "loan");
-        assert_eq!(error["http_status"], "400");
-        assert_eq!(
-            error["error_reason"],
-            "PARAMS_INCONSISTENT_WITH_PRODUCT_RULES"
-        );
-        assert_eq!(error["error_source"], "loanAmount");
-    }
-    let clients_before = sandbox.stats().await["clients"].as_u64().unwrap();
-    assert_eq!(
-        clients_before, 250,
-        "the failed units' clients were created before their loan failed"
-    );
-
-    // Fix the failed rows where they are, and reload them into the same run.
-    let fixed: String = failed_loans
-        .lines()
-        .map(
-            |line| match broken.iter().find(|id| line.starts_with(*id)) {
-                Some(id) => line.replace("9999999.00", &original[*id]),
-                None => line.to_owned(),
-            },
-        )
-        .map(|line| line + "\n")
-        .collect();
-    std::fs::write(run_dir.join("failed/loans.csv"), fixed).unwrap();
-    let failed = |s: &str| {
-        run_dir
-            .join(format!("failed/{s}.csv"))
-            .display()
-            .to_string()
-    };
-    let output = run(
-        &sandbox,
-        plan.to_str().unwrap(),
-        &run_dir,
-        &[
-            "--rate",
-            "3000",
-            "--resume",
-            "--source",
-            &format!("clients={}", failed("clients")),
-            "--source",
-            &format!("loans={}", failed("loans")),
-        ],
-    );
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let stats = sandbox.stats().await;
-    assert_eq!(stats["clients"], 250, "{stats}");
-    assert_eq!(
-        stats["refused_duplicates"]["client_id"], 0,
-        "the reload resumed at the failed step, not from scratch: {stats}"
-    );
-    assert_eq!(stats["loans"], 416, "{stats}");
-    assert_eq!(stats["duplicates"]["total"], 0, "{stats}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -29,31 +29,7 @@ fn a_run_writes_no_credential_no_personal_data_in_logs_and_reports_and_only_priv
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     // Some units fail (a loan above its product's limit), so errors.csv and failed/ are written too.
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    for file in ["clients", "deposits", "schedules", "transactions"] {
-        std::fs::copy(
-            format!("fixtures/sample/{file}.csv"),
-            data.join(format!("{file}.csv")),
-        )
-        .unwrap();
-    }
-    let loans = std::fs::read_to_string("fixtures/sample/loans.csv")
-        .unwrap()
-        .replacen(
-            "LN-000001,CL-000001,MICRO,3550.00",
-            "LN-000001,CL-000001,MICRO,9999999.00",
-            1,
-        );
-    std::fs::write(data.join("loans.csv"), loans).unwrap();
-    let plan = dir.path().join("plan.yaml");
-    std::fs::write(
-        &plan,
-        std::fs::read_to_string("plans/sample.yaml")
-            .unwrap()
-            .replace("../fixtures/sample/", "data/"),
-    )
-    .unwrap();
+    let (plan, _) = common::broken_sample(dir.path(), &["LN-000001"]);
     let output = Command::new(env!("CARGO_BIN_EXE_mambu-migrate"))
         .args([
             "run",
@@ -84,7 +60,7 @@ fn a_run_writes_no_credential_no_personal_data_in_logs_and_reports_and_only_priv
     let files = files_under(&run_dir);
     assert!(
         files.iter().any(|f| f.ends_with("errors.csv"))
-            && files.iter().any(|f| f.ends_with("failed/clients.csv")),
+            && files.iter().any(|f| f.ends_with("failed/1/clients.csv")),
         "{files:?}"
     );
     for file in &files {

@@ -1,6 +1,8 @@
 //! `plan validate` as a consultant runs it: the real binary on the sample plan (clean) and on
 //! broken plans and data (every problem, located), with the report's wording under snapshot.
 
+mod common;
+
 use assert_cmd::Command;
 use serde_json::Value;
 
@@ -220,4 +222,27 @@ fn the_plan_schema_describes_every_key() {
 fn the_reference_plan_documents_a_valid_plan() {
     let (code, report) = validate(&["plans/reference.yaml"]);
     assert_eq!(code, 0, "{report}");
+}
+
+#[test]
+fn a_tenant_that_cannot_be_read_is_a_problem_never_a_skipped_check() {
+    // Every answer spoiled: the loan products cannot be read, so the loans' limits cannot be
+    // checked; validate says so (and exits 2) instead of passing them.
+    let sandbox = common::Sandbox::start(&["--malformed-rate", "1"]);
+    let output = Command::cargo_bin("mambu-migrate")
+        .unwrap()
+        .args(["plan", "validate", "plans/sample.yaml", "--target"])
+        .arg(format!("{}/api", sandbox.origin))
+        .env("MAMBU_API_KEY", common::API_KEY)
+        .output()
+        .unwrap();
+    let report = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(2), "{report}");
+    assert!(
+        report.contains("GET /loanproducts")
+            && report.contains(
+                "the loans' amounts, installments and interest rates were not checked against their products"
+            ),
+        "{report}"
+    );
 }

@@ -16,6 +16,11 @@
 //! - `calls(unit, step_id, method, endpoint, status, outcome, latency_ms, at)`: every HTTP
 //!   attempt, for latency percentiles, retry and throttle rates (`plan estimate --from-run`).
 //! - `events(at, kind, detail)`: started, resumed, stopped (and why), finished.
+//! - `attempts(n, kind, reload_start, started_at, ended_at, state, sources, failed_dir)`: every
+//!   invocation of `run` on the directory, with the file (path and SHA-256) that fed each
+//!   source, so a reload killed at any moment is resumed from the same files.
+//! - `failed_rows(unit, attempt, source, header, rows)`: the source rows of a unit that failed,
+//!   committed with its failure, so `failed/<attempt>/` can always be written again from here.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -43,7 +48,16 @@ CREATE TABLE IF NOT EXISTS calls (
     endpoint TEXT NOT NULL, status INTEGER, outcome TEXT NOT NULL, latency_ms REAL NOT NULL,
     at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS events (at REAL NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS attempts (
+    n INTEGER PRIMARY KEY, kind TEXT NOT NULL, reload_start INTEGER, started_at REAL NOT NULL,
+    ended_at REAL, state TEXT NOT NULL, sources TEXT NOT NULL, failed_dir TEXT);
+CREATE TABLE IF NOT EXISTS failed_rows (
+    unit TEXT NOT NULL, attempt INTEGER NOT NULL, source TEXT NOT NULL, header TEXT NOT NULL,
+    rows TEXT NOT NULL, PRIMARY KEY (unit, attempt, source));
 ";
+
+/// Columns added since the first release, for checkpoints written before them.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("units", "attempt", "INTEGER")];
 
 /// Why a unit failed, as Mambu said it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -96,10 +110,22 @@ pub enum Record {
     },
     Step(Box<StepRecord>),
     Call(Box<CallRecord>),
+    /// A unit ended in `attempt`: done, or failed with its source rows (committed with the
+    /// failure, in one transaction).
     UnitFinished {
         key: String,
         error: Option<Box<UnitError>>,
         calls: i64,
+        attempt: i64,
+        rows: Vec<SourceRows>,
+    },
+    /// An invocation of `run` began: committed before its sources are read.
+    AttemptStarted(Box<Attempt>),
+    /// An invocation ended (`finished` or `stopped`), and where its failed rows were written.
+    AttemptEnded {
+        n: i64,
+        state: String,
+        failed_dir: Option<String>,
     },
     Event {
         kind: String,
@@ -109,6 +135,38 @@ pub enum Record {
         key: String,
         value: String,
     },
+}
+
+/// The rows one source held for a failed unit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceRows {
+    pub source: String,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// The file that fed a source in an attempt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceFile {
+    pub name: String,
+    pub path: String,
+    pub sha256: String,
+}
+
+/// One invocation of `run` on a run directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    /// 1, 2, …: names its `failed/<n>/` folder.
+    pub n: i64,
+    /// `fresh`, `resume` or `reload`.
+    pub kind: String,
+    /// For a reload (or the resume of one): the attempt that began it. Units that failed at or
+    /// after it were already retried by this reload.
+    pub reload_start: Option<i64>,
+    /// `running` until it ends `finished` or `stopped` (a killed attempt stays `running`).
+    pub state: String,
+    pub sources: Vec<SourceFile>,
+    pub failed_dir: Option<String>,
 }
 
 enum Message {
@@ -123,8 +181,11 @@ pub struct Resume {
     pub meta: HashMap<String, String>,
     /// Units done.
     pub done: HashSet<String>,
-    /// Units that failed, with the step they failed at.
-    pub failed: HashMap<String, String>,
+    /// Units that failed, with the step they failed at and the attempt they failed in (0 for a
+    /// checkpoint older than attempts).
+    pub failed: HashMap<String, (String, i64)>,
+    /// Every attempt so far, oldest first.
+    pub attempts: Vec<Attempt>,
     /// Outputs of finished steps of units not done: unit → instance → (status, outputs).
     pub steps: HashMap<String, HashMap<String, (String, Value)>>,
 }
@@ -174,7 +235,39 @@ fn open_connection(path: &Path) -> Result<Connection, CheckpointError> {
         .map_err(wrap)?;
     conn.busy_timeout(Duration::from_secs(10)).map_err(wrap)?;
     conn.execute_batch(SCHEMA).map_err(wrap)?;
+    for (table, column, kind) in ADDED_COLUMNS {
+        let present: bool = conn
+            .query_row(
+                &format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+                [column],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(wrap)?
+            > 0;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+                .map_err(wrap)?;
+        }
+    }
     Ok(conn)
+}
+
+fn attempts_of(conn: &Connection) -> Result<Vec<Attempt>, rusqlite::Error> {
+    let mut stmt = conn.prepare(
+        "SELECT n, kind, reload_start, state, sources, failed_dir FROM attempts ORDER BY n",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let sources: String = r.get(4)?;
+        Ok(Attempt {
+            n: r.get(0)?,
+            kind: r.get(1)?,
+            reload_start: r.get(2)?,
+            state: r.get(3)?,
+            sources: serde_json::from_str(&sources).unwrap_or_default(),
+            failed_dir: r.get(5)?,
+        })
+    })?;
+    rows.collect()
 }
 
 /// Reads what an earlier run left (empty if the file is new).
@@ -194,7 +287,7 @@ pub fn read_resume(path: &Path) -> Result<Resume, CheckpointError> {
         resume.meta.insert(k, v);
     }
     let mut stmt = conn
-        .prepare("SELECT key, status, failed_step FROM units")
+        .prepare("SELECT key, status, failed_step, attempt FROM units")
         .map_err(wrap)?;
     for row in stmt
         .query_map([], |r| {
@@ -202,17 +295,20 @@ pub fn read_resume(path: &Path) -> Result<Resume, CheckpointError> {
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<i64>>(3)?,
             ))
         })
         .map_err(wrap)?
     {
-        let (key, status, step) = row.map_err(wrap)?;
+        let (key, status, step, attempt) = row.map_err(wrap)?;
         match status.as_str() {
             "done" => {
                 resume.done.insert(key);
             }
             "failed" => {
-                resume.failed.insert(key, step.unwrap_or_default());
+                resume
+                    .failed
+                    .insert(key, (step.unwrap_or_default(), attempt.unwrap_or(0)));
             }
             _ => {}
         }
@@ -239,6 +335,7 @@ pub fn read_resume(path: &Path) -> Result<Resume, CheckpointError> {
             .or_default()
             .insert(instance, (status, outputs));
     }
+    resume.attempts = attempts_of(&conn).map_err(wrap)?;
     Ok(resume)
 }
 
@@ -420,10 +517,26 @@ fn commit(conn: &mut Connection, batch: &[Record]) -> Result<(), rusqlite::Error
                     at
                 ])?;
             }
-            Record::UnitFinished { key, error, calls } => {
+            Record::UnitFinished {
+                key,
+                error,
+                calls,
+                attempt,
+                rows,
+            } => {
                 let e = error.as_deref();
+                for source in rows {
+                    tx.prepare_cached("INSERT OR REPLACE INTO failed_rows (unit, attempt, source, header, rows) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                        .execute(params![
+                            key,
+                            attempt,
+                            source.source,
+                            serde_json::to_string(&source.header).unwrap_or_default(),
+                            serde_json::to_string(&source.rows).unwrap_or_default()
+                        ])?;
+                }
                 tx.prepare_cached(
-                    "UPDATE units SET status = ?2, failed_step = ?3, http_status = ?4, error_code = ?5, error_reason = ?6, error_source = ?7, message = ?8, attempts = ?9, finished_at = ?10, calls = calls + ?11 WHERE key = ?1",
+                    "UPDATE units SET status = ?2, failed_step = ?3, http_status = ?4, error_code = ?5, error_reason = ?6, error_source = ?7, message = ?8, attempts = ?9, finished_at = ?10, calls = calls + ?11, attempt = ?12 WHERE key = ?1",
                 )?
                 .execute(params![
                     key,
@@ -436,8 +549,21 @@ fn commit(conn: &mut Connection, batch: &[Record]) -> Result<(), rusqlite::Error
                     e.map(|e| &e.message),
                     e.map(|e| e.attempts),
                     at,
-                    calls
+                    calls,
+                    attempt
                 ])?;
+            }
+            Record::AttemptStarted(a) => {
+                tx.prepare_cached("INSERT OR REPLACE INTO attempts (n, kind, reload_start, started_at, state, sources) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+                    .execute(params![a.n, a.kind, a.reload_start, at, a.state, serde_json::to_string(&a.sources).unwrap_or_default()])?;
+            }
+            Record::AttemptEnded {
+                n,
+                state,
+                failed_dir,
+            } => {
+                tx.prepare_cached("UPDATE attempts SET state = ?2, ended_at = ?3, failed_dir = COALESCE(?4, failed_dir) WHERE n = ?1")?
+                    .execute(params![n, state, at, failed_dir])?;
             }
             Record::Event { kind, detail } => {
                 tx.prepare_cached("INSERT INTO events (at, kind, detail) VALUES (?1, ?2, ?3)")?
@@ -553,6 +679,67 @@ impl Reader {
         let rows = stmt.query_map([action], |r| r.get::<_, String>(0))?;
         rows.map(|r| r.map(|s| serde_json::from_str(&s).unwrap_or(Value::Null)))
             .collect()
+    }
+
+    /// Every attempt, oldest first (none in a checkpoint older than attempts).
+    pub fn attempts(&self) -> Result<Vec<Attempt>, rusqlite::Error> {
+        if !self.has_table("attempts")? {
+            return Ok(Vec::new());
+        }
+        attempts_of(&self.conn)
+    }
+
+    /// The units failed now, in the order they ran, each with the source rows it failed with
+    /// (those of the attempt it last failed in).
+    pub fn failed_rows(&self) -> Result<Vec<(String, Vec<SourceRows>)>, rusqlite::Error> {
+        if !self.has_table("failed_rows")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT u.key, r.source, r.header, r.rows FROM units u JOIN failed_rows r ON r.unit = u.key AND r.attempt = u.attempt WHERE u.status = 'failed' ORDER BY u.ordinal, u.key, r.rowid",
+        )?;
+        let mut out: Vec<(String, Vec<SourceRows>)> = Vec::new();
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (unit, source, header, rows) = row?;
+            fn parse<T: serde::de::DeserializeOwned>(
+                text: &str,
+                column: usize,
+            ) -> Result<T, rusqlite::Error> {
+                serde_json::from_str(text).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        column,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })
+            }
+            let rows = SourceRows {
+                source,
+                header: parse(&header, 2)?,
+                rows: parse(&rows, 3)?,
+            };
+            match out.last_mut() {
+                Some((key, sources)) if *key == unit => sources.push(rows),
+                _ => out.push((unit, vec![rows])),
+            }
+        }
+        Ok(out)
+    }
+
+    fn has_table(&self, name: &str) -> Result<bool, rusqlite::Error> {
+        self.conn.query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
+            |r| r.get(0),
+        )
     }
 
     /// Every meta key and its value.
@@ -709,6 +896,17 @@ impl Reader {
         rows.collect()
     }
 
+    /// The attempt each done unit finished in (0 when the checkpoint predates attempts).
+    pub fn done_unit_attempts(&self) -> Result<HashMap<String, i64>, rusqlite::Error> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, attempt FROM units WHERE status = 'done'")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0)))
+        })?;
+        rows.collect()
+    }
+
     /// Every finished step of one unit: instance → (status, outputs).
     pub fn unit_steps(
         &self,
@@ -827,10 +1025,21 @@ mod tests {
                         ..Default::default()
                     })
                 });
+                let rows = if fail {
+                    vec![SourceRows {
+                        source: "loans".into(),
+                        header: vec!["loan_id".into(), "client_id".into()],
+                        rows: vec![vec!["L-2".into(), key.into()]],
+                    }]
+                } else {
+                    Vec::new()
+                };
                 cp.record(Record::UnitFinished {
                     key: key.into(),
                     error,
                     calls: 1,
+                    attempt: 1,
+                    rows,
                 });
             }
         }
@@ -838,7 +1047,7 @@ mod tests {
         let resume = read_resume(&path).unwrap();
         assert_eq!(resume.meta["plan_hash"], "abc");
         assert!(resume.done.contains("CL-1"));
-        assert_eq!(resume.failed["CL-2"], "loan");
+        assert_eq!(resume.failed["CL-2"], ("loan".to_owned(), 1));
         assert_eq!(
             resume.steps["CL-3"]["client"].1["encodedKey"], "k-CL-3",
             "an unfinished unit's outputs are kept"
@@ -850,5 +1059,54 @@ mod tests {
         let reader = Reader::open(&path).unwrap();
         assert_eq!(reader.failed_units().unwrap()[0].error.message, "refused");
         assert_eq!(reader.unit_counts().unwrap()["running"], 1);
+        let failed = reader.failed_rows().unwrap();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0, "CL-2");
+        assert_eq!(failed[0].1[0].rows, vec![vec!["L-2", "CL-2"]]);
+    }
+
+    #[test]
+    fn attempts_are_recorded_and_a_checkpoint_without_them_gains_the_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.db");
+        {
+            // A checkpoint written before attempts existed.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("CREATE TABLE units (key TEXT PRIMARY KEY, ordinal INTEGER NOT NULL, status TEXT NOT NULL, failed_step TEXT, http_status INTEGER, error_code INTEGER, error_reason TEXT, error_source TEXT, message TEXT, attempts INTEGER, started_at REAL, finished_at REAL, calls INTEGER NOT NULL DEFAULT 0); INSERT INTO units (key, ordinal, status, failed_step) VALUES ('CL-9', 1, 'failed', 'loan');").unwrap();
+        }
+        assert!(Reader::open(&path).unwrap().attempts().unwrap().is_empty());
+        let cp = Checkpoint::open(&path).unwrap();
+        let sources = vec![SourceFile {
+            name: "clients".into(),
+            path: "failed/1/clients.csv".into(),
+            sha256: "ab".into(),
+        }];
+        cp.record(Record::AttemptStarted(Box::new(Attempt {
+            n: 2,
+            kind: "reload".into(),
+            reload_start: Some(2),
+            state: "running".into(),
+            sources: sources.clone(),
+            failed_dir: None,
+        })));
+        cp.record(Record::AttemptEnded {
+            n: 2,
+            state: "finished".into(),
+            failed_dir: Some("failed/2".into()),
+        });
+        cp.close().unwrap();
+        let resume = read_resume(&path).unwrap();
+        assert_eq!(resume.failed["CL-9"], ("loan".to_owned(), 0));
+        assert_eq!(resume.attempts.len(), 1);
+        let a = &resume.attempts[0];
+        assert_eq!(
+            (a.n, a.kind.as_str(), a.reload_start),
+            (2, "reload", Some(2))
+        );
+        assert_eq!(
+            (a.state.as_str(), a.failed_dir.as_deref()),
+            ("finished", Some("failed/2"))
+        );
+        assert_eq!(a.sources, sources);
     }
 }

@@ -1,7 +1,6 @@
 //! report.md: the [`Summary`] for people.
 
 use std::fmt::Write;
-use std::path::Path;
 
 use super::stats::{self, int, ms, percent};
 use super::summary::{StateCount, Summary};
@@ -231,15 +230,16 @@ pub fn render(summary: &Summary) -> String {
         for r in &f.top_reasons {
             let _ = writeln!(out, "| {} | {} |", cell(&r.reason), int(r.units));
         }
-        let failed = Path::new(&run.run_dir).join(&f.failed_dir);
         let _ = writeln!(
             out,
             "\nEvery failed unit is in `{}` (beside this report) with Mambu's answer: HTTP status, errorCode, errorReason, errorSource, message. \
-             Their source rows are in `{}<source>.csv`, with the input's header: fix them there and reload them with \
-             `--source <source>={}<source>.csv`.",
+             Their source rows are in `{}<source>.csv`, with the input's header (and `errors.csv` beside them): fix them there, then reload them{}",
             f.errors_csv,
             f.failed_dir,
-            failed.display()
+            match &f.reload_command {
+                Some(cmd) => format!(":\n\n```sh\n{cmd}\n```"),
+                None => " with `--reload`.".to_owned(),
+            }
         );
     }
 

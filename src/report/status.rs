@@ -160,10 +160,24 @@ pub fn render(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<Str
         }
         let errors = run_dir.join("errors.csv");
         if units.failed > 0 && errors.exists() {
+            let _ = writeln!(out, "  failures   {}", errors.display());
+        }
+        if units.failed > 0
+            && let Some(latest) = reader
+                .attempts()?
+                .iter()
+                .rev()
+                .find(|a| a.failed_dir.is_some())
+        {
             let _ = writeln!(
                 out,
-                "  failures   {} (and failed/<source>.csv beside it)",
-                errors.display()
+                "  fix        the rows in {} (with errors.csv), then reload them:\n             {}",
+                run_dir.join(format!("failed/{}", latest.n)).display(),
+                summary::run_command(
+                    meta.get("plan_file").map_or("PLAN", String::as_str),
+                    run_dir,
+                    &format!("--reload {}", latest.n)
+                )
             );
         }
     }

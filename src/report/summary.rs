@@ -161,8 +161,11 @@ pub struct Failures {
     pub top_reasons: Vec<ReasonCount>,
     /// One row per failed unit, relative to the run directory.
     pub errors_csv: String,
-    /// The failed units' source rows, one file per source, ready to fix and reload.
+    /// The failed units' source rows, one file per source, ready to fix and reload: the
+    /// newest attempt's `failed/<n>/`, relative to the run directory.
     pub failed_dir: String,
+    /// The command that reloads them once fixed.
+    pub reload_command: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,12 +279,22 @@ pub(crate) fn unit_totals(
 
 /// The command that resumes the run.
 pub(crate) fn resume_command(meta: &HashMap<String, String>, run_dir: &Path) -> String {
-    let plan = meta
-        .get("plan_file")
-        .map(|p| stats::shell_word(p))
-        .unwrap_or_else(|| "PLAN".into());
+    run_command(
+        meta.get("plan_file").map_or("PLAN", String::as_str),
+        run_dir,
+        "--resume",
+    )
+}
+
+/// `mambu-migrate run PLAN --run-dir RUN_DIR <flags>`, its words quoted for a POSIX shell.
+pub fn run_command(plan: &str, run_dir: &Path, flags: &str) -> String {
+    let plan = if plan == "PLAN" {
+        plan.to_owned()
+    } else {
+        stats::shell_word(plan)
+    };
     format!(
-        "mambu-migrate run {plan} --run-dir {} --resume",
+        "mambu-migrate run {plan} --run-dir {} {flags}",
         stats::shell_word(&run_dir.display().to_string())
     )
 }
@@ -505,6 +518,13 @@ impl Summary {
         };
 
         let failed = reader.failed_units()?;
+        // The newest attempt that wrote its failed rows.
+        let failed_dir = reader
+            .attempts()?
+            .iter()
+            .rev()
+            .find(|a| a.failed_dir.is_some())
+            .map(|a| format!("failed/{}/", a.n));
         let mut reasons: HashMap<String, i64> = HashMap::new();
         for unit in &failed {
             let e = &unit.error;
@@ -535,7 +555,15 @@ impl Summary {
                 units: failed.len() as i64,
                 top_reasons,
                 errors_csv: "errors.csv".into(),
-                failed_dir: "failed/".into(),
+                failed_dir: failed_dir.clone().unwrap_or_else(|| "failed/".into()),
+                reload_command: failed_dir.filter(|_| !failed.is_empty()).map(|dir| {
+                    let n = dir.trim_start_matches("failed/").trim_end_matches('/');
+                    run_command(
+                        meta.get("plan_file").map_or("PLAN", String::as_str),
+                        run_dir,
+                        &format!("--reload {n}"),
+                    )
+                }),
             },
             history: events
                 .into_iter()

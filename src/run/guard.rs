@@ -102,7 +102,7 @@ pub fn dry_run(plan: &Plan, run_dir: &Path, sample: Option<u64>) -> anyhow::Resu
             .open(&path)
             .with_context(|| format!("writing {}", path.display()))?,
     );
-    crate::files::make_private(&path);
+    crate::files::make_private(&path)?;
     let (mut calls, mut failures, mut units) = (0u64, 0u64, 0u64);
     let mut grouping = source::group(
         &sources,

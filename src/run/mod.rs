@@ -7,6 +7,7 @@
 //! resumable) on SIGINT/SIGTERM, at the deadline, when the error budget is spent, or when the
 //! credentials are refused.
 
+mod attempt;
 mod failed;
 pub mod guard;
 pub mod limiter;
@@ -26,14 +27,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::ExitStatus;
-use crate::checkpoint::{self, Checkpoint, Record, Resume};
+use crate::checkpoint::{self, Checkpoint, Record, Resume, SourceFile};
 use crate::mambu::{Client, Keep, Request, Verdict, classify};
 use crate::plan::check::{Plan, Target, check};
 use crate::plan::compiled::Compiled;
 use crate::plan::file::PlanFile;
 use crate::plan::load::load;
 use crate::source::{self, GroupOptions, Sources};
-use failed::FailedRows;
+use attempt::{Chosen, Kind};
 use limiter::Limiter;
 use progress::Progress;
 use unit::{UnitEnd, run_unit};
@@ -54,6 +55,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// Render every call and write them to dry-run.jsonl; send nothing.
     pub dry_run: bool,
+    /// `--reload [ATTEMPT]`: resume, reading each source from that `failed/` folder where it
+    /// has the source's file (`latest`, a number, or a path).
+    pub reload: Option<String>,
     /// The production tenant's name, confirming a run against it without a terminal.
     pub confirm_production: Option<String>,
 }
@@ -74,7 +78,10 @@ pub(crate) struct Shared {
     /// Cancelled at `--deadline`: no unit starts after it, and no call waits out an outage.
     pub deadline: CancellationToken,
     pub progress: Progress,
-    pub failed_rows: FailedRows,
+    /// This invocation's number: units end in it, and its failed rows go to `failed/<n>/`.
+    pub attempt: i64,
+    /// The plan's sources, in its order.
+    pub source_names: Vec<String>,
 }
 
 impl Shared {
@@ -97,20 +104,14 @@ impl Shared {
 }
 
 /// Runs the plan; the exit status says how it ended.
-pub fn run(options: RunOptions) -> anyhow::Result<ExitStatus> {
-    let plan = match load(&options.plan).and_then(|loaded| check(&loaded, &options.sources)) {
+pub fn run(mut options: RunOptions) -> anyhow::Result<ExitStatus> {
+    let loaded = match load(&options.plan) {
+        Ok(loaded) => loaded,
+        Err(problems) => return Ok(plan_problems(&problems, &options.plan)),
+    };
+    let mut plan = match check(&loaded, &options.sources) {
         Ok(plan) => plan,
-        Err(problems) => {
-            for p in &problems {
-                eprintln!("error: {p}");
-            }
-            eprintln!(
-                "the plan has {} problems: `mambu-migrate plan validate {}` lists them with the data's",
-                problems.len(),
-                options.plan.display()
-            );
-            return Ok(ExitStatus::InvalidInput);
-        }
+        Err(problems) => return Ok(plan_problems(&problems, &options.plan)),
     };
     let run_dir = options
         .run_dir
@@ -118,6 +119,11 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitStatus> {
         .unwrap_or_else(|| PathBuf::from("runs").join(&plan.name));
     if options.dry_run {
         return guard::dry_run(&plan, &run_dir, options.sample);
+    }
+    let resuming = options.resume || options.reload.is_some();
+    if resuming && options.target.is_none() {
+        // A resume goes on against the Mambu the run began with.
+        options.target = recorded_target(&run_dir);
     }
     let target = crate::target::name(&plan, options.target.as_deref());
     if let Some(tenant) = guard::production_tenant(&target) {
@@ -145,14 +151,15 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitStatus> {
         .target
         .as_deref()
         .map_or(plan.target == Target::Sandbox, |t| t == "sandbox");
-    if embedded && options.resume {
+    if embedded && resuming {
         eprintln!(
             "error: the embedded sandbox forgets everything when a run ends, so there is nothing to resume against. Run again without --resume (it starts over), or rehearse against `mambu-migrate sandbox` with --target http://127.0.0.1:PORT/api."
         );
         return Ok(ExitStatus::InvalidInput);
     }
     if embedded && db.exists() {
-        // Its Mambu was the embedded sandbox, gone with that process: start over.
+        // Its Mambu was the embedded sandbox, gone with that process: start over. Its failed/
+        // folders stay (they may hold edits); this run's attempts are numbered past them.
         eprintln!(
             "note: replacing the earlier rehearsal in {} (the embedded sandbox it ran against is gone)",
             run_dir.display()
@@ -166,19 +173,22 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitStatus> {
             "report.json",
             "errors.csv",
         ] {
-            let _ = std::fs::remove_file(run_dir.join(name));
+            let path = run_dir.join(name);
+            if path.exists() {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            }
         }
-        let _ = std::fs::remove_dir_all(run_dir.join("failed"));
     }
     let exists = db.exists();
-    if exists && !options.resume {
+    if exists && !resuming {
         eprintln!(
             "error: {} already holds a run. Pass --resume to continue it, or choose another --run-dir.",
             run_dir.display()
         );
         return Ok(ExitStatus::InvalidInput);
     }
-    if !exists && options.resume {
+    if !exists && resuming {
         eprintln!(
             "error: there is no run to resume in {} (no checkpoint.db).",
             run_dir.display()
@@ -186,28 +196,110 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitStatus> {
         return Ok(ExitStatus::InvalidInput);
     }
     let resume = checkpoint::read_resume(&db)?;
-    let hashes = fingerprint(&plan)?;
-    let reload = if options.resume && !resume.meta.contains_key("plan") {
+    let n = attempt::next_number(&resume, &run_dir);
+    let (chosen, files) = if resuming && !resume.meta.contains_key("plan") {
         // Stopped (killed) before its first commit: nothing of it was recorded, so resuming
         // it is starting it over, in the same directory.
         eprintln!(
             "note: the run in {} stopped before it recorded anything; starting it over",
             run_dir.display()
         );
-        Mode::Fresh
-    } else if options.resume {
-        resume_mode(&resume, &hashes, &run_dir)?
+        (
+            Chosen {
+                n,
+                kind: Kind::Fresh,
+                reload_start: None,
+            },
+            attempt::source_files(&plan)?,
+        )
+    } else if resuming {
+        let reload = options
+            .reload
+            .as_deref()
+            .map(|value| failed::reload_dir(&run_dir, value))
+            .transpose()?;
+        let names: Vec<String> = plan.sources.iter().map(|s| s.name.clone()).collect();
+        let overrides =
+            attempt::resume_overrides(&resume, &names, reload.as_deref(), &options.sources);
+        if let Some((name, path)) = overrides.iter().find(|(_, p)| !p.exists()) {
+            eprintln!(
+                "error: the run's last attempt read {name} from {}, which no longer exists: put it back, or give --source {name}=PATH",
+                path.display()
+            );
+            return Ok(ExitStatus::InvalidInput);
+        }
+        plan = match check(&loaded, &overrides) {
+            Ok(plan) => plan,
+            Err(problems) => return Ok(plan_problems(&problems, &options.plan)),
+        };
+        let plan_hash = crate::files::sha256_file(&plan.file)?;
+        if resume.meta.get("plan").and_then(|v| v.rsplit('|').next()) != Some(plan_hash.as_str()) {
+            eprintln!(
+                "error: the plan changed since this run began ({}). Resuming would mix two plans: start a new --run-dir.",
+                plan.file.display()
+            );
+            return Ok(ExitStatus::InvalidInput);
+        }
+        let retry = retry_command(&options.plan, &run_dir, None);
+        let files = attempt::source_files(&plan)?;
+        match attempt::classify(&resume, &files, &run_dir, n, &retry) {
+            Ok(chosen) => (chosen, files),
+            Err(message) => {
+                eprintln!("error: {message}");
+                return Ok(ExitStatus::InvalidInput);
+            }
+        }
     } else {
-        Mode::Fresh
-    };
-    let Some(reload) = reload.into_option() else {
-        return Ok(ExitStatus::InvalidInput);
+        (
+            Chosen {
+                n,
+                kind: Kind::Fresh,
+                reload_start: None,
+            },
+            attempt::source_files(&plan)?,
+        )
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(execute(options, plan, run_dir, resume, hashes, reload))
+    runtime.block_on(execute(options, plan, run_dir, resume, chosen, files))
+}
+
+/// The target recorded in the run directory's checkpoint, if it holds one.
+fn recorded_target(run_dir: &Path) -> Option<String> {
+    let db = run_dir.join("checkpoint.db");
+    if !db.exists() {
+        return None;
+    }
+    checkpoint::Reader::open(&db).ok()?.meta("target").ok()?
+}
+
+/// Prints the plan's problems; exit 2.
+fn plan_problems(problems: &[crate::plan::load::PlanProblem], plan: &Path) -> ExitStatus {
+    for p in problems {
+        eprintln!("error: {p}");
+    }
+    eprintln!(
+        "the plan has {} problems: `mambu-migrate plan validate {}` lists them with the data's",
+        problems.len(),
+        plan.display()
+    );
+    ExitStatus::InvalidInput
+}
+
+/// The command that reloads fixed rows: of attempt `n`'s folder, or of `failed/latest`.
+fn retry_command(plan: &Path, run_dir: &Path, n: Option<i64>) -> String {
+    let flags = match n {
+        Some(n) => format!("--reload {n}"),
+        None => "--reload".to_owned(),
+    };
+    crate::report::summary::run_command(&plan.display().to_string(), run_dir, &flags)
+}
+
+/// The command that resumes the run.
+fn resume_command(plan: &Path, run_dir: &Path) -> String {
+    crate::report::summary::run_command(&plan.display().to_string(), run_dir, "--resume")
 }
 
 /// Locks `run_dir/run.lock` for as long as the returned file lives (the lock goes with the
@@ -222,7 +314,7 @@ fn lock_run_dir(run_dir: &Path) -> anyhow::Result<Option<std::fs::File>> {
         .truncate(false)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    crate::files::make_private(&path);
+    crate::files::make_private(&path)?;
     match file.try_lock() {
         Ok(()) => {
             file.set_len(0)?;
@@ -245,84 +337,6 @@ fn lock_run_dir(run_dir: &Path) -> anyhow::Result<Option<std::fs::File>> {
     }
 }
 
-/// sha256 of the plan file and of every source file (name → "path|hash").
-fn fingerprint(plan: &Plan) -> anyhow::Result<Vec<(String, String)>> {
-    let mut out = vec![(
-        "plan".to_owned(),
-        format!(
-            "{}|{}",
-            plan.file.display(),
-            crate::files::sha256_file(&plan.file)?
-        ),
-    )];
-    for def in &plan.sources {
-        let hash = crate::files::sha256_file(&def.file).unwrap_or_else(|_| "missing".into());
-        out.push((
-            format!("source:{}", def.name),
-            format!("{}|{hash}", def.file.display()),
-        ));
-    }
-    Ok(out)
-}
-
-enum Mode {
-    Fresh,
-    Resume,
-    /// Sources replaced by the run's own failed/ files: their units are retried from the step
-    /// they failed at.
-    Reload,
-    Refused,
-}
-
-impl Mode {
-    fn into_option(self) -> Option<Mode> {
-        match self {
-            Mode::Refused => None,
-            other => Some(other),
-        }
-    }
-}
-
-fn resume_mode(
-    resume: &Resume,
-    hashes: &[(String, String)],
-    run_dir: &Path,
-) -> anyhow::Result<Mode> {
-    let recorded = |key: &str| resume.meta.get(key).map(String::as_str);
-    let hash_of = |value: &str| value.rsplit('|').next().unwrap_or("").to_owned();
-    let (_, plan_now) = &hashes[0];
-    if recorded("plan").map(hash_of) != Some(hash_of(plan_now)) {
-        eprintln!(
-            "error: the plan changed since this run began ({}). Resuming would mix two plans: start a new --run-dir.",
-            plan_now.split('|').next().unwrap_or("")
-        );
-        return Ok(Mode::Refused);
-    }
-    let failed_dir = std::fs::canonicalize(run_dir.join("failed")).ok();
-    let mut reload = false;
-    for (key, now) in &hashes[1..] {
-        if recorded(key) == Some(now.as_str()) {
-            continue;
-        }
-        let path = PathBuf::from(now.split('|').next().unwrap_or(""));
-        let in_failed = failed_dir
-            .as_ref()
-            .is_some_and(|dir| std::fs::canonicalize(&path).is_ok_and(|p| p.starts_with(dir)));
-        if in_failed {
-            reload = true;
-        } else {
-            eprintln!(
-                "error: {} changed since this run began ({}). Resume refuses changed data; to reload fixed failed units, point --source at {}/failed/<source>.csv; otherwise start a new --run-dir.",
-                key.trim_start_matches("source:"),
-                path.display(),
-                run_dir.display()
-            );
-            return Ok(Mode::Refused);
-        }
-    }
-    Ok(if reload { Mode::Reload } else { Mode::Resume })
-}
-
 fn init_log(run_dir: &Path) -> anyhow::Result<()> {
     let path = run_dir.join("run.log");
     let file = std::fs::OpenOptions::new()
@@ -330,7 +344,7 @@ fn init_log(run_dir: &Path) -> anyhow::Result<()> {
         .append(true)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    crate::files::make_private(&path);
+    crate::files::make_private(&path)?;
     let _ = tracing_subscriber::fmt()
         .json()
         .with_writer(Mutex::new(file))
@@ -344,8 +358,8 @@ async fn execute(
     plan: Plan,
     run_dir: PathBuf,
     mut resume: Resume,
-    hashes: Vec<(String, String)>,
-    mode: Mode,
+    chosen: Chosen,
+    files: Vec<SourceFile>,
 ) -> anyhow::Result<ExitStatus> {
     init_log(&run_dir)?;
     let settings = plan.settings.clone();
@@ -362,8 +376,82 @@ async fn execute(
     let connection = crate::target::connect(&plan, &target, timeout).await?;
     let client = connection.client.clone();
 
-    // Sources: read and sorted on a blocking thread; units stream through a channel.
     let sources = plan.source_tree()?;
+    let checkpoint = Checkpoint::open(&run_dir.join("checkpoint.db"))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = run_dir.join(format!("checkpoint.db{suffix}"));
+        if path.exists() {
+            crate::files::make_private(&path)?;
+        }
+    }
+    let now = || chrono::Utc::now().timestamp().to_string();
+    let meta = |key: &str, value: String| Record::Meta {
+        key: key.to_owned(),
+        value,
+    };
+    let plan_hash = crate::files::sha256_file(&plan.file)?;
+    if chosen.kind == Kind::Fresh {
+        checkpoint.record(meta("started_at", now()));
+        checkpoint.record(meta("plan", format!("{}|{plan_hash}", plan.file.display())));
+        // The extract the run began with: what `verify` compares with.
+        for file in &files {
+            checkpoint.record(meta(
+                &format!("source:{}", file.name),
+                format!("{}|{}", file.path, file.sha256),
+            ));
+        }
+    }
+    checkpoint.record(Record::AttemptStarted(Box::new(checkpoint::Attempt {
+        n: chosen.n,
+        kind: chosen.kind.as_str().to_owned(),
+        reload_start: chosen.reload_start,
+        state: "running".into(),
+        sources: files.clone(),
+        failed_dir: None,
+    })));
+    for (key, value) in [
+        ("plan_name", plan.name.clone()),
+        ("plan_file", options.plan.display().to_string()),
+        ("plan_hash", plan_hash),
+        (
+            "target",
+            if target == "sandbox" {
+                "sandbox".into()
+            } else {
+                target.clone()
+            },
+        ),
+        ("rate", rate.to_string()),
+        ("concurrency", concurrency.to_string()),
+        ("state", "running".into()),
+        ("run_dir", run_dir.display().to_string()),
+        ("attempt", chosen.n.to_string()),
+    ] {
+        checkpoint.record(meta(key, value));
+    }
+    if let Some(n) = options.sample {
+        checkpoint.record(meta("sample", n.to_string()));
+    }
+    let event = chosen.kind.event();
+    checkpoint.record(Record::Event {
+        kind: event.into(),
+        detail: format!(
+            "attempt {}, rate {rate}/s, concurrency {concurrency}",
+            chosen.n
+        ),
+    });
+    // Committed before a source is read and before the first call, so a run killed at any
+    // moment after it is resumed with the same files, without being told them again.
+    if let Err(e) = checkpoint.flush() {
+        // Nothing was sent; a resume starts this attempt again.
+        return Err(crate::Error::Stopped {
+            reason: e.to_string(),
+            resume: resume_command(&options.plan, &run_dir),
+        }
+        .into());
+    }
+
+    // Sources: read and sorted on a blocking thread; units stream through a channel.
     let total_units = {
         let sources = sources.clone();
         tokio::task::spawn_blocking(move || source::count(&sources).units)
@@ -393,68 +481,9 @@ async fn execute(
         }
         grouping.finish()
     });
-    // Every file is read once `group` returns: the failed/ files may be rewritten now.
     let _ = ready_rx.await;
-    let failed_rows =
-        FailedRows::new(&run_dir.join("failed"), &plan, matches!(mode, Mode::Resume))?;
-
-    let checkpoint = Checkpoint::open(&run_dir.join("checkpoint.db"))?;
-    for suffix in ["", "-wal", "-shm"] {
-        crate::files::make_private(&run_dir.join(format!("checkpoint.db{suffix}")));
-    }
-    let now = || chrono::Utc::now().timestamp().to_string();
-    let meta = |key: &str, value: String| Record::Meta {
-        key: key.to_owned(),
-        value,
-    };
-    if matches!(mode, Mode::Fresh) {
-        checkpoint.record(meta("started_at", now()));
-        for (key, value) in &hashes {
-            checkpoint.record(meta(key, value.clone()));
-        }
-    } else if matches!(mode, Mode::Reload) {
-        for (key, value) in &hashes[1..] {
-            checkpoint.record(meta(key, value.clone()));
-        }
-    }
-    for (key, value) in [
-        ("plan_name", plan.name.clone()),
-        ("plan_file", options.plan.display().to_string()),
-        (
-            "plan_hash",
-            hashes[0].1.rsplit('|').next().unwrap_or("").to_owned(),
-        ),
-        (
-            "target",
-            if target == "sandbox" {
-                "sandbox".into()
-            } else {
-                target.clone()
-            },
-        ),
-        ("rate", rate.to_string()),
-        ("concurrency", concurrency.to_string()),
-        ("state", "running".into()),
-        ("units_total", total_units.to_string()),
-        ("run_dir", run_dir.display().to_string()),
-    ] {
-        checkpoint.record(meta(key, value));
-    }
-    if let Some(n) = options.sample {
-        checkpoint.record(meta("sample", n.to_string()));
-    }
-    let event = match mode {
-        Mode::Fresh => "started",
-        Mode::Resume => "resumed",
-        _ => "reloaded",
-    };
-    checkpoint.record(Record::Event {
-        kind: event.into(),
-        detail: format!("rate {rate}/s, concurrency {concurrency}"),
-    });
-    tracing::info!(event, plan = %plan.name, units = total_units, rate, concurrency, "run");
-    // Committed before the first call, so a run killed at any moment after it can be resumed.
-    checkpoint.flush()?;
+    checkpoint.record(meta("units_total", total_units.to_string()));
+    tracing::info!(event, attempt = chosen.n, plan = %plan.name, units = total_units, rate, concurrency, "run");
 
     let burst = settings.limits.burst.unwrap_or_else(|| rate.ceil() as u32);
     let shared = Arc::new(Shared {
@@ -469,7 +498,8 @@ async fn execute(
         reason: Mutex::new(None),
         deadline: CancellationToken::new(),
         progress: Progress::new(total_units, options.progress),
-        failed_rows,
+        attempt: chosen.n,
+        source_names: plan.sources.iter().map(|s| s.name.clone()).collect(),
     });
 
     // Signals: the first drains (no new unit, in-flight units finish their step), the second
@@ -527,7 +557,9 @@ async fn execute(
                 .fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        if matches!(mode, Mode::Resume) && resume.failed.contains_key(&key) {
+        if let Some((_, failed_in)) = resume.failed.get(&key)
+            && !chosen.retries(*failed_in)
+        {
             shared.progress.units_failed.fetch_add(1, Ordering::Relaxed);
             continue;
         }
@@ -562,42 +594,38 @@ async fn execute(
 
     let mut stop = shared
         .stop_reason()
-        .or_else(|| not_started_by_deadline.then(|| "deadline".to_owned()));
+        .or_else(|| not_started_by_deadline.then(|| "deadline".to_owned()))
+        .or_else(|| sources_unread(report.as_ref()));
     let shared = match Arc::try_unwrap(shared) {
         Ok(s) => s,
-        Err(_) => anyhow::bail!("unit tasks outlived the run"),
+        // Cannot happen (every task was joined); if it did, the checkpoint is dropped (and
+        // flushed) with the last handle.
+        Err(shared) => {
+            let reason = "unit tasks outlived the run".to_owned();
+            shared.checkpoint.record(meta("state", "stopped".into()));
+            shared
+                .checkpoint
+                .record(meta("stop_reason", reason.clone()));
+            let _ = shared.checkpoint.flush();
+            return Err(crate::Error::Stopped {
+                reason,
+                resume: resume_command(&options.plan, &run_dir),
+            }
+            .into());
+        }
     };
     shared.progress.finish();
-    let state = if stop.is_some() {
-        "stopped"
-    } else {
-        "finished"
-    };
-    shared.checkpoint.record(meta("state", state.into()));
-    shared.checkpoint.record(meta("finished_at", now()));
-    if let Some(reason) = &stop {
-        shared
-            .checkpoint
-            .record(meta("stop_reason", reason.clone()));
-        shared.checkpoint.record(Record::Event {
-            kind: "stopped".into(),
-            detail: reason.clone(),
-        });
-    } else {
-        shared.checkpoint.record(Record::Event {
-            kind: "finished".into(),
-            detail: String::new(),
-        });
-    }
     // A reload reads only the failed units' rows of some sources: the other sources' rows of
     // units not reloaded are orphans by design.
-    let reloading = matches!(mode, Mode::Reload);
     let data_problems = report
         .as_ref()
         .map(|r| {
             r.problems
                 .iter()
-                .filter(|p| !(reloading && matches!(p.kind, source::ProblemKind::Orphan { .. })))
+                .filter(|p| {
+                    !(chosen.kind == Kind::Reload
+                        && matches!(p.kind, source::ProblemKind::Orphan { .. }))
+                })
                 .count()
         })
         .unwrap_or(0);
@@ -606,21 +634,79 @@ async fn execute(
             .checkpoint
             .record(meta("data_problems", data_problems.to_string()));
     }
-    shared.failed_rows.finish()?;
-    if let Err(e) = shared.checkpoint.close() {
-        // What was done since the last commit is checked again on resume: adopted from
-        // Mambu, never sent twice.
-        eprintln!(
-            "error: {e}: the last calls of this run are not recorded; they will be checked against Mambu on resume"
+
+    // failed/<n>/, from the failed units' rows committed with their failures.
+    let mut exported = None;
+    match shared.checkpoint.flush() {
+        Err(e) => {
+            // What was done since the last commit is checked again on resume: adopted from
+            // Mambu, never sent twice.
+            stop.get_or_insert_with(|| {
+                format!("{e}: the last calls of this run are not recorded; they will be checked against Mambu on resume")
+            });
+        }
+        Ok(()) => match failed::export(&run_dir, chosen.n, &shared.source_names) {
+            Ok(e) => exported = Some(e),
+            Err(e) => {
+                stop.get_or_insert_with(|| {
+                    format!("the failed rows cannot be written: {e:#} (a full disk? free space, then resume: they are kept in the checkpoint)")
+                });
+            }
+        },
+    }
+    let end = |checkpoint: &Checkpoint, stop: &Option<String>| {
+        let state = if stop.is_some() {
+            "stopped"
+        } else {
+            "finished"
+        };
+        checkpoint.record(meta("state", state.into()));
+        checkpoint.record(meta("finished_at", now()));
+        match stop {
+            Some(reason) => {
+                checkpoint.record(meta("stop_reason", reason.clone()));
+                checkpoint.record(Record::Event {
+                    kind: "stopped".into(),
+                    detail: reason.clone(),
+                });
+            }
+            None => checkpoint.record(Record::Event {
+                kind: "finished".into(),
+                detail: String::new(),
+            }),
+        }
+        checkpoint.record(Record::AttemptEnded {
+            n: chosen.n,
+            state: state.into(),
+            failed_dir: exported
+                .as_ref()
+                .map(|e: &failed::Exported| e.dir.display().to_string()),
+        });
+        checkpoint.flush()
+    };
+    if let Err(e) = end(&shared.checkpoint, &stop) {
+        stop.get_or_insert_with(|| format!("{e}: the end of this run is not recorded"));
+    } else if let Err(e) = crate::report::write_all(&run_dir) {
+        // The reports are read from the checkpoint: a resume writes them.
+        let reason = format!(
+            "the reports could not be written: {e:#} (a full disk? free space, then resume: it writes them)"
         );
+        if stop.is_none() {
+            let _ = end(&shared.checkpoint, &Some(reason.clone()));
+        }
+        stop.get_or_insert(reason);
+    }
+    if let Err(e) = shared.checkpoint.close() {
         stop.get_or_insert_with(|| e.to_string());
     }
     connection.close().await;
-    if let Err(e) = crate::report::write_all(&run_dir) {
-        eprintln!("warning: the reports could not be written: {e:#}");
-    }
     for name in ["report.md", "report.json", "errors.csv"] {
-        crate::files::make_private(&run_dir.join(name));
+        let path = run_dir.join(name);
+        if path.exists()
+            && let Err(e) = crate::files::make_private(&path)
+        {
+            stop.get_or_insert_with(|| format!("{e:#}"));
+        }
     }
 
     let p = &shared.progress;
@@ -650,11 +736,27 @@ async fn execute(
         "run directory: {} (report.md, errors.csv, failed/)",
         run_dir.display()
     );
+    if let Some(e) = &exported
+        && e.units > 0
+    {
+        eprintln!(
+            "{} units failed: their rows are in {}/ with errors.csv saying why. Fix them there, then reload them:\n  {}",
+            e.units,
+            e.dir.display(),
+            retry_command(&options.plan, &run_dir, Some(chosen.n))
+        );
+        if e.without_rows > 0 {
+            eprintln!(
+                "note: {} units failed before this version kept failed rows in the checkpoint: their rows are in {}",
+                e.without_rows,
+                run_dir.join("failed").display()
+            );
+        }
+    }
     if let Some(reason) = stop {
         eprintln!(
-            "stopped ({reason}). Resume with:\n  mambu-migrate run {} --run-dir {} --resume",
-            options.plan.display(),
-            run_dir.display()
+            "stopped ({reason}). Resume with:\n  {}",
+            resume_command(&options.plan, &run_dir)
         );
         return Ok(ExitStatus::Stopped);
     }
@@ -663,6 +765,24 @@ async fn execute(
     } else {
         ExitStatus::Success
     })
+}
+
+/// Why the sources were not read to their end, if they were not: a file that failed midway, or
+/// a temporary file of the sort that could not be written (a full disk). The units not read
+/// were never started, so the run stops resumably rather than finishing without them.
+fn sources_unread(report: Option<&source::GroupReport>) -> Option<String> {
+    let Some(report) = report else {
+        return Some("reading the sources failed (the reading thread stopped)".into());
+    };
+    let problem = report.problems.iter().find(|p| {
+        matches!(
+            p.kind,
+            source::ProblemKind::TempIo { .. } | source::ProblemKind::Unreadable { .. }
+        )
+    })?;
+    Some(format!(
+        "reading the sources failed: {problem} (a full disk? free space, then resume)"
+    ))
 }
 
 /// Units finished in this invocation, for the error budget.
@@ -849,4 +969,47 @@ pub fn parse_deadline(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Loc
         .from_local_datetime(&day.and_time(time))
         .earliest()
         .context("--deadline falls in a daylight-saving gap")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{GroupReport, Problem, ProblemKind};
+
+    fn report(kinds: Vec<ProblemKind>) -> GroupReport {
+        GroupReport {
+            problems: kinds
+                .into_iter()
+                .map(|kind| Problem {
+                    source: "loans".into(),
+                    file: Some("loans.csv".into()),
+                    line: Some(7),
+                    kind,
+                })
+                .collect(),
+            sources: Vec::new(),
+            units: 3,
+            spilled_bytes: 0,
+            spilled_runs: 0,
+        }
+    }
+
+    #[test]
+    fn sources_not_read_to_their_end_stop_the_run_and_bad_rows_do_not() {
+        assert_eq!(sources_unread(Some(&report(Vec::new()))), None);
+        let bad_rows = report(vec![ProblemKind::RowWidth {
+            expected: 3,
+            found: 2,
+        }]);
+        assert_eq!(sources_unread(Some(&bad_rows)), None, "a bad row is data");
+        let full_disk = report(vec![ProblemKind::TempIo {
+            error: "No space left on device".into(),
+        }]);
+        let reason = sources_unread(Some(&full_disk)).unwrap();
+        assert!(
+            reason.contains("No space left on device") && reason.contains("then resume"),
+            "{reason}"
+        );
+        assert!(sources_unread(None).is_some());
+    }
 }

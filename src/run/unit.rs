@@ -101,14 +101,18 @@ pub async fn run_unit(
             key: unit.key().to_owned(),
             error: None,
             calls,
+            attempt: shared.attempt,
+            rows: Vec::new(),
         }),
         UnitEnd::Failed(error) => {
+            // The rows go with the failure, in one commit: failed/<attempt>/ is written from them.
             shared.checkpoint.record(Record::UnitFinished {
                 key: unit.key().to_owned(),
                 error: Some(error.clone()),
                 calls,
+                attempt: shared.attempt,
+                rows: super::failed::rows_of(&unit, &shared.source_names),
             });
-            shared.failed_rows.write(&unit);
             tracing::warn!(unit = unit.key(), step = %error.step, http_status = ?error.http_status, error_reason = ?error.error_reason, "unit failed");
         }
         UnitEnd::Interrupted => {}

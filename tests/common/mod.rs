@@ -315,3 +315,120 @@ pub fn sample_plan_with(dir: &std::path::Path, replace: &[(&str, &str)]) -> std:
     std::fs::write(&plan, text).unwrap();
     plan
 }
+
+/// `mambu-migrate` with the sandbox's API key in its environment.
+pub fn binary() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mambu-migrate"));
+    command
+        .env("MAMBU_API_KEY", API_KEY)
+        .env_remove("MAMBU_USERNAME")
+        .env_remove("MAMBU_PASSWORD");
+    command
+}
+
+pub fn run_args(
+    sandbox: &Sandbox,
+    plan: &str,
+    run_dir: &std::path::Path,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        plan.into(),
+        "--target".into(),
+        format!("{}/api", sandbox.origin),
+        "--run-dir".into(),
+        run_dir.display().to_string(),
+        "--no-progress".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+pub fn run(
+    sandbox: &Sandbox,
+    plan: &str,
+    run_dir: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    binary()
+        .args(run_args(sandbox, plan, run_dir, extra))
+        .output()
+        .expect("running mambu-migrate")
+}
+
+pub fn spawn(
+    sandbox: &Sandbox,
+    plan: &str,
+    run_dir: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Child {
+    binary()
+        .args(run_args(sandbox, plan, run_dir, extra))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting mambu-migrate")
+}
+
+pub fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// An amount above every product's maximum.
+pub const TOO_MUCH: &str = "9999999.00";
+
+/// fixtures/sample copied into `dir/data` with the `broken` loans' amounts above their
+/// product's limit, and the sample plan reading it at `dir/plan.yaml`. Returns the plan and the
+/// broken loans' true amounts.
+pub fn broken_sample(
+    dir: &std::path::Path,
+    broken: &[&str],
+) -> (
+    std::path::PathBuf,
+    std::collections::HashMap<String, String>,
+) {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for file in ["clients", "deposits", "schedules", "transactions"] {
+        std::fs::copy(
+            format!("fixtures/sample/{file}.csv"),
+            data.join(format!("{file}.csv")),
+        )
+        .unwrap();
+    }
+    let original: std::collections::HashMap<String, String> = rows("fixtures/sample/loans.csv")
+        .into_iter()
+        .filter(|l| broken.contains(&l["loan_id"].as_str()))
+        .map(|l| {
+            assert_eq!(
+                l["custom_schedule"], "N",
+                "{} must not have a custom schedule",
+                l["loan_id"]
+            );
+            (l["loan_id"].clone(), l["amount"].clone())
+        })
+        .collect();
+    let mut loans = csv::Reader::from_path("fixtures/sample/loans.csv").unwrap();
+    let headers = loans.headers().unwrap().clone();
+    let amount = headers.iter().position(|h| h == "amount").unwrap();
+    let mut out = csv::Writer::from_path(data.join("loans.csv")).unwrap();
+    out.write_record(&headers).unwrap();
+    for record in loans.records() {
+        let mut record: Vec<String> = record.unwrap().iter().map(str::to_owned).collect();
+        if broken.contains(&record[0].as_str()) {
+            record[amount] = TOO_MUCH.into();
+        }
+        out.write_record(&record).unwrap();
+    }
+    out.flush().unwrap();
+    let plan = dir.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        std::fs::read_to_string("plans/sample.yaml")
+            .unwrap()
+            .replace("../fixtures/sample/", "data/"),
+    )
+    .unwrap();
+    (plan, original)
+}
