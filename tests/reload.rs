@@ -181,6 +181,14 @@ async fn fixed_failed_units_reload_from_their_failed_step() {
         std::fs::canonicalize(&second).unwrap()
     );
 
+    // The run's total is the extract's, not the reload's.
+    let status = binary().arg("status").arg(&run_dir).output().unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        status.contains("250 done · 0 failed · 0 not started · of 250"),
+        "{status}"
+    );
+
     // Verify compares the reloaded units with the fixed rows they were migrated from, and
     // every other unit with the extract: nothing differs.
     let output = binary()

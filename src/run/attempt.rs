@@ -151,12 +151,12 @@ pub fn classify(
             };
             let fix = fix_in.map_or(String::new(), |place| {
                 format!(
-                    " To reload fixed rows of the failed units, edit them in {} and run:\n  {retry_command}\n",
+                    "\nTo reload fixed rows of the failed units instead, edit them in {} and run:\n  {retry_command}",
                     place.display()
                 )
             });
             return Err(format!(
-                "{} changed since this run began: {} is not the data any attempt of this run read. Resume refuses changed data, which would mix two extracts.{fix} To migrate this extract, start a new --run-dir.",
+                "{} changed since this run began: {} is not the data any attempt of this run read. Resume refuses changed data, which would mix two extracts: to migrate this extract, start a new --run-dir.{fix}",
                 file.name, file.path
             ));
         }

@@ -482,7 +482,10 @@ async fn execute(
         grouping.finish()
     });
     let _ = ready_rx.await;
-    checkpoint.record(meta("units_total", total_units.to_string()));
+    if chosen.kind != Kind::Reload {
+        // A reload reads only the failed units: the run's total stays the extract's.
+        checkpoint.record(meta("units_total", total_units.to_string()));
+    }
     tracing::info!(event, attempt = chosen.n, plan = %plan.name, units = total_units, rate, concurrency, "run");
 
     let burst = settings.limits.burst.unwrap_or_else(|| rate.ceil() as u32);
@@ -624,7 +627,11 @@ async fn execute(
                 .iter()
                 .filter(|p| {
                     !(chosen.kind == Kind::Reload
-                        && matches!(p.kind, source::ProblemKind::Orphan { .. }))
+                        && matches!(
+                            p.kind,
+                            source::ProblemKind::Orphan { .. }
+                                | source::ProblemKind::More { code: "orphan", .. }
+                        ))
                 })
                 .count()
         })
@@ -740,8 +747,12 @@ async fn execute(
         && e.units > 0
     {
         eprintln!(
-            "{} units failed: their rows are in {}/ with errors.csv saying why. Fix them there, then reload them:\n  {}",
-            e.units,
+            "{} failed: their rows are in {}/ with errors.csv saying why. Fix them there, then reload them:\n  {}",
+            if e.units == 1 {
+                "1 unit".to_owned()
+            } else {
+                format!("{} units", e.units)
+            },
             e.dir.display(),
             retry_command(&options.plan, &run_dir, Some(chosen.n))
         );
