@@ -23,6 +23,30 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How fast to call Mambu: `run`, `plan estimate` and `verify` take it alike.
+#[derive(Debug, Args)]
+pub struct Pace {
+    /// Calls per second (default: the plan's limits.requests_per_second; verify: the run's).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Units in flight at once (default: the plan's limits.concurrency; verify: the run's).
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+}
+
+impl Pace {
+    /// The rate, refused unless above 0.
+    fn rate(&self) -> anyhow::Result<Option<f64>> {
+        if let Some(rate) = self.rate {
+            anyhow::ensure!(
+                rate > 0.0 && rate.is_finite(),
+                "--rate must be above 0, got {rate}"
+            );
+        }
+        Ok(self.rate)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a migration plan: every unit through every step, rate-limited and resumable.
@@ -69,12 +93,8 @@ pub struct RunArgs {
     /// Stop starting units at this time: HH:MM (local) or RFC 3339; units in flight finish.
     #[arg(long)]
     pub deadline: Option<String>,
-    /// Calls per second (default: the plan's limits.requests_per_second).
-    #[arg(long)]
-    pub rate: Option<f64>,
-    /// Units in flight at once (default: the plan's limits.concurrency).
-    #[arg(long)]
-    pub concurrency: Option<u32>,
+    #[command(flatten)]
+    pub pace: Pace,
     /// No progress bar: one line every 10 seconds instead.
     #[arg(long)]
     pub no_progress: bool,
@@ -123,12 +143,8 @@ pub struct EstimateArgs {
     /// Read the lookups from a tenant (`sandbox` or its base URL), so sample calls show them.
     #[arg(long)]
     pub target: Option<String>,
-    /// Calls per second (default: the plan's limits.requests_per_second).
-    #[arg(long)]
-    pub rate: Option<f64>,
-    /// Units in flight at once (default: the plan's limits.concurrency).
-    #[arg(long)]
-    pub concurrency: Option<u32>,
+    #[command(flatten)]
+    pub pace: Pace,
     /// Assumed latency of one call, ms (endpoints a --from-run sample did not measure).
     #[arg(long, default_value_t = crate::estimate::DEFAULT_LATENCY_MS)]
     pub latency_ms: f64,
@@ -166,6 +182,12 @@ pub struct VerifyArgs {
     /// Where Mambu is, if not the run's target: a base URL (credentials from the environment).
     #[arg(long)]
     pub target: Option<String>,
+    /// How fast to read (default: the pace the run had).
+    #[command(flatten)]
+    pub pace: Pace,
+    /// No progress bar: one line every 10 seconds instead.
+    #[arg(long)]
+    pub no_progress: bool,
     /// What to print (every format is written to the run directory anyway).
     #[arg(long, value_enum, default_value_t = PackFormat::Md)]
     pub format: PackFormat,
@@ -318,12 +340,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitStatus> {
         .as_deref()
         .map(crate::run::parse_deadline)
         .transpose()?;
-    if let Some(rate) = args.rate {
-        anyhow::ensure!(
-            rate > 0.0 && rate.is_finite(),
-            "--rate must be above 0, got {rate}"
-        );
-    }
+    let rate = args.pace.rate()?;
     crate::run::run(crate::run::RunOptions {
         plan: args.plan,
         target: args.target,
@@ -332,8 +349,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitStatus> {
         resume: args.resume,
         sample: args.sample,
         deadline,
-        rate: args.rate,
-        concurrency: args.concurrency,
+        rate,
+        concurrency: args.pace.concurrency,
         progress: !args.no_progress,
         dry_run: args.dry_run,
         reload: args.reload,
@@ -347,6 +364,9 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitStatus> {
         sample: args.sample,
         seed: args.seed,
         target: args.target,
+        rate: args.pace.rate()?,
+        concurrency: args.pace.concurrency,
+        progress: !args.no_progress,
     };
     let (report, status) = match crate::verify::verify(&options) {
         Ok(done) => done,
@@ -388,12 +408,7 @@ fn validate(args: ValidateArgs) -> anyhow::Result<ExitStatus> {
 }
 
 fn estimate(args: EstimateArgs) -> anyhow::Result<ExitStatus> {
-    if let Some(rate) = args.rate {
-        anyhow::ensure!(
-            rate > 0.0 && rate.is_finite(),
-            "--rate must be above 0, got {rate}"
-        );
-    }
+    let rate = args.pace.rate()?;
     anyhow::ensure!(
         args.latency_ms >= 0.0 && args.latency_ms.is_finite(),
         "--latency-ms must be 0 or more, got {}",
@@ -409,8 +424,8 @@ fn estimate(args: EstimateArgs) -> anyhow::Result<ExitStatus> {
         plan: args.plan,
         sources: source_overrides(&args.sources)?,
         target: args.target,
-        rate: args.rate,
-        concurrency: args.concurrency,
+        rate,
+        concurrency: args.pace.concurrency,
         latency_ms: args.latency_ms,
         from_run: args.from_run,
         window,

@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::mambu::{Client, Credentials};
+use serde_json::Value;
+
+use crate::mambu::{Client, Credentials, Quiet, RetrySettings, Session};
 use crate::plan::check::{Plan, Target};
+use crate::plan::file::LookupFile;
 use crate::sandbox::{SandboxConfig, SandboxServer};
 
 /// A client for the target, and the embedded sandbox behind it if that is the target.
@@ -70,42 +73,66 @@ pub async fn connect(plan: &Plan, target: &str, timeout: Duration) -> anyhow::Re
     })
 }
 
-/// Reads the plan's lookup tables: `{ table: { key: value } }` (product and branch ids to their
-/// encodedKeys, typically).
-pub async fn read_lookups(client: &Client, plan: &Plan) -> anyhow::Result<serde_json::Value> {
-    use serde_json::Value;
+/// The plan's retry settings, for a [`Session`].
+pub fn retry_settings(plan: &Plan) -> RetrySettings {
+    let retry = &plan.settings.limits.retry;
+    RetrySettings {
+        max_attempts: retry.max_attempts,
+        initial_backoff: Duration::from_millis(retry.initial_backoff_ms),
+        max_backoff: Duration::from_millis(retry.max_backoff_ms),
+        outage_wait: Duration::from_secs(retry.outage_wait_seconds),
+    }
+}
+
+impl Connection {
+    /// A session that only reads, at the plan's rate (or `rate`) and with its retry policy.
+    pub fn reader(&self, plan: &Plan, rate: Option<f64>) -> Session {
+        let limits = &plan.settings.limits;
+        Session::reader(
+            self.client.clone(),
+            rate.unwrap_or(limits.requests_per_second),
+            limits.burst,
+            retry_settings(plan),
+        )
+    }
+}
+
+/// A lookup's table from the list it reads: its `key` field to its `value` field.
+pub fn lookup_table(items: &[Value], lookup: &LookupFile) -> serde_json::Map<String, Value> {
+    items
+        .iter()
+        .filter_map(|item| {
+            Some((
+                item.get(&lookup.key)?.as_str()?.to_owned(),
+                item.get(&lookup.value)?.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// Reads the plan's lookup tables, every page: `{ table: { key: value } }` (product and branch
+/// ids to their encodedKeys, typically).
+pub async fn read_lookups(session: &Session, plan: &Plan) -> anyhow::Result<Value> {
     let mut tables = serde_json::Map::new();
     for (name, lookup) in &plan.settings.lookups {
-        let table = match client
-            .get_json(&lookup.path)
+        let items = session
+            .list(&lookup.path, &mut Quiet)
             .await
-            .with_context(|| format!("lookups.{name}"))?
-        {
-            Value::Array(items) => items
-                .iter()
-                .filter_map(|item| {
-                    Some((
-                        item.get(&lookup.key)?.as_str()?.to_owned(),
-                        item.get(&lookup.value)?.clone(),
-                    ))
-                })
-                .collect(),
-            _ => anyhow::bail!("lookups.{name}: GET {} did not answer a list", lookup.path),
-        };
-        tables.insert(name.clone(), Value::Object(table));
+            .map_err(|e| anyhow::anyhow!("lookups.{name}: {e}"))?;
+        tables.insert(name.clone(), Value::Object(lookup_table(&items, lookup)));
     }
     Ok(Value::Object(tables))
 }
 
 /// Connects to `target`, reads the lookups and disconnects: for commands that only read them.
-pub fn fetch_lookups(plan: &Plan, target: &str) -> anyhow::Result<serde_json::Value> {
+pub fn fetch_lookups(plan: &Plan, target: &str) -> anyhow::Result<Value> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let connection = connect(plan, target, Duration::from_secs(30)).await?;
-        let lookups = read_lookups(&connection.client, plan).await;
+        let lookups = read_lookups(&connection.reader(plan, None), plan).await;
         connection.close().await;
         lookups
     })

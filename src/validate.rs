@@ -700,8 +700,8 @@ fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) -> Tenant {
                 return;
             }
         };
-        let client = &connection.client;
-        match crate::target::read_lookups(client, plan).await {
+        let session = connection.reader(plan, None);
+        match crate::target::read_lookups(&session, plan).await {
             Ok(lookups) => tenant.lookups = lookups,
             Err(e) => findings.list.push(Finding::new(
                 Kind::Tenant,
@@ -711,13 +711,12 @@ fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) -> Tenant {
                 Some("check the lookup's path and the credentials".into()),
             )),
         }
-        let unread = match client.get_json("/loanproducts").await {
-            Ok(Value::Array(items)) => {
+        let unread = match session.list("/loanproducts", &mut crate::mambu::Quiet).await {
+            Ok(items) => {
                 tenant.loan_products = Some(items);
                 None
             }
-            Ok(_) => Some("GET /loanproducts did not answer a list".to_owned()),
-            Err(e) => Some(format!("GET /loanproducts: {e:#}")),
+            Err(e) => Some(e),
         };
         if let Some(problem) = unread {
             findings.list.push(Finding::new(

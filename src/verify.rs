@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -23,7 +24,7 @@ use serde_json::Value;
 
 use crate::ExitStatus;
 use crate::checkpoint::Reader;
-use crate::mambu::Client;
+use crate::mambu::{Expect, Keep, Quiet, Session};
 use crate::plan::action::Action;
 use crate::plan::check::check;
 use crate::plan::compiled::Compiled;
@@ -38,6 +39,12 @@ pub struct Options {
     pub seed: u64,
     /// Where Mambu is, when not the run's target (an embedded sandbox is gone with its run).
     pub target: Option<String>,
+    /// Calls per second; default: the run's.
+    pub rate: Option<f64>,
+    /// Units checked at once; default: the run's.
+    pub concurrency: Option<u32>,
+    /// A progress bar on a terminal (otherwise a line every 10 seconds).
+    pub progress: bool,
 }
 
 /// One difference between the source and Mambu.
@@ -93,6 +100,14 @@ impl Tally {
     fn find(&mut self, name: impl Into<String>, value: Decimal) {
         Self::add(&mut self.found, name.into(), value);
     }
+    fn merge(&mut self, other: Tally) {
+        for (name, value) in other.expected {
+            Self::add(&mut self.expected, name, value);
+        }
+        for (name, value) in other.found {
+            Self::add(&mut self.found, name, value);
+        }
+    }
 }
 
 fn number(v: Option<&Value>) -> Option<Decimal> {
@@ -109,6 +124,7 @@ fn show(v: Option<Decimal>) -> String {
 }
 
 /// The files a set of migrated units was migrated from.
+#[derive(Clone)]
 struct DataSet {
     /// `None`: the extract the run began with (the plan's sources as the run recorded them).
     overrides: Option<Vec<(String, PathBuf)>>,
@@ -233,7 +249,19 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
         _ => migrated.iter().cloned().collect(),
     };
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // The pace the run had, unless told otherwise: verify reads as fast as the run wrote.
+    let recorded = |key: &str| meta.get(key).and_then(|v| v.parse::<f64>().ok());
+    let rate = options
+        .rate
+        .or_else(|| recorded("rate"))
+        .unwrap_or(plan.settings.limits.requests_per_second);
+    let concurrency = options
+        .concurrency
+        .or_else(|| recorded("concurrency").map(|c| c as u32))
+        .unwrap_or(plan.settings.limits.concurrency)
+        .max(1) as usize;
+    let units_to_verify = selected.len() as u64;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let mut report = runtime.block_on(async {
@@ -243,65 +271,99 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
             Duration::from_secs_f64(plan.settings.limits.timeout_seconds),
         )
         .await?;
-        let lookups = crate::target::read_lookups(&connection.client, &plan).await?;
+        let session = Arc::new(connection.reader(&plan, Some(rate)));
+        let lookups = Arc::new(crate::target::read_lookups(&session, &plan).await?);
         // Product encodedKeys shown as their ids, from the lookups.
-        let names: HashMap<String, String> = lookups
-            .as_object()
-            .into_iter()
-            .flat_map(|tables| tables.values())
-            .filter_map(Value::as_object)
-            .flat_map(|t| {
-                t.iter()
-                    .filter_map(|(k, v)| Some((v.as_str()?.to_owned(), k.clone())))
-            })
-            .collect();
-        let mut checker = Checker {
-            names,
-            client: connection.client.clone(),
-            limiter: crate::run::limiter::Limiter::new(
-                plan.settings.limits.requests_per_second,
-                plan.settings
-                    .limits
-                    .burst
-                    .unwrap_or(plan.settings.limits.requests_per_second.ceil() as u32),
-            ),
-            mismatches: Vec::new(),
-            tally: Tally::default(),
-            calls: 0,
-        };
-        let mut verified = 0;
-        for (set, plan) in data_sets.iter().zip(&plans) {
-            let sources = plan.source_tree()?;
-            let compiled = Compiled::new(plan);
-            let mut grouping = source::group(&sources, &GroupOptions::default());
-            for unit in grouping.by_ref() {
-                if !selected.contains(unit.key()) || !set.holds(unit.key()) {
-                    continue;
+        let names: Arc<HashMap<String, String>> = Arc::new(
+            lookups
+                .as_object()
+                .into_iter()
+                .flat_map(|tables| tables.values())
+                .filter_map(Value::as_object)
+                .flat_map(|t| {
+                    t.iter()
+                        .filter_map(|(k, v)| Some((v.as_str()?.to_owned(), k.clone())))
+                })
+                .collect(),
+        );
+        // Units are read and grouped on a blocking thread, each with the steps the run saved,
+        // and checked concurrently under the one rate limit.
+        let (unit_tx, mut unit_rx) = tokio::sync::mpsc::channel(concurrency * 2);
+        let db = options.run_dir.join("checkpoint.db");
+        let producer = {
+            let plans = plans.clone();
+            let selected = selected.clone();
+            let data_sets = data_sets.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                let reader = Reader::open(&db)?;
+                let mut ordinal = 0usize;
+                for (set, plan) in data_sets.iter().zip(&plans) {
+                    let sources = plan.source_tree()?;
+                    let compiled = Arc::new(Compiled::new(plan));
+                    let mut grouping = source::group(&sources, &GroupOptions::default());
+                    for unit in grouping.by_ref() {
+                        if !selected.contains(unit.key()) || !set.holds(unit.key()) {
+                            continue;
+                        }
+                        let saved = reader.unit_steps(unit.key())?;
+                        ordinal += 1;
+                        if unit_tx
+                            .blocking_send((ordinal, compiled.clone(), unit, saved))
+                            .is_err()
+                        {
+                            return Ok(());
+                        }
+                    }
                 }
-                verified += 1;
-                let saved = reader.unit_steps(unit.key())?;
-                checker
-                    .unit(&compiled, &unit, &saved, &lookups, &plan.name)
+                Ok(())
+            })
+        };
+        let progress = Progress::new(units_to_verify, options.progress, session.clone());
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
+        let mut tasks: tokio::task::JoinSet<(usize, Checked)> = tokio::task::JoinSet::new();
+        let mut checked: Vec<(usize, Checked)> = Vec::new();
+        while let Some((ordinal, compiled, unit, saved)) = unit_rx.recv().await {
+            let permit = semaphore.clone().acquire_owned().await?;
+            let checker = Checker::new(names.clone(), session.clone(), unit.key());
+            let (lookups, plan_name) = (lookups.clone(), plan.name.clone());
+            tasks.spawn(async move {
+                let found = checker
+                    .unit(&compiled, &unit, &saved, &lookups, &plan_name)
                     .await;
+                drop(permit);
+                (ordinal, found)
+            });
+            while let Some(done) = tasks.try_join_next() {
+                checked.push(done?);
+                progress.advance();
             }
         }
+        while let Some(done) = tasks.join_next().await {
+            checked.push(done?);
+            progress.advance();
+        }
+        producer.await??;
+        progress.finish();
         connection.close().await;
-        let totals = checker
-            .tally
+        // In the order the units were read: the same report whatever finished first.
+        checked.sort_by_key(|(ordinal, _)| *ordinal);
+        let verified = checked.len();
+        let mut tally = Tally::default();
+        let mut mismatches = Vec::new();
+        for (_, unit) in checked {
+            tally.merge(unit.tally);
+            mismatches.extend(unit.mismatches);
+        }
+        let totals = tally
             .expected
             .keys()
-            .chain(checker.tally.found.keys())
+            .chain(tally.found.keys())
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .map(|name| {
                 let (e, f) = (
-                    checker
-                        .tally
-                        .expected
-                        .get(name)
-                        .copied()
-                        .unwrap_or_default(),
-                    checker.tally.found.get(name).copied().unwrap_or_default(),
+                    tally.expected.get(name).copied().unwrap_or_default(),
+                    tally.found.get(name).copied().unwrap_or_default(),
                 );
                 Total {
                     name: name.clone(),
@@ -322,9 +384,9 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
                 .filter(|n| *n < migrated.len())
                 .map(|_| options.seed),
             totals,
-            mismatches: checker.mismatches,
+            mismatches,
             manifest: Vec::new(),
-            calls: checker.calls,
+            calls: session.attempts(),
         })
     })?;
     write_pack(
@@ -350,13 +412,19 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
     Ok((report, status))
 }
 
+/// Checks one unit against what Mambu holds; many run at once, sharing the session.
 struct Checker {
-    names: HashMap<String, String>,
-    client: Client,
-    limiter: crate::run::limiter::Limiter,
+    names: Arc<HashMap<String, String>>,
+    session: Arc<Session>,
+    unit: String,
     mismatches: Vec<Mismatch>,
     tally: Tally,
-    calls: u64,
+}
+
+/// What the check of one unit found.
+struct Checked {
+    mismatches: Vec<Mismatch>,
+    tally: Tally,
 }
 
 /// What a unit's transactions on one loan should be: externalId → (type, amount).
@@ -374,17 +442,43 @@ struct LoanCheck {
 }
 
 impl Checker {
+    fn new(names: Arc<HashMap<String, String>>, session: Arc<Session>, unit: &str) -> Self {
+        Self {
+            names,
+            session,
+            unit: unit.to_owned(),
+            mismatches: Vec::new(),
+            tally: Tally::default(),
+        }
+    }
+
+    /// Reads `path` back through the session's policy: `None` when Mambu says it does not
+    /// exist; one that cannot be read is a mismatch of its own (never taken for "missing").
     async fn get(&mut self, path: &str) -> Option<Value> {
-        for attempt in 0..5u32 {
-            self.limiter.acquire().await;
-            self.calls += 1;
-            match self.client.get_json(path).await {
-                Ok(v) => return Some(v),
-                Err(crate::mambu::ClientError::Status { status: 404, .. }) => return None,
-                Err(_) => tokio::time::sleep(Duration::from_millis(200 << attempt)).await,
+        match self
+            .session
+            .read(path, Expect::Any, Keep::All, &mut Quiet)
+            .await
+        {
+            Ok(found) => found.map(|answer| answer.body),
+            Err(e) => {
+                let unit = self.unit.clone();
+                self.mismatch(&unit, path, "readable", "an answer", e);
+                None
             }
         }
-        None
+    }
+
+    /// Every item of the list at `path`, page by page.
+    async fn list(&mut self, path: &str) -> Vec<Value> {
+        match self.session.list(path, &mut Quiet).await {
+            Ok(items) => items,
+            Err(e) => {
+                let unit = self.unit.clone();
+                self.mismatch(&unit, path, "readable", "an answer", e);
+                Vec::new()
+            }
+        }
     }
 
     fn product_name(&self, body: &Value) -> String {
@@ -426,13 +520,13 @@ impl Checker {
     }
 
     async fn unit(
-        &mut self,
+        mut self,
         compiled: &Compiled,
         unit: &source::Unit,
         saved: &HashMap<String, (String, Value)>,
         lookups: &Value,
         plan_name: &str,
-    ) {
+    ) -> Checked {
         let key = unit.key().to_owned();
         let mut outputs: HashMap<String, Value> = HashMap::new();
         let mut loans: Vec<LoanCheck> = Vec::new();
@@ -633,21 +727,7 @@ impl Checker {
                         .unwrap_or("(none)"),
                 );
             }
-            let mut transactions = Vec::new();
-            let mut offset = 0;
-            while let Some(Value::Array(page)) = self
-                .get(&format!(
-                    "/loans/{encoded}/transactions?offset={offset}&limit=1000"
-                ))
-                .await
-            {
-                let n = page.len();
-                transactions.extend(page);
-                if n < 1000 {
-                    break;
-                }
-                offset += 1000;
-            }
+            let transactions = self.list(&format!("/loans/{encoded}/transactions")).await;
             let mut seen = HashSet::new();
             for t in &transactions {
                 let kind = t.get("type").and_then(Value::as_str).unwrap_or("");
@@ -717,6 +797,10 @@ impl Checker {
                     );
                 }
             }
+        }
+        Checked {
+            mismatches: self.mismatches,
+            tally: self.tally,
         }
     }
 }
@@ -878,6 +962,84 @@ fn render_html(report: &Report) -> String {
             format!("{} mismatches.", report.mismatches.len())
         }
     )
+}
+
+/// Verify's progress: a bar on a terminal; otherwise (or with `--no-progress`) a line every 10
+/// seconds on stderr.
+struct Progress {
+    total: u64,
+    done: Arc<std::sync::atomic::AtomicU64>,
+    started: std::time::Instant,
+    bar: Option<indicatif::ProgressBar>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn new(total: u64, wanted: bool, session: Arc<Session>) -> Self {
+        use std::io::IsTerminal;
+        let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let started = std::time::Instant::now();
+        let bar = (wanted && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} units verified {msg} (ETA {eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        let ticker = {
+            let (bar, done) = (bar.clone(), done.clone());
+            tokio::spawn(async move {
+                let every = if bar.is_some() { 1 } else { 10 };
+                let mut tick = tokio::time::interval(Duration::from_secs(every));
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let calls = session.attempts();
+                    let rate = calls as f64 / started.elapsed().as_secs_f64().max(0.001);
+                    let line = format!("{calls} calls ({rate:.1}/s)");
+                    match &bar {
+                        Some(bar) => bar.set_message(line),
+                        None => eprintln!(
+                            "verify: {} of {total} units, {line}",
+                            done.load(std::sync::atomic::Ordering::Relaxed)
+                        ),
+                    }
+                }
+            })
+        };
+        Self {
+            total,
+            done,
+            started,
+            bar,
+            ticker: Some(ticker),
+        }
+    }
+
+    fn advance(&self) {
+        self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    fn finish(mut self) {
+        if let Some(ticker) = self.ticker.take() {
+            ticker.abort();
+        }
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        tracing::debug!(
+            units = self.total,
+            seconds = self.started.elapsed().as_secs_f64(),
+            "verified"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -115,6 +115,54 @@ async fn the_sample_survives_faults_lost_replies_and_throttling_without_duplicat
     }
 }
 
+/// Keys expired (as on a resume the next day) and every fault at once, then each alone: every
+/// replay is adopted through a read-back that gets the same retry policy as every other call,
+/// so a spoiled answer to the read-back is read again, never taken for "not found".
+#[tokio::test(flavor = "multi_thread")]
+async fn replays_are_adopted_whatever_the_faults_with_idempotency_keys_expired() {
+    let mixes: [&[&str]; 4] = [
+        &[
+            "--fault-rate",
+            "0.05",
+            "--lost-reply-rate",
+            "0.05",
+            "--malformed-rate",
+            "0.02",
+        ],
+        &["--fault-rate", "0.05"],
+        &["--lost-reply-rate", "0.05"],
+        &["--malformed-rate", "0.02"],
+    ];
+    for (seed, faults) in mixes.iter().enumerate() {
+        let seed = (seed + 21).to_string();
+        let mut args = vec!["--idempotency", "ignore", "--seed", &seed];
+        args.extend_from_slice(faults);
+        let sandbox = Sandbox::start(&args);
+        let dir = tempfile::tempdir().unwrap();
+        // Short backoffs: the faults are many, and waiting is not what is tested.
+        let plan = common::sample_plan_with(
+            dir.path(),
+            &[(
+                "initial_backoff_ms: 250, max_backoff_ms: 30000",
+                "initial_backoff_ms: 10, max_backoff_ms: 100",
+            )],
+        );
+        let output = run(
+            &sandbox,
+            plan.to_str().unwrap(),
+            &dir.path().join("run"),
+            &["--rate", "3000"],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{faults:?}: no unit may fail: {}",
+            stderr(&output)
+        );
+        assert_sample_migrated_exactly_once(&sandbox.stats().await);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_at_random_moments_and_resumed_every_record_lands_exactly_once() {
     let sandbox = Sandbox::start(&["--lost-reply-rate", "0.01", "--seed", "5"]);

@@ -176,7 +176,7 @@ fn impatient_plan(dir: &Path) -> std::path::PathBuf {
         dir,
         &[
             ("  timeout_seconds: 30", "  timeout_seconds: 2"),
-            ("max_attempts: 8", "max_attempts: 1"),
+            ("max_attempts: 8", "max_attempts: 1, outage_wait_seconds: 0"),
         ],
     )
 }

@@ -229,9 +229,19 @@ fn a_tenant_that_cannot_be_read_is_a_problem_never_a_skipped_check() {
     // Every answer spoiled: the loan products cannot be read, so the loans' limits cannot be
     // checked; validate says so (and exits 2) instead of passing them.
     let sandbox = common::Sandbox::start(&["--malformed-rate", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = common::sample_plan_with(
+        dir.path(),
+        &[(
+            "retry: { max_attempts: 8, initial_backoff_ms: 250, max_backoff_ms: 30000 }",
+            "retry: { max_attempts: 2, initial_backoff_ms: 10, max_backoff_ms: 20 }",
+        )],
+    );
     let output = Command::cargo_bin("mambu-migrate")
         .unwrap()
-        .args(["plan", "validate", "plans/sample.yaml", "--target"])
+        .args(["plan", "validate"])
+        .arg(&plan)
+        .arg("--target")
         .arg(format!("{}/api", sandbox.origin))
         .env("MAMBU_API_KEY", common::API_KEY)
         .output()

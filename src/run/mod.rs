@@ -10,7 +10,6 @@
 mod attempt;
 mod failed;
 pub mod guard;
-pub mod limiter;
 mod progress;
 mod unit;
 
@@ -28,14 +27,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ExitStatus;
 use crate::checkpoint::{self, Checkpoint, Record, Resume, SourceFile};
-use crate::mambu::{Client, Keep, Request, Verdict, classify};
+use crate::mambu::{Limiter, Observer, Session};
 use crate::plan::check::{Plan, Target, check};
 use crate::plan::compiled::Compiled;
 use crate::plan::file::PlanFile;
 use crate::plan::load::load;
 use crate::source::{self, GroupOptions, Sources};
 use attempt::{Chosen, Kind};
-use limiter::Limiter;
 use progress::Progress;
 use unit::{UnitEnd, run_unit};
 
@@ -66,12 +64,11 @@ pub struct RunOptions {
 pub(crate) struct Shared {
     pub checkpoint: Checkpoint,
     pub compiled: Compiled,
-    pub client: Client,
-    pub limiter: Limiter,
+    /// The conversation with Mambu: the client, the shared rate limit, the retry policy.
+    pub session: Session,
     /// Read once before the first unit.
     pub lookups: std::sync::OnceLock<Value>,
     pub plan_name: String,
-    pub settings: PlanFile,
     /// Stop after the current step: interrupt, error budget, credentials.
     pub halt: CancellationToken,
     pub reason: Mutex<Option<String>>,
@@ -489,17 +486,21 @@ async fn execute(
     tracing::info!(event, attempt = chosen.n, plan = %plan.name, units = total_units, rate, concurrency, "run");
 
     let burst = settings.limits.burst.unwrap_or_else(|| rate.ceil() as u32);
+    let session = Session::new(
+        client,
+        Limiter::new(rate, burst),
+        crate::target::retry_settings(&plan),
+    );
+    let (halt, deadline) = (session.halt().clone(), session.deadline().clone());
     let shared = Arc::new(Shared {
         checkpoint,
         compiled: Compiled::new(&plan),
-        client,
-        limiter: Limiter::new(rate, burst),
+        session,
         lookups: std::sync::OnceLock::new(),
         plan_name: plan.name.clone(),
-        settings: settings.clone(),
-        halt: CancellationToken::new(),
+        halt,
         reason: Mutex::new(None),
-        deadline: CancellationToken::new(),
+        deadline,
         progress: Progress::new(total_units, options.progress),
         attempt: chosen.n,
         source_names: plan.sources.iter().map(|s| s.name.clone()).collect(),
@@ -848,99 +849,51 @@ impl Tally {
     }
 }
 
-/// Reads the plan's lookups: `{ table: { key: value } }`.
+/// Reads the plan's lookups, every page: `{ table: { key: value } }`. Each attempt is counted
+/// and recorded as a call of the step `lookups.<name>`.
 async fn read_lookups(shared: &Shared, settings: &PlanFile) -> Result<Value, String> {
     let mut tables = serde_json::Map::new();
     for (name, lookup) in &settings.lookups {
-        let request = Request {
-            method: "GET",
-            path: &lookup.path,
-            body: None,
-            idempotency_key: None,
-            v1: false,
-            keep: Keep::All,
+        let mut observer = LookupCalls {
+            shared,
+            step_id: format!("lookups.{name}"),
+            endpoint: lookup.path.clone(),
         };
-        let mut attempts = 0;
-        let answer = loop {
-            shared.limiter.acquire().await;
-            attempts += 1;
-            shared.progress.calls.fetch_add(1, Ordering::Relaxed);
-            let started = tokio::time::Instant::now();
-            let result = shared.client.send(&request).await;
-            // A list is expected: anything else (a spoiled answer) is tried again.
-            let verdict = result
-                .as_ref()
-                .map(|a| {
-                    if a.status < 300 && !a.body.is_array() {
-                        Verdict::Retry {
-                            throttled: false,
-                            retry_after: None,
-                        }
-                    } else {
-                        classify(a)
-                    }
-                })
-                .map_err(|e| e.to_string());
-            shared
-                .checkpoint
-                .record(Record::Call(Box::new(checkpoint::CallRecord {
-                    unit: String::new(),
-                    step_id: format!("lookups.{name}"),
-                    method: "GET",
-                    endpoint: lookup.path.clone(),
-                    status: result.as_ref().ok().map(|a| a.status),
-                    outcome: if matches!(verdict, Ok(Verdict::Success)) {
-                        "ok"
-                    } else {
-                        "retried"
-                    },
-                    latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-                })));
-            match (result, verdict) {
-                (Ok(answer), Ok(Verdict::Success)) => break answer,
-                (Ok(answer), Ok(Verdict::Stop(_))) => {
-                    return Err(format!(
-                        "credentials refused (HTTP {}) reading lookups.{name}",
-                        answer.status
-                    ));
-                }
-                (Ok(answer), Ok(Verdict::Refused(r))) => {
-                    return Err(format!(
-                        "lookups.{name}: GET {} refused: HTTP {} {}",
-                        lookup.path,
-                        answer.status,
-                        r.reason.unwrap_or_default()
-                    ));
-                }
-                _ if attempts >= settings.limits.retry.max_attempts => {
-                    return Err(format!(
-                        "lookups.{name}: GET {} failed {attempts} times",
-                        lookup.path
-                    ));
-                }
-                _ => {
-                    tokio::time::sleep(Duration::from_millis(
-                        settings.limits.retry.initial_backoff_ms << attempts.min(8),
-                    ))
-                    .await
-                }
-            }
-        };
-        let table: serde_json::Map<String, Value> = answer
-            .body
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|item| {
-                Some((
-                    item.get(&lookup.key)?.as_str()?.to_owned(),
-                    item.get(&lookup.value)?.clone(),
-                ))
-            })
-            .collect();
-        tables.insert(name.clone(), Value::Object(table));
+        let items = shared
+            .session
+            .list(&lookup.path, &mut observer)
+            .await
+            .map_err(|e| format!("lookups.{name}: {e}"))?;
+        tables.insert(
+            name.clone(),
+            Value::Object(crate::target::lookup_table(&items, lookup)),
+        );
     }
     Ok(Value::Object(tables))
+}
+
+/// Records the lookups' calls in the checkpoint and the progress line.
+struct LookupCalls<'a> {
+    shared: &'a Shared,
+    step_id: String,
+    endpoint: String,
+}
+
+impl Observer for LookupCalls<'_> {
+    fn attempt(&mut self, status: Option<u16>, outcome: &'static str, latency_ms: f64, _: bool) {
+        self.shared.progress.calls.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .checkpoint
+            .record(Record::Call(Box::new(checkpoint::CallRecord {
+                unit: String::new(),
+                step_id: self.step_id.clone(),
+                method: "GET",
+                endpoint: self.endpoint.clone(),
+                status,
+                outcome,
+                latency_ms,
+            })));
+    }
 }
 
 async fn wait_for_signal() {

@@ -3,9 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use backon::BackoffBuilder;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -13,7 +11,8 @@ use uuid::Uuid;
 
 use super::Shared;
 use crate::checkpoint::{CallRecord, Record, StepRecord, UnitError};
-use crate::mambu::{Answer, Keep, Refusal, Request, Verdict, classify};
+use crate::mambu::adopt::{Intent, adopt};
+use crate::mambu::{Answer, Expect, Keep, Observer, Refusal, Request, Sent};
 use crate::plan::action::Action;
 use crate::plan::compiled::{Call, Planned};
 use crate::source::Unit;
@@ -24,18 +23,6 @@ pub enum UnitEnd {
     Done,
     Failed(Box<UnitError>),
     /// Stopped between steps (interrupt, error budget): resumes from the next step.
-    Interrupted,
-}
-
-/// How one call ended.
-enum CallEnd {
-    Ok(Answer),
-    Refused(Answer, Refusal),
-    /// Transient failures until attempts ran out.
-    GaveUp {
-        message: String,
-        status: Option<u16>,
-    },
     Interrupted,
 }
 
@@ -200,6 +187,9 @@ async fn run_step(
         } else {
             Expect::Any
         },
+        method: "GET",
+        endpoint: String::new(),
+        waiting: None,
     };
 
     if call.action.is_transaction()
@@ -232,10 +222,13 @@ async fn run_step(
         };
         let endpoint = endpoint_of(step.action, &call);
         match ctx.send(&request, &endpoint).await {
-            CallEnd::Ok(answer) => (answer, "done"),
-            CallEnd::Refused(answer, refusal) => {
+            Sent::Ok(answer) => (answer, "done"),
+            Sent::Refused(answer, refusal) => {
                 let pending = ctx.refused.take();
-                let adopted = adopt(&mut ctx, &call, &refusal).await;
+                let intent = intent_of(&call);
+                let shared = ctx.shared;
+                let keep = ctx.keep;
+                let adopted = adopt(&shared.session, &intent, &refusal, keep, &mut ctx).await;
                 ctx.settle("failed");
                 ctx.refused = pending;
                 match adopted {
@@ -249,7 +242,7 @@ async fn run_step(
                     }
                 }
             }
-            CallEnd::GaveUp { message, status } => {
+            Sent::GaveUp { message, status } => {
                 let attempts = *ctx.attempts;
                 return Err(StepStop::Failed(Box::new(UnitError {
                     step: step.id.clone(),
@@ -259,9 +252,14 @@ async fn run_step(
                     ..Default::default()
                 })));
             }
-            CallEnd::Interrupted => return Err(StepStop::Interrupted),
+            Sent::Stop(reason) => {
+                shared.stop(reason);
+                return Err(StepStop::Interrupted);
+            }
+            Sent::Interrupted => return Err(StepStop::Interrupted),
         }
     };
+    drop(ctx);
     let out = outputs_of(step.action, &answer.body, &step.save);
     record_step(
         status,
@@ -364,24 +362,11 @@ struct CallCtx<'a> {
     refused: Option<CallRecord>,
     /// What a successful answer must be; one that is not is a spoiled answer, sent again.
     expect: Expect,
-}
-
-/// Why a call that gave up says Mambu is out of reach, rather than anything about the unit:
-/// no answer at all, or the gateway's "unavailable" (502, 503, 504) or throttling, attempt
-/// after attempt. Such a call goes on trying for `outage_wait_seconds`, then the run stops
-/// (resumably), instead of failing unit after unit until the error budget trips. A 500 may
-/// come from the data: it fails the unit. `over`: how many attempts over how long.
-fn unavailable(status: Option<u16>, over: &str, message: Option<&str>) -> Option<String> {
-    match status {
-        None => Some(format!(
-            "Mambu unreachable ({over}: {})",
-            message.unwrap_or("no answer")
-        )),
-        Some(code @ (429 | 502 | 503 | 504)) => {
-            Some(format!("Mambu unavailable (HTTP {code} through {over})"))
-        }
-        Some(_) => None,
-    }
+    /// The request being sent: its method and the endpoint it is counted under.
+    method: &'static str,
+    endpoint: String,
+    /// Held while this call waits out an outage.
+    waiting: Option<Waiting<'a>>,
 }
 
 /// A call waiting out an outage, counted in the progress line while it lasts. The first one
@@ -422,6 +407,54 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// Every attempt of the unit's calls goes to the checkpoint and the progress line.
+impl Observer for CallCtx<'_> {
+    fn attempt(
+        &mut self,
+        status: Option<u16>,
+        outcome: &'static str,
+        latency_ms: f64,
+        refused: bool,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        *self.attempts += 1;
+        *self.calls += 1;
+        let progress = &self.shared.progress;
+        progress.calls.fetch_add(1, Relaxed);
+        match outcome {
+            "throttled" => progress.throttled.fetch_add(1, Relaxed),
+            "retried" => progress.retried.fetch_add(1, Relaxed),
+            _ => 0,
+        };
+        let record = CallRecord {
+            unit: self.unit.to_owned(),
+            step_id: self.step.to_owned(),
+            method: self.method,
+            endpoint: self.endpoint.clone(),
+            status,
+            outcome,
+            latency_ms,
+        };
+        if refused {
+            self.settle("failed");
+            self.refused = Some(record);
+        } else {
+            self.shared
+                .checkpoint
+                .record(Record::Call(Box::new(record)));
+        }
+    }
+
+    fn outage(&mut self, reason: &str) {
+        tracing::warn!(unit = self.unit, step = self.step, %reason, "waiting for Mambu");
+        self.waiting = Some(Waiting::new(self.shared, reason));
+    }
+
+    fn outage_over(&mut self) {
+        self.waiting = None;
+    }
+}
+
 impl CallCtx<'_> {
     /// Records the refused attempt as `adopted` (what it would have made exists) or `failed`.
     fn settle(&mut self, outcome: &'static str) {
@@ -431,305 +464,48 @@ impl CallCtx<'_> {
         }
     }
 
-    /// Sends with retries: transient failures again with the same key, after exponential
-    /// backoff with jitter or the server's Retry-After, whichever is longer.
-    async fn send(&mut self, request: &Request<'_>, endpoint: &str) -> CallEnd {
-        let retry = &self.shared.settings.limits.retry;
-        let mut backoff = backon::ExponentialBuilder::default()
-            .with_jitter()
-            .with_min_delay(Duration::from_millis(retry.initial_backoff_ms))
-            .with_max_delay(Duration::from_millis(retry.max_backoff_ms))
-            .with_max_times(retry.max_attempts.saturating_sub(1) as usize)
-            .build();
-        let first_attempt = Instant::now();
-        let max_backoff = Duration::from_millis(retry.max_backoff_ms);
-        let outage_wait = Duration::from_secs(retry.outage_wait_seconds);
-        let mut waiting_out: Option<Waiting<'_>> = None;
-        loop {
-            self.shared.limiter.acquire().await;
-            let started = Instant::now();
-            *self.attempts += 1;
-            *self.calls += 1;
-            self.shared
-                .progress
-                .calls
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let result = self.shared.client.send(request).await;
-            self.shared.limiter.poke();
-            let latency = started.elapsed().as_secs_f64() * 1000.0;
-            // What went wrong, for a give-up message: built only when it is not "HTTP {status}".
-            let (verdict, status, message) = match &result {
-                // A 2xx whose body cannot be used: the change may have been made, so the same
-                // request goes again (its key replays the first answer, or what exists is adopted).
-                Ok(answer) if answer.status < 300 && !usable(answer, self.expect) => (
-                    Verdict::Retry {
-                        throttled: false,
-                        retry_after: None,
-                    },
-                    Some(answer.status),
-                    Some(format!(
-                        "HTTP {} with an answer that is not usable ({})",
-                        answer.status,
-                        if answer.json {
-                            "no encodedKey"
-                        } else {
-                            "not JSON"
-                        }
-                    )),
-                ),
-                Ok(answer) => (classify(answer), Some(answer.status), None),
-                Err(e) => (
-                    Verdict::Retry {
-                        throttled: false,
-                        retry_after: None,
-                    },
-                    None,
-                    Some(e.to_string()),
-                ),
-            };
-            let outcome = match &verdict {
-                Verdict::Success => "ok",
-                Verdict::Retry {
-                    throttled: true, ..
-                } => "throttled",
-                Verdict::Retry { .. } => "retried",
-                Verdict::Refused(_) | Verdict::Stop(_) => "failed",
-            };
-            let record = CallRecord {
-                unit: self.unit.to_owned(),
-                step_id: self.step.to_owned(),
-                method: request.method,
-                endpoint: endpoint.to_owned(),
-                status,
-                outcome,
-                latency_ms: latency,
-            };
-            if matches!(verdict, Verdict::Refused(_)) {
-                self.settle("failed");
-                self.refused = Some(record);
-            } else {
-                self.shared
-                    .checkpoint
-                    .record(Record::Call(Box::new(record)));
-            }
-            match verdict {
-                Verdict::Success => {
-                    self.shared.limiter.succeeded();
-                    return CallEnd::Ok(result.expect("a success has an answer"));
-                }
-                Verdict::Refused(refusal) => {
-                    self.shared.limiter.succeeded();
-                    return CallEnd::Refused(result.expect("a refusal has an answer"), refusal);
-                }
-                Verdict::Stop(refusal) => {
-                    self.shared.stop(format!(
-                        "credentials refused (HTTP {}{})",
-                        status.unwrap_or(0),
-                        refusal.reason.map(|r| format!(" {r}")).unwrap_or_default()
-                    ));
-                    return CallEnd::Interrupted;
-                }
-                Verdict::Retry {
-                    throttled,
-                    retry_after,
-                } => {
-                    if throttled {
-                        self.shared.limiter.throttled();
-                        self.shared
-                            .progress
-                            .throttled
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    } else {
-                        self.shared
-                            .progress
-                            .retried
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    let delay = match backoff.next() {
-                        Some(delay) => delay,
-                        None => {
-                            let over = format!(
-                                "{} attempts over {:.0} s",
-                                *self.attempts,
-                                first_attempt.elapsed().as_secs_f64()
-                            );
-                            match unavailable(status, &over, message.as_deref()) {
-                                // Mambu out of reach: wait it out, trying every max_backoff.
-                                Some(reason) if first_attempt.elapsed() < outage_wait => {
-                                    if waiting_out.is_none() {
-                                        waiting_out = Some(Waiting::new(self.shared, &reason));
-                                        tracing::warn!(unit = self.unit, step = self.step, %reason, wait_seconds = outage_wait.as_secs(), "waiting for Mambu");
-                                    }
-                                    max_backoff
-                                }
-                                Some(reason) => {
-                                    self.shared.stop(reason);
-                                    return CallEnd::Interrupted;
-                                }
-                                None => {
-                                    return CallEnd::GaveUp {
-                                        message: format!(
-                                            "gave up after {} attempts: {}",
-                                            *self.attempts,
-                                            message.unwrap_or_else(|| format!(
-                                                "HTTP {}",
-                                                status.unwrap_or(0)
-                                            ))
-                                        ),
-                                        status,
-                                    };
-                                }
-                            }
-                        }
-                    };
-                    let delay = retry_after.map_or(delay, |r| r.max(delay));
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = self.shared.halt.cancelled() => return CallEnd::Interrupted,
-                        () = self.shared.deadline.cancelled(), if waiting_out.is_some() => {
-                            // The window is over and Mambu is still out of reach.
-                            self.shared.stop("deadline (Mambu out of reach)".into());
-                            return CallEnd::Interrupted;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// A GET after a refusal, to adopt what exists.
-    async fn get(&mut self, path: &str, endpoint: &str) -> Option<Answer> {
-        let request = Request {
-            method: "GET",
-            path,
-            body: None,
-            idempotency_key: None,
-            v1: false,
-            keep: self.keep,
-        };
-        match self.send(&request, endpoint).await {
-            CallEnd::Ok(answer) => Some(answer),
-            _ => None,
-        }
+    /// Sends through the run's session (the shared limit, the one retry policy), recording
+    /// every attempt under `endpoint`.
+    async fn send(&mut self, request: &Request<'_>, endpoint: &str) -> Sent {
+        self.method = request.method;
+        self.endpoint = endpoint.to_owned();
+        let shared = self.shared;
+        let expect = self.expect;
+        shared.session.send(request, expect, self).await
     }
 }
 
-/// The shape a successful answer must have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
-    /// Any JSON (or nothing).
-    Any,
-    /// An entity with an encodedKey: creations, and the lookups that adopt them.
-    Entity,
-    /// A schedule: a list of installments.
-    Schedule,
-}
-
-/// Whether a successful answer can be used.
-fn usable(answer: &Answer, expect: Expect) -> bool {
-    answer.json
-        && match expect {
-            Expect::Any => true,
-            Expect::Entity => answer.body.get("encodedKey").is_some_and(Value::is_string),
-            Expect::Schedule => answer.body.get("installments").is_some_and(Value::is_array),
-        }
-}
-
-/// After a refusal that says "it already exists" (a replay after a lost reply), look the
-/// entity up and adopt it (DESIGN.md, "Built-in steps").
-async fn adopt(ctx: &mut CallCtx<'_>, call: &Call, refusal: &Refusal) -> Option<Answer> {
-    let body_id = call
-        .body
-        .as_ref()
-        .and_then(|b| b.get("id"))
-        .and_then(Value::as_str)
-        .map(encode);
-    let loan_path = call
-        .path
-        .split('/')
-        .nth(2)
-        .map(|id| id.split(':').next().unwrap_or(id).to_owned());
-    match call.action {
-        Action::CreateClient
-            if refusal.code == Some(316) || refusal.is("CLIENT_ID_ALREADY_IN_USE") =>
-        {
-            ctx.get(&format!("/clients/{}", body_id?), "/clients/{id}")
-                .await
-        }
-        Action::CreateLoan
-            if refusal.code == Some(411) || refusal.is("ACCOUNT_ID_ALREADY_IN_USE") =>
-        {
-            ctx.get(&format!("/loans/{}", body_id?), "/loans/{id}")
-                .await
-        }
-        Action::CreateDeposit
-            if refusal.code == Some(411) || refusal.is("ACCOUNT_ID_ALREADY_IN_USE") =>
-        {
-            ctx.get(&format!("/deposits/{}", body_id?), "/deposits/{id}")
-                .await
-        }
-        Action::ApproveLoan if refusal.is("INVALID_STATE_TRANSITION") => {
-            let loan = ctx
-                .get(&format!("/loans/{}", loan_path?), "/loans/{id}")
-                .await?;
-            matches!(
-                loan.body.get("accountState").and_then(Value::as_str),
-                Some("APPROVED" | "ACTIVE" | "ACTIVE_IN_ARREARS" | "CLOSED")
-            )
-            .then_some(loan)
-        }
-        Action::ApproveDeposit if refusal.is("INVALID_STATE_TRANSITION") => {
-            let deposit = ctx
-                .get(&format!("/deposits/{}", loan_path?), "/deposits/{id}")
-                .await?;
-            matches!(
-                deposit.body.get("accountState").and_then(Value::as_str),
-                Some("APPROVED" | "ACTIVE" | "LOCKED" | "DORMANT")
-            )
-            .then_some(deposit)
-        }
-        Action::LinkSettlementAccount if refusal.is("ACCOUNT_ALREADY_LINKED") => Some(Answer {
-            status: 200,
-            body: json!({ "returnCode": 0, "returnStatus": "SUCCESS" }),
-            json: true,
-            retry_after: None,
+/// What a call makes, for adoption after a refusal that says it exists.
+fn intent_of(call: &Call) -> Intent<'_> {
+    let body_id = || call.body.as_ref()?.get("id")?.as_str();
+    // `/loans/{id}/…` or `/loans/{id}:approve`: the account the call acts on.
+    let account = || {
+        let id = call.path.split('/').nth(2)?;
+        Some(id.split(':').next().unwrap_or(id))
+    };
+    let created = |kind| body_id().map(|id| Intent::Create { kind, id });
+    let intent = match call.action {
+        Action::CreateClient => created("clients"),
+        Action::CreateLoan => created("loans"),
+        Action::CreateDeposit => created("deposits"),
+        Action::ApproveLoan => account().map(|account| Intent::Approve {
+            kind: "loans",
+            account,
         }),
-        action if action.is_transaction() && refusal.is("EXTERNAL_ID_ALREADY_EXISTS") => {
-            let external = call.body.as_ref()?.get("externalId")?.as_str()?.to_owned();
-            // The list answers an array, not an entity.
-            ctx.expect = Expect::Any;
-            let loan = loan_path?;
-            let mut offset = 0;
-            loop {
-                let page = ctx
-                    .get(
-                        &format!("/loans/{loan}/transactions?offset={offset}&limit=1000"),
-                        "/loans/{id}/transactions",
-                    )
-                    .await?;
-                let items = page.body.as_array()?;
-                if let Some(found) = items.iter().find(|t| {
-                    t.get("externalId").and_then(Value::as_str) == Some(external.as_str())
-                }) {
-                    return Some(Answer {
-                        body: found.clone(),
-                        ..page
-                    });
-                }
-                if items.len() < 1000 {
-                    return None;
-                }
-                offset += 1000;
-            }
-        }
+        Action::ApproveDeposit => account().map(|account| Intent::Approve {
+            kind: "deposits",
+            account,
+        }),
+        Action::LinkSettlementAccount => Some(Intent::Link),
+        action if action.is_transaction() => (|| {
+            Some(Intent::Transaction {
+                loan: account()?,
+                external_id: call.body.as_ref()?.get("externalId")?.as_str()?,
+            })
+        })(),
         _ => None,
-    }
-}
-
-fn encode(id: &str) -> String {
-    url::form_urlencoded::byte_serialize(id.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
+    };
+    intent.unwrap_or(Intent::Other)
 }
 
 /// edit_schedule: GET the schedule Mambu generated, pair its installments by position with the
@@ -750,12 +526,12 @@ async fn edit_schedule(
         keep: Keep::All,
     };
     let current = match ctx.send(&get, "/loans/{loan}/schedule").await {
-        CallEnd::Ok(answer) => answer,
-        CallEnd::Refused(answer, refusal) => {
+        Sent::Ok(answer) => answer,
+        Sent::Refused(answer, refusal) => {
             ctx.settle("failed");
             return Err(refused(&step, &answer, refusal, *ctx.attempts));
         }
-        CallEnd::GaveUp { message, status } => {
+        Sent::GaveUp { message, status } => {
             return Err(StepStop::Failed(Box::new(UnitError {
                 step,
                 http_status: status,
@@ -764,7 +540,11 @@ async fn edit_schedule(
                 ..Default::default()
             })));
         }
-        CallEnd::Interrupted => return Err(StepStop::Interrupted),
+        Sent::Stop(reason) => {
+            ctx.shared.stop(reason);
+            return Err(StepStop::Interrupted);
+        }
+        Sent::Interrupted => return Err(StepStop::Interrupted),
     };
     let generated: &[Value] = current
         .body
@@ -803,10 +583,10 @@ async fn edit_schedule(
         keep: ctx.keep,
     };
     match ctx.send(&put, "/loans/{loan}/schedule").await {
-        CallEnd::Ok(answer) => Ok((answer, "done")),
+        Sent::Ok(answer) => Ok((answer, "done")),
         // A replay after the edit was applied and paid into: Mambu refuses to edit paid
         // installments, and the schedule already is what the plan asks for.
-        CallEnd::Refused(_, _)
+        Sent::Refused(_, _)
             if generated
                 .iter()
                 .zip(&call.installments)
@@ -815,18 +595,22 @@ async fn edit_schedule(
             ctx.settle("adopted");
             Ok((current, "adopted"))
         }
-        CallEnd::Refused(answer, refusal) => {
+        Sent::Refused(answer, refusal) => {
             ctx.settle("failed");
             Err(refused(&step, &answer, refusal, *ctx.attempts))
         }
-        CallEnd::GaveUp { message, status } => Err(StepStop::Failed(Box::new(UnitError {
+        Sent::GaveUp { message, status } => Err(StepStop::Failed(Box::new(UnitError {
             step,
             http_status: status,
             message,
             attempts: *ctx.attempts,
             ..Default::default()
         }))),
-        CallEnd::Interrupted => Err(StepStop::Interrupted),
+        Sent::Stop(reason) => {
+            ctx.shared.stop(reason);
+            Err(StepStop::Interrupted)
+        }
+        Sent::Interrupted => Err(StepStop::Interrupted),
     }
 }
 
@@ -855,26 +639,6 @@ fn already_edited(mambu: &Value, ours: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn giving_up_without_an_answer_or_on_unavailable_says_mambu_is_out_of_reach() {
-        let over = "8 attempts over 41 s";
-        assert_eq!(
-            unavailable(None, over, Some("POST /clients: could not connect")).as_deref(),
-            Some("Mambu unreachable (8 attempts over 41 s: POST /clients: could not connect)")
-        );
-        for code in [429, 502, 503, 504] {
-            assert_eq!(
-                unavailable(Some(code), over, None),
-                Some(format!("Mambu unavailable (HTTP {code} through {over})"))
-            );
-        }
-        // A 500 may be the data's doing, a 2xx whose answer cannot be used is about this call,
-        // and a 409 (an account locked) about this account: the unit fails.
-        for code in [500, 200, 201, 409] {
-            assert_eq!(unavailable(Some(code), over, None), None, "HTTP {code}");
-        }
-    }
 
     #[test]
     fn idempotency_keys_are_stable_per_request_and_change_with_the_body() {

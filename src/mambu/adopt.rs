@@ -1,0 +1,175 @@
+//! Adoption: when Mambu refuses a request because what it would make already exists (a replay
+//! after a lost reply, or a resume after a kill), the run reads it back and adopts it instead
+//! of failing or making it twice. What "already exists" means, and how to read it back, is
+//! decided here for every kind of request (`../shared/DESIGN.md`, "Built-in steps").
+
+use serde_json::{Value, json};
+
+use super::client::{Answer, Keep, Refusal};
+use super::policy::Expect;
+use super::session::{Observer, Session};
+
+/// What a request makes, as far as adoption needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent<'a> {
+    /// A client, loan or deposit account with the id it was given (`kind`: `clients`, `loans`
+    /// or `deposits`).
+    Create { kind: &'static str, id: &'a str },
+    /// An approval of the loan or deposit account at `/{kind}/{account}`.
+    Approve {
+        kind: &'static str,
+        account: &'a str,
+    },
+    /// The settlement link of a loan to a deposit account.
+    Link,
+    /// A loan transaction with its externalId.
+    Transaction { loan: &'a str, external_id: &'a str },
+    /// Anything else: a refusal is a refusal.
+    Other,
+}
+
+/// The refusals that say "it already exists" for `intent`.
+pub fn already_exists(intent: &Intent<'_>, refusal: &Refusal) -> bool {
+    match intent {
+        Intent::Create {
+            kind: "clients", ..
+        } => refusal.code == Some(316) || refusal.is("CLIENT_ID_ALREADY_IN_USE"),
+        Intent::Create { .. } => {
+            refusal.code == Some(411) || refusal.is("ACCOUNT_ID_ALREADY_IN_USE")
+        }
+        Intent::Approve { .. } => refusal.is("INVALID_STATE_TRANSITION"),
+        Intent::Link => refusal.is("ACCOUNT_ALREADY_LINKED"),
+        Intent::Transaction { .. } => refusal.is("EXTERNAL_ID_ALREADY_EXISTS"),
+        Intent::Other => false,
+    }
+}
+
+/// The states in which an approval is done (or was overtaken by later steps).
+fn approved(kind: &str) -> &'static [&'static str] {
+    if kind == "loans" {
+        &["APPROVED", "ACTIVE", "ACTIVE_IN_ARREARS", "CLOSED"]
+    } else {
+        &["APPROVED", "ACTIVE", "LOCKED", "DORMANT"]
+    }
+}
+
+/// A path segment, percent-encoded.
+pub fn encode(id: &str) -> String {
+    url::form_urlencoded::byte_serialize(id.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// After a refusal of `intent`, reads back what exists and returns it as the answer the request
+/// would have had, or `None` when the refusal stands (it does not say "already exists", or
+/// what exists is not what the request would have made, or it cannot be read). Every read goes
+/// through the session's policy: a spoiled answer is read again, never taken for "not found".
+pub async fn adopt(
+    session: &Session,
+    intent: &Intent<'_>,
+    refusal: &Refusal,
+    keep: Keep<'_>,
+    observer: &mut dyn Observer,
+) -> Option<Answer> {
+    if !already_exists(intent, refusal) {
+        return None;
+    }
+    match intent {
+        Intent::Create { kind, id } => session
+            .read(
+                &format!("/{kind}/{}", encode(id)),
+                Expect::Entity,
+                keep,
+                observer,
+            )
+            .await
+            .ok()
+            .flatten(),
+        Intent::Approve { kind, account } => {
+            let found = session
+                .read(
+                    &format!("/{kind}/{}", encode(account)),
+                    Expect::Entity,
+                    keep,
+                    observer,
+                )
+                .await
+                .ok()
+                .flatten()?;
+            let state = found.body.get("accountState").and_then(Value::as_str)?;
+            approved(kind).contains(&state).then_some(found)
+        }
+        Intent::Link => Some(Answer {
+            status: 200,
+            body: json!({ "returnCode": 0, "returnStatus": "SUCCESS" }),
+            json: true,
+            retry_after: None,
+            items_total: None,
+        }),
+        Intent::Transaction { loan, external_id } => {
+            let items = session
+                .list(&format!("/loans/{}/transactions", encode(loan)), observer)
+                .await
+                .ok()?;
+            let found = items
+                .into_iter()
+                .find(|t| t.get("externalId").and_then(Value::as_str) == Some(external_id))?;
+            Some(Answer {
+                status: 200,
+                body: found,
+                json: true,
+                retry_after: None,
+                items_total: None,
+            })
+        }
+        Intent::Other => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(code: i64, reason: &str) -> Refusal {
+        Refusal::from_body(&json!({ "errors": [{ "errorCode": code, "errorReason": reason }] }))
+    }
+
+    #[test]
+    fn each_intent_adopts_only_its_own_already_exists() {
+        let client = Intent::Create {
+            kind: "clients",
+            id: "CL-1",
+        };
+        let loan = Intent::Create {
+            kind: "loans",
+            id: "LN-1",
+        };
+        assert!(already_exists(
+            &client,
+            &refusal(316, "CLIENT_ID_ALREADY_IN_USE")
+        ));
+        assert!(!already_exists(
+            &client,
+            &refusal(411, "ACCOUNT_ID_ALREADY_IN_USE")
+        ));
+        assert!(already_exists(
+            &loan,
+            &refusal(411, "ACCOUNT_ID_ALREADY_IN_USE")
+        ));
+        assert!(!already_exists(&loan, &refusal(4, "INVALID_PARAMETERS")));
+        let repayment = Intent::Transaction {
+            loan: "LN-1",
+            external_id: "x",
+        };
+        assert!(already_exists(
+            &repayment,
+            &refusal(0, "EXTERNAL_ID_ALREADY_EXISTS")
+        ));
+        assert!(!already_exists(
+            &Intent::Other,
+            &refusal(0, "EXTERNAL_ID_ALREADY_EXISTS")
+        ));
+        assert_eq!(approved("loans").len(), 4);
+        assert_eq!(encode("CL 1/2"), "CL%201%2F2");
+    }
+}
