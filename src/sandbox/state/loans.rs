@@ -1,0 +1,335 @@
+//! Loan accounts: creation checked against the loan product's terms (amount, installments,
+//! rate, dates), lookup, state changes, their JSON and balances.
+
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+
+use super::json::{
+    decimal, format_datetime, money, now, object, optional_datetime, optional_str,
+    required_decimal, required_str, today, writable,
+};
+use super::{Answer, EntityRef, Installment, Loan, Tenant};
+use crate::sandbox::error::ApiError;
+use crate::sandbox::products::LoanProduct;
+
+impl Tenant {
+    pub fn create_loan(&mut self, body: &Value) -> Answer {
+        let doc = object(body)?;
+        let holder = self.holder(doc)?;
+        let amount = required_decimal(doc, "loanAmount")?;
+        let product_key = required_str(doc, "productTypeKey")?;
+        let schedule = doc
+            .get("scheduleSettings")
+            .ok_or_else(|| ApiError::missing("scheduleSettings"))?;
+        let schedule = schedule
+            .as_object()
+            .ok_or_else(|| ApiError::invalid_parameters("scheduleSettings"))?;
+        let grace = schedule
+            .get("gracePeriod")
+            .ok_or_else(|| ApiError::missing("scheduleSettings.gracePeriod"))?;
+        if grace.as_u64().is_none() {
+            return Err(ApiError::invalid_parameters("scheduleSettings.gracePeriod"));
+        }
+        let product_index = self
+            .products
+            .loan_products
+            .iter()
+            .position(|p| p.encoded_key == product_key)
+            .ok_or_else(|| ApiError::invalid_product("productTypeKey"))?;
+        let product = &self.products.loan_products[product_index];
+        if amount <= Decimal::ZERO {
+            return Err(ApiError::invalid_amount("loanAmount"));
+        }
+        if !product.loan_amount_settings.loan_amount.contains(amount) {
+            return Err(ApiError::inconsistent_with_product("loanAmount"));
+        }
+        let installments = match schedule.get("repaymentInstallments") {
+            None | Some(Value::Null) => product_default_installments(product),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| {
+                    ApiError::invalid_parameters("scheduleSettings.repaymentInstallments")
+                })?,
+        };
+        if installments == 0
+            || !product
+                .schedule_settings
+                .num_installments
+                .contains(installments)
+        {
+            return Err(ApiError::inconsistent_with_product(
+                "scheduleSettings.repaymentInstallments",
+            ));
+        }
+        let rate = match doc
+            .get("interestSettings")
+            .and_then(|s| s.get("interestRate"))
+        {
+            None | Some(Value::Null) => product_default_rate(product),
+            Some(v) => decimal(v)
+                .ok_or_else(|| ApiError::invalid_parameters("interestSettings.interestRate"))?,
+        };
+        if let Some(limits) = product
+            .interest_settings
+            .as_ref()
+            .and_then(|s| s.interest_rate_settings.first())
+            && !limits.interest_rate.contains(rate)
+        {
+            return Err(ApiError::inconsistent_with_product(
+                "interestSettings.interestRate",
+            ));
+        }
+        let details = doc.get("disbursementDetails");
+        let expected = optional_datetime(details, "expectedDisbursementDate")?;
+        let first_repayment = optional_datetime(details, "firstRepaymentDate")?;
+        if let (Some(e), Some(f)) = (expected, first_repayment)
+            && f <= e
+        {
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                3618,
+                "FIRST_REPAYMENT_DATE_BEFORE_EXPECTED_DISBURSEMENT_DATE",
+            )
+            .at("disbursementDetails.firstRepaymentDate"));
+        }
+        let state = match optional_str(doc, "accountState")? {
+            None | Some("PENDING_APPROVAL") => "PENDING_APPROVAL",
+            Some("PARTIAL_APPLICATION") => "PARTIAL_APPLICATION",
+            Some(_) => return Err(ApiError::invalid_account_state("accountState")),
+        };
+        let natural = format!("loan|{holder}|{product_key}|{amount}");
+        let id = self.claim_account_id(doc, natural)?;
+        let encoded_key = self.new_key();
+        let index = self.loans.len();
+        self.account_ids.insert(id.clone(), EntityRef::Loan(index));
+        self.keys
+            .insert(encoded_key.clone(), EntityRef::Loan(index));
+        let mut doc = writable(
+            doc,
+            &[
+                "encodedKey",
+                "accountState",
+                "accountSubState",
+                "creationDate",
+                "lastModifiedDate",
+                "approvedDate",
+                "balances",
+                "currency",
+                "settlementAccountKey",
+                "closedDate",
+            ],
+        );
+        doc.remove("id");
+        let created = now();
+        let mut loan = Loan {
+            encoded_key,
+            id,
+            doc,
+            holder,
+            product: product_index,
+            amount,
+            interest_rate: rate,
+            installments,
+            state,
+            sub_state: None,
+            schedule: Vec::new(),
+            custom_schedule: false,
+            settlement_key: None,
+            first_repayment,
+            disbursed: None,
+            created: created.clone(),
+            approved: None,
+            modified: created,
+            transactions: Vec::new(),
+        };
+        let start = expected.unwrap_or_else(today);
+        loan.schedule = self.generate_schedule(loan.terms(), start);
+        self.loans.push(loan);
+        Ok(self.loan_json(index))
+    }
+
+    pub fn get_loan(&self, id_or_key: &str) -> Answer {
+        let index = self
+            .loan_index(id_or_key)
+            .ok_or_else(ApiError::invalid_loan_account_id)?;
+        Ok(self.loan_json(index))
+    }
+
+    pub(super) fn loan_index(&self, id_or_key: &str) -> Option<usize> {
+        match self
+            .keys
+            .get(id_or_key)
+            .or_else(|| self.account_ids.get(id_or_key))
+        {
+            Some(EntityRef::Loan(i)) => Some(*i),
+            _ => None,
+        }
+    }
+
+    pub fn change_loan_state(&mut self, id_or_key: &str, body: &Value) -> Answer {
+        let index = self
+            .loan_index(id_or_key)
+            .ok_or_else(ApiError::invalid_loan_account_id)?;
+        let action = required_str(object(body)?, "action")?;
+        let loan = &mut self.loans[index];
+        let owed = loan
+            .schedule
+            .iter()
+            .map(Installment::outstanding)
+            .sum::<Decimal>();
+        let (state, sub) = match (action, loan.state, loan.sub_state) {
+            ("REQUEST_APPROVAL", "PARTIAL_APPLICATION", _) => ("PENDING_APPROVAL", None),
+            ("SET_INCOMPLETE", "PENDING_APPROVAL", _) => ("PARTIAL_APPLICATION", None),
+            ("APPROVE", "PENDING_APPROVAL", _) => ("APPROVED", None),
+            ("UNDO_APPROVE", "APPROVED", _) => ("PENDING_APPROVAL", None),
+            ("REJECT", "PENDING_APPROVAL" | "PARTIAL_APPLICATION", _) => {
+                ("CLOSED", Some("REJECTED"))
+            }
+            ("WITHDRAW", "PENDING_APPROVAL" | "APPROVED" | "PARTIAL_APPLICATION", _) => {
+                ("CLOSED", Some("WITHDRAWN"))
+            }
+            ("UNDO_REJECT", "CLOSED", Some("REJECTED"))
+            | ("UNDO_WITHDRAW", "CLOSED", Some("WITHDRAWN")) => ("PENDING_APPROVAL", None),
+            ("CLOSE", "ACTIVE" | "ACTIVE_IN_ARREARS", _) if owed.is_zero() => {
+                ("CLOSED", Some("REPAID"))
+            }
+            ("UNDO_CLOSE", "CLOSED", Some("REPAID")) => ("ACTIVE", None),
+            (
+                "REQUEST_APPROVAL" | "SET_INCOMPLETE" | "APPROVE" | "UNDO_APPROVE" | "REJECT"
+                | "WITHDRAW" | "CLOSE" | "UNDO_REJECT" | "UNDO_WITHDRAW" | "UNDO_CLOSE",
+                _,
+                _,
+            ) => {
+                return Err(ApiError::invalid_state_transition("action"));
+            }
+            _ => return Err(ApiError::invalid_parameters("action")),
+        };
+        let stamp = now();
+        if state == "APPROVED" {
+            loan.approved = Some(stamp.clone());
+        }
+        loan.state = state;
+        loan.sub_state = sub;
+        loan.modified = stamp;
+        Ok(self.loan_json(index))
+    }
+
+    fn loan_json(&self, index: usize) -> Value {
+        let l = &self.loans[index];
+        let product = &self.products.loan_products[l.product];
+        let mut out = l.doc.clone();
+        out.insert("encodedKey".into(), json!(l.encoded_key));
+        out.insert("id".into(), json!(l.id));
+        out.insert("accountState".into(), json!(l.state));
+        if let Some(sub) = l.sub_state {
+            out.insert("accountSubState".into(), json!(sub));
+        }
+        out.insert("loanAmount".into(), money(l.amount));
+        out.insert("creationDate".into(), json!(l.created));
+        out.insert("lastModifiedDate".into(), json!(l.modified));
+        if let Some(at) = &l.approved {
+            out.insert("approvedDate".into(), json!(at));
+        }
+        if !out.contains_key("assignedBranchKey")
+            && let Some(branch) = self.clients[l.holder].doc.get("assignedBranchKey")
+        {
+            out.insert("assignedBranchKey".into(), branch.clone());
+        }
+        out.insert("currency".into(), json!({ "code": product.currency }));
+        let mut schedule = out
+            .get("scheduleSettings")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        schedule.insert("repaymentInstallments".into(), json!(l.schedule.len()));
+        schedule.insert("hasCustomSchedule".into(), json!(l.custom_schedule));
+        schedule
+            .entry("repaymentPeriodUnit")
+            .or_insert(json!("MONTHS"));
+        schedule.entry("repaymentPeriodCount").or_insert(json!(1));
+        out.insert("scheduleSettings".into(), Value::Object(schedule));
+        let mut interest = out
+            .get("interestSettings")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        interest.insert("interestRate".into(), money(l.interest_rate));
+        out.insert("interestSettings".into(), Value::Object(interest));
+        let mut details = out
+            .get("disbursementDetails")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(at) = l.disbursed {
+            details.insert("disbursementDate".into(), json!(format_datetime(at)));
+        }
+        if let Some(first) = l.schedule.first() {
+            details.insert(
+                "firstRepaymentDate".into(),
+                json!(format_datetime(first.due)),
+            );
+        }
+        out.insert("disbursementDetails".into(), Value::Object(details));
+        if let Some(key) = &l.settlement_key {
+            out.insert("settlementAccountKey".into(), json!(key));
+        }
+        out.insert("balances".into(), loan_balances(l));
+        Value::Object(out)
+    }
+}
+
+pub(super) fn loan_principal_balance(loan: &Loan) -> Decimal {
+    if loan.disbursed.is_none() {
+        return Decimal::ZERO;
+    }
+    loan.schedule
+        .iter()
+        .map(|i| i.principal - i.principal_paid)
+        .sum()
+}
+
+fn loan_balances(loan: &Loan) -> Value {
+    let disbursed = loan.disbursed.is_some();
+    let today = today();
+    let sum = |f: &dyn Fn(&Installment) -> Decimal, due_only: bool| -> Decimal {
+        if !disbursed {
+            return Decimal::ZERO;
+        }
+        loan.schedule
+            .iter()
+            .filter(|i| !due_only || i.due <= today)
+            .map(f)
+            .sum()
+    };
+    let principal_paid = sum(&|i| i.principal_paid, false);
+    let interest_paid = sum(&|i| i.interest_paid, false);
+    let fees_paid = sum(&|i| i.fee_paid, false);
+    json!({
+        "principalBalance": money(loan_principal_balance(loan)),
+        "principalPaid": money(principal_paid),
+        "principalDue": money(sum(&|i| i.principal - i.principal_paid, true)),
+        "interestBalance": money(sum(&|i| i.interest - i.interest_paid, false)),
+        "interestPaid": money(interest_paid),
+        "interestDue": money(sum(&|i| i.interest - i.interest_paid, true)),
+        "feesBalance": money(sum(&|i| i.fee - i.fee_paid, false)),
+        "feesPaid": money(fees_paid),
+        "feesDue": money(sum(&|i| i.fee - i.fee_paid, true)),
+        "penaltyBalance": 0, "penaltyDue": 0, "penaltyPaid": 0,
+        "holdBalance": 0, "redrawBalance": 0,
+    })
+}
+
+fn product_default_installments(product: &LoanProduct) -> u32 {
+    let limits = &product.schedule_settings.num_installments;
+    limits.default_value.or(limits.min_value).unwrap_or(1)
+}
+
+fn product_default_rate(product: &LoanProduct) -> Decimal {
+    product
+        .interest_settings
+        .as_ref()
+        .and_then(|s| s.interest_rate_settings.first())
+        .and_then(|r| r.interest_rate.default_value.or(r.interest_rate.min_value))
+        .unwrap_or_default()
+}

@@ -1,0 +1,283 @@
+//! The tenant's in-memory state and Mambu's rules over it: entities, ids, account states,
+//! schedules and balances. Pure logic, no HTTP: every operation takes a parsed JSON body and
+//! returns the answer's JSON or an [`ApiError`].
+//!
+//! This file holds the data: [`Tenant`] and its [`Counters`], the entity structs every
+//! operation reads (clients, deposits, loans, installments, transactions), and the id, key and
+//! sequence helpers (encodedKeys, natural keys for duplicates, the shared account id space).
+//! Each operation lives with the entity it concerns, as its own `impl Tenant`:
+//! - `clients`: create, get, activate; the account holder a loan or deposit names.
+//! - `deposits`: create, get, state changes, the deposit's JSON.
+//! - `loans`: create (checked against the product's terms), get, state changes, the loan's
+//!   JSON and balances.
+//! - `schedule`: the generated repayment schedule, reading it, editing it (custom schedule).
+//! - `settlement`: the v1 link between a loan and its settlement deposit.
+//! - `transactions`: posting disbursements, fees and repayments (allocation, duplicates,
+//!   externalIds), and a loan's transaction list.
+//! - `backdoor`: what the sandbox's own endpoints see and change behind Mambu's API:
+//!   `GET /_sandbox/stats` and `POST /_sandbox/tamper`.
+//! - `json`: reading request bodies and writing answers: fields, exact decimals, dates.
+
+mod backdoor;
+mod clients;
+mod deposits;
+mod json;
+mod loans;
+mod schedule;
+mod settlement;
+mod transactions;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, FixedOffset};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+use super::products::Products;
+
+use json::optional_str;
+pub use json::{decimal, money};
+
+/// Everything the sandbox tenant holds.
+#[derive(Debug)]
+pub struct Tenant {
+    products: Products,
+    seq: u64,
+    clients: Vec<Client>,
+    deposits: Vec<Deposit>,
+    loans: Vec<Loan>,
+    transactions: Vec<Transaction>,
+    /// encodedKey → entity, for every entity kind.
+    keys: HashMap<String, EntityRef>,
+    client_ids: HashMap<String, usize>,
+    /// Loans and deposits share one id space, as Mambu's ACCOUNT_ID_ALREADY_IN_USE implies.
+    account_ids: HashMap<String, EntityRef>,
+    external_ids: HashMap<String, usize>,
+    natural_keys: HashMap<String, u64>,
+    pub counters: Counters,
+}
+
+/// What the stats endpoint reports beyond entity counts.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    /// Entities or transactions created again for the same natural key (see [`Tenant::stats`]).
+    pub duplicate_clients: u64,
+    pub duplicate_deposits: u64,
+    pub duplicate_loans: u64,
+    pub duplicate_transactions: u64,
+    /// Creations refused because the id or externalId was taken: replays caught by Mambu's rules.
+    pub refused_client_ids: u64,
+    pub refused_account_ids: u64,
+    pub refused_external_ids: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EntityRef {
+    Client(usize),
+    Deposit(usize),
+    Loan(usize),
+}
+
+#[derive(Debug)]
+struct Client {
+    encoded_key: String,
+    id: String,
+    doc: Map<String, Value>,
+    state: &'static str,
+    created: String,
+    activated: Option<String>,
+}
+
+#[derive(Debug)]
+struct Deposit {
+    encoded_key: String,
+    id: String,
+    doc: Map<String, Value>,
+    holder: usize,
+    product_key: String,
+    state: &'static str,
+    balance: Decimal,
+    linked_loans: Vec<String>,
+    created: String,
+    approved: Option<String>,
+}
+
+#[derive(Debug)]
+struct Loan {
+    encoded_key: String,
+    id: String,
+    doc: Map<String, Value>,
+    holder: usize,
+    product: usize,
+    amount: Decimal,
+    interest_rate: Decimal,
+    installments: u32,
+    state: &'static str,
+    sub_state: Option<&'static str>,
+    schedule: Vec<Installment>,
+    custom_schedule: bool,
+    settlement_key: Option<String>,
+    first_repayment: Option<DateTime<FixedOffset>>,
+    disbursed: Option<DateTime<FixedOffset>>,
+    created: String,
+    approved: Option<String>,
+    modified: String,
+    transactions: Vec<usize>,
+}
+
+/// What a generated schedule depends on.
+#[derive(Debug, Clone, Copy)]
+struct Terms {
+    amount: Decimal,
+    interest_rate: Decimal,
+    installments: u32,
+    first_repayment: Option<DateTime<FixedOffset>>,
+}
+
+impl Loan {
+    fn terms(&self) -> Terms {
+        Terms {
+            amount: self.amount,
+            interest_rate: self.interest_rate,
+            installments: self.installments,
+            first_repayment: self.first_repayment,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Installment {
+    encoded_key: String,
+    due: DateTime<FixedOffset>,
+    principal: Decimal,
+    interest: Decimal,
+    fee: Decimal,
+    principal_paid: Decimal,
+    interest_paid: Decimal,
+    fee_paid: Decimal,
+    repaid: Option<DateTime<FixedOffset>>,
+}
+
+impl Installment {
+    fn outstanding(&self) -> Decimal {
+        self.principal + self.interest + self.fee
+            - self.principal_paid
+            - self.interest_paid
+            - self.fee_paid
+    }
+    fn is_paid(&self) -> bool {
+        self.outstanding() <= Decimal::ZERO
+            && self.principal + self.interest + self.fee > Decimal::ZERO
+    }
+}
+
+#[derive(Debug)]
+struct Transaction {
+    kind: &'static str,
+    doc: Map<String, Value>,
+    loan: usize,
+    /// Removed behind the API's back (`POST /_sandbox/tamper`).
+    deleted: bool,
+}
+
+/// The kinds of loan transaction the migration posts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionKind {
+    Disbursement,
+    Fee,
+    Repayment,
+}
+
+type Answer = Result<Value, ApiError>;
+
+impl Tenant {
+    pub fn new(products: Products) -> Self {
+        Self {
+            products,
+            seq: 0,
+            clients: Vec::new(),
+            deposits: Vec::new(),
+            loans: Vec::new(),
+            transactions: Vec::new(),
+            keys: HashMap::new(),
+            client_ids: HashMap::new(),
+            account_ids: HashMap::new(),
+            external_ids: HashMap::new(),
+            natural_keys: HashMap::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn products(&self) -> &Products {
+        &self.products
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// A Mambu-like encodedKey: 32 lowercase hex characters, unique in the tenant.
+    fn new_key(&mut self) -> String {
+        format!("8a5b{:028x}", self.next_seq())
+    }
+
+    /// Counts a creation again under a natural key; true when it was seen before.
+    fn seen_before(&mut self, natural_key: String) -> bool {
+        let count = self.natural_keys.entry(natural_key).or_insert(0);
+        *count += 1;
+        *count > 1
+    }
+
+    fn claim_account_id(
+        &mut self,
+        doc: &Map<String, Value>,
+        natural: String,
+    ) -> Result<String, ApiError> {
+        match optional_str(doc, "id")? {
+            Some(id) if self.account_ids.contains_key(id) => {
+                self.counters.refused_account_ids += 1;
+                Err(ApiError::account_id_in_use())
+            }
+            Some(id) => Ok(id.to_owned()),
+            None => {
+                if self.seen_before(natural) {
+                    if doc.contains_key("loanAmount") {
+                        self.counters.duplicate_loans += 1;
+                    } else {
+                        self.counters.duplicate_deposits += 1;
+                    }
+                }
+                Ok(format!("AUTO{:06}", self.seq + 1))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod test_support {
+    use serde_json::{Value, json};
+
+    use super::{Products, Tenant};
+
+    pub(super) fn tenant() -> Tenant {
+        Tenant::new(Products::default_set())
+    }
+
+    pub(super) fn client(t: &mut Tenant) -> String {
+        t.create_client(&json!({ "firstName": "Ada", "lastName": "Lovelace" }))
+            .unwrap()["encodedKey"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub(super) fn loan(t: &mut Tenant, holder: &str, amount: &str) -> Value {
+        let body: Value = serde_json::from_str(&format!(
+            r#"{{"accountHolderKey":"{holder}","accountHolderType":"CLIENT","productTypeKey":"8a19c0de00000000000000000000a001","loanAmount":{amount},"interestSettings":{{"interestRate":12}},"scheduleSettings":{{"gracePeriod":0,"repaymentInstallments":3}}}}"#
+        ))
+        .unwrap();
+        t.create_loan(&body).unwrap()
+    }
+}

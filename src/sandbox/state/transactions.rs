@@ -1,0 +1,406 @@
+//! Loan transactions: posting a disbursement, a fee or a repayment (externalIds, value dates,
+//! duplicates by natural key, allocation over the schedule), and a loan's transaction list.
+
+use chrono::{DateTime, FixedOffset};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value, json};
+
+use super::json::{
+    decimal, format_datetime, money, now, now_datetime, object, optional_datetime, optional_str,
+    required_decimal, today, writable,
+};
+use super::loans::loan_principal_balance;
+use super::{Answer, Installment, Tenant, Terms, Transaction, TransactionKind};
+use crate::sandbox::error::ApiError;
+
+impl Tenant {
+    pub fn post_transaction(
+        &mut self,
+        id_or_key: &str,
+        kind: TransactionKind,
+        body: &Value,
+    ) -> Answer {
+        let index = self
+            .loan_index(id_or_key)
+            .ok_or_else(ApiError::invalid_loan_account_id)?;
+        let doc = object(body)?;
+        let external_id = optional_str(doc, "externalId")?;
+        if let Some(ext) = external_id
+            && self.external_ids.contains_key(ext)
+        {
+            self.counters.refused_external_ids += 1;
+            return Err(ApiError::external_id_exists());
+        }
+        let value_date = optional_datetime(Some(body), "valueDate")?.unwrap_or_else(today);
+        if value_date > now_datetime() {
+            return Err(ApiError::future_value_date());
+        }
+        let (type_name, amount, affected) = match kind {
+            TransactionKind::Disbursement => self.disburse(index, doc, value_date)?,
+            TransactionKind::Fee => self.apply_fee(index, doc, value_date)?,
+            TransactionKind::Repayment => self.repay(index, doc, value_date)?,
+        };
+        let natural = format!(
+            "txn|{}|{type_name}|{amount}|{}",
+            self.loans[index].encoded_key,
+            format_datetime(value_date)
+        );
+        if external_id.is_none() && self.seen_before(natural) {
+            self.counters.duplicate_transactions += 1;
+        }
+        let encoded_key = self.new_key();
+        let t_index = self.transactions.len();
+        if let Some(ext) = external_id {
+            self.external_ids.insert(ext.to_owned(), t_index);
+        }
+        let loan = &mut self.loans[index];
+        let mut out = writable(
+            doc,
+            &[
+                "encodedKey",
+                "id",
+                "type",
+                "creationDate",
+                "accountBalances",
+                "affectedAmounts",
+                "parentAccountKey",
+                "currency",
+            ],
+        );
+        out.insert("encodedKey".into(), json!(encoded_key));
+        out.insert(
+            "id".into(),
+            json!((self.transactions.len() + 1).to_string()),
+        );
+        out.insert("type".into(), json!(type_name));
+        out.insert("amount".into(), money(amount));
+        out.insert("valueDate".into(), json!(format_datetime(value_date)));
+        out.entry("bookingDate")
+            .or_insert_with(|| json!(format_datetime(value_date)));
+        out.insert("creationDate".into(), json!(now()));
+        out.insert("parentAccountKey".into(), json!(loan.encoded_key));
+        out.insert(
+            "currency".into(),
+            json!({ "code": self.products.loan_products[loan.product].currency }),
+        );
+        out.insert("affectedAmounts".into(), affected);
+        let principal_balance = loan_principal_balance(loan);
+        let total = loan
+            .schedule
+            .iter()
+            .map(Installment::outstanding)
+            .sum::<Decimal>();
+        out.insert(
+            "accountBalances".into(),
+            json!({ "principalBalance": money(principal_balance), "totalBalance": money(total) }),
+        );
+        loan.transactions.push(t_index);
+        loan.modified = now();
+        self.transactions.push(Transaction {
+            kind: type_name,
+            doc: out,
+            loan: index,
+            deleted: false,
+        });
+        if kind == TransactionKind::Disbursement {
+            let holder = self.loans[index].holder;
+            self.activate_client(holder);
+        }
+        Ok(Value::Object(self.transactions[t_index].doc.clone()))
+    }
+
+    /// GET /loans/{id}/transactions: every transaction of the loan, oldest first.
+    pub fn loan_transactions(&self, id_or_key: &str, offset: usize, limit: usize) -> Answer {
+        let index = self
+            .loan_index(id_or_key)
+            .ok_or_else(ApiError::invalid_loan_account_id)?;
+        let list: Vec<Value> = self.loans[index]
+            .transactions
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|t| Value::Object(self.transactions[*t].doc.clone()))
+            .collect();
+        Ok(Value::Array(list))
+    }
+
+    fn disburse(
+        &mut self,
+        index: usize,
+        doc: &Map<String, Value>,
+        value_date: DateTime<FixedOffset>,
+    ) -> Result<(&'static str, Decimal, Value), ApiError> {
+        let loan = &self.loans[index];
+        match loan.state {
+            "APPROVED" => {}
+            "ACTIVE" | "ACTIVE_IN_ARREARS" => return Err(ApiError::account_already_disbursed()),
+            _ => return Err(ApiError::invalid_account_state("accountState")),
+        }
+        let amount = match doc.get("amount") {
+            None | Some(Value::Null) => loan.amount,
+            Some(v) => decimal(v).ok_or_else(|| ApiError::invalid_parameters("amount"))?,
+        };
+        if amount != loan.amount {
+            return Err(ApiError::invalid_amount("amount"));
+        }
+        let first_repayment =
+            optional_datetime(Some(&Value::Object(doc.clone())), "firstRepaymentDate")?;
+        if let Some(first) = first_repayment
+            && first <= value_date
+        {
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                3618,
+                "FIRST_REPAYMENT_DATE_BEFORE_EXPECTED_DISBURSEMENT_DATE",
+            )
+            .at("firstRepaymentDate"));
+        }
+        if loan.custom_schedule {
+            if loan
+                .schedule
+                .first()
+                .is_some_and(|first| first.due <= value_date)
+            {
+                return Err(ApiError::invalid_disbursement_date());
+            }
+        } else {
+            let terms = Terms {
+                first_repayment: first_repayment.or(loan.first_repayment),
+                ..loan.terms()
+            };
+            self.loans[index].schedule = self.generate_schedule(terms, value_date);
+            self.loans[index].first_repayment = terms.first_repayment;
+        }
+        if let Some(target) = doc
+            .get("transferDetails")
+            .and_then(|t| {
+                t.get("linkedAccountId")
+                    .or_else(|| t.get("linkedAccountKey"))
+            })
+            .and_then(Value::as_str)
+        {
+            let deposit = self
+                .deposit_index(target)
+                .ok_or_else(ApiError::invalid_settlement_account_key)?;
+            if self.loans[index].settlement_key.as_deref()
+                != Some(self.deposits[deposit].encoded_key.as_str())
+            {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    1936,
+                    "LINK_BETWEEN_ACCOUNTS_DOES_NOT_EXIST",
+                )
+                .at("transferDetails.linkedAccountId"));
+            }
+            let d = &mut self.deposits[deposit];
+            d.balance += amount;
+            if d.state == "APPROVED" {
+                d.state = "ACTIVE";
+            }
+        }
+        let loan = &mut self.loans[index];
+        loan.state = "ACTIVE";
+        loan.disbursed = Some(value_date);
+        Ok((
+            "DISBURSEMENT",
+            amount,
+            json!({ "principalAmount": money(amount), "interestAmount": 0, "feesAmount": 0, "penaltyAmount": 0 }),
+        ))
+    }
+
+    fn require_active(
+        &self,
+        index: usize,
+        value_date: DateTime<FixedOffset>,
+    ) -> Result<(), ApiError> {
+        let loan = &self.loans[index];
+        if let Some(disbursed) = loan.disbursed
+            && value_date < disbursed
+        {
+            return Err(ApiError::value_date_before_disbursement());
+        }
+        Ok(())
+    }
+
+    fn apply_fee(
+        &mut self,
+        index: usize,
+        doc: &Map<String, Value>,
+        value_date: DateTime<FixedOffset>,
+    ) -> Result<(&'static str, Decimal, Value), ApiError> {
+        if !matches!(self.loans[index].state, "ACTIVE" | "ACTIVE_IN_ARREARS") {
+            return Err(ApiError::invalid_account_state("accountState"));
+        }
+        self.require_active(index, value_date)?;
+        let amount = required_decimal(doc, "amount")?;
+        if amount <= Decimal::ZERO {
+            return Err(ApiError::fee_amount_not_positive());
+        }
+        let fixed = self.products.loan_products[self.loans[index].product].product_type
+            == "FIXED_TERM_LOAN";
+        let loan = &mut self.loans[index];
+        let position = match doc.get("installmentNumber") {
+            None | Some(Value::Null) if fixed => {
+                return Err(ApiError::installment_number_mandatory());
+            }
+            None | Some(Value::Null) => loan
+                .schedule
+                .iter()
+                .position(|i| !i.is_paid())
+                .ok_or_else(ApiError::fee_on_paid_installment)?,
+            Some(v) => {
+                let n = v
+                    .as_u64()
+                    .filter(|n| *n >= 1 && (*n as usize) <= loan.schedule.len())
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            axum::http::StatusCode::BAD_REQUEST,
+                            3751,
+                            "INVALID_REPAYMENT_NUMBER",
+                        )
+                        .at("installmentNumber")
+                    })?;
+                n as usize - 1
+            }
+        };
+        let inst = &mut loan.schedule[position];
+        if inst.is_paid() {
+            return Err(ApiError::fee_on_paid_installment());
+        }
+        inst.fee += amount;
+        Ok((
+            "FEE_APPLIED",
+            amount,
+            json!({ "principalAmount": 0, "interestAmount": 0, "feesAmount": money(amount), "penaltyAmount": 0 }),
+        ))
+    }
+
+    /// Allocates a repayment installment by installment, oldest first: fee, interest, principal.
+    fn repay(
+        &mut self,
+        index: usize,
+        doc: &Map<String, Value>,
+        value_date: DateTime<FixedOffset>,
+    ) -> Result<(&'static str, Decimal, Value), ApiError> {
+        let amount = required_decimal(doc, "amount")?;
+        if !matches!(self.loans[index].state, "ACTIVE" | "ACTIVE_IN_ARREARS") {
+            return Err(ApiError::invalid_state_for_repayments());
+        }
+        self.require_active(index, value_date)?;
+        if amount <= Decimal::ZERO {
+            return Err(ApiError::invalid_amount("amount"));
+        }
+        let loan = &mut self.loans[index];
+        let owed: Decimal = loan.schedule.iter().map(Installment::outstanding).sum();
+        if owed.is_zero() {
+            return Err(ApiError::zero_balance_repayment());
+        }
+        if amount > owed {
+            return Err(ApiError::excess_repayment());
+        }
+        let (mut fee_paid, mut interest_paid, mut principal_paid) =
+            (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+        let mut left = amount;
+        for inst in loan.schedule.iter_mut() {
+            if left.is_zero() {
+                break;
+            }
+            for (due, paid, total) in [
+                (inst.fee, &mut inst.fee_paid, &mut fee_paid),
+                (inst.interest, &mut inst.interest_paid, &mut interest_paid),
+                (
+                    inst.principal,
+                    &mut inst.principal_paid,
+                    &mut principal_paid,
+                ),
+            ] {
+                let take = (due - *paid).min(left).max(Decimal::ZERO);
+                *paid += take;
+                *total += take;
+                left -= take;
+            }
+            if inst.is_paid() && inst.repaid.is_none() {
+                inst.repaid = Some(value_date);
+            }
+        }
+        if loan.schedule.iter().all(Installment::is_paid) {
+            loan.state = "CLOSED";
+            loan.sub_state = Some("REPAID");
+        }
+        Ok((
+            "REPAYMENT",
+            amount,
+            json!({ "principalAmount": money(principal_paid), "interestAmount": money(interest_paid), "feesAmount": money(fee_paid), "penaltyAmount": 0 }),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{client, loan, tenant};
+    use super::*;
+
+    #[test]
+    fn repayment_is_allocated_fee_interest_principal_and_closes_the_loan() {
+        let mut t = tenant();
+        let holder = client(&mut t);
+        let l = loan(&mut t, &holder, "600");
+        let id = l["id"].as_str().unwrap().to_owned();
+        t.change_loan_state(&id, &json!({ "action": "APPROVE" }))
+            .unwrap();
+        t.post_transaction(&id, TransactionKind::Disbursement, &json!({}))
+            .unwrap();
+        t.post_transaction(
+            &id,
+            TransactionKind::Fee,
+            &json!({ "amount": 10, "installmentNumber": 1 }),
+        )
+        .unwrap();
+        let owed: Decimal = t.loans[0]
+            .schedule
+            .iter()
+            .map(Installment::outstanding)
+            .sum();
+        let err = t
+            .post_transaction(
+                &id,
+                TransactionKind::Repayment,
+                &json!({ "amount": money(owed + Decimal::ONE) }),
+            )
+            .unwrap_err();
+        assert_eq!(err.reason, "EXCESS_REPAYMENT_ERROR");
+        let paid = t
+            .post_transaction(
+                &id,
+                TransactionKind::Repayment,
+                &json!({ "amount": money(owed) }),
+            )
+            .unwrap();
+        assert_eq!(paid["affectedAmounts"]["feesAmount"].to_string(), "10");
+        assert_eq!(t.get_loan(&id).unwrap()["accountState"], "CLOSED");
+        let err = t
+            .post_transaction(&id, TransactionKind::Repayment, &json!({ "amount": 1 }))
+            .unwrap_err();
+        assert_eq!(err.reason, "INVALID_ACCOUNT_STATE_FOR_REPAYMENTS");
+    }
+
+    #[test]
+    fn duplicates_without_external_id_are_counted() {
+        let mut t = tenant();
+        let holder = client(&mut t);
+        let id = loan(&mut t, &holder, "3000")["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        t.change_loan_state(&id, &json!({ "action": "APPROVE" }))
+            .unwrap();
+        t.post_transaction(&id, TransactionKind::Disbursement, &json!({}))
+            .unwrap();
+        let body = json!({ "amount": 5, "valueDate": format_datetime(today()) });
+        t.post_transaction(&id, TransactionKind::Repayment, &body)
+            .unwrap();
+        t.post_transaction(&id, TransactionKind::Repayment, &body)
+            .unwrap();
+        assert_eq!(t.counters.duplicate_transactions, 1);
+    }
+}
