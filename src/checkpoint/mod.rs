@@ -242,9 +242,14 @@ mod tests {
         {
             // A checkpoint written before attempts existed.
             let conn = Connection::open(&path).unwrap();
-            conn.execute_batch("CREATE TABLE units (key TEXT PRIMARY KEY, ordinal INTEGER NOT NULL, status TEXT NOT NULL, failed_step TEXT, http_status INTEGER, error_code INTEGER, error_reason TEXT, error_source TEXT, message TEXT, attempts INTEGER, started_at REAL, finished_at REAL, calls INTEGER NOT NULL DEFAULT 0); INSERT INTO units (key, ordinal, status, failed_step) VALUES ('CL-9', 1, 'failed', 'loan');").unwrap();
+            conn.execute_batch("CREATE TABLE units (key TEXT PRIMARY KEY, ordinal INTEGER NOT NULL, status TEXT NOT NULL, failed_step TEXT, http_status INTEGER, error_code INTEGER, error_reason TEXT, error_source TEXT, message TEXT, attempts INTEGER, started_at REAL, finished_at REAL, calls INTEGER NOT NULL DEFAULT 0); INSERT INTO units (key, ordinal, status, failed_step) VALUES ('CL-9', 1, 'failed', 'loan'), ('CL-8', 2, 'done', NULL);").unwrap();
         }
-        assert!(Reader::open(&path).unwrap().attempts().unwrap().is_empty());
+        // Read as it is (verify, status), before any run has added the columns.
+        let old = Reader::open(&path).unwrap();
+        assert!(old.attempts().unwrap().is_empty());
+        assert!(old.failed_rows().unwrap().is_empty());
+        assert_eq!(old.done_unit_attempts().unwrap()["CL-8"], 0);
+        drop(old);
         let cp = Checkpoint::open(&path).unwrap();
         let sources = vec![SourceFile {
             name: "clients".into(),

@@ -431,9 +431,16 @@ impl Reader {
 
     /// The attempt each done unit finished in (0 when the checkpoint predates attempts).
     pub fn done_unit_attempts(&self) -> Result<HashMap<String, i64>, rusqlite::Error> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT key, attempt FROM units WHERE status = 'done'")?;
+        // A checkpoint written before attempts, read without a run having migrated it.
+        let has_attempt: bool = self.conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('units') WHERE name = 'attempt'",
+            [],
+            |r| r.get(0),
+        )?;
+        let column = if has_attempt { "attempt" } else { "NULL" };
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT key, {column} FROM units WHERE status = 'done'"
+        ))?;
         let rows = stmt.query_map([], |r| {
             Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0)))
         })?;
