@@ -130,28 +130,7 @@ pub fn lookup_references(plan: &Plan) -> Vec<(String, String, String)> {
     refs::lookup_references(plan).into_iter().collect()
 }
 
-/// Lookups for rendering one instance without the tenant: every table maps the keys this
-/// instance's rows give to a placeholder `<lookups.table[key]>`.
-pub fn placeholder_lookups(
-    refs: &[(String, String, String)],
-    planned: &Planned<'_>,
-    tables: &[String],
-) -> Value {
-    let mut out: serde_json::Map<String, Value> = tables
-        .iter()
-        .map(|t| (t.clone(), Value::Object(serde_json::Map::new())))
-        .collect();
-    for (lookup, source, column) in refs {
-        let Some((_, row)) = planned.rows.iter().find(|(s, _)| *s == source.as_str()) else {
-            continue;
-        };
-        let Some(key) = row.get(column) else { continue };
-        if let Some(Value::Object(table)) = out.get_mut(lookup) {
-            table.insert(key.to_owned(), json!(format!("<lookups.{lookup}[{key}]>")));
-        }
-    }
-    Value::Object(out)
-}
+pub use crate::plan::refs::placeholder_lookups;
 
 fn headers(v1: bool, idempotent: bool) -> Vec<(String, String)> {
     let mut out = Vec::new();

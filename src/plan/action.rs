@@ -22,9 +22,9 @@ pub enum Action {
     Request,
 }
 
-/// What an action's path needs besides the base URL.
+/// The accounts an action's path names besides the base URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub enum AccountsNeeded {
     None,
     Loan,
     Deposit,
@@ -92,18 +92,18 @@ impl Action {
         }
     }
 
-    pub fn target(self) -> Target {
+    pub fn accounts(self) -> AccountsNeeded {
         match self {
             Action::CreateClient | Action::CreateDeposit | Action::CreateLoan | Action::Request => {
-                Target::None
+                AccountsNeeded::None
             }
-            Action::ApproveDeposit => Target::Deposit,
-            Action::LinkSettlementAccount => Target::LoanAndDeposit,
+            Action::ApproveDeposit => AccountsNeeded::Deposit,
+            Action::LinkSettlementAccount => AccountsNeeded::LoanAndDeposit,
             Action::ApproveLoan
             | Action::EditSchedule
             | Action::DisburseLoan
             | Action::ApplyFee
-            | Action::PostRepayment => Target::Loan,
+            | Action::PostRepayment => AccountsNeeded::Loan,
         }
     }
 

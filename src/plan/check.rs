@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::action::{Action, Target as ActionTarget};
+use super::action::{AccountsNeeded, Action};
 use super::file::{ColumnKind, InstallmentsFile, PlanFile, StepFile, TargetFile};
 use super::load::{LoadedPlan, PlanProblem, did_you_mean};
 use crate::source::{CellType, ColumnSpec, SourceDef};
@@ -671,9 +671,15 @@ impl StepWalker<'_> {
                 None => {}
             }
         }
-        let target = action.target();
-        let needs_loan = matches!(target, ActionTarget::Loan | ActionTarget::LoanAndDeposit);
-        let needs_deposit = matches!(target, ActionTarget::Deposit | ActionTarget::LoanAndDeposit);
+        let accounts = action.accounts();
+        let needs_loan = matches!(
+            accounts,
+            AccountsNeeded::Loan | AccountsNeeded::LoanAndDeposit
+        );
+        let needs_deposit = matches!(
+            accounts,
+            AccountsNeeded::Deposit | AccountsNeeded::LoanAndDeposit
+        );
         let loan = match (&step.loan, needs_loan, &defaults.loan) {
             (Some(t), true, _) => Some(t.clone()),
             (None, true, Some(id)) => Some(format!("{{{{ steps.{id}.encodedKey }}}}")),

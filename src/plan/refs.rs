@@ -210,3 +210,29 @@ pub fn lookup_references(plan: &Plan) -> BTreeSet<(String, String, String)> {
     }
     out
 }
+
+/// Lookups for rendering one instance without the tenant: every table maps the keys this
+/// instance's rows give to a placeholder `<lookups.table[key]>`.
+pub fn placeholder_lookups(
+    refs: &[(String, String, String)],
+    planned: &super::compiled::Planned<'_>,
+    tables: &[String],
+) -> Value {
+    let mut out: serde_json::Map<String, Value> = tables
+        .iter()
+        .map(|t| (t.clone(), Value::Object(serde_json::Map::new())))
+        .collect();
+    for (lookup, source, column) in refs {
+        let Some((_, row)) = planned.rows.iter().find(|(s, _)| *s == source.as_str()) else {
+            continue;
+        };
+        let Some(key) = row.get(column) else { continue };
+        if let Some(Value::Object(table)) = out.get_mut(lookup) {
+            table.insert(
+                key.to_owned(),
+                serde_json::json!(format!("<lookups.{lookup}[{key}]>")),
+            );
+        }
+    }
+    Value::Object(out)
+}

@@ -115,8 +115,7 @@ pub fn dry_run(plan: &Plan, run_dir: &Path, sample: Option<u64>) -> anyhow::Resu
         units += 1;
         for planned in compiled.expand(&unit) {
             let step = compiled.step(planned.step);
-            let lookups =
-                crate::estimate::sample::placeholder_lookups(&references, &planned, &tables);
+            let lookups = crate::plan::refs::placeholder_lookups(&references, &planned, &tables);
             let line = match compiled.when(&planned, &outputs, Some(&lookups)) {
                 Ok(false) => continue,
                 Err(e) => json!({ "unit": unit.key(), "step": step.id, "error": e.to_string() }),

@@ -13,7 +13,8 @@ pub mod guard;
 mod progress;
 mod unit;
 
-pub use unit::external_id;
+/// Kept for `verify` until it reads it from the plan (issue 15).
+pub use crate::plan::ids::external_id;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -299,6 +300,19 @@ fn resume_command(plan: &Path, run_dir: &Path) -> String {
     crate::report::summary::run_command(&plan.display().to_string(), run_dir, "--resume")
 }
 
+/// A meta record of the checkpoint.
+fn meta(key: &str, value: String) -> Record {
+    Record::Meta {
+        key: key.to_owned(),
+        value,
+    }
+}
+
+/// Now, in Unix seconds, as the checkpoint's meta keeps times.
+fn now() -> String {
+    chrono::Utc::now().timestamp().to_string()
+}
+
 /// Locks `run_dir/run.lock` for as long as the returned file lives (the lock goes with the
 /// process, however it ends). `None`, said why, when another process holds it.
 fn lock_run_dir(run_dir: &Path) -> anyhow::Result<Option<std::fs::File>> {
@@ -350,11 +364,138 @@ fn init_log(run_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens the checkpoint and records this attempt (its files, settings and the event that opens
+/// it), committed before a source is read and before the first call.
+#[allow(clippy::too_many_arguments)]
+fn open_attempt(
+    options: &RunOptions,
+    plan: &Plan,
+    run_dir: &Path,
+    chosen: &Chosen,
+    files: &[SourceFile],
+    target: &str,
+    rate: f64,
+    concurrency: usize,
+) -> anyhow::Result<Checkpoint> {
+    let checkpoint = Checkpoint::open(&run_dir.join("checkpoint.db"))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = run_dir.join(format!("checkpoint.db{suffix}"));
+        if path.exists() {
+            crate::files::make_private(&path)?;
+        }
+    }
+    let plan_hash = crate::files::sha256_file(&plan.file)?;
+    if chosen.kind == Kind::Fresh {
+        checkpoint.record(meta("started_at", now()));
+        checkpoint.record(meta("plan", format!("{}|{plan_hash}", plan.file.display())));
+        // The extract the run began with: what `verify` compares with.
+        for file in files {
+            checkpoint.record(meta(
+                &format!("source:{}", file.name),
+                format!("{}|{}", file.path, file.sha256),
+            ));
+        }
+    }
+    checkpoint.record(Record::AttemptStarted(Box::new(checkpoint::Attempt {
+        n: chosen.n,
+        kind: chosen.kind.as_str().to_owned(),
+        reload_start: chosen.reload_start,
+        state: "running".into(),
+        sources: files.to_vec(),
+        failed_dir: None,
+    })));
+    for (key, value) in [
+        ("plan_name", plan.name.clone()),
+        ("plan_file", options.plan.display().to_string()),
+        ("plan_hash", plan_hash),
+        (
+            "target",
+            if target == "sandbox" {
+                "sandbox".into()
+            } else {
+                target.to_owned()
+            },
+        ),
+        ("rate", rate.to_string()),
+        ("concurrency", concurrency.to_string()),
+        ("state", "running".into()),
+        ("run_dir", run_dir.display().to_string()),
+        ("attempt", chosen.n.to_string()),
+    ] {
+        checkpoint.record(meta(key, value));
+    }
+    if let Some(n) = options.sample {
+        checkpoint.record(meta("sample", n.to_string()));
+    }
+    checkpoint.record(Record::Event {
+        kind: chosen.kind.event().into(),
+        detail: format!(
+            "attempt {}, rate {rate}/s, concurrency {concurrency}",
+            chosen.n
+        ),
+    });
+    // Committed before a source is read and before the first call, so a run killed at any
+    // moment after it is resumed with the same files, without being told them again.
+    if let Err(e) = checkpoint.flush() {
+        // Nothing was sent; a resume starts this attempt again.
+        return Err(crate::Error::Stopped {
+            reason: e.to_string(),
+            resume: resume_command(&options.plan, run_dir),
+        }
+        .into());
+    }
+    Ok(checkpoint)
+}
+
+/// Counts the units, then streams them (ordinal, unit) from a blocking thread that reads and
+/// groups the sources; returns once every file is open. The handle gives the grouping's report.
+async fn stream_units(
+    sources: Sources,
+    sample: Option<u64>,
+    concurrency: usize,
+) -> (
+    u64,
+    tokio::sync::mpsc::Receiver<(u64, source::Unit)>,
+    tokio::task::JoinHandle<source::GroupReport>,
+) {
+    let total_units = {
+        let sources = sources.clone();
+        tokio::task::spawn_blocking(move || source::count(&sources).units)
+            .await
+            .unwrap_or(0)
+    };
+    let total_units = sample.map_or(total_units, |n| n.min(total_units));
+    let (unit_tx, unit_rx) = tokio::sync::mpsc::channel(concurrency * 2);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    // The run holds sorted rows in memory up to a few chunks: smaller chunks than the
+    // validator's keep an overnight run's footprint flat (spilling costs a little disk).
+    let group_options = GroupOptions {
+        sample,
+        chunk_rows: 150_000,
+        chunk_bytes: 32 << 20,
+        ..GroupOptions::default()
+    };
+    let grouping = tokio::task::spawn_blocking(move || {
+        let mut grouping = source::group(&sources, &group_options);
+        let _ = ready_tx.send(());
+        let mut ordinal = 0u64;
+        for unit in grouping.by_ref() {
+            ordinal += 1;
+            if unit_tx.blocking_send((ordinal, unit)).is_err() {
+                break;
+            }
+        }
+        grouping.finish()
+    });
+    let _ = ready_rx.await;
+    (total_units, unit_rx, grouping)
+}
+
 async fn execute(
     options: RunOptions,
     plan: Plan,
     run_dir: PathBuf,
-    mut resume: Resume,
+    resume: Resume,
     chosen: Chosen,
     files: Vec<SourceFile>,
 ) -> anyhow::Result<ExitStatus> {
@@ -374,111 +515,20 @@ async fn execute(
     let client = connection.client.clone();
 
     let sources = plan.source_tree()?;
-    let checkpoint = Checkpoint::open(&run_dir.join("checkpoint.db"))?;
-    for suffix in ["", "-wal", "-shm"] {
-        let path = run_dir.join(format!("checkpoint.db{suffix}"));
-        if path.exists() {
-            crate::files::make_private(&path)?;
-        }
-    }
-    let now = || chrono::Utc::now().timestamp().to_string();
-    let meta = |key: &str, value: String| Record::Meta {
-        key: key.to_owned(),
-        value,
-    };
-    let plan_hash = crate::files::sha256_file(&plan.file)?;
-    if chosen.kind == Kind::Fresh {
-        checkpoint.record(meta("started_at", now()));
-        checkpoint.record(meta("plan", format!("{}|{plan_hash}", plan.file.display())));
-        // The extract the run began with: what `verify` compares with.
-        for file in &files {
-            checkpoint.record(meta(
-                &format!("source:{}", file.name),
-                format!("{}|{}", file.path, file.sha256),
-            ));
-        }
-    }
-    checkpoint.record(Record::AttemptStarted(Box::new(checkpoint::Attempt {
-        n: chosen.n,
-        kind: chosen.kind.as_str().to_owned(),
-        reload_start: chosen.reload_start,
-        state: "running".into(),
-        sources: files.clone(),
-        failed_dir: None,
-    })));
-    for (key, value) in [
-        ("plan_name", plan.name.clone()),
-        ("plan_file", options.plan.display().to_string()),
-        ("plan_hash", plan_hash),
-        (
-            "target",
-            if target == "sandbox" {
-                "sandbox".into()
-            } else {
-                target.clone()
-            },
-        ),
-        ("rate", rate.to_string()),
-        ("concurrency", concurrency.to_string()),
-        ("state", "running".into()),
-        ("run_dir", run_dir.display().to_string()),
-        ("attempt", chosen.n.to_string()),
-    ] {
-        checkpoint.record(meta(key, value));
-    }
-    if let Some(n) = options.sample {
-        checkpoint.record(meta("sample", n.to_string()));
-    }
+    let checkpoint = open_attempt(
+        &options,
+        &plan,
+        &run_dir,
+        &chosen,
+        &files,
+        &target,
+        rate,
+        concurrency,
+    )?;
     let event = chosen.kind.event();
-    checkpoint.record(Record::Event {
-        kind: event.into(),
-        detail: format!(
-            "attempt {}, rate {rate}/s, concurrency {concurrency}",
-            chosen.n
-        ),
-    });
-    // Committed before a source is read and before the first call, so a run killed at any
-    // moment after it is resumed with the same files, without being told them again.
-    if let Err(e) = checkpoint.flush() {
-        // Nothing was sent; a resume starts this attempt again.
-        return Err(crate::Error::Stopped {
-            reason: e.to_string(),
-            resume: resume_command(&options.plan, &run_dir),
-        }
-        .into());
-    }
 
     // Sources: read and sorted on a blocking thread; units stream through a channel.
-    let total_units = {
-        let sources = sources.clone();
-        tokio::task::spawn_blocking(move || source::count(&sources).units)
-            .await
-            .unwrap_or(0)
-    };
-    let total_units = options.sample.map_or(total_units, |n| n.min(total_units));
-    let (unit_tx, mut unit_rx) = tokio::sync::mpsc::channel(concurrency * 2);
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    // The run holds sorted rows in memory up to a few chunks: smaller chunks than the
-    // validator's keep an overnight run's footprint flat (spilling costs a little disk).
-    let group_options = GroupOptions {
-        sample: options.sample,
-        chunk_rows: 150_000,
-        chunk_bytes: 32 << 20,
-        ..GroupOptions::default()
-    };
-    let grouping = tokio::task::spawn_blocking(move || {
-        let mut grouping = source::group(&sources, &group_options);
-        let _ = ready_tx.send(());
-        let mut ordinal = 0u64;
-        for unit in grouping.by_ref() {
-            ordinal += 1;
-            if unit_tx.blocking_send((ordinal, unit)).is_err() {
-                break;
-            }
-        }
-        grouping.finish()
-    });
-    let _ = ready_rx.await;
+    let (total_units, unit_rx, grouping) = stream_units(sources, options.sample, concurrency).await;
     if chosen.kind != Kind::Reload {
         // A reload reads only the failed units: the run's total stays the extract's.
         checkpoint.record(meta("units_total", total_units.to_string()));
@@ -540,63 +590,22 @@ async fn execute(
         Err(reason) => shared.stop(reason),
     }
 
-    let budget = settings.error_budget.clone();
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let mut tasks: JoinSet<(String, UnitEnd)> = JoinSet::new();
-    let mut tally = Tally::default();
-    let mut not_started_by_deadline = false;
-    'units: while let Some((ordinal, unit)) = tokio::select! {
-        next = unit_rx.recv() => next,
-        () = shared.halt.cancelled() => None,
-    } {
-        if deadline.is_cancelled() {
-            not_started_by_deadline = true;
-            break;
-        }
-        let key = unit.key().to_owned();
-        if resume.done.contains(&key) {
-            shared
-                .progress
-                .units_skipped
-                .fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        if let Some((_, failed_in)) = resume.failed.get(&key)
-            && !chosen.retries(*failed_in)
-        {
-            shared.progress.units_failed.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        let saved = resume.steps.remove(&key).unwrap_or_default();
-        let permit = loop {
-            tokio::select! {
-                permit = semaphore.clone().acquire_owned() => break permit.expect("the semaphore is never closed"),
-                Some(done) = tasks.join_next() => tally.account(done, &shared, &budget),
-                () = shared.halt.cancelled() => break 'units,
-                () = deadline.cancelled() => { not_started_by_deadline = true; break 'units }
-            }
-        };
-        let task_shared = shared.clone();
-        tasks.spawn(async move {
-            let end = run_unit(task_shared, unit, ordinal, saved).await;
-            drop(permit);
-            (key, end)
-        });
-        while let Some(done) = tasks.try_join_next() {
-            tally.account(done, &shared, &budget);
-        }
-    }
-    drop(unit_rx);
-    while let Some(done) = tasks.join_next().await {
-        tally.account(done, &shared, &budget);
-    }
+    let (tally, not_started_by_deadline) = drive(
+        &shared,
+        unit_rx,
+        resume,
+        &chosen,
+        &settings.error_budget,
+        concurrency,
+    )
+    .await;
     let report = grouping.await.ok();
     ticker.abort();
     signals.abort();
     let _ = ticker.await;
     let _ = signals.await;
 
-    let mut stop = shared
+    let stop = shared
         .stop_reason()
         .or_else(|| not_started_by_deadline.then(|| "deadline".to_owned()))
         .or_else(|| sources_unread(report.as_ref()));
@@ -618,11 +627,37 @@ async fn execute(
             .into());
         }
     };
+    Ok(conclude(
+        shared,
+        connection,
+        report.as_ref(),
+        stop,
+        &chosen,
+        &options,
+        &run_dir,
+        tally.failed,
+    )
+    .await)
+}
+
+/// Ends the attempt: writes its failed rows to `failed/<n>/`, records how it ended, writes the
+/// reports, and says so (with the command to resume or to reload). Anything that cannot be
+/// written stops the run resumably (exit 3): nothing recorded is lost.
+#[allow(clippy::too_many_arguments)]
+async fn conclude(
+    shared: Shared,
+    connection: crate::target::Connection,
+    report: Option<&source::GroupReport>,
+    mut stop: Option<String>,
+    chosen: &Chosen,
+    options: &RunOptions,
+    run_dir: &Path,
+    failed_now: u64,
+) -> ExitStatus {
     shared.progress.finish();
     // A reload reads only the failed units' rows of some sources: the other sources' rows of
     // units not reloaded are orphans by design.
     let data_problems = report
-        .as_ref()
         .map(|r| {
             r.problems
                 .iter()
@@ -653,7 +688,7 @@ async fn execute(
                 format!("{e}: the last calls of this run are not recorded; they will be checked against Mambu on resume")
             });
         }
-        Ok(()) => match failed::export(&run_dir, chosen.n, &shared.source_names) {
+        Ok(()) => match failed::export(run_dir, chosen.n, &shared.source_names) {
             Ok(e) => exported = Some(e),
             Err(e) => {
                 stop.get_or_insert_with(|| {
@@ -694,7 +729,7 @@ async fn execute(
     };
     if let Err(e) = end(&shared.checkpoint, &stop) {
         stop.get_or_insert_with(|| format!("{e}: the end of this run is not recorded"));
-    } else if let Err(e) = crate::report::write_all(&run_dir) {
+    } else if let Err(e) = crate::report::write_all(run_dir) {
         // The reports are read from the checkpoint: a resume writes them.
         let reason = format!(
             "the reports could not be written: {e:#} (a full disk? free space, then resume: it writes them)"
@@ -755,7 +790,7 @@ async fn execute(
                 format!("{} units", e.units)
             },
             e.dir.display(),
-            retry_command(&options.plan, &run_dir, Some(chosen.n))
+            retry_command(&options.plan, run_dir, Some(chosen.n))
         );
         if e.without_rows > 0 {
             eprintln!(
@@ -768,15 +803,80 @@ async fn execute(
     if let Some(reason) = stop {
         eprintln!(
             "stopped ({reason}). Resume with:\n  {}",
-            resume_command(&options.plan, &run_dir)
+            resume_command(&options.plan, run_dir)
         );
-        return Ok(ExitStatus::Stopped);
+        return ExitStatus::Stopped;
     }
-    Ok(if failed > 0 || tally.failed > 0 {
+    if failed > 0 || failed_now > 0 {
         ExitStatus::SomeFailed
     } else {
         ExitStatus::Success
-    })
+    }
+}
+
+/// Starts every unit not done yet (at most `concurrency` at once), skipping what is done and
+/// what failed before unless this attempt retries it, until the units run out, the run is
+/// halted or the deadline passes; then waits for the units in flight. Returns the tally of
+/// units finished by this invocation and whether the deadline left units unstarted.
+async fn drive(
+    shared: &Arc<Shared>,
+    mut unit_rx: tokio::sync::mpsc::Receiver<(u64, source::Unit)>,
+    mut resume: Resume,
+    chosen: &Chosen,
+    budget: &crate::plan::file::ErrorBudgetFile,
+    concurrency: usize,
+) -> (Tally, bool) {
+    let deadline = shared.deadline.clone();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks: JoinSet<(String, UnitEnd)> = JoinSet::new();
+    let mut tally = Tally::default();
+    let mut not_started_by_deadline = false;
+    'units: while let Some((ordinal, unit)) = tokio::select! {
+        next = unit_rx.recv() => next,
+        () = shared.halt.cancelled() => None,
+    } {
+        if deadline.is_cancelled() {
+            not_started_by_deadline = true;
+            break;
+        }
+        let key = unit.key().to_owned();
+        if resume.done.contains(&key) {
+            shared
+                .progress
+                .units_skipped
+                .fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if let Some((_, failed_in)) = resume.failed.get(&key)
+            && !chosen.retries(*failed_in)
+        {
+            shared.progress.units_failed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let saved = resume.steps.remove(&key).unwrap_or_default();
+        let permit = loop {
+            tokio::select! {
+                permit = semaphore.clone().acquire_owned() => break permit.expect("the semaphore is never closed"),
+                Some(done) = tasks.join_next() => tally.account(done, shared, budget),
+                () = shared.halt.cancelled() => break 'units,
+                () = deadline.cancelled() => { not_started_by_deadline = true; break 'units }
+            }
+        };
+        let task_shared = shared.clone();
+        tasks.spawn(async move {
+            let end = run_unit(task_shared, unit, ordinal, saved).await;
+            drop(permit);
+            (key, end)
+        });
+        while let Some(done) = tasks.try_join_next() {
+            tally.account(done, shared, budget);
+        }
+    }
+    drop(unit_rx);
+    while let Some(done) = tasks.join_next().await {
+        tally.account(done, shared, budget);
+    }
+    (tally, not_started_by_deadline)
 }
 
 /// Why the sources were not read to their end, if they were not: a file that failed midway, or

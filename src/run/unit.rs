@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::time::Instant;
-use uuid::Uuid;
 
 use super::Shared;
 use crate::checkpoint::{CallRecord, Record, StepRecord, UnitError};
@@ -15,6 +13,7 @@ use crate::mambu::adopt::{Intent, adopt};
 use crate::mambu::{Answer, Expect, Keep, Observer, Refusal, Request, Sent};
 use crate::plan::action::Action;
 use crate::plan::compiled::{Call, Planned};
+use crate::plan::ids::{external_id, idempotency_key, instance_id};
 use crate::source::Unit;
 
 /// How a unit ended.
@@ -24,18 +23,6 @@ pub enum UnitEnd {
     Failed(Box<UnitError>),
     /// Stopped between steps (interrupt, error budget): resumes from the next step.
     Interrupted,
-}
-
-/// Namespace of the run's idempotency keys and generated externalIds.
-const NAMESPACE: Uuid = Uuid::from_u128(0x6d61_6d62_752d_6d69_6772_6174_652d_7631);
-
-/// The externalId given to a transaction whose plan sets none (`verify` finds it by it).
-pub fn external_id(plan: &str, unit: &str, instance: &str) -> String {
-    Uuid::new_v5(
-        &NAMESPACE,
-        format!("ext|{plan}|{unit}|{instance}").as_bytes(),
-    )
-    .to_string()
 }
 
 pub async fn run_unit(
@@ -62,7 +49,7 @@ pub async fn run_unit(
             break;
         }
         let action = shared.compiled.step(step.step);
-        let instance = format!("{}#{}", step.instance(), action.id);
+        let instance = instance_id(&shared.compiled, step);
         if let Some((status, out)) = saved.get(&instance)
             && status != "failed"
         {
@@ -292,18 +279,6 @@ fn refused(step: &str, answer: &Answer, refusal: Refusal, attempts: u32) -> Step
         message,
         attempts,
     }))
-}
-
-/// UUIDv5 of (plan, unit, step instance, body): the same on every retry and resume of the same
-/// request, different for every logical call, and different when the data was fixed and reloaded
-/// (a key may only be reused with the exact same request).
-fn idempotency_key(plan: &str, unit: &str, instance: &str, body: Option<&str>) -> String {
-    let digest = Sha256::digest(body.unwrap_or_default().as_bytes());
-    Uuid::new_v5(
-        &NAMESPACE,
-        format!("{plan}|{unit}|{instance}|{}", hex::encode(&digest[..8])).as_bytes(),
-    )
-    .to_string()
 }
 
 /// The endpoint template a call is counted under.
@@ -639,30 +614,6 @@ fn already_edited(mambu: &Value, ours: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn idempotency_keys_are_stable_per_request_and_change_with_the_body() {
-        let body = json!({ "amount": 10 }).to_string();
-        let a = idempotency_key("p", "CL-1", "clients/CL-1#client", Some(&body));
-        assert_eq!(
-            a,
-            idempotency_key("p", "CL-1", "clients/CL-1#client", Some(&body))
-        );
-        assert_ne!(
-            a,
-            idempotency_key(
-                "p",
-                "CL-1",
-                "clients/CL-1#client",
-                Some(&json!({ "amount": 11 }).to_string())
-            )
-        );
-        assert_ne!(
-            a,
-            idempotency_key("p", "CL-2", "clients/CL-2#client", Some(&body))
-        );
-        assert_eq!(Uuid::parse_str(&a).unwrap().get_version_num(), 5);
-    }
 
     #[test]
     fn a_schedule_already_edited_is_recognised() {
