@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::ExitStatus;
+use crate::report::render::Format as ReportFormat;
 use crate::sandbox::{self, Credentials, Faults, IdempotencyMode, SandboxConfig};
 
 #[derive(Debug, Parser)]
@@ -129,8 +130,8 @@ pub struct ValidateArgs {
     #[arg(long)]
     pub target: Option<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
+    pub format: ValidateFormat,
 }
 
 #[derive(Debug, Args)]
@@ -155,18 +156,23 @@ pub struct EstimateArgs {
     #[arg(long, value_name = "DURATION")]
     pub window: Option<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = EstimateFormat::Md)]
-    pub format: EstimateFormat,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+    pub format: ReportFormat,
     /// Write the report to FILE (owner-only) instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum EstimateFormat {
-    Md,
-    Json,
-    Html,
+/// `--format` of `plan estimate` and `verify`: the report formats, defined without clap beside
+/// the renderers; their names on the command line are [`ReportFormat::name`].
+impl ValueEnum for ReportFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &ReportFormat::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -189,19 +195,14 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub no_progress: bool,
     /// What to print (every format is written to the run directory anyway).
-    #[arg(long, value_enum, default_value_t = PackFormat::Md)]
-    pub format: PackFormat,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+    pub format: ReportFormat,
 }
 
+/// `plan validate --format`: its problem list as text or JSON. Not a [`ReportFormat`]: validate
+/// prints plain text (no Markdown, no HTML page), so its set is its own.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum PackFormat {
-    Md,
-    Json,
-    Html,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Format {
+pub enum ValidateFormat {
     Text,
     Json,
 }
@@ -375,11 +376,8 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitStatus> {
             return Ok(ExitStatus::InvalidInput);
         }
     };
-    let file = match args.format {
-        PackFormat::Md => "verify.md",
-        PackFormat::Json => "verify.json",
-        PackFormat::Html => "verify.html",
-    };
+    // Every format is in the pack: the chosen one is printed from its file.
+    let file = format!("verify.{}", args.format.name());
     print!("{}", std::fs::read_to_string(args.run_dir.join(file))?);
     eprintln!(
         "{} mismatches; evidence pack in {} (verify.md, verify.json, verify.html, manifest.sha256)",
@@ -397,8 +395,8 @@ fn validate(args: ValidateArgs) -> anyhow::Result<ExitStatus> {
     };
     let report = crate::validate::validate(&options);
     match args.format {
-        Format::Text => print!("{}", report.render()),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        ValidateFormat::Text => print!("{}", report.render()),
+        ValidateFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     Ok(if report.is_clean() {
         ExitStatus::Success
@@ -431,12 +429,7 @@ fn estimate(args: EstimateArgs) -> anyhow::Result<ExitStatus> {
         window,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
-    let format = match args.format {
-        EstimateFormat::Md => crate::estimate::OutputFormat::Markdown,
-        EstimateFormat::Json => crate::estimate::OutputFormat::Json,
-        EstimateFormat::Html => crate::estimate::OutputFormat::Html,
-    };
-    crate::estimate::run(&options, format, args.output.as_deref())
+    crate::estimate::run(&options, args.format, args.output.as_deref())
 }
 
 fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitStatus> {

@@ -14,7 +14,9 @@
 //! - [`mambu`]: the HTTP client (the only module that sees reqwest) and the one function that
 //!   classifies answers. [`target`] says where calls go (embedded sandbox or tenant).
 //! - [`checkpoint`]: the run's SQLite store (the only module that sees rusqlite).
-//! - [`report`]: report.md/json, errors.csv and `status`, read from the checkpoint.
+//! - [`report`]: report.md/json, errors.csv and `status`, read from the checkpoint; and
+//!   [`report::render`], the one HTML escape, number format and Markdown table every report
+//!   (`estimate` and `verify` too) is written with: it depends on nothing of the crate.
 //! - [`verify`]: reads Mambu back, reconciles it with the source, writes the evidence pack.
 //! - [`sandbox`]: the embedded Mambu simulator (axum): stateful, faithful to Mambu's contracts,
 //!   injects faults, reports what it holds. Shares no code with the client beyond plain data.

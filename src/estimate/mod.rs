@@ -24,6 +24,7 @@ use crate::plan::action::Action;
 use crate::plan::check::{Plan, Target, check};
 use crate::plan::compiled::Compiled;
 use crate::plan::load::load;
+use crate::report::render::{Format, thousands};
 use crate::source::{self, GroupOptions, Sources};
 use measured::Measured;
 use sample::{Personal, SampleCall};
@@ -637,18 +638,10 @@ fn estimate_plan(
     })
 }
 
-/// Output format of `plan estimate`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputFormat {
-    Markdown,
-    Json,
-    Html,
-}
-
 /// Runs `plan estimate` and writes the report to stdout or `output` (owner-only).
 pub fn run(
     options: &Options,
-    format: OutputFormat,
+    format: Format,
     output: Option<&std::path::Path>,
 ) -> anyhow::Result<crate::ExitStatus> {
     let estimate = match estimate(options)? {
@@ -666,9 +659,9 @@ pub fn run(
         }
     };
     let text = match format {
-        OutputFormat::Markdown => render::markdown(&estimate),
-        OutputFormat::Json => render::json(&estimate) + "\n",
-        OutputFormat::Html => render::html(&estimate),
+        Format::Md => render::markdown(&estimate),
+        Format::Json => render::json(&estimate) + "\n",
+        Format::Html => render::html(&estimate),
     };
     match output {
         None => print!("{text}"),
@@ -677,7 +670,7 @@ pub fn run(
             eprintln!(
                 "wrote {} ({} calls, projected {})",
                 path.display(),
-                render::thousands(estimate.total_calls),
+                thousands(estimate.total_calls),
                 timing::format_duration(estimate.timing.projection.seconds)
             );
         }

@@ -5,19 +5,9 @@ use std::fmt::Write as _;
 
 use super::Estimate;
 use super::timing::format_duration;
+use crate::report::render::{Align, Table, escape, percent, thousands};
 
-/// `6509` → `6,509`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+use Align::{Left, Right};
 
 /// Milliseconds: whole above 10 ms, else with two decimals.
 fn ms(x: f64) -> String {
@@ -26,10 +16,6 @@ fn ms(x: f64) -> String {
     } else {
         format!("{x:.2}")
     }
-}
-
-fn pct(x: f64) -> String {
-    format!("{:.1}%", x * 100.0)
 }
 
 pub fn markdown(e: &Estimate) -> String {
@@ -48,9 +34,9 @@ pub fn markdown(e: &Estimate) -> String {
     );
 
     let _ = writeln!(w, "## Volumes\n");
-    let _ = writeln!(w, "| source | rows | file |\n|---|---:|---|");
+    let mut table = Table::new(w, &[("source", Left), ("rows", Right), ("file", Left)]);
     for s in &e.sources {
-        let _ = writeln!(w, "| {} | {} | {} |", s.source, thousands(s.rows), s.file);
+        table.row(&[&s.source, &thousands(s.rows), &s.file]);
     }
     let _ = writeln!(
         w,
@@ -68,71 +54,88 @@ pub fn markdown(e: &Estimate) -> String {
         w,
         "\nLargest units (most calls; each is a chain of sequential calls):\n"
     );
-    let _ = writeln!(w, "| unit | calls |\n|---|---:|");
+    let mut table = Table::new(w, &[("unit", Left), ("calls", Right)]);
     for u in &e.largest_units {
-        let _ = writeln!(w, "| {} | {} |", u.unit, thousands(u.calls));
+        table.row(&[&u.unit, &thousands(u.calls)]);
     }
 
     let _ = writeln!(w, "\n## Steps and calls\n");
-    let _ = writeln!(
+    let mut table = Table::new(
         w,
-        "| step | action | per | when | runs | skipped | calls each | calls | endpoint |\n|---|---|---|---|---:|---:|---:|---:|---|"
+        &[
+            ("step", Left),
+            ("action", Left),
+            ("per", Left),
+            ("when", Left),
+            ("runs", Right),
+            ("skipped", Right),
+            ("calls each", Right),
+            ("calls", Right),
+            ("endpoint", Left),
+        ],
     );
     if e.lookup_calls > 0 {
-        let _ = writeln!(
-            w,
-            "| (lookups) | GET | plan | | {} | 0 | 1 | {} | read once before the first unit |",
-            e.lookup_calls, e.lookup_calls
-        );
+        let calls = e.lookup_calls.to_string();
+        table.row(&[
+            "(lookups)",
+            "GET",
+            "plan",
+            "",
+            &calls,
+            "0",
+            "1",
+            &calls,
+            "read once before the first unit",
+        ]);
     }
     for s in &e.steps {
         let when = s
             .when
             .as_deref()
-            .map(|c| format!("`{}`", c.replace('|', "\\|")))
+            .map(|c| format!("`{c}`"))
             .unwrap_or_default();
         let skipped = if s.unevaluated > 0 {
             format!("{} (+{} unevaluated)", thousands(s.skipped), s.unevaluated)
         } else {
             thousands(s.skipped)
         };
-        let _ = writeln!(
-            w,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            s.id,
-            s.action,
-            s.per,
-            when,
-            thousands(s.instances),
-            skipped,
-            s.calls_each,
-            thousands(s.calls),
-            s.endpoints
-                .iter()
-                .map(|e| format!("`{e}`"))
-                .collect::<Vec<_>>()
-                .join(" + ")
-        );
+        let endpoints = s
+            .endpoints
+            .iter()
+            .map(|e| format!("`{e}`"))
+            .collect::<Vec<_>>()
+            .join(" + ");
+        table.row(&[
+            &s.id,
+            &s.action,
+            &s.per,
+            &when,
+            &thousands(s.instances),
+            &skipped,
+            &s.calls_each.to_string(),
+            &thousands(s.calls),
+            &endpoints,
+        ]);
     }
-    let _ = writeln!(
-        w,
-        "| **total** | | | | | | | **{}** | |",
-        thousands(e.total_calls)
-    );
+    let total = format!("**{}**", thousands(e.total_calls));
+    table.row(&["**total**", "", "", "", "", "", "", &total, ""]);
     let _ = writeln!(w, "\nCalls per endpoint:\n");
-    let _ = writeln!(
+    let mut table = Table::new(
         w,
-        "| method | endpoint | calls | latency (ms) |\n|---|---|---:|---:|"
+        &[
+            ("method", Left),
+            ("endpoint", Left),
+            ("calls", Right),
+            ("latency (ms)", Right),
+        ],
     );
     for p in &e.endpoints {
-        let _ = writeln!(
-            w,
-            "| {} | `{}` | {} | {} |",
-            p.method,
-            p.endpoint,
-            thousands(p.calls),
-            ms(p.latency_ms)
-        );
+        table.row(&[
+            &p.method,
+            &format!("`{}`", p.endpoint),
+            &thousands(p.calls),
+            &ms(p.latency_ms),
+        ]);
     }
     let _ = writeln!(w, "\ntotal_calls: **{}**", thousands(e.total_calls));
 
@@ -176,35 +179,35 @@ pub fn markdown(e: &Estimate) -> String {
         format_duration(p.seconds),
         p.binding.describe()
     );
-    let _ = writeln!(w, "| bound | duration |\n|---|---:|");
-    let _ = writeln!(
-        w,
-        "| rate: {} attempts ÷ {} calls/s | {} |",
-        thousands(t.attempts.round() as u64),
-        t.rate,
-        format_duration(p.rate_bound_seconds)
-    );
-    let _ = writeln!(
-        w,
-        "| concurrency: {} attempts × {} ms ÷ {} | {} |",
-        thousands(t.attempts.round() as u64),
-        ms(t.mean_latency_ms),
-        t.concurrency,
-        format_duration(p.concurrency_bound_seconds)
-    );
-    let _ = writeln!(
-        w,
-        "| longest unit: {} calls one after another | {} |",
-        e.largest_units.first().map_or(0, |u| u.calls),
-        format_duration(p.critical_path_seconds)
-    );
+    let mut table = Table::new(w, &[("bound", Left), ("duration", Right)]);
+    let attempts = thousands(t.attempts.round() as u64);
+    table.row(&[
+        &format!("rate: {attempts} attempts ÷ {} calls/s", t.rate),
+        &format_duration(p.rate_bound_seconds),
+    ]);
+    table.row(&[
+        &format!(
+            "concurrency: {attempts} attempts × {} ms ÷ {}",
+            ms(t.mean_latency_ms),
+            t.concurrency
+        ),
+        &format_duration(p.concurrency_bound_seconds),
+    ]);
+    table.row(&[
+        &format!(
+            "longest unit: {} calls one after another",
+            e.largest_units.first().map_or(0, |u| u.calls)
+        ),
+        &format_duration(p.critical_path_seconds),
+    ]);
     if let Some(s) = p.schedule_seconds {
-        let _ = writeln!(
-            w,
-            "| schedule: units in run order on {} slots, after the lookups | {} |",
-            t.concurrency,
-            format_duration(s)
-        );
+        table.row(&[
+            &format!(
+                "schedule: units in run order on {} slots, after the lookups",
+                t.concurrency
+            ),
+            &format_duration(s),
+        ]);
     }
     if let Some(m) = &t.measured {
         let _ = writeln!(
@@ -215,8 +218,8 @@ pub fn markdown(e: &Estimate) -> String {
             m.units_finished,
             thousands(m.attempts),
             ms(m.mean_latency_ms.unwrap_or(0.0)),
-            pct(m.retry_rate),
-            pct(m.throttle_rate)
+            percent(m.retry_rate),
+            percent(m.throttle_rate)
         );
         if let Some(sp) = &t.sample_projection {
             let took = m
@@ -272,22 +275,24 @@ pub fn markdown(e: &Estimate) -> String {
 
     if !e.savings.is_empty() {
         let _ = writeln!(w, "\n### Calls that could be saved\n");
-        let _ = writeln!(
+        let mut table = Table::new(
             w,
-            "| step | calls | instead | projected without them | first |"
+            &[
+                ("step", Left),
+                ("calls", Right),
+                ("instead", Left),
+                ("projected without them", Right),
+                ("first", Left),
+            ],
         );
-        let _ = writeln!(w, "|---|---:|---|---:|---|");
         for s in &e.savings {
-            let _ = writeln!(
-                w,
-                "| {} ({}) | {} | {} | {} | {} |",
-                s.step,
-                s.action,
-                thousands(s.calls),
-                s.instead,
-                format_duration(s.projected_seconds),
-                s.caveat
-            );
+            table.row(&[
+                &format!("{} ({})", s.step, s.action),
+                &thousands(s.calls),
+                &s.instead,
+                &format_duration(s.projected_seconds),
+                &s.caveat,
+            ]);
         }
     }
 
@@ -300,13 +305,6 @@ pub fn markdown(e: &Estimate) -> String {
 
 pub fn json(e: &Estimate) -> String {
     serde_json::to_string_pretty(e).unwrap_or_default()
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// A self-contained page: the Markdown's figures, a bar chart of calls per step and the
@@ -485,17 +483,4 @@ pub fn html(e: &Estimate) -> String {
     }
     let _ = writeln!(w, "</ul></body></html>");
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::thousands;
-
-    #[test]
-    fn groups_thousands() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(6509), "6,509");
-        assert_eq!(thousands(1_234_567), "1,234,567");
-    }
 }

@@ -2,27 +2,27 @@
 
 use std::fmt::Write;
 
-use super::stats::{self, int, ms, percent};
+use super::render::{Align, Table, cell, percent, thousands};
+use super::stats::{self, ms};
 use super::summary::{StateCount, Summary};
+
+use Align::{Left, Right};
 
 /// At most this many rows in the throughput table; longer runs merge buckets for it.
 const MAX_THROUGHPUT_ROWS: usize = 60;
-
-/// Escapes what would break a table cell.
-fn cell(text: &str) -> String {
-    text.replace('|', r"\|").replace(['\n', '\r'], " ")
-}
 
 fn states_table(out: &mut String, title: &str, noun: &str, states: &[StateCount]) {
     if states.is_empty() {
         return;
     }
     let total: i64 = states.iter().map(|s| s.count).sum();
-    let _ = writeln!(out, "## {title}\n\n| state | {noun} |\n|---|---:|");
+    let _ = writeln!(out, "## {title}\n");
+    let mut table = Table::new(out, &[("state", Left), (noun, Right)]);
     for s in states {
-        let _ = writeln!(out, "| {} | {} |", cell(&s.state), int(s.count));
+        table.row(&[&s.state, &thousands(s.count)]);
     }
-    let _ = writeln!(out, "| **total** | **{}** |\n", int(total));
+    table.row(&["**total**", &format!("**{}**", thousands(total))]);
+    out.push('\n');
 }
 
 /// Renders report.md.
@@ -34,16 +34,16 @@ pub fn render(summary: &Summary) -> String {
 
     // Identity.
     let state = match (&run.state[..], &run.stop_reason) {
-        (s, Some(reason)) => format!("**{s}**: {}", cell(reason)),
+        (s, Some(reason)) => format!("**{s}**: {reason}"),
         (s, None) => format!("**{s}**"),
     };
-    let _ = writeln!(out, "| | |\n|---|---|");
-    let _ = writeln!(out, "| State | {state} |");
+    let mut table = Table::new(&mut out, &[("", Left), ("", Left)]);
+    table.row(&["State", &state]);
     if let Some(plan) = &run.plan_file {
-        let _ = writeln!(out, "| Plan | `{}` |", cell(plan));
+        table.row(&["Plan", &format!("`{plan}`")]);
     }
     if let Some(target) = &run.target {
-        let _ = writeln!(out, "| Target | {} |", cell(target));
+        table.row(&["Target", target]);
     }
     let mut settings = Vec::new();
     if let Some(rate) = run.rate {
@@ -53,16 +53,16 @@ pub fn render(summary: &Summary) -> String {
         settings.push(format!("concurrency {c}"));
     }
     if let Some(n) = run.sample {
-        settings.push(format!("sample of {} units", int(n as i64)));
+        settings.push(format!("sample of {} units", thousands(n)));
     }
     if !settings.is_empty() {
-        let _ = writeln!(out, "| Settings | {} |", settings.join(", "));
+        table.row(&["Settings", &settings.join(", ")]);
     }
     if let Some(at) = &run.started_at {
-        let _ = writeln!(out, "| Started | {at} |");
+        table.row(&["Started", at]);
     }
     if let Some(at) = &run.finished_at {
-        let _ = writeln!(out, "| Finished | {at} |");
+        table.row(&["Finished", at]);
     }
     if let Some(d) = run.duration_seconds {
         let label = if run.state == "running" {
@@ -70,7 +70,7 @@ pub fn render(summary: &Summary) -> String {
         } else {
             "Duration"
         };
-        let _ = writeln!(out, "| {label} | {} |", stats::duration(d));
+        table.row(&[label, &stats::duration(d)]);
     }
     out.push('\n');
     if let Some(cmd) = &run.resume_command {
@@ -79,52 +79,61 @@ pub fn render(summary: &Summary) -> String {
 
     // Units.
     let u = &summary.units;
-    let _ = writeln!(out, "## Units\n\n| status | units |\n|---|---:|");
-    let _ = writeln!(out, "| done | {} |", int(u.done));
-    let _ = writeln!(out, "| failed | {} |", int(u.failed));
+    let _ = writeln!(out, "## Units\n");
+    let mut table = Table::new(&mut out, &[("status", Left), ("units", Right)]);
+    table.row(&["done", &thousands(u.done)]);
+    table.row(&["failed", &thousands(u.failed)]);
     if u.running > 0 {
-        let _ = writeln!(out, "| started, not finished | {} |", int(u.running));
+        table.row(&["started, not finished", &thousands(u.running)]);
     }
     if let Some(n) = u.not_started {
-        let _ = writeln!(out, "| not started | {} |", int(n));
+        table.row(&["not started", &thousands(n)]);
     }
     match u.total {
-        Some(total) => {
-            let _ = writeln!(out, "| **total** | **{}** |\n", int(total));
-        }
-        None => {
-            let _ = writeln!(out, "| **total** | not known |\n");
-        }
+        Some(total) => table.row(&["**total**", &format!("**{}**", thousands(total))]),
+        None => table.row(&["**total**", "not known"]),
     }
+    out.push('\n');
 
     // Steps.
     if !summary.steps.is_empty() {
         let _ = writeln!(
             out,
-            "## Steps\n\nInstances by outcome, calls (every attempt), and latency of the answers used (ok or adopted).\n\n\
-             | step | action | done | adopted | skipped | failed | calls | p50 ms | p95 ms | p99 ms |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "## Steps\n\nInstances by outcome, calls (every attempt), and latency of the answers used (ok or adopted).\n"
+        );
+        let mut table = Table::new(
+            &mut out,
+            &[
+                ("step", Left),
+                ("action", Left),
+                ("done", Right),
+                ("adopted", Right),
+                ("skipped", Right),
+                ("failed", Right),
+                ("calls", Right),
+                ("p50 ms", Right),
+                ("p95 ms", Right),
+                ("p99 ms", Right),
+            ],
         );
         for s in &summary.steps {
             let l = &s.latency_ms;
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                cell(&s.step),
+            table.row(&[
+                &s.step,
                 if s.action.is_empty() {
-                    "–".to_owned()
+                    "–"
                 } else {
-                    cell(&s.action)
+                    &s.action
                 },
-                int(s.done),
-                int(s.adopted),
-                int(s.skipped),
-                int(s.failed),
-                int(s.calls),
-                ms(l.p50),
-                ms(l.p95),
-                ms(l.p99)
-            );
+                &thousands(s.done),
+                &thousands(s.adopted),
+                &thousands(s.skipped),
+                &thousands(s.failed),
+                &thousands(s.calls),
+                &ms(l.p50),
+                &ms(l.p95),
+                &ms(l.p99),
+            ]);
         }
         out.push('\n');
     }
@@ -136,33 +145,40 @@ pub fn render(summary: &Summary) -> String {
         .per_second
         .map(|r| format!(", {} overall", stats::per_second(r)))
         .unwrap_or_default();
-    let _ = writeln!(out, "{} calls{rate}.", int(c.total));
+    let _ = writeln!(out, "{} calls{rate}.", thousands(c.total));
     let _ = writeln!(
         out,
         "Retried after a transient error: {} ({}). Throttled (429): {} ({}).\n",
-        int(c.retried),
+        thousands(c.retried),
         percent(c.retry_rate),
-        int(c.throttled),
+        thousands(c.throttled),
         percent(c.throttle_rate)
     );
     if !summary.endpoints.is_empty() {
-        let _ = writeln!(
-            out,
-            "| method | endpoint | calls | ok | retried | throttled | adopted | failed |\n|---|---|---:|---:|---:|---:|---:|---:|"
+        let mut table = Table::new(
+            &mut out,
+            &[
+                ("method", Left),
+                ("endpoint", Left),
+                ("calls", Right),
+                ("ok", Right),
+                ("retried", Right),
+                ("throttled", Right),
+                ("adopted", Right),
+                ("failed", Right),
+            ],
         );
         for e in &summary.endpoints {
-            let _ = writeln!(
-                out,
-                "| {} | `{}` | {} | {} | {} | {} | {} | {} |",
-                cell(&e.method),
-                cell(&e.endpoint),
-                int(e.calls),
-                int(e.ok),
-                int(e.retried),
-                int(e.throttled),
-                int(e.adopted),
-                int(e.failed)
-            );
+            table.row(&[
+                &e.method,
+                &format!("`{}`", e.endpoint),
+                &thousands(e.calls),
+                &thousands(e.ok),
+                &thousands(e.retried),
+                &thousands(e.throttled),
+                &thousands(e.adopted),
+                &thousands(e.failed),
+            ]);
         }
         out.push('\n');
     }
@@ -185,25 +201,29 @@ pub fn render(summary: &Summary) -> String {
         };
         let _ = writeln!(
             out,
-            "## Throughput\n\nCalls per {unit}, from the start of the run{note}.\n\n| from | calls | calls/s | throttled |\n|---|---:|---:|---:|"
+            "## Throughput\n\nCalls per {unit}, from the start of the run{note}.\n"
+        );
+        let mut table = Table::new(
+            &mut out,
+            &[
+                ("from", Left),
+                ("calls", Right),
+                ("calls/s", Right),
+                ("throttled", Right),
+            ],
         );
         for (i, b) in rows.iter().enumerate() {
             if i > 0 && b.offset_seconds - rows[i - 1].offset_seconds > width as i64 {
                 let gap = b.offset_seconds - rows[i - 1].offset_seconds - width as i64;
-                let _ = writeln!(
-                    out,
-                    "| … | no calls for {} | | |",
-                    stats::duration(gap as f64)
-                );
+                let gap = format!("no calls for {}", stats::duration(gap as f64));
+                table.row(&["…", &gap, "", ""]);
             }
-            let _ = writeln!(
-                out,
-                "| {} | {} | {:.1} | {} |",
-                stats::offset(b.offset_seconds),
-                int(b.calls),
-                b.calls as f64 / width as f64,
-                int(b.throttled)
-            );
+            table.row(&[
+                &stats::offset(b.offset_seconds),
+                &thousands(b.calls),
+                &format!("{:.1}", b.calls as f64 / width as f64),
+                &thousands(b.throttled),
+            ]);
         }
         out.push('\n');
     }
@@ -224,11 +244,12 @@ pub fn render(summary: &Summary) -> String {
     } else {
         let _ = writeln!(
             out,
-            "{} units failed. Most frequent reasons:\n\n| reason | units |\n|---|---:|",
-            int(f.units)
+            "{} units failed. Most frequent reasons:\n",
+            thousands(f.units)
         );
+        let mut table = Table::new(&mut out, &[("reason", Left), ("units", Right)]);
         for r in &f.top_reasons {
-            let _ = writeln!(out, "| {} | {} |", cell(&r.reason), int(r.units));
+            table.row(&[&r.reason, &thousands(r.units)]);
         }
         let _ = writeln!(
             out,

@@ -9,10 +9,13 @@
 //!
 //! Modules: [`summary`] reads [`Summary`], the figures (report.json is it); [`markdown`]
 //! renders report.md, [`errors`] errors.csv, [`status`](mod@status) the status text;
-//! [`stats`] holds percentiles, time buckets, number and time formats.
+//! [`stats`] holds percentiles, time buckets, time formats; [`render`] the helpers every
+//! report of the crate is written with (`plan estimate` and `verify` too): HTML escape, numbers
+//! with thousands separators, Markdown tables, the report formats.
 
 pub mod errors;
 pub mod markdown;
+pub mod render;
 pub mod stats;
 pub mod status;
 pub mod summary;

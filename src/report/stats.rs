@@ -1,4 +1,5 @@
-//! The arithmetic of the reports: percentiles, time buckets, and how figures are written.
+//! The arithmetic of the reports: percentiles, time buckets, and how times and rates are
+//! written (numbers and shares: [`render`](super::render)).
 
 use serde::{Deserialize, Serialize};
 
@@ -80,27 +81,6 @@ pub fn ratio(part: i64, whole: i64) -> f64 {
 pub fn round(value: f64, digits: i32) -> f64 {
     let scale = 10f64.powi(digits);
     (value * scale).round() / scale
-}
-
-/// `12,345`.
-pub fn int(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    if n < 0 {
-        out.push('-');
-    }
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// `7.5%` of a fraction.
-pub fn percent(fraction: f64) -> String {
-    format!("{:.1}%", fraction * 100.0)
 }
 
 /// A rate per second, one decimal.
@@ -234,18 +214,13 @@ mod tests {
 
     #[test]
     fn figures_read_well() {
-        assert_eq!(int(0), "0");
-        assert_eq!(int(999), "999");
-        assert_eq!(int(1000), "1,000");
-        assert_eq!(int(1234567), "1,234,567");
-        assert_eq!(int(-12345), "-12,345");
         assert_eq!(duration(9.4), "9s");
         assert_eq!(duration(65.0), "1m 05s");
         assert_eq!(duration(7509.0), "2h 05m 09s");
         assert_eq!(offset(0), "+0:00");
         assert_eq!(offset(70), "+1:10");
         assert_eq!(offset(3610), "+1:00:10");
-        assert_eq!(percent(ratio(3, 40)), "7.5%");
+        assert_eq!(ratio(3, 40), 0.075);
         assert_eq!(ratio(1, 0), 0.0);
         assert_eq!(round(0.615_384, 2), 0.62);
         assert_eq!(ms(Some(12.46)), "12");

@@ -4,7 +4,8 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use super::stats::{self, int, percent};
+use super::render::{percent, thousands};
+use super::stats;
 use super::summary;
 use crate::checkpoint::Reader;
 
@@ -54,22 +55,22 @@ pub fn render(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<Str
 
     let mut line = format!(
         "  units      {} done · {} failed",
-        int(units.done),
-        int(units.failed)
+        thousands(units.done),
+        thousands(units.failed)
     );
     if running || units.running > 0 {
         let in_flight = if running { "running" } else { "unfinished" };
-        let _ = write!(line, " · {} {in_flight}", int(units.running));
+        let _ = write!(line, " · {} {in_flight}", thousands(units.running));
     }
     if let Some(n) = units.not_started {
-        let _ = write!(line, " · {} not started", int(n));
+        let _ = write!(line, " · {} not started", thousands(n));
     }
     match units.total {
         Some(total) => {
             let _ = write!(
                 line,
                 " · of {} ({} finished)",
-                int(total),
+                thousands(total),
                 percent(stats::ratio(units.done + units.failed, total))
             );
         }
@@ -77,7 +78,7 @@ pub fn render(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<Str
     }
     let _ = writeln!(out, "{line}");
 
-    let mut line = format!("  calls      {}", int(calls.total));
+    let mut line = format!("  calls      {}", thousands(calls.total));
     if let Some((_, last)) = span {
         let end = if running { now } else { last };
         let window = times
@@ -101,9 +102,9 @@ pub fn render(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<Str
     let _ = writeln!(
         out,
         "  throttled  {} (429, {} of calls) · retried {} ({})",
-        int(calls.throttled),
+        thousands(calls.throttled),
         percent(stats::ratio(calls.throttled, calls.total)),
-        int(calls.retried),
+        thousands(calls.retried),
         percent(stats::ratio(calls.retried, calls.total))
     );
 
@@ -231,7 +232,7 @@ fn plural(n: i64, noun: &str) -> String {
     if n == 1 {
         format!("1 {noun}")
     } else {
-        format!("{} {noun}s", int(n))
+        format!("{} {noun}s", thousands(n))
     }
 }
 
