@@ -476,7 +476,7 @@ fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitStatus> {
         },
     };
     let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), args.port);
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = crate::runtime()?;
     runtime.block_on(async move {
         let server = sandbox::start(config, addr)
             .await

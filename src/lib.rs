@@ -41,6 +41,16 @@ pub mod verify;
 
 use std::process::ExitCode;
 
+/// The async runtime of every subcommand that talks to Mambu or serves the sandbox: one
+/// definition (worker threads, timers, I/O) instead of one per module.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 /// The exit codes every subcommand shares (DESIGN.md, "Exit codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {

@@ -27,19 +27,52 @@ impl Connection {
     }
 }
 
-/// The target's name as the user gives it: `sandbox`, or the plan's tenant URL by default.
-pub fn name(plan: &Plan, chosen: Option<&str>) -> String {
-    chosen
-        .map(str::to_owned)
-        .unwrap_or_else(|| match &plan.target {
-            Target::Sandbox => "sandbox".to_owned(),
-            Target::Tenant { base_url, .. } => base_url.clone(),
-        })
+/// Where the calls go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Where {
+    /// The embedded sandbox, started in-process (forgotten when the process ends).
+    Embedded,
+    /// A tenant, or a `mambu-migrate sandbox` process: its API base URL.
+    Url(String),
+}
+
+impl Where {
+    /// What the user typed (`--target`): `sandbox`, or a base URL.
+    pub fn parse(text: &str) -> Self {
+        if text == "sandbox" {
+            Where::Embedded
+        } else {
+            Where::Url(text.to_owned())
+        }
+    }
+
+    /// `--target` when given, else the plan's target.
+    pub fn of(plan: &Plan, chosen: Option<&str>) -> Self {
+        match (chosen, &plan.target) {
+            (Some(text), _) => Self::parse(text),
+            (None, Target::Sandbox) => Where::Embedded,
+            (None, Target::Tenant { base_url, .. }) => Where::Url(base_url.clone()),
+        }
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        matches!(self, Where::Embedded)
+    }
+}
+
+/// `sandbox`, or the URL: as the user types it, and as the checkpoint records it.
+impl std::fmt::Display for Where {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Where::Embedded => f.write_str("sandbox"),
+            Where::Url(url) => f.write_str(url),
+        }
+    }
 }
 
 /// Connects to `target` (`sandbox` or a base URL).
-pub async fn connect(plan: &Plan, target: &str, timeout: Duration) -> anyhow::Result<Connection> {
-    if target == "sandbox" {
+pub async fn connect(plan: &Plan, target: &Where, timeout: Duration) -> anyhow::Result<Connection> {
+    let Where::Url(url) = target else {
         let key = uuid::Uuid::new_v4().to_string();
         let server = crate::sandbox::start(
             SandboxConfig::with_api_key(key.clone()),
@@ -52,7 +85,7 @@ pub async fn connect(plan: &Plan, target: &str, timeout: Duration) -> anyhow::Re
             client,
             sandbox: Some(server),
         });
-    }
+    };
     let (api_key_env, username_env, password_env) = match &plan.target {
         Target::Tenant {
             api_key_env,
@@ -68,7 +101,7 @@ pub async fn connect(plan: &Plan, target: &str, timeout: Duration) -> anyhow::Re
     };
     let credentials = Credentials::from_env(api_key_env, username_env, password_env)?;
     Ok(Connection {
-        client: Client::new(target, credentials, timeout)?,
+        client: Client::new(url, credentials, timeout)?,
         sandbox: None,
     })
 }
@@ -125,11 +158,8 @@ pub async fn read_lookups(session: &Session, plan: &Plan) -> anyhow::Result<Valu
 }
 
 /// Connects to `target`, reads the lookups and disconnects: for commands that only read them.
-pub fn fetch_lookups(plan: &Plan, target: &str) -> anyhow::Result<Value> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+pub fn fetch_lookups(plan: &Plan, target: &Where) -> anyhow::Result<Value> {
+    let runtime = crate::runtime()?;
     runtime.block_on(async {
         let connection = connect(plan, target, Duration::from_secs(30)).await?;
         let lookups = read_lookups(&connection.reader(plan, None), plan).await;

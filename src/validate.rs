@@ -670,10 +670,7 @@ fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) -> Tenant {
         lookups: Value::Null,
         loan_products: None,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime() {
         Ok(r) => r,
         Err(e) => {
             findings.list.push(Finding::new(
@@ -687,7 +684,8 @@ fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) -> Tenant {
         }
     };
     runtime.block_on(async {
-        let connection = match crate::target::connect(plan, target, Duration::from_secs(30)).await {
+        let place = crate::target::Where::parse(target);
+        let connection = match crate::target::connect(plan, &place, Duration::from_secs(30)).await {
             Ok(c) => c,
             Err(e) => {
                 findings.list.push(Finding::new(

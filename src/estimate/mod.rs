@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::plan::action::Action;
-use crate::plan::check::{Plan, Target, check};
+use crate::plan::check::{Plan, check};
 use crate::plan::compiled::Compiled;
 use crate::plan::load::load;
 use crate::report::render::{Format, thousands};
@@ -328,11 +328,9 @@ impl Walker<'_> {
 }
 
 fn base_url(plan: &Plan, target: Option<&str>) -> String {
-    let sandbox = "http://127.0.0.1:<port>/api".to_owned();
-    match (target, &plan.target) {
-        (Some("sandbox"), _) | (None, Target::Sandbox) => sandbox,
-        (Some(url), _) => url.trim_end_matches('/').to_owned(),
-        (None, Target::Tenant { base_url, .. }) => base_url.trim_end_matches('/').to_owned(),
+    match crate::target::Where::of(plan, target) {
+        crate::target::Where::Embedded => "http://127.0.0.1:<port>/api".to_owned(),
+        crate::target::Where::Url(url) => url.trim_end_matches('/').to_owned(),
     }
 }
 

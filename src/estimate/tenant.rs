@@ -6,5 +6,5 @@ use crate::plan::check::Plan;
 
 /// Reads every lookup table of the plan from `target` (`sandbox` or a base URL).
 pub fn read_lookups(plan: &Plan, target: &str) -> anyhow::Result<Value> {
-    crate::target::fetch_lookups(plan, target)
+    crate::target::fetch_lookups(plan, &crate::target::Where::parse(target))
 }

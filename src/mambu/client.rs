@@ -191,45 +191,6 @@ impl Client {
             self.v1_headers.clone()
         }
     }
-
-    /// `GET path` (v2), the answer as JSON.
-    pub async fn get_json(&self, path: &str) -> Result<Value, ClientError> {
-        let request = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .headers(self.headers(true));
-        let fail = |message: String| ClientError::Transport {
-            method: "GET".into(),
-            path: path.to_owned(),
-            message,
-        };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| fail(e.without_url().to_string()))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| fail(e.without_url().to_string()))?;
-        if !status.is_success() {
-            let detail = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| v["errors"][0]["errorReason"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| format!("{} bytes", bytes.len()));
-            return Err(ClientError::Status {
-                method: "GET".into(),
-                path: path.to_owned(),
-                status: status.as_u16(),
-                detail,
-            });
-        }
-        serde_json::from_slice(&bytes).map_err(|_| ClientError::NotJson {
-            method: "GET".into(),
-            path: path.to_owned(),
-            bytes: bytes.len(),
-        })
-    }
 }
 
 /// One request to send.

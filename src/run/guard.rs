@@ -1,6 +1,7 @@
 //! Guard rails before a run touches a tenant: the production guard (the person running it says
 //! which tenant, by name), and `--dry-run` (every call rendered and written, none sent).
 
+use crate::target::Where;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
@@ -15,10 +16,10 @@ use crate::source::{self, GroupOptions};
 
 /// A production tenant's name (`acme` for `https://acme.mambu.com/api`), or None when the
 /// target is the embedded sandbox, loopback, or a Mambu sandbox tenant (`*.sandbox.mambu.com`).
-pub fn production_tenant(target: &str) -> Option<String> {
-    if target == "sandbox" {
+pub fn production_tenant(target: &Where) -> Option<String> {
+    let Where::Url(target) = target else {
         return None;
-    }
+    };
     let url = reqwest::Url::parse(target).ok()?;
     let host = url.host_str()?.to_ascii_lowercase();
     let loopback = host == "localhost"
@@ -39,7 +40,7 @@ pub fn production_tenant(target: &str) -> Option<String> {
 /// must name it, or, on a terminal, the person types it. Returns whether to go on.
 pub fn confirm_production(
     tenant: &str,
-    target: &str,
+    target: &Where,
     plan: &Plan,
     units: u64,
     confirmed: Option<&str>,
@@ -166,16 +167,25 @@ mod tests {
     #[test]
     fn production_is_anything_but_sandboxes_and_loopback() {
         assert_eq!(
-            production_tenant("https://acme.mambu.com/api").as_deref(),
+            production_tenant(&Where::parse("https://acme.mambu.com/api")).as_deref(),
             Some("acme")
         );
         assert_eq!(
-            production_tenant("https://acme.sandbox.mambu.com/api"),
+            production_tenant(&Where::parse("https://acme.sandbox.mambu.com/api")),
             None
         );
-        assert_eq!(production_tenant("sandbox"), None);
-        assert_eq!(production_tenant("http://127.0.0.1:8080/api"), None);
-        assert_eq!(production_tenant("http://localhost:8080/api"), None);
-        assert_eq!(production_tenant("http://[::1]:8080/api"), None);
+        assert_eq!(production_tenant(&Where::Embedded), None);
+        assert_eq!(
+            production_tenant(&Where::parse("http://127.0.0.1:8080/api")),
+            None
+        );
+        assert_eq!(
+            production_tenant(&Where::parse("http://localhost:8080/api")),
+            None
+        );
+        assert_eq!(
+            production_tenant(&Where::parse("http://[::1]:8080/api")),
+            None
+        );
     }
 }

@@ -13,9 +13,6 @@ pub mod guard;
 mod progress;
 mod unit;
 
-/// Kept for `verify` until it reads it from the plan (issue 15).
-pub use crate::plan::ids::external_id;
-
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -29,11 +26,12 @@ use tokio_util::sync::CancellationToken;
 use crate::ExitStatus;
 use crate::checkpoint::{self, Checkpoint, Record, Resume, SourceFile};
 use crate::mambu::{Limiter, Observer, Session};
-use crate::plan::check::{Plan, Target, check};
+use crate::plan::check::{Plan, check};
 use crate::plan::compiled::Compiled;
 use crate::plan::file::PlanFile;
 use crate::plan::load::load;
 use crate::source::{self, GroupOptions, Sources};
+use crate::target::Where;
 use attempt::{Chosen, Kind};
 use progress::Progress;
 use unit::{UnitEnd, run_unit};
@@ -123,7 +121,7 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<ExitStatus> {
         // A resume goes on against the Mambu the run began with.
         options.target = recorded_target(&run_dir);
     }
-    let target = crate::target::name(&plan, options.target.as_deref());
+    let target = Where::of(&plan, options.target.as_deref());
     if let Some(tenant) = guard::production_tenant(&target) {
         let units = Sources::new(plan.sources.clone(), &plan.unit)
             .map(|s| source::count(&s).units)
@@ -145,10 +143,7 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<ExitStatus> {
         return Ok(ExitStatus::InvalidInput);
     };
     let db = run_dir.join("checkpoint.db");
-    let embedded = options
-        .target
-        .as_deref()
-        .map_or(plan.target == Target::Sandbox, |t| t == "sandbox");
+    let embedded = target.is_embedded();
     if embedded && resuming {
         eprintln!(
             "error: the embedded sandbox forgets everything when a run ends, so there is nothing to resume against. Run again without --resume (it starts over), or rehearse against `mambu-migrate sandbox` with --target http://127.0.0.1:PORT/api."
@@ -257,10 +252,7 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<ExitStatus> {
             attempt::source_files(&plan)?,
         )
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = crate::runtime()?;
     runtime.block_on(execute(options, plan, run_dir, resume, chosen, files))
 }
 
@@ -373,7 +365,7 @@ fn open_attempt(
     run_dir: &Path,
     chosen: &Chosen,
     files: &[SourceFile],
-    target: &str,
+    target: &Where,
     rate: f64,
     concurrency: usize,
 ) -> anyhow::Result<Checkpoint> {
@@ -408,14 +400,7 @@ fn open_attempt(
         ("plan_name", plan.name.clone()),
         ("plan_file", options.plan.display().to_string()),
         ("plan_hash", plan_hash),
-        (
-            "target",
-            if target == "sandbox" {
-                "sandbox".into()
-            } else {
-                target.to_owned()
-            },
-        ),
+        ("target", target.to_string()),
         ("rate", rate.to_string()),
         ("concurrency", concurrency.to_string()),
         ("state", "running".into()),
@@ -510,7 +495,7 @@ async fn execute(
     let timeout = Duration::from_secs_f64(settings.limits.timeout_seconds);
 
     // The target: the embedded sandbox in-process, or a tenant.
-    let target = crate::target::name(&plan, options.target.as_deref());
+    let target = Where::of(&plan, options.target.as_deref());
     let connection = crate::target::connect(&plan, &target, timeout).await?;
     let client = connection.client.clone();
 

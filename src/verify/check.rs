@@ -216,7 +216,7 @@ impl Checker {
         let mut outputs: HashMap<String, Value> = HashMap::new();
         for planned in compiled.expand(unit) {
             let step = compiled.step(planned.step);
-            let instance = format!("{}#{}", planned.instance(), step.id);
+            let instance = crate::plan::ids::instance_id(compiled, &planned);
             let Some((status, out)) = saved.get(&instance) else {
                 continue;
             };
@@ -293,7 +293,11 @@ impl Checker {
                         .and_then(Value::as_str)
                         .map(str::to_owned)
                         .unwrap_or_else(|| {
-                            crate::run::external_id(&self.shared.plan_name, &self.unit, &instance)
+                            crate::plan::ids::external_id(
+                                &self.shared.plan_name,
+                                &self.unit,
+                                &instance,
+                            )
                         });
                     let (kind, total) = match step.action {
                         Action::DisburseLoan => ("DISBURSEMENT", "disbursed amounts"),

@@ -202,13 +202,15 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
             Some(files) => check(&loaded, files).map_err(problems),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let target = options
-        .target
-        .clone()
-        .or_else(|| meta.get("target").cloned())
-        .unwrap_or_else(|| "sandbox".into());
+    let target = crate::target::Where::parse(
+        options
+            .target
+            .as_deref()
+            .or(meta.get("target").map(String::as_str))
+            .unwrap_or("sandbox"),
+    );
     anyhow::ensure!(
-        target != "sandbox",
+        !target.is_embedded(),
         "this run went to the embedded sandbox, which forgot everything when the run ended: verify reads Mambu back, so give it a tenant or a running `mambu-migrate sandbox` with --target URL"
     );
     let migrated = reader.done_units()?;
@@ -232,9 +234,7 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
         .unwrap_or(plan.settings.limits.concurrency)
         .max(1) as usize;
     let units_to_verify = selected.len() as u64;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime()?;
     let mut report = runtime.block_on(async {
         let connection = crate::target::connect(
             &plan,
@@ -313,7 +313,7 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
         anyhow::Ok(Report {
             run_dir: options.run_dir.display().to_string(),
             plan: plan_file.display().to_string(),
-            target: target.clone(),
+            target: target.to_string(),
             units_migrated: migrated.len(),
             units_verified: verified,
             sample_seed: options
