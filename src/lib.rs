@@ -51,7 +51,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// The exit codes every subcommand shares (DESIGN.md, "Exit codes").
+/// The exit codes every subcommand shares (`../shared/DESIGN.md`, "Exit codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
     /// Everything done.

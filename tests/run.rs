@@ -307,17 +307,6 @@ fn plan_for_outages(dir: &Path, outage_wait: u64) -> String {
     .to_string()
 }
 
-/// Replaces the sandbox's faults.
-async fn set_faults(sandbox: &Sandbox, body: &'static str) {
-    let answer = reqwest::Client::new()
-        .put(format!("{}/_sandbox/faults", sandbox.origin))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert!(answer.status().is_success());
-}
-
 /// Waits until the sandbox holds `n` clients.
 async fn until_clients(sandbox: &Sandbox, n: u64) {
     let waiting = std::time::Instant::now();
@@ -341,7 +330,7 @@ async fn run_into_an_outage(
     let plan = plan_for_outages(dir.path(), outage_wait);
     let child = spawn(&sandbox, &plan, &run_dir, &["--rate", "1000"]);
     until_clients(&sandbox, 20).await;
-    set_faults(&sandbox, r#"{"outage": true}"#).await;
+    sandbox.set_faults(r#"{"outage": true}"#).await;
     (sandbox, dir, run_dir, plan, child)
 }
 
@@ -357,7 +346,7 @@ async fn an_outage_stops_the_run_without_failing_units_and_resume_finishes() {
     let drops = sandbox.stats().await["requests"]["outage_drops"].as_u64();
     assert!(drops.unwrap() > 0);
     // Mambu is back: the resume finishes every unit, and nothing was done twice.
-    set_faults(&sandbox, "{}").await;
+    sandbox.set_faults("{}").await;
     resume_to_the_end(&sandbox, &plan, &run_dir).await;
 }
 
@@ -373,7 +362,7 @@ async fn a_short_outage_is_waited_out_and_the_run_finishes() {
             && status.contains("Mambu unreachable"),
         "{status}"
     );
-    set_faults(&sandbox, "{}").await;
+    sandbox.set_faults("{}").await;
     let output = child.wait_with_output().unwrap();
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(0), "{err}");

@@ -646,3 +646,92 @@ fn a_bad_products_file_is_refused_with_its_location() {
         "{stderr}"
     );
 }
+
+/// A loan with `n` small repayments after its disbursement: a list longer than one page.
+async fn loan_with_repayments(api: &common::Api, n: usize) -> String {
+    let (_, loan) = common::active_loan(api, "CL-PAGES", "LN-PAGES", "5000").await;
+    for i in 0..n {
+        let paid = api
+            .post(
+                &format!("/loans/{loan}/repayment-transactions"),
+                json!({ "amount": 1, "externalId": format!("R-{i}"), "valueDate": "2024-02-01T00:00:00+00:00" }),
+            )
+            .await;
+        assert_eq!(paid.status, 201, "{paid:?}");
+    }
+    loan
+}
+
+#[tokio::test]
+async fn lists_are_paged_as_mambu_pages_them() {
+    let sandbox = Sandbox::start(&[]);
+    let api = sandbox.api();
+    let loan = loan_with_repayments(&api, 120).await;
+    let path = format!("/loans/{loan}/transactions");
+    // No limit: 50, and nothing says there are more.
+    let first = api.get(&path).await;
+    assert_eq!(first.body.as_array().unwrap().len(), 50);
+    assert!(first.headers.get("items-total").is_none());
+    // With paginationDetails=ON the headers say where the page stands.
+    let last = api
+        .get(&format!("{path}?offset=100&limit=50&paginationDetails=ON"))
+        .await;
+    assert_eq!(last.body.as_array().unwrap().len(), 21);
+    let header = |name: &str| last.headers[name].to_str().unwrap().to_owned();
+    assert_eq!(
+        (
+            header("items-offset"),
+            header("items-limit"),
+            header("items-total")
+        ),
+        ("100".into(), "50".into(), "121".into())
+    );
+    // Past Mambu's maximum page: refused.
+    let too_big = api.get(&format!("{path}?limit=1001")).await;
+    assert_eq!(
+        (too_big.status.as_u16(), too_big.reason()),
+        (400, "INVALID_PARAMETERS")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_reads_every_page_and_a_missing_entity_is_none() {
+    use mambu_migrate::mambu::{Client, Credentials, Expect, Keep, Quiet, RetrySettings, Session};
+    // Spoiled answers on a fifth of the calls: each page is read again until it is a list.
+    let sandbox = Sandbox::start(&["--seed", "4"]);
+    let loan = loan_with_repayments(&sandbox.api(), 120).await;
+    sandbox.set_faults(r#"{"malformed_rate": 0.2}"#).await;
+    let client = Client::new(
+        &format!("{}/api", sandbox.origin),
+        Credentials::ApiKey(API_KEY.into()),
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    let retry = RetrySettings {
+        max_attempts: 20,
+        initial_backoff: std::time::Duration::from_millis(1),
+        max_backoff: std::time::Duration::from_millis(5),
+        outage_wait: std::time::Duration::ZERO,
+    };
+    let session = Session::reader(client, 1000.0, None, retry);
+    let items = session
+        .list_in_pages(&format!("/loans/{loan}/transactions"), 50, &mut Quiet)
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 121, "every page, once");
+    assert_eq!(items[0]["type"], "DISBURSEMENT");
+    let externals: Vec<&str> = items[1..]
+        .iter()
+        .map(|t| t["externalId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        externals,
+        (0..120).map(|i| format!("R-{i}")).collect::<Vec<_>>()
+    );
+    assert!(session.attempts() >= 3, "three pages at least");
+    let missing = session
+        .read("/loans/NO-SUCH-LOAN", Expect::Entity, Keep::All, &mut Quiet)
+        .await
+        .unwrap();
+    assert!(missing.is_none(), "a 404 is None, not an error");
+}

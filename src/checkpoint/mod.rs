@@ -153,6 +153,17 @@ pub enum Record {
     },
 }
 
+/// A file's fingerprint as the checkpoint's meta keeps it (`plan`, `source:<name>`):
+/// `path|sha256`, written and read here only.
+pub fn fingerprint(path: &str, sha256: &str) -> String {
+    format!("{path}|{sha256}")
+}
+
+/// The path and SHA-256 of a [`fingerprint`].
+pub fn split_fingerprint(value: &str) -> Option<(&str, &str)> {
+    value.rsplit_once('|')
+}
+
 /// The rows one source held for a failed unit.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SourceRows {

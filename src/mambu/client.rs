@@ -81,18 +81,12 @@ pub enum ClientError {
         path: String,
         message: String,
     },
-    #[error("{method} {path}: HTTP {status}: {detail}")]
-    Status {
+    /// The request cannot be sent as it is (nothing was sent): trying again cannot help.
+    #[error("{method} {path}: {message}")]
+    Unsendable {
         method: String,
         path: String,
-        status: u16,
-        detail: String,
-    },
-    #[error("{method} {path}: the answer is not JSON ({0} bytes)", .bytes)]
-    NotJson {
-        method: String,
-        path: String,
-        bytes: usize,
+        message: String,
     },
 }
 
@@ -248,8 +242,22 @@ impl Client {
     /// Sends one request, once. Transport failures (connect, timeout, a dropped connection, a
     /// truncated body) are errors: the outcome of the call is unknown.
     pub async fn send(&self, request: &Request<'_>) -> Result<Answer, ClientError> {
-        let method =
-            reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+        // Never a silent GET for a method that is not one.
+        let method = match request.method {
+            "GET" => reqwest::Method::GET,
+            "POST" => reqwest::Method::POST,
+            "PUT" => reqwest::Method::PUT,
+            "PATCH" => reqwest::Method::PATCH,
+            "DELETE" => reqwest::Method::DELETE,
+            other => {
+                return Err(ClientError::Unsendable {
+                    method: other.to_owned(),
+                    path: request.path.to_owned(),
+                    message: "not an HTTP method Mambu's API takes (GET, POST, PUT, PATCH, DELETE)"
+                        .into(),
+                });
+            }
+        };
         let mut builder = self
             .http
             .request(method, format!("{}{}", self.base, request.path))
@@ -508,7 +516,7 @@ impl Refusal {
     }
 }
 
-/// What to do about an answer (DESIGN.md, "How a call's outcome is classified").
+/// What to do about an answer (`../shared/DESIGN.md`, "How a call's outcome is classified").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Success,
@@ -563,6 +571,30 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{client:?}").contains("s3cr3t"));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_method_is_refused_never_sent_as_a_get() {
+        let client = Client::new(
+            "http://127.0.0.1:1/api",
+            Credentials::ApiKey("k".into()),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let request = Request {
+            method: "FETCH",
+            path: "/clients",
+            body: None,
+            idempotency_key: None,
+            v1: false,
+            keep: Keep::All,
+        };
+        let err = client.send(&request).await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::Unsendable { .. })
+                && err.to_string().contains("FETCH /clients"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -131,7 +131,7 @@ pub fn outcome(attempt: Attempt<'_>, expect: Expect) -> &'static str {
     }
 }
 
-/// The decision after an attempt (DESIGN.md, "How a call's outcome is classified"): a usable
+/// The decision after an attempt (`../shared/DESIGN.md`, "How a call's outcome is classified"): a usable
 /// 2xx is used; a 2xx that cannot be used, a 409, 5xx, 429 or no answer is sent again after
 /// the backoff (or the server's Retry-After, whichever is longer); 401 and 403 stop the run;
 /// any other status is a refusal of this request. When the attempts are spent, a call that

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{Answer, Client, Keep, Refusal, Request};
+use super::client::{Answer, Client, ClientError, Keep, Refusal, Request};
 use super::limiter::Limiter;
 use super::policy::{self, Attempt, Expect, Next, RetrySettings, Tries};
 
@@ -57,7 +57,7 @@ impl Observer for Quiet {
     fn attempt(&mut self, _: Option<u16>, _: &'static str, _: f64, _: bool) {}
 }
 
-/// Attempts per page when reading a list: Mambu's maximum page size.
+/// Items per page when reading a list: Mambu's maximum page size.
 pub const PAGE: usize = 1000;
 
 pub struct Session {
@@ -135,6 +135,16 @@ impl Session {
             let started = Instant::now();
             let result = self.client.send(request).await;
             self.limiter.poke();
+            if let Err(e @ ClientError::Unsendable { .. }) = &result {
+                return end(
+                    observer,
+                    waiting,
+                    Sent::GaveUp {
+                        message: e.to_string(),
+                        status: None,
+                    },
+                );
+            }
             let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
             let message = result.as_ref().err().map(|e| e.to_string());
             let (attempt, status) = match (&result, &message) {
@@ -250,11 +260,22 @@ impl Session {
         path: &str,
         observer: &mut dyn Observer,
     ) -> Result<Vec<Value>, String> {
+        self.list_in_pages(path, PAGE, observer).await
+    }
+
+    /// [`Session::list`] with pages of `page` items (1 to 1,000).
+    pub async fn list_in_pages(
+        &self,
+        path: &str,
+        page: usize,
+        observer: &mut dyn Observer,
+    ) -> Result<Vec<Value>, String> {
+        let page_size = page.clamp(1, PAGE);
         let mut items = Vec::new();
         let separator = if path.contains('?') { '&' } else { '?' };
         loop {
             let page_path = format!(
-                "{path}{separator}offset={}&limit={PAGE}&paginationDetails=ON",
+                "{path}{separator}offset={}&limit={page_size}&paginationDetails=ON",
                 items.len()
             );
             let Some(page) = self
@@ -269,7 +290,7 @@ impl Session {
             let count = page_items.len();
             items.extend(page_items);
             let total = page.items_total.map(|t| t as usize);
-            if count < PAGE || total.is_some_and(|t| items.len() >= t) || count == 0 {
+            if count < page_size || total.is_some_and(|t| items.len() >= t) || count == 0 {
                 return Ok(items);
             }
         }

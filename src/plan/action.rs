@@ -1,5 +1,5 @@
 //! The built-in actions: the call each makes, what its body must hold (the required fields of
-//! Mambu's spec), and what makes a replay of it safe (DESIGN.md, "Built-in steps").
+//! Mambu's spec), and what makes a replay of it safe (`../shared/DESIGN.md`, "Built-in steps").
 //!
 //! This is plain data: the plan checks bodies against it, the estimate counts calls with it, the
 //! executor sends what it describes.

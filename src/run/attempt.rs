@@ -135,7 +135,8 @@ pub fn classify(
         }) || resume
             .meta
             .get(&format!("source:{name}"))
-            .is_some_and(|v| v.rsplit('|').next() == Some(sha256))
+            .and_then(|v| crate::checkpoint::split_fingerprint(v))
+            .is_some_and(|(_, hash)| hash == sha256)
     };
     let mut reload = false;
     for file in now {

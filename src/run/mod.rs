@@ -226,7 +226,13 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<ExitStatus> {
             Err(problems) => return Ok(plan_problems(&problems, &options.plan)),
         };
         let plan_hash = crate::files::sha256_file(&plan.file)?;
-        if resume.meta.get("plan").and_then(|v| v.rsplit('|').next()) != Some(plan_hash.as_str()) {
+        if resume
+            .meta
+            .get("plan")
+            .and_then(|v| checkpoint::split_fingerprint(v))
+            .map(|(_, hash)| hash)
+            != Some(plan_hash.as_str())
+        {
             eprintln!(
                 "error: the plan changed since this run began ({}). Resuming would mix two plans: start a new --run-dir.",
                 plan.file.display()
@@ -379,12 +385,15 @@ fn open_attempt(
     let plan_hash = crate::files::sha256_file(&plan.file)?;
     if chosen.kind == Kind::Fresh {
         checkpoint.record(meta("started_at", now()));
-        checkpoint.record(meta("plan", format!("{}|{plan_hash}", plan.file.display())));
+        checkpoint.record(meta(
+            "plan",
+            checkpoint::fingerprint(&plan.file.display().to_string(), &plan_hash),
+        ));
         // The extract the run began with: what `verify` compares with.
         for file in files {
             checkpoint.record(meta(
                 &format!("source:{}", file.name),
-                format!("{}|{}", file.path, file.sha256),
+                checkpoint::fingerprint(&file.path, &file.sha256),
             ));
         }
     }

@@ -794,14 +794,89 @@ async fn loan_transactions(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let number =
-        |name: &str, default: usize| q.get(name).and_then(|v| v.parse().ok()).unwrap_or(default);
-    let (offset, limit) = (number("offset", 0), number("limit", 50).min(1000));
-    read(&s, |t| t.loan_transactions(&id, offset, limit))
+    list(&s, &q, |t| t.loan_transactions(&id))
 }
 
-fn listing<T: serde::Serialize>(items: &[T]) -> Result<Value, ApiError> {
-    serde_json::to_value(items).map_err(|_| ApiError::internal_error())
+/// A list endpoint's page, as Mambu reads it (`../shared/mambu-api.md` §8, "Pagination"):
+/// `offset` (0), `limit` (50 when absent: a reader that takes one page loses the rest), and
+/// `paginationDetails=ON` for the `Items-Offset`, `Items-Limit` and `Items-Total` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Page {
+    offset: usize,
+    limit: usize,
+    details: bool,
+}
+
+/// Mambu's default page size and its maximum.
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 1000;
+
+impl Page {
+    /// The page a query asks for. A limit above 1,000, or an offset or limit that is not a
+    /// number, is refused (stricter reading: the record gives the maximum, not what happens
+    /// past it).
+    fn of(q: &HashMap<String, String>) -> Result<Self, ApiError> {
+        let number = |name: &str, default: usize| match q.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<usize>()
+                .map_err(|_| ApiError::invalid_parameters(name)),
+        };
+        let limit = number("limit", DEFAULT_LIMIT)?;
+        if limit > MAX_LIMIT {
+            return Err(ApiError::invalid_parameters("limit"));
+        }
+        Ok(Page {
+            offset: number("offset", 0)?,
+            limit,
+            details: q
+                .get("paginationDetails")
+                .is_some_and(|v| v.eq_ignore_ascii_case("ON")),
+        })
+    }
+}
+
+/// Answers one page of the list `op` gives.
+fn list(
+    shared: &Shared,
+    q: &HashMap<String, String>,
+    op: impl FnOnce(&Tenant) -> Result<Vec<Value>, ApiError>,
+) -> Response {
+    let page = match Page::of(q) {
+        Ok(page) => page,
+        Err(err) => return error_response(Api::V2, &err),
+    };
+    let items = match op(&lock(&shared.tenant)) {
+        Ok(items) => items,
+        Err(err) => return error_response(Api::V2, &err),
+    };
+    let total = items.len();
+    let body = Value::Array(
+        items
+            .into_iter()
+            .skip(page.offset)
+            .take(page.limit)
+            .collect(),
+    );
+    let mut response = json_response(StatusCode::OK, Api::V2, &body);
+    if page.details {
+        let headers = response.headers_mut();
+        for (name, value) in [
+            ("items-offset", page.offset),
+            ("items-limit", page.limit),
+            ("items-total", total),
+        ] {
+            headers.insert(name, HeaderValue::from(value));
+        }
+    }
+    response
+}
+
+fn listing<T: serde::Serialize>(items: &[T]) -> Result<Vec<Value>, ApiError> {
+    items
+        .iter()
+        .map(|item| serde_json::to_value(item).map_err(|_| ApiError::internal_error()))
+        .collect()
 }
 
 fn one<T: serde::Serialize>(item: Option<&T>) -> Result<Value, ApiError> {
@@ -810,24 +885,33 @@ fn one<T: serde::Serialize>(item: Option<&T>) -> Result<Value, ApiError> {
     serde_json::to_value(item).map_err(|_| ApiError::internal_error())
 }
 
-async fn loan_products(State(s): State<Arc<Shared>>) -> Response {
-    read(&s, |t| listing(&t.products().loan_products))
+async fn loan_products(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    list(&s, &q, |t| listing(&t.products().loan_products))
 }
 
 async fn loan_product(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     read(&s, |t| one(t.products().loan_product(&id)))
 }
 
-async fn deposit_products(State(s): State<Arc<Shared>>) -> Response {
-    read(&s, |t| listing(&t.products().deposit_products))
+async fn deposit_products(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    list(&s, &q, |t| listing(&t.products().deposit_products))
 }
 
 async fn deposit_product(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     read(&s, |t| one(t.products().deposit_product(&id)))
 }
 
-async fn branches(State(s): State<Arc<Shared>>) -> Response {
-    read(&s, |t| listing(&t.products().branches))
+async fn branches(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    list(&s, &q, |t| listing(&t.products().branches))
 }
 
 async fn branch(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {

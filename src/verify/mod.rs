@@ -176,7 +176,7 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
         .filter_map(|(k, v)| {
             Some((
                 k.strip_prefix("source:")?.to_owned(),
-                PathBuf::from(v.rsplit_once('|')?.0),
+                PathBuf::from(crate::checkpoint::split_fingerprint(v)?.0),
             ))
         })
         .collect();

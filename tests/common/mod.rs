@@ -69,6 +69,17 @@ impl Sandbox {
         Api::new(format!("{}/api", self.origin))
     }
 
+    /// Replaces the sandbox's faults (`PUT /_sandbox/faults`, the JSON of `Faults`).
+    pub async fn set_faults(&self, body: &'static str) {
+        let answer = reqwest::Client::new()
+            .put(format!("{}/_sandbox/faults", self.origin))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success());
+    }
+
     pub async fn stats(&self) -> Value {
         reqwest::get(format!("{}/_sandbox/stats", self.origin))
             .await

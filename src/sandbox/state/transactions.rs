@@ -110,18 +110,16 @@ impl Tenant {
     }
 
     /// GET /loans/{id}/transactions: every transaction of the loan, oldest first.
-    pub fn loan_transactions(&self, id_or_key: &str, offset: usize, limit: usize) -> Answer {
+    /// Every transaction of a loan, oldest first (the HTTP layer pages them).
+    pub fn loan_transactions(&self, id_or_key: &str) -> Result<Vec<Value>, ApiError> {
         let index = self
             .loan_index(id_or_key)
             .ok_or_else(ApiError::invalid_loan_account_id)?;
-        let list: Vec<Value> = self.loans[index]
+        Ok(self.loans[index]
             .transactions
             .iter()
-            .skip(offset)
-            .take(limit)
             .map(|t| Value::Object(self.transactions[*t].doc.clone()))
-            .collect();
-        Ok(Value::Array(list))
+            .collect())
     }
 
     fn disburse(
