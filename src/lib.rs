@@ -9,10 +9,12 @@
 //! - [`validate`]: every problem of plan, data and tenant, before anything is sent.
 //! - [`estimate`]: volumes, calls per step, sample calls, timing, calls that could be saved, for
 //!   Mambu's onboarding team; one counting pass over the extract.
-//! - [`run`]: the executor: rate limit, retries, adoption, error budget, stops, resume. The one
-//!   place that joins the parts.
-//! - [`mambu`]: the HTTP client (the only module that sees reqwest) and the one function that
-//!   classifies answers. [`target`] says where calls go (embedded sandbox or tenant).
+//! - [`run`]: the executor: scheduling units, the error budget, stops, attempts and resume,
+//!   failed rows, progress. The one place that joins the parts.
+//! - [`mambu`]: everything about talking to Mambu (the only module that sees reqwest): the
+//!   client, the one rate limit, the one retry policy, a [`mambu::Session`] that reads lists page
+//!   by page, and adoption. `run`, `verify`, `validate` and `estimate` talk to Mambu only
+//!   through it. [`target`] says where calls go (embedded sandbox or a URL) and connects.
 //! - [`checkpoint`]: the run's SQLite store (the only module that sees rusqlite).
 //! - [`report`]: report.md/json, errors.csv and `status`, read from the checkpoint; and
 //!   [`report::render`], the one HTML escape, number format and Markdown table every report
