@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::plan::action::Action;
-use crate::plan::check::{Plan, check};
+use crate::plan::check::{ActionStep, Plan, check};
 use crate::plan::compiled::Compiled;
 use crate::plan::load::load;
 use crate::report::render::{Format, thousands};
@@ -274,7 +274,7 @@ struct Walker<'a> {
     compiled: &'a Compiled,
     outputs: &'a HashMap<String, Value>,
     lookups: Option<&'a Value>,
-    step_calls: &'a [Vec<(String, String, f64)>],
+    step_calls: &'a [StepCalls],
     lookup_refs: &'a [(String, String, String)],
     tables: &'a [String],
     base: &'a str,
@@ -334,6 +334,8 @@ fn base_url(plan: &Plan, target: Option<&str>) -> String {
     }
 }
 
+/// The estimate of a checked plan: the steps' calls, the extract read once, the calls counted,
+/// what the figures assume, and the timing model over them.
 fn estimate_plan(
     plan: &Plan,
     sources: &Sources,
@@ -341,47 +343,300 @@ fn estimate_plan(
     measured: Option<Measured>,
     lookups: Option<Value>,
 ) -> anyhow::Result<Estimate> {
-    let compiled = Compiled::new(plan);
+    let estimator = Estimator {
+        plan,
+        options,
+        measured,
+    };
     let action_steps = plan.action_steps();
-    let outputs = compiled.placeholder_outputs();
-    let personal = Personal::new(plan);
-    let lookup_refs = sample::lookup_references(plan);
-    let tables: Vec<String> = plan.settings.lookups.keys().cloned().collect();
     let base = base_url(plan, options.target.as_deref());
-    let latency = |key: &str| -> f64 {
-        measured
+    let lookup_calls = plan.settings.lookups.len() as u64;
+    let step_calls = estimator.step_calls(&action_steps);
+    let mut steps = step_volumes(&action_steps, &step_calls);
+    let mut reading =
+        estimator.read_units(sources, lookups.as_ref(), &base, &step_calls, &mut steps)?;
+    let endpoints = estimator.count_calls(&step_calls, &mut steps, &mut reading.acc);
+    let assumptions = estimator.assumptions(&reading, &steps, lookup_calls, lookups.is_some());
+    let timing = estimator.project_timing(&reading.acc);
+    let total_calls = reading.acc.all.calls;
+    let savings = savings(&steps, &timing.projection, total_calls);
+    Ok(Estimate {
+        plan: options.plan.display().to_string(),
+        plan_name: plan.name.clone(),
+        base_url: base,
+        sources: source_volumes(plan, reading.source_rows),
+        units: reading.units,
+        data_problems: reading.data_problems,
+        lookup_calls,
+        steps,
+        endpoints,
+        total_calls,
+        largest_units: reading.acc.largest,
+        samples: reading.samples.into_iter().flatten().collect(),
+        timing,
+        savings,
+        assumptions,
+    })
+}
+
+/// A step's calls: (method, endpoint, latency in ms).
+type StepCalls = Vec<(String, String, f64)>;
+
+/// What [`estimate_plan`]'s stages share: the plan, the options, and what a sample run
+/// measured (`--from-run`).
+struct Estimator<'a> {
+    plan: &'a Plan,
+    options: &'a Options,
+    measured: Option<Measured>,
+}
+
+impl Estimator<'_> {
+    /// The latency of `METHOD /path`, ms: as measured, else the sample run's mean, else
+    /// `--latency-ms`.
+    fn latency(&self, key: &str) -> f64 {
+        self.measured
             .as_ref()
             .and_then(|m| m.latency_ms.get(key).copied().or(m.mean_latency_ms))
-            .unwrap_or(options.latency_ms)
-    };
+            .unwrap_or(self.options.latency_ms)
+    }
 
-    // Each step's calls: (method, endpoint, latency).
-    let step_calls: Vec<Vec<(String, String, f64)>> = action_steps
+    /// Calls per second: `--rate`, else the plan's limit.
+    fn rate(&self) -> f64 {
+        self.options
+            .rate
+            .unwrap_or(self.plan.settings.limits.requests_per_second)
+    }
+
+    /// Units at once: `--concurrency`, else the plan's limit; at least 1.
+    fn concurrency(&self) -> u32 {
+        self.options
+            .concurrency
+            .unwrap_or(self.plan.settings.limits.concurrency)
+            .max(1)
+    }
+
+    /// Each step's calls with their latencies: a request step's own, another action's from
+    /// its definition.
+    fn step_calls(&self, action_steps: &[&ActionStep]) -> Vec<StepCalls> {
+        action_steps
+            .iter()
+            .map(|s| {
+                let calls: Vec<(String, String)> = match s.action {
+                    Action::Request => vec![(
+                        s.method.clone().unwrap_or_else(|| "GET".into()),
+                        s.request_path.clone().unwrap_or_default(),
+                    )],
+                    a => a
+                        .calls()
+                        .iter()
+                        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+                        .collect(),
+                };
+                calls
+                    .into_iter()
+                    .map(|(m, p)| {
+                        let l = self.latency(&format!("{m} {p}"));
+                        (m, p, l)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Reads the extract once: counts every step's instances, folds the units in run order
+    /// into the timing model's tallies, and renders each step's sample call.
+    fn read_units(
+        &self,
+        sources: &Sources,
+        lookups: Option<&Value>,
+        base: &str,
+        step_calls: &[StepCalls],
+        steps: &mut [StepVolume],
+    ) -> anyhow::Result<Reading> {
+        let plan = self.plan;
+        let compiled = Compiled::new(plan);
+        let outputs = compiled.placeholder_outputs();
+        let personal = Personal::new(plan);
+        let lookup_refs = sample::lookup_references(plan);
+        let tables: Vec<String> = plan.settings.lookups.keys().cloned().collect();
+        let walker = Walker {
+            compiled: &compiled,
+            outputs: &outputs,
+            lookups,
+            step_calls,
+            lookup_refs: &lookup_refs,
+            tables: &tables,
+            base,
+            personal: &personal,
+        };
+        let concurrency = self.concurrency();
+        let acc = Accumulator::new(
+            concurrency,
+            self.measured
+                .as_ref()
+                .and_then(|m| m.concurrency)
+                .unwrap_or(concurrency),
+            self.measured.as_ref().map(|m| m.units),
+        );
+        let mut reading = Reading::new(step_calls.len(), acc);
+        let step_work: Vec<(u32, f64)> = step_calls
+            .iter()
+            .map(|c| (c.len() as u32, c.iter().map(|(_, _, l)| l).sum()))
+            .collect();
+        match fast::Analysis::new(plan, sources, &step_work) {
+            Some(analysis) => {
+                reading.count_in_one_pass(plan, &analysis, &walker, steps, self.options.progress)?
+            }
+            None => reading.count_by_grouping(sources, &walker, steps),
+        }
+        Ok(reading)
+    }
+
+    /// Adds the lookups' GETs (one each, before the first unit) to the tallies, and counts the
+    /// calls of every step and endpoint; the endpoints most called first.
+    fn count_calls(
+        &self,
+        step_calls: &[StepCalls],
+        steps: &mut [StepVolume],
+        acc: &mut Accumulator,
+    ) -> Vec<EndpointVolume> {
+        let mut endpoints: BTreeMap<(String, String), (u64, f64)> = BTreeMap::new();
+        for lookup in self.plan.settings.lookups.values() {
+            let l = self.latency(&format!("GET {}", lookup.path));
+            let e = endpoints
+                .entry(("GET".into(), lookup.path.clone()))
+                .or_insert((0, l));
+            e.0 += 1;
+            for t in [&mut acc.all, &mut acc.sample] {
+                t.calls += 1;
+                t.work_ms += l;
+            }
+        }
+        for (step, calls) in steps.iter_mut().zip(step_calls) {
+            step.calls = step.instances * step.calls_each;
+            for (m, p, l) in calls {
+                endpoints.entry((m.clone(), p.clone())).or_insert((0, *l)).0 += step.instances;
+            }
+        }
+        let mut endpoints: Vec<EndpointVolume> = endpoints
+            .into_iter()
+            .map(|((method, endpoint), (calls, latency_ms))| EndpointVolume {
+                method,
+                endpoint,
+                calls,
+                latency_ms,
+            })
+            .collect();
+        endpoints.sort_by_key(|p| std::cmp::Reverse(p.calls));
+        endpoints
+    }
+
+    /// What the figures assume, said in the report beside them.
+    fn assumptions(
+        &self,
+        reading: &Reading,
+        steps: &[StepVolume],
+        lookup_calls: u64,
+        tenant_lookups: bool,
+    ) -> Vec<String> {
+        let (plan, options) = (self.plan, self.options);
+        let (rate, concurrency) = (self.rate(), self.concurrency());
+        let mut assumptions = vec![
+            "A run without faults: every call succeeds on its first attempt, no unit fails (a failed unit skips its remaining steps, so faults make fewer calls, retries more).".to_owned(),
+            format!("Lookups are read once before the first unit: {lookup_calls} GET calls."),
+            "`when` conditions are evaluated on the real rows with placeholder outputs of earlier steps; a condition on a step's answer (steps.*) is therefore estimated, not known.".to_owned(),
+            format!(
+                "Duration = max(calls ÷ rate, calls × latency ÷ concurrency, the longest unit's calls × latency, the units laid out in run order on the concurrency slots after the lookups), at {rate} calls/s and {concurrency} units at once."
+            ),
+        ];
+        match &self.measured {
+            Some(m) => assumptions.push(format!(
+                "Latency per endpoint, retry and throttle rates as measured in the sample run {} ({} units, {} attempts); endpoints it did not call use {:.0} ms.",
+                m.run_dir,
+                m.units,
+                m.attempts,
+                m.mean_latency_ms.unwrap_or(options.latency_ms)
+            )),
+            None => assumptions.push(format!(
+                "Latency {:.0} ms per call (--latency-ms), no retries or throttling: measure them with a sample run and --from-run.",
+                options.latency_ms
+            )),
+        }
+        if tenant_lookups {
+            assumptions.push("Sample calls use the tenant's lookups (--target).".into());
+        } else if !plan.settings.lookups.is_empty() {
+            assumptions.push("Sample calls show `<lookups.table[key]>` where the tenant's lookup value (an encodedKey) goes: give --target to read them.".into());
+        }
+        assumptions.push(reading.how_counted.to_owned());
+        assumptions.push("Personal data (columns marked personal in the plan, or named like names, birth dates, email, phone, addresses, document ids) is masked in the sample calls: the first character of each word, the rest `*`.".into());
+        let data_problems = reading.data_problems;
+        if data_problems > 0 {
+            assumptions.push(format!(
+                "{data_problems} data problems left rows out (orphans, duplicates, unreadable rows): `mambu-migrate plan validate` lists them; the counts leave those rows out, as a run would."
+            ));
+        }
+        if steps.iter().any(|s| s.unevaluated > 0) {
+            assumptions.push("Some `when` conditions could not be evaluated without the tenant's lookups (column \"unevaluated\"): they are counted as no call; give --target.".into());
+        }
+        assumptions
+    }
+
+    /// The timing model ([`timing`]) over the tallies, with retries and throttling as
+    /// measured; with `--from-run`, also applied to the sample's own units, to compare with
+    /// what it took.
+    fn project_timing(self, acc: &Accumulator) -> Timing {
+        let (plan, options) = (self.plan, self.options);
+        let (rate, concurrency) = (self.rate(), self.concurrency());
+        let extra = self.measured.as_ref().map_or(0.0, Measured::extra_per_call);
+        // Lookups run one after another before the first unit.
+        let lookup_seconds: f64 = plan
+            .settings
+            .lookups
+            .values()
+            .map(|l| self.latency(&format!("GET {}", l.path)) / 1000.0)
+            .sum();
+        let input_of = |t: &Tally, s: &timing::Schedule| TimingInput {
+            calls: t.calls as f64 * (1.0 + extra),
+            work_ms: t.work_ms * (1.0 + extra),
+            critical_ms: t.critical_ms * (1.0 + extra),
+            rate,
+            concurrency,
+            schedule_seconds: Some((s.seconds() + lookup_seconds) * (1.0 + extra)),
+        };
+        let input = input_of(&acc.all, &acc.schedule);
+        let projection = timing::project(&input);
+        let window = options.window.map(|w| timing::fit(&input, &projection, w));
+        let sample_projection = self.measured.as_ref().map(|m| {
+            // The sample ran at its own rate and concurrency.
+            let mut i = input_of(&acc.sample, &acc.sample_schedule);
+            i.rate = m.rate.unwrap_or(rate);
+            i.concurrency = m.concurrency.unwrap_or(concurrency);
+            timing::project(&i)
+        });
+        let mean_latency_ms = if acc.all.calls > 0 {
+            acc.all.work_ms / acc.all.calls as f64
+        } else {
+            options.latency_ms
+        };
+        Timing {
+            rate,
+            concurrency,
+            mean_latency_ms,
+            extra_attempts_per_call: extra,
+            attempts: input.calls,
+            projection,
+            window,
+            measured: self.measured,
+            sample_projection,
+        }
+    }
+}
+
+/// Each step's volume row, before counting: what it calls, and for which source's rows.
+fn step_volumes(action_steps: &[&ActionStep], step_calls: &[StepCalls]) -> Vec<StepVolume> {
+    action_steps
         .iter()
-        .map(|s| {
-            let calls: Vec<(String, String)> = match s.action {
-                Action::Request => vec![(
-                    s.method.clone().unwrap_or_else(|| "GET".into()),
-                    s.request_path.clone().unwrap_or_default(),
-                )],
-                a => a
-                    .calls()
-                    .iter()
-                    .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
-                    .collect(),
-            };
-            calls
-                .into_iter()
-                .map(|(m, p)| {
-                    let l = latency(&format!("{m} {p}"));
-                    (m, p, l)
-                })
-                .collect()
-        })
-        .collect();
-    let mut steps: Vec<StepVolume> = action_steps
-        .iter()
-        .zip(&step_calls)
+        .zip(step_calls)
         .map(|(s, calls)| StepVolume {
             id: s.id.clone(),
             action: s.action.name().to_owned(),
@@ -394,246 +649,116 @@ fn estimate_plan(
             calls: 0,
             endpoints: calls.iter().map(|(m, p, _)| format!("{m} {p}")).collect(),
         })
-        .collect();
-    let mut samples: Vec<Option<SampleCall>> = vec![None; action_steps.len()];
-    let concurrency = options
-        .concurrency
-        .unwrap_or(plan.settings.limits.concurrency)
-        .max(1);
-    let mut acc = Accumulator::new(
-        concurrency,
-        measured
-            .as_ref()
-            .and_then(|m| m.concurrency)
-            .unwrap_or(concurrency),
-        measured.as_ref().map(|m| m.units),
-    );
-    let walker = Walker {
-        compiled: &compiled,
-        outputs: &outputs,
-        lookups: lookups.as_ref(),
-        step_calls: &step_calls,
-        lookup_refs: &lookup_refs,
-        tables: &tables,
-        base: &base,
-        personal: &personal,
-    };
-    let step_work: Vec<(u32, f64)> = step_calls
-        .iter()
-        .map(|c| (c.len() as u32, c.iter().map(|(_, _, l)| l).sum()))
-        .collect();
-    let source_rows: Vec<(String, u64)>;
-    let units: u64;
-    let data_problems: u64;
-    let how_counted: &str;
-    match fast::Analysis::new(plan, sources, &step_work) {
-        Some(analysis) => {
-            how_counted = "Counted in one pass over the files, without sorting them; the rows of sources that make no call (read only by `installments.from`) are counted, not checked: `plan validate` checks them.";
-            let counted = fast::count(&analysis, &outputs, lookups.as_ref(), options.progress)?;
-            for (step, c) in steps.iter_mut().zip(&counted.steps) {
-                step.instances = c[0];
-                step.skipped = c[1];
-                step.unevaluated = c[2];
-            }
-            for &u in &counted.run_order {
-                let i = u as usize;
-                acc.push(
-                    counted.unit_key(u),
-                    u64::from(counted.unit_calls[i]),
-                    counted.unit_work[i],
-                );
-            }
-            // The sample calls, from the small extract of each step's first instance.
-            if let Some(mini) = counted
-                .sample_dir
-                .as_ref()
-                .and_then(|_| Sources::new(counted.sample_sources.clone(), &plan.unit).ok())
-            {
-                let mut ignored = steps.clone();
-                for unit in source::group(&mini, &GroupOptions::default()) {
-                    walker.unit(&unit, &mut ignored, &mut samples);
-                }
-            }
-            source_rows = plan
-                .sources
-                .iter()
-                .zip(&counted.rows)
-                .map(|(s, r)| (s.name.clone(), *r))
-                .collect();
-            units = counted.units;
-            data_problems = counted.data_problems;
-        }
-        None => {
-            how_counted = "Counted by grouping every row into its unit, as a run does (a `when` reads two sources, a grandparent or `unit.key`, which the one-pass count does not follow): slower on a large extract.";
-            let mut grouping = source::group(sources, &GroupOptions::default());
-            for unit in grouping.by_ref() {
-                let t = walker.unit(&unit, &mut steps, &mut samples);
-                acc.push(unit.key(), t.calls, t.work_ms);
-            }
-            let report = grouping.finish();
-            source_rows = report
-                .sources
-                .iter()
-                .map(|s| (s.name.clone(), s.rows_read))
-                .collect();
-            units = report.units;
-            data_problems = report.problems.len() as u64;
-        }
-    }
-    let Accumulator {
-        mut all,
-        sample: mut sample_tally,
-        schedule,
-        sample_schedule,
-        largest,
-        ..
-    } = acc;
+        .collect()
+}
 
-    // Lookups: one GET each, before the first unit.
-    let mut endpoints: BTreeMap<(String, String), (u64, f64)> = BTreeMap::new();
-    for lookup in plan.settings.lookups.values() {
-        let l = latency(&format!("GET {}", lookup.path));
-        let e = endpoints
-            .entry(("GET".into(), lookup.path.clone()))
-            .or_insert((0, l));
-        e.0 += 1;
-        for t in [&mut all, &mut sample_tally] {
-            t.calls += 1;
-            t.work_ms += l;
-        }
-    }
-    let lookup_calls = plan.settings.lookups.len() as u64;
-    for (step, calls) in steps.iter_mut().zip(&step_calls) {
-        step.calls = step.instances * step.calls_each;
-        for (m, p, l) in calls {
-            endpoints.entry((m.clone(), p.clone())).or_insert((0, *l)).0 += step.instances;
-        }
-    }
-    let mut endpoints: Vec<EndpointVolume> = endpoints
-        .into_iter()
-        .map(|((method, endpoint), (calls, latency_ms))| EndpointVolume {
-            method,
-            endpoint,
-            calls,
-            latency_ms,
-        })
-        .collect();
-    endpoints.sort_by_key(|p| std::cmp::Reverse(p.calls));
-    let total_calls = all.calls;
-
-    // Timing.
-    let rate = options
-        .rate
-        .unwrap_or(plan.settings.limits.requests_per_second);
-    let extra = measured.as_ref().map_or(0.0, Measured::extra_per_call);
-    // Lookups run one after another before the first unit.
-    let lookup_seconds: f64 = plan
-        .settings
-        .lookups
-        .values()
-        .map(|l| latency(&format!("GET {}", l.path)) / 1000.0)
-        .sum();
-    let input_of = |t: &Tally, s: &timing::Schedule| TimingInput {
-        calls: t.calls as f64 * (1.0 + extra),
-        work_ms: t.work_ms * (1.0 + extra),
-        critical_ms: t.critical_ms * (1.0 + extra),
-        rate,
-        concurrency,
-        schedule_seconds: Some((s.seconds() + lookup_seconds) * (1.0 + extra)),
-    };
-    let input = input_of(&all, &schedule);
-    let projection = timing::project(&input);
-    let window = options.window.map(|w| timing::fit(&input, &projection, w));
-    let sample_projection = measured.as_ref().map(|m| {
-        // The sample ran at its own rate and concurrency.
-        let mut i = input_of(&sample_tally, &sample_schedule);
-        i.rate = m.rate.unwrap_or(rate);
-        i.concurrency = m.concurrency.unwrap_or(concurrency);
-        timing::project(&i)
-    });
-    let mean_latency_ms = if all.calls > 0 {
-        all.work_ms / all.calls as f64
-    } else {
-        options.latency_ms
-    };
-
-    let mut assumptions = vec![
-        "A run without faults: every call succeeds on its first attempt, no unit fails (a failed unit skips its remaining steps, so faults make fewer calls, retries more).".to_owned(),
-        format!("Lookups are read once before the first unit: {lookup_calls} GET calls."),
-        "`when` conditions are evaluated on the real rows with placeholder outputs of earlier steps; a condition on a step's answer (steps.*) is therefore estimated, not known.".to_owned(),
-        format!(
-            "Duration = max(calls ÷ rate, calls × latency ÷ concurrency, the longest unit's calls × latency, the units laid out in run order on the concurrency slots after the lookups), at {rate} calls/s and {concurrency} units at once."
-        ),
-    ];
-    match &measured {
-        Some(m) => assumptions.push(format!(
-            "Latency per endpoint, retry and throttle rates as measured in the sample run {} ({} units, {} attempts); endpoints it did not call use {:.0} ms.",
-            m.run_dir,
-            m.units,
-            m.attempts,
-            m.mean_latency_ms.unwrap_or(options.latency_ms)
-        )),
-        None => assumptions.push(format!(
-            "Latency {:.0} ms per call (--latency-ms), no retries or throttling: measure them with a sample run and --from-run.",
-            options.latency_ms
-        )),
-    }
-    if lookups.is_some() {
-        assumptions.push("Sample calls use the tenant's lookups (--target).".into());
-    } else if !plan.settings.lookups.is_empty() {
-        assumptions.push("Sample calls show `<lookups.table[key]>` where the tenant's lookup value (an encodedKey) goes: give --target to read them.".into());
-    }
-    assumptions.push(how_counted.to_owned());
-    assumptions.push("Personal data (columns marked personal in the plan, or named like names, birth dates, email, phone, addresses, document ids) is masked in the sample calls: the first character of each word, the rest `*`.".into());
-    if data_problems > 0 {
-        assumptions.push(format!(
-            "{data_problems} data problems left rows out (orphans, duplicates, unreadable rows): `mambu-migrate plan validate` lists them; the counts leave those rows out, as a run would."
-        ));
-    }
-    if steps.iter().any(|s| s.unevaluated > 0) {
-        assumptions.push("Some `when` conditions could not be evaluated without the tenant's lookups (column \"unevaluated\"): they are counted as no call; give --target.".into());
-    }
-
+/// The rows read per source, with the file each was read from.
+fn source_volumes(plan: &Plan, source_rows: Vec<(String, u64)>) -> Vec<SourceVolume> {
     let files: HashMap<&str, String> = plan
         .sources
         .iter()
         .map(|s| (s.name.as_str(), s.file.display().to_string()))
         .collect();
-    let savings = savings(&steps, &projection, total_calls);
-    Ok(Estimate {
-        plan: options.plan.display().to_string(),
-        plan_name: plan.name.clone(),
-        base_url: base,
-        sources: source_rows
-            .into_iter()
-            .map(|(name, rows)| SourceVolume {
-                file: files.get(name.as_str()).cloned().unwrap_or_default(),
-                source: name,
-                rows,
-            })
-            .collect(),
-        units,
-        data_problems,
-        lookup_calls,
-        steps,
-        endpoints,
-        total_calls,
-        largest_units: largest,
-        samples: samples.into_iter().flatten().collect(),
-        timing: Timing {
-            rate,
-            concurrency,
-            mean_latency_ms,
-            extra_attempts_per_call: extra,
-            attempts: input.calls,
-            projection,
-            window,
-            measured,
-            sample_projection,
-        },
-        savings,
-        assumptions,
-    })
+    source_rows
+        .into_iter()
+        .map(|(name, rows)| SourceVolume {
+            file: files.get(name.as_str()).cloned().unwrap_or_default(),
+            source: name,
+            rows,
+        })
+        .collect()
+}
+
+/// What reading the extract found, beside the steps' counts.
+struct Reading {
+    /// (source, rows read), in the plan's order.
+    source_rows: Vec<(String, u64)>,
+    units: u64,
+    data_problems: u64,
+    /// How the units were counted, for the assumptions.
+    how_counted: &'static str,
+    /// Each step's sample call, from its first instance.
+    samples: Vec<Option<SampleCall>>,
+    acc: Accumulator,
+}
+
+impl Reading {
+    fn new(steps: usize, acc: Accumulator) -> Self {
+        Reading {
+            source_rows: Vec::new(),
+            units: 0,
+            data_problems: 0,
+            how_counted: "",
+            samples: vec![None; steps],
+            acc,
+        }
+    }
+
+    /// The fast count ([`fast`]): one pass over the files, without sorting them; the sample
+    /// calls from the small extract of each step's first instance.
+    fn count_in_one_pass(
+        &mut self,
+        plan: &Plan,
+        analysis: &fast::Analysis,
+        walker: &Walker,
+        steps: &mut [StepVolume],
+        progress: bool,
+    ) -> anyhow::Result<()> {
+        self.how_counted = "Counted in one pass over the files, without sorting them; the rows of sources that make no call (read only by `installments.from`) are counted, not checked: `plan validate` checks them.";
+        let counted = fast::count(analysis, walker.outputs, walker.lookups, progress)?;
+        for (step, c) in steps.iter_mut().zip(&counted.steps) {
+            step.instances = c[0];
+            step.skipped = c[1];
+            step.unevaluated = c[2];
+        }
+        for &u in &counted.run_order {
+            let i = u as usize;
+            self.acc.push(
+                counted.unit_key(u),
+                u64::from(counted.unit_calls[i]),
+                counted.unit_work[i],
+            );
+        }
+        // The sample calls, from the small extract of each step's first instance.
+        if let Some(mini) = counted
+            .sample_dir
+            .as_ref()
+            .and_then(|_| Sources::new(counted.sample_sources.clone(), &plan.unit).ok())
+        {
+            let mut ignored = steps.to_vec();
+            for unit in source::group(&mini, &GroupOptions::default()) {
+                walker.unit(&unit, &mut ignored, &mut self.samples);
+            }
+        }
+        self.source_rows = plan
+            .sources
+            .iter()
+            .zip(&counted.rows)
+            .map(|(s, r)| (s.name.clone(), *r))
+            .collect();
+        self.units = counted.units;
+        self.data_problems = counted.data_problems;
+        Ok(())
+    }
+
+    /// The slow count, for a `when` the fast one does not follow: every row grouped into its
+    /// unit, as a run does.
+    fn count_by_grouping(&mut self, sources: &Sources, walker: &Walker, steps: &mut [StepVolume]) {
+        self.how_counted = "Counted by grouping every row into its unit, as a run does (a `when` reads two sources, a grandparent or `unit.key`, which the one-pass count does not follow): slower on a large extract.";
+        let mut grouping = source::group(sources, &GroupOptions::default());
+        for unit in grouping.by_ref() {
+            let t = walker.unit(&unit, steps, &mut self.samples);
+            self.acc.push(unit.key(), t.calls, t.work_ms);
+        }
+        let report = grouping.finish();
+        self.source_rows = report
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), s.rows_read))
+            .collect();
+        self.units = report.units;
+        self.data_problems = report.problems.len() as u64;
+    }
 }
 
 /// Runs `plan estimate` and writes the report to stdout or `output` (owner-only).

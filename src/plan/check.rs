@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::action::{AccountsNeeded, Action};
-use super::file::{ColumnKind, InstallmentsFile, PlanFile, StepFile, TargetFile};
+use super::file::{
+    ColumnFile, ColumnKind, InstallmentsFile, PlanFile, SourceFile, StepFile, TargetFile,
+};
 use super::load::{LoadedPlan, PlanProblem, did_you_mean};
 use crate::source::{CellType, ColumnSpec, SourceDef};
 
@@ -120,136 +122,242 @@ pub fn check(
 /// Like [`check`], but gives back the plan as far as it could be built along with every
 /// problem, so that `plan validate` can go on to check the data.
 pub fn check_all(loaded: &LoadedPlan, overrides: &[(String, PathBuf)]) -> (Plan, Vec<PlanProblem>) {
-    let mut problems = Vec::new();
     let file = &loaded.plan;
-    let mut report = |path: &str, message: String, hint: Option<String>| {
-        problems.push(loaded.problem(path, message, hint))
-    };
+    let mut checker = Checker::new(loaded);
+    checker.check_version_and_name();
+    let target = checker.check_target();
+    checker.check_timezone();
+    checker.check_limits();
+    checker.check_error_budget();
+    checker.check_overrides(overrides);
+    let (sources, rules) = checker.check_sources(overrides);
+    checker.check_unit();
+    checker.check_lookups();
+    let steps = checker.check_steps();
+    let mut problems = checker.problems;
+    // A stable sort: problems at one place keep the order they were found in.
+    problems.sort_by_key(|p| (p.at.line, p.at.column));
+    (
+        Plan {
+            name: file.name.clone(),
+            file: loaded.file.clone(),
+            target,
+            settings: file.clone(),
+            sources,
+            rules,
+            unit: file.unit.clone(),
+            steps,
+        },
+        problems,
+    )
+}
 
-    if file.version != 1 {
-        report(
-            "version",
-            format!("unsupported plan version {}", file.version),
-            Some("this tool reads version 1".into()),
-        );
+/// Rules per source and column, as [`Plan::rules`] holds them.
+type Rules = BTreeMap<String, BTreeMap<String, ColumnRule>>;
+
+/// What [`check_all`]'s stages share: the plan as loaded, its source names (for hints), and
+/// the problems found so far.
+struct Checker<'a> {
+    loaded: &'a LoadedPlan,
+    file: &'a PlanFile,
+    names: Vec<&'a str>,
+    problems: Vec<PlanProblem>,
+}
+
+impl<'a> Checker<'a> {
+    fn new(loaded: &'a LoadedPlan) -> Self {
+        let file = &loaded.plan;
+        Checker {
+            loaded,
+            file,
+            names: file.sources.keys().map(String::as_str).collect(),
+            problems: Vec::new(),
+        }
     }
-    if file.name.trim().is_empty() || file.name.contains(['/', '\\']) {
-        report(
-            "name",
-            "the plan's name must be non-empty and must not contain a slash".into(),
-            Some("it names the run directory runs/<name>/".into()),
-        );
+
+    fn report(&mut self, path: &str, message: String, hint: Option<String>) {
+        self.problems.push(self.loaded.problem(path, message, hint));
     }
-    let target = match &file.target {
-        TargetFile::Name(name) if name == "sandbox" => Target::Sandbox,
-        TargetFile::Name(other) => {
-            report(
-                "target",
-                format!("unknown target `{other}`"),
-                Some("write `sandbox`, or a map with base_url and auth".into()),
+
+    /// The plan must be in a version this tool reads, and its name must serve as the run
+    /// directory's name.
+    fn check_version_and_name(&mut self) {
+        let file = self.file;
+        if file.version != 1 {
+            self.report(
+                "version",
+                format!("unsupported plan version {}", file.version),
+                Some("this tool reads version 1".into()),
             );
-            Target::Sandbox
         }
-        TargetFile::Tenant(t) => {
-            match reqwest::Url::parse(&t.base_url) {
-                Ok(url) if url.scheme() == "https" => {}
-                Ok(url)
-                    if url.scheme() == "http"
-                        && matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")) => {}
-                Ok(_) => report(
-                    "target.base_url",
-                    "plain http is refused except to loopback".into(),
-                    Some("use the tenant's https:// URL".into()),
-                ),
-                Err(e) => report(
-                    "target.base_url",
-                    format!("not a URL: {e}"),
-                    Some("e.g. https://acme.sandbox.mambu.com/api".into()),
-                ),
-            }
-            Target::Tenant {
-                base_url: t.base_url.trim_end_matches('/').to_owned(),
-                api_key_env: t.auth.api_key_env.clone(),
-                username_env: t.auth.username_env.clone(),
-                password_env: t.auth.password_env.clone(),
-            }
+        if file.name.trim().is_empty() || file.name.contains(['/', '\\']) {
+            self.report(
+                "name",
+                "the plan's name must be non-empty and must not contain a slash".into(),
+                Some("it names the run directory runs/<name>/".into()),
+            );
         }
-    };
-    if chrono::DateTime::parse_from_rfc3339(&format!("2000-01-01T00:00:00{}", file.timezone))
-        .is_err()
-    {
-        report(
-            "timezone",
-            format!("`{}` is not a UTC offset", file.timezone),
-            Some("write it as +01:00 or -05:00".into()),
-        );
-    }
-    let limits = &file.limits;
-    if !(limits.requests_per_second > 0.0 && limits.requests_per_second.is_finite()) {
-        report("limits.requests_per_second", "must be above 0".into(), None);
-    }
-    if limits.concurrency == 0 {
-        report("limits.concurrency", "must be at least 1".into(), None);
-    }
-    if limits.timeout_seconds.is_nan() || limits.timeout_seconds <= 0.0 {
-        report("limits.timeout_seconds", "must be above 0".into(), None);
-    }
-    if limits.retry.max_attempts == 0 {
-        report(
-            "limits.retry.max_attempts",
-            "must be at least 1 (the first attempt counts)".into(),
-            None,
-        );
-    }
-    if limits.retry.initial_backoff_ms > limits.retry.max_backoff_ms {
-        report(
-            "limits.retry",
-            "initial_backoff_ms is above max_backoff_ms".into(),
-            None,
-        );
-    }
-    if !(file.error_budget.max_error_rate > 0.0 && file.error_budget.max_error_rate <= 1.0) {
-        report(
-            "error_budget.max_error_rate",
-            "must be above 0 and at most 1".into(),
-            Some("0.10 stops the run when more than one unit in ten fails".into()),
-        );
     }
 
-    // Sources.
-    let plan_dir = loaded
-        .file
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let names: Vec<&str> = file.sources.keys().map(String::as_str).collect();
-    for (name, _) in overrides {
-        if !file.sources.contains_key(name) {
-            let hint = did_you_mean(name, &names)
-                .map(|s| format!("did you mean `{s}`?"))
-                .unwrap_or_else(|| format!("the plan's sources: {}", names.join(", ")));
-            report(
+    /// Where the calls go: the sandbox, or a tenant reached over https (plain http only to
+    /// loopback), with the variables holding its credentials.
+    fn check_target(&mut self) -> Target {
+        match &self.file.target {
+            TargetFile::Name(name) if name == "sandbox" => Target::Sandbox,
+            TargetFile::Name(other) => {
+                self.report(
+                    "target",
+                    format!("unknown target `{other}`"),
+                    Some("write `sandbox`, or a map with base_url and auth".into()),
+                );
+                Target::Sandbox
+            }
+            TargetFile::Tenant(t) => {
+                match reqwest::Url::parse(&t.base_url) {
+                    Ok(url) if url.scheme() == "https" => {}
+                    Ok(url)
+                        if url.scheme() == "http"
+                            && matches!(
+                                url.host_str(),
+                                Some("localhost" | "127.0.0.1" | "[::1]")
+                            ) => {}
+                    Ok(_) => self.report(
+                        "target.base_url",
+                        "plain http is refused except to loopback".into(),
+                        Some("use the tenant's https:// URL".into()),
+                    ),
+                    Err(e) => self.report(
+                        "target.base_url",
+                        format!("not a URL: {e}"),
+                        Some("e.g. https://acme.sandbox.mambu.com/api".into()),
+                    ),
+                }
+                Target::Tenant {
+                    base_url: t.base_url.trim_end_matches('/').to_owned(),
+                    api_key_env: t.auth.api_key_env.clone(),
+                    username_env: t.auth.username_env.clone(),
+                    password_env: t.auth.password_env.clone(),
+                }
+            }
+        }
+    }
+
+    /// Dates without an offset are read in the plan's timezone, so it must be a UTC offset.
+    fn check_timezone(&mut self) {
+        let timezone = &self.file.timezone;
+        if chrono::DateTime::parse_from_rfc3339(&format!("2000-01-01T00:00:00{timezone}")).is_err()
+        {
+            self.report(
+                "timezone",
+                format!("`{timezone}` is not a UTC offset"),
+                Some("write it as +01:00 or -05:00".into()),
+            );
+        }
+    }
+
+    /// The rate, concurrency, timeout and retry limits must let a run make progress.
+    fn check_limits(&mut self) {
+        let limits = &self.file.limits;
+        if !(limits.requests_per_second > 0.0 && limits.requests_per_second.is_finite()) {
+            self.report("limits.requests_per_second", "must be above 0".into(), None);
+        }
+        if limits.concurrency == 0 {
+            self.report("limits.concurrency", "must be at least 1".into(), None);
+        }
+        if limits.timeout_seconds.is_nan() || limits.timeout_seconds <= 0.0 {
+            self.report("limits.timeout_seconds", "must be above 0".into(), None);
+        }
+        if limits.retry.max_attempts == 0 {
+            self.report(
+                "limits.retry.max_attempts",
+                "must be at least 1 (the first attempt counts)".into(),
+                None,
+            );
+        }
+        if limits.retry.initial_backoff_ms > limits.retry.max_backoff_ms {
+            self.report(
+                "limits.retry",
+                "initial_backoff_ms is above max_backoff_ms".into(),
+                None,
+            );
+        }
+    }
+
+    /// The error budget is a share of the units, above 0 and at most 1.
+    fn check_error_budget(&mut self) {
+        let rate = self.file.error_budget.max_error_rate;
+        if !(rate > 0.0 && rate <= 1.0) {
+            self.report(
+                "error_budget.max_error_rate",
+                "must be above 0 and at most 1".into(),
+                Some("0.10 stops the run when more than one unit in ten fails".into()),
+            );
+        }
+    }
+
+    /// `--source NAME=PATH` can only replace the file of a source the plan defines.
+    fn check_overrides(&mut self, overrides: &[(String, PathBuf)]) {
+        for (name, _) in overrides {
+            self.check_defined(
+                name,
                 "sources",
                 format!("--source names `{name}`, which the plan does not define"),
-                Some(hint),
             );
         }
     }
-    let mut sources = Vec::new();
-    let mut rules: BTreeMap<String, BTreeMap<String, ColumnRule>> = BTreeMap::new();
-    for (name, source) in &file.sources {
+
+    /// `message` at `path` when `source` is not one of the plan's sources, with the nearest.
+    fn check_defined(&mut self, source: &str, path: &str, message: String) {
+        if !self.file.sources.contains_key(source) {
+            let hint = hint_among(source, &self.names, "the plan's sources");
+            self.report(path, message, Some(hint));
+        }
+    }
+
+    /// Each source as the reader takes it, in the plan's order, with its columns' rules; its
+    /// file is the override's, or the plan's relative to the plan file.
+    fn check_sources(&mut self, overrides: &[(String, PathBuf)]) -> (Vec<SourceDef>, Rules) {
+        let file = self.file;
+        let plan_dir = self
+            .loaded
+            .file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let mut sources = Vec::new();
+        let mut rules = Rules::new();
+        for (name, source) in &file.sources {
+            let path = overrides
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, p)| p.clone())
+                .unwrap_or_else(|| normalize(&plan_dir.join(&source.file)));
+            let def = self.check_source_layout(name, source, path);
+            sources.push(self.check_columns(name, source, def, &mut rules));
+        }
+        (sources, rules)
+    }
+
+    /// How a source's file is laid out: its parent (`source.column`), the order of its rows,
+    /// and its delimiter (one ASCII character).
+    fn check_source_layout(&mut self, name: &str, source: &SourceFile, path: PathBuf) -> SourceDef {
         let at = format!("sources.{name}");
-        let path = overrides
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, p)| p.clone())
-            .unwrap_or_else(|| normalize(&plan_dir.join(&source.file)));
         let mut def = SourceDef::new(name, path, &source.key);
         if let Some(parent) = &source.parent {
             match parent.split_once('.') {
-                Some((p, column)) if !p.is_empty() && !column.is_empty() => def = def.with_parent(p, column),
-                _ => report(&format!("{at}.parent"), format!("`{parent}` is not `source.column`"), Some("e.g. `clients.client_id`: the parent source, and this file's column holding the parent's key".into())),
+                Some((p, column)) if !p.is_empty() && !column.is_empty() => {
+                    def = def.with_parent(p, column)
+                }
+                _ => self.report(
+                    &format!("{at}.parent"),
+                    format!("`{parent}` is not `source.column`"),
+                    Some(
+                        "e.g. `clients.client_id`: the parent source, and this file's column \
+                         holding the parent's key"
+                            .into(),
+                    ),
+                ),
             }
         }
         def = def.with_order_by(&source.order_by);
@@ -261,47 +369,48 @@ pub fn check_all(loaded: &LoadedPlan, overrides: &[(String, PathBuf)]) -> (Plan,
             };
             match d.as_bytes() {
                 [b] if b.is_ascii() && *b != b'"' && *b != b'\n' => def = def.with_delimiter(*b),
-                _ => report(
+                _ => self.report(
                     &format!("{at}.delimiter"),
                     format!("`{delimiter}` is not one ASCII character"),
                     Some("use `,`, `;`, `|` or `\\t`".into()),
                 ),
             }
         }
+        def
+    }
+
+    /// A source's columns (declared, or listed as personal) with their types, whether they
+    /// hold personal data, and the rules they declare (which must suit their type).
+    fn check_columns(
+        &mut self,
+        name: &str,
+        source: &SourceFile,
+        mut def: SourceDef,
+        rules: &mut Rules,
+    ) -> SourceDef {
+        let at = format!("sources.{name}");
         let mut columns: BTreeSet<&str> = source.columns.keys().map(String::as_str).collect();
         columns.extend(source.personal.iter().map(String::as_str));
         for column in columns {
             let declared = source.columns.get(column);
-            let cell_type = match declared {
-                None => CellType::Text,
-                Some(c) => match (c.kind, &c.format) {
-                    (ColumnKind::Text, _) => CellType::Text,
-                    (ColumnKind::Decimal, _) => CellType::Decimal,
-                    (ColumnKind::Int, _) => CellType::Int,
-                    (ColumnKind::Bool, _) => CellType::Bool,
-                    (ColumnKind::Date, None) => CellType::date(),
-                    (ColumnKind::Date, Some(f)) => CellType::date_in(f),
-                    (ColumnKind::Datetime, None) => CellType::datetime(),
-                    (ColumnKind::Datetime, Some(f)) => CellType::datetime_in(f),
-                },
-            };
+            let cell_type = cell_type(declared);
             if let Some(c) = declared {
                 if c.format.is_some() && !matches!(c.kind, ColumnKind::Date | ColumnKind::Datetime)
                 {
-                    report(
+                    self.report(
                         &format!("{at}.columns.{column}.format"),
                         "a format applies to date and datetime columns only".into(),
                         None,
                     );
                 }
                 if c.positive && !matches!(c.kind, ColumnKind::Decimal | ColumnKind::Int) {
-                    report(
+                    self.report(
                         &format!("{at}.columns.{column}.positive"),
                         "`positive` applies to decimal and int columns only".into(),
                         None,
                     );
                 }
-                rules.entry(name.clone()).or_default().insert(
+                rules.entry(name.to_owned()).or_default().insert(
                     column.to_owned(),
                     ColumnRule {
                         required: c.required,
@@ -321,72 +430,89 @@ pub fn check_all(loaded: &LoadedPlan, overrides: &[(String, PathBuf)]) -> (Plan,
                 },
             );
         }
-        sources.push(def);
+        def
     }
-    if !file.sources.contains_key(&file.unit) {
-        let hint = did_you_mean(&file.unit, &names)
-            .map(|s| format!("did you mean `{s}`?"))
-            .unwrap_or_else(|| format!("the plan's sources: {}", names.join(", ")));
-        report(
+
+    /// Every unit is one row of the unit source, so the plan must define it.
+    fn check_unit(&mut self) {
+        let unit = &self.file.unit;
+        self.check_defined(
+            unit,
             "unit",
-            format!("the unit source `{}` is not defined", file.unit),
-            Some(hint),
+            format!("the unit source `{unit}` is not defined"),
         );
     }
 
-    // Lookups.
-    for (name, lookup) in &file.lookups {
-        if !lookup.path.starts_with('/') {
-            report(
-                &format!("lookups.{name}.path"),
-                format!("`{}` must start with /", lookup.path),
-                Some("a path under the API base, e.g. /loanproducts".into()),
-            );
+    /// A lookup reads a path under the API base.
+    fn check_lookups(&mut self) {
+        for (name, lookup) in &self.file.lookups {
+            if !lookup.path.starts_with('/') {
+                self.report(
+                    &format!("lookups.{name}.path"),
+                    format!("`{}` must start with /", lookup.path),
+                    Some("a path under the API base, e.g. /loanproducts".into()),
+                );
+            }
         }
     }
 
-    // Steps.
-    let parents: BTreeMap<&str, &str> = file
-        .sources
-        .iter()
-        .filter_map(|(n, s)| Some((n.as_str(), s.parent.as_deref()?.split_once('.')?.0)))
-        .collect();
-    let mut walker = StepWalker {
-        loaded,
-        parents: &parents,
-        sources: &names,
-        ids: BTreeMap::new(),
-        problems: Vec::new(),
-    };
-    let steps = walker.walk(
-        &file.steps,
-        "steps",
-        std::slice::from_ref(&file.unit),
-        &Defaults::default(),
-    );
-    if file.steps.is_empty() {
-        walker.problems.push(loaded.problem(
+    /// The steps, walked from the unit source down through the for_each groups; a plan
+    /// without steps would migrate nothing.
+    fn check_steps(&mut self) -> Vec<Step> {
+        let (loaded, file) = (self.loaded, self.file);
+        let parents: BTreeMap<&str, &str> = file
+            .sources
+            .iter()
+            .filter_map(|(n, s)| Some((n.as_str(), s.parent.as_deref()?.split_once('.')?.0)))
+            .collect();
+        let mut walker = StepWalker {
+            loaded,
+            parents: &parents,
+            sources: &self.names,
+            ids: BTreeMap::new(),
+            problems: Vec::new(),
+        };
+        let steps = walker.walk(
+            &file.steps,
             "steps",
-            "the plan has no steps",
-            Some("add at least a create_client step".into()),
-        ));
+            std::slice::from_ref(&file.unit),
+            &Defaults::default(),
+        );
+        if file.steps.is_empty() {
+            walker.problems.push(loaded.problem(
+                "steps",
+                "the plan has no steps",
+                Some("add at least a create_client step".into()),
+            ));
+        }
+        self.problems.extend(walker.problems);
+        steps
     }
-    problems.extend(walker.problems);
+}
 
-    problems.sort_by_key(|p| (p.at.line, p.at.column));
-    (
-        Plan {
-            name: file.name.clone(),
-            file: loaded.file.clone(),
-            target,
-            settings: file.clone(),
-            sources,
-            rules,
-            unit: file.unit.clone(),
-            steps,
+/// A column's type as declared; an undeclared column is text.
+fn cell_type(declared: Option<&ColumnFile>) -> CellType {
+    match declared {
+        None => CellType::Text,
+        Some(c) => match (c.kind, &c.format) {
+            (ColumnKind::Text, _) => CellType::Text,
+            (ColumnKind::Decimal, _) => CellType::Decimal,
+            (ColumnKind::Int, _) => CellType::Int,
+            (ColumnKind::Bool, _) => CellType::Bool,
+            (ColumnKind::Date, None) => CellType::date(),
+            (ColumnKind::Date, Some(f)) => CellType::date_in(f),
+            (ColumnKind::Datetime, None) => CellType::datetime(),
+            (ColumnKind::Datetime, Some(f)) => CellType::datetime_in(f),
         },
-        problems,
-    )
+    }
+}
+
+/// The hint for a name that is not among `known`: the near miss, else `listed: ` and all of
+/// them.
+fn hint_among(word: &str, known: &[&str], listed: &str) -> String {
+    did_you_mean(word, known)
+        .map(|s| format!("did you mean `{s}`?"))
+        .unwrap_or_else(|| format!("{listed}: {}", known.join(", ")))
 }
 
 /// `a/b/../c` as `a/c`, without touching the disk (the file may not exist yet).
@@ -521,9 +647,7 @@ impl StepWalker<'_> {
     /// `source` must be a child of `current`.
     fn check_child(&mut self, source: &str, current: &str, path: &str, what: &str) {
         if !self.sources.contains(&source) {
-            let hint = did_you_mean(source, self.sources)
-                .map(|s| format!("did you mean `{s}`?"))
-                .unwrap_or_else(|| format!("the plan's sources: {}", self.sources.join(", ")));
+            let hint = hint_among(source, self.sources, "the plan's sources");
             self.report(
                 path,
                 format!("{what} names `{source}`, which is not a source"),
@@ -548,6 +672,8 @@ impl StepWalker<'_> {
         }
     }
 
+    /// One action step, checked and built: its action, id, body, the accounts it works on, its
+    /// installments or request call, and what it saves.
     fn action(
         &mut self,
         step: &StepFile,
@@ -556,25 +682,85 @@ impl StepWalker<'_> {
         scope: &[String],
         defaults: &Defaults,
     ) -> Option<ActionStep> {
-        let Some(action) = Action::parse(name) else {
-            let names = Action::names();
-            let hint = did_you_mean(name, &names)
-                .map(|s| format!("did you mean `{s}`?"))
-                .unwrap_or_else(|| format!("the actions: {}", names.join(", ")));
+        let action = self.known_action(name, path)?;
+        let mut check = ActionCheck {
+            walker: self,
+            step,
+            action,
+            name,
+            path,
+        };
+        check.check_no_nested_steps();
+        let id = check.unique_id();
+        let body = check.body();
+        check.check_required_fields(body.as_ref());
+        let loan = check.loan(defaults);
+        let deposit = check.deposit(defaults);
+        let installments = check.installments(scope);
+        let (method, request_path) = check.request_call();
+        check.check_save();
+        Some(ActionStep {
+            path: path.to_owned(),
+            id,
+            action,
+            when: step.when.clone(),
+            body,
+            loan,
+            deposit,
+            installments,
+            method,
+            request_path,
+            save: step.save.clone(),
+            scope: scope.to_vec(),
+        })
+    }
+
+    /// The action the step names; an unknown name is reported with the nearest one.
+    fn known_action(&mut self, name: &str, path: &str) -> Option<Action> {
+        let action = Action::parse(name);
+        if action.is_none() {
+            let hint = hint_among(name, &Action::names(), "the actions");
             self.report(
                 &format!("{path}.action"),
                 format!("unknown action `{name}`"),
                 Some(hint),
             );
-            return None;
-        };
-        if step.steps.is_some() {
+        }
+        action
+    }
+}
+
+/// What the stages of [`StepWalker::action`] share: the walker (its reports and the step ids
+/// taken so far) and the step being checked.
+struct ActionCheck<'w, 'a> {
+    walker: &'w mut StepWalker<'a>,
+    step: &'w StepFile,
+    action: Action,
+    /// The action as the plan names it.
+    name: &'w str,
+    path: &'w str,
+}
+
+impl ActionCheck<'_, '_> {
+    fn report(&mut self, path: &str, message: String, hint: Option<String>) {
+        self.walker.report(path, message, hint);
+    }
+
+    /// An action step is one call: steps nest under a for_each only.
+    fn check_no_nested_steps(&mut self) {
+        if self.step.steps.is_some() {
             self.report(
-                &format!("{path}.steps"),
+                &format!("{}.steps", self.path),
                 "an action step has no nested `steps`".into(),
                 Some("nest steps under a for_each".into()),
             );
         }
+    }
+
+    /// The step's id, which later steps' templates use as `steps.<id>`: a valid name, not
+    /// taken by another step.
+    fn unique_id(&mut self) -> String {
+        let (step, name, path) = (self.step, self.name, self.path);
         let id = match &step.id {
             Some(id)
                 if !id.is_empty()
@@ -603,14 +789,21 @@ impl StepWalker<'_> {
                 name.to_owned()
             }
         };
-        if let Some(first) = self.ids.insert(id.clone(), path.to_owned()) {
+        if let Some(first) = self.walker.ids.insert(id.clone(), path.to_owned()) {
             self.report(
                 &format!("{path}.id"),
                 format!("step id `{id}` is used twice (first at {first})"),
                 Some("give each step its own id".into()),
             );
         }
-        let body = match (action.takes_body(), &step.body, action.default_body()) {
+        id
+    }
+
+    /// The body template: the plan's fields over the action's default body; refused for an
+    /// action that takes none.
+    fn body(&mut self) -> Option<Value> {
+        let (step, action, name, path) = (self.step, self.action, self.name, self.path);
+        match (action.takes_body(), &step.body, action.default_body()) {
             (false, Some(_), _) => {
                 self.report(
                     &format!("{path}.body"),
@@ -629,58 +822,63 @@ impl StepWalker<'_> {
             }
             (_, Some(given), _) => Some(given.clone()),
             (_, None, default) => default,
-        };
-        if action.takes_body() && action != Action::Request {
-            match &body {
-                Some(Value::Object(map)) => {
-                    for field in action.required_fields() {
-                        // A nested field is checked when its parent is a literal map (a missing
-                        // parent is reported itself; a template is checked when rendered).
-                        let missing = match field.split_once('.') {
-                            Some((outer, inner)) => {
-                                matches!(map.get(outer), Some(Value::Object(o)) if !o.contains_key(inner))
-                            }
-                            None => !map.contains_key(*field),
-                        };
-                        if missing {
-                            self.report(
-                                &format!("{path}.body"),
-                                format!(
-                                    "{name} needs `{field}` in its body: Mambu's API requires it"
-                                ),
-                                Some(format!("add `{field}` to the body")),
-                            );
+        }
+    }
+
+    /// The body must be a map holding every field Mambu's API requires for the action.
+    fn check_required_fields(&mut self, body: Option<&Value>) {
+        let (action, name, path) = (self.action, self.name, self.path);
+        if !action.takes_body() || action == Action::Request {
+            return;
+        }
+        match body {
+            Some(Value::Object(map)) => {
+                for field in action.required_fields() {
+                    // A nested field is checked when its parent is a literal map (a missing
+                    // parent is reported itself; a template is checked when rendered).
+                    let missing = match field.split_once('.') {
+                        Some((outer, inner)) => {
+                            matches!(map.get(outer), Some(Value::Object(o)) if !o.contains_key(inner))
                         }
+                        None => !map.contains_key(*field),
+                    };
+                    if missing {
+                        self.report(
+                            &format!("{path}.body"),
+                            format!("{name} needs `{field}` in its body: Mambu's API requires it"),
+                            Some(format!("add `{field}` to the body")),
+                        );
                     }
                 }
-                Some(_) => self.report(
-                    &format!("{path}.body"),
-                    "the body must be a map of fields".into(),
-                    None,
-                ),
-                None if !action.required_fields().is_empty() => {
-                    self.report(
-                        path,
-                        format!(
-                            "{name} needs a body with {}",
-                            action.required_fields().join(", ")
-                        ),
-                        Some("Mambu's API requires these fields".into()),
-                    );
-                }
-                None => {}
             }
+            Some(_) => self.report(
+                &format!("{path}.body"),
+                "the body must be a map of fields".into(),
+                None,
+            ),
+            None if !action.required_fields().is_empty() => {
+                self.report(
+                    path,
+                    format!(
+                        "{name} needs a body with {}",
+                        action.required_fields().join(", ")
+                    ),
+                    Some("Mambu's API requires these fields".into()),
+                );
+            }
+            None => {}
         }
-        let accounts = action.accounts();
+    }
+
+    /// The loan an action on a loan works on: as the step says, else the latest create_loan
+    /// step's; refused on an action that works on none.
+    fn loan(&mut self, defaults: &Defaults) -> Option<String> {
+        let (step, name, path) = (self.step, self.name, self.path);
         let needs_loan = matches!(
-            accounts,
+            self.action.accounts(),
             AccountsNeeded::Loan | AccountsNeeded::LoanAndDeposit
         );
-        let needs_deposit = matches!(
-            accounts,
-            AccountsNeeded::Deposit | AccountsNeeded::LoanAndDeposit
-        );
-        let loan = match (&step.loan, needs_loan, &defaults.loan) {
+        match (&step.loan, needs_loan, &defaults.loan) {
             (Some(t), true, _) => Some(t.clone()),
             (None, true, Some(id)) => Some(format!("{{{{ steps.{id}.encodedKey }}}}")),
             (None, true, None) => {
@@ -700,8 +898,18 @@ impl StepWalker<'_> {
                 None
             }
             (None, false, _) => None,
-        };
-        let deposit = match (&step.deposit, needs_deposit) {
+        }
+    }
+
+    /// The deposit an action on a deposit works on: as the step says (only approve_deposit
+    /// defaults to the latest create_deposit step's); refused on an action that works on none.
+    fn deposit(&mut self, defaults: &Defaults) -> Option<String> {
+        let (step, action, name, path) = (self.step, self.action, self.name, self.path);
+        let needs_deposit = matches!(
+            action.accounts(),
+            AccountsNeeded::Deposit | AccountsNeeded::LoanAndDeposit
+        );
+        match (&step.deposit, needs_deposit) {
             (Some(t), true) => Some(t.clone()),
             (None, true) if action == Action::ApproveDeposit && defaults.deposit.is_some() => {
                 defaults
@@ -727,11 +935,17 @@ impl StepWalker<'_> {
                 None
             }
             (None, false) => None,
-        };
-        let installments = match (&step.installments, action) {
+        }
+    }
+
+    /// edit_schedule's installments, read from a child source of the current one; no other
+    /// action takes them.
+    fn installments(&mut self, scope: &[String]) -> Option<InstallmentsFile> {
+        let (step, path) = (self.step, self.path);
+        match (&step.installments, self.action) {
             (Some(i), Action::EditSchedule) => {
                 let current = scope.last().map(String::as_str).unwrap_or("");
-                self.check_child(
+                self.walker.check_child(
                     &i.from,
                     current,
                     &format!("{path}.installments.from"),
@@ -740,7 +954,15 @@ impl StepWalker<'_> {
                 Some(i.clone())
             }
             (None, Action::EditSchedule) => {
-                self.report(path, "edit_schedule needs `installments`".into(), Some("from: <schedule source>, dueDate:, principal: (and interest:, fee:) templates".into()));
+                self.report(
+                    path,
+                    "edit_schedule needs `installments`".into(),
+                    Some(
+                        "from: <schedule source>, dueDate:, principal: (and interest:, fee:) \
+                         templates"
+                            .into(),
+                    ),
+                );
                 None
             }
             (Some(_), _) => {
@@ -752,29 +974,14 @@ impl StepWalker<'_> {
                 None
             }
             (None, _) => None,
-        };
-        let (method, request_path) = if action == Action::Request {
-            let method = step.method.clone().map(|m| m.to_ascii_uppercase());
-            match method.as_deref() {
-                Some("GET" | "POST" | "PUT" | "PATCH" | "DELETE") => {}
-                Some(other) => self.report(
-                    &format!("{path}.method"),
-                    format!("unknown HTTP method `{other}`"),
-                    Some("GET, POST, PUT, PATCH or DELETE".into()),
-                ),
-                None => self.report(path, "a request step needs `method`".into(), None),
-            }
-            match &step.path {
-                Some(p) if p.starts_with('/') => {}
-                Some(p) => self.report(
-                    &format!("{path}.path"),
-                    format!("`{p}` must start with /"),
-                    Some("a path under the API base, e.g. /clients/{{ steps.client.id }}".into()),
-                ),
-                None => self.report(path, "a request step needs `path`".into(), None),
-            }
-            (method, step.path.clone())
-        } else {
+        }
+    }
+
+    /// A request step's method and path; every other action knows its call, and takes
+    /// neither.
+    fn request_call(&mut self) -> (Option<String>, Option<String>) {
+        let (step, name, path) = (self.step, self.name, self.path);
+        if self.action != Action::Request {
             for (field, present) in [
                 ("method", step.method.is_some()),
                 ("path", step.path.is_some()),
@@ -787,8 +994,33 @@ impl StepWalker<'_> {
                     );
                 }
             }
-            (None, None)
-        };
+            return (None, None);
+        }
+        let method = step.method.clone().map(|m| m.to_ascii_uppercase());
+        match method.as_deref() {
+            Some("GET" | "POST" | "PUT" | "PATCH" | "DELETE") => {}
+            Some(other) => self.report(
+                &format!("{path}.method"),
+                format!("unknown HTTP method `{other}`"),
+                Some("GET, POST, PUT, PATCH or DELETE".into()),
+            ),
+            None => self.report(path, "a request step needs `method`".into(), None),
+        }
+        match &step.path {
+            Some(p) if p.starts_with('/') => {}
+            Some(p) => self.report(
+                &format!("{path}.path"),
+                format!("`{p}` must start with /"),
+                Some("a path under the API base, e.g. /clients/{{ steps.client.id }}".into()),
+            ),
+            None => self.report(path, "a request step needs `path`".into(), None),
+        }
+        (method, step.path.clone())
+    }
+
+    /// Each output the step saves names a field of the answer.
+    fn check_save(&mut self) {
+        let (step, path) = (self.step, self.path);
         for (name, field) in &step.save {
             if field.trim().is_empty() {
                 self.report(
@@ -798,20 +1030,6 @@ impl StepWalker<'_> {
                 );
             }
         }
-        Some(ActionStep {
-            path: path.to_owned(),
-            id,
-            action,
-            when: step.when.clone(),
-            body,
-            loan,
-            deposit,
-            installments,
-            method,
-            request_path,
-            save: step.save.clone(),
-            scope: scope.to_vec(),
-        })
     }
 }
 
