@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use mambu_migrate::checkpoint::{CallRecord, Checkpoint, Record, StepRecord};
+use mambu_migrate::checkpoint::{CallRecord, Checkpoint, Record, StepRecord, StepStatus};
 use mambu_migrate::fixtures::{GenerateOptions, generate};
+use mambu_migrate::mambu::CallOutcome;
 use mambu_migrate::plan::check::check;
 use mambu_migrate::plan::compiled::Compiled;
 use mambu_migrate::plan::load::load;
@@ -165,7 +166,7 @@ fn call_records(i: u64) -> [Record; 2] {
             method: "POST",
             endpoint: "/loans/{loan}/repayment-transactions".into(),
             status: Some(201),
-            outcome: "ok",
+            outcome: CallOutcome::Ok,
             latency_ms: 42.0,
         })),
         Record::Step(Box::new(StepRecord {
@@ -173,7 +174,7 @@ fn call_records(i: u64) -> [Record; 2] {
             instance: format!("transactions/TX-{i}#repayment"),
             step_id: "repayment".into(),
             action: "post_repayment".into(),
-            status: "done",
+            status: StepStatus::Done,
             idempotency_key: Some(format!("k-{i:032x}")),
             http_status: Some(201),
             outputs: json!({ "encodedKey": format!("8a19c0de{i:024x}") }),
@@ -245,7 +246,7 @@ fn checkpoint(c: &mut Criterion) {
                             "POST",
                             "/loans/{loan}/repayment-transactions",
                             201,
-                            "ok",
+                            CallOutcome::Ok.as_str(),
                             42.0,
                             0.0
                         ])
@@ -255,7 +256,7 @@ fn checkpoint(c: &mut Criterion) {
                             format!("transactions/TX-{n}#repayment"),
                             "repayment",
                             "post_repayment",
-                            "done",
+                            StepStatus::Done.as_str(),
                             format!("k-{n:032x}"),
                             201,
                             json!({ "encodedKey": format!("8a19c0de{n:024x}") }).to_string(),

@@ -24,7 +24,9 @@
 //!   injects faults, reports what it holds. Shares no code with the client beyond plain data.
 //! - [`fixtures`]: deterministic synthetic data shaped like `fixtures/sample/`.
 //! - [`files`]: owner-only files and their hashes. [`cli`]: the command line (clap), one
-//!   subcommand per user job, mapped to an [`ExitStatus`].
+//!   subcommand per user job, mapped to an [`ExitStatus`]. `stored_as_text!` declares the enums
+//!   the checkpoint stores as text (a call's outcome, a step's status, an attempt's kind and
+//!   state); text none of their values names is an [`UnknownText`].
 
 pub mod checkpoint;
 pub mod cli;
@@ -82,6 +84,74 @@ pub enum Error {
     #[error("{reason}. Resume with:\n  {resume}")]
     Stopped { reason: String, resume: String },
 }
+
+/// Text stored by an earlier run (in the checkpoint) that names no value of the type it is read
+/// as: a checkpoint written by a newer version, or edited by hand. Whoever reads it adds where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {text:?} (known: {})", .known.join(", "))]
+pub struct UnknownText {
+    /// What the text was read as, e.g. `call outcome`.
+    pub what: &'static str,
+    pub text: String,
+    /// Every text that type knows.
+    pub known: &'static [&'static str],
+}
+
+/// Declares an enum whose values are stored as text: `as_str` gives the text each value is
+/// stored as (it never changes: checkpoints already written are read with it), and `FromStr`
+/// reads it back, an unknown text being an [`UnknownText`] that says what was read.
+///
+/// ```ignore
+/// stored_as_text! {
+///     /// How a step ended.
+///     pub enum StepStatus: "step status" {
+///         Done = "done",
+///         Skipped = "skipped",
+///     }
+/// }
+/// ```
+macro_rules! stored_as_text {
+    (
+        $(#[$attr:meta])*
+        $vis:vis enum $name:ident: $what:literal {
+            $($(#[$variant_attr:meta])* $variant:ident = $text:literal,)+
+        }
+    ) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $($(#[$variant_attr])* $variant,)+
+        }
+
+        impl $name {
+            /// The text of every value, in the order they are declared.
+            pub const TEXTS: &'static [&'static str] = &[$($text),+];
+
+            /// The text this value is stored as.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::UnknownText;
+
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                match text {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err($crate::UnknownText {
+                        what: $what,
+                        text: text.to_owned(),
+                        known: Self::TEXTS,
+                    }),
+                }
+            }
+        }
+    };
+}
+pub(crate) use stored_as_text;
 
 impl ExitStatus {
     /// The exit status of a subcommand that failed with `error`.

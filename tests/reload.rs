@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{Sandbox, TOO_MUCH, binary, broken_sample, rows, run, stderr};
-use mambu_migrate::checkpoint::Reader;
+use mambu_migrate::checkpoint::{AttemptState, Reader};
 use serde_json::Value;
 
 /// Three loans (without custom schedules) whose amounts are set above their product's maximum:
@@ -217,12 +217,12 @@ enum Moment {
     Finishing,
 }
 
-fn newest_attempt(run_dir: &Path) -> (i64, String) {
+fn newest_attempt(run_dir: &Path) -> (i64, Option<AttemptState>) {
     Reader::open(&run_dir.join("checkpoint.db"))
         .map(|r| r.attempts().unwrap_or_default())
         .ok()
-        .and_then(|a| a.last().map(|a| (a.n, a.state.clone())))
-        .unwrap_or((0, String::new()))
+        .and_then(|a| a.last().map(|a| (a.n, Some(a.state))))
+        .unwrap_or((0, None))
 }
 
 async fn wait_for(moment: Moment, sandbox: &Sandbox, run_dir: &Path, attempt_before: i64) {
@@ -300,7 +300,7 @@ async fn a_reload_killed_at_any_moment_is_resumed_as_the_tool_says_and_loses_not
     assert_everything_once(&sandbox.stats().await);
     assert_kept(&before, "at the end");
     let (n, state) = newest_attempt(&run_dir);
-    assert_eq!(state, "finished");
+    assert_eq!(state, Some(AttemptState::Finished));
     assert!(
         n >= 5,
         "the first run, three killed attempts that recorded themselves and the last: {n}"

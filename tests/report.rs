@@ -6,7 +6,11 @@
 use std::path::Path;
 
 use assert_cmd::Command;
-use mambu_migrate::checkpoint::{Attempt, CallRecord, Checkpoint, Record, StepRecord, UnitError};
+use mambu_migrate::checkpoint::{
+    Attempt, AttemptKind, AttemptState, CallRecord, Checkpoint, Record, StepRecord, StepStatus,
+    UnitError,
+};
+use mambu_migrate::mambu::CallOutcome as Outcome;
 use mambu_migrate::report::{self, Summary};
 use serde_json::{Value, json};
 
@@ -38,7 +42,7 @@ impl Fill {
         instance: &str,
         step_id: &str,
         action: &str,
-        status: &'static str,
+        status: StepStatus,
         outputs: Value,
     ) {
         self.0.record(Record::Step(Box::new(StepRecord {
@@ -61,7 +65,7 @@ impl Fill {
         step_id: &str,
         call: &'static str,
         status: u16,
-        outcome: &'static str,
+        outcome: Outcome,
         latency_ms: f64,
     ) {
         let (method, endpoint) = call.split_once(' ').unwrap();
@@ -114,23 +118,23 @@ fn fill(dir: &Path, stopped: bool) -> i64 {
 
     // CL-1: done; the loan is created after a 429, disbursed after a 503.
     cp.start("CL-1", 1);
-    cp.call("CL-1", "client", "POST /clients", 201, "ok", 100.0);
+    cp.call("CL-1", "client", "POST /clients", 201, Outcome::Ok, 100.0);
     cp.step(
         "CL-1",
         "clients/CL-1",
         "client",
         "create_client",
-        "done",
+        StepStatus::Done,
         json!({ "id": "CL-1", "encodedKey": "k1" }),
     );
-    cp.call("CL-1", "loan", "POST /loans", 429, "throttled", 5.0);
-    cp.call("CL-1", "loan", "POST /loans", 201, "ok", 200.0);
+    cp.call("CL-1", "loan", "POST /loans", 429, Outcome::Throttled, 5.0);
+    cp.call("CL-1", "loan", "POST /loans", 201, Outcome::Ok, 200.0);
     cp.step(
         "CL-1",
         "clients/CL-1/loans/LN-1",
         "loan",
         "create_loan",
-        "done",
+        StepStatus::Done,
         json!({ "id": "LN-1", "accountState": "PENDING_APPROVAL" }),
     );
     cp.call(
@@ -138,7 +142,7 @@ fn fill(dir: &Path, stopped: bool) -> i64 {
         "approve",
         "POST /loans/{loanId}:changeState",
         200,
-        "ok",
+        Outcome::Ok,
         50.0,
     );
     cp.step(
@@ -146,7 +150,7 @@ fn fill(dir: &Path, stopped: bool) -> i64 {
         "clients/CL-1/loans/LN-1",
         "approve",
         "approve_loan",
-        "done",
+        StepStatus::Done,
         json!({ "accountState": "APPROVED" }),
     );
     cp.call(
@@ -154,7 +158,7 @@ fn fill(dir: &Path, stopped: bool) -> i64 {
         "disburse",
         "POST /loans/{loanId}/disbursement-transactions",
         503,
-        "retried",
+        Outcome::Retried,
         30.0,
     );
     cp.call(
@@ -162,7 +166,7 @@ fn fill(dir: &Path, stopped: bool) -> i64 {
         "disburse",
         "POST /loans/{loanId}/disbursement-transactions",
         201,
-        "ok",
+        Outcome::Ok,
         80.0,
     );
     cp.step(
@@ -170,7 +174,7 @@ fn fill(dir: &Path, stopped: bool) -> i64 {
         "clients/CL-1/loans/LN-1",
         "disburse",
         "disburse_loan",
-        "done",
+        StepStatus::Done,
         json!({ "accountState": "ACTIVE" }),
     );
     cp.call(
@@ -178,7 +182,7 @@ fn fill(dir: &Path, stopped: bool) -> i64 {
         "repayment",
         "POST /loans/{loanId}/repayment-transactions",
         201,
-        "ok",
+        Outcome::Ok,
         40.0,
     );
     cp.step(
@@ -186,30 +190,44 @@ fn fill(dir: &Path, stopped: bool) -> i64 {
         "clients/CL-1/loans/LN-1/transactions/TX-1",
         "repayment",
         "post_repayment",
-        "done",
+        StepStatus::Done,
         json!({ "id": "TX-1" }),
     );
     cp.finish("CL-1", None, 7);
 
     // CL-2: done; the client existed already (adopted), the loan is not disbursed (skipped).
     cp.start("CL-2", 2);
-    cp.call("CL-2", "client", "POST /clients", 400, "adopted", 20.0);
-    cp.call("CL-2", "client", "GET /clients/{clientId}", 200, "ok", 10.0);
+    cp.call(
+        "CL-2",
+        "client",
+        "POST /clients",
+        400,
+        Outcome::Adopted,
+        20.0,
+    );
+    cp.call(
+        "CL-2",
+        "client",
+        "GET /clients/{clientId}",
+        200,
+        Outcome::Ok,
+        10.0,
+    );
     cp.step(
         "CL-2",
         "clients/CL-2",
         "client",
         "create_client",
-        "adopted",
+        StepStatus::Adopted,
         json!({ "id": "CL-2" }),
     );
-    cp.call("CL-2", "loan", "POST /loans", 201, "ok", 150.0);
+    cp.call("CL-2", "loan", "POST /loans", 201, Outcome::Ok, 150.0);
     cp.step(
         "CL-2",
         "clients/CL-2/loans/LN-2",
         "loan",
         "create_loan",
-        "done",
+        StepStatus::Done,
         json!({ "accountState": "PENDING_APPROVAL" }),
     );
     cp.call(
@@ -217,7 +235,7 @@ fn fill(dir: &Path, stopped: bool) -> i64 {
         "approve",
         "POST /loans/{loanId}:changeState",
         200,
-        "ok",
+        Outcome::Ok,
         70.0,
     );
     cp.step(
@@ -225,7 +243,7 @@ fn fill(dir: &Path, stopped: bool) -> i64 {
         "clients/CL-2/loans/LN-2",
         "approve",
         "approve_loan",
-        "done",
+        StepStatus::Done,
         json!({ "accountState": "APPROVED" }),
     );
     cp.step(
@@ -233,29 +251,29 @@ fn fill(dir: &Path, stopped: bool) -> i64 {
         "clients/CL-2/loans/LN-2",
         "disburse",
         "disburse_loan",
-        "skipped",
+        StepStatus::Skipped,
         json!({}),
     );
     cp.finish("CL-2", None, 4);
 
     // CL-3: fails at its loan (refused).
     cp.start("CL-3", 3);
-    cp.call("CL-3", "client", "POST /clients", 201, "ok", 120.0);
+    cp.call("CL-3", "client", "POST /clients", 201, Outcome::Ok, 120.0);
     cp.step(
         "CL-3",
         "clients/CL-3",
         "client",
         "create_client",
-        "done",
+        StepStatus::Done,
         json!({ "id": "CL-3" }),
     );
-    cp.call("CL-3", "loan", "POST /loans", 400, "failed", 60.0);
+    cp.call("CL-3", "loan", "POST /loans", 400, Outcome::Failed, 60.0);
     cp.step(
         "CL-3",
         "clients/CL-3/loans/LN-3",
         "loan",
         "create_loan",
-        "failed",
+        StepStatus::Failed,
         Value::Null,
     );
     let refused = UnitError {
@@ -272,14 +290,21 @@ fn fill(dir: &Path, stopped: bool) -> i64 {
     // CL-4: fails at its client after three 500s.
     cp.start("CL-4", 4);
     for latency in [300.0, 310.0, 320.0] {
-        cp.call("CL-4", "client", "POST /clients", 500, "retried", latency);
+        cp.call(
+            "CL-4",
+            "client",
+            "POST /clients",
+            500,
+            Outcome::Retried,
+            latency,
+        );
     }
     cp.step(
         "CL-4",
         "clients/CL-4",
         "client",
         "create_client",
-        "failed",
+        StepStatus::Failed,
         Value::Null,
     );
     cp.finish(
@@ -296,13 +321,13 @@ fn fill(dir: &Path, stopped: bool) -> i64 {
 
     // CL-5: in flight when the run stopped. CL-6: not started.
     cp.start("CL-5", 5);
-    cp.call("CL-5", "client", "POST /clients", 201, "ok", 90.0);
+    cp.call("CL-5", "client", "POST /clients", 201, Outcome::Ok, 90.0);
     cp.step(
         "CL-5",
         "clients/CL-5",
         "client",
         "create_client",
-        "done",
+        StepStatus::Done,
         json!({ "id": "CL-5" }),
     );
 
@@ -314,15 +339,15 @@ fn fill(dir: &Path, stopped: bool) -> i64 {
         // The attempt wrote its failed rows to failed/1/.
         cp.0.record(Record::AttemptStarted(Box::new(Attempt {
             n: 1,
-            kind: "fresh".into(),
+            kind: AttemptKind::Fresh,
             reload_start: None,
-            state: "running".into(),
+            state: AttemptState::Running,
             sources: Vec::new(),
             failed_dir: None,
         })));
         cp.0.record(Record::AttemptEnded {
             n: 1,
-            state: "stopped".into(),
+            state: AttemptState::Stopped,
             failed_dir: Some(dir.join("failed/1").display().to_string()),
         });
     }
@@ -635,7 +660,7 @@ fn status_reads_a_checkpoint_being_written() {
     cp.meta("state", "running");
     cp.meta("units_total", 2);
     cp.start("CL-1", 1);
-    cp.call("CL-1", "client", "POST /clients", 201, "ok", 10.0);
+    cp.call("CL-1", "client", "POST /clients", 201, Outcome::Ok, 10.0);
     cp.0.flush().unwrap();
     let status = report::status(dir.path()).unwrap();
     assert!(

@@ -9,7 +9,9 @@
 //! - this module: the schema (`SCHEMA`) and its column migration (`ADDED_COLUMNS`, applied by
 //!   `open_connection`, which both sides use); the records the executor sends ([`Record`],
 //!   [`StepRecord`], [`CallRecord`], [`UnitError`], [`SourceRows`], [`Attempt`],
-//!   [`SourceFile`]); [`CheckpointError`].
+//!   [`SourceFile`]); the values they store as text ([`StepStatus`], [`AttemptKind`],
+//!   [`AttemptState`]; a call's [`CallOutcome`] is the policy's, in `mambu`, which knows
+//!   nothing of the checkpoint); [`CheckpointError`].
 //! - `writer`: [`Checkpoint`] and its writer thread, which commits the records in batches.
 //! - `reader`: [`read_resume`] (what a resume needs, read once at the start of a run) and
 //!   [`Reader`], the checkpoint opened read-only for reports, `status` and `verify`, with the
@@ -43,6 +45,8 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 use serde_json::Value;
+
+use crate::mambu::CallOutcome;
 
 pub use reader::{CallRow, FailedUnit, Reader, Resume, StepLatencies, nearest_rank, read_resume};
 pub use writer::Checkpoint;
@@ -87,6 +91,54 @@ pub struct UnitError {
     pub attempts: u32,
 }
 
+crate::stored_as_text! {
+    /// How a step instance finished.
+    pub enum StepStatus: "step status" {
+        /// Its call succeeded.
+        Done = "done",
+        /// Mambu said what it makes exists, and that was adopted.
+        Adopted = "adopted",
+        /// Its `when` was false: nothing sent.
+        Skipped = "skipped",
+        /// It failed (the unit failed with it).
+        Failed = "failed",
+    }
+}
+
+crate::stored_as_text! {
+    /// Which invocation of `run` on its run directory an attempt is.
+    pub enum AttemptKind: "attempt kind" {
+        Fresh = "fresh",
+        /// Goes on with the same data: units that failed stay failed.
+        Resume = "resume",
+        /// Some sources are fixed failed rows (files under the run's `failed/`): the units that
+        /// failed before this reload began are tried again from the step they failed at.
+        Reload = "reload",
+    }
+}
+
+impl AttemptKind {
+    /// The event that opens the attempt in the run's history.
+    pub fn event(self) -> &'static str {
+        match self {
+            AttemptKind::Fresh => "started",
+            AttemptKind::Resume => "resumed",
+            AttemptKind::Reload => "reloaded",
+        }
+    }
+}
+
+crate::stored_as_text! {
+    /// Where an attempt stands, and so the run (its meta `state`: that of its last attempt).
+    pub enum AttemptState: "attempt state" {
+        /// Going on, or killed (an attempt killed is never ended).
+        Running = "running",
+        Finished = "finished",
+        /// Stopped before the end (interrupt, error budget, deadline, outage): resumable.
+        Stopped = "stopped",
+    }
+}
+
 /// A finished step instance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepRecord {
@@ -94,8 +146,7 @@ pub struct StepRecord {
     pub instance: String,
     pub step_id: String,
     pub action: String,
-    /// `done`, `adopted`, `skipped` or `failed`.
-    pub status: &'static str,
+    pub status: StepStatus,
     pub idempotency_key: Option<String>,
     pub http_status: Option<u16>,
     pub outputs: Value,
@@ -112,8 +163,7 @@ pub struct CallRecord {
     /// The path template, e.g. `/loans/{loan}/repayment-transactions`.
     pub endpoint: String,
     pub status: Option<u16>,
-    /// `ok`, `retried`, `throttled`, `adopted`, `failed`.
-    pub outcome: &'static str,
+    pub outcome: CallOutcome,
     pub latency_ms: f64,
 }
 
@@ -137,10 +187,10 @@ pub enum Record {
     },
     /// An invocation of `run` began: committed before its sources are read.
     AttemptStarted(Box<Attempt>),
-    /// An invocation ended (`finished` or `stopped`), and where its failed rows were written.
+    /// An invocation ended (finished or stopped), and where its failed rows were written.
     AttemptEnded {
         n: i64,
-        state: String,
+        state: AttemptState,
         failed_dir: Option<String>,
     },
     Event {
@@ -185,13 +235,12 @@ pub struct SourceFile {
 pub struct Attempt {
     /// 1, 2, …: names its `failed/<n>/` folder.
     pub n: i64,
-    /// `fresh`, `resume` or `reload`.
-    pub kind: String,
+    pub kind: AttemptKind,
     /// For a reload (or the resume of one): the attempt that began it. Units that failed at or
     /// after it were already retried by this reload.
     pub reload_start: Option<i64>,
-    /// `running` until it ends `finished` or `stopped` (a killed attempt stays `running`).
-    pub state: String,
+    /// Running until it ends finished or stopped (a killed attempt stays running).
+    pub state: AttemptState,
     pub sources: Vec<SourceFile>,
     pub failed_dir: Option<String>,
 }
@@ -247,6 +296,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn values_are_stored_as_earlier_checkpoints_hold_them_and_unknown_text_is_an_error() {
+        // The texts checkpoints already hold: they never change.
+        assert_eq!(
+            CallOutcome::TEXTS,
+            ["ok", "retried", "throttled", "adopted", "failed"]
+        );
+        assert_eq!(StepStatus::TEXTS, ["done", "adopted", "skipped", "failed"]);
+        assert_eq!(AttemptKind::TEXTS, ["fresh", "resume", "reload"]);
+        assert_eq!(AttemptState::TEXTS, ["running", "finished", "stopped"]);
+        // Each text reads back as the value stored as it.
+        fn reads_back<T: std::str::FromStr>(texts: &[&str], as_str: fn(T) -> &'static str) -> bool {
+            texts.iter().all(|t| t.parse().ok().map(as_str) == Some(*t))
+        }
+        assert!(reads_back(CallOutcome::TEXTS, CallOutcome::as_str));
+        assert!(reads_back(StepStatus::TEXTS, StepStatus::as_str));
+        assert!(reads_back(AttemptKind::TEXTS, AttemptKind::as_str));
+        assert!(reads_back(AttemptState::TEXTS, AttemptState::as_str));
+
+        // A checkpoint holding values this version does not know (a newer one wrote them).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.db");
+        Checkpoint::open(&path).unwrap().close().unwrap();
+        Connection::open(&path).unwrap().execute_batch("INSERT INTO units (key, ordinal, status) VALUES ('CL-1', 1, 'running'); INSERT INTO steps (unit, instance, step_id, action, status, attempts, finished_at) VALUES ('CL-1', 'clients/CL-1', 'client', 'create_client', 'replayed', 1, 0); INSERT INTO calls (unit, step_id, method, endpoint, outcome, latency_ms, at) VALUES ('CL-1', 'client', 'POST', '/clients', 'deferred', 1, 0); INSERT INTO meta (key, value) VALUES ('state', 'paused');").unwrap();
+        let error = read_resume(&path).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("checkpoint {}: ", path.display()))
+                && error.ends_with(
+                    "steps.status: unknown step status \"replayed\" (known: done, adopted, skipped, failed)"
+                ),
+            "{error}"
+        );
+        let reader = Reader::open(&path).unwrap();
+        let error = reader.call_counts().unwrap_err().to_string();
+        assert!(
+            error.ends_with("calls.outcome: unknown call outcome \"deferred\" (known: ok, retried, throttled, adopted, failed)"),
+            "{error}"
+        );
+        let error = reader.run_state().unwrap_err().to_string();
+        assert!(
+            error.ends_with(
+                "meta.state: unknown attempt state \"paused\" (known: running, finished, stopped)"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn attempts_are_recorded_and_a_checkpoint_without_them_gains_the_columns() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("checkpoint.db");
@@ -269,15 +365,15 @@ mod tests {
         }];
         cp.record(Record::AttemptStarted(Box::new(Attempt {
             n: 2,
-            kind: "reload".into(),
+            kind: AttemptKind::Reload,
             reload_start: Some(2),
-            state: "running".into(),
+            state: AttemptState::Running,
             sources: sources.clone(),
             failed_dir: None,
         })));
         cp.record(Record::AttemptEnded {
             n: 2,
-            state: "finished".into(),
+            state: AttemptState::Finished,
             failed_dir: Some("failed/2".into()),
         });
         cp.close().unwrap();
@@ -286,12 +382,12 @@ mod tests {
         assert_eq!(resume.attempts.len(), 1);
         let a = &resume.attempts[0];
         assert_eq!(
-            (a.n, a.kind.as_str(), a.reload_start),
-            (2, "reload", Some(2))
+            (a.n, a.kind, a.reload_start),
+            (2, AttemptKind::Reload, Some(2))
         );
         assert_eq!(
-            (a.state.as_str(), a.failed_dir.as_deref()),
-            ("finished", Some("failed/2"))
+            (a.state, a.failed_dir.as_deref()),
+            (AttemptState::Finished, Some("failed/2"))
         );
         assert_eq!(a.sources, sources);
     }

@@ -3,12 +3,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::str::FromStr;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
-use super::{Attempt, CheckpointError, SourceRows, UnitError, open_connection};
+use super::{
+    Attempt, AttemptState, CheckpointError, SourceRows, StepStatus, UnitError, open_connection,
+};
+use crate::UnknownText;
+use crate::mambu::CallOutcome;
 
 /// What an earlier run left: how to resume.
 #[derive(Debug, Default)]
@@ -22,7 +27,41 @@ pub struct Resume {
     /// Every attempt so far, oldest first.
     pub attempts: Vec<Attempt>,
     /// Outputs of finished steps of units not done: unit → instance → (status, outputs).
-    pub steps: HashMap<String, HashMap<String, (String, Value)>>,
+    pub steps: HashMap<String, HashMap<String, (StepStatus, Value)>>,
+}
+
+/// Column `index` of `row`, text stored as a `T`: one this version does not know is an error
+/// that says what it is and where (`column`, as `table.column`), never a panic.
+fn stored<T: FromStr<Err = UnknownText>>(
+    row: &Row<'_>,
+    index: usize,
+    column: &'static str,
+) -> Result<T, rusqlite::Error> {
+    parse_stored(&row.get::<_, String>(index)?, index, column)
+}
+
+/// [`stored`], of text already read (`index`: its column in the query).
+fn parse_stored<T: FromStr<Err = UnknownText>>(
+    text: &str,
+    index: usize,
+    column: &'static str,
+) -> Result<T, rusqlite::Error> {
+    text.parse().map_err(|e: UnknownText| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            format!("{column}: {e}").into(),
+        )
+    })
+}
+
+/// A finished step as saved: its status (column `index`) and outputs (the next column).
+fn saved_step(row: &Row<'_>, index: usize) -> Result<(StepStatus, Value), rusqlite::Error> {
+    let outputs = row
+        .get::<_, Option<String>>(index + 1)?
+        .and_then(|o| serde_json::from_str(&o).ok())
+        .unwrap_or(Value::Null);
+    Ok((stored(row, index, "steps.status")?, outputs))
 }
 
 fn attempts_of(conn: &Connection) -> Result<Vec<Attempt>, rusqlite::Error> {
@@ -33,9 +72,9 @@ fn attempts_of(conn: &Connection) -> Result<Vec<Attempt>, rusqlite::Error> {
         let sources: String = r.get(4)?;
         Ok(Attempt {
             n: r.get(0)?,
-            kind: r.get(1)?,
+            kind: stored(r, 1, "attempts.kind")?,
             reload_start: r.get(2)?,
-            state: r.get(3)?,
+            state: stored(r, 3, "attempts.state")?,
             sources: serde_json::from_str(&sources).unwrap_or_default(),
             failed_dir: r.get(5)?,
         })
@@ -92,21 +131,17 @@ pub fn read_resume(path: &Path) -> Result<Resume, CheckpointError> {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<String>>(3)?,
+                saved_step(r, 2)?,
             ))
         })
         .map_err(wrap)?
     {
-        let (unit, instance, status, outputs) = row.map_err(wrap)?;
-        let outputs = outputs
-            .and_then(|o| serde_json::from_str(&o).ok())
-            .unwrap_or(Value::Null);
+        let (unit, instance, saved) = row.map_err(wrap)?;
         resume
             .steps
             .entry(unit)
             .or_default()
-            .insert(instance, (status, outputs));
+            .insert(instance, saved);
     }
     resume.attempts = attempts_of(&conn).map_err(wrap)?;
     Ok(resume)
@@ -142,6 +177,13 @@ impl Reader {
             .optional()
     }
 
+    /// The run's state: that of its last attempt (`None` before the run recorded one).
+    pub fn run_state(&self) -> Result<Option<AttemptState>, rusqlite::Error> {
+        self.meta("state")?
+            .map(|state| parse_stored(&state, 0, "meta.state"))
+            .transpose()
+    }
+
     /// Units by status.
     pub fn unit_counts(&self) -> Result<HashMap<String, i64>, rusqlite::Error> {
         let mut stmt = self
@@ -171,10 +213,17 @@ impl Reader {
         rows.collect()
     }
 
-    /// Step instances by (step id, status).
-    pub fn step_counts(&self) -> Result<Vec<(String, String, String, i64)>, rusqlite::Error> {
+    /// Step instances by (step id, action, status).
+    pub fn step_counts(&self) -> Result<Vec<(String, String, StepStatus, i64)>, rusqlite::Error> {
         let mut stmt = self.conn.prepare("SELECT step_id, action, status, COUNT(*) FROM steps GROUP BY step_id, action, status ORDER BY MIN(rowid)")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                stored(r, 2, "steps.status")?,
+                r.get(3)?,
+            ))
+        })?;
         rows.collect()
     }
 
@@ -187,7 +236,7 @@ impl Reader {
                 method: r.get(1)?,
                 endpoint: r.get(2)?,
                 status: r.get(3)?,
-                outcome: r.get(4)?,
+                outcome: stored(r, 4, "calls.outcome")?,
                 latency_ms: r.get(5)?,
                 at: r.get(6)?,
             })
@@ -286,10 +335,16 @@ impl Reader {
     #[allow(clippy::type_complexity)]
     pub fn call_counts(
         &self,
-    ) -> Result<Vec<(String, String, String, String, i64)>, rusqlite::Error> {
+    ) -> Result<Vec<(String, String, String, CallOutcome, i64)>, rusqlite::Error> {
         let mut stmt = self.conn.prepare("SELECT step_id, method, endpoint, outcome, COUNT(*) FROM calls GROUP BY step_id, method, endpoint, outcome ORDER BY MIN(id)")?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                stored(r, 3, "calls.outcome")?,
+                r.get(4)?,
+            ))
         })?;
         rows.collect()
     }
@@ -301,12 +356,13 @@ impl Reader {
         &self,
         percentiles: &[f64],
     ) -> Result<Vec<StepLatencies>, rusqlite::Error> {
-        const USED: &str = "outcome = 'ok' OR (outcome = 'adopted' AND latency_ms > 0)";
+        const USED: &str = "outcome = ?1 OR (outcome = ?2 AND latency_ms > 0)";
+        let used = [CallOutcome::Ok.as_str(), CallOutcome::Adopted.as_str()];
         let mut counts: Vec<(String, i64)> = Vec::new();
         let mut stmt = self.conn.prepare(&format!(
             "SELECT step_id, COUNT(*) FROM calls WHERE {USED} GROUP BY step_id ORDER BY step_id"
         ))?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        for row in stmt.query_map(used, |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
             counts.push(row?);
         }
         let mut out: Vec<StepLatencies> = counts
@@ -322,7 +378,7 @@ impl Reader {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT step_id, latency_ms FROM calls WHERE {USED} ORDER BY step_id, latency_ms"
         ))?;
-        let mut rows = stmt.query([])?;
+        let mut rows = stmt.query(used)?;
         let (mut current, mut index, mut wanted) = (usize::MAX, 0i64, Vec::new());
         while let Some(row) = rows.next()? {
             let step: String = row.get(0)?;
@@ -349,8 +405,9 @@ impl Reader {
         origin: f64,
         width: f64,
     ) -> Result<Vec<(i64, i64, i64)>, rusqlite::Error> {
-        let mut stmt = self.conn.prepare("SELECT CAST((at - ?1) / ?2 AS INTEGER) AS b, COUNT(*), SUM(outcome = 'throttled') FROM calls GROUP BY b ORDER BY b")?;
-        let rows = stmt.query_map(params![origin, width], |r| {
+        let mut stmt = self.conn.prepare("SELECT CAST((at - ?1) / ?2 AS INTEGER) AS b, COUNT(*), SUM(outcome = ?3) FROM calls GROUP BY b ORDER BY b")?;
+        let throttled = CallOutcome::Throttled.as_str();
+        let rows = stmt.query_map(params![origin, width, throttled], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
         rows.collect()
@@ -451,30 +508,12 @@ impl Reader {
     pub fn unit_steps(
         &self,
         unit: &str,
-    ) -> Result<HashMap<String, (String, Value)>, rusqlite::Error> {
+    ) -> Result<HashMap<String, (StepStatus, Value)>, rusqlite::Error> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT instance, status, outputs FROM steps WHERE unit = ?1")?;
-        let rows = stmt.query_map([unit], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-            ))
-        })?;
-        rows.map(|r| {
-            r.map(|(i, s, o)| {
-                (
-                    i,
-                    (
-                        s,
-                        o.and_then(|o| serde_json::from_str(&o).ok())
-                            .unwrap_or(Value::Null),
-                    ),
-                )
-            })
-        })
-        .collect()
+        let rows = stmt.query_map([unit], |r| Ok((r.get::<_, String>(0)?, saved_step(r, 1)?)))?;
+        rows.collect()
     }
 }
 
@@ -493,7 +532,7 @@ pub struct CallRow {
     pub method: String,
     pub endpoint: String,
     pub status: Option<u16>,
-    pub outcome: String,
+    pub outcome: CallOutcome,
     pub latency_ms: f64,
     pub at: f64,
 }
@@ -523,7 +562,7 @@ mod tests {
                 instance: "client".into(),
                 step_id: "client".into(),
                 action: "create_client".into(),
-                status: "done",
+                status: StepStatus::Done,
                 idempotency_key: None,
                 http_status: Some(201),
                 outputs: json!({ "encodedKey": format!("k-{key}") }),

@@ -189,7 +189,7 @@ fn commit(conn: &mut Connection, batch: &[Record]) -> Result<(), rusqlite::Error
                     s.instance,
                     s.step_id,
                     s.action,
-                    s.status,
+                    s.status.as_str(),
                     s.idempotency_key,
                     s.http_status,
                     s.outputs.to_string(),
@@ -205,7 +205,7 @@ fn commit(conn: &mut Connection, batch: &[Record]) -> Result<(), rusqlite::Error
                     c.method,
                     c.endpoint,
                     c.status,
-                    c.outcome,
+                    c.outcome.as_str(),
                     c.latency_ms,
                     at
                 ])?;
@@ -248,7 +248,7 @@ fn commit(conn: &mut Connection, batch: &[Record]) -> Result<(), rusqlite::Error
             }
             Record::AttemptStarted(a) => {
                 tx.prepare_cached("INSERT OR REPLACE INTO attempts (n, kind, reload_start, started_at, state, sources) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
-                    .execute(params![a.n, a.kind, a.reload_start, at, a.state, serde_json::to_string(&a.sources).unwrap_or_default()])?;
+                    .execute(params![a.n, a.kind.as_str(), a.reload_start, at, a.state.as_str(), serde_json::to_string(&a.sources).unwrap_or_default()])?;
             }
             Record::AttemptEnded {
                 n,
@@ -256,7 +256,7 @@ fn commit(conn: &mut Connection, batch: &[Record]) -> Result<(), rusqlite::Error
                 failed_dir,
             } => {
                 tx.prepare_cached("UPDATE attempts SET state = ?2, ended_at = ?3, failed_dir = COALESCE(?4, failed_dir) WHERE n = ?1")?
-                    .execute(params![n, state, at, failed_dir])?;
+                    .execute(params![n, state.as_str(), at, failed_dir])?;
             }
             Record::Event { kind, detail } => {
                 tx.prepare_cached("INSERT INTO events (at, kind, detail) VALUES (?1, ?2, ?3)")?

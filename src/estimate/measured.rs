@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::checkpoint::Reader;
+use crate::mambu::CallOutcome;
 
 /// Measured in one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -57,10 +58,10 @@ pub fn read(run_dir: &Path) -> anyhow::Result<Measured> {
     let (mut ok_sum, mut ok_n) = (0.0, 0u64);
     let (mut retried, mut throttled) = (0u64, 0u64);
     for call in &calls {
-        match call.outcome.as_str() {
-            "retried" => retried += 1,
-            "throttled" => throttled += 1,
-            "ok" => {
+        match call.outcome {
+            CallOutcome::Retried => retried += 1,
+            CallOutcome::Throttled => throttled += 1,
+            CallOutcome::Ok => {
                 let entry = sums
                     .entry(format!("{} {}", call.method, call.endpoint))
                     .or_default();
@@ -69,7 +70,7 @@ pub fn read(run_dir: &Path) -> anyhow::Result<Measured> {
                 ok_sum += call.latency_ms;
                 ok_n += 1;
             }
-            _ => {}
+            CallOutcome::Adopted | CallOutcome::Failed => {}
         }
     }
     let logical = (calls.len() as u64)
@@ -130,7 +131,7 @@ mod tests {
             key: "units_total".into(),
             value: "4".into(),
         });
-        let call = |endpoint: &str, outcome: &'static str, latency_ms: f64| {
+        let call = |endpoint: &str, outcome: CallOutcome, latency_ms: f64| {
             Record::Call(Box::new(CallRecord {
                 unit: "CL-1".into(),
                 step_id: "s".into(),
@@ -141,12 +142,12 @@ mod tests {
                 latency_ms,
             }))
         };
-        checkpoint.record(call("/clients", "ok", 10.0));
-        checkpoint.record(call("/clients", "ok", 30.0));
-        checkpoint.record(call("/loans", "throttled", 1.0));
-        checkpoint.record(call("/loans", "ok", 50.0));
-        checkpoint.record(call("/loans", "retried", 1.0));
-        checkpoint.record(call("/loans", "ok", 50.0));
+        checkpoint.record(call("/clients", CallOutcome::Ok, 10.0));
+        checkpoint.record(call("/clients", CallOutcome::Ok, 30.0));
+        checkpoint.record(call("/loans", CallOutcome::Throttled, 1.0));
+        checkpoint.record(call("/loans", CallOutcome::Ok, 50.0));
+        checkpoint.record(call("/loans", CallOutcome::Retried, 1.0));
+        checkpoint.record(call("/loans", CallOutcome::Ok, 50.0));
         checkpoint.close().unwrap();
         let m = read(dir.path()).unwrap();
         assert_eq!(m.units, 4);

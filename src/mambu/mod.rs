@@ -22,5 +22,5 @@ pub use client::{
     classify,
 };
 pub use limiter::Limiter;
-pub use policy::{Expect, RetrySettings};
+pub use policy::{CallOutcome, Expect, RetrySettings};
 pub use session::{Observer, Quiet, Sent, Session};

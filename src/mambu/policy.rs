@@ -108,26 +108,45 @@ pub enum Next {
     GiveUp { message: String },
 }
 
-/// An attempt's outcome as the checkpoint records it: `ok` (a usable success), `throttled`
-/// (429), `failed` (a refusal, the credentials refused), `retried` (anything sent again, or
-/// given up on: a transient failure of the call, not a fault of the record).
-pub fn outcome(attempt: Attempt<'_>, expect: Expect) -> &'static str {
+crate::stored_as_text! {
+    /// What one attempt of a call came to, as the checkpoint records it and the reports count
+    /// it. [`outcome`] says it of every attempt; the caller settles a refusal as `Adopted` or
+    /// `Failed` once it knows whether what the request makes exists.
+    pub enum CallOutcome: "call outcome" {
+        /// A usable success.
+        Ok = "ok",
+        /// Sent again, or given up on: a transient failure of the call (5xx, 409, no answer, a
+        /// spoiled answer), not a fault of the record.
+        Retried = "retried",
+        /// Answered 429 Too Many Requests.
+        Throttled = "throttled",
+        /// Refused as already existing, and what exists adopted ([`adopt`](super::adopt)).
+        Adopted = "adopted",
+        /// Refused: the record fails (or the credentials were refused).
+        Failed = "failed",
+    }
+}
+
+/// An attempt's outcome: `Ok` (a usable success), `Throttled` (429), `Failed` (a refusal, the
+/// credentials refused), `Retried` (anything sent again, or given up on). Never `Adopted`: the
+/// caller settles a refusal as that.
+pub fn outcome(attempt: Attempt<'_>, expect: Expect) -> CallOutcome {
     match attempt {
         Attempt::Answer(answer) if answer.status < 300 => {
             if expect.usable(answer) {
-                "ok"
+                CallOutcome::Ok
             } else {
-                "retried"
+                CallOutcome::Retried
             }
         }
         Attempt::Answer(answer) => match classify(answer) {
             Verdict::Retry {
                 throttled: true, ..
-            } => "throttled",
-            Verdict::Retry { .. } | Verdict::Success => "retried",
-            Verdict::Refused(_) | Verdict::Stop(_) => "failed",
+            } => CallOutcome::Throttled,
+            Verdict::Retry { .. } | Verdict::Success => CallOutcome::Retried,
+            Verdict::Refused(_) | Verdict::Stop(_) => CallOutcome::Failed,
         },
-        Attempt::NoAnswer(_) => "retried",
+        Attempt::NoAnswer(_) => CallOutcome::Retried,
     }
 }
 
@@ -353,9 +372,12 @@ mod tests {
         );
         assert_eq!(
             outcome(Attempt::Answer(&throttled), Expect::Any),
-            "throttled"
+            CallOutcome::Throttled
         );
-        assert_eq!(outcome(Attempt::Answer(&refused), Expect::Any), "failed");
+        assert_eq!(
+            outcome(Attempt::Answer(&refused), Expect::Any),
+            CallOutcome::Failed
+        );
     }
 
     #[test]
@@ -376,7 +398,7 @@ mod tests {
         );
         assert_eq!(
             outcome(Attempt::NoAnswer("connection refused"), Expect::Any),
-            "retried"
+            CallOutcome::Retried
         );
         let gateway = answer(503, Value::Null);
         assert_eq!(

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{Answer, Client, ClientError, Keep, Refusal, Request};
 use super::limiter::Limiter;
-use super::policy::{self, Attempt, Expect, Next, RetrySettings, Tries};
+use super::policy::{self, Attempt, CallOutcome, Expect, Next, RetrySettings, Tries};
 
 /// How a call ended.
 #[derive(Debug)]
@@ -34,13 +34,13 @@ pub enum Sent {
 
 /// What the caller keeps of each attempt (the run: its checkpoint and progress line).
 pub trait Observer: Send {
-    /// One attempt: its status (`None`: no answer), its outcome label (`ok`, `retried`,
-    /// `throttled`, `failed`), its latency, and whether it was a refusal (whose outcome the
-    /// caller may settle later as `adopted`).
+    /// One attempt: its status (`None`: no answer), its outcome ([`policy::outcome`]), its
+    /// latency, and whether it was a refusal (whose outcome the caller may settle later as
+    /// [`CallOutcome::Adopted`]).
     fn attempt(
         &mut self,
         status: Option<u16>,
-        outcome: &'static str,
+        outcome: CallOutcome,
         latency_ms: f64,
         refused: bool,
     );
@@ -54,7 +54,7 @@ pub trait Observer: Send {
 pub struct Quiet;
 
 impl Observer for Quiet {
-    fn attempt(&mut self, _: Option<u16>, _: &'static str, _: f64, _: bool) {}
+    fn attempt(&mut self, _: Option<u16>, _: CallOutcome, _: f64, _: bool) {}
 }
 
 /// Items per page when reading a list: Mambu's maximum page size.

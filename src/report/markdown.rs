@@ -5,6 +5,7 @@ use std::fmt::Write;
 use super::render::{Align, Table, cell, percent, thousands};
 use super::stats::{self, ms};
 use super::summary::{StateCount, Summary};
+use crate::checkpoint::AttemptState;
 
 use Align::{Left, Right};
 
@@ -65,7 +66,7 @@ pub fn render(summary: &Summary) -> String {
         table.row(&["Finished", at]);
     }
     if let Some(d) = run.duration_seconds {
-        let label = if run.state == "running" {
+        let label = if run.state == AttemptState::Running.as_str() {
             "Running for"
         } else {
             "Duration"

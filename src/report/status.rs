@@ -7,7 +7,7 @@ use std::path::Path;
 use super::render::{percent, thousands};
 use super::stats;
 use super::summary;
-use crate::checkpoint::Reader;
+use crate::checkpoint::{AttemptState, Reader};
 
 /// The window of "calls/s over the last minute".
 const WINDOW_SECONDS: f64 = 60.0;
@@ -18,12 +18,12 @@ const STALE_SECONDS: f64 = 120.0;
 pub fn render(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<String> {
     let meta = reader.meta_all()?;
     let events = reader.events()?;
-    let (state, reason) = summary::state(&meta, &events);
-    let times = summary::times(reader, &meta, &events, &state, now)?;
+    let (state, reason) = summary::state(reader.run_state()?, &meta, &events);
+    let times = summary::times(reader, &meta, &events, state, now)?;
     let units = summary::unit_totals(reader, &meta)?;
     let calls = summary::call_outcomes(&reader.call_counts()?);
     let span = reader.call_span()?;
-    let running = state == "running";
+    let running = state == AttemptState::Running;
     let mut out = String::new();
 
     let name = meta
@@ -33,21 +33,21 @@ pub fn render(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<Str
         .get("target")
         .map(|t| format!(" against {t}"))
         .unwrap_or_default();
-    let why = match (&reason, state.as_str()) {
+    let why = match (&reason, state) {
         (Some(reason), _) => format!(" ({reason})"),
-        (None, "finished") if units.failed > 0 => {
+        (None, AttemptState::Finished) if units.failed > 0 => {
             format!(" ({} failed)", plural(units.failed, "unit"))
         }
         _ => String::new(),
     };
-    let _ = writeln!(out, "Run {name}{target}: {state}{why}");
+    let _ = writeln!(out, "Run {name}{target}: {}{why}", state.as_str());
 
     let elapsed = times.started.zip(times.end).map(|(s, e)| (e - s).max(0.0));
     if let Some(started) = times.started {
-        let took = match (elapsed, state.as_str()) {
-            (Some(d), "running") => format!(" · running for {}", stats::duration(d)),
-            (Some(d), "finished") => format!(" · took {}", stats::duration(d)),
-            (Some(d), _) => format!(" · stopped after {}", stats::duration(d)),
+        let took = match (elapsed, state) {
+            (Some(d), AttemptState::Running) => format!(" · running for {}", stats::duration(d)),
+            (Some(d), AttemptState::Finished) => format!(" · took {}", stats::duration(d)),
+            (Some(d), AttemptState::Stopped) => format!(" · stopped after {}", stats::duration(d)),
             (None, _) => String::new(),
         };
         let _ = writeln!(out, "  started    {}{took}", stats::date(started));
@@ -151,7 +151,7 @@ pub fn render(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<Str
             );
             let _ = writeln!(out, "             {resume}");
         }
-    } else if state == "stopped" {
+    } else if state == AttemptState::Stopped {
         let _ = writeln!(out, "  resume     {resume}");
     }
     if !running {

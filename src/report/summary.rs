@@ -7,7 +7,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::stats::{self, Bucket};
-use crate::checkpoint::Reader;
+use crate::checkpoint::{AttemptState, Reader, StepStatus};
+use crate::mambu::CallOutcome;
 
 /// Steps acting on a loan account (their instances name the loan).
 pub const LOAN_ACTIONS: &[&str] = &[
@@ -55,7 +56,7 @@ pub struct RunIdentity {
     pub concurrency: Option<u64>,
     /// `--sample N`, if the run was a sample migration.
     pub sample: Option<u64>,
-    /// `running`, `finished` or `stopped`.
+    /// `running`, `finished` or `stopped` ([`AttemptState`]).
     pub state: String,
     pub stop_reason: Option<String>,
     /// UTC, RFC 3339: `2025-01-31T22:05:09Z`.
@@ -193,21 +194,20 @@ pub(crate) fn number<T: std::str::FromStr>(meta: &HashMap<String, String>, key: 
     meta.get(key).and_then(|v| v.trim().parse().ok())
 }
 
-/// The run's state and why it stopped (meta, else the last `stopped` event).
+/// The run's state (as recorded, running if it is not) and why it stopped (meta, else the
+/// last `stopped` event).
 pub(crate) fn state(
+    recorded: Option<AttemptState>,
     meta: &HashMap<String, String>,
     events: &[(f64, String, String)],
-) -> (String, Option<String>) {
-    let state = meta
-        .get("state")
-        .cloned()
-        .unwrap_or_else(|| "running".into());
+) -> (AttemptState, Option<String>) {
+    let state = recorded.unwrap_or(AttemptState::Running);
     let reason = meta
         .get("stop_reason")
         .filter(|r| !r.is_empty())
         .cloned()
         .or_else(|| {
-            if state == "stopped" {
+            if state == AttemptState::Stopped {
                 events
                     .iter()
                     .rev()
@@ -225,22 +225,22 @@ pub(crate) fn times(
     reader: &Reader,
     meta: &HashMap<String, String>,
     events: &[(f64, String, String)],
-    state: &str,
+    state: AttemptState,
     now: f64,
 ) -> rusqlite::Result<Times> {
     let span = reader.call_span()?;
     let started = number::<f64>(meta, "started_at")
         .or_else(|| events.first().map(|e| e.0))
         .or(span.map(|s| s.0));
-    let finished = if state == "running" {
+    let finished = if state == AttemptState::Running {
         None
     } else {
         number::<f64>(meta, "finished_at")
     };
     let end = match (finished, state) {
         (Some(f), _) => Some(f),
-        (None, "running") => Some(now),
-        (None, _) => reader.last_activity()?,
+        (None, AttemptState::Running) => Some(now),
+        (None, AttemptState::Finished | AttemptState::Stopped) => reader.last_activity()?,
     };
     Ok(Times {
         started,
@@ -311,15 +311,14 @@ pub(crate) struct Outcomes {
 }
 
 impl Outcomes {
-    pub fn add(&mut self, outcome: &str, n: i64) {
+    pub fn add(&mut self, outcome: CallOutcome, n: i64) {
         self.total += n;
         match outcome {
-            "ok" => self.ok += n,
-            "retried" => self.retried += n,
-            "throttled" => self.throttled += n,
-            "adopted" => self.adopted += n,
-            "failed" => self.failed += n,
-            _ => {}
+            CallOutcome::Ok => self.ok += n,
+            CallOutcome::Retried => self.retried += n,
+            CallOutcome::Throttled => self.throttled += n,
+            CallOutcome::Adopted => self.adopted += n,
+            CallOutcome::Failed => self.failed += n,
         }
     }
 
@@ -341,10 +340,10 @@ impl Outcomes {
 }
 
 /// Every call's outcome, all together.
-pub(crate) fn call_outcomes(counts: &[(String, String, String, String, i64)]) -> Outcomes {
+pub(crate) fn call_outcomes(counts: &[(String, String, String, CallOutcome, i64)]) -> Outcomes {
     let mut all = Outcomes::default();
     for (_, _, _, outcome, n) in counts {
-        all.add(outcome, *n);
+        all.add(*outcome, *n);
     }
     all
 }
@@ -395,8 +394,8 @@ impl Summary {
     pub fn read(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<Self> {
         let meta = reader.meta_all()?;
         let events = reader.events()?;
-        let (state, stop_reason) = state(&meta, &events);
-        let times = times(reader, &meta, &events, &state, now)?;
+        let (state, stop_reason) = state(reader.run_state()?, &meta, &events);
+        let times = times(reader, &meta, &events, state, now)?;
         let duration = times.started.zip(times.end).map(|(s, e)| (e - s).max(0.0));
 
         let run = RunIdentity {
@@ -407,12 +406,13 @@ impl Summary {
             rate: number(&meta, "rate"),
             concurrency: number(&meta, "concurrency"),
             sample: number(&meta, "sample"),
-            state: state.clone(),
+            state: state.as_str().to_owned(),
             stop_reason,
             started_at: times.started.map(stats::rfc3339),
             finished_at: times.finished.map(stats::rfc3339),
             duration_seconds: duration.map(|d| stats::round(d, 3)),
-            resume_command: (state == "stopped").then(|| resume_command(&meta, run_dir)),
+            resume_command: (state == AttemptState::Stopped)
+                .then(|| resume_command(&meta, run_dir)),
             run_dir: run_dir.display().to_string(),
         };
 
@@ -445,12 +445,11 @@ impl Summary {
         for (step, action, status, n) in reader.step_counts()? {
             let i = step_entry(&mut steps, &step, &action);
             let s = &mut steps[i];
-            match status.as_str() {
-                "done" => s.done += n,
-                "adopted" => s.adopted += n,
-                "skipped" => s.skipped += n,
-                "failed" => s.failed += n,
-                _ => {}
+            match status {
+                StepStatus::Done => s.done += n,
+                StepStatus::Adopted => s.adopted += n,
+                StepStatus::Skipped => s.skipped += n,
+                StepStatus::Failed => s.failed += n,
             }
         }
         let mut endpoints: Vec<EndpointSummary> = Vec::new();
@@ -482,7 +481,7 @@ impl Summary {
                 }
             };
             let mut o = Outcomes::default();
-            o.add(outcome, *n);
+            o.add(*outcome, *n);
             let e = &mut endpoints[e];
             e.calls += o.total;
             e.ok += o.ok;

@@ -9,43 +9,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::{Resume, SourceFile};
+use crate::checkpoint::{AttemptKind, AttemptState, Resume, SourceFile};
 use crate::plan::check::Plan;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Fresh,
-    /// Goes on with the same data: units that failed stay failed.
-    Resume,
-    /// Some sources are fixed failed rows (files under the run's `failed/`): the units that
-    /// failed before this reload began are tried again from the step they failed at.
-    Reload,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Fresh => "fresh",
-            Kind::Resume => "resume",
-            Kind::Reload => "reload",
-        }
-    }
-
-    /// The event that opens the attempt in the run's history.
-    pub fn event(self) -> &'static str {
-        match self {
-            Kind::Fresh => "started",
-            Kind::Resume => "resumed",
-            Kind::Reload => "reloaded",
-        }
-    }
-}
 
 /// This attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chosen {
     pub n: i64,
-    pub kind: Kind,
+    pub kind: AttemptKind,
     /// For a reload: the attempt that began it (this one, or the reload it resumes).
     pub reload_start: Option<i64>,
 }
@@ -165,7 +136,7 @@ pub fn classify(
     if !reload {
         return Ok(Chosen {
             n,
-            kind: Kind::Resume,
+            kind: AttemptKind::Resume,
             reload_start: None,
         });
     }
@@ -178,13 +149,13 @@ pub fn classify(
                 .iter()
                 .zip(now)
                 .all(|(a, b)| a.name == b.name && a.path == b.path);
-        (last.kind == Kind::Reload.as_str() && last.state != "finished" && same_files)
+        (last.kind == AttemptKind::Reload && last.state != AttemptState::Finished && same_files)
             .then_some(last.reload_start)
             .flatten()
     });
     Ok(Chosen {
         n,
-        kind: Kind::Reload,
+        kind: AttemptKind::Reload,
         reload_start: Some(continued.unwrap_or(n)),
     })
 }
@@ -204,16 +175,16 @@ mod tests {
 
     fn attempt(
         n: i64,
-        kind: &str,
+        kind: AttemptKind,
         reload_start: Option<i64>,
-        state: &str,
+        state: AttemptState,
         sources: Vec<SourceFile>,
     ) -> Attempt {
         Attempt {
             n,
-            kind: kind.into(),
+            kind,
             reload_start,
-            state: state.into(),
+            state,
             sources,
             failed_dir: None,
         }
@@ -228,9 +199,9 @@ mod tests {
         let resume = Resume {
             attempts: vec![attempt(
                 1,
-                "fresh",
+                AttemptKind::Fresh,
                 None,
-                "finished",
+                AttemptState::Finished,
                 vec![
                     file("clients", Path::new("/x/clients.csv"), "a"),
                     file("loans", Path::new("/x/loans.csv"), "b"),
@@ -269,13 +240,22 @@ mod tests {
         let failed = std::fs::canonicalize(run_dir.join("failed/1")).unwrap();
         let extract = file("loans", Path::new("/x/loans.csv"), "b");
         let mut resume = Resume {
-            attempts: vec![attempt(1, "fresh", None, "finished", vec![extract.clone()])],
+            attempts: vec![attempt(
+                1,
+                AttemptKind::Fresh,
+                None,
+                AttemptState::Finished,
+                vec![extract.clone()],
+            )],
             ..Resume::default()
         };
         let cmd = "mambu-migrate run p.yaml --run-dir r --reload";
         // The same data: a resume.
         let chosen = classify(&resume, std::slice::from_ref(&extract), run_dir, 2, cmd).unwrap();
-        assert_eq!((chosen.kind, chosen.reload_start), (Kind::Resume, None));
+        assert_eq!(
+            (chosen.kind, chosen.reload_start),
+            (AttemptKind::Resume, None)
+        );
         assert!(!chosen.retries(1));
         // Another extract: refused, naming only what exists.
         let other = file("loans", Path::new("/x/loans-v2.csv"), "c");
@@ -291,28 +271,34 @@ mod tests {
         // Fixed rows: a reload that retries what failed before it.
         let fixed = file("loans", &failed.join("loans.csv"), "d");
         let chosen = classify(&resume, std::slice::from_ref(&fixed), run_dir, 2, cmd).unwrap();
-        assert_eq!((chosen.kind, chosen.reload_start), (Kind::Reload, Some(2)));
+        assert_eq!(
+            (chosen.kind, chosen.reload_start),
+            (AttemptKind::Reload, Some(2))
+        );
         assert!(chosen.retries(1) && !chosen.retries(2));
         // That reload killed (still `running`), then resumed: the same reload goes on.
         resume.attempts.push(attempt(
             2,
-            "reload",
+            AttemptKind::Reload,
             Some(2),
-            "running",
+            AttemptState::Running,
             vec![fixed.clone()],
         ));
         let chosen = classify(&resume, std::slice::from_ref(&fixed), run_dir, 3, cmd).unwrap();
-        assert_eq!((chosen.kind, chosen.reload_start), (Kind::Reload, Some(2)));
+        assert_eq!(
+            (chosen.kind, chosen.reload_start),
+            (AttemptKind::Reload, Some(2))
+        );
         assert!(
             !chosen.retries(2),
             "failed again in this reload: not a third time"
         );
         // Once it finished, the same files again are a new reload.
-        resume.attempts[1].state = "finished".into();
+        resume.attempts[1].state = AttemptState::Finished;
         let chosen = classify(&resume, &[fixed], run_dir, 3, cmd).unwrap();
         assert_eq!(chosen.reload_start, Some(3));
         // Back to the original extract after reloads: a resume.
         let chosen = classify(&resume, &[extract], run_dir, 3, cmd).unwrap();
-        assert_eq!(chosen.kind, Kind::Resume);
+        assert_eq!(chosen.kind, AttemptKind::Resume);
     }
 }

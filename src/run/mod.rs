@@ -24,15 +24,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::ExitStatus;
-use crate::checkpoint::{self, Checkpoint, Record, Resume, SourceFile};
-use crate::mambu::{Limiter, Observer, Session};
+use crate::checkpoint::{self, AttemptKind, AttemptState, Checkpoint, Record, Resume, SourceFile};
+use crate::mambu::{CallOutcome, Limiter, Observer, Session};
 use crate::plan::check::{Plan, check};
 use crate::plan::compiled::Compiled;
 use crate::plan::file::PlanFile;
 use crate::plan::load::load;
 use crate::source::{self, GroupOptions, Sources};
 use crate::target::Where;
-use attempt::{Chosen, Kind};
+use attempt::Chosen;
 use progress::Progress;
 use unit::{UnitEnd, run_unit};
 
@@ -200,7 +200,7 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<ExitStatus> {
         (
             Chosen {
                 n,
-                kind: Kind::Fresh,
+                kind: AttemptKind::Fresh,
                 reload_start: None,
             },
             attempt::source_files(&plan)?,
@@ -252,7 +252,7 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<ExitStatus> {
         (
             Chosen {
                 n,
-                kind: Kind::Fresh,
+                kind: AttemptKind::Fresh,
                 reload_start: None,
             },
             attempt::source_files(&plan)?,
@@ -383,7 +383,7 @@ fn open_attempt(
         }
     }
     let plan_hash = crate::files::sha256_file(&plan.file)?;
-    if chosen.kind == Kind::Fresh {
+    if chosen.kind == AttemptKind::Fresh {
         checkpoint.record(meta("started_at", now()));
         checkpoint.record(meta(
             "plan",
@@ -399,9 +399,9 @@ fn open_attempt(
     }
     checkpoint.record(Record::AttemptStarted(Box::new(checkpoint::Attempt {
         n: chosen.n,
-        kind: chosen.kind.as_str().to_owned(),
+        kind: chosen.kind,
         reload_start: chosen.reload_start,
-        state: "running".into(),
+        state: AttemptState::Running,
         sources: files.to_vec(),
         failed_dir: None,
     })));
@@ -412,7 +412,7 @@ fn open_attempt(
         ("target", target.to_string()),
         ("rate", rate.to_string()),
         ("concurrency", concurrency.to_string()),
-        ("state", "running".into()),
+        ("state", AttemptState::Running.as_str().into()),
         ("run_dir", run_dir.display().to_string()),
         ("attempt", chosen.n.to_string()),
     ] {
@@ -523,7 +523,7 @@ async fn execute(
 
     // Sources: read and sorted on a blocking thread; units stream through a channel.
     let (total_units, unit_rx, grouping) = stream_units(sources, options.sample, concurrency).await;
-    if chosen.kind != Kind::Reload {
+    if chosen.kind != AttemptKind::Reload {
         // A reload reads only the failed units: the run's total stays the extract's.
         checkpoint.record(meta("units_total", total_units.to_string()));
     }
@@ -609,7 +609,9 @@ async fn execute(
         // flushed) with the last handle.
         Err(shared) => {
             let reason = "unit tasks outlived the run".to_owned();
-            shared.checkpoint.record(meta("state", "stopped".into()));
+            shared
+                .checkpoint
+                .record(meta("state", AttemptState::Stopped.as_str().into()));
             shared
                 .checkpoint
                 .record(meta("stop_reason", reason.clone()));
@@ -656,7 +658,7 @@ async fn conclude(
             r.problems
                 .iter()
                 .filter(|p| {
-                    !(chosen.kind == Kind::Reload
+                    !(chosen.kind == AttemptKind::Reload
                         && matches!(
                             p.kind,
                             source::ProblemKind::Orphan { .. }
@@ -693,11 +695,11 @@ async fn conclude(
     }
     let end = |checkpoint: &Checkpoint, stop: &Option<String>| {
         let state = if stop.is_some() {
-            "stopped"
+            AttemptState::Stopped
         } else {
-            "finished"
+            AttemptState::Finished
         };
-        checkpoint.record(meta("state", state.into()));
+        checkpoint.record(meta("state", state.as_str().into()));
         checkpoint.record(meta("finished_at", now()));
         match stop {
             Some(reason) => {
@@ -714,7 +716,7 @@ async fn conclude(
         }
         checkpoint.record(Record::AttemptEnded {
             n: chosen.n,
-            state: state.into(),
+            state,
             failed_dir: exported
                 .as_ref()
                 .map(|e: &failed::Exported| e.dir.display().to_string()),
@@ -974,7 +976,7 @@ struct LookupCalls<'a> {
 }
 
 impl Observer for LookupCalls<'_> {
-    fn attempt(&mut self, status: Option<u16>, outcome: &'static str, latency_ms: f64, _: bool) {
+    fn attempt(&mut self, status: Option<u16>, outcome: CallOutcome, latency_ms: f64, _: bool) {
         self.shared.progress.calls.fetch_add(1, Ordering::Relaxed);
         self.shared
             .checkpoint

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::Shared;
-use crate::checkpoint::{CallRecord, Record, StepRecord, UnitError};
+use crate::checkpoint::{CallRecord, Record, StepRecord, StepStatus, UnitError};
 use crate::mambu::adopt::{Intent, adopt};
-use crate::mambu::{Answer, Expect, Keep, Observer, Refusal, Request, Sent};
+use crate::mambu::{Answer, CallOutcome, Expect, Keep, Observer, Refusal, Request, Sent};
 use crate::plan::action::Action;
 use crate::plan::compiled::{Call, Planned};
 use crate::plan::ids::{external_id, idempotency_key, instance_id};
@@ -29,7 +29,7 @@ pub async fn run_unit(
     shared: Arc<Shared>,
     unit: Unit,
     ordinal: u64,
-    saved: HashMap<String, (String, Value)>,
+    saved: HashMap<String, (StepStatus, Value)>,
 ) -> UnitEnd {
     shared.checkpoint.record(Record::UnitStarted {
         key: unit.key().to_owned(),
@@ -51,9 +51,9 @@ pub async fn run_unit(
         let action = shared.compiled.step(step.step);
         let instance = instance_id(&shared.compiled, step);
         if let Some((status, out)) = saved.get(&instance)
-            && status != "failed"
+            && *status != StepStatus::Failed
         {
-            if status != "skipped" {
+            if *status != StepStatus::Skipped {
                 outputs.insert(action.id.clone(), out.clone());
             }
             continue;
@@ -119,7 +119,7 @@ async fn run_step(
     let compiled = &shared.compiled;
     let step = compiled.step(planned.step);
     let lookups = shared.lookups.get();
-    let record_step = |status: &'static str,
+    let record_step = |status: StepStatus,
                        key: Option<String>,
                        http: Option<u16>,
                        out: &Value,
@@ -141,7 +141,7 @@ async fn run_step(
     match compiled.when(planned, outputs, lookups) {
         Ok(true) => {}
         Ok(false) => {
-            record_step("skipped", None, None, &Value::Null, 0, 0.0);
+            record_step(StepStatus::Skipped, None, None, &Value::Null, 0, 0.0);
             return Ok(());
         }
         Err(e) => {
@@ -209,22 +209,22 @@ async fn run_step(
         };
         let endpoint = endpoint_of(step.action, &call);
         match ctx.send(&request, &endpoint).await {
-            Sent::Ok(answer) => (answer, "done"),
+            Sent::Ok(answer) => (answer, StepStatus::Done),
             Sent::Refused(answer, refusal) => {
                 let pending = ctx.refused.take();
                 let intent = intent_of(&call);
                 let shared = ctx.shared;
                 let keep = ctx.keep;
                 let adopted = adopt(&shared.session, &intent, &refusal, keep, &mut ctx).await;
-                ctx.settle("failed");
+                ctx.settle(CallOutcome::Failed);
                 ctx.refused = pending;
                 match adopted {
                     Some(existing) => {
-                        ctx.settle("adopted");
-                        (existing, "adopted")
+                        ctx.settle(CallOutcome::Adopted);
+                        (existing, StepStatus::Adopted)
                     }
                     None => {
-                        ctx.settle("failed");
+                        ctx.settle(CallOutcome::Failed);
                         return Err(refused(&step.id, &answer, refusal, *ctx.attempts));
                     }
                 }
@@ -387,7 +387,7 @@ impl Observer for CallCtx<'_> {
     fn attempt(
         &mut self,
         status: Option<u16>,
-        outcome: &'static str,
+        outcome: CallOutcome,
         latency_ms: f64,
         refused: bool,
     ) {
@@ -397,9 +397,9 @@ impl Observer for CallCtx<'_> {
         let progress = &self.shared.progress;
         progress.calls.fetch_add(1, Relaxed);
         match outcome {
-            "throttled" => progress.throttled.fetch_add(1, Relaxed),
-            "retried" => progress.retried.fetch_add(1, Relaxed),
-            _ => 0,
+            CallOutcome::Throttled => progress.throttled.fetch_add(1, Relaxed),
+            CallOutcome::Retried => progress.retried.fetch_add(1, Relaxed),
+            CallOutcome::Ok | CallOutcome::Adopted | CallOutcome::Failed => 0,
         };
         let record = CallRecord {
             unit: self.unit.to_owned(),
@@ -411,7 +411,7 @@ impl Observer for CallCtx<'_> {
             latency_ms,
         };
         if refused {
-            self.settle("failed");
+            self.settle(CallOutcome::Failed);
             self.refused = Some(record);
         } else {
             self.shared
@@ -431,8 +431,8 @@ impl Observer for CallCtx<'_> {
 }
 
 impl CallCtx<'_> {
-    /// Records the refused attempt as `adopted` (what it would have made exists) or `failed`.
-    fn settle(&mut self, outcome: &'static str) {
+    /// Records the refused attempt as adopted (what it would have made exists) or failed.
+    fn settle(&mut self, outcome: CallOutcome) {
         if let Some(mut call) = self.refused.take() {
             call.outcome = outcome;
             self.shared.checkpoint.record(Record::Call(Box::new(call)));
@@ -488,7 +488,7 @@ fn intent_of(call: &Call) -> Intent<'_> {
 async fn edit_schedule(
     ctx: &mut CallCtx<'_>,
     call: &Call,
-) -> Result<(Answer, &'static str), StepStop> {
+) -> Result<(Answer, StepStatus), StepStop> {
     let step = ctx.step.to_owned();
     ctx.expect = Expect::Schedule;
     let get = Request {
@@ -503,7 +503,7 @@ async fn edit_schedule(
     let current = match ctx.send(&get, "/loans/{loan}/schedule").await {
         Sent::Ok(answer) => answer,
         Sent::Refused(answer, refusal) => {
-            ctx.settle("failed");
+            ctx.settle(CallOutcome::Failed);
             return Err(refused(&step, &answer, refusal, *ctx.attempts));
         }
         Sent::GaveUp { message, status } => {
@@ -558,7 +558,7 @@ async fn edit_schedule(
         keep: ctx.keep,
     };
     match ctx.send(&put, "/loans/{loan}/schedule").await {
-        Sent::Ok(answer) => Ok((answer, "done")),
+        Sent::Ok(answer) => Ok((answer, StepStatus::Done)),
         // A replay after the edit was applied and paid into: Mambu refuses to edit paid
         // installments, and the schedule already is what the plan asks for.
         Sent::Refused(_, _)
@@ -567,11 +567,11 @@ async fn edit_schedule(
                 .zip(&call.installments)
                 .all(|(mambu, ours)| already_edited(mambu, ours)) =>
         {
-            ctx.settle("adopted");
-            Ok((current, "adopted"))
+            ctx.settle(CallOutcome::Adopted);
+            Ok((current, StepStatus::Adopted))
         }
         Sent::Refused(answer, refusal) => {
-            ctx.settle("failed");
+            ctx.settle(CallOutcome::Failed);
             Err(refused(&step, &answer, refusal, *ctx.attempts))
         }
         Sent::GaveUp { message, status } => Err(StepStop::Failed(Box::new(UnitError {

@@ -8,6 +8,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::{Mismatch, Total};
+use crate::checkpoint::StepStatus;
 use crate::mambu::{Expect, Keep, Quiet, Session};
 use crate::plan::action::Action;
 use crate::plan::compiled::Compiled;
@@ -182,7 +183,7 @@ impl Checker {
         mut self,
         compiled: &Compiled,
         unit: &source::Unit,
-        saved: &HashMap<String, (String, Value)>,
+        saved: &HashMap<String, (StepStatus, Value)>,
     ) -> Checked {
         let expected = self.expected(compiled, unit, saved);
         for account in expected.accounts {
@@ -210,7 +211,7 @@ impl Checker {
         &mut self,
         compiled: &Compiled,
         unit: &source::Unit,
-        saved: &HashMap<String, (String, Value)>,
+        saved: &HashMap<String, (StepStatus, Value)>,
     ) -> Expected {
         let mut expected = Expected::default();
         let mut outputs: HashMap<String, Value> = HashMap::new();
@@ -220,7 +221,7 @@ impl Checker {
             let Some((status, out)) = saved.get(&instance) else {
                 continue;
             };
-            if status == "skipped" {
+            if *status == StepStatus::Skipped {
                 continue;
             }
             outputs.insert(step.id.clone(), out.clone());

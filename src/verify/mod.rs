@@ -32,7 +32,7 @@ use rand::seq::IndexedRandom;
 use serde::Serialize;
 
 use crate::ExitStatus;
-use crate::checkpoint::Reader;
+use crate::checkpoint::{AttemptKind, Reader};
 use crate::mambu::Session;
 use crate::plan::check::check;
 use crate::plan::compiled::Compiled;
@@ -123,7 +123,7 @@ fn data_sets(reader: &Reader) -> anyhow::Result<Vec<DataSet>> {
         by_attempt.entry(n).or_default().insert(unit);
     }
     let mut reloads: Vec<DataSet> = Vec::new();
-    for attempt in attempts.iter().filter(|a| a.kind == "reload") {
+    for attempt in attempts.iter().filter(|a| a.kind == AttemptKind::Reload) {
         let Some(units) = by_attempt.remove(&attempt.n) else {
             continue;
         };
