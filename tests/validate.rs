@@ -256,3 +256,59 @@ fn a_tenant_that_cannot_be_read_is_a_problem_never_a_skipped_check() {
         "{report}"
     );
 }
+
+#[test]
+fn a_time_the_tenants_clocks_skip_is_reported_where_it_is() {
+    // A Lisbon tenant: the extract's 01:30 on the last Sunday of March does not exist there.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for file in ["clients", "deposits", "loans", "schedules"] {
+        std::fs::copy(
+            format!("fixtures/sample/{file}.csv"),
+            data.join(format!("{file}.csv")),
+        )
+        .unwrap();
+    }
+    let transactions = std::fs::read_to_string("fixtures/sample/transactions.csv")
+        .unwrap()
+        .replacen(
+            "TX-00000001,LN-000001,REPAYMENT,553.00,2025-01-31,",
+            "TX-00000001,LN-000001,REPAYMENT,553.00,2025-03-30 01:30:00,",
+            1,
+        );
+    std::fs::write(data.join("transactions.csv"), transactions).unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        std::fs::read_to_string("plans/sample.yaml")
+            .unwrap()
+            .replace("../fixtures/sample/", "data/")
+            .replace("timezone: \"+00:00\"", "timezone: Europe/Lisbon")
+            // The extract gives times of day for its transactions.
+            .replace(
+                "value_date: { type: date, required: true }",
+                "value_date: { type: text, required: true }",
+            ),
+    )
+    .unwrap();
+    let (code, report) = validate(&[plan.to_str().unwrap()]);
+    assert_eq!(code, 2, "{report}");
+    let line = report
+        .lines()
+        .find(|l| l.contains("does not exist in Europe/Lisbon"))
+        .unwrap_or_else(|| panic!("the gap is reported:\n{report}"));
+    assert!(
+        line.contains("transactions.csv:2") && line.contains("2025-03-30 01:30"),
+        "located: {line}"
+    );
+    // Every other date is fine in Lisbon: winter +00:00, summer +01:00.
+    assert_eq!(
+        report
+            .lines()
+            .filter(|l| l.contains("does not exist"))
+            .count(),
+        1,
+        "{report}"
+    );
+}

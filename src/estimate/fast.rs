@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 
 use crate::plan::check::{Plan, Step};
-use crate::plan::template::{Condition, Context, Engine, parse_offset};
+use crate::plan::template::{Condition, Context, Engine, Zone};
 use crate::source::scan::{ScanSpec, Scanned, find_records, first_record, record_at, scan};
 use crate::source::{Header, RowReader, SourceDef, Sources};
 
@@ -213,9 +213,8 @@ impl<'p> Analysis<'p> {
         for d in &defs {
             headers.push(RowReader::open(d).ok()?.header().as_ref().clone());
         }
-        let offset = parse_offset(&plan.settings.timezone)
-            .unwrap_or_else(|_| chrono::FixedOffset::east_opt(0).expect("zero offset"));
-        let engine: &'static Engine = Engine::with_default_offset(offset).leak();
+        let zone = Zone::parse(&plan.settings.timezone).unwrap_or(Zone::UTC);
+        let engine: &'static Engine = Engine::with_zone(zone).leak();
         let root = index(&plan.unit)?;
         let mut analysis = Analysis {
             plan,

@@ -245,12 +245,16 @@ impl<'a> Checker<'a> {
     /// Dates without an offset are read in the plan's timezone, so it must be a UTC offset.
     fn check_timezone(&mut self) {
         let timezone = &self.file.timezone;
-        if chrono::DateTime::parse_from_rfc3339(&format!("2000-01-01T00:00:00{timezone}")).is_err()
-        {
+        if crate::plan::template::Zone::parse(timezone).is_none() {
+            let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+            let hint = match did_you_mean(timezone, &names) {
+                Some(name) => format!("did you mean `{name}`? Or write an offset: +01:00, -05:00"),
+                None => "write the tenant's time zone (Europe/Lisbon) or an offset (+01:00)".into(),
+            };
             self.report(
                 "timezone",
-                format!("`{timezone}` is not a UTC offset"),
-                Some("write it as +01:00 or -05:00".into()),
+                format!("`{timezone}` is neither a time zone nor a UTC offset"),
+                Some(hint),
             );
         }
     }

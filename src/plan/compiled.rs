@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::action::Action;
 use super::check::{ActionStep, Plan, Step};
-use super::template::{Condition, Context, Engine, Memo, Row, TemplateError, Tree, parse_offset};
+use super::template::{Condition, Context, Engine, Memo, Row, TemplateError, Tree, Zone};
 use crate::source::{Record, Unit};
 
 /// A plan ready to render calls.
@@ -122,9 +122,8 @@ impl Compiled {
     /// Compiles every template. Errors were reported by [`super::refs::check_references`]; a
     /// step whose templates do not compile is left out here.
     pub fn new(plan: &Plan) -> Self {
-        let offset = parse_offset(&plan.settings.timezone)
-            .unwrap_or_else(|_| chrono::FixedOffset::east_opt(0).expect("zero offset"));
-        let engine: &'static Engine = Engine::with_default_offset(offset).leak();
+        let zone = Zone::parse(&plan.settings.timezone).unwrap_or(Zone::UTC);
+        let engine: &'static Engine = Engine::with_zone(zone).leak();
         let mut compiled = Compiled {
             steps: Vec::new(),
             tree: Vec::new(),

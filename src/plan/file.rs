@@ -26,7 +26,9 @@ pub struct PlanFile {
     /// never from this file.
     #[serde(default)]
     pub target: TargetFile,
-    /// The UTC offset the `datetime` filter gives dates without one, e.g. `+01:00`.
+    /// The tenant's time zone, an IANA name (`Europe/Lisbon`: each date gets the offset in force
+    /// on it, daylight saving included, as Mambu requires), or a fixed UTC offset (`+01:00`):
+    /// what the `datetime` filter gives dates without an offset.
     #[serde(default = "default_timezone")]
     pub timezone: String,
     #[serde(default)]

@@ -110,7 +110,7 @@ fn wrong_kind(filter: &'static str, kind: ValueKind) -> Error {
 
 /// Adds every plan filter to `env`. `mode` decides what `decimal` yields; `default_offset` is
 /// the offset `datetime` gives a date-time that has none.
-pub(super) fn register(env: &mut Environment<'static>, mode: Mode, default_offset: FixedOffset) {
+pub(super) fn register(env: &mut Environment<'static>, mode: Mode, default_offset: Zone) {
     env.add_filter("decimal", move |value: &Value, kwargs: Kwargs| {
         decimal(value, kwargs, mode)
     });
@@ -356,6 +356,54 @@ pub(super) fn parse_offset(s: &str) -> Option<FixedOffset> {
     }
 }
 
+/// The time zone a date-time without an offset is taken in: a fixed offset, or an IANA zone
+/// whose offset depends on the date (daylight saving). Mambu refuses a date-time whose offset
+/// is not the one its tenant's zone had at that instant (`../shared/mambu-api.md` §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zone {
+    Fixed(FixedOffset),
+    Named(chrono_tz::Tz),
+}
+
+impl Zone {
+    pub const UTC: Zone = Zone::Named(chrono_tz::UTC);
+
+    /// `+02:00`, `Z`, `UTC`, or an IANA name (`Europe/Lisbon`).
+    pub fn parse(text: &str) -> Option<Zone> {
+        parse_offset(text)
+            .map(Zone::Fixed)
+            .or_else(|| text.trim().parse::<chrono_tz::Tz>().ok().map(Zone::Named))
+    }
+
+    /// A local date-time in this zone, with the offset in force then. In the hour the clocks
+    /// skip it does not exist: an error saying so. In the hour they repeat, the first one.
+    pub fn at(self, local: NaiveDateTime) -> Result<DateTime<FixedOffset>, String> {
+        match self {
+            Zone::Fixed(offset) => offset
+                .from_local_datetime(&local)
+                .single()
+                .ok_or_else(|| "out of range".to_owned()),
+            Zone::Named(tz) => match tz.from_local_datetime(&local) {
+                chrono::LocalResult::Single(dt) => Ok(dt.fixed_offset()),
+                chrono::LocalResult::Ambiguous(first, _) => Ok(first.fixed_offset()),
+                chrono::LocalResult::None => Err(format!(
+                    "{} does not exist in {}: the clocks skip that hour (daylight saving); correct the time in the data",
+                    local.format("%Y-%m-%d %H:%M"),
+                    tz.name()
+                )),
+            },
+        }
+    }
+
+    /// `dt` as this zone shows it.
+    pub fn show(self, dt: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
+        match self {
+            Zone::Fixed(offset) => dt.with_timezone(&offset),
+            Zone::Named(tz) => dt.with_timezone(&tz).fixed_offset(),
+        }
+    }
+}
+
 /// Either a date-time with its offset, or one without.
 enum Parsed {
     Aware(DateTime<FixedOffset>),
@@ -395,7 +443,7 @@ fn datetime(
     value: &Value,
     format: Option<&str>,
     kwargs: Kwargs,
-    default_offset: FixedOffset,
+    default_offset: Zone,
 ) -> Result<Value, Error> {
     let tz: Option<String> = kwargs.get("tz")?;
     kwargs.assert_all_used()?;
@@ -407,13 +455,15 @@ fn datetime_with(
     value: &Value,
     format: Option<&str>,
     tz: Option<&str>,
-    default_offset: FixedOffset,
+    default_offset: Zone,
 ) -> Result<Value, Error> {
     let tz = match tz {
-        Some(t) => Some(
-            parse_offset(t)
-                .ok_or_else(|| fail("datetime", "tz must be an offset like +02:00, -05:30 or Z"))?,
-        ),
+        Some(t) => Some(Zone::parse(t).ok_or_else(|| {
+            fail(
+                "datetime",
+                "tz must be an offset like +02:00, -05:30 or Z, or a time zone like Europe/Lisbon",
+            )
+        })?),
         None => None,
     };
     let Some(s) = date_text("datetime", value)? else {
@@ -428,17 +478,13 @@ fn datetime_with(
     })?;
     let dt = match parsed {
         Parsed::Aware(dt) => match tz {
-            Some(tz) => dt.with_timezone(&tz),
+            Some(tz) => tz.show(dt),
             None => dt,
         },
-        Parsed::Naive(naive) => match tz
+        Parsed::Naive(naive) => tz
             .unwrap_or(default_offset)
-            .from_local_datetime(&naive)
-            .single()
-        {
-            Some(dt) => dt,
-            None => return Err(fail("datetime", "out of range")),
-        },
+            .at(naive)
+            .map_err(|e| fail("datetime", e))?,
     };
     Ok(Value::from(format_datetime(dt)))
 }
@@ -528,18 +574,14 @@ enum Call {
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Chain {
     calls: Vec<Call>,
-    default_offset: FixedOffset,
+    default_offset: Zone,
 }
 
 impl Chain {
     /// The chain of `source` when it is `variable` followed by one or more filters this module
     /// can call directly, each with no arguments or with the literal arguments it takes;
     /// `None` for anything else.
-    pub(super) fn parse(
-        source: &str,
-        variable: &str,
-        default_offset: FixedOffset,
-    ) -> Option<Chain> {
+    pub(super) fn parse(source: &str, variable: &str, default_offset: Zone) -> Option<Chain> {
         let mut p = Parser {
             rest: source.trim(),
         };

@@ -85,7 +85,7 @@ use chrono::FixedOffset;
 use minijinja::{Environment, ErrorKind, Expression, UndefinedBehavior, Value};
 
 pub use context::{Cells, Context, RESERVED_NAMES, Row};
-pub use filters::mask_text;
+pub use filters::{Zone, mask_text};
 pub use memo::Memo;
 
 use context::Needs;
@@ -189,8 +189,8 @@ pub fn parse_offset(offset: &str) -> Result<FixedOffset, TemplateError> {
 #[derive(Debug)]
 pub struct Engine {
     values: Environment<'static>,
-    /// The offset `datetime` gives a value without one.
-    default_offset: FixedOffset,
+    /// The zone `datetime` takes a value without an offset in.
+    default_offset: Zone,
     conditions: Environment<'static>,
     /// Names minijinja defines globally (`range`, `dict`…): used alone, not context variables.
     globals: BTreeSet<String>,
@@ -205,12 +205,17 @@ impl Default for Engine {
 impl Engine {
     /// An engine whose `datetime` takes offset-less values in UTC.
     pub fn new() -> Self {
-        Self::with_default_offset(FixedOffset::east_opt(0).expect("0 is a valid offset"))
+        Self::with_zone(Zone::UTC)
     }
 
-    /// An engine whose `datetime` takes offset-less values at `offset` (the plan's default,
-    /// see [`parse_offset`]).
+    /// An engine whose `datetime` takes offset-less values at `offset`.
     pub fn with_default_offset(offset: FixedOffset) -> Self {
+        Self::with_zone(Zone::Fixed(offset))
+    }
+
+    /// An engine whose `datetime` takes offset-less values in `zone` (the plan's `timezone`),
+    /// with the offset in force on each value's date.
+    pub fn with_zone(offset: Zone) -> Self {
         let build = |mode| {
             let mut env = Environment::new();
             env.set_undefined_behavior(UndefinedBehavior::Strict);

@@ -331,6 +331,56 @@ fn datetimes_with_offsets() {
 }
 
 #[test]
+fn a_named_zone_gives_each_date_the_offset_in_force_then() {
+    let engine = Engine::with_zone(Zone::parse("Europe/Lisbon").unwrap());
+    let headers = ["d"];
+    let lisbon = |template: &str, cell: &str| {
+        let row = [cell];
+        render_with(
+            &engine,
+            json!(template),
+            &Context::new().source("loans", &headers, &row),
+        )
+    };
+    // Winter: Lisbon is at +00:00; summer: +01:00 (a backdated value takes its own date's).
+    assert_eq!(
+        lisbon("{{ loans.d | datetime }}", "2024-01-15").unwrap(),
+        json!("2024-01-15T00:00:00+00:00")
+    );
+    assert_eq!(
+        lisbon("{{ loans.d | datetime }}", "2024-07-15").unwrap(),
+        json!("2024-07-15T00:00:00+01:00")
+    );
+    // The hour the clocks skip does not exist: said, never shifted silently.
+    let gap = lisbon("{{ loans.d | datetime }}", "2024-03-31 01:30:00")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        gap.contains("2024-03-31 01:30 does not exist in Europe/Lisbon"),
+        "{gap}"
+    );
+    // The hour the clocks repeat: the first one.
+    assert_eq!(
+        lisbon("{{ loans.d | datetime }}", "2024-10-27 01:30:00").unwrap(),
+        json!("2024-10-27T01:30:00+01:00")
+    );
+    // tz= takes a zone too; a value with an offset is shown in it.
+    assert_eq!(
+        lisbon(
+            "{{ loans.d | datetime(tz='Europe/Berlin') }}",
+            "2024-07-15T10:00:00Z"
+        )
+        .unwrap(),
+        json!("2024-07-15T12:00:00+02:00")
+    );
+    assert_eq!(
+        Zone::parse("+02:00"),
+        Some(Zone::Fixed(parse_offset("+02:00").unwrap()))
+    );
+    assert_eq!(Zone::parse("Europe/Lisbn"), None);
+}
+
+#[test]
 fn default_replaces_empty_and_undefined() {
     assert_eq!(
         one("{{ loans.x | default('n/a') }}", "x", "").unwrap(),
