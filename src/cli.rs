@@ -280,6 +280,17 @@ pub struct SandboxArgs {
     /// How Idempotency-Key headers are treated.
     #[arg(long, value_enum, default_value_t = IdempotencyArg::Honour)]
     pub idempotency: IdempotencyArg,
+    /// The tenant's time zone, an IANA id (e.g. Europe/Lisbon): every v2 date-time must carry
+    /// its offset at that date, daylight saving included.
+    #[arg(long, value_name = "ZONE", default_value = "UTC", value_parser = time_zone)]
+    pub timezone: chrono_tz::Tz,
+}
+
+/// An IANA time-zone id, as the tz database spells it.
+fn time_zone(id: &str) -> Result<chrono_tz::Tz, String> {
+    id.parse().map_err(|_| {
+        format!("`{id}` is not an IANA time zone (e.g. Europe/Lisbon, America/New_York, UTC)")
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -474,6 +485,7 @@ fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitStatus> {
             },
             outage: false,
         },
+        time_zone: args.timezone,
     };
     let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), args.port);
     let runtime = crate::runtime()?;

@@ -735,3 +735,173 @@ async fn a_session_reads_every_page_and_a_missing_entity_is_none() {
         .unwrap();
     assert!(missing.is_none(), "a 404 is None, not an error");
 }
+
+/// The offset Lisbon had at the instant a date-time the sandbox wrote names.
+fn lisbon_offset_at(text: &str) -> String {
+    use chrono::{Offset, TimeZone};
+    let at = chrono::DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    chrono_tz::Europe::Lisbon
+        .offset_from_utc_datetime(&at.naive_utc())
+        .fix()
+        .to_string()
+}
+
+#[tokio::test]
+async fn every_v2_date_time_carries_the_tenants_offset_at_that_date() {
+    let sandbox = Sandbox::start(&["--timezone", "Europe/Lisbon"]);
+    let api = sandbox.api();
+
+    let setup = api.get("/setup/organization").await;
+    assert_eq!(setup.status, 200, "{setup:?}");
+    assert_eq!(setup.body["timeZoneID"], "Europe/Lisbon");
+    for field in [
+        "currency",
+        "dateFormat",
+        "dateTimeFormat",
+        "decimalSeparator",
+        "institutionName",
+    ] {
+        assert!(setup.body[field].is_string(), "{field}: {setup:?}");
+    }
+
+    // Disbursed on 2024-01-15T00:00:00+00:00: Lisbon is on winter time (WET, +00:00).
+    let (holder, loan) = active_loan(&api, "CL-TZ", "LN-TZ", "3000").await;
+    let repay = |value_date: String| {
+        let api = api.clone();
+        let loan = loan.clone();
+        async move {
+            api.post(
+                &format!("/loans/{loan}/repayment-transactions"),
+                json!({ "amount": 10, "valueDate": value_date }),
+            )
+            .await
+        }
+    };
+    let refusal = |value: &str, offset: &str| {
+        json!({ "errors": [{ "errorCode": 4, "errorReason": "INVALID_PARAMETERS",
+            "errorSource": format!("Invalid date offset for value {value} org offset is {offset}") }] })
+    };
+
+    // Winter time (WET, +00:00), then summer time (WEST, +01:00) from 2024-03-31T01:00:00Z:
+    // each refused with the other season's offset, accepted with its own.
+    for (local, wrong, right) in [
+        ("2024-02-01T10:00:00", "+01:00", "+00:00"),
+        ("2024-07-01T10:00:00", "+00:00", "+01:00"),
+    ] {
+        let refused = repay(format!("{local}{wrong}")).await;
+        assert_eq!(refused.status, 400, "{local}{wrong}");
+        assert_eq!(refused.body, refusal(local, right));
+        let accepted = repay(format!("{local}{right}")).await;
+        assert_eq!(accepted.status, 201, "{accepted:?}");
+        assert_eq!(accepted.body["valueDate"], format!("{local}{right}"));
+    }
+
+    // 01:00-02:00 on 2024-03-31 never happened on Lisbon's clocks.
+    for lost in ["2024-03-31T01:30:00+00:00", "2024-03-31T01:30:00+01:00"] {
+        let answer = repay(lost.into()).await;
+        assert_eq!(answer.status, 400, "{lost}: {answer:?}");
+        assert_eq!(
+            answer.body,
+            refusal("2024-03-31T01:30:00", "+01:00"),
+            "{lost}"
+        );
+    }
+    let no_offset = repay("2024-07-01T10:00:00".into()).await;
+    assert_eq!(no_offset.body, refusal("2024-07-01T10:00:00", "+01:00"));
+
+    // Every other date-time of a body is checked alike.
+    let booking = api
+        .post(
+            &format!("/loans/{loan}/repayment-transactions"),
+            json!({ "amount": 10, "valueDate": "2024-07-02T10:00:00+01:00", "bookingDate": "2024-07-02T10:00:00+00:00" }),
+        )
+        .await;
+    assert_eq!(booking.body, refusal("2024-07-02T10:00:00", "+01:00"));
+    let summer_loan = api.post("/loans", json!({ "accountHolderKey": holder, "accountHolderType": "CLIENT", "productTypeKey": PERSONAL_LOAN, "loanAmount": 1000, "scheduleSettings": { "gracePeriod": 0, "repaymentInstallments": 3 },
+        "disbursementDetails": { "expectedDisbursementDate": "2024-06-03T00:00:00+01:00", "firstRepaymentDate": "2024-07-03T00:00:00+00:00" } })).await;
+    assert_eq!(summer_loan.status, 400);
+    assert_eq!(summer_loan.body, refusal("2024-07-03T00:00:00", "+01:00"));
+
+    // What the sandbox writes carries Lisbon's offsets: the schedule counted from a winter
+    // disbursement crosses into summer, and reads back into an edit unchanged.
+    let schedule = api.get(&format!("/loans/{loan}/schedule")).await;
+    let dues: Vec<&str> = schedule.body["installments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["dueDate"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        dues,
+        [
+            "2024-02-15T00:00:00+00:00",
+            "2024-03-15T00:00:00+00:00",
+            "2024-04-15T00:00:00+01:00"
+        ]
+    );
+    let edit = |due: &str| {
+        let installments: Vec<Value> = schedule.body["installments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(n, i)| {
+                let due = if n == 2 {
+                    due
+                } else {
+                    i["dueDate"].as_str().unwrap()
+                };
+                json!({ "encodedKey": i["encodedKey"], "dueDate": due })
+            })
+            .collect();
+        Value::Array(installments)
+    };
+    let as_read = api
+        .put(
+            &format!("/loans/{loan}/schedule"),
+            edit("2024-04-15T00:00:00+01:00"),
+        )
+        .await;
+    assert_eq!(as_read.status, 200, "{as_read:?}");
+    let winter_offset = api
+        .put(
+            &format!("/loans/{loan}/schedule"),
+            edit("2024-04-15T00:00:00+00:00"),
+        )
+        .await;
+    assert_eq!(winter_offset.body, refusal("2024-04-15T00:00:00", "+01:00"));
+    let today = repay_today(&api, &loan).await;
+    for field in ["valueDate", "creationDate"] {
+        let text = today.body[field].as_str().unwrap();
+        assert_eq!(
+            &text[text.len() - 6..],
+            lisbon_offset_at(text),
+            "{field}: {today:?}"
+        );
+    }
+}
+
+/// A repayment without a value date: Mambu dates it today.
+async fn repay_today(api: &common::Api, loan: &str) -> common::Answer {
+    let answer = api
+        .post(
+            &format!("/loans/{loan}/repayment-transactions"),
+            json!({ "amount": 1 }),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{answer:?}");
+    answer
+}
+
+#[test]
+fn a_time_zone_that_is_not_iana_is_refused_naming_it() {
+    use predicates::prelude::*;
+    assert_cmd::Command::new(env!("CARGO_BIN_EXE_mambu-migrate"))
+        .args(["sandbox", "--port", "0", "--timezone", "Europe/Lisbn"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("`Europe/Lisbn` is not an IANA time zone")
+                .and(predicate::str::contains("--timezone")),
+        );
+}

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::error::ApiError;
-use super::state::{Tenant, TransactionKind};
+use super::state::{Tenant, TransactionKind, Zone};
 use super::{Credentials, Faults, IdempotencyMode, SandboxConfig};
 
 const V2_MEDIA_TYPE: &str = "application/vnd.mambu.v2+json";
@@ -140,7 +140,7 @@ impl Shared {
             .throttle_rps
             .map(|rps| Bucket::new(rps, config.faults.throttle_burst));
         Self {
-            tenant: Mutex::new(Tenant::new(config.products)),
+            tenant: Mutex::new(Tenant::new(config.products, Zone::new(config.time_zone))),
             idempotency: Mutex::new(KeyStore::default()),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed)),
             bucket: Mutex::new(bucket),
@@ -256,6 +256,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/depositproducts/{id}", get(deposit_product))
         .route("/branches", get(branches))
         .route("/branches/{id}", get(branch))
+        .route("/setup/organization", get(organization_setup))
         .fallback(unknown_operation)
         .layer(middleware::from_fn_with_state(shared.clone(), gate));
     Router::new()
@@ -916,6 +917,10 @@ async fn branches(
 
 async fn branch(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     read(&s, |t| one(t.products().branch(&id)))
+}
+
+async fn organization_setup(State(s): State<Arc<Shared>>) -> Response {
+    read(&s, |t| Ok(t.organization_setup()))
 }
 
 /// Test-only: change the tenant behind the API's back (see [`Tenant::tamper`]).

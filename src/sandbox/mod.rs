@@ -2,9 +2,9 @@
 //!
 //! It serves Mambu API v2 under `/api` (and the v1 settlement-account link), enforces Mambu's
 //! contracts (required fields, v2 Accept header, apiKey or basic auth, unique ids and
-//! externalIds, account states, product limits, Idempotency-Key replay), injects the faults a
-//! cutover night sees (latency, 429 throttling, 5xx and 409, lost replies, expired keys), and
-//! reports what it holds at `GET /_sandbox/stats`.
+//! externalIds, account states, product limits, Idempotency-Key replay, date-time offsets in the
+//! tenant's time zone), injects the faults a cutover night sees (latency, 429 throttling, 5xx
+//! and 409, lost replies, expired keys), and reports what it holds at `GET /_sandbox/stats`.
 //!
 //! - [`state`]: the tenant's entities and Mambu's rules over them (no HTTP).
 //! - [`products`]: the tenant configuration: loan and deposit products, branches.
@@ -37,11 +37,14 @@ pub struct SandboxConfig {
     /// Seeds every random decision (faults, jitter), so a faulty run can be replayed.
     pub seed: u64,
     pub faults: Faults,
+    /// The tenant's time zone: every v2 date-time must carry its offset at that date
+    /// (`../shared/mambu-api.md` §8).
+    pub time_zone: chrono_tz::Tz,
 }
 
 impl SandboxConfig {
-    /// A fault-free sandbox with the default products, accepting the given API key (and basic
-    /// auth `sandbox`:`sandbox`).
+    /// A fault-free sandbox in UTC with the default products, accepting the given API key (and
+    /// basic auth `sandbox`:`sandbox`).
     pub fn with_api_key(api_key: impl Into<String>) -> Self {
         Self {
             credentials: Credentials {
@@ -52,6 +55,7 @@ impl SandboxConfig {
             products: Products::default_set(),
             seed: 0,
             faults: Faults::default(),
+            time_zone: chrono_tz::Tz::UTC,
         }
     }
 }

@@ -8,7 +8,9 @@ that Prism loads, with
     they do not clash with the 2021 `Installment`);
   - a stub for the v1 POST /loans/{loanAccountId}/settlementAccounts/{depositAccountId}, which
     no v2 spec has, so Prism lets it through (its answer checked only for shape);
-  - stubs for GET /loanproducts, /depositproducts and /branches (the plan's lookups).
+  - stubs for GET /loanproducts, /depositproducts and /branches (the plan's lookups);
+  - GET /setup/organization (the tenant's time zone), not in the 2021 set: its OrganizationSetup
+    schema typed from skyleague/mambu-sdk, src/organization-details/rest.zod.ts.
 Run: python3 tests/contract/build_spec.py ../shared/mambu-openapi tests/contract/mambu-v2-contract.swagger2.json
 """
 import json
@@ -95,6 +97,38 @@ for path in ["/loanproducts", "/depositproducts", "/branches"]:
             "security": [{"basic": []}],
         }
     }
+
+# The organization setup (the tenant's time zone): not in the 2021 set. Required fields and types
+# as skyleague/mambu-sdk (generated from Mambu's 2025 spec) declares them.
+spec["definitions"]["OrganizationSetup"] = {
+    "description": "Response representation of the organization setup details",
+    "type": "object",
+    "required": ["dateFormat", "dateTimeFormat", "decimalSeparator", "institutionName"],
+    "properties": {
+        "creationDate": {"type": "string", "format": "date-time"},
+        "currency": {"type": "string"},
+        "dateFormat": {"type": "string"},
+        "dateTimeFormat": {"type": "string"},
+        "decimalSeparator": {"type": "string", "enum": ["COMMA", "POINT"]},
+        "emailAddress": {"type": "string"},
+        "institutionName": {"type": "string"},
+        "lastModifiedDate": {"type": "string", "format": "date-time"},
+        "phoneNumber": {"type": "string"},
+        "timeZoneID": {"type": "string"},
+    },
+}
+spec["paths"]["/setup/organization"] = {
+    "get": {
+        "operationId": "getOrganizationSetup",
+        "description": "Not in the 2021 set: typed from skyleague/mambu-sdk src/organization-details/.",
+        "produces": ["application/vnd.mambu.v2+json"],
+        "responses": {
+            "200": {"description": "Organization setup returned.", "schema": {"$ref": "#/definitions/OrganizationSetup"}},
+            "401": {"description": "UNAUTHORIZED", "schema": {"$ref": "#/definitions/ErrorResponse"}},
+        },
+        "security": [{"basic": []}],
+    }
+}
 
 with open(out, "w") as f:
     json.dump(spec, f, indent=1, sort_keys=True)

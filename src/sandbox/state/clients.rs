@@ -65,7 +65,7 @@ impl Tenant {
             id,
             doc,
             state: "INACTIVE",
-            created: now(),
+            created: now(self.zone),
             activated: None,
         });
         Ok(self.client_json(index))
@@ -106,7 +106,7 @@ impl Tenant {
         let client = &mut self.clients[index];
         if client.state == "INACTIVE" {
             client.state = "ACTIVE";
-            client.activated = Some(now());
+            client.activated = Some(now(self.zone));
         }
     }
 

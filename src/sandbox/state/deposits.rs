@@ -53,7 +53,7 @@ impl Tenant {
             state: "PENDING_APPROVAL",
             balance: Decimal::ZERO,
             linked_loans: Vec::new(),
-            created: now(),
+            created: now(self.zone),
             approved: None,
         });
         Ok(self.deposit_json(index))
@@ -101,7 +101,7 @@ impl Tenant {
             _ => return Err(ApiError::invalid_parameters("action")),
         };
         if next == "APPROVED" {
-            deposit.approved = Some(now());
+            deposit.approved = Some(now(self.zone));
         }
         deposit.state = next;
         let holder = deposit.holder;

@@ -1,12 +1,13 @@
 //! Reading request bodies and writing answers: object and string fields, exact decimals and
-//! money, dates in Mambu's format, now and today.
+//! money, date-times checked against the tenant's zone and written in Mambu's format.
 
 use std::str::FromStr;
 
-use chrono::{DateTime, FixedOffset, Months, SecondsFormat, Utc};
+use chrono::{DateTime, FixedOffset, SecondsFormat};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
+use super::zone::{DateError, Zone, offset_message};
 use crate::sandbox::error::ApiError;
 
 pub(super) fn object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
@@ -67,48 +68,50 @@ pub fn money(d: Decimal) -> Value {
     serde_json::from_str(&d.normalize().to_string()).unwrap_or(Value::Null)
 }
 
+/// A date-time field of a v2 body, checked against the tenant's zone; `None` when absent.
 pub(super) fn optional_datetime(
     doc: Option<&Value>,
     field: &str,
+    zone: Zone,
 ) -> Result<Option<DateTime<FixedOffset>>, ApiError> {
     match doc.and_then(|d| d.get(field)) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => parse_datetime(v).map(Some).ok_or_else(|| {
-            ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                4,
-                "INVALID_DATE_TIME_FORMAT",
-            )
-            .at(field)
-        }),
+        Some(v) => datetime(v, field, zone).map(Some),
     }
 }
 
-pub(super) fn parse_datetime(v: &Value) -> Option<DateTime<FixedOffset>> {
-    DateTime::parse_from_rfc3339(v.as_str()?).ok()
+/// A date-time of a v2 body (`source` names where it sits), with the offset the tenant's zone
+/// has at that date and time.
+pub(super) fn datetime(
+    v: &Value,
+    source: &str,
+    zone: Zone,
+) -> Result<DateTime<FixedOffset>, ApiError> {
+    let format_error = || {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            4,
+            "INVALID_DATE_TIME_FORMAT",
+        )
+        .at(source)
+    };
+    match zone.parse(v.as_str().ok_or_else(format_error)?) {
+        Ok(at) => Ok(at),
+        Err(DateError::Format) => Err(format_error()),
+        // Mambu names the value, not the field.
+        Err(DateError::Offset { local, expected }) => Err(ApiError::invalid_parameters(
+            offset_message(local, expected),
+        )),
+    }
 }
 
 pub(super) fn format_datetime(at: DateTime<FixedOffset>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, false)
 }
 
-pub(super) fn now_datetime() -> DateTime<FixedOffset> {
-    Utc::now().fixed_offset()
-}
-
-pub(super) fn now() -> String {
-    format_datetime(now_datetime())
-}
-
-pub(super) fn today() -> DateTime<FixedOffset> {
-    let date = Utc::now().date_naive();
-    date.and_hms_opt(0, 0, 0)
-        .map(|d| d.and_utc().fixed_offset())
-        .unwrap_or_else(now_datetime)
-}
-
-pub(super) fn add_months(at: DateTime<FixedOffset>, months: u32) -> DateTime<FixedOffset> {
-    at.checked_add_months(Months::new(months)).unwrap_or(at)
+/// Now in the tenant's zone, as Mambu writes it.
+pub(super) fn now(zone: Zone) -> String {
+    format_datetime(zone.now())
 }
 
 #[cfg(test)]

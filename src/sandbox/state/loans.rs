@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 
 use super::json::{
     decimal, format_datetime, money, now, object, optional_datetime, optional_str,
-    required_decimal, required_str, today, writable,
+    required_decimal, required_str, writable,
 };
-use super::{Answer, EntityRef, Installment, Loan, Tenant};
+use super::{Answer, EntityRef, Installment, Loan, Tenant, Zone};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::products::LoanProduct;
 
@@ -81,8 +81,8 @@ impl Tenant {
             ));
         }
         let details = doc.get("disbursementDetails");
-        let expected = optional_datetime(details, "expectedDisbursementDate")?;
-        let first_repayment = optional_datetime(details, "firstRepaymentDate")?;
+        let expected = optional_datetime(details, "expectedDisbursementDate", self.zone)?;
+        let first_repayment = optional_datetime(details, "firstRepaymentDate", self.zone)?;
         if let (Some(e), Some(f)) = (expected, first_repayment)
             && f <= e
         {
@@ -121,7 +121,7 @@ impl Tenant {
             ],
         );
         doc.remove("id");
-        let created = now();
+        let created = now(self.zone);
         let mut loan = Loan {
             encoded_key,
             id,
@@ -143,7 +143,7 @@ impl Tenant {
             modified: created,
             transactions: Vec::new(),
         };
-        let start = expected.unwrap_or_else(today);
+        let start = expected.unwrap_or_else(|| self.zone.today());
         loan.schedule = self.generate_schedule(loan.terms(), start);
         self.loans.push(loan);
         Ok(self.loan_json(index))
@@ -205,7 +205,7 @@ impl Tenant {
             }
             _ => return Err(ApiError::invalid_parameters("action")),
         };
-        let stamp = now();
+        let stamp = now(self.zone);
         if state == "APPROVED" {
             loan.approved = Some(stamp.clone());
         }
@@ -274,7 +274,7 @@ impl Tenant {
         if let Some(key) = &l.settlement_key {
             out.insert("settlementAccountKey".into(), json!(key));
         }
-        out.insert("balances".into(), loan_balances(l));
+        out.insert("balances".into(), loan_balances(l, self.zone));
         Value::Object(out)
     }
 }
@@ -289,9 +289,9 @@ pub(super) fn loan_principal_balance(loan: &Loan) -> Decimal {
         .sum()
 }
 
-fn loan_balances(loan: &Loan) -> Value {
+fn loan_balances(loan: &Loan, zone: Zone) -> Value {
     let disbursed = loan.disbursed.is_some();
-    let today = today();
+    let today = zone.today();
     let sum = |f: &dyn Fn(&Installment) -> Decimal, due_only: bool| -> Decimal {
         if !disbursed {
             return Decimal::ZERO;

@@ -17,6 +17,8 @@
 //! - `backdoor`: what the sandbox's own endpoints see and change behind Mambu's API:
 //!   `GET /_sandbox/stats` and `POST /_sandbox/tamper`.
 //! - `json`: reading request bodies and writing answers: fields, exact decimals, dates.
+//! - `zone`: the tenant's time zone: the offset every v2 date-time must carry, now and today,
+//!   and the organization setup that names the zone.
 
 mod backdoor;
 mod clients;
@@ -26,6 +28,7 @@ mod loans;
 mod schedule;
 mod settlement;
 mod transactions;
+mod zone;
 
 use std::collections::HashMap;
 
@@ -38,11 +41,14 @@ use super::products::Products;
 
 use json::optional_str;
 pub use json::{decimal, money};
+pub use zone::Zone;
 
 /// Everything the sandbox tenant holds.
 #[derive(Debug)]
 pub struct Tenant {
     products: Products,
+    /// Every date-time it reads must carry this zone's offset; every one it writes does.
+    zone: Zone,
     seq: u64,
     clients: Vec<Client>,
     deposits: Vec<Deposit>,
@@ -192,9 +198,10 @@ pub enum TransactionKind {
 type Answer = Result<Value, ApiError>;
 
 impl Tenant {
-    pub fn new(products: Products) -> Self {
+    pub fn new(products: Products, zone: Zone) -> Self {
         Self {
             products,
+            zone,
             seq: 0,
             clients: Vec::new(),
             deposits: Vec::new(),
@@ -259,10 +266,10 @@ impl Tenant {
 mod test_support {
     use serde_json::{Value, json};
 
-    use super::{Products, Tenant};
+    use super::{Products, Tenant, Zone};
 
     pub(super) fn tenant() -> Tenant {
-        Tenant::new(Products::default_set())
+        Tenant::new(Products::default_set(), Zone::default())
     }
 
     pub(super) fn client(t: &mut Tenant) -> String {
@@ -279,5 +286,14 @@ mod test_support {
         ))
         .unwrap();
         t.create_loan(&body).unwrap()
+    }
+
+    /// A client's approved loan of `amount`, not yet disbursed; its id.
+    pub(super) fn approved_loan(t: &mut Tenant, amount: &str) -> String {
+        let holder = client(t);
+        let id = loan(t, &holder, amount)["id"].as_str().unwrap().to_owned();
+        t.change_loan_state(&id, &json!({ "action": "APPROVE" }))
+            .unwrap();
+        id
     }
 }

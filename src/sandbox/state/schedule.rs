@@ -5,7 +5,7 @@ use chrono::{DateTime, FixedOffset};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use super::json::{add_months, decimal, format_datetime, money, now, parse_datetime, today};
+use super::json::{datetime, decimal, format_datetime, money, now};
 use super::{Answer, Installment, Tenant, Terms};
 use crate::sandbox::error::ApiError;
 
@@ -21,7 +21,7 @@ impl Tenant {
         let base = (terms.amount / n).round_dp(2);
         let first_due = terms
             .first_repayment
-            .unwrap_or_else(|| add_months(start, 1));
+            .unwrap_or_else(|| self.zone.add_months(start, 1));
         let monthly_rate = terms.interest_rate / Decimal::from(1200);
         let mut remaining = terms.amount;
         (0..terms.installments)
@@ -35,7 +35,7 @@ impl Tenant {
                 remaining -= principal;
                 Installment {
                     encoded_key: self.new_key(),
-                    due: add_months(first_due, i),
+                    due: self.zone.add_months(first_due, i),
                     principal,
                     interest,
                     fee: Decimal::ZERO,
@@ -58,7 +58,7 @@ impl Tenant {
     fn schedule_json(&self, index: usize) -> Value {
         let l = &self.loans[index];
         let currency = &self.products.loan_products[l.product].currency;
-        let today = today();
+        let today = self.zone.today();
         let installments: Vec<Value> = l
             .schedule
             .iter()
@@ -147,9 +147,7 @@ impl Tenant {
                 None => None,
             };
             let due = match item.get("dueDate") {
-                Some(v) => {
-                    parse_datetime(v).ok_or_else(|| ApiError::invalid_parameters(at("dueDate")))?
-                }
+                Some(v) => datetime(v, &at("dueDate"), self.zone)?,
                 None => existing
                     .as_ref()
                     .map(|e| e.due)
@@ -252,7 +250,7 @@ impl Tenant {
         loan.installments = u32::try_from(schedule.len()).unwrap_or(u32::MAX);
         loan.schedule = schedule;
         loan.custom_schedule = true;
-        loan.modified = now();
+        loan.modified = now(self.zone);
         Ok(self.schedule_json(index))
     }
 }

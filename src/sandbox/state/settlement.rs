@@ -36,7 +36,7 @@ impl Tenant {
         self.deposits[deposit].linked_loans.push(loan_key);
         let loan = &mut self.loans[index];
         loan.settlement_key = Some(deposit_key);
-        loan.modified = now();
+        loan.modified = now(self.zone);
         Ok(())
     }
 }

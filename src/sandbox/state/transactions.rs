@@ -6,8 +6,8 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
 use super::json::{
-    decimal, format_datetime, money, now, now_datetime, object, optional_datetime, optional_str,
-    required_decimal, today, writable,
+    decimal, format_datetime, money, now, object, optional_datetime, optional_str,
+    required_decimal, writable,
 };
 use super::loans::loan_principal_balance;
 use super::{Answer, Installment, Tenant, Terms, Transaction, TransactionKind};
@@ -31,8 +31,15 @@ impl Tenant {
             self.counters.refused_external_ids += 1;
             return Err(ApiError::external_id_exists());
         }
-        let value_date = optional_datetime(Some(body), "valueDate")?.unwrap_or_else(today);
-        if value_date > now_datetime() {
+        let value_date = optional_datetime(Some(body), "valueDate", self.zone)?
+            .unwrap_or_else(|| self.zone.today());
+        // The input's other date-times (skyleague/mambu-sdk, `*LoanTransactionInput`), checked
+        // before any rule of the account, as the value date is.
+        optional_datetime(Some(body), "bookingDate", self.zone)?;
+        if kind != TransactionKind::Repayment {
+            optional_datetime(Some(body), "firstRepaymentDate", self.zone)?;
+        }
+        if value_date > self.zone.now() {
             return Err(ApiError::future_value_date());
         }
         let (type_name, amount, affected) = match kind {
@@ -77,7 +84,7 @@ impl Tenant {
         out.insert("valueDate".into(), json!(format_datetime(value_date)));
         out.entry("bookingDate")
             .or_insert_with(|| json!(format_datetime(value_date)));
-        out.insert("creationDate".into(), json!(now()));
+        out.insert("creationDate".into(), json!(now(self.zone)));
         out.insert("parentAccountKey".into(), json!(loan.encoded_key));
         out.insert(
             "currency".into(),
@@ -95,7 +102,7 @@ impl Tenant {
             json!({ "principalBalance": money(principal_balance), "totalBalance": money(total) }),
         );
         loan.transactions.push(t_index);
-        loan.modified = now();
+        loan.modified = now(self.zone);
         self.transactions.push(Transaction {
             kind: type_name,
             doc: out,
@@ -141,8 +148,11 @@ impl Tenant {
         if amount != loan.amount {
             return Err(ApiError::invalid_amount("amount"));
         }
-        let first_repayment =
-            optional_datetime(Some(&Value::Object(doc.clone())), "firstRepaymentDate")?;
+        let first_repayment = optional_datetime(
+            Some(&Value::Object(doc.clone())),
+            "firstRepaymentDate",
+            self.zone,
+        )?;
         if let Some(first) = first_repayment
             && first <= value_date
         {
@@ -335,7 +345,7 @@ impl Tenant {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{client, loan, tenant};
+    use super::super::test_support::{approved_loan, client, loan, tenant};
     use super::*;
 
     #[test]
@@ -385,20 +395,51 @@ mod tests {
     #[test]
     fn duplicates_without_external_id_are_counted() {
         let mut t = tenant();
-        let holder = client(&mut t);
-        let id = loan(&mut t, &holder, "3000")["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        t.change_loan_state(&id, &json!({ "action": "APPROVE" }))
-            .unwrap();
+        let id = approved_loan(&mut t, "3000");
         t.post_transaction(&id, TransactionKind::Disbursement, &json!({}))
             .unwrap();
-        let body = json!({ "amount": 5, "valueDate": format_datetime(today()) });
+        let body = json!({ "amount": 5, "valueDate": format_datetime(t.zone.today()) });
         t.post_transaction(&id, TransactionKind::Repayment, &body)
             .unwrap();
         t.post_transaction(&id, TransactionKind::Repayment, &body)
             .unwrap();
         assert_eq!(t.counters.duplicate_transactions, 1);
+    }
+
+    #[test]
+    fn every_date_time_of_a_transaction_carries_the_zones_offset() {
+        let mut t = tenant();
+        t.zone = super::super::Zone::new(chrono_tz::Europe::Lisbon);
+        let id = approved_loan(&mut t, "3000");
+        let cases = [
+            (
+                TransactionKind::Disbursement,
+                json!({ "valueDate": "2024-06-03T09:00:00+01:00", "firstRepaymentDate": "2024-07-03T00:00:00+00:00" }),
+                "Invalid date offset for value 2024-07-03T00:00:00 org offset is +01:00",
+            ),
+            (
+                TransactionKind::Disbursement,
+                json!({ "valueDate": "2024-06-03T09:00:00+01:00", "bookingDate": "2024-01-03T09:00:00+01:00" }),
+                "Invalid date offset for value 2024-01-03T09:00:00 org offset is +00:00",
+            ),
+            (
+                TransactionKind::Fee,
+                json!({ "amount": 5, "installmentNumber": 1, "firstRepaymentDate": "2024-03-31T01:00:00+00:00" }),
+                "Invalid date offset for value 2024-03-31T01:00:00 org offset is +01:00",
+            ),
+        ];
+        for (kind, body, source) in cases {
+            let err = t.post_transaction(&id, kind, &body).unwrap_err();
+            assert_eq!((err.code, err.reason), (4, "INVALID_PARAMETERS"), "{body}");
+            assert_eq!(err.source.as_deref(), Some(source));
+        }
+        let disbursed = t
+            .post_transaction(
+                &id,
+                TransactionKind::Disbursement,
+                &json!({ "valueDate": "2024-06-03T09:00:00+01:00", "firstRepaymentDate": "2024-07-03T00:00:00+01:00" }),
+            )
+            .unwrap();
+        assert_eq!(disbursed["valueDate"], "2024-06-03T09:00:00+01:00");
     }
 }
