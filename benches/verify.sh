@@ -11,6 +11,8 @@
 #                (default 400)
 #   CONCURRENCY  units in flight (default 64: enough for RATE x LATENCY calls in flight)
 #   CARGO_TARGET_DIR  where the release binary is built (default target/)
+#   VERIFY_BIN   another mambu-migrate binary for `verify` (an older build, to compare), with
+#   VERIFY_ARGS  its arguments besides the run directory (default: --no-progress)
 # Prints, for the run and for verify: calls, wall seconds, calls/s, and their ratio to RATE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +39,8 @@ t0=$(date +%s.%N)
   exit 1
 }
 t1=$(date +%s.%N)
-"$bin" verify "$work/run" --no-progress --format json >"$work/verify.json" 2>"$work/verify.log" || {
+# shellcheck disable=SC2086
+"${VERIFY_BIN:-$bin}" verify "$work/run" ${VERIFY_ARGS---no-progress} --format json >"$work/verify.json" 2>"$work/verify.log" || {
   cat "$work/verify.log" >&2
   exit 1
 }

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use serde_json::Value;
 
-use crate::mambu::{Client, Credentials, Quiet, RetrySettings, Session};
+use crate::mambu::{Client, Credentials, Expect, Keep, Quiet, RetrySettings, Session};
 use crate::plan::check::{Plan, Target};
 use crate::plan::file::LookupFile;
 use crate::sandbox::{SandboxConfig, SandboxServer};
@@ -155,6 +155,39 @@ pub async fn read_lookups(session: &Session, plan: &Plan) -> anyhow::Result<Valu
         tables.insert(name.clone(), Value::Object(lookup_table(&items, lookup)));
     }
     Ok(Value::Object(tables))
+}
+
+/// The tenant's time zone as Mambu tells it (`GET /setup/organization`: `timeZoneID`).
+pub async fn tenant_zone(session: &Session) -> Result<chrono_tz::Tz, String> {
+    let found = session
+        .read("/setup/organization", Expect::Any, Keep::All, &mut Quiet)
+        .await?
+        .ok_or("GET /setup/organization: not found (HTTP 404)")?;
+    let id = found
+        .body
+        .get("timeZoneID")
+        .and_then(Value::as_str)
+        .ok_or("GET /setup/organization answered no timeZoneID")?;
+    id.parse()
+        .map_err(|_| format!("the tenant's timeZoneID `{id}` is not an IANA time zone"))
+}
+
+/// Whether the plan's `timezone` renders the offsets the tenant requires: `Err` says why not
+/// (and the fix), or that the tenant's zone could not be read.
+pub async fn check_zone(session: &Session, plan: &Plan) -> Result<(), ZoneProblem> {
+    let tenant = tenant_zone(session).await.map_err(ZoneProblem::Unread)?;
+    let zone = crate::plan::template::Zone::parse(&plan.settings.timezone)
+        .unwrap_or(crate::plan::template::Zone::UTC);
+    zone.agrees_with(tenant).map_err(ZoneProblem::Mismatch)
+}
+
+/// Why the plan's time zone could not be confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZoneProblem {
+    /// The plan's zone renders offsets the tenant refuses.
+    Mismatch(String),
+    /// The tenant's zone could not be read.
+    Unread(String),
 }
 
 /// Connects to `target`, reads the lookups and disconnects: for commands that only read them.

@@ -709,6 +709,23 @@ fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) -> Tenant {
                 Some("check the lookup's path and the credentials".into()),
             )),
         }
+        match crate::target::check_zone(&session, plan).await {
+            Ok(()) => {}
+            Err(crate::target::ZoneProblem::Mismatch(message)) => findings.list.push(Finding::new(
+                Kind::Tenant,
+                target,
+                None,
+                message,
+                Some("every date-time must carry the offset the tenant's zone has at that instant".into()),
+            )),
+            Err(crate::target::ZoneProblem::Unread(why)) => findings.list.push(Finding::new(
+                Kind::Tenant,
+                target,
+                None,
+                format!("the tenant's time zone cannot be read: {why}"),
+                Some("check the credentials' permission to read the organization setup".into()),
+            )),
+        }
         let unread = match session.list("/loanproducts", &mut crate::mambu::Quiet).await {
             Ok(items) => {
                 tenant.loan_products = Some(items);

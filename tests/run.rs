@@ -115,6 +115,46 @@ async fn the_sample_survives_faults_lost_replies_and_throttling_without_duplicat
     }
 }
 
+/// A tenant in Lisbon: a plan at a fixed +00:00 is refused before anything is recorded (its
+/// summer dates would be refused one by one); with `timezone: Europe/Lisbon` every date carries
+/// the offset of its own date and the whole sample lands.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lisbon_tenant_takes_the_sample_only_in_its_own_time_zone() {
+    let sandbox = Sandbox::start(&["--timezone", "Europe/Lisbon"]);
+    let dir = tempfile::tempdir().unwrap();
+    let fixed = run(
+        &sandbox,
+        "plans/sample.yaml",
+        &dir.path().join("fixed"),
+        &["--rate", "3000"],
+    );
+    let text = stderr(&fixed);
+    assert_eq!(fixed.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("is not always the tenant's (Europe/Lisbon")
+            && text.contains("set the plan's `timezone: Europe/Lisbon`"),
+        "{text}"
+    );
+    assert!(
+        !dir.path().join("fixed/checkpoint.db").exists(),
+        "nothing recorded"
+    );
+    assert_eq!(sandbox.stats().await["clients"], 0, "nothing sent");
+
+    let plan = common::sample_plan_with(
+        dir.path(),
+        &[("timezone: \"+00:00\"", "timezone: Europe/Lisbon")],
+    );
+    let output = run(
+        &sandbox,
+        plan.to_str().unwrap(),
+        &dir.path().join("lisbon"),
+        &["--rate", "3000"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_sample_migrated_exactly_once(&sandbox.stats().await);
+}
+
 /// Keys expired (as on a resume the next day) and every fault at once, then each alone: every
 /// replay is adopted through a read-back that gets the same retry policy as every other call,
 /// so a spoiled answer to the read-back is read again, never taken for "not found".

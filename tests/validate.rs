@@ -312,3 +312,36 @@ fn a_time_the_tenants_clocks_skip_is_reported_where_it_is() {
         "{report}"
     );
 }
+
+#[test]
+fn validate_compares_the_plans_time_zone_with_the_tenants() {
+    let sandbox = common::Sandbox::start(&["--timezone", "Europe/Lisbon"]);
+    let check = |plan: &std::path::Path| {
+        let output = Command::cargo_bin("mambu-migrate")
+            .unwrap()
+            .args(["plan", "validate"])
+            .arg(plan)
+            .arg("--target")
+            .arg(format!("{}/api", sandbox.origin))
+            .env("MAMBU_API_KEY", common::API_KEY)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8(output.stdout).unwrap(),
+        )
+    };
+    let (code, report) = check(std::path::Path::new("plans/sample.yaml"));
+    assert_eq!(code, Some(2), "{report}");
+    assert!(
+        report.contains("the plan's fixed offset +00:00 is not always the tenant's (Europe/Lisbon"),
+        "{report}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let plan = common::sample_plan_with(
+        dir.path(),
+        &[("timezone: \"+00:00\"", "timezone: Europe/Lisbon")],
+    );
+    let (code, report) = check(&plan);
+    assert_eq!(code, Some(0), "{report}");
+}

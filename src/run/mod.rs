@@ -188,7 +188,12 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<ExitStatus> {
         );
         return Ok(ExitStatus::InvalidInput);
     }
-    let resume = checkpoint::read_resume(&db)?;
+    // A fresh run creates nothing until it has passed every check (the tenant's zone included).
+    let resume = if exists {
+        checkpoint::read_resume(&db)?
+    } else {
+        Resume::default()
+    };
     let n = attempt::next_number(&resume, &run_dir);
     let (chosen, files) = if resuming && !resume.meta.contains_key("plan") {
         // Stopped (killed) before its first commit: nothing of it was recorded, so resuming
@@ -507,6 +512,19 @@ async fn execute(
     let target = Where::of(&plan, options.target.as_deref());
     let connection = crate::target::connect(&plan, &target, timeout).await?;
     let client = connection.client.clone();
+    // The tenant's time zone, before anything is recorded: a plan whose dates Mambu would
+    // refuse is invalid input, fixed in the plan and run again.
+    match crate::target::check_zone(&connection.reader(&plan, Some(rate)), &plan).await {
+        Ok(()) => {}
+        Err(crate::target::ZoneProblem::Mismatch(message)) => {
+            eprintln!("error: {message}");
+            connection.close().await;
+            return Ok(ExitStatus::InvalidInput);
+        }
+        Err(crate::target::ZoneProblem::Unread(why)) => eprintln!(
+            "warning: the tenant's time zone cannot be read ({why}): the plan's `timezone` is not checked against it"
+        ),
+    }
 
     let sources = plan.source_tree()?;
     let checkpoint = open_attempt(

@@ -402,6 +402,59 @@ impl Zone {
             Zone::Named(tz) => dt.with_timezone(&tz).fixed_offset(),
         }
     }
+
+    /// Whether every date-time this zone renders carries the offset the tenant's zone has at
+    /// that instant: the same zone, or a fixed offset the tenant's zone never leaves (checked
+    /// in January and July of 2000 to 2040). Otherwise why not, and the fix.
+    pub fn agrees_with(self, tenant: chrono_tz::Tz) -> Result<(), String> {
+        let offsets = |tz: chrono_tz::Tz| -> Vec<i32> {
+            let mut seen: Vec<i32> = (2000..=2040)
+                .flat_map(|year| [1, 7].map(|month| (year, month)))
+                .filter_map(|(year, month)| {
+                    let at = NaiveDate::from_ymd_opt(year, month, 1)?.and_hms_opt(12, 0, 0)?;
+                    Some(
+                        tz.from_utc_datetime(&at)
+                            .fixed_offset()
+                            .offset()
+                            .local_minus_utc(),
+                    )
+                })
+                .collect();
+            seen.sort_unstable();
+            seen.dedup();
+            seen
+        };
+        let fix = format!("set the plan's `timezone: {}`", tenant.name());
+        match self {
+            Zone::Named(tz) if tz == tenant => Ok(()),
+            Zone::Named(tz) if tz.name() == "UTC" || tenant.name() == "UTC" => {
+                if offsets(tz) == offsets(tenant) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "the plan's time zone {} is not the tenant's ({}): Mambu would refuse its date-times; {fix}",
+                        tz.name(),
+                        tenant.name()
+                    ))
+                }
+            }
+            Zone::Named(tz) => Err(format!(
+                "the plan's time zone {} is not the tenant's ({}): Mambu would refuse its date-times; {fix}",
+                tz.name(),
+                tenant.name()
+            )),
+            Zone::Fixed(offset) => {
+                if offsets(tenant) == [offset.local_minus_utc()] {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "the plan's fixed offset {offset} is not always the tenant's ({}, whose offset changes with the date): Mambu would refuse the date-times of part of the year; {fix}",
+                        tenant.name()
+                    ))
+                }
+            }
+        }
+    }
 }
 
 /// Either a date-time with its offset, or one without.

@@ -381,6 +381,42 @@ fn a_named_zone_gives_each_date_the_offset_in_force_then() {
 }
 
 #[test]
+fn the_plans_zone_must_be_the_tenants() {
+    let lisbon: chrono_tz::Tz = "Europe/Lisbon".parse().unwrap();
+    assert_eq!(
+        Zone::parse("Europe/Lisbon").unwrap().agrees_with(lisbon),
+        Ok(())
+    );
+    let fixed = Zone::parse("+00:00")
+        .unwrap()
+        .agrees_with(lisbon)
+        .unwrap_err();
+    assert!(
+        fixed.contains("whose offset changes with the date")
+            && fixed.ends_with("set the plan's `timezone: Europe/Lisbon`"),
+        "{fixed}"
+    );
+    let berlin = Zone::parse("Europe/Berlin")
+        .unwrap()
+        .agrees_with(lisbon)
+        .unwrap_err();
+    assert!(
+        berlin.contains("Europe/Berlin is not the tenant's (Europe/Lisbon)"),
+        "{berlin}"
+    );
+    // A tenant in UTC takes +00:00, Z or UTC; Kolkata never changes its offset.
+    for plan in ["+00:00", "Z", "UTC"] {
+        assert_eq!(
+            Zone::parse(plan).unwrap().agrees_with(chrono_tz::UTC),
+            Ok(()),
+            "{plan}"
+        );
+    }
+    let kolkata: chrono_tz::Tz = "Asia/Kolkata".parse().unwrap();
+    assert_eq!(Zone::parse("+05:30").unwrap().agrees_with(kolkata), Ok(()));
+}
+
+#[test]
 fn default_replaces_empty_and_undefined() {
     assert_eq!(
         one("{{ loans.x | default('n/a') }}", "x", "").unwrap(),
