@@ -108,19 +108,19 @@ fn counts_every_step_as_the_rows_say() {
     }
     assert!(settled > 0 && settled < l && custom > 0 && custom < l);
     assert_eq!(n(&step(&e, "settle")["skipped"]), l - settled);
-    // Three lookups, read once before the first unit.
-    assert_eq!(n(&e["lookup_calls"]), 3);
-    assert_eq!(n(&e["total_calls"]), sum + 3);
+    // The tenant's time zone and three lookups, read once before the first unit.
+    assert_eq!(n(&e["lookup_calls"]), 4);
+    assert_eq!(n(&e["total_calls"]), sum + 4);
     // The number of calls a fault-free run of the sample makes (checked against a run's
-    // checkpoint: 6,509).
-    assert_eq!(n(&e["total_calls"]), 6_509);
+    // checkpoint: 6,510).
+    assert_eq!(n(&e["total_calls"]), 6_510);
     let endpoint_total: u64 = e["endpoints"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| n(&p["calls"]))
         .sum();
-    assert_eq!(endpoint_total, 6_509);
+    assert_eq!(endpoint_total, 6_510);
 
     // The largest unit: the client with the most calls, counted by hand.
     let mut per_client: HashMap<&str, u64> = HashMap::new();
@@ -212,12 +212,12 @@ fn the_settlement_link_is_a_v1_call_without_the_v2_header() {
 
 #[test]
 fn timing_follows_the_options_and_the_window() {
-    // 6,509 calls at 10/s: rate-bound, 650.9 s; fits 1h, not 10m (needs 10.85/s).
+    // 6,510 calls at 10/s: rate-bound, 651.0 s; fits 1h, not 10m (needs 10.85/s).
     let e = json_estimate(&["--rate", "10", "--window", "1h"]);
     let t = &e["timing"];
     assert_eq!(t["projection"]["binding"], "rate");
     let seconds: f64 = t["projection"]["seconds"].to_string().parse().unwrap();
-    assert!((seconds - 650.9).abs() < 1e-6, "{seconds}");
+    assert!((seconds - 651.0).abs() < 1e-6, "{seconds}");
     assert_eq!(t["window"]["fits"], true);
     let e = json_estimate(&["--rate", "10", "--window", "10m"]);
     assert_eq!(e["timing"]["window"]["fits"], false);
@@ -228,8 +228,8 @@ fn timing_follows_the_options_and_the_window() {
     assert_eq!(n(&saving["calls"]), n(&step(&e, "settle")["calls"]));
     assert_eq!(n(&saving["calls"]), 33);
     let without: f64 = saving["projected_seconds"].to_string().parse().unwrap();
-    assert!((without - (6509.0 - 33.0) / 10.0).abs() < 1e-6, "{without}");
-    // 2 units at once, 150 ms: concurrency-bound, 6,509 × 0.15 ÷ 2.
+    assert!((without - (6510.0 - 33.0) / 10.0).abs() < 1e-6, "{without}");
+    // 2 units at once, 150 ms: concurrency-bound, 6,510 × 0.15 ÷ 2.
     let e = json_estimate(&["--concurrency", "2"]);
     assert_eq!(e["timing"]["projection"]["binding"], "concurrency");
     // A slow tenant and a huge rate: the largest unit's chain binds.
@@ -557,5 +557,6 @@ fn the_estimate_is_the_number_of_calls_a_run_makes() {
         "{:#}",
         stats["requests"]
     );
-    assert_eq!(n(&e["total_calls"]), 6_511);
+    // The sample's calls, the tenant's time zone and its three lookups.
+    assert_eq!(n(&e["total_calls"]), 6_512);
 }

@@ -35,6 +35,9 @@ pub const DEFAULT_LATENCY_MS: f64 = 150.0;
 /// Units listed as the largest.
 const LARGEST: usize = 10;
 
+/// What `run` reads of the tenant before its lookups: its time zone, checked against the plan's.
+const TENANT_READS: [&str; 1] = ["/setup/organization"];
+
 /// What to estimate.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -120,7 +123,7 @@ pub struct Estimate {
     pub units: u64,
     /// Rows left out by data problems (orphans, duplicates, unreadable rows).
     pub data_problems: u64,
-    /// GET calls reading the lookups before the first unit.
+    /// GET calls reading the tenant before the first unit: its time zone and the lookups.
     pub lookup_calls: u64,
     pub steps: Vec<StepVolume>,
     pub endpoints: Vec<EndpointVolume>,
@@ -350,7 +353,8 @@ fn estimate_plan(
     };
     let action_steps = plan.action_steps();
     let base = base_url(plan, options.target.as_deref());
-    let lookup_calls = plan.settings.lookups.len() as u64;
+    // The tenant's time zone, then each lookup: read once before the first unit.
+    let lookup_calls = TENANT_READS.len() as u64 + plan.settings.lookups.len() as u64;
     let step_calls = estimator.step_calls(&action_steps);
     let mut steps = step_volumes(&action_steps, &step_calls);
     let mut reading =
@@ -492,7 +496,7 @@ impl Estimator<'_> {
         Ok(reading)
     }
 
-    /// Adds the lookups' GETs (one each, before the first unit) to the tallies, and counts the
+    /// Adds the tenant's reads (one GET each, before the first unit) to the tallies, and counts the
     /// calls of every step and endpoint; the endpoints most called first.
     fn count_calls(
         &self,
@@ -501,11 +505,13 @@ impl Estimator<'_> {
         acc: &mut Accumulator,
     ) -> Vec<EndpointVolume> {
         let mut endpoints: BTreeMap<(String, String), (u64, f64)> = BTreeMap::new();
-        for lookup in self.plan.settings.lookups.values() {
-            let l = self.latency(&format!("GET {}", lookup.path));
-            let e = endpoints
-                .entry(("GET".into(), lookup.path.clone()))
-                .or_insert((0, l));
+        let reads = TENANT_READS
+            .iter()
+            .map(|p| p.to_string())
+            .chain(self.plan.settings.lookups.values().map(|l| l.path.clone()));
+        for path in reads {
+            let l = self.latency(&format!("GET {path}"));
+            let e = endpoints.entry(("GET".into(), path)).or_insert((0, l));
             e.0 += 1;
             for t in [&mut acc.all, &mut acc.sample] {
                 t.calls += 1;
@@ -543,7 +549,7 @@ impl Estimator<'_> {
         let (rate, concurrency) = (self.rate(), self.concurrency());
         let mut assumptions = vec![
             "A run without faults: every call succeeds on its first attempt, no unit fails (a failed unit skips its remaining steps, so faults make fewer calls, retries more).".to_owned(),
-            format!("Lookups are read once before the first unit: {lookup_calls} GET calls."),
+            format!("The tenant is read once before the first unit (its time zone, then the lookups, a page of up to 1,000 items each): {lookup_calls} GET calls."),
             "`when` conditions are evaluated on the real rows with placeholder outputs of earlier steps; a condition on a step's answer (steps.*) is therefore estimated, not known.".to_owned(),
             format!(
                 "Duration = max(calls ÷ rate, calls × latency ÷ concurrency, the longest unit's calls × latency, the units laid out in run order on the concurrency slots after the lookups), at {rate} calls/s and {concurrency} units at once."

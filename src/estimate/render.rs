@@ -77,7 +77,7 @@ pub fn markdown(e: &Estimate) -> String {
     if e.lookup_calls > 0 {
         let calls = e.lookup_calls.to_string();
         table.row(&[
-            "(lookups)",
+            "(tenant, lookups)",
             "GET",
             "plan",
             "",
