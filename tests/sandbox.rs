@@ -905,3 +905,259 @@ fn a_time_zone_that_is_not_iana_is_refused_naming_it() {
                 .and(predicate::str::contains("--timezone")),
         );
 }
+
+/// A body with each of its JSON numbers written as a JSON string of the same digits
+/// (`1200.50` → `"1200.50"`), as some clients send them.
+fn quoted(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => Value::String(n.to_string()),
+        Value::Array(items) => Value::Array(items.iter().map(quoted).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(name, v)| (name.clone(), quoted(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The migration flow (client, loan, approval, edited schedule, disbursement, fee, repayment)
+/// with each body passed through `write`, then the loan, client, schedule and transactions read
+/// back: every answer, named by its step.
+async fn numeric_flow(api: &common::Api, write: fn(&Value) -> Value) -> Vec<(String, Value)> {
+    let mut answers = Vec::new();
+    let mut keep = |step: &str, answer: common::Answer, status: u16| {
+        assert_eq!(answer.status, status, "{step}: {answer:?}");
+        answers.push((step.to_owned(), answer.body));
+    };
+    let client = api
+        .post(
+            "/clients",
+            write(&json!({ "id": "CL-N", "firstName": "Ada", "lastName": "Lovelace" })),
+        )
+        .await;
+    let holder = client.key();
+    keep("client", client, 201);
+    let loan = body(&format!(
+        r#"{{"id":"LN-N","accountHolderKey":"{holder}","accountHolderType":"CLIENT","productTypeKey":"{PERSONAL_LOAN}","loanAmount":1200.50,
+        "interestSettings":{{"interestRate":12.5}},"scheduleSettings":{{"gracePeriod":0,"repaymentInstallments":3}},
+        "disbursementDetails":{{"expectedDisbursementDate":"2024-01-15T00:00:00+00:00","firstRepaymentDate":"2024-02-15T00:00:00+00:00"}}}}"#
+    ));
+    keep("loan", api.post("/loans", write(&loan)).await, 201);
+    let approval = json!({ "action": "APPROVE", "notes": "migration" });
+    keep(
+        "approval",
+        api.post("/loans/LN-N:changeState", write(&approval)).await,
+        200,
+    );
+    let schedule = api.get("/loans/LN-N/schedule").await;
+    let edited: Vec<Value> = schedule.body["installments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(["400.00", "400.00", "400.50"])
+        .map(|(i, principal)| write(&body(&format!(r#"{{"encodedKey":"{}","dueDate":"{}","principal":{{"amount":{{"due":{principal}}}}},"interest":{{"amount":{{"due":10.00}}}},"fee":{{"amount":{{"due":0}}}}}}"#, i["encodedKey"].as_str().unwrap(), i["dueDate"].as_str().unwrap()))))
+        .collect();
+    keep(
+        "schedule edit",
+        api.put("/loans/LN-N/schedule", Value::Array(edited)).await,
+        200,
+    );
+    let disbursement =
+        body(r#"{"amount":1200.50,"valueDate":"2024-01-15T00:00:00+00:00","externalId":"DISB-N"}"#);
+    keep(
+        "disbursement",
+        api.post(
+            "/loans/LN-N/disbursement-transactions",
+            write(&disbursement),
+        )
+        .await,
+        201,
+    );
+    let fee = body(
+        r#"{"amount":25.50,"installmentNumber":3,"valueDate":"2024-01-20T00:00:00+00:00","externalId":"FEE-N"}"#,
+    );
+    keep(
+        "fee",
+        api.post("/loans/LN-N/fee-transactions", write(&fee)).await,
+        201,
+    );
+    let repayment =
+        body(r#"{"amount":410.00,"valueDate":"2024-02-15T00:00:00+00:00","externalId":"PAY-N"}"#);
+    keep(
+        "repayment",
+        api.post("/loans/LN-N/repayment-transactions", write(&repayment))
+            .await,
+        201,
+    );
+    for (step, path) in [
+        ("loan read back", "/loans/LN-N"),
+        ("client read back", "/clients/CL-N"),
+        ("schedule read back", "/loans/LN-N/schedule"),
+        ("transactions read back", "/loans/LN-N/transactions"),
+    ] {
+        keep(step, api.get(path).await, 200);
+    }
+    answers
+}
+
+/// Where two answers differ, field by field, leaving out the stamps of the moment a request was
+/// handled (the two flows run a moment apart).
+fn differences(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
+    const NOW: [&str; 4] = [
+        "creationDate",
+        "lastModifiedDate",
+        "approvedDate",
+        "activationDate",
+    ];
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for name in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                if NOW.contains(&name.as_str()) {
+                    continue;
+                }
+                let at = format!("{path}.{name}");
+                match (x.get(name), y.get(name)) {
+                    (Some(p), Some(q)) => differences(p, q, &at, out),
+                    (p, q) => out.push(format!("{at}: {p:?} ≠ {q:?}")),
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                differences(p, q, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ if a != b => out.push(format!("{path}: {a} ≠ {b}")),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn numbers_written_as_strings_are_taken_as_the_numbers() {
+    let with_numbers = Sandbox::start(&[]);
+    let with_strings = Sandbox::start(&[]);
+    let expected = numeric_flow(&with_numbers.api(), Value::clone).await;
+    let answers = numeric_flow(&with_strings.api(), quoted).await;
+    let mut found = Vec::new();
+    for ((step, a), (_, b)) in expected.iter().zip(&answers) {
+        differences(a, b, step, &mut found);
+    }
+    assert!(found.is_empty(), "the answers differ: {found:#?}");
+    // The answers carry numbers, with the amounts sent.
+    let answer = |step: &str| &answers.iter().find(|(s, _)| s == step).unwrap().1;
+    let loan = answer("loan read back");
+    assert_eq!(loan["loanAmount"].to_string(), "1200.5");
+    assert_eq!(loan["interestSettings"]["interestRate"].to_string(), "12.5");
+    assert_eq!(loan["scheduleSettings"]["gracePeriod"], 0);
+    assert_eq!(loan["scheduleSettings"]["repaymentInstallments"], 3);
+    let fee = answer("fee");
+    assert_eq!(fee["amount"].to_string(), "25.5");
+    assert_eq!(fee["installmentNumber"], 3);
+    assert_eq!(
+        answer("schedule read back")["installments"][2]["fee"]["amount"]["expected"].to_string(),
+        "25.5"
+    );
+
+    let stats = with_strings.stats().await;
+    assert_eq!(stats, with_numbers.stats().await);
+    assert_eq!(
+        stats["transaction_amounts_by_type"],
+        body(r#"{ "DISBURSEMENT": 1200.5, "FEE_APPLIED": 25.5, "REPAYMENT": 410 }"#)
+    );
+    assert_eq!(stats["loans_by_state"]["ACTIVE"], 1);
+}
+
+#[tokio::test]
+async fn a_string_that_is_not_a_number_is_refused_as_any_non_number_is() {
+    let sandbox = Sandbox::start(&[]);
+    let api = sandbox.api();
+    let (holder, loan) = active_loan(&api, "CL-S", "LN-S", "1000").await;
+    let refused = |field: &str| json!({ "errors": [{ "errorCode": 4, "errorReason": "INVALID_PARAMETERS", "errorSource": field }] });
+    let new_loan = |field: &str, value: Value| {
+        let mut body = json!({ "accountHolderKey": holder, "accountHolderType": "CLIENT", "productTypeKey": PERSONAL_LOAN,
+            "loanAmount": 1000, "interestSettings": { "interestRate": 12 }, "scheduleSettings": { "gracePeriod": 0, "repaymentInstallments": 3 } });
+        let mut at = &mut body;
+        let (parents, last) = field.rsplit_once('.').unwrap_or(("", field));
+        for name in parents.split('.').filter(|n| !n.is_empty()) {
+            at = &mut at[name];
+        }
+        at[last] = value;
+        body
+    };
+    // A non-number, as refused before strings were read as numbers.
+    let today = api
+        .post("/loans", new_loan("loanAmount", json!(true)))
+        .await;
+    assert_eq!(today.status, 400);
+    assert_eq!(today.body, refused("loanAmount"));
+    let fields = [
+        "loanAmount",
+        "interestSettings.interestRate",
+        "scheduleSettings.gracePeriod",
+        "scheduleSettings.repaymentInstallments",
+    ];
+    for field in fields {
+        for value in [
+            json!("12abc"),
+            json!(""),
+            json!("1e400"),
+            json!(" 12"),
+            json!("+12"),
+            json!(true),
+        ] {
+            let answer = api.post("/loans", new_loan(field, value.clone())).await;
+            assert_eq!(
+                (answer.status.as_u16(), &answer.body),
+                (400, &refused(field)),
+                "{field}: {value}"
+            );
+        }
+    }
+    for field in [
+        "scheduleSettings.gracePeriod",
+        "scheduleSettings.repaymentInstallments",
+    ] {
+        let answer = api.post("/loans", new_loan(field, json!("3.5"))).await;
+        assert_eq!(answer.body, refused(field), "a count is whole");
+    }
+    // A number where a string is expected stays refused.
+    let named = api
+        .post("/clients", json!({ "firstName": 12, "lastName": "B" }))
+        .await;
+    assert_eq!(named.body, refused("firstName"));
+
+    let fee = |number: Value| json!({ "amount": 5, "installmentNumber": number });
+    let today = api
+        .post(&format!("/loans/{loan}/fee-transactions"), fee(json!(true)))
+        .await;
+    assert_eq!(today.reason(), "INVALID_REPAYMENT_NUMBER", "{today:?}");
+    for number in ["3rd", "", "0", "4"] {
+        let answer = api
+            .post(
+                &format!("/loans/{loan}/fee-transactions"),
+                fee(json!(number)),
+            )
+            .await;
+        assert_eq!(
+            (answer.status, &answer.body),
+            (today.status, &today.body),
+            "{number:?}"
+        );
+    }
+    for amount in ["25.50abc", "", "1e400"] {
+        let answer = api
+            .post(
+                &format!("/loans/{loan}/repayment-transactions"),
+                json!({ "amount": amount }),
+            )
+            .await;
+        assert_eq!(answer.body, refused("amount"), "{amount:?}");
+    }
+
+    let stats = sandbox.stats().await;
+    assert_eq!(stats["clients"], 1, "{stats}");
+    assert_eq!(stats["loans"], 1);
+    assert_eq!(stats["transactions"], 1);
+}

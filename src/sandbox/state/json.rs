@@ -1,11 +1,13 @@
-//! Reading request bodies and writing answers: object and string fields, exact decimals and
-//! money, date-times checked against the tenant's zone and written in Mambu's format.
+//! Reading request bodies and writing answers: object and string fields, numbers (sent as JSON
+//! numbers or as strings) as exact decimals and counts, money, date-times checked against the
+//! tenant's zone and written in Mambu's format.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 
 use chrono::{DateTime, FixedOffset, SecondsFormat};
 use rust_decimal::Decimal;
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
 use super::zone::{DateError, Zone, offset_message};
 use crate::sandbox::error::ApiError;
@@ -53,14 +55,64 @@ pub(super) fn required_decimal(doc: &Map<String, Value>, field: &str) -> Result<
     }
 }
 
-/// A JSON number as an exact decimal (the body is parsed with arbitrary precision, so
-/// `937.50` stays `937.50`).
+/// A number of a request body: a JSON number, or a JSON string spelling one, read as the number
+/// it spells. Mambu's JSON reader takes `"loanAmount": "1000"` as it takes `"loanAmount": 1000`
+/// (../shared/mambu-api.md, "JSON parsing"), so every reader of a number goes through here and
+/// sees the same value either way.
+fn number(v: &Value) -> Option<Cow<'_, Number>> {
+    match v {
+        Value::Number(n) => Some(Cow::Borrowed(n)),
+        Value::String(s) => number_in(s).map(Cow::Owned),
+        _ => None,
+    }
+}
+
+/// The number a string spells, parsed as the body's own numbers are (arbitrary precision: the
+/// digits are kept as written).
+fn number_in(s: &str) -> Option<Number> {
+    // Stricter reading: the record says only that numbers written as strings are accepted. The
+    // string must be a JSON number and nothing else: `""`, surrounding spaces, `+1`, `01`, `.5`,
+    // `0x10`, `NaN` are refused, though a Java reader (BigDecimal) takes some of them.
+    if s.trim() != s {
+        return None;
+    }
+    match serde_json::from_str(s) {
+        Ok(Value::Number(n)) => Some(n),
+        _ => None,
+    }
+}
+
+/// A number of the body as an exact decimal (the body is parsed with arbitrary precision, so
+/// `937.50` and `"937.50"` stay `937.50`); `None` for anything else, or a number no decimal holds
+/// (`1e400`).
 pub fn decimal(v: &Value) -> Option<Decimal> {
-    let Value::Number(n) = v else { return None };
-    let text = n.to_string();
+    let text = number(v)?.to_string();
     Decimal::from_str(&text)
         .or_else(|_| Decimal::from_scientific(&text))
         .ok()
+}
+
+/// A whole, non-negative number of the body (an installment count or number, a grace period):
+/// `3` or `"3"`; `None` for `3.5`, `-1`, `1e2` or anything else, written either way.
+pub(super) fn count(v: &Value) -> Option<u64> {
+    number(v)?.as_u64()
+}
+
+/// The stored copy of a body (what its answers echo), with each numeric field it was read from,
+/// named by its dotted path, holding the JSON number a string spelled: an answer carries the
+/// number as if the client had sent it unquoted. A field that is absent or not a number is left
+/// as it is (its reader has refused it, or does not read it).
+pub(super) fn store_numbers(doc: &mut Map<String, Value>, fields: &[&str]) {
+    for field in fields {
+        let mut names = field.split('.');
+        let first = names.next().and_then(|name| doc.get_mut(name));
+        let at = names.fold(first, |at, name| at.and_then(|v| v.get_mut(name)));
+        if let Some(at) = at
+            && let Some(n) = at.as_str().and_then(number_in)
+        {
+            *at = Value::Number(n);
+        }
+    }
 }
 
 /// A decimal as a JSON number, without going through a float.
@@ -116,6 +168,8 @@ pub(super) fn now(zone: Zone) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -126,5 +180,93 @@ mod tests {
             money(Decimal::new(1, 1) + Decimal::new(2, 1)).to_string(),
             "0.3"
         );
+    }
+
+    fn parsed(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn a_number_written_as_a_string_reads_as_the_number() {
+        for text in [
+            "1000", "25.50", "937.10", "0", "-3", "12", "0.000001", "1.5e2", "2E-2",
+        ] {
+            let number = parsed(text);
+            let string = Value::String(text.to_owned());
+            assert!(decimal(&number).is_some(), "{text}");
+            assert_eq!(decimal(&string), decimal(&number), "{text}");
+            assert_eq!(
+                decimal(&string).map(|d| d.to_string()),
+                decimal(&number).map(|d| d.to_string()),
+                "{text} keeps its digits"
+            );
+            assert_eq!(count(&string), count(&number), "{text}");
+        }
+        assert_eq!(
+            decimal(&json!("25.50")).map(|d| d.to_string()).as_deref(),
+            Some("25.50")
+        );
+        assert_eq!(count(&json!("12")), Some(12));
+    }
+
+    #[test]
+    fn what_is_not_a_number_stays_refused_either_way() {
+        for text in [
+            "12abc", "", " 12", "12 ", "\t12", "+12", "012", ".5", "5.", "0x10", "NaN", "Infinity",
+            "1e400", "1,5", "null", "true", "[1]", "\"1\"", "1 2",
+        ] {
+            assert_eq!(decimal(&Value::String(text.to_owned())), None, "{text:?}");
+            assert_eq!(count(&Value::String(text.to_owned())), None, "{text:?}");
+        }
+        for value in [
+            parsed("1e400"),
+            json!(true),
+            json!(null),
+            json!([1]),
+            json!({ "a": 1 }),
+        ] {
+            assert_eq!(decimal(&value), None, "{value}");
+            assert_eq!(count(&value), None, "{value}");
+        }
+    }
+
+    #[test]
+    fn a_count_is_whole_and_not_negative_written_either_way() {
+        for text in ["3.5", "3.0", "-1", "1e2", "99999999999999999999999"] {
+            assert_eq!(count(&parsed(text)), None, "{text}");
+            assert_eq!(count(&Value::String(text.to_owned())), None, "{text:?}");
+        }
+        assert_eq!(count(&parsed("0")), Some(0));
+        assert_eq!(count(&json!("0")), Some(0));
+    }
+
+    #[test]
+    fn the_stored_copy_holds_the_numbers_the_strings_spell() {
+        let mut doc = parsed(
+            r#"{"amount":"25.50","installmentNumber":"3","settings":{"rate":"12","grace":0},
+            "name":"12","odd":"12abc","flat":"5"}"#,
+        )
+        .as_object()
+        .unwrap()
+        .clone();
+        store_numbers(
+            &mut doc,
+            &[
+                "amount",
+                "installmentNumber",
+                "settings.rate",
+                "settings.grace",
+                "odd",
+                "flat.deeper",
+                "absent",
+                "settings.absent",
+            ],
+        );
+        let expected = parsed(
+            r#"{"amount":25.50,"installmentNumber":3,"settings":{"rate":12,"grace":0},
+            "name":"12","odd":"12abc","flat":"5"}"#,
+        );
+        assert_eq!(Value::Object(doc.clone()), expected);
+        assert_eq!(doc["amount"].to_string(), "25.50", "the digits as written");
     }
 }

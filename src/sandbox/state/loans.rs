@@ -5,8 +5,8 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::json::{
-    decimal, format_datetime, money, now, object, optional_datetime, optional_str,
-    required_decimal, required_str, writable,
+    count, decimal, format_datetime, money, now, object, optional_datetime, optional_str,
+    required_decimal, required_str, store_numbers, writable,
 };
 use super::{Answer, EntityRef, Installment, Loan, Tenant, Zone};
 use crate::sandbox::error::ApiError;
@@ -27,7 +27,7 @@ impl Tenant {
         let grace = schedule
             .get("gracePeriod")
             .ok_or_else(|| ApiError::missing("scheduleSettings.gracePeriod"))?;
-        if grace.as_u64().is_none() {
+        if count(grace).is_none() {
             return Err(ApiError::invalid_parameters("scheduleSettings.gracePeriod"));
         }
         let product_index = self
@@ -45,8 +45,7 @@ impl Tenant {
         }
         let installments = match schedule.get("repaymentInstallments") {
             None | Some(Value::Null) => product_default_installments(product),
-            Some(v) => v
-                .as_u64()
+            Some(v) => count(v)
                 .and_then(|n| u32::try_from(n).ok())
                 .ok_or_else(|| {
                     ApiError::invalid_parameters("scheduleSettings.repaymentInstallments")
@@ -121,6 +120,15 @@ impl Tenant {
             ],
         );
         doc.remove("id");
+        store_numbers(
+            &mut doc,
+            &[
+                "loanAmount",
+                "interestSettings.interestRate",
+                "scheduleSettings.gracePeriod",
+                "scheduleSettings.repaymentInstallments",
+            ],
+        );
         let created = now(self.zone);
         let mut loan = Loan {
             encoded_key,

@@ -16,7 +16,8 @@
 //!   externalIds), and a loan's transaction list.
 //! - `backdoor`: what the sandbox's own endpoints see and change behind Mambu's API:
 //!   `GET /_sandbox/stats` and `POST /_sandbox/tamper`.
-//! - `json`: reading request bodies and writing answers: fields, exact decimals, dates.
+//! - `json`: reading request bodies and writing answers: fields, numbers (also written as JSON
+//!   strings), exact decimals, dates.
 //! - `zone`: the tenant's time zone: the offset every v2 date-time must carry, now and today,
 //!   and the organization setup that names the zone.
 

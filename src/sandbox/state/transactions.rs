@@ -6,8 +6,8 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
 use super::json::{
-    decimal, format_datetime, money, now, object, optional_datetime, optional_str,
-    required_decimal, writable,
+    count, decimal, format_datetime, money, now, object, optional_datetime, optional_str,
+    required_decimal, store_numbers, writable,
 };
 use super::loans::loan_principal_balance;
 use super::{Answer, Installment, Tenant, Terms, Transaction, TransactionKind};
@@ -74,6 +74,11 @@ impl Tenant {
                 "currency",
             ],
         );
+        let read: &[&str] = match kind {
+            TransactionKind::Fee => &["amount", "installmentNumber"],
+            TransactionKind::Disbursement | TransactionKind::Repayment => &["amount"],
+        };
+        store_numbers(&mut out, read);
         out.insert("encodedKey".into(), json!(encoded_key));
         out.insert(
             "id".into(),
@@ -257,8 +262,7 @@ impl Tenant {
                 .position(|i| !i.is_paid())
                 .ok_or_else(ApiError::fee_on_paid_installment)?,
             Some(v) => {
-                let n = v
-                    .as_u64()
+                let n = count(v)
                     .filter(|n| *n >= 1 && (*n as usize) <= loan.schedule.len())
                     .ok_or_else(|| {
                         ApiError::new(
