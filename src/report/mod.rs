@@ -85,7 +85,7 @@ pub fn status(run_dir: &Path) -> anyhow::Result<String> {
     status_at(run_dir, now())
 }
 
-/// [`status`] as it stands at `now` (seconds since the Unix epoch): rates and the ETA are
+/// [`status()`] as it stands at `now` (seconds since the Unix epoch): rates and the ETA are
 /// measured up to `now`.
 pub fn status_at(run_dir: &Path, now: f64) -> anyhow::Result<String> {
     let (reader, path) = open(run_dir)?;

@@ -2,7 +2,7 @@
 //! sources, the Mambu client, the checkpoint and the reports.
 //!
 //! Units run concurrently up to `concurrency`, steps within a unit in order, every call under
-//! one shared rate limit ([`limiter`]). A unit is recorded step by step, so `--resume` skips
+//! one shared rate limit ([`crate::mambu::Limiter`]). A unit is recorded step by step, so `--resume` skips
 //! what is done and renders later steps from saved outputs. The run stops cleanly (exit 3,
 //! resumable) on SIGINT/SIGTERM, at the deadline, when the error budget is spent, or when the
 //! credentials are refused.

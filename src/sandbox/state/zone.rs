@@ -2,7 +2,7 @@
 //! v2 date-time must carry, the tenant's now and today, months counted on its calendar, and the
 //! organization setup that names the zone (`GET /setup/organization`).
 //!
-//! Mambu (https://docs.mambu.com/api/pages/api-v2/timezone-offsets/) computes the offset the
+//! Mambu (<https://docs.mambu.com/api/pages/api-v2/timezone-offsets/>) computes the offset the
 //! tenant's zone has for the date-time sent, daylight saving included, compares it with the
 //! offset sent, and refuses a mismatch naming the value without its offset and the offset it
 //! expected. API v1 does not check offsets; the sandbox's only v1 call (the settlement link)
