@@ -1,11 +1,13 @@
 //! `run`: the executor. The one place that joins the parts: the checked plan, the units from the
-//! sources, the Mambu client, the checkpoint and the reports.
+//! sources, the Mambu session, the checkpoint and the reports.
 //!
-//! Units run concurrently up to `concurrency`, steps within a unit in order, every call under
-//! one shared rate limit ([`crate::mambu::Limiter`]). A unit is recorded step by step, so `--resume` skips
-//! what is done and renders later steps from saved outputs. The run stops cleanly (exit 3,
-//! resumable) on SIGINT/SIGTERM, at the deadline, when the error budget is spent, or when the
-//! credentials are refused.
+//! Every invocation is an attempt ([`attempt`]), recorded with the files it reads before it
+//! reads them; when it ends, its failed units' rows go to `failed/<attempt>/` ([`failed`]).
+//! Units run concurrently up to `concurrency`, steps within a unit in order, every call through
+//! the one [`Session`] (its shared rate limit and retry policy). A unit is recorded step by
+//! step, so `--resume` skips what is done and renders later steps from saved outputs. The run
+//! stops cleanly (exit 3, resumable) on SIGINT/SIGTERM, at the deadline, when the error budget
+//! is spent, or when the credentials are refused.
 
 mod attempt;
 mod failed;
