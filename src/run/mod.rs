@@ -1,8 +1,8 @@
 //! `run`: the executor. The one place that joins the parts: the checked plan, the units from the
 //! sources, the Mambu session, the checkpoint and the reports.
 //!
-//! Every invocation is an attempt ([`attempt`]), recorded with the files it reads before it
-//! reads them; when it ends, its failed units' rows go to `failed/<attempt>/` ([`failed`]).
+//! Every invocation is an attempt (`attempt.rs`), recorded with the files it reads before it
+//! reads them; when it ends, its failed units' rows go to `failed/<attempt>/` (`failed.rs`).
 //! Units run concurrently up to `concurrency`, steps within a unit in order, every call through
 //! the one [`Session`] (its shared rate limit and retry policy). A unit is recorded step by
 //! step, so `--resume` skips what is done and renders later steps from saved outputs. The run
