@@ -303,19 +303,20 @@ async fn sandbox_traffic_passes_mambus_spec_and_required_fields_are_enforced_ali
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| body(&format!(r#"{{"encodedKey":"{}","dueDate":"{}","principal":{{"amount":{{"due":600.00}}}},"interest":{{"amount":{{"due":15.25}}}}}}"#, i["encodedKey"].as_str().unwrap(), i["dueDate"].as_str().unwrap())))
+        .map(|i| body(&format!(r#"{{"encodedKey":"{}","dueDate":"{}","principal":{{"amount":{{"due":600.00}}}},"interest":{{"amount":{{"due":11.50}}}}}}"#, i["encodedKey"].as_str().unwrap(), i["dueDate"].as_str().unwrap())))
         .collect();
     record(
         &mut exchanges,
         "edit schedule",
-        api.put("/loans/LN-1/schedule", Value::Array(edited)).await,
+        api.put("/loans/LN-1/schedule", Value::Array(edited.clone()))
+            .await,
         200,
     );
 
     record(&mut exchanges, "disburse", api.post("/loans/LN-1/disbursement-transactions", json!({ "valueDate": "2024-01-15T00:00:00+00:00", "externalId": "DISB-1", "transferDetails": { "linkedAccountId": "DP-1" }, "notes": "migrated" })).await, 201);
     record(&mut exchanges, "fee", api.post("/loans/LN-1/fee-transactions", json!({ "amount": 25.5, "installmentNumber": 4, "valueDate": "2024-01-20T00:00:00+00:00", "externalId": "FEE-1" })).await, 201);
     let repayment = body(
-        r#"{"amount":615.25,"valueDate":"2024-02-15T00:00:00+00:00","externalId":"PAY-1","transactionDetails":{"transactionChannelId":"bank"}}"#,
+        r#"{"amount":611.50,"valueDate":"2024-02-15T00:00:00+00:00","externalId":"PAY-1","transactionDetails":{"transactionChannelId":"bank"}}"#,
     );
     record(
         &mut exchanges,
@@ -355,6 +356,39 @@ async fn sandbox_traffic_passes_mambus_spec_and_required_fields_are_enforced_ali
         )
         .await,
         400,
+    );
+    record(
+        &mut exchanges,
+        "lock",
+        api.post(
+            "/loans/LN-1/lock-transactions",
+            json!({ "lockedOperations": ["APPLY_INTEREST", "APPLY_FEES"], "notes": "dispute" }),
+        )
+        .await,
+        201,
+    );
+    record(
+        &mut exchanges,
+        "lock again",
+        api.post("/loans/LN-1/lock-transactions", json!({})).await,
+        400,
+    );
+    record(
+        &mut exchanges,
+        "edit schedule, locked",
+        api.put("/loans/LN-1/schedule", Value::Array(edited.clone()))
+            .await,
+        400,
+    );
+    record(
+        &mut exchanges,
+        "unlock",
+        api.post(
+            "/loans/LN-1/unlock-transactions",
+            json!({ "notes": "settled" }),
+        )
+        .await,
+        201,
     );
     record(
         &mut exchanges,

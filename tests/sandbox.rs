@@ -80,7 +80,7 @@ async fn the_whole_migration_flow_succeeds_step_by_step() {
     let edited: Vec<Value> = installments
         .iter()
         .zip(["400.00", "400.00", "400.50"])
-        .map(|(i, principal)| body(&format!(r#"{{"encodedKey":"{}","dueDate":"{}","principal":{{"amount":{{"due":{principal}}}}},"interest":{{"amount":{{"due":10.00}}}}}}"#, i["encodedKey"].as_str().unwrap(), i["dueDate"].as_str().unwrap())))
+        .map(|(i, principal)| body(&format!(r#"{{"encodedKey":"{}","dueDate":"{}","principal":{{"amount":{{"due":{principal}}}}},"interest":{{"amount":{{"due":8.00}}}}}}"#, i["encodedKey"].as_str().unwrap(), i["dueDate"].as_str().unwrap())))
         .collect();
     let put = api
         .put("/loans/LN-1/schedule", Value::Array(edited.clone()))
@@ -130,7 +130,7 @@ async fn the_whole_migration_flow_succeeds_step_by_step() {
     );
     assert_eq!(
         repaid.body["accountBalances"]["totalBalance"].to_string(),
-        "845.5"
+        "839.5"
     );
 
     let listed = api.get("/loans/LN-1/transactions").await;
@@ -339,7 +339,12 @@ async fn refusals_carry_mambus_codes_and_reasons() {
         "INSTALLMENT_NUMBER_MANDATORY_FOR_FIXED_ACCOUNTS"
     );
 
-    let bad_schedule = api.put("/loans/L3/schedule", json!([{ "dueDate": "2030-01-01T00:00:00+00:00", "principal": { "amount": { "due": 1 } } }])).await;
+    // The principal no longer adds up to the loan amount.
+    let mut unbalanced = unchanged_schedule(&api, "L3").await;
+    unbalanced[0]["principal"]["amount"]["due"] = json!(1);
+    let bad_schedule = api
+        .put("/loans/L3/schedule", Value::Array(unbalanced))
+        .await;
     assert_eq!(
         (bad_schedule.code(), bad_schedule.reason()),
         (132, "INCONSISTENT_SCHEDULE_PRINCIPAL_DUE_WITH_LOAN_AMOUNT")
@@ -1160,4 +1165,363 @@ async fn a_string_that_is_not_a_number_is_refused_as_any_non_number_is() {
     assert_eq!(stats["clients"], 1, "{stats}");
     assert_eq!(stats["loans"], 1);
     assert_eq!(stats["transactions"], 1);
+}
+
+// Schedule editing (../shared/mambu-api.md §8): each rule of PUT /loans/{id}/schedule, with the
+// body Mambu answers it with.
+
+/// Mambu's v2 error body for one refusal.
+fn mambu_error(code: i64, reason: &str, source: &str) -> Value {
+    json!({ "errors": [{ "errorCode": code, "errorReason": reason, "errorSource": source }] })
+}
+
+/// A client's pending loan of 900 in 3 installments (300 principal each; 9.00, 6.00 and 3.00
+/// interest at 12%), expected to be disbursed on 2024-01-15 and first due on 2024-02-15.
+async fn pending_loan(api: &Api, id: &str, product: &str) -> String {
+    let holder = api
+        .post(
+            "/clients",
+            json!({ "firstName": "Ada", "lastName": "Lovelace" }),
+        )
+        .await
+        .key();
+    let loan = api.post("/loans", json!({ "id": id, "accountHolderKey": holder, "accountHolderType": "CLIENT", "productTypeKey": product,
+        "loanAmount": 900, "interestSettings": { "interestRate": 12 }, "scheduleSettings": { "gracePeriod": 0, "repaymentInstallments": 3 },
+        "disbursementDetails": { "expectedDisbursementDate": "2024-01-15T00:00:00+00:00", "firstRepaymentDate": "2024-02-15T00:00:00+00:00" } })).await;
+    assert_eq!(loan.status, 201, "{loan:?}");
+    id.to_owned()
+}
+
+/// The loan's schedule as a PUT body that changes nothing, for a test to alter.
+async fn unchanged_schedule(api: &Api, loan: &str) -> Vec<Value> {
+    api.get(&format!("/loans/{loan}/schedule")).await.body["installments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            json!({
+                "encodedKey": i["encodedKey"],
+                "dueDate": i["dueDate"],
+                "principal": { "amount": { "due": i["principal"]["amount"]["due"] } },
+                "interest": { "amount": { "due": i["interest"]["amount"]["due"] } },
+            })
+        })
+        .collect()
+}
+
+/// PUT /loans/{loan}/schedule.
+async fn put_schedule(api: &Api, loan: &str, installments: Vec<Value>) -> common::Answer {
+    api.put(
+        &format!("/loans/{loan}/schedule"),
+        Value::Array(installments),
+    )
+    .await
+}
+
+/// A products file whose one loan product ("DATED") lets a schedule edit move due dates and
+/// principal, and another ("FROZEN") allows no schedule edit.
+fn edit_products(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("products.json");
+    let product = |id: &str, options: &str| {
+        format!(
+            r#"{{"id":"{id}","encodedKey":"{id}","name":"{id} loan","type":"FIXED_TERM_LOAN",
+            "loanAmountSettings":{{"loanAmount":{{"minValue":100,"maxValue":5000}}}},
+            "scheduleSettings":{{"numInstallments":{{"minValue":1,"maxValue":12}}{options}}}}}"#
+        )
+    };
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"loanProducts":[{},{}],"depositProducts":[]}}"#,
+            product(
+                "DATED",
+                r#","repaymentScheduleEditOptions":["ADJUST_PAYMENT_DATES","ADJUST_PRINCIPAL_PAYMENT_SCHEDULE"]"#
+            ),
+            product("FROZEN", "")
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_schedule_edit_changes_only_what_the_products_edit_options_allow() {
+    let sandbox = Sandbox::start(&[]);
+    let api = sandbox.api();
+    let products = api.get("/loanproducts/PL-STD").await;
+    assert_eq!(
+        products.body["scheduleSettings"]["repaymentScheduleEditOptions"],
+        json!([
+            "ADJUST_PRINCIPAL_PAYMENT_SCHEDULE",
+            "ADJUST_INTEREST_PAYMENT_SCHEDULE"
+        ])
+    );
+    let loan = pending_loan(&api, "LN-OPT", PERSONAL_LOAN).await;
+    let mut moved = unchanged_schedule(&api, &loan).await;
+    moved[1]["dueDate"] = json!("2024-03-20T00:00:00+00:00");
+    let refused = put_schedule(&api, &loan, moved).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(
+        refused.body,
+        mambu_error(
+            3625,
+            "EDITING_REPAYMENTS_NOT_ALLOWED",
+            "installments[1].dueDate: the product's repaymentScheduleEditOptions lack ADJUST_PAYMENT_DATES"
+        )
+    );
+    let mut fewer = unchanged_schedule(&api, &loan).await;
+    fewer.pop();
+    fewer[0]["principal"]["amount"]["due"] = json!(600);
+    assert_eq!(
+        put_schedule(&api, &loan, fewer).await.body,
+        mambu_error(
+            3625,
+            "EDITING_REPAYMENTS_NOT_ALLOWED",
+            "installments: the product's repaymentScheduleEditOptions lack ADJUST_NUMBER_OF_INSTALLMENTS"
+        )
+    );
+    let mut reshaped = unchanged_schedule(&api, &loan).await;
+    reshaped[0]["principal"]["amount"]["due"] = json!(250);
+    reshaped[2]["principal"]["amount"]["due"] = json!(350);
+    reshaped[2]["interest"]["amount"]["due"] = json!(2.5);
+    let done = put_schedule(&api, &loan, reshaped).await;
+    assert_eq!(done.status, 200, "{done:?}");
+
+    // A product without the option allows no edit, not even one that changes nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(&["--products", edit_products(dir.path()).to_str().unwrap()]);
+    let api = sandbox.api();
+    let loan = pending_loan(&api, "LN-FROZEN", "FROZEN").await;
+    let same = unchanged_schedule(&api, &loan).await;
+    assert_eq!(
+        put_schedule(&api, &loan, same).await.body,
+        mambu_error(
+            3625,
+            "EDITING_REPAYMENTS_NOT_ALLOWED",
+            "repaymentScheduleEditOptions: the product allows no schedule edit"
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_locked_account_s_schedule_is_not_edited() {
+    let sandbox = Sandbox::start(&[]);
+    let api = sandbox.api();
+    let (_, loan) = active_loan(&api, "CL-LOCK", "LN-LOCK", "900").await;
+    let locked = api
+        .post(
+            &format!("/loans/{loan}/lock-transactions"),
+            json!({ "notes": "collections dispute" }),
+        )
+        .await;
+    assert_eq!(locked.status, 201, "{locked:?}");
+    let types: Vec<&str> = locked.body["loanTransactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["INTEREST_LOCKED", "FEE_LOCKED", "PENALTY_LOCKED"]);
+    assert_eq!(
+        api.get(&format!("/loans/{loan}")).await.body["accountSubState"],
+        "LOCKED"
+    );
+    let same = unchanged_schedule(&api, &loan).await;
+    let refused = put_schedule(&api, &loan, same.clone()).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(
+        refused.body,
+        mambu_error(3630, "ACCOUNT_IS_LOCKED", "accountSubState")
+    );
+    let again = api
+        .post(&format!("/loans/{loan}/lock-transactions"), json!({}))
+        .await;
+    assert_eq!(
+        again.body,
+        mambu_error(3631, "ACCOUNT_ALREADY_LOCKED", "accountSubState")
+    );
+    let unlocked = api
+        .post(&format!("/loans/{loan}/unlock-transactions"), json!({}))
+        .await;
+    assert_eq!(unlocked.status, 201, "{unlocked:?}");
+    assert_eq!(put_schedule(&api, &loan, same).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_paid_installment_is_not_edited() {
+    let sandbox = Sandbox::start(&[]);
+    let api = sandbox.api();
+    // Disbursed on 2024-01-15; 309 pays the first installment: 9 interest, 300 principal.
+    let (_, loan) = active_loan(&api, "CL-PAID", "LN-PAID", "900").await;
+    let paid = api
+        .post(
+            &format!("/loans/{loan}/repayment-transactions"),
+            json!({ "amount": 309, "valueDate": "2024-02-15T00:00:00+00:00" }),
+        )
+        .await;
+    assert_eq!(paid.status, 201, "{paid:?}");
+    let mut edited = unchanged_schedule(&api, &loan).await;
+    edited[0]["interest"]["amount"]["due"] = json!(1);
+    let refused = put_schedule(&api, &loan, edited).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(
+        refused.body,
+        mambu_error(3626, "INSTALLMENT_ALREADY_PAID", "installments[0]")
+    );
+    let mut dropped = unchanged_schedule(&api, &loan).await;
+    dropped.remove(0);
+    assert_eq!(
+        put_schedule(&api, &loan, dropped).await.body,
+        mambu_error(
+            3623,
+            "PAID_OR_PURE_GRACE_INSTALLMENT_CANNOT_BE_DELETED",
+            "installments"
+        )
+    );
+    let same = unchanged_schedule(&api, &loan).await;
+    assert_eq!(put_schedule(&api, &loan, same).await.status, 200);
+}
+
+#[tokio::test]
+async fn an_installment_with_interest_applied_is_not_edited() {
+    let sandbox = Sandbox::start(&[]);
+    let api = sandbox.api();
+    // Disbursed on 2024-01-15: every due date (2024-02-15 on) is past, its interest applied.
+    let (_, loan) = active_loan(&api, "CL-APPLIED", "LN-APPLIED", "900").await;
+    let mut edited = unchanged_schedule(&api, &loan).await;
+    edited[1]["interest"]["amount"]["due"] = json!(5);
+    let refused = put_schedule(&api, &loan, edited).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(
+        refused.body,
+        mambu_error(
+            3627,
+            "INSTALLMENT_WITH_INTEREST_APPLIED_CANNOT_BE_EDITED",
+            "installments[1]"
+        )
+    );
+    // Before the disbursement no interest is applied: the same edit passes.
+    let pending = pending_loan(&api, "LN-NOT-YET", PERSONAL_LOAN).await;
+    let mut edited = unchanged_schedule(&api, &pending).await;
+    edited[1]["interest"]["amount"]["due"] = json!(5);
+    assert_eq!(put_schedule(&api, &pending, edited).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_fixed_term_loan_s_total_interest_only_decreases() {
+    let sandbox = Sandbox::start(&[]);
+    let api = sandbox.api();
+    let loan = pending_loan(&api, "LN-FIXED", PERSONAL_LOAN).await;
+    let mut more = unchanged_schedule(&api, &loan).await;
+    more[2]["interest"]["amount"]["due"] = json!(3.5);
+    let refused = put_schedule(&api, &loan, more).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(
+        refused.body,
+        mambu_error(
+            3610,
+            "INVALID_INSTALLMENTS",
+            "installments.interest: a fixed-term loan's total interest may only decrease: 18.50 is more than the 18.00 its rate charges on this schedule"
+        )
+    );
+    let mut less = unchanged_schedule(&api, &loan).await;
+    less[2]["interest"]["amount"]["due"] = json!(2.5);
+    assert_eq!(put_schedule(&api, &loan, less).await.status, 200);
+    // A dynamic-term loan's interest is Mambu's to recompute: not capped.
+    let dynamic = pending_loan(&api, "LN-DYN-INT", MICRO_LOAN).await;
+    let mut more = unchanged_schedule(&api, &dynamic).await;
+    more[2]["interest"]["amount"]["due"] = json!(3.5);
+    assert_eq!(put_schedule(&api, &dynamic, more).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_dynamic_term_loan_s_schedule_is_edited_before_approval_not_after() {
+    let sandbox = Sandbox::start(&[]);
+    let api = sandbox.api();
+    let loan = pending_loan(&api, "LN-DYN", MICRO_LOAN).await;
+    let mut edited = unchanged_schedule(&api, &loan).await;
+    edited[0]["principal"]["amount"]["due"] = json!(400);
+    edited[2]["principal"]["amount"]["due"] = json!(200);
+    assert_eq!(
+        put_schedule(&api, &loan, edited.clone()).await.status,
+        200,
+        "PENDING_APPROVAL"
+    );
+    let approved = api
+        .post(
+            &format!("/loans/{loan}:changeState"),
+            json!({ "action": "APPROVE" }),
+        )
+        .await;
+    assert_eq!(approved.status, 200, "{approved:?}");
+    let refused = put_schedule(&api, &loan, edited.clone()).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(
+        refused.body,
+        mambu_error(
+            3619,
+            "LOAN_ACCOUNT_SCHEDULE_EDITING_NOT_ALLOWED",
+            "accountState"
+        )
+    );
+    // Once disbursed it can be edited again.
+    let disbursed = api
+        .post(
+            &format!("/loans/{loan}/disbursement-transactions"),
+            json!({ "valueDate": "2024-01-15T00:00:00+00:00" }),
+        )
+        .await;
+    assert_eq!(disbursed.status, 201, "{disbursed:?}");
+    assert_eq!(put_schedule(&api, &loan, edited).await.status, 200);
+}
+
+#[tokio::test]
+async fn due_dates_ascend_and_begin_after_the_disbursement() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(&["--products", edit_products(dir.path()).to_str().unwrap()]);
+    let api = sandbox.api();
+    let loan = pending_loan(&api, "LN-DUES", "DATED").await;
+    let with_dues = |dues: [&'static str; 3]| {
+        let api = api.clone();
+        let loan = loan.clone();
+        async move {
+            let mut body = unchanged_schedule(&api, &loan).await;
+            for (item, due) in body.iter_mut().zip(dues) {
+                item["dueDate"] = json!(format!("{due}T00:00:00+00:00"));
+            }
+            put_schedule(&api, &loan, body).await
+        }
+    };
+    let swapped = with_dues(["2024-02-15", "2024-04-15", "2024-03-15"]).await;
+    assert_eq!(swapped.status, 400);
+    assert_eq!(
+        swapped.body,
+        mambu_error(
+            3624,
+            "DUE_DATES_NOT_IN_ASCENDING_ORDER",
+            "installments.dueDate"
+        )
+    );
+    assert_eq!(
+        with_dues(["2024-02-15", "2024-03-15", "2024-03-15"])
+            .await
+            .body,
+        mambu_error(3628, "DUE_DATES_NOT_UNIQUE", "installments.dueDate")
+    );
+    assert_eq!(
+        with_dues(["2024-01-10", "2024-02-15", "2024-03-15"])
+            .await
+            .body,
+        mambu_error(
+            3618,
+            "FIRST_REPAYMENT_DATE_BEFORE_EXPECTED_DISBURSEMENT_DATE",
+            "installments[0].dueDate"
+        )
+    );
+    let moved = with_dues(["2024-02-20", "2024-03-20", "2024-04-20"]).await;
+    assert_eq!(moved.status, 200, "{moved:?}");
+    assert_eq!(
+        moved.body["installments"][2]["dueDate"],
+        "2024-04-20T00:00:00+00:00"
+    );
 }

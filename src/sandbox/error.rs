@@ -189,6 +189,87 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, 3617, "ACCOUNT_ALREADY_DISBURSED").at("accountState")
     }
 
+    // Schedule editing (PUT /loans/{id}/schedule; reasons from the 2021 spec's enum, codes
+    // unconfirmed; ../shared/mambu-api.md §8 "Schedule editing").
+    pub fn schedule_editing_not_allowed() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            3619,
+            "LOAN_ACCOUNT_SCHEDULE_EDITING_NOT_ALLOWED",
+        )
+        .at("accountState")
+    }
+    /// The product's `repaymentScheduleEditOptions` do not allow the change `source` names.
+    pub fn editing_repayments_not_allowed(source: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            3625,
+            "EDITING_REPAYMENTS_NOT_ALLOWED",
+        )
+        .at(source)
+    }
+    pub fn installment_already_paid(source: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 3626, "INSTALLMENT_ALREADY_PAID").at(source)
+    }
+    pub fn paid_installment_deleted() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            3623,
+            "PAID_OR_PURE_GRACE_INSTALLMENT_CANNOT_BE_DELETED",
+        )
+        .at("installments")
+    }
+    pub fn interest_applied_installment(source: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            3627,
+            "INSTALLMENT_WITH_INTEREST_APPLIED_CANNOT_BE_EDITED",
+        )
+        .at(source)
+    }
+    pub fn due_dates_not_ascending() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            3624,
+            "DUE_DATES_NOT_IN_ASCENDING_ORDER",
+        )
+        .at("installments.dueDate")
+    }
+    pub fn due_dates_not_unique() -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 3628, "DUE_DATES_NOT_UNIQUE").at("installments.dueDate")
+    }
+    pub fn first_repayment_before_expected_disbursement(source: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            3618,
+            "FIRST_REPAYMENT_DATE_BEFORE_EXPECTED_DISBURSEMENT_DATE",
+        )
+        .at(source)
+    }
+    pub fn invalid_first_repayment_due_date(source: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            3629,
+            "INVALID_FIRST_REPAYMENT_DUE_DATE",
+        )
+        .at(source)
+    }
+    /// No reason of Mambu's names a raised total interest; INVALID_INSTALLMENTS is the closest.
+    pub fn interest_increased(source: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 3610, "INVALID_INSTALLMENTS").at(source)
+    }
+
+    // Locks (POST /loans/{id}/lock-transactions, /unlock-transactions).
+    pub fn account_is_locked() -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 3630, "ACCOUNT_IS_LOCKED").at("accountSubState")
+    }
+    pub fn account_already_locked() -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 3631, "ACCOUNT_ALREADY_LOCKED").at("accountSubState")
+    }
+    pub fn account_already_unlocked() -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 3632, "ACCOUNT_ALREADY_UNLOCKED").at("accountSubState")
+    }
+
     // Settlement link (v1).
     pub fn account_already_linked() -> Self {
         Self::new(StatusCode::BAD_REQUEST, 1931, "ACCOUNT_ALREADY_LINKED")

@@ -246,6 +246,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/loans/{id}/disbursement-transactions", post(disburse))
         .route("/loans/{id}/fee-transactions", post(apply_fee))
         .route("/loans/{id}/repayment-transactions", post(repay))
+        .route("/loans/{id}/lock-transactions", post(lock_change::<false>))
+        .route("/loans/{id}/unlock-transactions", post(lock_change::<true>))
         .route(
             "/loans/{id}/settlementAccounts/{deposit}",
             post(link_settlement),
@@ -626,6 +628,9 @@ async fn create_loan(
     create(&s, &c, &h, &body, "POST /loans", Tenant::create_loan).await
 }
 
+/// A change to the account a path names: its id or key, and the body.
+type AccountOp = fn(&mut Tenant, &str, &Value) -> Result<Value, ApiError>;
+
 /// `POST /{accounts}/{id}:changeState`: axum sees `{id}:changeState` as one path segment.
 async fn change_state(
     s: Arc<Shared>,
@@ -634,7 +639,7 @@ async fn change_state(
     segment: String,
     body: Bytes,
     accounts: &'static str,
-    op: fn(&mut Tenant, &str, &Value) -> Result<Value, ApiError>,
+    op: AccountOp,
 ) -> Response {
     match segment.split_once(':') {
         Some((id, "changeState")) => {
@@ -749,6 +754,26 @@ async fn repay(
     body: Bytes,
 ) -> Response {
     post_transaction(s, c, h, id, TransactionKind::Repayment, body).await
+}
+
+/// `POST /loans/{id}/lock-transactions`, or `/unlock-transactions` when `UNLOCK` (v2, with an
+/// Idempotency-Key, 201).
+async fn lock_change<const UNLOCK: bool>(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<ConnHandle>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (kind, op): (&str, AccountOp) = if UNLOCK {
+        ("unlock", Tenant::unlock_loan)
+    } else {
+        ("lock", Tenant::lock_loan)
+    };
+    let route = format!("POST /loans/{id}/{kind}-transactions");
+    change(&s, &h, &c, Api::V2, true, StatusCode::CREATED, route)
+        .apply(&body, |t, b| op(t, &id, b))
+        .await
 }
 
 async fn link_settlement(

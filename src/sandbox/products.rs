@@ -1,10 +1,19 @@
 //! The tenant's configuration the sandbox enforces: loan and deposit products and branches.
 //!
 //! The JSON shape follows Mambu's v2 product resources (`loanAmountSettings.loanAmount`,
-//! `scheduleSettings.numInstallments`, `interestSettings.interestRateSettings`,
-//! `accountLinkSettings`), so a file exported from a real tenant's `GET /loanproducts` can be
-//! trimmed into a `--products` file.
+//! `scheduleSettings.numInstallments`, `scheduleSettings.repaymentScheduleEditOptions`,
+//! `interestSettings.interestRateSettings`, `accountLinkSettings`), so a file exported from a
+//! real tenant's `GET /loanproducts` can be trimmed into a `--products` file.
+//!
+//! A loan product's `scheduleSettings.repaymentScheduleEditOptions` lists what
+//! `PUT /loans/{id}/schedule` may change on its accounts (skyleague/mambu-sdk,
+//! `src/loan-products/rest.zod.ts`): `ADJUST_PAYMENT_DATES` (due dates),
+//! `ADJUST_PRINCIPAL_PAYMENT_SCHEDULE`, `ADJUST_INTEREST_PAYMENT_SCHEDULE`,
+//! `ADJUST_FEE_PAYMENT_SCHEDULE` (the amounts), `ADJUST_NUMBER_OF_INSTALLMENTS` (adding or
+//! removing installments), `ADJUST_PENALTY_PAYMENT_SCHEDULE`, `ADJUST_PAYMENT_HOLIDAYS`. Left
+//! out, the list is empty: the product's schedules cannot be edited at all.
 
+use std::fmt;
 use std::path::Path;
 
 use rust_decimal::Decimal;
@@ -49,6 +58,32 @@ pub struct LoanAmountSettings {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProductScheduleSettings {
     pub num_installments: Limits<u32>,
+    /// What a schedule edit may change; empty: nothing (the product does not allow editing).
+    #[serde(default)]
+    pub repayment_schedule_edit_options: Vec<ScheduleEditOption>,
+}
+
+/// One of Mambu's `repaymentScheduleEditOptions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ScheduleEditOption {
+    AdjustPaymentDates,
+    AdjustPrincipalPaymentSchedule,
+    AdjustInterestPaymentSchedule,
+    AdjustFeePaymentSchedule,
+    AdjustPenaltyPaymentSchedule,
+    AdjustNumberOfInstallments,
+    AdjustPaymentHolidays,
+}
+
+/// Its name in Mambu's JSON, as serde writes it.
+impl fmt::Display for ScheduleEditOption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(name)) => f.write_str(&name),
+            _ => Err(fmt::Error),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +108,30 @@ pub struct Limits<T> {
     pub max_value: Option<T>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_value: Option<T>,
+}
+
+impl LoanProduct {
+    /// Whether a schedule edit may change what `option` names.
+    pub fn allows(&self, option: ScheduleEditOption) -> bool {
+        self.schedule_settings
+            .repayment_schedule_edit_options
+            .contains(&option)
+    }
+
+    /// A fixed-term product: its accounts' schedules are computed once (installment numbers on
+    /// fees; a schedule edit may only lower the total interest).
+    pub fn is_fixed_term(&self) -> bool {
+        self.product_type == "FIXED_TERM_LOAN"
+    }
+
+    /// A dynamic-term product: its accounts' schedules are recomputed as they go (a schedule
+    /// edit is refused while the account is APPROVED).
+    pub fn is_dynamic_term(&self) -> bool {
+        matches!(
+            self.product_type.as_str(),
+            "DYNAMIC_TERM_LOAN" | "DYNAMIC_MORTGAGE"
+        )
+    }
 }
 
 impl<T: PartialOrd + Copy> Limits<T> {
@@ -128,6 +187,13 @@ fn limits<T>(min: T, max: T) -> Limits<T> {
 
 const CURRENT_ACCOUNT_KEY: &str = "8a19c0de00000000000000000000d001";
 
+/// What the built-in loan products let a schedule edit change: what `fixtures/sample/`'s custom
+/// schedules change (principal and interest per installment, on Mambu's own due dates), no more.
+const SAMPLE_EDITS: [ScheduleEditOption; 2] = [
+    ScheduleEditOption::AdjustPrincipalPaymentSchedule,
+    ScheduleEditOption::AdjustInterestPaymentSchedule,
+];
+
 impl Products {
     /// Reads a products file (JSON, the shape of [`Products`]).
     pub fn load(path: &Path) -> anyhow::Result<Self> {
@@ -156,6 +222,7 @@ impl Products {
             },
             schedule_settings: ProductScheduleSettings {
                 num_installments: limits(installments.0, installments.1),
+                repayment_schedule_edit_options: SAMPLE_EDITS.to_vec(),
             },
             interest_settings: Some(ProductInterestSettings {
                 interest_rate_settings: vec![InterestRateSettings {
@@ -273,6 +340,27 @@ mod tests {
                 .max_value,
             Some(60)
         );
+        assert!(
+            back.loan_product("MICRO")
+                .unwrap()
+                .allows(ScheduleEditOption::AdjustPrincipalPaymentSchedule)
+        );
+        assert!(
+            !back
+                .loan_product("MICRO")
+                .unwrap()
+                .allows(ScheduleEditOption::AdjustPaymentDates)
+        );
+    }
+
+    #[test]
+    fn edit_options_are_named_as_in_the_json() {
+        assert_eq!(
+            ScheduleEditOption::AdjustNumberOfInstallments.to_string(),
+            "ADJUST_NUMBER_OF_INSTALLMENTS"
+        );
+        let unknown = serde_json::from_str::<ScheduleEditOption>(r#""ADJUST_EVERYTHING""#);
+        assert!(unknown.is_err());
     }
 
     #[test]

@@ -85,12 +85,9 @@ impl Tenant {
         if let (Some(e), Some(f)) = (expected, first_repayment)
             && f <= e
         {
-            return Err(ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                3618,
-                "FIRST_REPAYMENT_DATE_BEFORE_EXPECTED_DISBURSEMENT_DATE",
-            )
-            .at("disbursementDetails.firstRepaymentDate"));
+            return Err(ApiError::first_repayment_before_expected_disbursement(
+                "disbursementDetails.firstRepaymentDate",
+            ));
         }
         let state = match optional_str(doc, "accountState")? {
             None | Some("PENDING_APPROVAL") => "PENDING_APPROVAL",
@@ -145,6 +142,7 @@ impl Tenant {
             custom_schedule: false,
             settlement_key: None,
             first_repayment,
+            expected_disbursement: expected,
             disbursed: None,
             created: created.clone(),
             approved: None,

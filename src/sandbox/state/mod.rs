@@ -10,7 +10,10 @@
 //! - `deposits`: create, get, state changes, the deposit's JSON.
 //! - `loans`: create (checked against the product's terms), get, state changes, the loan's
 //!   JSON and balances.
-//! - `schedule`: the generated repayment schedule, reading it, editing it (custom schedule).
+//! - `schedule`: the generated repayment schedule, reading it, editing it (custom schedule)
+//!   under Mambu's schedule-editing rules (the product's edit options, the account's state and
+//!   lock, paid and interest-applied installments, fixed-term interest, due dates).
+//! - `locks`: locking and unlocking a loan's income sources (lock- and unlock-transactions).
 //! - `settlement`: the v1 link between a loan and its settlement deposit.
 //! - `transactions`: posting disbursements, fees and repayments (allocation, duplicates,
 //!   externalIds), and a loan's transaction list.
@@ -26,6 +29,7 @@ mod clients;
 mod deposits;
 mod json;
 mod loans;
+mod locks;
 mod schedule;
 mod settlement;
 mod transactions;
@@ -126,6 +130,8 @@ struct Loan {
     custom_schedule: bool,
     settlement_key: Option<String>,
     first_repayment: Option<DateTime<FixedOffset>>,
+    /// `disbursementDetails.expectedDisbursementDate`, when the loan was created with one.
+    expected_disbursement: Option<DateTime<FixedOffset>>,
     disbursed: Option<DateTime<FixedOffset>>,
     created: String,
     approved: Option<String>,

@@ -55,12 +55,10 @@ impl Tenant {
         if external_id.is_none() && self.seen_before(natural) {
             self.counters.duplicate_transactions += 1;
         }
-        let encoded_key = self.new_key();
-        let t_index = self.transactions.len();
         if let Some(ext) = external_id {
-            self.external_ids.insert(ext.to_owned(), t_index);
+            self.external_ids
+                .insert(ext.to_owned(), self.transactions.len());
         }
-        let loan = &mut self.loans[index];
         let mut out = writable(
             doc,
             &[
@@ -79,11 +77,43 @@ impl Tenant {
             TransactionKind::Disbursement | TransactionKind::Repayment => &["amount"],
         };
         store_numbers(&mut out, read);
+        let t_index = self.book(index, type_name, amount, value_date, out, affected);
+        if kind == TransactionKind::Disbursement {
+            let holder = self.loans[index].holder;
+            self.activate_client(holder);
+        }
+        Ok(Value::Object(self.transactions[t_index].doc.clone()))
+    }
+
+    /// GET /loans/{id}/transactions: every transaction of the loan, oldest first.
+    /// Every transaction of a loan, oldest first (the HTTP layer pages them).
+    pub fn loan_transactions(&self, id_or_key: &str) -> Result<Vec<Value>, ApiError> {
+        let index = self
+            .loan_index(id_or_key)
+            .ok_or_else(ApiError::invalid_loan_account_id)?;
+        Ok(self.loans[index]
+            .transactions
+            .iter()
+            .map(|t| Value::Object(self.transactions[*t].doc.clone()))
+            .collect())
+    }
+
+    /// Records a transaction of the loan (`out`: what the body gave that Mambu keeps) with the
+    /// fields Mambu sets and the balances after it; its index.
+    pub(super) fn book(
+        &mut self,
+        index: usize,
+        type_name: &'static str,
+        amount: Decimal,
+        value_date: DateTime<FixedOffset>,
+        mut out: Map<String, Value>,
+        affected: Value,
+    ) -> usize {
+        let encoded_key = self.new_key();
+        let t_index = self.transactions.len();
+        let loan = &mut self.loans[index];
         out.insert("encodedKey".into(), json!(encoded_key));
-        out.insert(
-            "id".into(),
-            json!((self.transactions.len() + 1).to_string()),
-        );
+        out.insert("id".into(), json!((t_index + 1).to_string()));
         out.insert("type".into(), json!(type_name));
         out.insert("amount".into(), money(amount));
         out.insert("valueDate".into(), json!(format_datetime(value_date)));
@@ -114,24 +144,7 @@ impl Tenant {
             loan: index,
             deleted: false,
         });
-        if kind == TransactionKind::Disbursement {
-            let holder = self.loans[index].holder;
-            self.activate_client(holder);
-        }
-        Ok(Value::Object(self.transactions[t_index].doc.clone()))
-    }
-
-    /// GET /loans/{id}/transactions: every transaction of the loan, oldest first.
-    /// Every transaction of a loan, oldest first (the HTTP layer pages them).
-    pub fn loan_transactions(&self, id_or_key: &str) -> Result<Vec<Value>, ApiError> {
-        let index = self
-            .loan_index(id_or_key)
-            .ok_or_else(ApiError::invalid_loan_account_id)?;
-        Ok(self.loans[index]
-            .transactions
-            .iter()
-            .map(|t| Value::Object(self.transactions[*t].doc.clone()))
-            .collect())
+        t_index
     }
 
     fn disburse(
@@ -161,12 +174,9 @@ impl Tenant {
         if let Some(first) = first_repayment
             && first <= value_date
         {
-            return Err(ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                3618,
-                "FIRST_REPAYMENT_DATE_BEFORE_EXPECTED_DISBURSEMENT_DATE",
-            )
-            .at("firstRepaymentDate"));
+            return Err(ApiError::first_repayment_before_expected_disbursement(
+                "firstRepaymentDate",
+            ));
         }
         if loan.custom_schedule {
             if loan
@@ -249,8 +259,7 @@ impl Tenant {
         if amount <= Decimal::ZERO {
             return Err(ApiError::fee_amount_not_positive());
         }
-        let fixed = self.products.loan_products[self.loans[index].product].product_type
-            == "FIXED_TERM_LOAN";
+        let fixed = self.products.loan_products[self.loans[index].product].is_fixed_term();
         let loan = &mut self.loans[index];
         let position = match doc.get("installmentNumber") {
             None | Some(Value::Null) if fixed => {
