@@ -962,7 +962,7 @@ async fn numeric_flow(api: &common::Api, write: fn(&Value) -> Value) -> Vec<(Str
         .unwrap()
         .iter()
         .zip(["400.00", "400.00", "400.50"])
-        .map(|(i, principal)| write(&body(&format!(r#"{{"encodedKey":"{}","dueDate":"{}","principal":{{"amount":{{"due":{principal}}}}},"interest":{{"amount":{{"due":10.00}}}},"fee":{{"amount":{{"due":0}}}}}}"#, i["encodedKey"].as_str().unwrap(), i["dueDate"].as_str().unwrap()))))
+        .map(|(i, principal)| write(&body(&format!(r#"{{"encodedKey":"{}","dueDate":"{}","principal":{{"amount":{{"due":{principal}}}}},"interest":{{"amount":{{"due":8.00}}}},"fee":{{"amount":{{"due":0}}}}}}"#, i["encodedKey"].as_str().unwrap(), i["dueDate"].as_str().unwrap()))))
         .collect();
     keep(
         "schedule edit",
