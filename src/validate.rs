@@ -588,6 +588,10 @@ fn render_unit(
         tenant,
         ..
     } = *units;
+    // Per loan (its rows' path): whether its product is dynamic-term, and whether it has been
+    // approved by an earlier step: Mambu refuses to edit such a loan's schedule once approved.
+    let mut dynamic_loans: HashSet<String> = HashSet::new();
+    let mut approved_loans: HashSet<String> = HashSet::new();
     for planned in compiled.expand(unit) {
         let step = compiled.step(planned.step);
         let row = planned.row();
@@ -597,7 +601,7 @@ fn render_unit(
             continue;
         }
         let file = || row.schema().file().display().to_string();
-        let mut fail = |what: &str, message: String| {
+        let fail = |out: &mut Found, what: &str, message: String| {
             out.push(
                 format!("data render {} {what}", step.id),
                 Finding::new(
@@ -617,23 +621,57 @@ fn render_unit(
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {
-                fail("when", e.to_string());
+                fail(out, "when", e.to_string());
                 continue;
+            }
+        }
+        if tenant.is_some() {
+            match step.action {
+                Action::ApproveLoan => {
+                    approved_loans.insert(planned.instance());
+                }
+                Action::EditSchedule
+                    if approved_loans.contains(&planned.instance())
+                        && dynamic_loans.contains(&planned.instance()) =>
+                {
+                    out.push(
+                        format!("tenant schedule order {}", step.id),
+                        Finding::new(
+                            Kind::Tenant,
+                            file(),
+                            Some(row.line()),
+                            format!(
+                                "step `{}` (edit_schedule): {} {} is of a dynamic-term product, whose schedule Mambu refuses to edit once the loan is APPROVED (LOAN_ACCOUNT_SCHEDULE_EDITING_NOT_ALLOWED)",
+                                step.id,
+                                row.schema().name(),
+                                row.key()
+                            ),
+                            Some(format!(
+                                "edit the schedule before the loan is approved: move `{}` above the approve_loan step in the plan",
+                                step.id
+                            )),
+                        ),
+                    );
+                }
+                _ => {}
             }
         }
         // Only a tenant's loan limits need the rendered call; otherwise its outcome is enough.
         if tenant.is_none() || step.action != Action::CreateLoan {
             if let Err(e) = compiled.check(unit, &planned, outputs, lookups, memo) {
-                fail("render", e.to_string());
+                fail(out, "render", e.to_string());
             }
             continue;
         }
         match compiled.render(unit, &planned, outputs, lookups) {
-            Err(e) => fail("render", e.to_string()),
+            Err(e) => fail(out, "render", e.to_string()),
             Ok(call) => {
                 if let (Some(tenant), Action::CreateLoan, Some(body)) =
                     (tenant, call.action, &call.body)
                 {
+                    if tenant.product_type(body) == Some("DYNAMIC_TERM_LOAN") {
+                        dynamic_loans.insert(planned.instance());
+                    }
                     for (field, problem) in tenant.loan_limits(body) {
                         out.push(
                             format!("tenant limits {} {field}", step.id),
@@ -753,6 +791,18 @@ impl Tenant {
     /// The lookups as one JSON value, for templates' `lookups.<table>[<key>]`.
     fn lookups_value(&self) -> Value {
         self.lookups.clone()
+    }
+
+    /// The type (`FIXED_TERM_LOAN`, `DYNAMIC_TERM_LOAN`, …) of the product a create_loan body
+    /// names, when the tenant has it.
+    fn product_type(&self, body: &Value) -> Option<&str> {
+        let key = body.get("productTypeKey")?.as_str()?;
+        self.loan_products
+            .as_ref()?
+            .iter()
+            .find(|p| p.get("encodedKey").and_then(Value::as_str) == Some(key))?
+            .get("type")?
+            .as_str()
     }
 
     /// A create_loan body's amount, installments and interest rate against the limits of the

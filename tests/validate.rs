@@ -345,3 +345,52 @@ fn validate_compares_the_plans_time_zone_with_the_tenants() {
     let (code, report) = check(&plan);
     assert_eq!(code, Some(0), "{report}");
 }
+
+#[test]
+fn a_schedule_edit_after_approving_a_dynamic_term_loan_is_reported_with_the_fix() {
+    // The sample as it was: the schedule edited after `approve`. The tenant's MICRO product is
+    // dynamic-term, whose schedule Mambu refuses to edit once approved.
+    let schedule = "      - id: schedule
+        action: edit_schedule
+        when: \"loans.custom_schedule == 'Y'\"
+        installments:
+          from: schedules
+          dueDate: \"{{ schedules.due_date | datetime }}\"
+          principal: \"{{ schedules.principal_due | decimal }}\"
+          interest: \"{{ schedules.interest_due | decimal }}\"
+";
+    let approve = "      - id: approve
+        action: approve_loan
+";
+    let sample = std::fs::read_to_string("plans/sample.yaml").unwrap();
+    assert!(
+        sample.contains(&format!("{schedule}{approve}")),
+        "the sample edits first"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let plan = common::sample_plan_with(
+        dir.path(),
+        &[(
+            &format!("{schedule}{approve}"),
+            &format!("{approve}{schedule}"),
+        )],
+    );
+    let (code, report) = validate(&[plan.to_str().unwrap(), "--target", "sandbox"]);
+    assert_eq!(code, 2, "{report}");
+    let found: Vec<&str> = report
+        .lines()
+        .filter(|l| l.contains("whose schedule Mambu refuses to edit once the loan is APPROVED"))
+        .collect();
+    assert!(!found.is_empty(), "{report}");
+    for line in &found {
+        assert!(
+            line.contains("loans.csv:"),
+            "located at the loan's row: {line}"
+        );
+    }
+    assert!(
+        report.contains("move `schedule` above the approve_loan step"),
+        "{report}"
+    );
+    // In the sample's order, nothing to say (the_sample_plan_validates_clean).
+}
