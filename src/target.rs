@@ -157,10 +157,13 @@ pub async fn read_lookups(session: &Session, plan: &Plan) -> anyhow::Result<Valu
     Ok(Value::Object(tables))
 }
 
+/// Where Mambu tells the tenant's settings, its time zone among them (`timeZoneID`).
+pub const ORGANIZATION_SETUP: &str = "/setup/organization";
+
 /// The tenant's time zone as Mambu tells it (`GET /setup/organization`: `timeZoneID`).
 pub async fn tenant_zone(session: &Session) -> Result<chrono_tz::Tz, String> {
     let found = session
-        .read("/setup/organization", Expect::Any, Keep::All, &mut Quiet)
+        .read(ORGANIZATION_SETUP, Expect::Any, Keep::All, &mut Quiet)
         .await?
         .ok_or("GET /setup/organization: not found (HTTP 404)")?;
     let id = found

@@ -36,7 +36,7 @@ pub const DEFAULT_LATENCY_MS: f64 = 150.0;
 const LARGEST: usize = 10;
 
 /// What `run` reads of the tenant before its lookups: its time zone, checked against the plan's.
-const TENANT_READS: [&str; 1] = ["/setup/organization"];
+const TENANT_READS: [&str; 1] = [crate::target::ORGANIZATION_SETUP];
 
 /// What to estimate.
 #[derive(Debug, Clone)]

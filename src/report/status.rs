@@ -164,21 +164,12 @@ pub fn render(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<Str
             let _ = writeln!(out, "  failures   {}", errors.display());
         }
         if units.failed > 0
-            && let Some(latest) = reader
-                .attempts()?
-                .iter()
-                .rev()
-                .find(|a| a.failed_dir.is_some())
+            && let Some((n, reload)) = summary::reload_of_failed(reader, &meta, run_dir)?
         {
             let _ = writeln!(
                 out,
-                "  fix        the rows in {} (with errors.csv), then reload them:\n             {}",
-                run_dir.join(format!("failed/{}", latest.n)).display(),
-                summary::run_command(
-                    meta.get("plan_file").map_or("PLAN", String::as_str),
-                    run_dir,
-                    &format!("--reload {}", latest.n)
-                )
+                "  fix        the rows in {} (with errors.csv), then reload them:\n             {reload}",
+                run_dir.join(format!("failed/{n}")).display(),
             );
         }
     }

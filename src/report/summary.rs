@@ -286,6 +286,25 @@ pub(crate) fn resume_command(meta: &HashMap<String, String>, run_dir: &Path) -> 
     )
 }
 
+/// The newest attempt that wrote its failed rows (`failed/<n>/`), and the command that
+/// reloads them once fixed; `None` before any attempt wrote them.
+pub(crate) fn reload_of_failed(
+    reader: &Reader,
+    meta: &HashMap<String, String>,
+    run_dir: &Path,
+) -> rusqlite::Result<Option<(i64, String)>> {
+    let newest = reader
+        .attempts()?
+        .iter()
+        .rev()
+        .find(|a| a.failed_dir.is_some())
+        .map(|a| a.n);
+    Ok(newest.map(|n| {
+        let plan = meta.get("plan_file").map_or("PLAN", String::as_str);
+        (n, run_command(plan, run_dir, &format!("--reload {n}")))
+    }))
+}
+
 /// `mambu-migrate run PLAN --run-dir RUN_DIR <flags>`, its words quoted for a POSIX shell.
 pub fn run_command(plan: &str, run_dir: &Path, flags: &str) -> String {
     let plan = if plan == "PLAN" {
@@ -517,13 +536,7 @@ impl Summary {
         };
 
         let failed = reader.failed_units()?;
-        // The newest attempt that wrote its failed rows.
-        let failed_dir = reader
-            .attempts()?
-            .iter()
-            .rev()
-            .find(|a| a.failed_dir.is_some())
-            .map(|a| format!("failed/{}/", a.n));
+        let reload = reload_of_failed(reader, &meta, run_dir)?;
         let mut reasons: HashMap<String, i64> = HashMap::new();
         for unit in &failed {
             let e = &unit.error;
@@ -554,15 +567,12 @@ impl Summary {
                 units: failed.len() as i64,
                 top_reasons,
                 errors_csv: "errors.csv".into(),
-                failed_dir: failed_dir.clone().unwrap_or_else(|| "failed/".into()),
-                reload_command: failed_dir.filter(|_| !failed.is_empty()).map(|dir| {
-                    let n = dir.trim_start_matches("failed/").trim_end_matches('/');
-                    run_command(
-                        meta.get("plan_file").map_or("PLAN", String::as_str),
-                        run_dir,
-                        &format!("--reload {n}"),
-                    )
-                }),
+                failed_dir: reload
+                    .as_ref()
+                    .map_or_else(|| "failed/".into(), |(n, _)| format!("failed/{n}/")),
+                reload_command: reload
+                    .filter(|_| !failed.is_empty())
+                    .map(|(_, command)| command),
             },
             history: events
                 .into_iter()

@@ -70,11 +70,7 @@ pub(crate) struct Shared {
     /// Read once before the first unit.
     pub lookups: std::sync::OnceLock<Value>,
     pub plan_name: String,
-    /// Stop after the current step: interrupt, error budget, credentials.
-    pub halt: CancellationToken,
     pub reason: Mutex<Option<String>>,
-    /// Cancelled at `--deadline`: no unit starts after it, and no call waits out an outage.
-    pub deadline: CancellationToken,
     pub progress: Progress,
     /// This invocation's number: units end in it, and its failed rows go to `failed/<n>/`.
     pub attempt: i64,
@@ -83,6 +79,17 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Cancelled to stop after the current step: interrupt, error budget, credentials (the
+    /// session's, so calls waiting to retry stop waiting too).
+    pub fn halt(&self) -> &CancellationToken {
+        self.session.halt()
+    }
+
+    /// Cancelled at `--deadline`: no unit starts after it, and no call waits out an outage.
+    pub fn deadline(&self) -> &CancellationToken {
+        self.session.deadline()
+    }
+
     /// Stops the run (resumably) for `reason`; the first reason wins.
     pub fn stop(&self, reason: String) {
         let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
@@ -90,7 +97,7 @@ impl Shared {
             tracing::warn!(reason = %reason, "stopping");
             *slot = Some(reason);
         }
-        self.halt.cancel();
+        self.halt().cancel();
     }
 
     fn stop_reason(&self) -> Option<String> {
@@ -555,16 +562,13 @@ async fn execute(
         Limiter::new(rate, burst),
         crate::target::retry_settings(&plan),
     );
-    let (halt, deadline) = (session.halt().clone(), session.deadline().clone());
     let shared = Arc::new(Shared {
         checkpoint,
         compiled: Compiled::new(&plan),
         session,
         lookups: std::sync::OnceLock::new(),
         plan_name: plan.name.clone(),
-        halt,
         reason: Mutex::new(None),
-        deadline,
         progress: Progress::new(total_units, options.progress),
         attempt: chosen.n,
         source_names: plan.sources.iter().map(|s| s.name.clone()).collect(),
@@ -585,7 +589,7 @@ async fn execute(
             std::process::abort();
         })
     };
-    let deadline = shared.deadline.clone();
+    let deadline = shared.deadline().clone();
     if let Some(at) = options.deadline {
         let deadline = deadline.clone();
         let wait = (at - chrono::Local::now()).to_std().unwrap_or_default();
@@ -842,14 +846,14 @@ async fn drive(
     budget: &crate::plan::file::ErrorBudgetFile,
     concurrency: usize,
 ) -> (Tally, bool) {
-    let deadline = shared.deadline.clone();
+    let deadline = shared.deadline().clone();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks: JoinSet<(String, UnitEnd)> = JoinSet::new();
     let mut tally = Tally::default();
     let mut not_started_by_deadline = false;
     'units: while let Some((ordinal, unit)) = tokio::select! {
         next = unit_rx.recv() => next,
-        () = shared.halt.cancelled() => None,
+        () = shared.halt().cancelled() => None,
     } {
         if deadline.is_cancelled() {
             not_started_by_deadline = true;
@@ -874,7 +878,7 @@ async fn drive(
             tokio::select! {
                 permit = semaphore.clone().acquire_owned() => break permit.expect("the semaphore is never closed"),
                 Some(done) = tasks.join_next() => tally.account(done, shared, budget),
-                () = shared.halt.cancelled() => break 'units,
+                () = shared.halt().cancelled() => break 'units,
                 () = deadline.cancelled() => { not_started_by_deadline = true; break 'units }
             }
         };

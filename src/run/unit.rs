@@ -44,7 +44,7 @@ pub async fn run_unit(
             // Nothing more is sent that could not be recorded: stop, resumably.
             shared.stop(e.to_string());
         }
-        if shared.halt.is_cancelled() {
+        if shared.halt().is_cancelled() {
             end = UnitEnd::Interrupted;
             break;
         }
@@ -373,7 +373,7 @@ impl Drop for Waiting<'_> {
             .progress
             .waiting
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        if left == 1 && !shared.halt.is_cancelled() {
+        if left == 1 && !shared.halt().is_cancelled() {
             shared.checkpoint.record(Record::Event {
                 kind: "outage over".into(),
                 detail: String::new(),

@@ -849,6 +849,8 @@ impl Page {
                 .map_err(|_| ApiError::invalid_parameters(name)),
         };
         let limit = number("limit", DEFAULT_LIMIT)?;
+        // Stricter reading: the record gives 1,000 as the maximum, not what a larger limit
+        // gets; refused here rather than silently cut.
         if limit > MAX_LIMIT {
             return Err(ApiError::invalid_parameters("limit"));
         }

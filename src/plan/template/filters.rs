@@ -426,33 +426,20 @@ impl Zone {
         };
         let fix = format!("set the plan's `timezone: {}`", tenant.name());
         match self {
-            Zone::Named(tz) if tz == tenant => Ok(()),
-            Zone::Named(tz) if tz.name() == "UTC" || tenant.name() == "UTC" => {
-                if offsets(tz) == offsets(tenant) {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "the plan's time zone {} is not the tenant's ({}): Mambu would refuse its date-times; {fix}",
-                        tz.name(),
-                        tenant.name()
-                    ))
-                }
+            // Another name for UTC (`Etc/UTC`) is UTC; any other zone is not the tenant's.
+            Zone::Named(tz) if tz == tenant || offsets(tz) == [0] && offsets(tenant) == [0] => {
+                Ok(())
             }
             Zone::Named(tz) => Err(format!(
                 "the plan's time zone {} is not the tenant's ({}): Mambu would refuse its date-times; {fix}",
                 tz.name(),
                 tenant.name()
             )),
-            Zone::Fixed(offset) => {
-                if offsets(tenant) == [offset.local_minus_utc()] {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "the plan's fixed offset {offset} is not always the tenant's ({}, whose offset changes with the date): Mambu would refuse the date-times of part of the year; {fix}",
-                        tenant.name()
-                    ))
-                }
-            }
+            Zone::Fixed(offset) if offsets(tenant) == [offset.local_minus_utc()] => Ok(()),
+            Zone::Fixed(offset) => Err(format!(
+                "the plan's fixed offset {offset} is not always the tenant's ({}, whose offset changes with the date): Mambu would refuse the date-times of part of the year; {fix}",
+                tenant.name()
+            )),
         }
     }
 }
