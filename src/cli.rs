@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::ExitStatus;
 use crate::report::render::Format as ReportFormat;
-use crate::sandbox::{self, Credentials, Faults, IdempotencyMode, SandboxConfig};
+use crate::sandbox::{self, Faults, IdempotencyMode, SandboxConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,9 +61,23 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Serve the embedded Mambu simulator over HTTP.
     Sandbox(SandboxArgs),
+    /// Describe or check a tenant profile (what the sandbox serves with --tenant).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
     /// Generate synthetic migration data.
     #[command(subcommand)]
     Fixtures(FixturesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Print a tenant profile's JSON Schema.
+    Schema,
+    /// Check a tenant profile file: what the sandbox would refuse to serve, with where.
+    Check {
+        /// The profile (YAML), e.g. fixtures/tenants/strict.yaml.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -226,28 +240,20 @@ pub struct SandboxArgs {
     /// Port to listen on (127.0.0.1); 0 picks a free one.
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// API key accepted in the `apiKey` header.
-    #[arg(
-        long,
-        env = "MAMBU_SANDBOX_API_KEY",
-        default_value = "sandbox-api-key",
-        hide_env_values = true,
-        hide_default_value = true
-    )]
-    pub api_key: String,
-    /// User name accepted by basic auth.
-    #[arg(long, default_value = "sandbox")]
-    pub username: String,
-    /// Password accepted by basic auth.
-    #[arg(
-        long,
-        env = "MAMBU_SANDBOX_PASSWORD",
-        default_value = "sandbox",
-        hide_env_values = true,
-        hide_default_value = true
-    )]
-    pub password: String,
-    /// Loan and deposit products (JSON) instead of the built-in ones.
+    /// The tenant to serve (a tenant profile, YAML: time zone, users, branches, products,
+    /// client rules; see fixtures/tenants/); default: the built-in lenient tenant.
+    #[arg(long, value_name = "FILE")]
+    pub tenant: Option<PathBuf>,
+    /// The built-in tenant's API key (the `apiKey` header). A --tenant file holds its own.
+    #[arg(long, env = "MAMBU_SANDBOX_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// The built-in tenant's basic-auth user name.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// The built-in tenant's basic-auth password.
+    #[arg(long, env = "MAMBU_SANDBOX_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Loan and deposit products (JSON, Mambu's shape) instead of the tenant's.
     #[arg(long, value_name = "FILE")]
     pub products: Option<PathBuf>,
     /// Seed for every random fault decision, so a faulty run can be replayed.
@@ -280,10 +286,10 @@ pub struct SandboxArgs {
     /// How Idempotency-Key headers are treated.
     #[arg(long, value_enum, default_value_t = IdempotencyArg::Honour)]
     pub idempotency: IdempotencyArg,
-    /// The tenant's time zone, an IANA id (e.g. Europe/Lisbon): every v2 date-time must carry
-    /// its offset at that date, daylight saving included.
-    #[arg(long, value_name = "ZONE", default_value = "UTC", value_parser = time_zone)]
-    pub timezone: chrono_tz::Tz,
+    /// The tenant's time zone instead of the profile's, an IANA id (e.g. Europe/Lisbon): every
+    /// v2 date-time must carry its offset at that date, daylight saving included.
+    #[arg(long, value_name = "ZONE", value_parser = time_zone)]
+    pub timezone: Option<chrono_tz::Tz>,
 }
 
 /// An IANA time-zone id, as the tz database spells it.
@@ -331,6 +337,27 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         }),
         Command::Verify(args) => verify(args),
         Command::Sandbox(args) => run_sandbox(args),
+        Command::Tenant(TenantCommand::Schema) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&sandbox::TenantProfile::schema())?
+            );
+            Ok(ExitStatus::Success)
+        }
+        Command::Tenant(TenantCommand::Check { file }) => {
+            let profile = sandbox::TenantProfile::load(&file)?;
+            println!(
+                "{}: `{}` in {}, {} users, {} branches, {} loan and {} deposit products",
+                file.display(),
+                profile.name,
+                profile.time_zone,
+                profile.users.len(),
+                profile.branches.len(),
+                profile.loan_products.len(),
+                profile.deposit_products.len()
+            );
+            Ok(ExitStatus::Success)
+        }
         Command::Fixtures(FixturesCommand::Generate(args)) => generate_fixtures(args),
     }
 }
@@ -444,11 +471,43 @@ fn estimate(args: EstimateArgs) -> anyhow::Result<ExitStatus> {
 }
 
 fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitStatus> {
-    let products = match &args.products {
-        Some(path) => sandbox::Products::load(path)
-            .with_context(|| format!("loading products from {}", path.display()))?,
-        None => sandbox::Products::default_set(),
+    let mut tenant = match &args.tenant {
+        Some(path) => {
+            anyhow::ensure!(
+                args.api_key.is_none() && args.username.is_none() && args.password.is_none(),
+                "--api-key, --username and --password set the built-in tenant's user; {} holds \
+                 its own users",
+                path.display()
+            );
+            sandbox::TenantProfile::load(path)?
+        }
+        None => {
+            let mut tenant = sandbox::TenantProfile::lenient();
+            let user = &mut tenant.users[0];
+            if let Some(key) = args.api_key {
+                user.api_key = Some(key);
+            }
+            if let Some(name) = args.username {
+                user.username = name;
+            }
+            if let Some(password) = args.password {
+                user.password = Some(password);
+            }
+            tenant
+        }
     };
+    if let Some(path) = &args.products {
+        let products = sandbox::Products::load(path)
+            .with_context(|| format!("loading products from {}", path.display()))?;
+        tenant.loan_products = products.loan_products;
+        tenant.deposit_products = products.deposit_products;
+        if !products.branches.is_empty() {
+            tenant.branches = products.branches;
+        }
+    }
+    if let Some(zone) = args.timezone {
+        tenant.time_zone = zone.name().to_owned();
+    }
     for (name, rate) in [
         ("--fault-rate", args.fault_rate),
         ("--lost-reply-rate", args.lost_reply_rate),
@@ -463,12 +522,7 @@ fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitStatus> {
         anyhow::ensure!(rps > 0.0, "--throttle-rps must be above 0, got {rps}");
     }
     let config = SandboxConfig {
-        credentials: Credentials {
-            api_key: args.api_key,
-            username: args.username,
-            password: args.password,
-        },
-        products,
+        tenant,
         seed: args.seed,
         faults: Faults {
             latency_ms: args.latency_ms,
@@ -485,7 +539,6 @@ fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitStatus> {
             },
             outage: false,
         },
-        time_zone: args.timezone,
     };
     let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), args.port);
     let runtime = crate::runtime()?;

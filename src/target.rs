@@ -8,13 +8,16 @@ use anyhow::Context as _;
 use serde_json::Value;
 
 use crate::mambu::{Client, Credentials, Expect, Keep, Quiet, RetrySettings, Session};
-use crate::plan::check::{Plan, Target};
+use crate::plan::check::{EnvCredentials, Plan, Target};
 use crate::plan::file::LookupFile;
-use crate::sandbox::{SandboxConfig, SandboxServer};
+use crate::sandbox::{SandboxConfig, SandboxServer, TenantProfile};
 
-/// A client for the target, and the embedded sandbox behind it if that is the target.
+/// A client for the target (and one for the approving user, when the plan names one), and the
+/// embedded sandbox behind them if that is the target.
 pub struct Connection {
     pub client: Client,
+    /// The approving user's client, for four-eyes approval steps.
+    pub approver: Option<Client>,
     sandbox: Option<SandboxServer>,
 }
 
@@ -50,7 +53,7 @@ impl Where {
     pub fn of(plan: &Plan, chosen: Option<&str>) -> Self {
         match (chosen, &plan.target) {
             (Some(text), _) => Self::parse(text),
-            (None, Target::Sandbox) => Where::Embedded,
+            (None, Target::Sandbox { .. }) => Where::Embedded,
             (None, Target::Tenant { base_url, .. }) => Where::Url(base_url.clone()),
         }
     }
@@ -71,38 +74,95 @@ impl std::fmt::Display for Where {
 }
 
 /// Connects to `target` (`sandbox` or a base URL).
+///
+/// The embedded sandbox serves the plan's tenant profile (or the built-in tenant, whose one user
+/// gets a throwaway key) and the calls are made as the profile's users the plan names. A URL
+/// takes credentials from the environment variables the plan names (`MAMBU_API_KEY`, or
+/// `MAMBU_USERNAME` and `MAMBU_PASSWORD`; for the approving user `MAMBU_APPROVER_*`).
 pub async fn connect(plan: &Plan, target: &Where, timeout: Duration) -> anyhow::Result<Connection> {
     let Where::Url(url) = target else {
-        let key = uuid::Uuid::new_v4().to_string();
-        let server = crate::sandbox::start(
-            SandboxConfig::with_api_key(key.clone()),
-            ([127, 0, 0, 1], 0).into(),
-        )
+        return connect_embedded(plan, timeout).await;
+    };
+    let built_in_env = |prefix: &str| EnvCredentials {
+        api_key_env: format!("{prefix}_API_KEY"),
+        username_env: format!("{prefix}_USERNAME"),
+        password_env: format!("{prefix}_PASSWORD"),
+    };
+    let (auth, approver) = match &plan.target {
+        Target::Tenant { auth, approver, .. } => (auth.clone(), approver.clone()),
+        Target::Sandbox { approver, .. } => (
+            built_in_env("MAMBU"),
+            approver.as_ref().map(|_| built_in_env("MAMBU_APPROVER")),
+        ),
+    };
+    let from_env = |env: &EnvCredentials| {
+        Credentials::from_env(&env.api_key_env, &env.username_env, &env.password_env)
+    };
+    let client = Client::new(url, from_env(&auth)?, timeout)?;
+    let approver = match &approver {
+        Some(env) => Some(Client::new(
+            url,
+            from_env(env).context("the approving user's credentials (target.approver)")?,
+            timeout,
+        )?),
+        None => None,
+    };
+    Ok(Connection {
+        client,
+        approver,
+        sandbox: None,
+    })
+}
+
+/// Starts the embedded sandbox serving the plan's profile, and clients for its users.
+async fn connect_embedded(plan: &Plan, timeout: Duration) -> anyhow::Result<Connection> {
+    let (profile, user, approver) = match &plan.target {
+        Target::Sandbox {
+            profile: Some(path),
+            user,
+            approver,
+        } => (
+            TenantProfile::load(path)?,
+            user.as_deref(),
+            approver.as_deref(),
+        ),
+        _ => {
+            let mut profile = TenantProfile::lenient();
+            // A throwaway key: nothing but this process can call it.
+            profile.users[0].api_key = Some(uuid::Uuid::new_v4().to_string());
+            (profile, None, None)
+        }
+    };
+    let credentials = |name: Option<&str>| -> anyhow::Result<Credentials> {
+        let user = match name {
+            Some(name) => profile
+                .user(name)
+                .with_context(|| format!("the tenant profile has no user `{name}`"))?,
+            None => &profile.users[0],
+        };
+        Ok(match (&user.api_key, &user.password) {
+            (Some(key), _) => Credentials::ApiKey(key.clone()),
+            (None, Some(password)) => Credentials::Basic {
+                username: user.username.clone(),
+                password: password.clone(),
+            },
+            (None, None) => anyhow::bail!("the profile's user `{}` has no credentials", user.username),
+        })
+    };
+    let main = credentials(user)?;
+    let approving = approver.map(|name| credentials(Some(name))).transpose()?;
+    let server = crate::sandbox::start(SandboxConfig::new(profile), ([127, 0, 0, 1], 0).into())
         .await
         .context("starting the embedded sandbox")?;
-        let client = Client::new(&server.base_url(), Credentials::ApiKey(key), timeout)?;
-        return Ok(Connection {
-            client,
-            sandbox: Some(server),
-        });
+    let client = Client::new(&server.base_url(), main, timeout)?;
+    let approver = match approving {
+        Some(credentials) => Some(Client::new(&server.base_url(), credentials, timeout)?),
+        None => None,
     };
-    let (api_key_env, username_env, password_env) = match &plan.target {
-        Target::Tenant {
-            api_key_env,
-            username_env,
-            password_env,
-            ..
-        } => (
-            api_key_env.as_str(),
-            username_env.as_str(),
-            password_env.as_str(),
-        ),
-        Target::Sandbox => ("MAMBU_API_KEY", "MAMBU_USERNAME", "MAMBU_PASSWORD"),
-    };
-    let credentials = Credentials::from_env(api_key_env, username_env, password_env)?;
     Ok(Connection {
-        client: Client::new(url, credentials, timeout)?,
-        sandbox: None,
+        client,
+        approver,
+        sandbox: Some(server),
     })
 }
 

@@ -62,6 +62,8 @@ pub const PAGE: usize = 1000;
 
 pub struct Session {
     client: Client,
+    /// The approving user's client (four-eyes): approval calls go through it.
+    approver: Option<Client>,
     limiter: Limiter,
     retry: RetrySettings,
     /// Cancelled to stop: no call waits any more.
@@ -75,6 +77,7 @@ impl Session {
     pub fn new(client: Client, limiter: Limiter, retry: RetrySettings) -> Self {
         Self {
             client,
+            approver: None,
             limiter,
             retry,
             halt: CancellationToken::new(),
@@ -90,6 +93,18 @@ impl Session {
             Limiter::new(rate, burst.unwrap_or_else(|| rate.ceil() as u32)),
             retry,
         )
+    }
+
+    /// Approval calls ([`Session::send_as`] with `approving`) go through `approver`: the second
+    /// user a four-eyes product needs. It shares the rate limit and the retry policy.
+    pub fn with_approver(mut self, approver: Option<Client>) -> Self {
+        self.approver = approver;
+        self
+    }
+
+    /// Whether approvals go through a second user.
+    pub fn has_approver(&self) -> bool {
+        self.approver.is_some()
     }
 
     pub fn limiter(&self) -> &Limiter {
@@ -118,6 +133,21 @@ impl Session {
         expect: Expect,
         observer: &mut dyn Observer,
     ) -> Sent {
+        self.send_as(request, expect, observer, false).await
+    }
+
+    /// [`Session::send`], as the approving user when `approving` and the session has one.
+    pub async fn send_as(
+        &self,
+        request: &Request<'_>,
+        expect: Expect,
+        observer: &mut dyn Observer,
+        approving: bool,
+    ) -> Sent {
+        let client = match (&self.approver, approving) {
+            (Some(approver), true) => approver,
+            _ => &self.client,
+        };
         let mut backoff = self.retry.backoff();
         let first = Instant::now();
         let mut attempts = 0u32;
@@ -133,7 +163,7 @@ impl Session {
             attempts += 1;
             self.attempts.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
-            let result = self.client.send(request).await;
+            let result = client.send(request).await;
             self.limiter.poke();
             if let Err(e @ ClientError::Unsendable { .. }) = &result {
                 return end(

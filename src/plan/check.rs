@@ -20,14 +20,46 @@ use crate::source::{CellType, ColumnSpec, SourceDef};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// The embedded sandbox, started in-process.
-    Sandbox,
+    Sandbox {
+        /// The tenant profile it serves (resolved against the plan's folder); none: the
+        /// built-in lenient tenant.
+        profile: Option<PathBuf>,
+        /// The profile's users that call, and that approve (four-eyes).
+        user: Option<String>,
+        approver: Option<String>,
+    },
     /// A tenant: its API base URL and the environment variables holding its credentials.
     Tenant {
         base_url: String,
-        api_key_env: String,
-        username_env: String,
-        password_env: String,
+        auth: EnvCredentials,
+        /// The approving user's, for four-eyes products.
+        approver: Option<EnvCredentials>,
     },
+}
+
+/// The environment variables holding one user's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvCredentials {
+    pub api_key_env: String,
+    pub username_env: String,
+    pub password_env: String,
+}
+
+impl Target {
+    /// The embedded sandbox serving the built-in tenant.
+    pub const BUILT_IN: Target = Target::Sandbox {
+        profile: None,
+        user: None,
+        approver: None,
+    };
+
+    /// Whether the plan names an approving user (four-eyes).
+    pub fn has_approver(&self) -> bool {
+        match self {
+            Target::Sandbox { approver, .. } => approver.is_some(),
+            Target::Tenant { approver, .. } => approver.is_some(),
+        }
+    }
 }
 
 /// A column's rules beyond its type.
@@ -203,14 +235,18 @@ impl<'a> Checker<'a> {
     /// loopback), with the variables holding its credentials.
     fn check_target(&mut self) -> Target {
         match &self.file.target {
-            TargetFile::Name(name) if name == "sandbox" => Target::Sandbox,
+            TargetFile::Name(name) if name == "sandbox" => Target::BUILT_IN,
             TargetFile::Name(other) => {
                 self.report(
                     "target",
                     format!("unknown target `{other}`"),
-                    Some("write `sandbox`, or a map with base_url and auth".into()),
+                    Some(
+                        "write `sandbox`, a map with `sandbox: PROFILE.yaml`, or a map with \
+                         base_url and auth"
+                            .into(),
+                    ),
                 );
-                Target::Sandbox
+                Target::BUILT_IN
             }
             TargetFile::Tenant(t) => {
                 match reqwest::Url::parse(&t.base_url) {
@@ -234,9 +270,52 @@ impl<'a> Checker<'a> {
                 }
                 Target::Tenant {
                     base_url: t.base_url.trim_end_matches('/').to_owned(),
-                    api_key_env: t.auth.api_key_env.clone(),
-                    username_env: t.auth.username_env.clone(),
-                    password_env: t.auth.password_env.clone(),
+                    auth: EnvCredentials {
+                        api_key_env: t.auth.api_key_env.clone(),
+                        username_env: t.auth.username_env.clone(),
+                        password_env: t.auth.password_env.clone(),
+                    },
+                    approver: t.approver.as_ref().map(|a| EnvCredentials {
+                        api_key_env: a.api_key_env.clone(),
+                        username_env: a.username_env.clone(),
+                        password_env: a.password_env.clone(),
+                    }),
+                }
+            }
+            TargetFile::Sandbox(s) => {
+                let path = self
+                    .loaded
+                    .file
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default()
+                    .join(&s.sandbox);
+                match crate::sandbox::TenantProfile::load(&path) {
+                    Ok(profile) => {
+                        for (key, name) in [("target.user", &s.user), ("target.approver", &s.approver)] {
+                            if let Some(name) = name
+                                && profile.user(name).is_none()
+                            {
+                                let names: Vec<&str> =
+                                    profile.users.iter().map(|u| u.username.as_str()).collect();
+                                self.report(
+                                    key,
+                                    format!("the profile has no user `{name}`"),
+                                    Some(format!("its users: {}", names.join(", "))),
+                                );
+                            }
+                        }
+                    }
+                    Err(e) => self.report(
+                        "target.sandbox",
+                        format!("{e:#}"),
+                        Some("name a tenant profile, e.g. ../fixtures/tenants/strict.yaml".into()),
+                    ),
+                }
+                Target::Sandbox {
+                    profile: Some(path),
+                    user: s.user.clone(),
+                    approver: s.approver.clone(),
                 }
             }
         }

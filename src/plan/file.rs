@@ -51,13 +51,30 @@ fn default_timezone() -> String {
     "+00:00".to_owned()
 }
 
-/// `sandbox`, or a tenant's base URL with where to find its credentials.
+/// `sandbox`, the embedded sandbox serving a tenant profile, or a tenant's base URL with where
+/// to find its credentials.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(untagged)]
 pub enum TargetFile {
-    /// `sandbox`.
+    /// `sandbox`: the embedded sandbox serving the built-in lenient tenant.
     Name(String),
     Tenant(TenantFile),
+    Sandbox(SandboxTargetFile),
+}
+
+/// The embedded sandbox serving a tenant profile (`fixtures/tenants/strict.yaml`), calling as
+/// the profile's users.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxTargetFile {
+    /// The tenant profile, relative to the plan file.
+    pub sandbox: PathBuf,
+    /// The profile's user that makes the calls; default: its first user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The profile's user that approves loans (four-eyes: not the one that created them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver: Option<String>,
 }
 
 impl Default for TargetFile {
@@ -73,6 +90,33 @@ pub struct TenantFile {
     pub base_url: String,
     #[serde(default)]
     pub auth: AuthFile,
+    /// A second user's credentials, used for the approval steps of products with four-eyes
+    /// approval (the user who approves must not be the one who created the account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver: Option<ApproverAuthFile>,
+}
+
+/// Names of environment variables holding the approving user's credentials (never the
+/// credentials). `approver: {}` takes the defaults.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApproverAuthFile {
+    #[serde(default = "default_approver_api_key_env")]
+    pub api_key_env: String,
+    #[serde(default = "default_approver_username_env")]
+    pub username_env: String,
+    #[serde(default = "default_approver_password_env")]
+    pub password_env: String,
+}
+
+fn default_approver_api_key_env() -> String {
+    "MAMBU_APPROVER_API_KEY".to_owned()
+}
+fn default_approver_username_env() -> String {
+    "MAMBU_APPROVER_USERNAME".to_owned()
+}
+fn default_approver_password_env() -> String {
+    "MAMBU_APPROVER_PASSWORD".to_owned()
 }
 
 /// Names of environment variables holding the credentials (never the credentials).

@@ -561,7 +561,8 @@ async fn execute(
         client,
         Limiter::new(rate, burst),
         crate::target::retry_settings(&plan),
-    );
+    )
+    .with_approver(connection.approver.clone());
     let shared = Arc::new(Shared {
         checkpoint,
         compiled: Compiled::new(&plan),

@@ -169,6 +169,7 @@ async fn run_step(
             lists: &["installments"],
         },
         refused: None,
+        action: call.action,
         expect: if call.action.creates().is_some() {
             Expect::Entity
         } else {
@@ -337,6 +338,8 @@ struct CallCtx<'a> {
     refused: Option<CallRecord>,
     /// What a successful answer must be; one that is not is a spoiled answer, sent again.
     expect: Expect,
+    /// The step's action (approvals go as the approving user).
+    action: Action,
     /// The request being sent: its method and the endpoint it is counted under.
     method: &'static str,
     endpoint: String,
@@ -446,7 +449,9 @@ impl CallCtx<'_> {
         self.endpoint = endpoint.to_owned();
         let shared = self.shared;
         let expect = self.expect;
-        shared.session.send(request, expect, self).await
+        // Four-eyes: loans are approved by the plan's second user, when it names one.
+        let approving = self.action == Action::ApproveLoan;
+        shared.session.send_as(request, expect, self, approving).await
     }
 }
 

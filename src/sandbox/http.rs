@@ -26,7 +26,8 @@ use tokio_util::task::TaskTracker;
 
 use super::error::ApiError;
 use super::state::{Tenant, TransactionKind, Zone};
-use super::{Credentials, Faults, IdempotencyMode, SandboxConfig};
+use super::tenant::TenantProfile;
+use super::{Faults, IdempotencyMode, SandboxConfig};
 
 const V2_MEDIA_TYPE: &str = "application/vnd.mambu.v2+json";
 
@@ -38,7 +39,8 @@ pub struct Shared {
     rng: Mutex<ChaCha8Rng>,
     bucket: Mutex<Option<Bucket>>,
     traffic: Mutex<Traffic>,
-    credentials: Credentials,
+    /// The users who may call, their credentials and permissions.
+    profile: TenantProfile,
 }
 
 /// The first answer given under an Idempotency-Key.
@@ -140,13 +142,17 @@ impl Shared {
             .throttle_rps
             .map(|rps| Bucket::new(rps, config.faults.throttle_burst));
         Self {
-            tenant: Mutex::new(Tenant::new(config.products, Zone::new(config.time_zone))),
+            tenant: Mutex::new(Tenant::new(
+                config.tenant.products(),
+                Zone::new(config.tenant.zone().unwrap_or(chrono_tz::Tz::UTC)),
+                config.tenant.client_rules.clone(),
+            )),
             idempotency: Mutex::new(KeyStore::default()),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed)),
             bucket: Mutex::new(bucket),
             faults: Mutex::new(config.faults),
             traffic: Mutex::new(Traffic::default()),
-            credentials: config.credentials,
+            profile: config.tenant,
         }
     }
 
@@ -172,26 +178,30 @@ impl Shared {
         p > 0.0 && lock(&self.rng).random_bool(p.min(1.0))
     }
 
-    fn authorised(&self, headers: &HeaderMap) -> bool {
-        if let Some(key) = headers.get("apikey") {
-            return key.as_bytes() == self.credentials.api_key.as_bytes();
-        }
-        let Some(basic) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "))
-        else {
-            return false;
-        };
-        let expected = format!(
-            "{}:{}",
-            self.credentials.username, self.credentials.password
-        );
-        base64::engine::general_purpose::STANDARD
-            .decode(basic.trim())
-            .is_ok_and(|d| d == expected.as_bytes())
+    /// The user the request's credentials name (the `apiKey` header, or basic auth), if any.
+    fn caller(&self, headers: &HeaderMap) -> Option<Caller> {
+        let user = if let Some(key) = headers.get("apikey") {
+            self.profile.user_by_api_key(key.as_bytes())
+        } else {
+            let basic = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Basic "))?;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(basic.trim())
+                .ok()?;
+            let text = String::from_utf8(decoded).ok()?;
+            let (username, password) = text.split_once(':')?;
+            self.profile.user_by_password(username, password)
+        }?;
+        Some(Caller(user.username.clone()))
     }
 }
+
+/// Who is calling: the user name of the profile's user the credentials name. Handlers find it
+/// in the request's extensions (for four-eyes and permissions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub String);
 
 /// Which API generation a route belongs to: it decides the error body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,7 +344,8 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let mut response = match admit(&shared, &faults, api, &request) {
+    let mut request = request;
+    let mut response = match admit(&shared, &faults, api, &mut request) {
         Some(refusal) => refusal,
         None => next.run(request).await,
     };
@@ -351,7 +362,7 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
 }
 
 /// The answer that stops a request before its handler, if any.
-fn admit(shared: &Shared, faults: &Faults, api: Api, request: &Request) -> Option<Response> {
+fn admit(shared: &Shared, faults: &Faults, api: Api, request: &mut Request) -> Option<Response> {
     if let Some(bucket) = lock(&shared.bucket).as_mut()
         && let Err(wait) = bucket.take()
     {
@@ -368,9 +379,10 @@ fn admit(shared: &Shared, faults: &Faults, api: Api, request: &Request) -> Optio
         }
         return Some(response);
     }
-    if !shared.authorised(request.headers()) {
+    let Some(caller) = shared.caller(request.headers()) else {
         return Some(error_response(api, &ApiError::invalid_credentials()));
-    }
+    };
+    request.extensions_mut().insert(caller);
     if shared.chance(faults.fault_rate) {
         lock(&shared.traffic).injected_faults += 1;
         let pick = lock(&shared.rng).random_range(0..5);

@@ -7,7 +7,9 @@
 //! and 409, lost replies, expired keys), and reports what it holds at `GET /_sandbox/stats`.
 //!
 //! - [`state`]: the tenant's entities and Mambu's rules over them (no HTTP).
-//! - [`products`]: the tenant configuration: loan and deposit products, branches.
+//! - [`tenant`]: the tenant profile (`--tenant FILE`): time zone, users and permissions,
+//!   branches, products and client rules.
+//! - [`products`]: the tenant's loan and deposit products and branches, as Mambu's JSON has them.
 //! - [`error`]: Mambu's v2 and v1 error bodies.
 //! - `http`: routes, auth, faults, idempotency, and the connection loop that can drop a reply.
 //!
@@ -17,8 +19,8 @@ pub mod error;
 mod http;
 pub mod products;
 pub mod state;
+pub mod tenant;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -28,53 +30,35 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use products::Products;
+pub use tenant::TenantProfile;
 
 /// How the sandbox is set up.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
-    pub credentials: Credentials,
-    pub products: Products,
+    /// The tenant served: its time zone (every v2 date-time must carry its offset at that date,
+    /// `../shared/mambu-api.md` §8), users, branches, products and client rules.
+    pub tenant: TenantProfile,
     /// Seeds every random decision (faults, jitter), so a faulty run can be replayed.
     pub seed: u64,
     pub faults: Faults,
-    /// The tenant's time zone: every v2 date-time must carry its offset at that date
-    /// (`../shared/mambu-api.md` §8).
-    pub time_zone: chrono_tz::Tz,
 }
 
 impl SandboxConfig {
-    /// A fault-free sandbox in UTC with the default products, accepting the given API key (and
-    /// basic auth `sandbox`:`sandbox`).
-    pub fn with_api_key(api_key: impl Into<String>) -> Self {
+    /// A fault-free sandbox serving `tenant`.
+    pub fn new(tenant: TenantProfile) -> Self {
         Self {
-            credentials: Credentials {
-                api_key: api_key.into(),
-                username: "sandbox".into(),
-                password: "sandbox".into(),
-            },
-            products: Products::default_set(),
+            tenant,
             seed: 0,
             faults: Faults::default(),
-            time_zone: chrono_tz::Tz::UTC,
         }
     }
-}
 
-/// What the sandbox accepts: the `apiKey` header, or basic auth.
-#[derive(Clone)]
-pub struct Credentials {
-    pub api_key: String,
-    pub username: String,
-    pub password: String,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("api_key", &"<redacted>")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
+    /// A fault-free built-in tenant (`fixtures/tenants/lenient.yaml`) whose one user takes
+    /// the given API key (and basic auth `sandbox`:`sandbox`).
+    pub fn with_api_key(api_key: impl Into<String>) -> Self {
+        let mut tenant = TenantProfile::lenient();
+        tenant.users[0].api_key = Some(api_key.into());
+        Self::new(tenant)
     }
 }
 

@@ -17,10 +17,11 @@ use std::fmt;
 use std::path::Path;
 
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Everything `--products FILE` may set.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Products {
     pub loan_products: Vec<LoanProduct>,
@@ -29,7 +30,7 @@ pub struct Products {
     pub branches: Vec<Branch>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoanProduct {
     pub id: String,
@@ -46,15 +47,106 @@ pub struct LoanProduct {
     pub interest_settings: Option<ProductInterestSettings>,
     #[serde(default)]
     pub account_link_settings: AccountLinkSettings,
+    /// Arbitrary fees allowed or not, and the predefined fees. Absent: no arbitrary fees and no
+    /// predefined ones (the stricter reading: Mambu allows arbitrary fees "only if true").
+    #[serde(default)]
+    pub fees_settings: FeesSettings,
+    /// Prepayments and future payments. Absent: neither is accepted (the stricter reading).
+    #[serde(default)]
+    pub payment_settings: PaymentSettings,
+    /// Four-eyes approval. Absent: off (Mambu's default).
+    #[serde(default)]
+    pub four_eyes_principle: FourEyesPrinciple,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Mambu's `feesSettings` of a loan product.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FeesSettings {
+    /// A fee with an amount and no `predefinedFeeKey` (an arbitrary fee) is accepted only when
+    /// true (`ARBITRARY_FEE_NOT_ALLOWED`).
+    #[serde(default)]
+    pub allow_arbitrary_fees: bool,
+    #[serde(default)]
+    pub fees: Vec<PredefinedFee>,
+}
+
+/// One of a product's predefined fees (Mambu's `PredefinedFee`, trimmed).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PredefinedFee {
+    pub id: String,
+    pub encoded_key: String,
+    pub name: String,
+    /// The fee's fixed amount; absent: the amount comes with each fee transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Decimal>,
+    /// `MANUAL` fees are the ones `POST /loans/{id}/fee-transactions` applies.
+    #[serde(default = "manual")]
+    pub trigger: String,
+    #[serde(default = "active")]
+    pub state: String,
+}
+
+fn manual() -> String {
+    "MANUAL".to_owned()
+}
+fn active() -> String {
+    "ACTIVE".to_owned()
+}
+
+/// Mambu's `paymentSettings` of a loan product (what a migration meets of it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PaymentSettings {
+    #[serde(default)]
+    pub prepayment_settings: PrepaymentSettings,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrepaymentSettings {
+    /// Whether a repayment may pay more than is due at its value date (`PREPAYMENT_NOT_ALLOWED_ERROR`).
+    #[serde(default)]
+    pub prepayment_acceptance: PrepaymentAcceptance,
+    /// Whether a repayment may carry a value date after today (`FUTURE_PAYMENT_NOT_ALLOWED_ERROR`).
+    #[serde(default)]
+    pub future_payments_acceptance: FuturePaymentsAcceptance,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PrepaymentAcceptance {
+    AcceptPrepayments,
+    #[default]
+    NoPrepayments,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FuturePaymentsAcceptance {
+    #[default]
+    NoFuturePayments,
+    AcceptFuturePayments,
+    AcceptOverpayments,
+}
+
+/// Mambu's `fourEyesPrinciple` of a loan product.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FourEyesPrinciple {
+    /// The user who approves an account must not be the one who created it.
+    #[serde(default)]
+    pub active_for_loan_approval: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoanAmountSettings {
     pub loan_amount: Limits<Decimal>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProductScheduleSettings {
     pub num_installments: Limits<u32>,
@@ -64,7 +156,7 @@ pub struct ProductScheduleSettings {
 }
 
 /// One of Mambu's `repaymentScheduleEditOptions`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ScheduleEditOption {
     AdjustPaymentDates,
@@ -86,20 +178,20 @@ impl fmt::Display for ScheduleEditOption {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProductInterestSettings {
     pub interest_rate_settings: Vec<InterestRateSettings>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InterestRateSettings {
     pub interest_rate: Limits<Decimal>,
 }
 
 /// A product's bounds on a value; an absent bound does not constrain.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Limits<T> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,7 +233,7 @@ impl<T: PartialOrd + Copy> Limits<T> {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AccountLinkSettings {
     pub enabled: bool,
@@ -152,7 +244,7 @@ pub struct AccountLinkSettings {
     pub linked_account_options: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DepositProduct {
     pub id: String,
@@ -165,7 +257,7 @@ pub struct DepositProduct {
     pub currency: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Branch {
     pub id: String,
@@ -177,23 +269,6 @@ fn default_currency() -> String {
     "EUR".to_owned()
 }
 
-fn limits<T>(min: T, max: T) -> Limits<T> {
-    Limits {
-        min_value: Some(min),
-        max_value: Some(max),
-        default_value: None,
-    }
-}
-
-const CURRENT_ACCOUNT_KEY: &str = "8a19c0de00000000000000000000d001";
-
-/// What the built-in loan products let a schedule edit change: what `fixtures/sample/`'s custom
-/// schedules change (principal and interest per installment, on Mambu's own due dates), no more.
-const SAMPLE_EDITS: [ScheduleEditOption; 2] = [
-    ScheduleEditOption::AdjustPrincipalPaymentSchedule,
-    ScheduleEditOption::AdjustInterestPaymentSchedule,
-];
-
 impl Products {
     /// Reads a products file (JSON, the shape of [`Products`]).
     pub fn load(path: &Path) -> anyhow::Result<Self> {
@@ -202,105 +277,10 @@ impl Products {
         Ok(products)
     }
 
-    /// The products a fresh sandbox tenant has: the ones `fixtures/sample/` refers to.
+    /// The products a fresh sandbox tenant has: the built-in tenant's
+    /// (`fixtures/tenants/lenient.yaml`), the ones `fixtures/sample/` refers to.
     pub fn default_set() -> Self {
-        let loan = |id: &str,
-                    key: &str,
-                    name: &str,
-                    kind: &str,
-                    amount: (i64, i64),
-                    installments: (u32, u32),
-                    rate: (i64, i64),
-                    link: bool| LoanProduct {
-            id: id.to_owned(),
-            encoded_key: key.to_owned(),
-            name: name.to_owned(),
-            product_type: kind.to_owned(),
-            currency: default_currency(),
-            loan_amount_settings: LoanAmountSettings {
-                loan_amount: limits(Decimal::from(amount.0), Decimal::from(amount.1)),
-            },
-            schedule_settings: ProductScheduleSettings {
-                num_installments: limits(installments.0, installments.1),
-                repayment_schedule_edit_options: SAMPLE_EDITS.to_vec(),
-            },
-            interest_settings: Some(ProductInterestSettings {
-                interest_rate_settings: vec![InterestRateSettings {
-                    interest_rate: limits(Decimal::from(rate.0), Decimal::from(rate.1)),
-                }],
-            }),
-            account_link_settings: AccountLinkSettings {
-                enabled: link,
-                linkable_deposit_product_key: link.then(|| CURRENT_ACCOUNT_KEY.to_owned()),
-                linked_account_options: Vec::new(),
-            },
-        };
-        let deposit = |id: &str, key: &str, name: &str, kind: &str| DepositProduct {
-            id: id.to_owned(),
-            encoded_key: key.to_owned(),
-            name: name.to_owned(),
-            product_type: kind.to_owned(),
-            currency: default_currency(),
-        };
-        let branch = |id: &str, key: &str, name: &str| Branch {
-            id: id.to_owned(),
-            encoded_key: key.to_owned(),
-            name: name.to_owned(),
-        };
-        Products {
-            loan_products: vec![
-                loan(
-                    "PL-STD",
-                    "8a19c0de00000000000000000000a001",
-                    "Personal Loan",
-                    "FIXED_TERM_LOAN",
-                    (500, 50_000),
-                    (3, 60),
-                    (4, 24),
-                    true,
-                ),
-                loan(
-                    "SME-TERM",
-                    "8a19c0de00000000000000000000a002",
-                    "SME Term Loan",
-                    "FIXED_TERM_LOAN",
-                    (5_000, 250_000),
-                    (6, 120),
-                    (3, 18),
-                    true,
-                ),
-                loan(
-                    "MICRO",
-                    "8a19c0de00000000000000000000a003",
-                    "Micro Loan",
-                    "DYNAMIC_TERM_LOAN",
-                    (100, 5_000),
-                    (1, 24),
-                    (10, 36),
-                    false,
-                ),
-            ],
-            deposit_products: vec![
-                deposit(
-                    "CA-STD",
-                    CURRENT_ACCOUNT_KEY,
-                    "Current Account",
-                    "CURRENT_ACCOUNT",
-                ),
-                deposit(
-                    "SAV-STD",
-                    "8a19c0de00000000000000000000d002",
-                    "Savings Account",
-                    "REGULAR_SAVINGS",
-                ),
-            ],
-            branches: vec![
-                branch("BR-LIS", "8a19c0de00000000000000000000b001", "Lisbon"),
-                branch("BR-BER", "8a19c0de00000000000000000000b002", "Berlin"),
-                branch("BR-NBO", "8a19c0de00000000000000000000b003", "Nairobi"),
-                branch("BR-SAO", "8a19c0de00000000000000000000b004", "São Paulo"),
-            ],
-        }
+        super::tenant::TenantProfile::lenient().products()
     }
 
     /// A loan product by encodedKey (what `productTypeKey` holds) or id.
@@ -365,7 +345,11 @@ mod tests {
 
     #[test]
     fn limits_are_inclusive_and_open_when_absent() {
-        let l = limits(Decimal::from(500), Decimal::from(50_000));
+        let l = Limits {
+            min_value: Some(Decimal::from(500)),
+            max_value: Some(Decimal::from(50_000)),
+            default_value: None,
+        };
         assert!(l.contains(Decimal::from(500)) && l.contains(Decimal::from(50_000)));
         assert!(!l.contains(Decimal::new(49999, 2)));
         let open: Limits<u32> = Limits {

@@ -43,6 +43,7 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::products::Products;
+use super::tenant::ClientRules;
 
 use json::optional_str;
 pub use json::{decimal, money};
@@ -52,6 +53,8 @@ pub use zone::Zone;
 #[derive(Debug)]
 pub struct Tenant {
     products: Products,
+    /// What a new client must pass (duplicate check, ID documents, loans per client).
+    client_rules: ClientRules,
     /// Every date-time it reads must carry this zone's offset; every one it writes does.
     zone: Zone,
     seq: u64,
@@ -205,9 +208,10 @@ pub enum TransactionKind {
 type Answer = Result<Value, ApiError>;
 
 impl Tenant {
-    pub fn new(products: Products, zone: Zone) -> Self {
+    pub fn new(products: Products, zone: Zone, client_rules: ClientRules) -> Self {
         Self {
             products,
+            client_rules,
             zone,
             seq: 0,
             clients: Vec::new(),
@@ -273,10 +277,10 @@ impl Tenant {
 mod test_support {
     use serde_json::{Value, json};
 
-    use super::{Products, Tenant, Zone};
+    use super::{ClientRules, Products, Tenant, Zone};
 
     pub(super) fn tenant() -> Tenant {
-        Tenant::new(Products::default_set(), Zone::default())
+        Tenant::new(Products::default_set(), Zone::default(), ClientRules::default())
     }
 
     pub(super) fn client(t: &mut Tenant) -> String {

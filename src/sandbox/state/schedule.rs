@@ -578,7 +578,7 @@ mod tests {
             .schedule_settings
             .repayment_schedule_edit_options
             .clear();
-        let mut t = Tenant::new(products, Zone::default());
+        let mut t = Tenant::new(products, Zone::default(), Default::default());
         let id = dated_loan(&mut t, PERSONAL);
         let same = unchanged(&t, &id);
         assert_eq!(
@@ -740,7 +740,7 @@ mod tests {
                 .repayment_schedule_edit_options
                 .push(ScheduleEditOption::AdjustPaymentDates);
         }
-        let mut t = Tenant::new(products, Zone::default());
+        let mut t = Tenant::new(products, Zone::default(), Default::default());
         let id = dated_loan(&mut t, MICRO);
         let with_dues = |t: &Tenant, dues: [&str; 3]| {
             let mut body = unchanged(t, &id);
