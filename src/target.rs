@@ -88,23 +88,31 @@ pub async fn connect(plan: &Plan, target: &Where, timeout: Duration) -> anyhow::
         username_env: format!("{prefix}_USERNAME"),
         password_env: format!("{prefix}_PASSWORD"),
     };
-    let (auth, approver) = match &plan.target {
-        Target::Tenant { auth, approver, .. } => (auth.clone(), approver.clone()),
-        Target::Sandbox { approver, .. } => (
-            built_in_env("MAMBU"),
-            approver.as_ref().map(|_| built_in_env("MAMBU_APPROVER")),
-        ),
-    };
     let from_env = |env: &EnvCredentials| {
         Credentials::from_env(&env.api_key_env, &env.username_env, &env.password_env)
     };
+    let (auth, approver) = match &plan.target {
+        Target::Tenant { auth, approver, .. } => (
+            auth.clone(),
+            match approver {
+                Some(env) => Some(
+                    from_env(env).context("the approving user's credentials (target.approver)")?,
+                ),
+                None => None,
+            },
+        ),
+        // A plan written for a sandbox profile, sent to a URL: its approver, if it names one,
+        // is whoever `MAMBU_APPROVER_*` holds; without them approvals go as the one user.
+        Target::Sandbox { approver, .. } => (
+            built_in_env("MAMBU"),
+            approver
+                .as_ref()
+                .and_then(|_| from_env(&built_in_env("MAMBU_APPROVER")).ok()),
+        ),
+    };
     let client = Client::new(url, from_env(&auth)?, timeout)?;
-    let approver = match &approver {
-        Some(env) => Some(Client::new(
-            url,
-            from_env(env).context("the approving user's credentials (target.approver)")?,
-            timeout,
-        )?),
+    let approver = match approver {
+        Some(credentials) => Some(Client::new(url, credentials, timeout)?),
         None => None,
     };
     Ok(Connection {
@@ -146,7 +154,9 @@ async fn connect_embedded(plan: &Plan, timeout: Duration) -> anyhow::Result<Conn
                 username: user.username.clone(),
                 password: password.clone(),
             },
-            (None, None) => anyhow::bail!("the profile's user `{}` has no credentials", user.username),
+            (None, None) => {
+                anyhow::bail!("the profile's user `{}` has no credentials", user.username)
+            }
         })
     };
     let main = credentials(user)?;
@@ -192,15 +202,24 @@ impl Connection {
 
 /// A lookup's table from the list it reads: its `key` field to its `value` field.
 pub fn lookup_table(items: &[Value], lookup: &LookupFile) -> serde_json::Map<String, Value> {
-    items
-        .iter()
-        .filter_map(|item| {
-            Some((
-                item.get(&lookup.key)?.as_str()?.to_owned(),
-                item.get(&lookup.value)?.clone(),
-            ))
-        })
-        .collect()
+    let pairs = |items: &[Value], value: &dyn Fn(&Value) -> Option<Value>| {
+        items
+            .iter()
+            .filter_map(|item| Some((item.get(&lookup.key)?.as_str()?.to_owned(), value(item)?)))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    match &lookup.each {
+        None => pairs(items, &|item| item.get(&lookup.value).cloned()),
+        Some(each) => pairs(items, &|item| {
+            let inner = each
+                .split('.')
+                .try_fold(item, |at, field| at.get(field))?
+                .as_array()?;
+            Some(Value::Object(pairs(inner, &|i| {
+                i.get(&lookup.value).cloned()
+            })))
+        }),
+    }
 }
 
 /// Reads the plan's lookup tables, every page: `{ table: { key: value } }` (product and branch

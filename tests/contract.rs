@@ -514,7 +514,7 @@ async fn sandbox_traffic_passes_mambus_spec_and_required_fields_are_enforced_ali
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sample_migration_through_prism_has_no_contract_violations() {
-    let sandbox = Sandbox::start(&[]);
+    let sandbox = Sandbox::strict(&[]);
     let prism = Prism::start(&format!("{}/api", sandbox.origin));
     let dir = tempfile::tempdir().unwrap();
     // Basic auth, the only scheme in Mambu's spec files; Prism serves the paths without /api.
@@ -529,8 +529,10 @@ async fn the_sample_migration_through_prism_has_no_contract_violations() {
         .arg(dir.path().join("run"))
         .args(["--rate", "1000", "--concurrency", "16", "--no-progress"])
         .env_remove("MAMBU_API_KEY")
-        .env("MAMBU_USERNAME", "sandbox")
-        .env("MAMBU_PASSWORD", "sandbox")
+        .env("MAMBU_USERNAME", "migration")
+        .env("MAMBU_PASSWORD", "migration-password")
+        .env("MAMBU_APPROVER_USERNAME", "approver")
+        .env("MAMBU_APPROVER_PASSWORD", "approver-password")
         .output()
         .unwrap();
     assert_eq!(

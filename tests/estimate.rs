@@ -108,19 +108,19 @@ fn counts_every_step_as_the_rows_say() {
     }
     assert!(settled > 0 && settled < l && custom > 0 && custom < l);
     assert_eq!(n(&step(&e, "settle")["skipped"]), l - settled);
-    // The tenant's time zone and three lookups, read once before the first unit.
-    assert_eq!(n(&e["lookup_calls"]), 4);
-    assert_eq!(n(&e["total_calls"]), sum + 4);
+    // The tenant's time zone and four lookups, read once before the first unit.
+    assert_eq!(n(&e["lookup_calls"]), 5);
+    assert_eq!(n(&e["total_calls"]), sum + 5);
     // The number of calls a fault-free run of the sample makes (checked against a run's
-    // checkpoint: 6,510).
-    assert_eq!(n(&e["total_calls"]), 6_510);
+    // checkpoint: 6,511).
+    assert_eq!(n(&e["total_calls"]), 6_511);
     let endpoint_total: u64 = e["endpoints"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| n(&p["calls"]))
         .sum();
-    assert_eq!(endpoint_total, 6_510);
+    assert_eq!(endpoint_total, 6_511);
 
     // The largest unit: the client with the most calls, counted by hand.
     let mut per_client: HashMap<&str, u64> = HashMap::new();
@@ -212,24 +212,24 @@ fn the_settlement_link_is_a_v1_call_without_the_v2_header() {
 
 #[test]
 fn timing_follows_the_options_and_the_window() {
-    // 6,510 calls at 10/s: rate-bound, 651.0 s; fits 1h, not 10m (needs 10.85/s).
+    // 6,511 calls at 10/s: rate-bound, 651.1 s; fits 1h, not 10m (needs 10.86/s).
     let e = json_estimate(&["--rate", "10", "--window", "1h"]);
     let t = &e["timing"];
     assert_eq!(t["projection"]["binding"], "rate");
     let seconds: f64 = t["projection"]["seconds"].to_string().parse().unwrap();
-    assert!((seconds - 651.0).abs() < 1e-6, "{seconds}");
+    assert!((seconds - 651.1).abs() < 1e-6, "{seconds}");
     assert_eq!(t["window"]["fits"], true);
     let e = json_estimate(&["--rate", "10", "--window", "10m"]);
     assert_eq!(e["timing"]["window"]["fits"], false);
-    assert_eq!(e["timing"]["window"]["rate_needed"].to_string(), "10.85");
+    assert_eq!(e["timing"]["window"]["rate_needed"].to_string(), "10.86");
     // The settlement links could go on loan creation: 33 calls fewer, 3.3 s at 10/s.
     let saving = &e["savings"][0];
     assert_eq!(saving["step"], "settle");
     assert_eq!(n(&saving["calls"]), n(&step(&e, "settle")["calls"]));
     assert_eq!(n(&saving["calls"]), 33);
     let without: f64 = saving["projected_seconds"].to_string().parse().unwrap();
-    assert!((without - (6510.0 - 33.0) / 10.0).abs() < 1e-6, "{without}");
-    // 2 units at once, 150 ms: concurrency-bound, 6,510 × 0.15 ÷ 2.
+    assert!((without - (6511.0 - 33.0) / 10.0).abs() < 1e-6, "{without}");
+    // 2 units at once, 150 ms: concurrency-bound, 6,511 × 0.15 ÷ 2.
     let e = json_estimate(&["--concurrency", "2"]);
     assert_eq!(e["timing"]["projection"]["binding"], "concurrency");
     // A slow tenant and a huge rate: the largest unit's chain binds.
@@ -316,7 +316,11 @@ fn lookups_from_the_sandbox_fill_the_sample_calls() {
 fn from_run_projects_the_sample_within_15_percent() {
     use std::io::BufRead;
     let mut sandbox = std::process::Command::new(assert_cmd::cargo::cargo_bin("mambu-migrate"))
-        .args(["sandbox", "--port", "0", "--latency-ms", "20"])
+        .args(["sandbox", "--port", "0", "--latency-ms", "20", "--tenant"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/tenants/strict.yaml"
+        ))
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -329,7 +333,8 @@ fn from_run_projects_the_sample_within_15_percent() {
     let run_dir = dir.path().join("run");
     let run = Command::cargo_bin("mambu-migrate")
         .unwrap()
-        .env("MAMBU_API_KEY", "sandbox-api-key")
+        .env("MAMBU_API_KEY", "strict-migration-api-key")
+        .env("MAMBU_APPROVER_API_KEY", "strict-approver-api-key")
         .args([
             "run",
             "plans/sample.yaml",
@@ -529,10 +534,11 @@ fn the_estimate_is_the_number_of_calls_a_run_makes() {
     assert_eq!(code, 0, "{err}");
     let e: Value = serde_json::from_str(&out).unwrap();
 
-    let sandbox = common::Sandbox::start(&[]);
+    let sandbox = common::Sandbox::strict(&[]);
     let run = Command::cargo_bin("mambu-migrate")
         .unwrap()
         .env("MAMBU_API_KEY", common::API_KEY)
+        .env("MAMBU_APPROVER_API_KEY", common::APPROVER_KEY)
         .args(["run", "plans/sample.yaml", "--target"])
         .arg(format!("{}/api", sandbox.origin))
         .args(&args)
@@ -557,6 +563,6 @@ fn the_estimate_is_the_number_of_calls_a_run_makes() {
         "{:#}",
         stats["requests"]
     );
-    // The sample's calls, the tenant's time zone and its three lookups.
-    assert_eq!(n(&e["total_calls"]), 6_512);
+    // The sample's calls, the tenant's time zone and its four lookups.
+    assert_eq!(n(&e["total_calls"]), 6_513);
 }

@@ -139,7 +139,7 @@ fn assert_everything_once(stats: &Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fixed_failed_units_reload_from_their_failed_step() {
-    let sandbox = Sandbox::start(&[]);
+    let sandbox = Sandbox::strict(&[]);
     let dir = tempfile::tempdir().unwrap();
     let (plan, original) = broken_sample(dir.path(), &BROKEN);
     let run_dir = dir.path().join("run");
@@ -254,7 +254,7 @@ async fn wait_for(moment: Moment, sandbox: &Sandbox, run_dir: &Path, attempt_bef
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_killed_at_any_moment_is_resumed_as_the_tool_says_and_loses_nothing() {
-    let sandbox = Sandbox::start(&[]);
+    let sandbox = Sandbox::strict(&[]);
     let dir = tempfile::tempdir().unwrap();
     let (plan, original) = broken_sample(dir.path(), &BROKEN);
     let run_dir = dir.path().join("run");
@@ -315,7 +315,7 @@ async fn a_reload_killed_at_any_moment_is_resumed_as_the_tool_says_and_loses_not
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_reloads_in_a_row_leave_three_complete_attempts() {
-    let sandbox = Sandbox::start(&[]);
+    let sandbox = Sandbox::strict(&[]);
     let dir = tempfile::tempdir().unwrap();
     let (plan, original) = broken_sample(dir.path(), &BROKEN);
     let run_dir = dir.path().join("run");
@@ -377,7 +377,7 @@ async fn two_reloads_in_a_row_leave_three_complete_attempts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_rows_that_cannot_be_written_stop_the_run_and_resume_writes_them() {
-    let sandbox = Sandbox::start(&[]);
+    let sandbox = Sandbox::strict(&[]);
     let dir = tempfile::tempdir().unwrap();
     let (plan, _) = broken_sample(dir.path(), &BROKEN);
     let run_dir = dir.path().join("run");
@@ -416,7 +416,7 @@ async fn failed_rows_that_cannot_be_written_stop_the_run_and_resume_writes_them(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failure_after_the_first_call_exits_3_and_prints_the_resume_command() {
-    let sandbox = Sandbox::start(&[]);
+    let sandbox = Sandbox::strict(&[]);
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     // A folder where report.md must go: the reports cannot be written once the run ends.

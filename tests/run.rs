@@ -70,7 +70,7 @@ fn assert_sample_migrated_exactly_once(stats: &Value) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sample_survives_faults_lost_replies_and_throttling_without_duplicates() {
     for idempotency in ["honour", "ignore"] {
-        let sandbox = Sandbox::start(&[
+        let sandbox = Sandbox::strict(&[
             "--fault-rate",
             "0.05",
             "--lost-reply-rate",
@@ -115,21 +115,25 @@ async fn the_sample_survives_faults_lost_replies_and_throttling_without_duplicat
     }
 }
 
-/// A tenant in Lisbon: a plan at a fixed +00:00 is refused before anything is recorded (its
-/// summer dates would be refused one by one); with `timezone: Europe/Lisbon` every date carries
-/// the offset of its own date and the whole sample lands.
+/// The sample's tenant is in Lisbon: the sample at a fixed +00:00 is refused before anything is
+/// recorded (its summer dates would be refused one by one); at `timezone: Europe/Lisbon` (the
+/// sample as shipped) every date carries the offset of its own date and the whole sample lands.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lisbon_tenant_takes_the_sample_only_in_its_own_time_zone() {
-    let sandbox = Sandbox::start(&["--timezone", "Europe/Lisbon"]);
+    let sandbox = Sandbox::strict(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let fixed = run(
+    let fixed = common::sample_plan_with(
+        dir.path(),
+        &[("timezone: Europe/Lisbon", "timezone: \"+00:00\"")],
+    );
+    let refused = run(
         &sandbox,
-        "plans/sample.yaml",
+        fixed.to_str().unwrap(),
         &dir.path().join("fixed"),
         &["--rate", "3000"],
     );
-    let text = stderr(&fixed);
-    assert_eq!(fixed.status.code(), Some(2), "{text}");
+    let text = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{text}");
     assert!(
         text.contains("is not always the tenant's (Europe/Lisbon")
             && text.contains("set the plan's `timezone: Europe/Lisbon`"),
@@ -141,13 +145,9 @@ async fn a_lisbon_tenant_takes_the_sample_only_in_its_own_time_zone() {
     );
     assert_eq!(sandbox.stats().await["clients"], 0, "nothing sent");
 
-    let plan = common::sample_plan_with(
-        dir.path(),
-        &[("timezone: \"+00:00\"", "timezone: Europe/Lisbon")],
-    );
     let output = run(
         &sandbox,
-        plan.to_str().unwrap(),
+        "plans/sample.yaml",
         &dir.path().join("lisbon"),
         &["--rate", "3000"],
     );
@@ -177,7 +177,7 @@ async fn replays_are_adopted_whatever_the_faults_with_idempotency_keys_expired()
         let seed = (seed + 21).to_string();
         let mut args = vec!["--idempotency", "ignore", "--seed", &seed];
         args.extend_from_slice(faults);
-        let sandbox = Sandbox::start(&args);
+        let sandbox = Sandbox::strict(&args);
         let dir = tempfile::tempdir().unwrap();
         // Short backoffs: the faults are many, and waiting is not what is tested.
         let plan = common::sample_plan_with(
@@ -205,7 +205,7 @@ async fn replays_are_adopted_whatever_the_faults_with_idempotency_keys_expired()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_at_random_moments_and_resumed_every_record_lands_exactly_once() {
-    let sandbox = Sandbox::start(&["--lost-reply-rate", "0.01", "--seed", "5"]);
+    let sandbox = Sandbox::strict(&["--lost-reply-rate", "0.01", "--seed", "5"]);
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     let mut first = true;
@@ -247,7 +247,7 @@ async fn a_run_killed_before_its_first_commit_resumes_by_starting_over() {
     // What a kill between the checkpoint's creation and its first commit leaves: the file,
     // empty (0 bytes), or with its tables and nothing in them.
     for leftover in ["empty file", "tables only"] {
-        let sandbox = Sandbox::start(&[]);
+        let sandbox = Sandbox::strict(&[]);
         let dir = tempfile::tempdir().unwrap();
         let run_dir = dir.path().join("run");
         std::fs::create_dir_all(&run_dir).unwrap();
@@ -278,7 +278,7 @@ async fn a_run_killed_before_its_first_commit_resumes_by_starting_over() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_checkpoint_that_cannot_be_written_stops_the_run_and_resume_finishes() {
-    let sandbox = Sandbox::start(&[]);
+    let sandbox = Sandbox::strict(&[]);
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     // A full disk, as the run sees it: no file of the process may grow past 1 MiB
@@ -300,6 +300,7 @@ async fn a_checkpoint_that_cannot_be_written_stops_the_run_and_resume_finishes()
             &["--rate", "3000"],
         ))
         .env("MAMBU_API_KEY", API_KEY)
+        .env("MAMBU_APPROVER_API_KEY", common::APPROVER_KEY)
         .env_remove("MAMBU_USERNAME")
         .env_remove("MAMBU_PASSWORD")
         .output()
@@ -364,7 +365,7 @@ async fn until_clients(sandbox: &Sandbox, n: u64) {
 async fn run_into_an_outage(
     outage_wait: u64,
 ) -> (Sandbox, tempfile::TempDir, PathBuf, String, Child) {
-    let sandbox = Sandbox::start(&[]);
+    let sandbox = Sandbox::strict(&[]);
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     let plan = plan_for_outages(dir.path(), outage_wait);
@@ -439,7 +440,7 @@ async fn a_short_outage_is_waited_out_and_the_run_finishes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_run_in_the_same_directory_is_refused_while_the_first_runs() {
-    let sandbox = Sandbox::start(&[]);
+    let sandbox = Sandbox::strict(&[]);
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     let first = spawn(&sandbox, "plans/sample.yaml", &run_dir, &["--rate", "1000"]);
@@ -463,7 +464,7 @@ async fn a_second_run_in_the_same_directory_is_refused_while_the_first_runs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigint_stops_cleanly_and_resume_finishes() {
-    let sandbox = Sandbox::start(&[]);
+    let sandbox = Sandbox::strict(&[]);
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     let mut child = spawn(&sandbox, "plans/sample.yaml", &run_dir, &["--rate", "400"]);
@@ -557,7 +558,7 @@ async fn the_error_budget_stops_a_run_that_fails_everything() {
 async fn spoiled_answers_are_sent_again_and_classified_when_they_persist() {
     // 5% of successful answers spoiled (HTML, cut-off JSON, wrong types): everything migrates,
     // once.
-    let sandbox = Sandbox::start(&["--malformed-rate", "0.05", "--seed", "3"]);
+    let sandbox = Sandbox::strict(&["--malformed-rate", "0.05", "--seed", "3"]);
     let dir = tempfile::tempdir().unwrap();
     let output = run(
         &sandbox,
@@ -574,7 +575,7 @@ async fn spoiled_answers_are_sent_again_and_classified_when_they_persist() {
     assert_sample_migrated_exactly_once(&stats);
 
     // Every answer spoiled: each unit fails, classified, and the run ends cleanly.
-    let sandbox = Sandbox::start(&["--malformed-rate", "1"]);
+    let sandbox = Sandbox::strict(&["--malformed-rate", "1"]);
     let csv: String = std::iter::once("client_id,first_name,last_name\n".to_owned())
         .chain((0..5).map(|i| format!("C{i},Ada,Lovelace\n")))
         .collect();

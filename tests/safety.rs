@@ -25,7 +25,7 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
 fn a_run_writes_no_credential_no_personal_data_in_logs_and_reports_and_only_private_files() {
     // A value that appears nowhere else, so that finding it anywhere is a leak.
     let key = common::API_KEY;
-    let sandbox = Sandbox::start(&[]);
+    let sandbox = Sandbox::strict(&[]);
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     // Some units fail (a loan above its product's limit), so errors.csv and failed/ are written too.
@@ -41,6 +41,7 @@ fn a_run_writes_no_credential_no_personal_data_in_logs_and_reports_and_only_priv
         .arg(&run_dir)
         .args(["--rate", "3000", "--no-progress"])
         .env("MAMBU_API_KEY", key)
+        .env("MAMBU_APPROVER_API_KEY", common::APPROVER_KEY)
         .output()
         .unwrap();
     assert_eq!(
@@ -135,7 +136,7 @@ fn a_run_writes_no_credential_no_personal_data_in_logs_and_reports_and_only_priv
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_renders_every_call_and_sends_none() {
-    let sandbox = Sandbox::start(&[]);
+    let sandbox = Sandbox::strict(&[]);
     let dir = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_mambu-migrate"))
         .args([

@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mambu-migrate"));
-    command.env("MAMBU_API_KEY", API_KEY);
+    command
+        .env("MAMBU_API_KEY", API_KEY)
+        .env("MAMBU_APPROVER_API_KEY", common::APPROVER_KEY);
     command
 }
 
@@ -50,7 +52,7 @@ fn verify(run_dir: &std::path::Path) -> (i32, Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_finds_nothing_after_a_clean_run_and_exactly_what_was_tampered_with() {
-    let sandbox = Sandbox::start(&[]);
+    let sandbox = Sandbox::strict(&[]);
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     let output = binary()

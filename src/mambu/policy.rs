@@ -150,6 +150,30 @@ pub fn outcome(attempt: Attempt<'_>, expect: Expect) -> CallOutcome {
     }
 }
 
+/// How the reason of a stop for a missing permission begins (the run adds the step to it).
+pub const PERMISSION_REFUSED: &str = "permission refused";
+
+/// Why a 401 or 403 stops the run. A 403 names the permission Mambu says is missing (its
+/// `errorSource`), so the consultant can ask the tenant's administrator for exactly that.
+fn stop_message(status: u16, refusal: &Refusal) -> String {
+    let reason = refusal
+        .reason
+        .as_deref()
+        .map(|r| format!(" {r}"))
+        .unwrap_or_default();
+    match (status, refusal.source.as_deref()) {
+        (403, Some(permission)) if !permission.is_empty() => format!(
+            "{PERMISSION_REFUSED} (HTTP 403{reason}): the API user lacks `{permission}`; have \
+             the tenant's administrator grant it to the user's role, then resume"
+        ),
+        (403, _) => format!(
+            "{PERMISSION_REFUSED} (HTTP 403{reason}): the API user's role lacks a permission \
+             this call needs; have the tenant's administrator check it, then resume"
+        ),
+        _ => format!("credentials refused (HTTP {status}{reason})"),
+    }
+}
+
 /// The decision after an attempt (`../shared/DESIGN.md`, "How a call's outcome is classified"): a usable
 /// 2xx is used; a 2xx that cannot be used, a 409, 5xx, 429 or no answer is sent again after
 /// the backoff (or the server's Retry-After, whichever is longer); 401 and 403 stop the run;
@@ -185,11 +209,7 @@ pub fn decide(
         Attempt::Answer(answer) => match classify(answer) {
             Verdict::Refused(refusal) => return Next::Refused(refusal),
             Verdict::Stop(refusal) => {
-                return Next::StopCredentials(format!(
-                    "credentials refused (HTTP {}{})",
-                    answer.status,
-                    refusal.reason.map(|r| format!(" {r}")).unwrap_or_default()
-                ));
+                return Next::StopCredentials(stop_message(answer.status, &refusal));
             }
             Verdict::Retry {
                 throttled,
@@ -416,6 +436,34 @@ mod tests {
             Next::GiveUp {
                 message: "gave up after 3 attempts: HTTP 500".into()
             }
+        );
+    }
+
+    #[test]
+    fn a_403_names_the_missing_permission_and_a_401_the_credentials() {
+        let refusal = |body| Refusal::from_body(&body);
+        let named = stop_message(
+            403,
+            &refusal(
+                json!({"errors":[{"errorCode":15,"errorReason":"INVALID_PERMISSIONS","errorSource":"APPROVE_LOANS"}]}),
+            ),
+        );
+        assert!(
+            named.contains("lacks `APPROVE_LOANS`") && named.contains("INVALID_PERMISSIONS"),
+            "{named}"
+        );
+        let unnamed = stop_message(403, &refusal(Value::Null));
+        assert!(
+            unnamed.starts_with("permission refused (HTTP 403)"),
+            "{unnamed}"
+        );
+        let credentials = stop_message(
+            401,
+            &refusal(json!({"errors":[{"errorCode":2,"errorReason":"INVALID_CREDENTIALS"}]})),
+        );
+        assert_eq!(
+            credentials,
+            "credentials refused (HTTP 401 INVALID_CREDENTIALS)"
         );
     }
 }

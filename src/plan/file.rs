@@ -280,6 +280,11 @@ pub struct LookupFile {
     pub key: String,
     #[serde(default = "default_lookup_value")]
     pub value: String,
+    /// A list inside each item (a dotted path, e.g. `feesSettings.fees` of a loan product):
+    /// the table then maps each item's `key` to a table of that list's items, their `key` to
+    /// their `value`, read as `lookups.fees[loans.product_id]['LEGACY-FEE']`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub each: Option<String>,
 }
 
 fn default_lookup_key() -> String {

@@ -283,11 +283,21 @@ fn unknown_keys(
         .or_else(|| schema.get("oneOf"))
         .and_then(Value::as_array)
     {
-        if let Some(fit) = alternatives
-            .iter()
-            .map(|a| resolve(a, root))
-            .find(|a| type_matches(a, value))
-        {
+        // Of the alternatives of the value's type, the one that knows most of its keys (the
+        // first on a tie): `target: { sandbox: … }` is checked as the sandbox form.
+        let known = |a: &Value| match (value, a.get("properties")) {
+            (Value::Object(map), Some(Value::Object(props))) => {
+                map.keys().filter(|k| props.contains_key(*k)).count()
+            }
+            _ => 0,
+        };
+        let mut fit: Option<&Value> = None;
+        for a in alternatives.iter().map(|a| resolve(a, root)) {
+            if type_matches(a, value) && fit.is_none_or(|f| known(a) > known(f)) {
+                fit = Some(a);
+            }
+        }
+        if let Some(fit) = fit {
             unknown_keys(value, fit, root, path, report);
         }
         return;

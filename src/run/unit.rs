@@ -241,7 +241,7 @@ async fn run_step(
                 })));
             }
             Sent::Stop(reason) => {
-                shared.stop(reason);
+                shared.stop(stopped_at_step(shared, &step.id, step.action, reason));
                 return Err(StepStop::Interrupted);
             }
             Sent::Interrupted => return Err(StepStop::Interrupted),
@@ -283,6 +283,21 @@ fn refused(step: &str, answer: &Answer, refusal: Refusal, attempts: u32) -> Step
 }
 
 /// The endpoint template a call is counted under.
+/// Why the run stops; for a missing permission, with the step whose call was refused and which
+/// user made it (approvals go as the approving user when the plan names one).
+fn stopped_at_step(shared: &Shared, step: &str, action: Action, reason: String) -> String {
+    if !reason.starts_with(crate::mambu::policy::PERMISSION_REFUSED) {
+        // An outage or refused credentials: no step is to blame.
+        return reason;
+    }
+    let reason = if action == Action::ApproveLoan && shared.session.has_approver() {
+        reason.replace("the API user", "the approving user (target.approver)")
+    } else {
+        reason
+    };
+    format!("step `{step}` ({}): {reason}", action.name())
+}
+
 fn endpoint_of(action: Action, call: &Call) -> String {
     match action.calls().last() {
         Some((_, path)) => (*path).to_owned(),
@@ -451,7 +466,10 @@ impl CallCtx<'_> {
         let expect = self.expect;
         // Four-eyes: loans are approved by the plan's second user, when it names one.
         let approving = self.action == Action::ApproveLoan;
-        shared.session.send_as(request, expect, self, approving).await
+        shared
+            .session
+            .send_as(request, expect, self, approving)
+            .await
     }
 }
 
@@ -521,7 +539,8 @@ async fn edit_schedule(
             })));
         }
         Sent::Stop(reason) => {
-            ctx.shared.stop(reason);
+            ctx.shared
+                .stop(stopped_at_step(ctx.shared, ctx.step, ctx.action, reason));
             return Err(StepStop::Interrupted);
         }
         Sent::Interrupted => return Err(StepStop::Interrupted),
@@ -587,7 +606,8 @@ async fn edit_schedule(
             ..Default::default()
         }))),
         Sent::Stop(reason) => {
-            ctx.shared.stop(reason);
+            ctx.shared
+                .stop(stopped_at_step(ctx.shared, ctx.step, ctx.action, reason));
             Err(StepStop::Interrupted)
         }
         Sent::Interrupted => Err(StepStop::Interrupted),

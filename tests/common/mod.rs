@@ -16,21 +16,58 @@ pub const PERSONAL_LOAN: &str = "8a19c0de00000000000000000000a001";
 pub const MICRO_LOAN: &str = "8a19c0de00000000000000000000a003";
 pub const CURRENT_ACCOUNT: &str = "8a19c0de00000000000000000000d001";
 
+/// The approving user's API key in the sample's tenant (fixtures/tenants/strict.yaml), which
+/// [`binary`] puts in `MAMBU_APPROVER_API_KEY`.
+pub const APPROVER_KEY: &str = "strict-approver-api-key";
+
 /// A sandbox process; killed when dropped.
 pub struct Sandbox {
     child: Child,
     _stdout: BufReader<ChildStdout>,
     /// `http://127.0.0.1:PORT`
     pub origin: String,
+    /// The tenant profile written for it, if any.
+    _profile: Option<tempfile::TempDir>,
 }
 
 impl Sandbox {
-    /// Starts `mambu-migrate sandbox --port 0 --api-key API_KEY <extra>` and waits for its
-    /// `listening on` line.
+    /// Starts `mambu-migrate sandbox --port 0 --api-key API_KEY <extra>` (the built-in lenient
+    /// tenant) and waits for its `listening on` line.
     pub fn start(extra: &[&str]) -> Self {
+        let mut args = vec!["--api-key", API_KEY];
+        args.extend_from_slice(extra);
+        Self::spawn(&args, None)
+    }
+
+    /// Starts the sample's tenant, fixtures/tenants/strict.yaml (Lisbon, 60 branches, four-eyes,
+    /// predefined fees, ID documents), its `migration` user taking API_KEY and its `approver`
+    /// [`APPROVER_KEY`], with `extra` arguments.
+    pub fn strict(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("strict.yaml");
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/tenants/strict.yaml"
+        ))
+        .unwrap();
+        assert!(text.contains("apiKey: strict-migration-api-key"));
+        std::fs::write(
+            &profile,
+            text.replace(
+                "apiKey: strict-migration-api-key",
+                &format!("apiKey: {API_KEY}"),
+            ),
+        )
+        .unwrap();
+        let mut args = vec!["--tenant", profile.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Self::spawn(&args, Some(dir))
+    }
+
+    fn spawn(args: &[&str], profile: Option<tempfile::TempDir>) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mambu-migrate"))
-            .args(["sandbox", "--port", "0", "--api-key", API_KEY])
-            .args(extra)
+            .args(["sandbox", "--port", "0"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -49,6 +86,7 @@ impl Sandbox {
             child,
             _stdout: stdout,
             origin,
+            _profile: profile,
         }
     }
 
@@ -312,8 +350,8 @@ pub fn sample_plan_with(dir: &std::path::Path, replace: &[(&str, &str)]) -> std:
     let mut text = std::fs::read_to_string("plans/sample.yaml")
         .unwrap()
         .replace(
-            "../fixtures/sample/",
-            &format!("{}/fixtures/sample/", env!("CARGO_MANIFEST_DIR")),
+            "../fixtures/",
+            &format!("{}/fixtures/", env!("CARGO_MANIFEST_DIR")),
         );
     for (from, to) in replace {
         assert!(
@@ -327,11 +365,13 @@ pub fn sample_plan_with(dir: &std::path::Path, replace: &[(&str, &str)]) -> std:
     plan
 }
 
-/// `mambu-migrate` with the sandbox's API key in its environment.
+/// `mambu-migrate` with the sandbox's API key (and the strict tenant's approver's) in its
+/// environment.
 pub fn binary() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mambu-migrate"));
     command
         .env("MAMBU_API_KEY", API_KEY)
+        .env("MAMBU_APPROVER_API_KEY", APPROVER_KEY)
         .env_remove("MAMBU_USERNAME")
         .env_remove("MAMBU_PASSWORD");
     command
@@ -438,7 +478,11 @@ pub fn broken_sample(
         &plan,
         std::fs::read_to_string("plans/sample.yaml")
             .unwrap()
-            .replace("../fixtures/sample/", "data/"),
+            .replace("../fixtures/sample/", "data/")
+            .replace(
+                "../fixtures/",
+                &format!("{}/fixtures/", env!("CARGO_MANIFEST_DIR")),
+            ),
     )
     .unwrap();
     (plan, original)
