@@ -53,7 +53,7 @@ command -v oha >/dev/null || cargo install oha --locked --quiet
 
 for round in $(seq "$rounds"); do
   wait_quiet "${QUIET_WAIT:-120}"
-  start_sandbox "$work/sandbox.out" "$sandbox_bin" --api-key bench-key --latency-ms "$latency"
+  start_sandbox "$work/sandbox.out" "$sandbox_bin" --api-key bench-key --latency-ms "$latency" --timezone Europe/Lisbon
   run_dir=$work/run-$round
   args=("$BIN" run plans/sample.yaml --target "$origin/api" --run-dir "$run_dir" --sample "$sample"
     --rate "$rate" --concurrency "$concurrency" --no-progress)

@@ -55,7 +55,7 @@ data=${BENCH_DIR:-$work/data}
 
 # The sandbox, as the run and the generator see it.
 sandbox_up() {
-  start_sandbox "$work/sandbox.out" "$bin" --username "$user" --password "$password" --api-key "$user-key"
+  start_sandbox "$work/sandbox.out" "$bin" --username "$user" --password "$password" --api-key "$user-key" --timezone Europe/Lisbon
 }
 
 # `run` with basic auth, as the generator sends it.

@@ -27,7 +27,7 @@ cargo build --release --quiet
 bin=$target_dir/release/mambu-migrate
 data=$work/data
 "$bin" fixtures generate --clients "$clients" --out "$data" --seed 7 >/dev/null
-start_sandbox "$work/sandbox.out" "$bin" --api-key bench-key --latency-ms "$latency"
+start_sandbox "$work/sandbox.out" "$bin" --api-key bench-key --latency-ms "$latency" --timezone Europe/Lisbon
 export MAMBU_API_KEY=bench-key
 sources=()
 for s in clients deposits loans schedules transactions; do sources+=(--source "$s=$data/$s.csv"); done

@@ -282,3 +282,40 @@ pub fn fetch_lookups(plan: &Plan, target: &Where) -> anyhow::Result<Value> {
         lookups
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn lookup(each: Option<&str>) -> LookupFile {
+        LookupFile {
+            path: "/loanproducts".into(),
+            key: "id".into(),
+            value: "encodedKey".into(),
+            each: each.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_lookup_maps_keys_to_values_and_each_reads_a_list_inside_every_item() {
+        let products = [
+            json!({"id": "PL", "encodedKey": "k1", "feesSettings": {"fees": [
+                {"id": "LEGACY-FEE", "encodedKey": "f1"}, {"id": "LATE", "encodedKey": "f2"}]}}),
+            json!({"id": "MICRO", "encodedKey": "k2", "feesSettings": {"fees": []}}),
+            json!({"id": "OLD", "encodedKey": "k3"}),
+            json!({"encodedKey": "no id"}),
+        ];
+        let flat = lookup_table(&products, &lookup(None));
+        assert_eq!(
+            Value::Object(flat),
+            json!({"PL": "k1", "MICRO": "k2", "OLD": "k3"})
+        );
+        let fees = lookup_table(&products, &lookup(Some("feesSettings.fees")));
+        assert_eq!(
+            Value::Object(fees),
+            json!({"PL": {"LEGACY-FEE": "f1", "LATE": "f2"}, "MICRO": {}}),
+            "a product without the list has no entry: its lookups fail, located"
+        );
+    }
+}
