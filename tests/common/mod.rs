@@ -20,6 +20,20 @@ pub const CURRENT_ACCOUNT: &str = "8a19c0de00000000000000000000d001";
 /// [`binary`] puts in `MAMBU_APPROVER_API_KEY`.
 pub const APPROVER_KEY: &str = "strict-approver-api-key";
 
+/// fixtures/tenants/strict.yaml with its `migration` user's API key replaced by [`API_KEY`].
+pub fn strict_profile() -> String {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/tenants/strict.yaml"
+    ))
+    .unwrap();
+    assert!(text.contains("apiKey: strict-migration-api-key"));
+    text.replace(
+        "apiKey: strict-migration-api-key",
+        &format!("apiKey: {API_KEY}"),
+    )
+}
+
 /// A sandbox process; killed when dropped.
 pub struct Sandbox {
     child: Child,
@@ -43,22 +57,14 @@ impl Sandbox {
     /// predefined fees, ID documents), its `migration` user taking API_KEY and its `approver`
     /// [`APPROVER_KEY`], with `extra` arguments.
     pub fn strict(extra: &[&str]) -> Self {
+        Self::tenant(&strict_profile(), extra)
+    }
+
+    /// Starts a sandbox serving the tenant profile `text` (YAML), with `extra` arguments.
+    pub fn tenant(text: &str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let profile = dir.path().join("strict.yaml");
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/tenants/strict.yaml"
-        ))
-        .unwrap();
-        assert!(text.contains("apiKey: strict-migration-api-key"));
-        std::fs::write(
-            &profile,
-            text.replace(
-                "apiKey: strict-migration-api-key",
-                &format!("apiKey: {API_KEY}"),
-            ),
-        )
-        .unwrap();
+        let profile = dir.path().join("tenant.yaml");
+        std::fs::write(&profile, text).unwrap();
         let mut args = vec!["--tenant", profile.to_str().unwrap()];
         args.extend_from_slice(extra);
         Self::spawn(&args, Some(dir))
