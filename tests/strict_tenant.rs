@@ -46,7 +46,10 @@ fn four_eyes_products_are_approved_by_the_second_user_only() {
     let failed = failed_units(&run_dir);
     let expected = clients_with_four_eyes_loans();
     assert_eq!(
-        failed.iter().map(|(u, _)| u.clone()).collect::<HashSet<_>>(),
+        failed
+            .iter()
+            .map(|(u, _)| u.clone())
+            .collect::<HashSet<_>>(),
         expected,
         "exactly the units with a four-eyes loan fail"
     );
@@ -87,7 +90,10 @@ fn permissions_of(profile: &str, user: &str) -> String {
     let list = &profile[start..];
     let open = list.find("permissions: [").unwrap() + "permissions: [".len();
     let close = list[open..].find(']').unwrap() + open;
-    list[open..close].split_whitespace().collect::<Vec<_>>().join(" ")
+    list[open..close]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A 403 for a missing permission stops the run resumably (exit 3), saying which permission and
@@ -133,5 +139,8 @@ async fn a_missing_permission_stops_the_run_naming_it_and_the_resume_finishes() 
         .into_iter()
         .filter(|t| t["kind"] == "FEE")
         .count();
-    assert_eq!(stats["transactions_by_type"]["FEE_APPLIED"], fees, "{stats}");
+    assert_eq!(
+        stats["transactions_by_type"]["FEE_APPLIED"], fees,
+        "{stats}"
+    );
 }

@@ -79,7 +79,12 @@ pub struct PredefinedFee {
     pub encoded_key: String,
     pub name: String,
     /// The fee's fixed amount; absent: the amount comes with each fee transaction.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "as_number"
+    )]
+    #[schemars(with = "Option<f64>")]
     pub amount: Option<Decimal>,
     /// `MANUAL` fees are the ones `POST /loans/{id}/fee-transactions` applies.
     #[serde(default = "manual")]
@@ -190,15 +195,15 @@ pub struct InterestRateSettings {
     pub interest_rate: Limits<Decimal>,
 }
 
-/// A product's bounds on a value; an absent bound does not constrain.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+/// A product's bounds on a value; an absent bound does not constrain. Written as JSON numbers.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Limits<T> {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub min_value: Option<T>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub max_value: Option<T>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub default_value: Option<T>,
 }
 
@@ -224,6 +229,28 @@ impl LoanProduct {
             "DYNAMIC_TERM_LOAN" | "DYNAMIC_MORTGAGE"
         )
     }
+}
+
+impl<T: fmt::Display> Serialize for Limits<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in [
+            ("minValue", &self.min_value),
+            ("maxValue", &self.max_value),
+            ("defaultValue", &self.default_value),
+        ] {
+            if let Some(value) = value {
+                map.serialize_entry(key, &number(value).map_err(serde::ser::Error::custom)?)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// A JSON number with the value's digits.
+fn number(value: &impl fmt::Display) -> Result<serde_json::Number, serde_json::Error> {
+    value.to_string().parse()
 }
 
 impl<T: PartialOrd + Copy> Limits<T> {
@@ -263,6 +290,18 @@ pub struct Branch {
     pub id: String,
     pub encoded_key: String,
     pub name: String,
+}
+
+/// A JSON number, as Mambu writes amounts and limits (an exact decimal is written with its
+/// digits; `rust_decimal` alone would write a string).
+fn as_number<S: serde::Serializer, T: fmt::Display>(
+    value: &Option<T>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => serializer.serialize_some(&number(v).map_err(serde::ser::Error::custom)?),
+        None => serializer.serialize_none(),
+    }
 }
 
 fn default_currency() -> String {

@@ -8,7 +8,9 @@ that Prism loads, with
     they do not clash with the 2021 `Installment`);
   - a stub for the v1 POST /loans/{loanAccountId}/settlementAccounts/{depositAccountId}, which
     no v2 spec has, so Prism lets it through (its answer checked only for shape);
-  - stubs for GET /loanproducts, /depositproducts and /branches (the plan's lookups);
+  - stubs for GET /loanproducts, /depositproducts and /branches (the plan's lookups), the loan
+    products' settings the tool reads (fees, prepayments, four-eyes, schedule editing) typed
+    from skyleague/mambu-sdk, src/loan-products/rest.zod.ts;
   - GET /setup/organization (the tenant's time zone), not in the 2021 set: its OrganizationSetup
     schema typed from skyleague/mambu-sdk, src/organization-details/rest.zod.ts.
 Run: python3 tests/contract/build_spec.py ../shared/mambu-openapi tests/contract/mambu-v2-contract.swagger2.json
@@ -97,6 +99,60 @@ for path in ["/loanproducts", "/depositproducts", "/branches"]:
             "security": [{"basic": []}],
         }
     }
+
+# The loan product settings `plan validate --target` reads (fees, prepayments, four-eyes, schedule
+# editing): typed as skyleague/mambu-sdk (Mambu's 2025 spec, src/loan-products/rest.zod.ts)
+# declares them, the fields the tool reads only.
+spec["definitions"]["LoanProductSettings"] = {
+    "type": "object",
+    "required": ["encodedKey", "id", "name", "type"],
+    "properties": {
+        "encodedKey": {"type": "string"},
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "type": {"type": "string", "enum": ["FIXED_TERM_LOAN", "DYNAMIC_TERM_LOAN", "INTEREST_FREE_LOAN", "TRANCHED_LOAN", "REVOLVING_CREDIT", "INTEREST_ONLY_EQUAL_INSTALLMENTS", "DYNAMIC_MORTGAGE"]},
+        "feesSettings": {
+            "type": "object",
+            "properties": {
+                "allowArbitraryFees": {"type": "boolean"},
+                "fees": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["state", "trigger"],
+                    "properties": {
+                        "amount": {"type": "number"},
+                        "encodedKey": {"type": "string"},
+                        "id": {"type": "string"},
+                        "name": {"type": "string"},
+                        "state": {"type": "string", "enum": ["ACTIVE", "INACTIVE"]},
+                        "trigger": {"type": "string", "enum": ["MANUAL", "MANUAL_PLANNED", "DISBURSEMENT", "CAPITALIZED_DISBURSEMENT", "UPFRONT_DISBURSEMENT", "LATE_REPAYMENT", "PAYMENT_DUE", "PAYMENT_DUE_APPLIED_ON_DUE_DATES", "ARBITRARY", "IOF", "EARLY_REPAYMENT_CHARGE", "FEE_INCLUDED_IN_PMT"]},
+                    },
+                }},
+            },
+        },
+        "paymentSettings": {
+            "type": "object",
+            "properties": {
+                "prepaymentSettings": {
+                    "type": "object",
+                    "required": ["futurePaymentsAcceptance"],
+                    "properties": {
+                        "futurePaymentsAcceptance": {"type": "string", "enum": ["NO_FUTURE_PAYMENTS", "ACCEPT_FUTURE_PAYMENTS", "ACCEPT_OVERPAYMENTS"]},
+                        "prepaymentAcceptance": {"type": "string", "enum": ["ACCEPT_PREPAYMENTS", "NO_PREPAYMENTS"]},
+                    },
+                },
+            },
+        },
+        "fourEyesPrinciple": {"type": "object", "properties": {"activeForLoanApproval": {"type": "boolean"}}},
+        "scheduleSettings": {
+            "type": "object",
+            "properties": {
+                "repaymentScheduleEditOptions": {"type": "array", "items": {"type": "string", "enum": ["ADJUST_PAYMENT_DATES", "ADJUST_PRINCIPAL_PAYMENT_SCHEDULE", "ADJUST_INTEREST_PAYMENT_SCHEDULE", "ADJUST_FEE_PAYMENT_SCHEDULE", "ADJUST_PENALTY_PAYMENT_SCHEDULE", "ADJUST_NUMBER_OF_INSTALLMENTS", "ADJUST_PAYMENT_HOLIDAYS"]}},
+            },
+        },
+    },
+}
+spec["paths"]["/loanproducts"]["get"]["responses"]["200"]["schema"]["items"] = {"$ref": "#/definitions/LoanProductSettings"}
+spec["paths"]["/loanproducts"]["get"]["description"] = "Not in the 2021 set: the settings the tool reads, typed from skyleague/mambu-sdk src/loan-products/."
 
 # The organization setup (the tenant's time zone): not in the 2021 set. Required fields and types
 # as skyleague/mambu-sdk (generated from Mambu's 2025 spec) declares them.
