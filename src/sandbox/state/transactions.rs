@@ -12,6 +12,7 @@ use super::json::{
 use super::loans::loan_principal_balance;
 use super::{Answer, Installment, Tenant, Terms, Transaction, TransactionKind};
 use crate::sandbox::error::ApiError;
+use crate::sandbox::products::{FuturePaymentsAcceptance, PrepaymentAcceptance};
 
 impl Tenant {
     pub fn post_transaction(
@@ -40,7 +41,23 @@ impl Tenant {
             optional_datetime(Some(body), "firstRepaymentDate", self.zone)?;
         }
         if value_date > self.zone.now() {
-            return Err(ApiError::future_value_date());
+            // A repayment dated after now is the product's to allow (`futurePaymentsAcceptance`:
+            // "repayment transactions with entry date set in the future", the 2021 spec); any
+            // other transaction dated after now is refused as before.
+            let product = &self.products.loan_products[self.loans[index].product];
+            let future = product
+                .payment_settings
+                .prepayment_settings
+                .future_payments_acceptance;
+            match kind {
+                TransactionKind::Repayment
+                    if future == FuturePaymentsAcceptance::NoFuturePayments =>
+                {
+                    return Err(ApiError::future_payment_not_allowed());
+                }
+                TransactionKind::Repayment => {}
+                _ => return Err(ApiError::future_value_date()),
+            }
         }
         let (type_name, amount, affected) = match kind {
             TransactionKind::Disbursement => self.disburse(index, doc, value_date)?,
@@ -231,6 +248,11 @@ impl Tenant {
         ))
     }
 
+    /// A fee or repayment's value date against the account's history: not before the
+    /// disbursement (BACKDATE_BEFORE_ACTIVATION), and not before the value date of any
+    /// transaction already on the account (BACKDATE_BEFORE_OTHER_OPERATION: a backdated
+    /// transaction must not precede a later operation, ../shared/mambu-api.md §8). The same date
+    /// is not before.
     fn require_active(
         &self,
         index: usize,
@@ -242,7 +264,72 @@ impl Tenant {
         {
             return Err(ApiError::value_date_before_disbursement());
         }
+        if self
+            .latest_value_date(index)
+            .is_some_and(|latest| value_date < latest)
+        {
+            return Err(ApiError::backdate_before_other_operation());
+        }
         Ok(())
+    }
+
+    /// The latest value date among the loan's transactions (those removed behind the API's
+    /// back are no longer on its list).
+    fn latest_value_date(&self, index: usize) -> Option<DateTime<FixedOffset>> {
+        self.loans[index]
+            .transactions
+            .iter()
+            .filter(|t| !self.transactions[**t].deleted)
+            .filter_map(|t| {
+                self.transactions[*t]
+                    .doc
+                    .get("valueDate")
+                    .and_then(Value::as_str)
+                    .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+            })
+            .max()
+    }
+
+    /// The fee's amount under the product's `feesSettings` (../shared/mambu-api.md §8, "Fees"):
+    /// with `predefinedFeeKey`, an ACTIVE MANUAL fee of the product, whose fixed amount (if it
+    /// has one) the body may only repeat, or whose amount the body gives (if it has none);
+    /// without it, an arbitrary fee, which needs `allowArbitraryFees`.
+    fn fee_amount(&self, index: usize, doc: &Map<String, Value>) -> Result<Decimal, ApiError> {
+        let settings = &self.products.loan_products[self.loans[index].product].fees_settings;
+        let body_amount = match doc.get("amount") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(decimal(v).ok_or_else(|| ApiError::invalid_parameters("amount"))?),
+        };
+        let Some(key) = optional_str(doc, "predefinedFeeKey")? else {
+            let amount = required_decimal(doc, "amount")?;
+            if !settings.allow_arbitrary_fees {
+                return Err(ApiError::arbitrary_fee_not_allowed());
+            }
+            return Ok(amount);
+        };
+        // The fee's encodedKey, or its id: the sandbox's convention for keys (a product's
+        // encodedKey or id in `productTypeKey`).
+        let fee = settings
+            .fees
+            .iter()
+            .find(|f| f.encoded_key == key || f.id == key)
+            .ok_or_else(ApiError::invalid_fee_key)?;
+        if fee.state != "ACTIVE" {
+            return Err(ApiError::fee_not_active());
+        }
+        if fee.trigger != "MANUAL" {
+            return Err(ApiError::fee_not_allowed());
+        }
+        match (fee.amount, body_amount) {
+            (Some(fixed), None) => Ok(fixed),
+            // Stricter reading: the body may repeat the product's fixed amount, nothing else
+            // (the spec's FEE_AMOUNT_ALREADY_DEFINED_IN_PRODUCT hints that Mambu may refuse any
+            // amount there; an equal one is let through).
+            (Some(fixed), Some(amount)) if amount == fixed => Ok(amount),
+            (Some(_), Some(_)) => Err(ApiError::inconsistent_fee_amount()),
+            (None, Some(amount)) => Ok(amount),
+            (None, None) => Err(ApiError::mandatory_fee_amount()),
+        }
     }
 
     fn apply_fee(
@@ -255,7 +342,7 @@ impl Tenant {
             return Err(ApiError::invalid_account_state("accountState"));
         }
         self.require_active(index, value_date)?;
-        let amount = required_decimal(doc, "amount")?;
+        let amount = self.fee_amount(index, doc)?;
         if amount <= Decimal::ZERO {
             return Err(ApiError::fee_amount_not_positive());
         }
@@ -316,8 +403,23 @@ impl Tenant {
         if owed.is_zero() {
             return Err(ApiError::zero_balance_repayment());
         }
+        // ACCEPT_OVERPAYMENTS would let a repayment pay more than the total balance, the excess
+        // kept as an overpayment; the sandbox keeps no such balance, so it refuses the excess
+        // under every setting (the stricter reading: a migration has no overpayment to post).
         if amount > owed {
             return Err(ApiError::excess_repayment());
+        }
+        // NO_PREPAYMENTS: a repayment may pay what is due up to its value date (what is left
+        // of the installments due on or before it, fees and interest included, as the
+        // allocation below takes them), no more.
+        let prepayment = self.products.loan_products[loan.product]
+            .payment_settings
+            .prepayment_settings
+            .prepayment_acceptance;
+        if prepayment == PrepaymentAcceptance::NoPrepayments
+            && amount > due_by(&loan.schedule, value_date)
+        {
+            return Err(ApiError::prepayment_not_allowed());
         }
         let (mut fee_paid, mut interest_paid, mut principal_paid) =
             (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
@@ -354,6 +456,15 @@ impl Tenant {
             json!({ "principalAmount": money(principal_paid), "interestAmount": money(interest_paid), "feesAmount": money(fee_paid), "penaltyAmount": 0 }),
         ))
     }
+}
+
+/// What is left to pay of the installments due on or before `at`.
+fn due_by(schedule: &[Installment], at: DateTime<FixedOffset>) -> Decimal {
+    schedule
+        .iter()
+        .filter(|i| i.due <= at)
+        .map(Installment::outstanding)
+        .sum()
 }
 
 #[cfg(test)]
