@@ -7,9 +7,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Command, Stdio};
-
 use common::{API_KEY, Answer, Api, MICRO_LOAN, Sandbox, active_loan, body};
 use mambu_migrate::sandbox::TenantProfile;
 use mambu_migrate::sandbox::products::{
@@ -17,52 +14,10 @@ use mambu_migrate::sandbox::products::{
 };
 use serde_json::{Value, json};
 
-/// `mambu-migrate sandbox --port 0 --tenant <profile>` (the profile's users hold their own
-/// credentials, so common's `Sandbox::start`, which sets the built-in user's key, cannot
-/// serve it); killed when dropped.
-struct Tenant {
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
-    _dir: tempfile::TempDir,
-    api: Api,
-}
-
-impl Tenant {
-    /// Serves `profile`, changed so that its first user's API key is common's `API_KEY`.
-    fn serve(mut profile: TenantProfile) -> Self {
-        profile.users[0].api_key = Some(API_KEY.into());
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tenant.yaml");
-        std::fs::write(&path, serde_yaml_ng::to_string(&profile).unwrap()).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mambu-migrate"))
-            .args(["sandbox", "--port", "0", "--tenant"])
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting the sandbox binary");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let origin = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-        let api = Api::new(format!("{origin}/api"));
-        Self {
-            child,
-            _stdout: stdout,
-            _dir: dir,
-            api,
-        }
-    }
-}
-
-impl Drop for Tenant {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A sandbox serving `profile`, its first user's API key made common's `API_KEY`.
+fn serve(mut profile: TenantProfile) -> Sandbox {
+    profile.users[0].api_key = Some(API_KEY.into());
+    Sandbox::tenant(&serde_yaml_ng::to_string(&profile).unwrap(), &[])
 }
 
 /// fixtures/tenants/lenient.yaml with `change` applied to its PL-STD product.
@@ -162,8 +117,8 @@ async fn a_predefined_fee_is_an_active_manual_fee_of_the_product_and_arbitrary_o
     });
     product(&mut profile, "MICRO").fees_settings.fees =
         vec![fee("MICRO-FEE", MICRO_FEE, None, "MANUAL", "ACTIVE")];
-    let tenant = Tenant::serve(profile);
-    let api = &tenant.api;
+    let tenant = serve(profile);
+    let api = &tenant.api();
     let (_, loan) = active_loan(api, "CL-FEE", "LN-FEE", "600").await;
     let with = |key: &str, amount: Option<&str>| {
         let mut b = json!({ "predefinedFeeKey": key, "installmentNumber": 2, "valueDate": AT });
@@ -312,11 +267,11 @@ async fn a_fee_or_repayment_may_not_precede_a_later_transaction_of_the_account()
 
 #[tokio::test]
 async fn no_prepayments_lets_a_repayment_pay_only_what_is_due_by_its_value_date() {
-    let tenant = Tenant::serve(lenient_with(|p| {
+    let tenant = serve(lenient_with(|p| {
         p.payment_settings.prepayment_settings.prepayment_acceptance =
             PrepaymentAcceptance::NoPrepayments;
     }));
-    let api = &tenant.api;
+    let api = &tenant.api();
     let (_, loan) = active_loan(api, "CL-PP", "LN-PP", "600").await;
     let (first, first_due) = installment(api, &loan, 1).await;
 
@@ -366,12 +321,12 @@ async fn no_prepayments_lets_a_repayment_pay_only_what_is_due_by_its_value_date(
 #[tokio::test]
 async fn no_future_payments_refuses_a_repayment_dated_after_now() {
     const FUTURE: &str = "2099-01-05T00:00:00+00:00";
-    let tenant = Tenant::serve(lenient_with(|p| {
+    let tenant = serve(lenient_with(|p| {
         p.payment_settings
             .prepayment_settings
             .future_payments_acceptance = FuturePaymentsAcceptance::NoFuturePayments;
     }));
-    let api = &tenant.api;
+    let api = &tenant.api();
     let (_, loan) = active_loan(api, "CL-FP", "LN-FP", "600").await;
     refused(
         &repay(api, &loan, "10", FUTURE).await,
@@ -409,12 +364,12 @@ async fn no_future_payments_refuses_a_repayment_dated_after_now() {
 async fn accept_overpayments_still_refuses_paying_more_than_the_balance() {
     // The sandbox keeps no overpayment balance: paying more than is owed stays refused under
     // every setting (src/sandbox/state/transactions.rs), and paying all of it is taken.
-    let tenant = Tenant::serve(lenient_with(|p| {
+    let tenant = serve(lenient_with(|p| {
         p.payment_settings
             .prepayment_settings
             .future_payments_acceptance = FuturePaymentsAcceptance::AcceptOverpayments;
     }));
-    let api = &tenant.api;
+    let api = &tenant.api();
     let (_, loan) = active_loan(api, "CL-OP", "LN-OP", "600").await;
     let mut owed = rust_decimal::Decimal::ZERO;
     for n in 1..=3 {
@@ -446,8 +401,8 @@ async fn the_strict_products_take_the_legacy_fee_and_refuse_micro_prepayments() 
     for p in &mut profile.loan_products {
         p.four_eyes_principle.active_for_loan_approval = false;
     }
-    let tenant = Tenant::serve(profile);
-    let api = &tenant.api;
+    let tenant = serve(profile);
+    let api = &tenant.api();
     // January in Lisbon is +00:00, as active_loan's dates are.
     let (holder, loan) = active_loan(api, "CL-ST", "LN-ST", "6000").await;
     refused(

@@ -241,16 +241,25 @@ impl<T: fmt::Display> Serialize for Limits<T> {
             ("defaultValue", &self.default_value),
         ] {
             if let Some(value) = value {
-                map.serialize_entry(key, &number(value).map_err(serde::ser::Error::custom)?)?;
+                map.serialize_entry(key, &Number(value.to_string()))?;
             }
         }
         map.end()
     }
 }
 
-/// A JSON number with the value's digits.
-fn number(value: &impl fmt::Display) -> Result<serde_json::Number, serde_json::Error> {
-    value.to_string().parse()
+/// A decimal's text written as a number (an integer when it is one), in JSON and YAML alike.
+struct Number(String);
+
+impl Serialize for Number {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if let Ok(n) = self.0.parse::<i64>() {
+            serializer.serialize_i64(n)
+        } else {
+            let n: f64 = self.0.parse().map_err(serde::ser::Error::custom)?;
+            serializer.serialize_f64(n)
+        }
+    }
 }
 
 impl<T: PartialOrd + Copy> Limits<T> {
@@ -299,7 +308,7 @@ fn as_number<S: serde::Serializer, T: fmt::Display>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     match value {
-        Some(v) => serializer.serialize_some(&number(v).map_err(serde::ser::Error::custom)?),
+        Some(v) => serializer.serialize_some(&Number(v.to_string())),
         None => serializer.serialize_none(),
     }
 }
