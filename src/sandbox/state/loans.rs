@@ -205,7 +205,8 @@ impl Tenant {
     }
 
     /// Changes a loan's state as `user`: approving a loan of a four-eyes product
-    /// (`fourEyesPrinciple.activeForLoanApproval`) is refused to the user who created it.
+    /// (`fourEyesPrinciple.activeForLoanApproval`) is refused to the user who created it, an
+    /// administrator too (it is the product's control, not a permission).
     pub fn change_loan_state_by(&mut self, id_or_key: &str, body: &Value, user: &str) -> Answer {
         self.change_loan_state_as(id_or_key, body, Some(user))
     }
