@@ -591,15 +591,136 @@ fn change<'a>(
     }
 }
 
+/// A call the sandbox serves, as its permission check sees it: a `:changeState` call carries
+/// its body's action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call<'a> {
+    ReadClient,
+    CreateClient,
+    ReadDeposit,
+    CreateDeposit,
+    DepositState(&'a str),
+    /// A loan, its schedule or its transactions.
+    ReadLoan,
+    CreateLoan,
+    LoanState(&'a str),
+    EditSchedule,
+    Disburse,
+    ApplyFee,
+    Repay,
+    /// A disbursement, fee or repayment whose valueDate is before the tenant's today, on top
+    /// of the transaction's own permission.
+    Backdate,
+    /// Locking or unlocking a loan.
+    Lock,
+    LinkSettlement,
+    ReadLoanProducts,
+    ReadDepositProducts,
+    ReadBranches,
+    ReadOrganization,
+}
+
+/// The permission each call needs: the sandbox's one table of access rules. The names are
+/// Mambu's (`access.permissions`, skyleague/mambu-sdk `src/users/rest.zod.ts`; `DIBURSE_LOANS`
+/// is Mambu's spelling) and all appear in [`crate::sandbox::tenant::PERMISSIONS`].
+/// Administrators hold them all; a missing one is a 403 `INVALID_PERMISSIONS` naming it.
+fn required_permission(call: Call<'_>) -> &'static str {
+    match call {
+        Call::ReadClient => "VIEW_CLIENT_DETAILS",
+        Call::CreateClient => "CREATE_CLIENT",
+        Call::ReadDeposit => "VIEW_SAVINGS_ACCOUNT_DETAILS",
+        Call::CreateDeposit => "CREATE_SAVINGS_ACCOUNT",
+        Call::DepositState("APPROVE" | "UNDO_APPROVE") => "APPROVE_SAVINGS",
+        Call::DepositState("LOCK" | "UNLOCK") => "EDIT_SAVINGS_ACCOUNT",
+        Call::DepositState("CLOSE" | "CLOSE_WITHDRAW" | "CLOSE_REJECT" | "CLOSE_WRITE_OFF") => {
+            "CLOSE_SAVINGS_ACCOUNTS"
+        }
+        // An action Mambu does not have is refused (INVALID_PARAMETERS) to whoever may see the
+        // account: no more is learnt than a read gives.
+        Call::DepositState(_) => "VIEW_SAVINGS_ACCOUNT_DETAILS",
+        Call::ReadLoan => "VIEW_LOAN_ACCOUNT_DETAILS",
+        Call::CreateLoan => "CREATE_LOAN_ACCOUNT",
+        Call::LoanState("APPROVE" | "UNDO_APPROVE") => "APPROVE_LOANS",
+        Call::LoanState("REQUEST_APPROVAL") => "REQUEST_LOAN_APPROVAL",
+        Call::LoanState("SET_INCOMPLETE") => "EDIT_LOAN_ACCOUNT",
+        Call::LoanState("REJECT" | "UNDO_REJECT") => "REJECT_LOANS",
+        Call::LoanState("WITHDRAW" | "UNDO_WITHDRAW") => "WITHDRAW_LOAN_ACCOUNTS",
+        Call::LoanState("CLOSE" | "UNDO_CLOSE") => "CLOSE_LOAN_ACCOUNTS",
+        Call::LoanState(_) => "VIEW_LOAN_ACCOUNT_DETAILS",
+        Call::EditSchedule => "EDIT_REPAYMENT_SCHEDULE",
+        Call::Disburse => "DIBURSE_LOANS",
+        Call::ApplyFee => "APPLY_LOAN_FEES",
+        Call::Repay => "ENTER_REPAYMENT",
+        Call::Backdate => "BACKDATE_LOAN_TRANSACTIONS",
+        Call::Lock => "LOCK_LOAN_ACCOUNTS",
+        Call::LinkSettlement => "LINK_ACCOUNTS",
+        Call::ReadLoanProducts => "VIEW_LOAN_PRODUCT_DETAILS",
+        Call::ReadDepositProducts => "VIEW_SAVINGS_PRODUCT_DETAILS",
+        Call::ReadBranches => "VIEW_BRANCH_DETAILS",
+        Call::ReadOrganization => "VIEW_ORGANIZATION_DETAILS",
+    }
+}
+
+impl Shared {
+    /// Refuses the caller the first of `calls` whose permission its user lacks.
+    fn permit(&self, caller: &Caller, calls: &[Call<'_>]) -> Result<(), ApiError> {
+        let user = self.profile.user(&caller.0);
+        for &call in calls {
+            let permission = required_permission(call);
+            if !user.is_some_and(|u| u.may(permission)) {
+                return Err(ApiError::invalid_permissions(permission));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a transaction body's `valueDate` falls on a day before the tenant's today (on
+    /// its zone's calendar). An absent or unreadable one does not: the state refuses what it
+    /// cannot read, and an absent one means now.
+    fn backdated(&self, body: &Bytes) -> bool {
+        let Ok(zone) = self.profile.zone() else {
+            return false;
+        };
+        let today = chrono::Utc::now().with_timezone(&zone).date_naive();
+        serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|b| chrono::DateTime::parse_from_rfc3339(b.get("valueDate")?.as_str()?).ok())
+            .is_some_and(|at| at.with_timezone(&zone).date_naive() < today)
+    }
+}
+
+/// The answer that stops a call whose caller lacks a permission, before anything is changed
+/// or looked up (and before an Idempotency-Key is read: a refusal is never stored under it).
+fn forbidden(s: &Shared, caller: &Caller, api: Api, calls: &[Call<'_>]) -> Option<Response> {
+    s.permit(caller, calls)
+        .err()
+        .map(|err| error_response(api, &err))
+}
+
+/// The `action` of a `:changeState` body, for its permission ("" when there is none: the
+/// state refuses that body).
+fn action_of(body: &Bytes) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|b| b.get("action")?.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// A POST that creates an entity (v2, with an Idempotency-Key, 201 on success).
+#[allow(clippy::too_many_arguments)]
 async fn create(
     s: &Shared,
     c: &ConnHandle,
     h: &HeaderMap,
+    caller: &Caller,
     body: &Bytes,
     route: &str,
-    op: fn(&mut Tenant, &Value) -> Result<Value, ApiError>,
+    call: Call<'_>,
+    op: impl FnOnce(&mut Tenant, &Value) -> Result<Value, ApiError>,
 ) -> Response {
+    if let Some(refusal) = forbidden(s, caller, Api::V2, &[call]) {
+        return refusal;
+    }
     change(
         s,
         h,
@@ -616,45 +737,91 @@ async fn create(
 async fn create_client(
     State(s): State<Arc<Shared>>,
     Extension(c): Extension<ConnHandle>,
+    Extension(caller): Extension<Caller>,
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    create(&s, &c, &h, &body, "POST /clients", Tenant::create_client).await
+    let op = Tenant::create_client;
+    create(
+        &s,
+        &c,
+        &h,
+        &caller,
+        &body,
+        "POST /clients",
+        Call::CreateClient,
+        op,
+    )
+    .await
 }
 
 async fn create_deposit(
     State(s): State<Arc<Shared>>,
     Extension(c): Extension<ConnHandle>,
+    Extension(caller): Extension<Caller>,
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    create(&s, &c, &h, &body, "POST /deposits", Tenant::create_deposit).await
+    let op = Tenant::create_deposit;
+    create(
+        &s,
+        &c,
+        &h,
+        &caller,
+        &body,
+        "POST /deposits",
+        Call::CreateDeposit,
+        op,
+    )
+    .await
 }
 
 async fn create_loan(
     State(s): State<Arc<Shared>>,
     Extension(c): Extension<ConnHandle>,
+    Extension(caller): Extension<Caller>,
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    create(&s, &c, &h, &body, "POST /loans", Tenant::create_loan).await
+    let op = |t: &mut Tenant, b: &Value| t.create_loan_by(b, &caller.0);
+    create(
+        &s,
+        &c,
+        &h,
+        &caller,
+        &body,
+        "POST /loans",
+        Call::CreateLoan,
+        op,
+    )
+    .await
 }
 
 /// A change to the account a path names: its id or key, and the body.
 type AccountOp = fn(&mut Tenant, &str, &Value) -> Result<Value, ApiError>;
 
+/// A state change of the account a path names, as the calling user: its id or key, the body,
+/// the user name.
+type StateOp = fn(&mut Tenant, &str, &Value, &str) -> Result<Value, ApiError>;
+
 /// `POST /{accounts}/{id}:changeState`: axum sees `{id}:changeState` as one path segment.
+#[allow(clippy::too_many_arguments)]
 async fn change_state(
     s: Arc<Shared>,
     c: ConnHandle,
     h: HeaderMap,
+    caller: Caller,
     segment: String,
     body: Bytes,
     accounts: &'static str,
-    op: AccountOp,
+    call: for<'a> fn(&'a str) -> Call<'a>,
+    op: StateOp,
 ) -> Response {
     match segment.split_once(':') {
         Some((id, "changeState")) => {
+            if let Some(refusal) = forbidden(&s, &caller, Api::V2, &[call(&action_of(&body))]) {
+                return refusal;
+            }
             let id = id.to_owned();
             change(
                 &s,
@@ -665,7 +832,7 @@ async fn change_state(
                 StatusCode::OK,
                 format!("POST /{accounts}/{id}:changeState"),
             )
-            .apply(&body, |t, b| op(t, &id, b))
+            .apply(&body, |t, b| op(t, &id, b, &caller.0))
             .await
         }
         _ => error_response(
@@ -678,6 +845,7 @@ async fn change_state(
 async fn deposit_action(
     State(s): State<Arc<Shared>>,
     Extension(c): Extension<ConnHandle>,
+    Extension(caller): Extension<Caller>,
     Path(segment): Path<String>,
     h: HeaderMap,
     body: Bytes,
@@ -686,10 +854,12 @@ async fn deposit_action(
         s,
         c,
         h,
+        caller,
         segment,
         body,
         "deposits",
-        Tenant::change_deposit_state,
+        |action| Call::DepositState(action),
+        |t, id, b, _| t.change_deposit_state(id, b),
     )
     .await
 }
@@ -697,20 +867,36 @@ async fn deposit_action(
 async fn loan_action(
     State(s): State<Arc<Shared>>,
     Extension(c): Extension<ConnHandle>,
+    Extension(caller): Extension<Caller>,
     Path(segment): Path<String>,
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    change_state(s, c, h, segment, body, "loans", Tenant::change_loan_state).await
+    change_state(
+        s,
+        c,
+        h,
+        caller,
+        segment,
+        body,
+        "loans",
+        |action| Call::LoanState(action),
+        Tenant::change_loan_state_by,
+    )
+    .await
 }
 
 async fn edit_schedule(
     State(s): State<Arc<Shared>>,
     Extension(c): Extension<ConnHandle>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(refusal) = forbidden(&s, &caller, Api::V2, &[Call::EditSchedule]) {
+        return refusal;
+    }
     change(
         &s,
         &h,
@@ -728,10 +914,24 @@ async fn post_transaction(
     s: Arc<Shared>,
     c: ConnHandle,
     h: HeaderMap,
+    caller: Caller,
     id: String,
     kind: TransactionKind,
     body: Bytes,
 ) -> Response {
+    let own = match kind {
+        TransactionKind::Disbursement => Call::Disburse,
+        TransactionKind::Fee => Call::ApplyFee,
+        TransactionKind::Repayment => Call::Repay,
+    };
+    let calls: &[Call] = if s.backdated(&body) {
+        &[own, Call::Backdate]
+    } else {
+        &[own]
+    };
+    if let Some(refusal) = forbidden(&s, &caller, Api::V2, calls) {
+        return refusal;
+    }
     let route = format!("POST /loans/{id}/{kind:?}");
     change(&s, &h, &c, Api::V2, true, StatusCode::CREATED, route)
         .apply(&body, |t, b| t.post_transaction(&id, kind, b))
@@ -741,31 +941,34 @@ async fn post_transaction(
 async fn disburse(
     State(s): State<Arc<Shared>>,
     Extension(c): Extension<ConnHandle>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    post_transaction(s, c, h, id, TransactionKind::Disbursement, body).await
+    post_transaction(s, c, h, caller, id, TransactionKind::Disbursement, body).await
 }
 
 async fn apply_fee(
     State(s): State<Arc<Shared>>,
     Extension(c): Extension<ConnHandle>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    post_transaction(s, c, h, id, TransactionKind::Fee, body).await
+    post_transaction(s, c, h, caller, id, TransactionKind::Fee, body).await
 }
 
 async fn repay(
     State(s): State<Arc<Shared>>,
     Extension(c): Extension<ConnHandle>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    post_transaction(s, c, h, id, TransactionKind::Repayment, body).await
+    post_transaction(s, c, h, caller, id, TransactionKind::Repayment, body).await
 }
 
 /// `POST /loans/{id}/lock-transactions`, or `/unlock-transactions` when `UNLOCK` (v2, with an
@@ -773,10 +976,14 @@ async fn repay(
 async fn lock_change<const UNLOCK: bool>(
     State(s): State<Arc<Shared>>,
     Extension(c): Extension<ConnHandle>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(refusal) = forbidden(&s, &caller, Api::V2, &[Call::Lock]) {
+        return refusal;
+    }
     let (kind, op): (&str, AccountOp) = if UNLOCK {
         ("unlock", Tenant::unlock_loan)
     } else {
@@ -791,10 +998,14 @@ async fn lock_change<const UNLOCK: bool>(
 async fn link_settlement(
     State(s): State<Arc<Shared>>,
     Extension(c): Extension<ConnHandle>,
+    Extension(caller): Extension<Caller>,
     Path((loan, deposit)): Path<(String, String)>,
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(refusal) = forbidden(&s, &caller, Api::V1, &[Call::LinkSettlement]) {
+        return refusal;
+    }
     let route = format!("POST /loans/{loan}/settlementAccounts/{deposit}");
     change(&s, &h, &c, Api::V1, false, StatusCode::OK, route)
         .apply(&body, |t, _| {
@@ -804,35 +1015,106 @@ async fn link_settlement(
         .await
 }
 
-fn read(shared: &Shared, op: impl FnOnce(&Tenant) -> Result<Value, ApiError>) -> Response {
+/// Answers a read of one entity, when the caller may make it.
+fn read(
+    shared: &Shared,
+    caller: &Caller,
+    call: Call<'_>,
+    op: impl FnOnce(&Tenant) -> Result<Value, ApiError>,
+) -> Response {
+    if let Some(refusal) = forbidden(shared, caller, Api::V2, &[call]) {
+        return refusal;
+    }
     match op(&lock(&shared.tenant)) {
         Ok(body) => json_response(StatusCode::OK, Api::V2, &body),
         Err(err) => error_response(Api::V2, &err),
     }
 }
 
-async fn get_client(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    read(&s, |t| t.get_client(&id))
+/// How much of an entity a GET answers (`detailsLevel`, `../shared/mambu-api.md` §8
+/// "Pagination"): BASIC, the default, leaves out addresses, ID documents and custom field
+/// values (the `_Set_Id` keys); FULL keeps them. Another value is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Details {
+    Basic,
+    Full,
 }
 
-async fn get_deposit(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    read(&s, |t| t.get_deposit(&id))
+impl Details {
+    fn of(q: &HashMap<String, String>) -> Result<Self, ApiError> {
+        match q.get("detailsLevel").map(String::as_str) {
+            None | Some("BASIC") => Ok(Details::Basic),
+            Some("FULL") => Ok(Details::Full),
+            Some(_) => Err(ApiError::invalid_parameters("detailsLevel")),
+        }
+    }
+
+    fn apply(self, mut entity: Value) -> Value {
+        if let (Details::Basic, Value::Object(fields)) = (self, &mut entity) {
+            fields.retain(|k, _| k != "addresses" && k != "idDocuments" && !k.starts_with('_'));
+        }
+        entity
+    }
 }
 
-async fn get_loan(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    read(&s, |t| t.get_loan(&id))
+/// A read of one client, deposit or loan, at the query's `detailsLevel`.
+fn read_entity(
+    shared: &Shared,
+    caller: &Caller,
+    call: Call<'_>,
+    q: &HashMap<String, String>,
+    op: impl FnOnce(&Tenant) -> Result<Value, ApiError>,
+) -> Response {
+    read(shared, caller, call, |t| {
+        let details = Details::of(q)?;
+        op(t).map(|entity| details.apply(entity))
+    })
 }
 
-async fn get_schedule(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    read(&s, |t| t.get_schedule(&id))
+async fn get_client(
+    State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    read_entity(&s, &caller, Call::ReadClient, &q, |t| t.get_client(&id))
+}
+
+async fn get_deposit(
+    State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    read_entity(&s, &caller, Call::ReadDeposit, &q, |t| t.get_deposit(&id))
+}
+
+async fn get_loan(
+    State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    read_entity(&s, &caller, Call::ReadLoan, &q, |t| t.get_loan(&id))
+}
+
+async fn get_schedule(
+    State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    read(&s, &caller, Call::ReadLoan, |t| t.get_schedule(&id))
 }
 
 async fn loan_transactions(
     State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    list(&s, &q, |t| t.loan_transactions(&id))
+    list(&s, &caller, Call::ReadLoan, &q, |t| {
+        t.loan_transactions(&id)
+    })
 }
 
 /// A list endpoint's page, as Mambu reads it (`../shared/mambu-api.md` §8, "Pagination"):
@@ -879,9 +1161,14 @@ impl Page {
 /// Answers one page of the list `op` gives.
 fn list(
     shared: &Shared,
+    caller: &Caller,
+    call: Call<'_>,
     q: &HashMap<String, String>,
     op: impl FnOnce(&Tenant) -> Result<Vec<Value>, ApiError>,
 ) -> Response {
+    if let Some(refusal) = forbidden(shared, caller, Api::V2, &[call]) {
+        return refusal;
+    }
     let page = match Page::of(q) {
         Ok(page) => page,
         Err(err) => return error_response(Api::V2, &err),
@@ -927,39 +1214,72 @@ fn one<T: serde::Serialize>(item: Option<&T>) -> Result<Value, ApiError> {
 
 async fn loan_products(
     State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    list(&s, &q, |t| listing(&t.products().loan_products))
+    list(&s, &caller, Call::ReadLoanProducts, &q, |t| {
+        listing(&t.products().loan_products)
+    })
 }
 
-async fn loan_product(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    read(&s, |t| one(t.products().loan_product(&id)))
+async fn loan_product(
+    State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    read(&s, &caller, Call::ReadLoanProducts, |t| {
+        one(t.products().loan_product(&id))
+    })
 }
 
 async fn deposit_products(
     State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    list(&s, &q, |t| listing(&t.products().deposit_products))
+    list(&s, &caller, Call::ReadDepositProducts, &q, |t| {
+        listing(&t.products().deposit_products)
+    })
 }
 
-async fn deposit_product(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    read(&s, |t| one(t.products().deposit_product(&id)))
+async fn deposit_product(
+    State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    read(&s, &caller, Call::ReadDepositProducts, |t| {
+        one(t.products().deposit_product(&id))
+    })
 }
 
 async fn branches(
     State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    list(&s, &q, |t| listing(&t.products().branches))
+    list(&s, &caller, Call::ReadBranches, &q, |t| {
+        listing(&t.products().branches)
+    })
 }
 
-async fn branch(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    read(&s, |t| one(t.products().branch(&id)))
+async fn branch(
+    State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    read(&s, &caller, Call::ReadBranches, |t| {
+        one(t.products().branch(&id))
+    })
 }
 
-async fn organization_setup(State(s): State<Arc<Shared>>) -> Response {
-    read(&s, |t| Ok(t.organization_setup()))
+/// The organization's setup: the tenant's zone, the profile's name and currency.
+async fn organization_setup(
+    State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    read(&s, &caller, Call::ReadOrganization, |t| {
+        Ok(t.organization_setup(&s.profile.name, &s.profile.currency))
+    })
 }
 
 /// Test-only: change the tenant behind the API's back (see [`Tenant::tamper`]).
@@ -1009,6 +1329,80 @@ mod tests {
         assert!(
             wait > Duration::from_millis(400) && wait <= Duration::from_millis(500),
             "{wait:?}"
+        );
+    }
+
+    #[test]
+    fn every_permission_the_table_asks_for_is_one_a_profile_may_grant() {
+        let calls = [
+            Call::ReadClient,
+            Call::CreateClient,
+            Call::ReadDeposit,
+            Call::CreateDeposit,
+            Call::ReadLoan,
+            Call::CreateLoan,
+            Call::EditSchedule,
+            Call::Disburse,
+            Call::ApplyFee,
+            Call::Repay,
+            Call::Backdate,
+            Call::Lock,
+            Call::LinkSettlement,
+            Call::ReadLoanProducts,
+            Call::ReadDepositProducts,
+            Call::ReadBranches,
+            Call::ReadOrganization,
+        ];
+        let actions = [
+            "APPROVE",
+            "UNDO_APPROVE",
+            "REQUEST_APPROVAL",
+            "SET_INCOMPLETE",
+            "REJECT",
+            "UNDO_REJECT",
+            "WITHDRAW",
+            "UNDO_WITHDRAW",
+            "CLOSE",
+            "UNDO_CLOSE",
+            "LOCK",
+            "UNLOCK",
+            "CLOSE_WITHDRAW",
+            "CLOSE_REJECT",
+            "CLOSE_WRITE_OFF",
+            "NO_SUCH_ACTION",
+        ];
+        let states = actions
+            .iter()
+            .flat_map(|a| [Call::LoanState(a), Call::DepositState(a)]);
+        for call in calls.into_iter().chain(states) {
+            let permission = required_permission(call);
+            assert!(
+                crate::sandbox::tenant::PERMISSIONS.contains(&permission),
+                "{call:?} needs {permission}"
+            );
+        }
+        assert_eq!(
+            required_permission(Call::LoanState("APPROVE")),
+            "APPROVE_LOANS"
+        );
+        assert_eq!(
+            required_permission(Call::DepositState("APPROVE")),
+            "APPROVE_SAVINGS"
+        );
+    }
+
+    #[test]
+    fn basic_details_leave_out_addresses_documents_and_custom_fields() {
+        let entity =
+            json!({ "id": "C1", "addresses": [{}], "idDocuments": [{}], "_Set": { "f": "v" } });
+        assert_eq!(Details::Basic.apply(entity.clone()), json!({ "id": "C1" }));
+        assert_eq!(Details::Full.apply(entity.clone()), entity);
+        let q = |v: &str| HashMap::from([("detailsLevel".to_owned(), v.to_owned())]);
+        assert_eq!(Details::of(&HashMap::new()), Ok(Details::Basic));
+        assert_eq!(Details::of(&q("FULL")), Ok(Details::Full));
+        assert_eq!(
+            Details::of(&q("ALL")),
+            Err(ApiError::invalid_parameters("detailsLevel"))
         );
     }
 

@@ -1,5 +1,6 @@
-//! Clients: creation (ids, natural-key duplicates, branch), lookup by id or encodedKey, their
-//! JSON, activation on a first approval or disbursement, and the holder an account names.
+//! Clients: creation (ids, natural-key duplicates, branch, the tenant's client rules: ID
+//! documents and the duplicate-client check), lookup by id or encodedKey, their JSON,
+//! activation on a first approval or disbursement, and the holder an account names.
 
 use chrono::NaiveDate;
 use serde_json::{Map, Value, json};
@@ -7,6 +8,7 @@ use serde_json::{Map, Value, json};
 use super::json::{now, object, optional_str, required_str, writable};
 use super::{Answer, Client, EntityRef, Tenant};
 use crate::sandbox::error::ApiError;
+use crate::sandbox::tenant::{DuplicateAction, DuplicateField};
 
 impl Tenant {
     pub fn create_client(&mut self, body: &Value) -> Answer {
@@ -26,14 +28,26 @@ impl Tenant {
         {
             return Err(ApiError::invalid_branch_key());
         }
-        let id = match optional_str(doc, "id")? {
-            Some(id) => {
-                if self.client_ids.contains_key(id) {
-                    self.counters.refused_client_ids += 1;
-                    return Err(ApiError::client_id_in_use());
-                }
-                id.to_owned()
-            }
+        let documents = self.id_documents(doc)?;
+        let given_id = optional_str(doc, "id")?;
+        if let Some(id) = given_id
+            && self.client_ids.contains_key(id)
+        {
+            self.counters.refused_client_ids += 1;
+            return Err(ApiError::client_id_in_use());
+        }
+        // After the id: a replay of a client already created keeps its CLIENT_ID_ALREADY_IN_USE,
+        // which a migration reads as "done before"; a duplicate under another id is refused.
+        let matches = self.match_keys(doc, &documents);
+        if self.client_rules.duplicate_client_check.action == DuplicateAction::Error
+            && let Some((field, _)) = matches
+                .iter()
+                .find(|(_, key)| self.client_matches.contains(key))
+        {
+            return Err(ApiError::duplicate_client(match_source(*field)));
+        }
+        let id = match given_id {
+            Some(id) => id.to_owned(),
             None => {
                 let natural = format!("client|{first}|{last}|{}", birth.unwrap_or(""));
                 if self.seen_before(natural) {
@@ -47,6 +61,8 @@ impl Tenant {
         self.client_ids.insert(id.clone(), index);
         self.keys
             .insert(encoded_key.clone(), EntityRef::Client(index));
+        self.client_matches
+            .extend(matches.into_iter().map(|(_, key)| key));
         let mut doc = writable(
             doc,
             &[
@@ -60,6 +76,16 @@ impl Tenant {
             ],
         );
         doc.remove("id");
+        if let Some(Value::Array(stored)) = doc.get_mut("idDocuments") {
+            // As Mambu answers them: each with its own key, its client's, and its place.
+            for (i, document) in stored.iter_mut().enumerate() {
+                if let Value::Object(document) = document {
+                    document.insert("encodedKey".into(), json!(self.new_key()));
+                    document.insert("clientKey".into(), json!(encoded_key));
+                    document.insert("indexInList".into(), json!(i));
+                }
+            }
+        }
         self.clients.push(Client {
             encoded_key,
             id,
@@ -69,6 +95,91 @@ impl Tenant {
             activated: None,
         });
         Ok(self.client_json(index))
+    }
+
+    /// The body's `idDocuments`, checked: each names its `documentId` and `documentType` (the
+    /// spec requires both), a type the tenant's ID document templates define (when it lists
+    /// any), and there are at least as many as the client rules require.
+    fn id_documents<'a>(
+        &self,
+        doc: &'a Map<String, Value>,
+    ) -> Result<Vec<&'a Map<String, Value>>, ApiError> {
+        let documents = match doc.get("idDocuments") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    item.as_object()
+                        .ok_or_else(|| ApiError::invalid_parameters(format!("idDocuments[{i}]")))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(ApiError::invalid_parameters("idDocuments")),
+        };
+        let types = &self.client_rules.id_document_types;
+        for (i, document) in documents.iter().enumerate() {
+            let text = |field: &str| {
+                document
+                    .get(field)
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| ApiError::missing(&format!("idDocuments[{i}].{field}")))
+            };
+            text("documentId")?;
+            let kind = text("documentType")?;
+            if !types.is_empty() && !types.iter().any(|t| t == kind) {
+                return Err(ApiError::invalid_id_document(format!(
+                    "idDocuments[{i}].documentType: `{kind}` is not one of {}",
+                    types.join(", ")
+                )));
+            }
+        }
+        if documents.len() < self.client_rules.required_id_documents as usize {
+            return Err(ApiError::required_id_document_missing());
+        }
+        Ok(documents)
+    }
+
+    /// What the duplicate-client check compares, for each configured field combination the
+    /// client fills: (the combination, a key equal for two matching clients). Text is compared
+    /// trimmed and without case.
+    fn match_keys(
+        &self,
+        doc: &Map<String, Value>,
+        documents: &[&Map<String, Value>],
+    ) -> Vec<(DuplicateField, String)> {
+        let text = |map: &Map<String, Value>, field: &str| {
+            map.get(field)
+                .and_then(Value::as_str)
+                .map(|v| v.trim().to_lowercase())
+                .filter(|v| !v.is_empty())
+        };
+        let mut keys = Vec::new();
+        for &field in &self.client_rules.duplicate_client_check.fields {
+            let mut add = |parts: &[Option<String>]| {
+                if let Some(parts) = parts.iter().cloned().collect::<Option<Vec<_>>>() {
+                    keys.push((field, format!("{field:?}|{}", parts.join("|"))));
+                }
+            };
+            match field {
+                DuplicateField::DocumentIdAndType => {
+                    for document in documents {
+                        add(&[text(document, "documentType"), text(document, "documentId")]);
+                    }
+                }
+                DuplicateField::HomePhone => add(&[text(doc, "homePhone")]),
+                DuplicateField::MobilePhone => add(&[text(doc, "mobilePhone")]),
+                DuplicateField::EmailAddress => add(&[text(doc, "emailAddress")]),
+                DuplicateField::FirstNameAndLastName => {
+                    add(&[text(doc, "firstName"), text(doc, "lastName")]);
+                }
+                DuplicateField::LastNameAndDateOfBirth => {
+                    add(&[text(doc, "lastName"), text(doc, "birthDate")]);
+                }
+            }
+        }
+        keys
     }
 
     pub fn get_client(&self, id_or_key: &str) -> Answer {
@@ -121,5 +232,17 @@ impl Tenant {
             ("CLIENT", Some(EntityRef::Client(i))) => Ok(*i),
             _ => Err(ApiError::account_holder_not_found()),
         }
+    }
+}
+
+/// The fields a duplicate-client refusal names (`errorSource`).
+fn match_source(field: DuplicateField) -> &'static str {
+    match field {
+        DuplicateField::DocumentIdAndType => "idDocuments: documentId and documentType",
+        DuplicateField::HomePhone => "homePhone",
+        DuplicateField::MobilePhone => "mobilePhone",
+        DuplicateField::EmailAddress => "emailAddress",
+        DuplicateField::FirstNameAndLastName => "firstName and lastName",
+        DuplicateField::LastNameAndDateOfBirth => "lastName and birthDate",
     }
 }

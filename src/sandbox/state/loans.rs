@@ -13,7 +13,18 @@ use crate::sandbox::error::ApiError;
 use crate::sandbox::products::LoanProduct;
 
 impl Tenant {
+    /// Creates a loan without a caller (no creator recorded: four-eyes cannot refuse its
+    /// approval). The HTTP layer calls [`Tenant::create_loan_by`].
     pub fn create_loan(&mut self, body: &Value) -> Answer {
+        self.create_loan_as(body, None)
+    }
+
+    /// Creates a loan as `user` (four-eyes remembers who created it).
+    pub fn create_loan_by(&mut self, body: &Value, user: &str) -> Answer {
+        self.create_loan_as(body, Some(user))
+    }
+
+    fn create_loan_as(&mut self, body: &Value, user: Option<&str>) -> Answer {
         let doc = object(body)?;
         let holder = self.holder(doc)?;
         let amount = required_decimal(doc, "loanAmount")?;
@@ -94,6 +105,19 @@ impl Tenant {
             Some("PARTIAL_APPLICATION") => "PARTIAL_APPLICATION",
             Some(_) => return Err(ApiError::invalid_account_state("accountState")),
         };
+        if let Some(max) = self.client_rules.max_loans_per_client {
+            // A replay under an id already taken keeps its ACCOUNT_ID_ALREADY_IN_USE.
+            let id_taken =
+                optional_str(doc, "id")?.is_some_and(|id| self.account_ids.contains_key(id));
+            let held = self
+                .loans
+                .iter()
+                .filter(|l| l.holder == holder && l.state != "CLOSED")
+                .count();
+            if !id_taken && held >= max as usize {
+                return Err(ApiError::number_of_loans_exceeded());
+            }
+        }
         let natural = format!("loan|{holder}|{product_key}|{amount}");
         let id = self.claim_account_id(doc, natural)?;
         let encoded_key = self.new_key();
@@ -148,6 +172,7 @@ impl Tenant {
             approved: None,
             modified: created,
             transactions: Vec::new(),
+            created_by: user.map(str::to_owned),
         };
         let start = expected.unwrap_or_else(|| self.zone.today());
         loan.schedule = self.generate_schedule(loan.terms(), start);
@@ -173,7 +198,25 @@ impl Tenant {
         }
     }
 
+    /// Changes a loan's state without a caller (four-eyes cannot refuse it). The HTTP layer
+    /// calls [`Tenant::change_loan_state_by`].
     pub fn change_loan_state(&mut self, id_or_key: &str, body: &Value) -> Answer {
+        self.change_loan_state_as(id_or_key, body, None)
+    }
+
+    /// Changes a loan's state as `user`: approving a loan of a four-eyes product
+    /// (`fourEyesPrinciple.activeForLoanApproval`) is refused to the user who created it, an
+    /// administrator too (it is the product's control, not a permission).
+    pub fn change_loan_state_by(&mut self, id_or_key: &str, body: &Value, user: &str) -> Answer {
+        self.change_loan_state_as(id_or_key, body, Some(user))
+    }
+
+    fn change_loan_state_as(
+        &mut self,
+        id_or_key: &str,
+        body: &Value,
+        user: Option<&str>,
+    ) -> Answer {
         let index = self
             .loan_index(id_or_key)
             .ok_or_else(ApiError::invalid_loan_account_id)?;
@@ -211,6 +254,15 @@ impl Tenant {
             }
             _ => return Err(ApiError::invalid_parameters("action")),
         };
+        if state == "APPROVED"
+            && self.products.loan_products[loan.product]
+                .four_eyes_principle
+                .active_for_loan_approval
+            && let Some(user) = user
+            && loan.created_by.as_deref() == Some(user)
+        {
+            return Err(ApiError::creator_cannot_approve(user));
+        }
         let stamp = now(self.zone);
         if state == "APPROVED" {
             loan.approved = Some(stamp.clone());

@@ -35,7 +35,7 @@ mod settlement;
 mod transactions;
 mod zone;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, FixedOffset};
 use rust_decimal::Decimal;
@@ -69,6 +69,9 @@ pub struct Tenant {
     account_ids: HashMap<String, EntityRef>,
     external_ids: HashMap<String, usize>,
     natural_keys: HashMap<String, u64>,
+    /// What the duplicate-client check compares: one key per configured field combination of
+    /// every client created (see `Tenant::create_client`).
+    client_matches: HashSet<String>,
     pub counters: Counters,
 }
 
@@ -140,6 +143,9 @@ struct Loan {
     approved: Option<String>,
     modified: String,
     transactions: Vec<usize>,
+    /// The user who created it (four-eyes: not the one who may approve it); none when created
+    /// without a caller.
+    created_by: Option<String>,
 }
 
 /// What a generated schedule depends on.
@@ -223,6 +229,7 @@ impl Tenant {
             account_ids: HashMap::new(),
             external_ids: HashMap::new(),
             natural_keys: HashMap::new(),
+            client_matches: HashSet::new(),
             counters: Counters::default(),
         }
     }

@@ -150,13 +150,13 @@ impl Default for Zone {
 
 impl Tenant {
     /// GET /setup/organization: Mambu's `OrganizationSetup` (skyleague/mambu-sdk,
-    /// `src/organization-details/`). The zone is the tenant's; the rest is a plausible fixed
-    /// setup (the default products are in euros).
-    pub fn organization_setup(&self) -> Value {
+    /// `src/organization-details/`). The zone is the tenant's, the name and currency its
+    /// profile's; the formats are a plausible fixed setup.
+    pub fn organization_setup(&self, institution_name: &str, currency: &str) -> Value {
         json!({
-            "institutionName": "Mambu Migrate Sandbox",
+            "institutionName": institution_name,
             "timeZoneID": self.zone.id(),
-            "currency": "EUR",
+            "currency": currency,
             "dateFormat": "dd-MM-yyyy",
             "dateTimeFormat": "dd-MM-yyyy HH:mm:ss",
             "decimalSeparator": "POINT",
