@@ -146,7 +146,9 @@ async fn connect_embedded(plan: &Plan, timeout: Duration) -> anyhow::Result<Conn
                 username: user.username.clone(),
                 password: password.clone(),
             },
-            (None, None) => anyhow::bail!("the profile's user `{}` has no credentials", user.username),
+            (None, None) => {
+                anyhow::bail!("the profile's user `{}` has no credentials", user.username)
+            }
         })
     };
     let main = credentials(user)?;

@@ -292,7 +292,9 @@ impl<'a> Checker<'a> {
                     .join(&s.sandbox);
                 match crate::sandbox::TenantProfile::load(&path) {
                     Ok(profile) => {
-                        for (key, name) in [("target.user", &s.user), ("target.approver", &s.approver)] {
+                        for (key, name) in
+                            [("target.user", &s.user), ("target.approver", &s.approver)]
+                        {
                             if let Some(name) = name
                                 && profile.user(name).is_none()
                             {

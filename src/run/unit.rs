@@ -451,7 +451,10 @@ impl CallCtx<'_> {
         let expect = self.expect;
         // Four-eyes: loans are approved by the plan's second user, when it names one.
         let approving = self.action == Action::ApproveLoan;
-        shared.session.send_as(request, expect, self, approving).await
+        shared
+            .session
+            .send_as(request, expect, self, approving)
+            .await
     }
 }
 

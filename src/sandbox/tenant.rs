@@ -358,12 +358,19 @@ mod tests {
         )
         .unwrap();
         let zone = lenient.replace("timeZone: UTC", "timeZone: Lisbon");
-        let err = TenantProfile::parse(&zone, "t.yaml").unwrap_err().to_string();
+        let err = TenantProfile::parse(&zone, "t.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("t.yaml") && err.contains("`Lisbon`"), "{err}");
 
         let typo = lenient.replace("timeZone:", "timezone:");
-        let err = TenantProfile::parse(&typo, "t.yaml").unwrap_err().to_string();
-        assert!(err.starts_with("t.yaml:") && err.contains("timezone"), "{err}");
+        let err = TenantProfile::parse(&typo, "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("t.yaml:") && err.contains("timezone"),
+            "{err}"
+        );
 
         let permission = lenient.replace("administratorAccess: true", "permissions: [APPROVE]");
         let err = TenantProfile::parse(&permission, "t.yaml")

@@ -737,4 +737,3 @@ fn render_unit(
         }
     }
 }
-

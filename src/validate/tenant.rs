@@ -389,13 +389,14 @@ impl<'t> Book<'t> {
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
                 if four_eyes && !has_approver {
-                    let entry = out.four_eyes.entry(at.step.id.clone()).or_insert_with(|| {
-                        FourEyes {
-                            path: at.step.path.clone(),
-                            first: (at.place(), loan.label.clone()),
-                            ..FourEyes::default()
-                        }
-                    });
+                    let entry =
+                        out.four_eyes
+                            .entry(at.step.id.clone())
+                            .or_insert_with(|| FourEyes {
+                                path: at.step.path.clone(),
+                                first: (at.place(), at.row.clone()),
+                                ..FourEyes::default()
+                            });
                     entry.loans += 1;
                     entry.products.insert(product_id.to_owned());
                 }
@@ -476,7 +477,7 @@ fn order(at: &At<'_>, loan: &mut Loan<'_>, date: DateTime<FixedOffset>, out: &mu
     let id = &at.step.id;
     if let Some(d) = loan.disbursed.as_ref().filter(|d| date < d.at) {
         out.push(
-            format!("tenant activation {id}"),
+            format!("tenant before disbursement {id}"),
             at.finding(
                 &loan.label,
                 format!(
@@ -494,7 +495,7 @@ fn order(at: &At<'_>, loan: &mut Loan<'_>, date: DateTime<FixedOffset>, out: &mu
         );
     } else if let Some(l) = loan.latest.as_ref().filter(|l| date < l.at) {
         out.push(
-            format!("tenant order {id}"),
+            format!("tenant backdated {id}"),
             at.finding(
                 &loan.label,
                 format!(
@@ -555,7 +556,10 @@ fn fee_fix(product: &Value) -> String {
             )
         })
         .collect();
-    format!("send predefinedFeeKey of {}", named.join(", or of "))
+    format!(
+        "send predefinedFeeKey of {} (a lookup `{{ path: /loanproducts, value: feesSettings }}` gives each product's fees)",
+        named.join(", or of ")
+    )
 }
 
 /// An amount-only fee where the product allows no arbitrary fee; a predefinedFeeKey that is not
@@ -573,7 +577,7 @@ fn fee(at: &At<'_>, loan: &mut Loan<'_>, product: &Value, body: &Value, out: &mu
                 .unwrap_or(false);
             if !allowed {
                 out.push(
-                    format!("tenant fee {id}"),
+                    format!("tenant arbitrary fee {id}"),
                     at.finding(
                         &loan.label,
                         format!(
@@ -641,7 +645,7 @@ fn repayment(
     {
         let zone = zone.map(|z| format!(" in {z}")).unwrap_or_default();
         out.push(
-            format!("tenant future {id}"),
+            format!("tenant future payment {id}"),
             at.finding(
                 &loan.label,
                 format!(
@@ -667,7 +671,8 @@ fn repayment(
                 &loan.label,
                 format!(
                     "this repayment takes the loan's repayments to {} by {day}, more than the {} that can be due by then ({how}), and product {product_id} takes no prepayments (PREPAYMENT_NOT_ALLOWED_ERROR)",
-                    loan.repaid, due
+                    money(loan.repaid),
+                    money(due)
                 ),
                 format!(
                     "correct the amount or the value date of {}, or edit the loan's schedule (edit_schedule) so that it is due by then",
@@ -721,7 +726,7 @@ fn due_by(loan: &Loan<'_>, product: &Value, day: NaiveDate) -> Option<(Decimal, 
                 .sum();
             Some((
                 due + fees,
-                format!("the plan's edited schedule, with {fees} of fees"),
+                format!("the plan's edited schedule, with {} of fees", money(fees)),
             ))
         }
         Schedule::Generated => {
@@ -729,7 +734,8 @@ fn due_by(loan: &Loan<'_>, product: &Value, day: NaiveDate) -> Option<(Decimal, 
             Some((
                 fees,
                 format!(
-                    "no installment is due before the first repayment date {first}; fees {fees}"
+                    "without the plan's schedule, only fees ({}): no installment is due before the first repayment date {first}",
+                    money(fees)
                 ),
             ))
         }
@@ -777,6 +783,15 @@ fn parse_date(text: &str) -> Option<NaiveDate> {
         .or_else(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
 }
 
+/// An amount as the extract writes money: two decimals at least.
+fn money(amount: Decimal) -> String {
+    if amount.scale() < 2 {
+        format!("{amount:.2}")
+    } else {
+        amount.to_string()
+    }
+}
+
 /// An earlier step's output as validate renders it (`<loan.encodedKey>`): not a real value.
 fn is_placeholder(text: &str) -> bool {
     text.starts_with('<') && text.ends_with('>')
@@ -792,4 +807,393 @@ fn encode(id: &str) -> String {
     url::form_urlencoded::byte_serialize(id.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn product(settings: Value) -> Value {
+        let mut p = json!({
+            "id": "PL-STD",
+            "encodedKey": "pk",
+            "type": "FIXED_TERM_LOAN",
+            "feesSettings": {
+                "allowArbitraryFees": false,
+                "fees": [
+                    { "id": "LEGACY-FEE", "encodedKey": "fk", "name": "Migrated fee", "trigger": "MANUAL", "state": "ACTIVE" },
+                    { "id": "OPENING", "encodedKey": "ok", "name": "Opening fee", "amount": 10, "trigger": "DISBURSEMENT", "state": "ACTIVE" }
+                ]
+            },
+            "paymentSettings": { "prepaymentSettings": {
+                "prepaymentAcceptance": "NO_PREPAYMENTS",
+                "futurePaymentsAcceptance": "NO_FUTURE_PAYMENTS"
+            } },
+            "fourEyesPrinciple": { "activeForLoanApproval": true }
+        });
+        if let (Value::Object(p), Value::Object(s)) = (&mut p, settings) {
+            p.extend(s);
+        }
+        p
+    }
+
+    fn tenant(product: Value) -> Tenant {
+        Tenant {
+            lookups: Value::Null,
+            loan_products: Some(vec![product]),
+            zone: Some(chrono_tz::Europe::Lisbon),
+            today: NaiveDate::from_ymd_opt(2026, 12, 7).unwrap(),
+        }
+    }
+
+    fn step(id: &str, action: Action) -> ActionStep {
+        ActionStep {
+            path: format!("steps[0].steps[{id}]"),
+            id: id.into(),
+            action,
+            when: None,
+            body: None,
+            loan: None,
+            deposit: None,
+            installments: None,
+            method: None,
+            request_path: None,
+            save: Default::default(),
+            scope: vec![],
+        }
+    }
+
+    fn call(action: Action, path: &str, body: Value) -> Call {
+        Call {
+            action,
+            method: "POST",
+            path: path.into(),
+            body: Some(body),
+            installments: vec![],
+        }
+    }
+
+    /// Runs the calls (step id, action, body; `installments` for edit_schedule) on one loan
+    /// created first (rows: line 2 the loan, then one line per call); returns what was found.
+    fn run(product: Value, has_approver: bool, calls: &[(&str, Action, Value)]) -> Found {
+        let tenant = tenant(product);
+        let mut book = Book::new(&tenant, has_approver);
+        let mut out = Found::default();
+        let create = step("loan", Action::CreateLoan);
+        let body = json!({
+            "id": "LN-1",
+            "productTypeKey": "pk",
+            "scheduleSettings": { "repaymentInstallments": 3 },
+            "disbursementDetails": { "firstRepaymentDate": "2025-02-01T00:00:00+00:00" }
+        });
+        book.call(
+            &at(&create, 2),
+            &call(Action::CreateLoan, "/loans", body),
+            &mut out,
+        );
+        for (i, (id, action, body)) in calls.iter().enumerate() {
+            let s = step(id, *action);
+            let path = match action {
+                Action::ApproveLoan => "/loans/%3Cloan.encodedKey%3E:changeState".to_owned(),
+                _ => "/loans/%3Cloan.encodedKey%3E/x".to_owned(),
+            };
+            let mut c = call(*action, &path, body.clone());
+            if *action == Action::EditSchedule {
+                c.installments = body.as_array().cloned().unwrap_or_default();
+                c.body = None;
+            }
+            book.call(&at(&s, 3 + i as u64), &c, &mut out);
+        }
+        out
+    }
+
+    fn at(step: &ActionStep, line: u64) -> At<'_> {
+        At {
+            step,
+            file: "loans.csv".into(),
+            line,
+            row: format!("rows R{line}"),
+            unit: "CL-1",
+        }
+    }
+
+    fn rules(found: &Found) -> Vec<&str> {
+        found.list.iter().map(|(r, _)| r.as_str()).collect()
+    }
+
+    fn disburse(date: &str) -> (&'static str, Action, Value) {
+        (
+            "disburse",
+            Action::DisburseLoan,
+            json!({ "valueDate": date }),
+        )
+    }
+
+    fn repay(amount: f64, date: &str) -> (&'static str, Action, Value) {
+        (
+            "repayment",
+            Action::PostRepayment,
+            json!({ "amount": amount, "valueDate": date }),
+        )
+    }
+
+    fn fee(body: Value) -> (&'static str, Action, Value) {
+        ("fee", Action::ApplyFee, body)
+    }
+
+    const JAN: &str = "2025-01-01T00:00:00+00:00";
+
+    #[test]
+    fn an_amount_only_fee_needs_a_product_allowing_arbitrary_fees() {
+        let found = run(
+            product(json!({})),
+            true,
+            &[
+                disburse(JAN),
+                fee(json!({ "amount": 5, "valueDate": "2025-01-02T00:00:00+00:00" })),
+            ],
+        );
+        assert_eq!(rules(&found), ["tenant arbitrary fee fee"]);
+        let f = &found.list[0].1;
+        assert!(
+            f.message.contains("product PL-STD allows no arbitrary fee"),
+            "{}",
+            f.message
+        );
+        assert!(
+            f.hint.as_deref().unwrap().starts_with(
+                "send predefinedFeeKey of LEGACY-FEE (Migrated fee): its encodedKey fk"
+            ),
+            "{f:?}"
+        );
+        assert!(
+            !f.hint.as_deref().unwrap().contains("OPENING"),
+            "only manual fees"
+        );
+        // Allowed: nothing to say.
+        let allowed = product(json!({ "feesSettings": { "allowArbitraryFees": true } }));
+        let found = run(allowed, true, &[fee(json!({ "amount": 5 }))]);
+        assert!(found.list.is_empty());
+        // Absent settings: the stricter reading.
+        let mut bare = product(json!({}));
+        bare.as_object_mut().unwrap().remove("feesSettings");
+        let found = run(bare, true, &[fee(json!({ "amount": 5 }))]);
+        assert_eq!(rules(&found), ["tenant arbitrary fee fee"]);
+        assert!(
+            found.list[0]
+                .1
+                .hint
+                .as_deref()
+                .unwrap()
+                .contains("has no manual predefined fee")
+        );
+    }
+
+    #[test]
+    fn a_predefined_fee_key_must_be_one_of_the_products_manual_fees() {
+        for (key, expected) in [
+            ("fk", 0),
+            ("LEGACY-FEE", 0),
+            ("<fees.encodedKey>", 0),
+            ("ok", 1),
+            ("zz", 1),
+        ] {
+            let found = run(
+                product(json!({})),
+                true,
+                &[fee(json!({ "predefinedFeeKey": key, "amount": 5 }))],
+            );
+            assert_eq!(found.list.len(), expected, "{key}: {:?}", rules(&found));
+            if expected == 1 {
+                assert!(found.list[0].1.message.contains(&format!(
+                    "predefinedFeeKey `{key}` is not one of product PL-STD's manual fees"
+                )));
+            }
+        }
+    }
+
+    #[test]
+    fn a_future_repayment_is_refused_unless_the_product_accepts_it() {
+        let found = run(
+            product(json!({})),
+            true,
+            &[disburse(JAN), repay(1.0, "2026-12-08T00:00:00+00:00")],
+        );
+        assert_eq!(
+            rules(&found),
+            ["tenant future payment repayment"],
+            "{:?}",
+            found.list
+        );
+        assert!(
+            found.list[0]
+                .1
+                .message
+                .contains("valueDate 2026-12-08 is after today (2026-12-07 in Europe/Lisbon)")
+        );
+        // Today itself is not the future.
+        let found = run(
+            product(json!({})),
+            true,
+            &[disburse(JAN), repay(1.0, "2026-12-07T23:00:00+00:00")],
+        );
+        assert!(!rules(&found).contains(&"tenant future payment repayment"));
+        let accepting = product(json!({ "paymentSettings": { "prepaymentSettings": {
+            "prepaymentAcceptance": "ACCEPT_PREPAYMENTS", "futurePaymentsAcceptance": "ACCEPT_FUTURE_PAYMENTS" } } }));
+        let found = run(
+            accepting,
+            true,
+            &[disburse(JAN), repay(1.0, "2026-12-08T00:00:00+00:00")],
+        );
+        assert!(found.list.is_empty());
+    }
+
+    #[test]
+    fn without_the_schedule_only_repayments_before_the_first_due_date_are_prepayments() {
+        // Before 2025-02-01 only fees (and the 10.00 opening fee) can be due.
+        let found = run(
+            product(json!({})),
+            true,
+            &[
+                disburse(JAN),
+                fee(
+                    json!({ "predefinedFeeKey": "fk", "amount": 5, "valueDate": "2025-01-05T00:00:00+00:00" }),
+                ),
+                repay(15.0, "2025-01-10T00:00:00+00:00"),
+                repay(0.01, "2025-01-11T00:00:00+00:00"),
+                // On and after the first due date nothing is said.
+                repay(10_000.0, "2025-02-01T00:00:00+00:00"),
+            ],
+        );
+        assert_eq!(
+            rules(&found),
+            ["tenant prepayment repayment"],
+            "{:?}",
+            found.list
+        );
+        let f = &found.list[0].1;
+        assert_eq!(f.line, Some(6));
+        assert!(f.message.contains("takes the loan's repayments to 15.01 by 2025-01-11, more than the 15.00 that can be due by then"), "{}", f.message);
+    }
+
+    #[test]
+    fn an_edited_schedule_is_used_exactly() {
+        let inst = |date: &str, p: f64, i: f64| json!({ "dueDate": date, "principal": { "amount": { "due": p } }, "interest": { "amount": { "due": i } } });
+        let schedule = json!([
+            inst("2025-02-01T00:00:00+00:00", 100.0, 10.0),
+            inst("2025-03-01T00:00:00+00:00", 100.0, 5.0),
+            inst("2025-04-01T00:00:00+00:00", 100.0, 1.0),
+        ]);
+        let found = run(
+            product(json!({})),
+            true,
+            &[
+                ("schedule", Action::EditSchedule, schedule.clone()),
+                disburse(JAN),
+                repay(110.0, "2025-02-01T00:00:00+00:00"),
+                repay(115.0, "2025-03-01T00:00:00+00:00"),
+                repay(1.0, "2025-03-02T00:00:00+00:00"),
+            ],
+        );
+        // 10.00 opening fee: 110 + 105 + 10 = 225 due by March; 226 repaid.
+        assert_eq!(
+            rules(&found),
+            ["tenant prepayment repayment"],
+            "{:?}",
+            found.list
+        );
+        assert!(
+            found.list[0]
+                .1
+                .message
+                .contains("226.00 by 2025-03-02, more than the 225.00"),
+            "{}",
+            found.list[0].1.message
+        );
+        // A partial edited schedule says nothing past its last installment.
+        let partial = json!([inst("2025-02-01T00:00:00+00:00", 100.0, 10.0)]);
+        let found = run(
+            product(json!({})),
+            true,
+            &[
+                ("schedule", Action::EditSchedule, partial),
+                disburse(JAN),
+                repay(1000.0, "2025-03-01T00:00:00+00:00"),
+            ],
+        );
+        assert!(found.list.is_empty(), "{:?}", found.list);
+    }
+
+    #[test]
+    fn transactions_must_follow_the_disbursement_and_each_other() {
+        let found = run(
+            product(
+                json!({ "paymentSettings": { "prepaymentSettings": { "prepaymentAcceptance": "ACCEPT_PREPAYMENTS" } } }),
+            ),
+            true,
+            &[
+                disburse("2025-01-10T00:00:00+00:00"),
+                repay(1.0, "2025-01-09T00:00:00+00:00"),
+                repay(1.0, "2025-02-10T00:00:00+00:00"),
+                fee(
+                    json!({ "predefinedFeeKey": "fk", "amount": 1, "valueDate": "2025-02-01T00:00:00+00:00" }),
+                ),
+                repay(1.0, "2025-02-10T00:00:00+00:00"),
+            ],
+        );
+        assert_eq!(
+            rules(&found),
+            [
+                "tenant before disbursement repayment",
+                "tenant backdated fee"
+            ],
+            "{:?}",
+            found.list
+        );
+        assert!(
+            found.list[0]
+                .1
+                .message
+                .contains("BACKDATE_BEFORE_ACTIVATION")
+        );
+        let backdated = &found.list[1].1.message;
+        assert!(
+            backdated.contains("precedes the loan's transaction of 2025-02-10T00:00:00+00:00 (step `repayment`, loans.csv:5)")
+                && backdated.contains("BACKDATE_BEFORE_OTHER_OPERATION"),
+            "{backdated}"
+        );
+    }
+
+    #[test]
+    fn four_eyes_approval_needs_an_approver_and_is_counted_per_step() {
+        let approve = ("approve", Action::ApproveLoan, json!({}));
+        let found = run(product(json!({})), false, std::slice::from_ref(&approve));
+        assert!(found.list.is_empty());
+        let four = &found.four_eyes["approve"];
+        assert_eq!((four.loans, four.first.0.as_str()), (1, "loans.csv:3"));
+        let mut merged = four.clone();
+        merged.merge(four.clone());
+        let f = merged.finding("approve", ("plan.yaml".into(), 9, 11));
+        assert_eq!(f.location(), "plan.yaml:9:11");
+        assert!(f.message.starts_with("step `approve` (approve_loan): 2 loans (the first rows R3, loans.csv:3) are of a product with four-eyes approval (PL-STD)"), "{}", f.message);
+        assert_eq!(
+            f.hint.as_deref(),
+            Some("name an approver: target.approver (a second user's credentials)")
+        );
+        let found = run(product(json!({})), true, std::slice::from_ref(&approve));
+        assert!(found.four_eyes.is_empty());
+    }
+
+    #[test]
+    fn a_loan_is_found_by_its_id_or_its_create_steps_output() {
+        assert_eq!(
+            loan_segment("/loans/LN%201/fee-transactions"),
+            Some("LN%201")
+        );
+        assert_eq!(loan_segment("/loans/abc:changeState"), Some("abc"));
+        assert_eq!(loan_segment("/deposits/abc"), None);
+        assert_eq!(encode("<loan.encodedKey>"), "%3Cloan.encodedKey%3E");
+        assert_eq!(encode("LN 1"), "LN%201");
+    }
 }

@@ -280,7 +280,11 @@ mod test_support {
     use super::{ClientRules, Products, Tenant, Zone};
 
     pub(super) fn tenant() -> Tenant {
-        Tenant::new(Products::default_set(), Zone::default(), ClientRules::default())
+        Tenant::new(
+            Products::default_set(),
+            Zone::default(),
+            ClientRules::default(),
+        )
     }
 
     pub(super) fn client(t: &mut Tenant) -> String {
