@@ -629,6 +629,10 @@ fn render_unit(
     for planned in compiled.expand(unit) {
         let step = compiled.step(planned.step);
         let row = planned.row();
+        if let (Some(book), Action::CreateLoan) = (&mut book, step.action) {
+            // Until this instance is rendered, the step's output names no loan the book knows.
+            book.forget(&step.id);
+        }
         if (compiled.uses_lookups(planned.step) && lookups.is_none())
             || skip(row.schema().name(), row.line())
         {

@@ -348,7 +348,9 @@ impl<'t> Book<'t> {
         }
     }
 
-    /// Whether the checks need this action's rendered call.
+    /// Whether the checks need this action's rendered call. Every transaction's is rendered
+    /// (its value date decides the order checks): `--target` costs about three times the
+    /// template work of a plain validate (debug build, 540,000 rows: 8 s of CPU against 30 s).
     pub(super) fn wants(&self, action: Action) -> bool {
         self.tenant.loan_products.is_some()
             && matches!(
@@ -429,6 +431,14 @@ impl<'t> Book<'t> {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A create_loan step's instance that is not rendered (its row reported, its `when`
+    /// false): later calls naming the step's output are not taken for an earlier loan's.
+    pub(super) fn forget(&mut self, step: &str) {
+        for name in [format!("<{step}.id>"), format!("<{step}.encodedKey>")] {
+            self.by_path.remove(&encode(&name));
         }
     }
 
@@ -1183,6 +1193,40 @@ mod tests {
         );
         let found = run(product(json!({})), true, std::slice::from_ref(&approve));
         assert!(found.four_eyes.is_empty());
+    }
+
+    #[test]
+    fn a_create_step_not_rendered_names_no_earlier_loan() {
+        let tenant = tenant(product(json!({})));
+        let mut book = Book::new(&tenant, true);
+        let mut out = Found::default();
+        let (create, fee) = (
+            step("loan", Action::CreateLoan),
+            step("fee", Action::ApplyFee),
+        );
+        let body = json!({ "id": "LN-1", "productTypeKey": "pk" });
+        book.call(
+            &at(&create, 2),
+            &call(Action::CreateLoan, "/loans", body),
+            &mut out,
+        );
+        book.forget("loan");
+        let amount_only = json!({ "amount": 5 });
+        let by_output = "/loans/%3Cloan.encodedKey%3E/fee-transactions";
+        book.call(
+            &at(&fee, 3),
+            &call(Action::ApplyFee, by_output, amount_only.clone()),
+            &mut out,
+        );
+        assert!(out.list.is_empty());
+        // By its own id, the first loan is still known.
+        let by_id = "/loans/LN-1/fee-transactions";
+        book.call(
+            &at(&fee, 4),
+            &call(Action::ApplyFee, by_id, amount_only),
+            &mut out,
+        );
+        assert_eq!(rules(&out), ["tenant arbitrary fee fee"]);
     }
 
     #[test]
