@@ -568,11 +568,19 @@ fn the_strict_tenant_refuses_the_samples_amount_only_fees_and_approvals_by_the_c
         .iter()
         .filter(|l| l["product_id"] == "PL-STD" || l["product_id"] == "SME-TERM")
         .count();
+    let sample = std::fs::read_to_string("plans/sample.yaml").unwrap();
+    let (line, column) = sample
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| {
+            (l.trim() == "- id: approve").then(|| (i + 1, l.find("id:").unwrap() + 1))
+        })
+        .expect("the sample has an approve step");
     let approvals = lines_with(&report, "four-eyes approval");
     assert_eq!(approvals.len(), 1, "{report}");
     assert!(
         approvals[0].starts_with(&format!(
-            "error[tenant] plans/sample.yaml:133:9: step `approve` (approve_loan): {four_eyes_loans} loans (the first loans LN-000004, fixtures/sample/loans.csv:5) are of a product with four-eyes approval (PL-STD, SME-TERM), and the plan names no approving user"
+            "error[tenant] plans/sample.yaml:{line}:{column}: step `approve` (approve_loan): {four_eyes_loans} loans (the first loans LN-000004, fixtures/sample/loans.csv:5) are of a product with four-eyes approval (PL-STD, SME-TERM), and the plan names no approving user"
         )),
         "{}",
         approvals[0]
