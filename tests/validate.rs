@@ -394,3 +394,314 @@ fn a_schedule_edit_after_approving_a_dynamic_term_loan_is_reported_with_the_fix(
     );
     // In the sample's order, nothing to say (the_sample_plan_validates_clean).
 }
+
+/// `mambu-migrate sandbox --port 0 --tenant PROFILE` (the profile's own users and keys); killed
+/// when dropped.
+struct TenantSandbox {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT/api`
+    url: String,
+}
+
+impl TenantSandbox {
+    fn start(profile: &std::path::Path) -> Self {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mambu-migrate"))
+            .args(["sandbox", "--port", "0", "--tenant"])
+            .arg(profile)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("starting the sandbox binary");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let origin = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_owned();
+        // The sandbox's later lines go nowhere; it is killed on drop.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        TenantSandbox {
+            child,
+            url: format!("{origin}/api"),
+        }
+    }
+}
+
+impl Drop for TenantSandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `plan validate PLAN --target URL` as the strict profile's users (`migration` calls,
+/// `approver` approves).
+fn validate_against(plan: &std::path::Path, sandbox: &TenantSandbox) -> (i32, String) {
+    let output = Command::cargo_bin("mambu-migrate")
+        .unwrap()
+        .args(["plan", "validate"])
+        .arg(plan)
+        .args(["--target", &sandbox.url])
+        .env("MAMBU_API_KEY", "strict-migration-api-key")
+        .env("MAMBU_APPROVER_API_KEY", "strict-approver-api-key")
+        .env_remove("MAMBU_USERNAME")
+        .env_remove("MAMBU_PASSWORD")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8(output.stdout).unwrap(),
+    )
+}
+
+/// The sample's fee step, as plans/sample.yaml has it.
+const SAMPLE_FEE_BODY: &str = "            body:
+              amount: \"{{ transactions.amount | decimal }}\"
+              installmentNumber";
+
+/// The sample fixed for the strict tenant, reading its data from `data` (relative to `dir`, or
+/// absolute) and calling `url`: fees name the product's predefined fee (a lookup of the
+/// products' fee settings), a second user approves, date-times carry Lisbon's offsets.
+fn strict_sample(
+    dir: &std::path::Path,
+    data: &str,
+    url: &str,
+    edits: &[(&str, &str)],
+) -> std::path::PathBuf {
+    let mut text = std::fs::read_to_string("plans/sample.yaml").unwrap();
+    for (from, to) in [
+        ("../fixtures/sample/", data),
+        ("target: sandbox", &format!("target: {{ base_url: \"{url}\", approver: {{}} }}")),
+        ("timezone: \"+00:00\"", "timezone: Europe/Lisbon"),
+        (
+            "  branches: { path: /branches }\n",
+            "  branches: { path: /branches }\n  loan_fees: { path: /loanproducts, value: feesSettings }\n",
+        ),
+        (
+            SAMPLE_FEE_BODY,
+            "            body:
+              predefinedFeeKey: \"{{ lookups.loan_fees[loans.product_id].fees[0].encodedKey }}\"
+              amount: \"{{ transactions.amount | decimal }}\"
+              installmentNumber",
+        ),
+    ]
+    .iter()
+    .copied()
+    .chain(edits.iter().copied())
+    {
+        assert!(text.contains(from), "plans/sample.yaml no longer has `{from}`");
+        text = text.replace(from, to);
+    }
+    let plan = dir.join("plan.yaml");
+    std::fs::write(&plan, text).unwrap();
+    plan
+}
+
+/// fixtures/sample copied into `dir/data`, transactions.csv with `change(txn_id, column)`
+/// applied to its cells.
+fn sample_data_with(dir: &std::path::Path, change: &dyn Fn(&str, &str, &str) -> Option<String>) {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for file in ["clients", "deposits", "loans", "schedules"] {
+        std::fs::copy(
+            format!("fixtures/sample/{file}.csv"),
+            data.join(format!("{file}.csv")),
+        )
+        .unwrap();
+    }
+    let mut reader = csv::Reader::from_path("fixtures/sample/transactions.csv").unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let mut out = csv::Writer::from_path(data.join("transactions.csv")).unwrap();
+    out.write_record(&headers).unwrap();
+    for record in reader.records() {
+        let record = record.unwrap();
+        let row: Vec<String> = headers
+            .iter()
+            .zip(record.iter())
+            .map(|(h, v)| change(&record[0], h, v).unwrap_or_else(|| v.to_owned()))
+            .collect();
+        out.write_record(&row).unwrap();
+    }
+    out.flush().unwrap();
+}
+
+fn lines_with<'r>(report: &'r str, needle: &str) -> Vec<&'r str> {
+    report.lines().filter(|l| l.contains(needle)).collect()
+}
+
+#[test]
+fn the_strict_tenant_refuses_the_samples_amount_only_fees_and_approvals_by_the_creator() {
+    let sandbox = TenantSandbox::start(std::path::Path::new("fixtures/tenants/strict.yaml"));
+    let (code, report) = validate_against(std::path::Path::new("plans/sample.yaml"), &sandbox);
+    assert_eq!(code, 2, "{report}");
+    // Every amount-only fee at its row, with the product's predefined fee as the fix; 50 listed.
+    assert_reports(
+        &report,
+        &[
+            "error[tenant] fixtures/sample/transactions.csv:3: step `fee` (apply_fee) on loans LN-000001, unit CL-000001: an amount-only fee, and product MICRO allows no arbitrary fee (ARBITRARY_FEE_NOT_ALLOWED)",
+            "error[tenant] fixtures/sample/transactions.csv:29: step `fee` (apply_fee) on loans LN-000006, unit CL-000003: an amount-only fee, and product PL-STD allows no arbitrary fee",
+            "  help: send predefinedFeeKey of LEGACY-FEE (Migrated fee): its encodedKey 8a19c0de00000000000000000000f003",
+            "  help: send predefinedFeeKey of LEGACY-FEE (Migrated fee): its encodedKey 8a19c0de00000000000000000000f001",
+        ],
+    );
+    let fees = common::rows("fixtures/sample/transactions.csv")
+        .iter()
+        .filter(|t| t["kind"] == "FEE")
+        .count();
+    assert_eq!(
+        lines_with(&report, "an amount-only fee").len(),
+        50,
+        "capped"
+    );
+    assert!(
+        report.contains(&format!(
+            "error[tenant arbitrary fee fee] ... and {} more like these",
+            fees - 50
+        )),
+        "{report}"
+    );
+    // Four-eyes: one finding for the approve step, at the step in the plan, counting the loans.
+    let four_eyes_loans = common::rows("fixtures/sample/loans.csv")
+        .iter()
+        .filter(|l| l["product_id"] == "PL-STD" || l["product_id"] == "SME-TERM")
+        .count();
+    let sample = std::fs::read_to_string("plans/sample.yaml").unwrap();
+    let (line, column) = sample
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| {
+            (l.trim() == "- id: approve").then(|| (i + 1, l.find("id:").unwrap() + 1))
+        })
+        .expect("the sample has an approve step");
+    let approvals = lines_with(&report, "four-eyes approval");
+    assert_eq!(approvals.len(), 1, "{report}");
+    assert!(
+        approvals[0].starts_with(&format!(
+            "error[tenant] plans/sample.yaml:{line}:{column}: step `approve` (approve_loan): {four_eyes_loans} loans (the first loans LN-000004, fixtures/sample/loans.csv:5) are of a product with four-eyes approval (PL-STD, SME-TERM), and the plan names no approving user"
+        )),
+        "{}",
+        approvals[0]
+    );
+    assert!(
+        report.contains("  help: name an approver: target.approver (a second user's credentials)"),
+        "{report}"
+    );
+    // And the zone, as before.
+    assert!(
+        report.contains("the plan's fixed offset +00:00 is not always the tenant's (Europe/Lisbon")
+    );
+
+    // Fixed: predefined fees, an approver, Lisbon's offsets: nothing to say.
+    let dir = tempfile::tempdir().unwrap();
+    let data = format!("{}/fixtures/sample/", env!("CARGO_MANIFEST_DIR"));
+    let plan = strict_sample(dir.path(), &data, &sandbox.url, &[]);
+    let (code, report) = validate_against(&plan, &sandbox);
+    assert_eq!(code, 0, "{report}");
+    assert!(report.contains("0 against the tenant"), "{report}");
+}
+
+#[test]
+fn future_backdated_and_pre_disbursement_transactions_are_reported_at_their_rows() {
+    let sandbox = TenantSandbox::start(std::path::Path::new("fixtures/tenants/strict.yaml"));
+    let dir = tempfile::tempdir().unwrap();
+    // LN-000001 (disbursed 2024-12-29): TX-3 moved before TX-2's fee, TX-5 (its last) into 2099.
+    // LN-000002 (disbursed 2022-01-12): TX-6 a week before the disbursement.
+    sample_data_with(dir.path(), &|txn, column, _| match (txn, column) {
+        ("TX-00000003", "value_date") => Some("2025-01-15".into()),
+        ("TX-00000005", "value_date") => Some("2099-04-01".into()),
+        ("TX-00000006", "value_date") => Some("2022-01-05".into()),
+        _ => None,
+    });
+    // Rows in the file's order: the extract's order is what the run would send.
+    let plan = strict_sample(
+        dir.path(),
+        "data/",
+        &sandbox.url,
+        &[(
+            "    order_by: [value_date]\n    columns:\n      kind:",
+            "    columns:\n      kind:",
+        )],
+    );
+    let (code, report) = validate_against(&plan, &sandbox);
+    assert_eq!(code, 2, "{report}");
+    let data = dir.path().join("data").display().to_string();
+    assert_reports(
+        &report,
+        &[
+            &format!(
+                "error[tenant] {data}/transactions.csv:4: step `repayment` (post_repayment) on loans LN-000001, unit CL-000001: valueDate 2025-01-15T00:00:00+00:00 precedes the loan's transaction of 2025-02-09T00:00:00+00:00 (step `fee`, {data}/transactions.csv:3): Mambu refuses a transaction backdated before a later one (BACKDATE_BEFORE_OTHER_OPERATION)"
+            ),
+            &format!(
+                "error[tenant] {data}/transactions.csv:6: step `repayment` (post_repayment) on loans LN-000001, unit CL-000001: valueDate 2099-04-01 is after today ("
+            ),
+            &format!(
+                "error[tenant] {data}/transactions.csv:7: step `repayment` (post_repayment) on loans LN-000002, unit CL-000002: valueDate 2022-01-05T00:00:00+00:00 precedes the loan's disbursement on 2022-01-12T00:00:00+00:00 (step `disburse`, {data}/loans.csv:3): Mambu refuses a transaction before the loan's activation (BACKDATE_BEFORE_ACTIVATION)"
+            ),
+        ],
+    );
+    assert!(
+        report.contains(
+            "and product PL-STD takes no future payments (FUTURE_PAYMENT_NOT_ALLOWED_ERROR)"
+        ) || report.contains(
+            "and product MICRO takes no future payments (FUTURE_PAYMENT_NOT_ALLOWED_ERROR)"
+        ),
+        "{report}"
+    );
+    // Nothing else: the rest of the extract is in order and in the past.
+    assert_eq!(
+        report.lines().filter(|l| l.starts_with("error[")).count(),
+        3,
+        "{report}"
+    );
+}
+
+#[test]
+fn prepayments_are_reported_where_the_product_takes_none() {
+    // The strict tenant, its products taking no prepayments.
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("no-prepayments.yaml");
+    let strict = std::fs::read_to_string("fixtures/tenants/strict.yaml").unwrap();
+    assert!(strict.contains("prepaymentAcceptance: ACCEPT_PREPAYMENTS"));
+    std::fs::write(
+        &profile,
+        strict.replace(
+            "prepaymentAcceptance: ACCEPT_PREPAYMENTS",
+            "prepaymentAcceptance: NO_PREPAYMENTS",
+        ),
+    )
+    .unwrap();
+    let sandbox = TenantSandbox::start(&profile);
+    // LN-000006 has an edited schedule: 213.24 due by 2024-05-28; TX-23 pays 500.00 on 05-30.
+    sample_data_with(dir.path(), &|txn, column, _| {
+        (txn == "TX-00000023" && column == "amount").then(|| "500.00".into())
+    });
+    let plan = strict_sample(dir.path(), "data/", &sandbox.url, &[]);
+    let (code, report) = validate_against(&plan, &sandbox);
+    assert_eq!(code, 2, "{report}");
+    let data = dir.path().join("data").display().to_string();
+    assert_reports(
+        &report,
+        &[
+            // On the plan's schedule, exactly.
+            &format!(
+                "error[tenant] {data}/transactions.csv:24: step `repayment` (post_repayment) on loans LN-000006, unit CL-000003: this repayment takes the loan's repayments to 500.00 by 2024-05-30, more than the 213.24 that can be due by then (the plan's edited schedule, with 0.00 of fees), and product PL-STD takes no prepayments (PREPAYMENT_NOT_ALLOWED_ERROR)"
+            ),
+            // Without it, weekly repayments before the first due date (LN-000049's is 2021-02-28).
+            &format!(
+                "error[tenant] {data}/transactions.csv:422: step `repayment` (post_repayment) on loans LN-000049, unit CL-000032: this repayment takes the loan's repayments to 346.27 by 2021-02-06, more than the 0.00 that can be due by then (without the plan's schedule, only fees (0.00): no installment is due before the first repayment date 2021-02-28)"
+            ),
+        ],
+    );
+    // The sample's repayments on or after their loans' first due dates, without an edited
+    // schedule, are never taken for prepayments (the bound is conservative).
+    for line in lines_with(&report, "PREPAYMENT_NOT_ALLOWED_ERROR") {
+        assert!(
+            line.contains("the plan's edited schedule")
+                || line.contains("before the first repayment date"),
+            "{line}"
+        );
+    }
+}

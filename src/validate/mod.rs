@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -21,6 +20,10 @@ use crate::plan::load::{PlanProblem, load_lenient};
 use crate::plan::refs;
 use crate::plan::template::Memo;
 use crate::source::{self, GroupOptions, Sources};
+
+mod tenant;
+
+use tenant::{At, Book, FourEyes, Tenant, read_tenant};
 
 /// What to validate.
 #[derive(Debug, Clone)]
@@ -323,6 +326,7 @@ pub fn validate(options: &Options) -> Report {
     let (unit_tx, unit_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<source::Unit>)>(8);
     let unit_rx = std::sync::Mutex::new(unit_rx);
     let (found_tx, found_rx) = std::sync::mpsc::sync_channel::<(u64, Found)>(8);
+    let mut four_eyes: BTreeMap<String, FourEyes> = BTreeMap::new();
     std::thread::scope(|scope| {
         let grouping = &mut grouping;
         scope.spawn(move || {
@@ -368,13 +372,33 @@ pub fn validate(options: &Options) -> Report {
         for (ordinal, found) in found_rx {
             waiting.insert(ordinal, found);
             while let Some(found) = waiting.remove(&next) {
-                for (rule, finding) in found.0 {
+                for (rule, finding) in found.list {
                     findings.push_capped(rule, finding);
+                }
+                for (step, later) in found.four_eyes {
+                    match four_eyes.get_mut(&step) {
+                        Some(first) => first.merge(later),
+                        None => {
+                            four_eyes.insert(step, later);
+                        }
+                    }
                 }
                 next += 1;
             }
         }
     });
+    // One finding per approve_loan step, at the step in the plan.
+    for (step, approvals) in &four_eyes {
+        let at = loaded.problem(&approvals.path, "", None).at;
+        findings.list.push(approvals.finding(
+            step,
+            (
+                loaded.file.display().to_string(),
+                at.line as u64,
+                at.column as u64,
+            ),
+        ));
+    }
     let report = grouping.finish();
     for p in &report.problems {
         let message = p.to_string();
@@ -434,13 +458,18 @@ pub fn validate(options: &Options) -> Report {
     }
 }
 
-/// Findings of one unit, with the rule each counts against.
+/// Findings of one unit (or batch), with the rule each counts against; and what is reported
+/// once per step rather than per row, counted.
 #[derive(Default)]
-struct Found(Vec<(String, Finding)>);
+struct Found {
+    list: Vec<(String, Finding)>,
+    /// Per approve_loan step id.
+    four_eyes: BTreeMap<String, FourEyes>,
+}
 
 impl Found {
     fn push(&mut self, rule: String, finding: Finding) {
-        self.0.push((rule, finding));
+        self.list.push((rule, finding));
     }
 }
 
@@ -582,19 +611,28 @@ fn render_unit(
     memo: &mut Memo,
 ) {
     let UnitCheck {
+        plan,
         compiled,
         placeholders: outputs,
         lookups,
         tenant,
         ..
     } = *units;
+    // The unit's loans, call by call, against their products' settings.
+    let mut book = tenant.map(|t| Book::new(t, plan.target.has_approver()));
     // Per loan (its rows' path): whether its product is dynamic-term, and whether it has been
     // approved by an earlier step: Mambu refuses to edit such a loan's schedule once approved.
     let mut dynamic_loans: HashSet<String> = HashSet::new();
     let mut approved_loans: HashSet<String> = HashSet::new();
+    let root = unit.root();
+    let unit_key = root.key();
     for planned in compiled.expand(unit) {
         let step = compiled.step(planned.step);
         let row = planned.row();
+        if let (Some(book), Action::CreateLoan) = (&mut book, step.action) {
+            // Until this instance is rendered, the step's output names no loan the book knows.
+            book.forget(&step.id);
+        }
         if (compiled.uses_lookups(planned.step) && lookups.is_none())
             || skip(row.schema().name(), row.line())
         {
@@ -656,8 +694,8 @@ fn render_unit(
                 _ => {}
             }
         }
-        // Only a tenant's loan limits need the rendered call; otherwise its outcome is enough.
-        if tenant.is_none() || step.action != Action::CreateLoan {
+        // Only the tenant's checks need the rendered call; otherwise its outcome is enough.
+        if !book.as_ref().is_some_and(|b| b.wants(step.action)) {
             if let Err(e) = compiled.check(unit, &planned, outputs, lookups, memo) {
                 fail(out, "render", e.to_string());
             }
@@ -666,6 +704,16 @@ fn render_unit(
         match compiled.render(unit, &planned, outputs, lookups) {
             Err(e) => fail(out, "render", e.to_string()),
             Ok(call) => {
+                if let Some(book) = &mut book {
+                    let at = At {
+                        step,
+                        file: file(),
+                        line: row.line(),
+                        row: format!("{} {}", row.schema().name(), row.key()),
+                        unit: unit_key,
+                    };
+                    book.call(&at, &call, out);
+                }
                 if let (Some(tenant), Action::CreateLoan, Some(body)) =
                     (tenant, call.action, &call.body)
                 {
@@ -691,186 +739,5 @@ fn render_unit(
                 }
             }
         }
-    }
-}
-
-/// What the tenant told us.
-struct Tenant {
-    /// `{ table: { key: value } }`.
-    lookups: Value,
-    /// The tenant's loan products; `None` when they could not be read (said once, as a
-    /// finding, rather than as every loan's unknown product).
-    loan_products: Option<Vec<Value>>,
-}
-
-fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) -> Tenant {
-    let mut tenant = Tenant {
-        lookups: Value::Null,
-        loan_products: None,
-    };
-    let runtime = match crate::runtime() {
-        Ok(r) => r,
-        Err(e) => {
-            findings.list.push(Finding::new(
-                Kind::Tenant,
-                target,
-                None,
-                format!("cannot start the async runtime: {e}"),
-                None,
-            ));
-            return tenant;
-        }
-    };
-    runtime.block_on(async {
-        let place = crate::target::Where::parse(target);
-        let connection = match crate::target::connect(plan, &place, Duration::from_secs(30)).await {
-            Ok(c) => c,
-            Err(e) => {
-                findings.list.push(Finding::new(
-                    Kind::Tenant,
-                    target,
-                    None,
-                    format!("{e:#}"),
-                    None,
-                ));
-                return;
-            }
-        };
-        let session = connection.reader(plan, None);
-        match crate::target::read_lookups(&session, plan).await {
-            Ok(lookups) => tenant.lookups = lookups,
-            Err(e) => findings.list.push(Finding::new(
-                Kind::Tenant,
-                target,
-                None,
-                format!("{e:#}"),
-                Some("check the lookup's path and the credentials".into()),
-            )),
-        }
-        match crate::target::check_zone(&session, plan).await {
-            Ok(()) => {}
-            Err(crate::target::ZoneProblem::Mismatch(message)) => findings.list.push(Finding::new(
-                Kind::Tenant,
-                target,
-                None,
-                message,
-                Some("every date-time must carry the offset the tenant's zone has at that instant".into()),
-            )),
-            Err(crate::target::ZoneProblem::Unread(why)) => findings.list.push(Finding::new(
-                Kind::Tenant,
-                target,
-                None,
-                format!("the tenant's time zone cannot be read: {why}"),
-                Some("check the credentials' permission to read the organization setup".into()),
-            )),
-        }
-        let unread = match session.list("/loanproducts", &mut crate::mambu::Quiet).await {
-            Ok(items) => {
-                tenant.loan_products = Some(items);
-                None
-            }
-            Err(e) => Some(e),
-        };
-        if let Some(problem) = unread {
-            findings.list.push(Finding::new(
-                Kind::Tenant,
-                target,
-                None,
-                format!(
-                    "{problem}: the loans' amounts, installments and interest rates were not checked against their products"
-                ),
-                Some("check the credentials' permission to read loan products, then validate again".into()),
-            ));
-        }
-        connection.close().await;
-    });
-    tenant
-}
-
-impl Tenant {
-    /// The lookups as one JSON value, for templates' `lookups.<table>[<key>]`.
-    fn lookups_value(&self) -> Value {
-        self.lookups.clone()
-    }
-
-    /// The type (`FIXED_TERM_LOAN`, `DYNAMIC_TERM_LOAN`, …) of the product a create_loan body
-    /// names, when the tenant has it.
-    fn product_type(&self, body: &Value) -> Option<&str> {
-        let key = body.get("productTypeKey")?.as_str()?;
-        self.loan_products
-            .as_ref()?
-            .iter()
-            .find(|p| p.get("encodedKey").and_then(Value::as_str) == Some(key))?
-            .get("type")?
-            .as_str()
-    }
-
-    /// A create_loan body's amount, installments and interest rate against the limits of the
-    /// product it names. Returns (field, problem) pairs.
-    fn loan_limits(&self, body: &Value) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        let Some(key) = body.get("productTypeKey").and_then(Value::as_str) else {
-            return out;
-        };
-        let Some(products) = &self.loan_products else {
-            return out;
-        };
-        let Some(product) = products
-            .iter()
-            .find(|p| p.get("encodedKey").and_then(Value::as_str) == Some(key))
-        else {
-            out.push((
-                "productTypeKey",
-                format!("no loan product has encodedKey `{key}`"),
-            ));
-            return out;
-        };
-        let name = product.get("id").and_then(Value::as_str).unwrap_or(key);
-        let checks = [
-            (
-                "loanAmount",
-                body.get("loanAmount"),
-                &product["loanAmountSettings"]["loanAmount"],
-            ),
-            (
-                "repaymentInstallments",
-                body.pointer("/scheduleSettings/repaymentInstallments"),
-                &product["scheduleSettings"]["numInstallments"],
-            ),
-            (
-                "interestRate",
-                body.pointer("/interestSettings/interestRate"),
-                &product["interestSettings"]["interestRateSettings"][0]["interestRate"],
-            ),
-        ];
-        for (field, value, limits) in checks {
-            let Some(value) = value.and_then(number) else {
-                continue;
-            };
-            let (min, max) = (
-                limits.get("minValue").and_then(number),
-                limits.get("maxValue").and_then(number),
-            );
-            if min.is_some_and(|m| value < m) || max.is_some_and(|m| value > m) {
-                let range = format!(
-                    "{} to {}",
-                    min.map(|m| m.to_string()).unwrap_or("-".into()),
-                    max.map(|m| m.to_string()).unwrap_or("-".into())
-                );
-                out.push((
-                    field,
-                    format!("{field} {value} is outside product {name}'s limits ({range})"),
-                ));
-            }
-        }
-        out
-    }
-}
-
-fn number(v: &Value) -> Option<Decimal> {
-    match v {
-        Value::Number(n) => n.to_string().parse().ok(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
     }
 }
