@@ -33,7 +33,18 @@ fn failed_units(run_dir: &std::path::Path) -> Vec<(String, String)> {
 #[test]
 fn four_eyes_products_are_approved_by_the_second_user_only() {
     let dir = tempfile::tempdir().unwrap();
-    let one_user = common::sample_plan_with(dir.path(), &[("  approver: approver\n", "")]);
+    // The error budget would stop the run: most units hold a four-eyes loan.
+    let one_user = common::sample_plan_with(
+        dir.path(),
+        &[
+            ("  approver: approver\n", ""),
+            ("max_error_rate: 0.10", "max_error_rate: 1.0"),
+            (
+                "max_consecutive_failures: 10",
+                "max_consecutive_failures: 1000",
+            ),
+        ],
+    );
     let run_dir = dir.path().join("one-user");
     let output = binary()
         .args(["run", one_user.to_str().unwrap(), "--run-dir"])

@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
 
-use common::{Answer, Api, CURRENT_ACCOUNT, MICRO_LOAN, PERSONAL_LOAN, body};
+use common::{Answer, Api, CURRENT_ACCOUNT, MICRO_LOAN, PERSONAL_LOAN, Sandbox, body};
 use serde_json::{Value, json};
 
 /// The strict profile's users (`fixtures/tenants/strict.yaml`) by their API keys.
@@ -25,80 +23,31 @@ fn profile(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// `mambu-migrate sandbox --port 0 --tenant FILE`; killed when dropped.
-struct Tenant {
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
-    origin: String,
-    _dir: Option<tempfile::TempDir>,
-}
+/// A sandbox serving a shipped profile (`mambu-migrate sandbox --port 0 --tenant FILE`).
+struct Tenant(Sandbox);
 
 impl Tenant {
-    fn start(file: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mambu-migrate"))
-            .args(["sandbox", "--port", "0", "--tenant"])
-            .arg(file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting the sandbox binary");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut line = String::new();
-        stdout
-            .read_line(&mut line)
-            .expect("the sandbox's first line");
-        let origin = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_owned();
-        Self {
-            child,
-            _stdout: stdout,
-            origin,
-            _dir: None,
-        }
-    }
-
     fn strict() -> Self {
-        Self::start(&profile("strict.yaml"))
+        Self::edited("strict.yaml", &[])
     }
 
-    /// A shipped profile with each `(from, to)` replaced (each `from` must be there), written
-    /// into a temporary directory.
+    /// A shipped profile with each `(from, to)` replaced (each `from` must be there).
     fn edited(base: &str, replace: &[(&str, &str)]) -> Self {
         let mut text = std::fs::read_to_string(profile(base)).unwrap();
         for (from, to) in replace {
             assert!(text.contains(from), "{base} no longer has `{from}`");
             text = text.replace(from, to);
         }
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("tenant.yaml");
-        std::fs::write(&file, text).unwrap();
-        let mut tenant = Self::start(&file);
-        tenant._dir = Some(dir);
-        tenant
+        Tenant(Sandbox::tenant(&text, &[]))
     }
 
     /// The API as the user with this API key.
     fn as_user(&self, api_key: &str) -> Api {
-        Api::new(format!("{}/api", self.origin)).with_api_key(api_key)
+        self.0.api().with_api_key(api_key)
     }
 
     async fn stats(&self) -> Value {
-        reqwest::get(format!("{}/_sandbox/stats", self.origin))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Tenant {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.stats().await
     }
 }
 
@@ -564,7 +513,7 @@ async fn a_client_holds_no_more_loans_than_the_rules_allow() {
 
 #[tokio::test]
 async fn details_level_basic_leaves_out_addresses_documents_and_custom_fields() {
-    let tenant = Tenant::start(&profile("lenient.yaml"));
+    let tenant = Tenant::edited("lenient.yaml", &[]);
     let admin = tenant.as_user(ADMIN);
     let client = admin
         .post(

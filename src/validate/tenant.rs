@@ -567,7 +567,7 @@ fn fee_fix(product: &Value) -> String {
         })
         .collect();
     format!(
-        "send predefinedFeeKey of {} (a lookup `{{ path: /loanproducts, value: feesSettings }}` gives each product's fees)",
+        "send predefinedFeeKey of {} (the lookup `loan_fees: {{ path: /loanproducts, each: feesSettings.fees }}` gives it as lookups.loan_fees[product id][fee id])",
         named.join(", or of ")
     )
 }
