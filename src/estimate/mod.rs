@@ -279,7 +279,7 @@ struct Walker<'a> {
     lookups: Option<&'a Value>,
     step_calls: &'a [StepCalls],
     lookup_refs: &'a [(String, String, String)],
-    tables: &'a [String],
+    tables: &'a [(String, Vec<String>)],
     base: &'a str,
     personal: &'a Personal,
 }
@@ -462,7 +462,7 @@ impl Estimator<'_> {
         let outputs = compiled.placeholder_outputs();
         let personal = Personal::new(plan);
         let lookup_refs = sample::lookup_references(plan);
-        let tables: Vec<String> = plan.settings.lookups.keys().cloned().collect();
+        let tables = crate::plan::refs::lookup_tables(plan);
         let walker = Walker {
             compiled: &compiled,
             outputs: &outputs,

@@ -211,28 +211,114 @@ pub fn lookup_references(plan: &Plan) -> BTreeSet<(String, String, String)> {
     out
 }
 
+/// The plan's lookup tables for placeholders: each name, and for a table read through `each`
+/// (product id -> fee id -> key) the inner keys its templates index with a literal
+/// (`lookups.loan_fees[loans.product_id]['LEGACY-FEE']` gives `LEGACY-FEE`).
+pub fn lookup_tables(plan: &Plan) -> Vec<(String, Vec<String>)> {
+    let texts: Vec<String> = plan
+        .action_steps()
+        .into_iter()
+        .flat_map(template_strings)
+        .collect();
+    plan.settings
+        .lookups
+        .iter()
+        .map(|(name, lookup)| {
+            let mut inner = BTreeSet::new();
+            if lookup.each.is_some() {
+                let opening = format!("lookups.{name}[");
+                for text in &texts {
+                    for (at, _) in text.match_indices(&opening) {
+                        let rest = &text[at + opening.len()..];
+                        let Some((_, after)) = rest.split_once(']') else {
+                            continue;
+                        };
+                        let after = after.trim_start();
+                        let literal = after
+                            .strip_prefix("['")
+                            .and_then(|a| a.split_once("']"))
+                            .or_else(|| after.strip_prefix("[\"").and_then(|a| a.split_once("\"]")))
+                            .map(|(key, _)| key.to_owned())
+                            .or_else(|| {
+                                let field: String = after
+                                    .strip_prefix('.')?
+                                    .chars()
+                                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                                    .collect();
+                                (!field.is_empty()).then_some(field)
+                            });
+                        inner.extend(literal);
+                    }
+                }
+            }
+            (name.clone(), inner.into_iter().collect())
+        })
+        .collect()
+}
+
 /// Lookups for rendering one instance without the tenant: every table maps the keys this
-/// instance's rows give to a placeholder `<lookups.table[key]>`.
+/// instance's rows give to a placeholder `<lookups.table[key]>` (for a table read through
+/// `each`, to a table of its inner keys' placeholders).
 pub fn placeholder_lookups(
     refs: &[(String, String, String)],
     planned: &super::compiled::Planned<'_>,
-    tables: &[String],
+    tables: &[(String, Vec<String>)],
 ) -> Value {
     let mut out: serde_json::Map<String, Value> = tables
         .iter()
-        .map(|t| (t.clone(), Value::Object(serde_json::Map::new())))
+        .map(|(t, _)| (t.clone(), Value::Object(serde_json::Map::new())))
         .collect();
     for (lookup, source, column) in refs {
         let Some((_, row)) = planned.rows.iter().find(|(s, _)| *s == source.as_str()) else {
             continue;
         };
         let Some(key) = row.get(column) else { continue };
+        let inner = tables
+            .iter()
+            .find(|(t, _)| t == lookup)
+            .map_or(&[][..], |(_, inner)| inner.as_slice());
+        let placeholder = if inner.is_empty() {
+            serde_json::json!(format!("<lookups.{lookup}[{key}]>"))
+        } else {
+            Value::Object(
+                inner
+                    .iter()
+                    .map(|i| {
+                        (
+                            i.clone(),
+                            serde_json::json!(format!("<lookups.{lookup}[{key}][{i}]>")),
+                        )
+                    })
+                    .collect(),
+            )
+        };
         if let Some(Value::Object(table)) = out.get_mut(lookup) {
-            table.insert(
-                key.to_owned(),
-                serde_json::json!(format!("<lookups.{lookup}[{key}]>")),
-            );
+            table.insert(key.to_owned(), placeholder);
         }
     }
     Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn a_table_read_through_each_lists_the_inner_keys_its_templates_use() {
+        let text = "version: 1\nname: t\nlookups:\n  products: { path: /loanproducts }\n  fees: { path: /loanproducts, each: feesSettings.fees }\nsources:\n  loans: { file: l.csv, key: id }\nunit: loans\nsteps:\n  - id: fee\n    action: create_client\n    body:\n      a: \"{{ lookups.fees[loans.product]['LEGACY-FEE'] }}\"\n      b: \"{{ lookups.fees[loans.product].LATE }}\"\n      c: \"{{ lookups.products[loans.product] }}\"\n";
+        let loaded = crate::plan::load::load_str(Path::new("p.yaml"), text).unwrap();
+        let (plan, _) = crate::plan::check::check_all(&loaded, &[]);
+        assert_eq!(
+            lookup_tables(&plan),
+            vec![
+                (
+                    "fees".to_owned(),
+                    vec!["LATE".to_owned(), "LEGACY-FEE".to_owned()]
+                ),
+                ("products".to_owned(), vec![]),
+            ]
+        );
+    }
 }

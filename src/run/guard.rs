@@ -92,7 +92,7 @@ pub fn dry_run(plan: &Plan, run_dir: &Path, sample: Option<u64>) -> anyhow::Resu
     let compiled = Compiled::new(plan);
     let outputs = compiled.placeholder_outputs();
     let references: Vec<_> = refs::lookup_references(plan).into_iter().collect();
-    let tables: Vec<String> = plan.settings.lookups.keys().cloned().collect();
+    let tables = refs::lookup_tables(plan);
     let path = run_dir.join("dry-run.jsonl");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
