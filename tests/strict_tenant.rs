@@ -155,3 +155,65 @@ async fn a_missing_permission_stops_the_run_naming_it_and_the_resume_finishes() 
         "{stats}"
     );
 }
+
+/// `tenant schema` describes a profile; `tenant check` accepts the shipped profiles and refuses
+/// a broken one saying where (exit 2), as `sandbox --tenant` does before serving anything.
+#[test]
+fn the_tenant_profile_has_a_schema_and_a_check_that_says_where() {
+    let schema = binary().args(["tenant", "schema"]).output().unwrap();
+    assert_eq!(schema.status.code(), Some(0));
+    let schema: serde_json::Value = serde_json::from_slice(&schema.stdout).unwrap();
+    let keys: Vec<&str> = schema["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for key in [
+        "timeZone",
+        "users",
+        "branches",
+        "loanProducts",
+        "depositProducts",
+        "clientRules",
+    ] {
+        assert!(keys.contains(&key), "{key} in {keys:?}");
+    }
+    assert_eq!(schema["additionalProperties"], false);
+    for profile in [
+        "fixtures/tenants/lenient.yaml",
+        "fixtures/tenants/strict.yaml",
+    ] {
+        let output = binary()
+            .args(["tenant", "check", profile])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yaml");
+    let text = std::fs::read_to_string("fixtures/tenants/strict.yaml").unwrap();
+    std::fs::write(
+        &broken,
+        text.replace("timeZone: Europe/Lisbon", "timeZone: Lisboa"),
+    )
+    .unwrap();
+    for args in [
+        vec!["tenant", "check", broken.to_str().unwrap()],
+        vec![
+            "sandbox",
+            "--port",
+            "0",
+            "--tenant",
+            broken.to_str().unwrap(),
+        ],
+    ] {
+        let output = binary().args(&args).output().unwrap();
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("broken.yaml") && err.contains("`Lisboa` is not an IANA time zone"),
+            "{err}"
+        );
+    }
+}
