@@ -382,7 +382,10 @@ impl Compiled {
             };
         let loan = id_of("loan", &compiled.loan)?;
         let deposit = id_of("deposit", &compiled.deposit)?;
-        let body = compiled.body.as_ref().map(|t| t.render(&ctx)).transpose()?;
+        let mut body = compiled.body.as_ref().map(|t| t.render(&ctx)).transpose()?;
+        if let Some(body) = body.as_mut() {
+            super::custom_fields::to_mambu_form(body);
+        }
         let (method, template) = match step.action {
             Action::Request => (
                 leak_method(step.method.as_deref().unwrap_or("GET")),

@@ -5,6 +5,7 @@
 pub mod action;
 pub mod check;
 pub mod compiled;
+pub mod custom_fields;
 pub mod file;
 pub mod ids;
 pub mod load;
