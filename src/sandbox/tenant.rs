@@ -460,6 +460,70 @@ mod tests {
     }
 
     #[test]
+    fn group_settings_load_and_inconsistent_ones_are_refused() {
+        let strict = TenantProfile::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tenants/strict.yaml"),
+        )
+        .unwrap();
+        let rules = &strict.client_rules.group_rules;
+        assert_eq!(rules.group_size_limit_type, GroupSizeLimitType::Hard);
+        assert_eq!(
+            (rules.min_group_size_limit, rules.max_group_size_limit),
+            (Some(3), Some(30))
+        );
+        assert_eq!(
+            rules.multiple_group_memberships,
+            MultipleGroupMemberships::OneGroup
+        );
+        assert_eq!(strict.group_role_names.len(), 4);
+        let products = strict.products();
+        assert!(
+            products
+                .loan_product("MICRO")
+                .unwrap()
+                .availability_settings
+                .allows("GROUP")
+        );
+        assert!(
+            !products
+                .loan_product("PL-STD")
+                .unwrap()
+                .availability_settings
+                .allows("GROUP")
+        );
+        let lenient = TenantProfile::lenient();
+        assert_eq!(lenient.client_rules.group_rules.min_group_size_limit, None);
+        assert_eq!(
+            lenient.client_rules.group_rules.multiple_group_memberships,
+            MultipleGroupMemberships::Unlimited
+        );
+
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tenants/strict.yaml"),
+        )
+        .unwrap();
+        let limits = text.replace("minGroupSizeLimit: 3", "minGroupSizeLimit: 31");
+        let err = TenantProfile::parse(&limits, "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("minGroupSizeLimit 31"), "{err}");
+        let solidarity = text.replace(
+            "type: REGULAR_SAVINGS,\n      availabilitySettings: { availableFor: [INDIVIDUALS, PURE_GROUPS] }",
+            "type: REGULAR_SAVINGS,\n      availabilitySettings: { availableFor: [SOLIDARITY_GROUPS] }",
+        );
+        assert_ne!(solidarity, text);
+        let err = TenantProfile::parse(&solidarity, "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`SAV-STD`"), "{err}");
+        let role = text.replace("id: MEMBER,", "id: LEADER,");
+        let err = TenantProfile::parse(&role, "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("groupRoleNames: `LEADER`"), "{err}");
+    }
+
+    #[test]
     fn credentials_stay_out_of_debug_output() {
         let text = format!("{:?}", TenantProfile::lenient());
         assert!(!text.contains("sandbox-api-key"), "{text}");

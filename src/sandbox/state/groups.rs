@@ -16,6 +16,9 @@ use super::{Answer, EntityRef, Group, Tenant};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::tenant::{GroupSizeLimitType, MultipleGroupMemberships};
 
+/// A group's members: their client indexes, and each member as answered.
+type Members = (Vec<usize>, Vec<Map<String, Value>>);
+
 impl Tenant {
     pub fn create_group(&mut self, body: &Value) -> Answer {
         let doc = object(body)?;
@@ -95,7 +98,7 @@ impl Tenant {
         &self,
         doc: &Map<String, Value>,
         branch: Option<&str>,
-    ) -> Result<(Vec<usize>, Vec<Map<String, Value>>), ApiError> {
+    ) -> Result<Members, ApiError> {
         let items = match doc.get("groupMembers") {
             None | Some(Value::Null) => &Vec::new(),
             Some(Value::Array(items)) => items,
