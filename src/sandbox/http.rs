@@ -247,6 +247,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let api = Router::new()
         .route("/clients", post(create_client))
         .route("/clients/{id}", get(get_client))
+        .route("/groups", post(create_group))
+        .route("/groups/{id}", get(get_group))
         .route("/deposits", post(create_deposit))
         .route("/deposits/{id}", get(get_deposit).post(deposit_action))
         .route("/loans", post(create_loan))
@@ -597,6 +599,8 @@ fn change<'a>(
 enum Call<'a> {
     ReadClient,
     CreateClient,
+    ReadGroup,
+    CreateGroup,
     ReadDeposit,
     CreateDeposit,
     DepositState(&'a str),
@@ -628,6 +632,8 @@ fn required_permission(call: Call<'_>) -> &'static str {
     match call {
         Call::ReadClient => "VIEW_CLIENT_DETAILS",
         Call::CreateClient => "CREATE_CLIENT",
+        Call::ReadGroup => "VIEW_GROUP_DETAILS",
+        Call::CreateGroup => "CREATE_GROUP",
         Call::ReadDeposit => "VIEW_SAVINGS_ACCOUNT_DETAILS",
         Call::CreateDeposit => "CREATE_SAVINGS_ACCOUNT",
         Call::DepositState("APPROVE" | "UNDO_APPROVE") => "APPROVE_SAVINGS",
@@ -750,6 +756,27 @@ async fn create_client(
         &body,
         "POST /clients",
         Call::CreateClient,
+        op,
+    )
+    .await
+}
+
+async fn create_group(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<ConnHandle>,
+    Extension(caller): Extension<Caller>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let op = Tenant::create_group;
+    create(
+        &s,
+        &c,
+        &h,
+        &caller,
+        &body,
+        "POST /groups",
+        Call::CreateGroup,
         op,
     )
     .await
@@ -1080,6 +1107,26 @@ async fn get_client(
     read_entity(&s, &caller, Call::ReadClient, &q, |t| t.get_client(&id))
 }
 
+/// A group at the query's `detailsLevel`: BASIC also leaves out `groupMembers` (stricter
+/// reading: Mambu's FULL adds "any other related objects"; a reader that compares members asks
+/// for FULL).
+async fn get_group(
+    State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    read_entity(&s, &caller, Call::ReadGroup, &q, |t| {
+        let mut group = t.get_group(&id)?;
+        if Details::of(&q)? == Details::Basic
+            && let Value::Object(fields) = &mut group
+        {
+            fields.remove("groupMembers");
+        }
+        Ok(group)
+    })
+}
+
 async fn get_deposit(
     State(s): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
@@ -1337,6 +1384,8 @@ mod tests {
         let calls = [
             Call::ReadClient,
             Call::CreateClient,
+            Call::ReadGroup,
+            Call::CreateGroup,
             Call::ReadDeposit,
             Call::CreateDeposit,
             Call::ReadLoan,

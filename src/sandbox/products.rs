@@ -28,6 +28,10 @@ pub struct Products {
     pub deposit_products: Vec<DepositProduct>,
     #[serde(default)]
     pub branches: Vec<Branch>,
+    /// The tenant's group role names (a tenant profile's `groupRoleNames`): what a group
+    /// member's `roles[].groupRoleNameKey` may name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_role_names: Vec<GroupRoleName>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -57,6 +61,74 @@ pub struct LoanProduct {
     /// Four-eyes approval. Absent: off (Mambu's default).
     #[serde(default)]
     pub four_eyes_principle: FourEyesPrinciple,
+    /// Who may hold its accounts. Absent: individuals only (the stricter reading).
+    #[serde(default)]
+    pub availability_settings: AvailabilitySettings,
+}
+
+/// Mambu's `availabilitySettings` of a loan or deposit product (skyleague/mambu-sdk
+/// `src/loan-products/rest.zod.ts`, `ProductAvailabilitySettings`): the holders its accounts
+/// may have. A loan or deposit whose `accountHolderType` the list does not cover is refused
+/// (`INVALID_PARAMATERS_FOR_PRODUCT`, Mambu's spelling).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AvailabilitySettings {
+    /// Absent: `[INDIVIDUALS]` (stricter reading: Mambu's schema leaves it optional and does
+    /// not say what an absent list allows; a product is never assumed open to groups).
+    #[serde(default = "individuals")]
+    pub available_for: Vec<AvailableFor>,
+}
+
+impl Default for AvailabilitySettings {
+    fn default() -> Self {
+        Self {
+            available_for: individuals(),
+        }
+    }
+}
+
+fn individuals() -> Vec<AvailableFor> {
+    vec![AvailableFor::Individuals]
+}
+
+/// One of Mambu's `availableFor` values (deposit products know only the first two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AvailableFor {
+    /// Accounts held by a client (`accountHolderType: CLIENT`).
+    Individuals,
+    /// Accounts held by a group (`accountHolderType: GROUP`).
+    PureGroups,
+    /// Solidarity group loans: a group's loan split among its members. The sandbox does not
+    /// model the split, so this alone does not open a product to `accountHolderType: GROUP`
+    /// (stricter reading).
+    SolidarityGroups,
+}
+
+impl AvailabilitySettings {
+    /// Whether an account of this product may have a holder of `accountHolderType` `kind`
+    /// (`CLIENT` or `GROUP`).
+    pub fn allows(&self, kind: &str) -> bool {
+        let needed = match kind {
+            "CLIENT" => AvailableFor::Individuals,
+            "GROUP" => AvailableFor::PureGroups,
+            _ => return false,
+        };
+        self.available_for.contains(&needed)
+    }
+
+    /// The list as Mambu writes it, for a refusal's errorSource.
+    pub fn describe(&self) -> String {
+        self.available_for
+            .iter()
+            .map(|a| match a {
+                AvailableFor::Individuals => "INDIVIDUALS",
+                AvailableFor::PureGroups => "PURE_GROUPS",
+                AvailableFor::SolidarityGroups => "SOLIDARITY_GROUPS",
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Mambu's `feesSettings` of a loan product.
@@ -291,11 +363,26 @@ pub struct DepositProduct {
     pub product_type: String,
     #[serde(default = "default_currency")]
     pub currency: String,
+    /// Who may hold its accounts (`INDIVIDUALS`, `PURE_GROUPS`). Absent: individuals only (the
+    /// stricter reading).
+    #[serde(default)]
+    pub availability_settings: AvailabilitySettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Branch {
+    pub id: String,
+    pub encoded_key: String,
+    pub name: String,
+}
+
+/// One of the tenant's group role names (Mambu's group role names configuration,
+/// `GET /configuration/grouprolenames.yaml`: an id, a key and a name, e.g. `Treasurer`). A group
+/// member's role names it by `groupRoleNameKey` (its encodedKey).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupRoleName {
     pub id: String,
     pub encoded_key: String,
     pub name: String,
@@ -342,6 +429,11 @@ impl Products {
         self.deposit_products
             .iter()
             .find(|p| p.encoded_key == key_or_id || p.id == key_or_id)
+    }
+
+    /// A group role name by encodedKey (what `groupRoleNameKey` holds).
+    pub fn group_role_name(&self, key: &str) -> Option<&GroupRoleName> {
+        self.group_role_names.iter().find(|r| r.encoded_key == key)
     }
 
     pub fn branch(&self, key_or_id: &str) -> Option<&Branch> {

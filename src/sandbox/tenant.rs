@@ -22,7 +22,7 @@ use anyhow::Context as _;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::products::{Branch, DepositProduct, LoanProduct, Products};
+use super::products::{AvailableFor, Branch, DepositProduct, GroupRoleName, LoanProduct, Products};
 
 /// The built-in tenant: what `mambu-migrate sandbox` serves without `--tenant`, and what a
 /// plan's `target: sandbox` starts.
@@ -47,6 +47,11 @@ pub struct TenantProfile {
     pub branches: Vec<Branch>,
     pub loan_products: Vec<LoanProduct>,
     pub deposit_products: Vec<DepositProduct>,
+    /// The group role names a group member's role may name (Mambu's group role names
+    /// configuration: `[{id, encodedKey, name}]`). Absent: none, and a member with a role is
+    /// refused (`INVALID_GROUP_ROLE_NAME_KEY`).
+    #[serde(default)]
+    pub group_role_names: Vec<GroupRoleName>,
     #[serde(default)]
     pub client_rules: ClientRules,
 }
@@ -115,6 +120,54 @@ pub struct ClientRules {
     /// The most loan accounts one client may hold (an internal control); absent: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_loans_per_client: Option<u32>,
+    /// What a new group must pass (`POST /groups`).
+    #[serde(default)]
+    pub group_rules: GroupRules,
+}
+
+/// The rules a group must pass on creation. The names of the first four are Mambu's general
+/// setup's (internal controls: skyleague/mambu-sdk `src/general-setup/rest.zod.ts`);
+/// `membersSameBranch` is ours.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupRules {
+    /// What a group outside the size limits meets: `HARD` refuses it (`INVALID_GROUP_SIZE`),
+    /// `WARNING` and `NONE` accept it. Absent: `HARD` (stricter reading: a limit set is a limit
+    /// kept).
+    #[serde(default)]
+    pub group_size_limit_type: GroupSizeLimitType,
+    /// The fewest members a group may have; absent: no minimum (Mambu: "a null value means the
+    /// limit is ignored").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_group_size_limit: Option<u32>,
+    /// The most members a group may have; absent: no maximum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_group_size_limit: Option<u32>,
+    /// `UNLIMITED` (the default): a client may belong to several groups; `ONE_GROUP`: a client
+    /// already in a group is refused in another (`MULTIPLE_GROUP_MEMBERSHIP`).
+    #[serde(default)]
+    pub multiple_group_memberships: MultipleGroupMemberships,
+    /// Every member must be assigned to the group's branch (a client without one does not
+    /// match a group with one; nor the reverse). Absent: not checked.
+    #[serde(default)]
+    pub members_same_branch: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum GroupSizeLimitType {
+    #[default]
+    Hard,
+    Warning,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MultipleGroupMemberships {
+    #[default]
+    Unlimited,
+    OneGroup,
 }
 
 /// Mambu's duplicate client check: which fields make two clients the same, and what happens
@@ -230,8 +283,34 @@ impl TenantProfile {
                         .iter()
                         .flat_map(|p| p.fees_settings.fees.iter())
                         .map(|f| f.encoded_key.as_str()),
-                ),
+                )
+                .chain(self.group_role_names.iter().map(|r| r.encoded_key.as_str())),
         )?;
+        unique(
+            "groupRoleNames",
+            self.group_role_names.iter().map(|r| r.id.as_str()),
+        )?;
+        for product in &self.deposit_products {
+            if product
+                .availability_settings
+                .available_for
+                .contains(&AvailableFor::SolidarityGroups)
+            {
+                return Err(format!(
+                    "depositProducts: `{}` is available for SOLIDARITY_GROUPS, which only loan \
+                     products offer (INDIVIDUALS, PURE_GROUPS)",
+                    product.id
+                ));
+            }
+        }
+        let rules = &self.client_rules.group_rules;
+        if let (Some(min), Some(max)) = (rules.min_group_size_limit, rules.max_group_size_limit)
+            && min > max
+        {
+            return Err(format!(
+                "clientRules.groupRules: minGroupSizeLimit {min} is above maxGroupSizeLimit {max}"
+            ));
+        }
         Ok(())
     }
 
@@ -251,6 +330,7 @@ impl TenantProfile {
             loan_products: self.loan_products.clone(),
             deposit_products: self.deposit_products.clone(),
             branches: self.branches.clone(),
+            group_role_names: self.group_role_names.clone(),
         }
     }
 
@@ -377,6 +457,70 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`APPROVE`"), "{err}");
+    }
+
+    #[test]
+    fn group_settings_load_and_inconsistent_ones_are_refused() {
+        let strict = TenantProfile::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tenants/strict.yaml"),
+        )
+        .unwrap();
+        let rules = &strict.client_rules.group_rules;
+        assert_eq!(rules.group_size_limit_type, GroupSizeLimitType::Hard);
+        assert_eq!(
+            (rules.min_group_size_limit, rules.max_group_size_limit),
+            (Some(3), Some(30))
+        );
+        assert_eq!(
+            rules.multiple_group_memberships,
+            MultipleGroupMemberships::OneGroup
+        );
+        assert_eq!(strict.group_role_names.len(), 4);
+        let products = strict.products();
+        assert!(
+            products
+                .loan_product("MICRO")
+                .unwrap()
+                .availability_settings
+                .allows("GROUP")
+        );
+        assert!(
+            !products
+                .loan_product("PL-STD")
+                .unwrap()
+                .availability_settings
+                .allows("GROUP")
+        );
+        let lenient = TenantProfile::lenient();
+        assert_eq!(lenient.client_rules.group_rules.min_group_size_limit, None);
+        assert_eq!(
+            lenient.client_rules.group_rules.multiple_group_memberships,
+            MultipleGroupMemberships::Unlimited
+        );
+
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tenants/strict.yaml"),
+        )
+        .unwrap();
+        let limits = text.replace("minGroupSizeLimit: 3", "minGroupSizeLimit: 31");
+        let err = TenantProfile::parse(&limits, "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("minGroupSizeLimit 31"), "{err}");
+        let solidarity = text.replace(
+            "type: REGULAR_SAVINGS,\n      availabilitySettings: { availableFor: [INDIVIDUALS, PURE_GROUPS] }",
+            "type: REGULAR_SAVINGS,\n      availabilitySettings: { availableFor: [SOLIDARITY_GROUPS] }",
+        );
+        assert_ne!(solidarity, text);
+        let err = TenantProfile::parse(&solidarity, "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`SAV-STD`"), "{err}");
+        let role = text.replace("id: MEMBER,", "id: LEADER,");
+        let err = TenantProfile::parse(&role, "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("groupRoleNames: `LEADER`"), "{err}");
     }
 
     #[test]

@@ -30,6 +30,8 @@ impl Tenant {
         let c = &self.counters;
         json!({
             "clients": self.clients.len(),
+            "groups": self.groups.len(),
+            "group_members": self.group_memberships(),
             "deposits": self.deposits.len(),
             "deposits_by_state": deposits_by_state,
             "loans": self.loans.len(),
@@ -41,13 +43,15 @@ impl Tenant {
             "transaction_amounts_by_type": amounts_by_type.into_iter().map(|(k, v)| (k, money(v))).collect::<HashMap<_, _>>(),
             "duplicates": {
                 "clients": c.duplicate_clients,
+                "groups": c.duplicate_groups,
                 "deposits": c.duplicate_deposits,
                 "loans": c.duplicate_loans,
                 "transactions": c.duplicate_transactions,
-                "total": c.duplicate_clients + c.duplicate_deposits + c.duplicate_loans + c.duplicate_transactions,
+                "total": c.duplicate_clients + c.duplicate_groups + c.duplicate_deposits + c.duplicate_loans + c.duplicate_transactions,
             },
             "refused_duplicates": {
                 "client_id": c.refused_client_ids,
+                "group_id": c.refused_group_ids,
                 "account_id": c.refused_account_ids,
                 "external_id": c.refused_external_ids,
             },

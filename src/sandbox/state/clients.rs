@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use serde_json::{Map, Value, json};
 
 use super::json::{now, object, optional_str, required_str, writable};
-use super::{Answer, Client, EntityRef, Tenant};
+use super::{Answer, Client, EntityRef, Holder, Tenant};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::tenant::{DuplicateAction, DuplicateField};
 
@@ -213,7 +213,12 @@ impl Tenant {
         Value::Object(out)
     }
 
-    pub(super) fn activate_client(&mut self, index: usize) {
+    /// A first approval or disbursement activates a client holder; a group has no state in
+    /// API v2's Group (skyleague/mambu-sdk `src/groups/rest.zod.ts`), so nothing changes.
+    pub(super) fn activate_client(&mut self, holder: Holder) {
+        let Holder::Client(index) = holder else {
+            return;
+        };
         let client = &mut self.clients[index];
         if client.state == "INACTIVE" {
             client.state = "ACTIVE";
@@ -221,16 +226,26 @@ impl Tenant {
         }
     }
 
-    /// The holder named by `accountHolderKey` (an encodedKey, as Mambu requires).
-    pub(super) fn holder(&self, doc: &Map<String, Value>) -> Result<usize, ApiError> {
+    /// The holder named by `accountHolderKey` (an encodedKey, as Mambu requires): a client for
+    /// `accountHolderType: CLIENT`, a group for `GROUP` (the other kind's key is not found).
+    pub(super) fn holder(&self, doc: &Map<String, Value>) -> Result<Holder, ApiError> {
         let key = required_str(doc, "accountHolderKey")?;
         let kind = required_str(doc, "accountHolderType")?;
         if !matches!(kind, "CLIENT" | "GROUP") {
             return Err(ApiError::invalid_parameters("accountHolderType"));
         }
         match (kind, self.keys.get(key)) {
-            ("CLIENT", Some(EntityRef::Client(i))) => Ok(*i),
+            ("CLIENT", Some(EntityRef::Client(i))) => Ok(Holder::Client(*i)),
+            ("GROUP", Some(EntityRef::Group(i))) => Ok(Holder::Group(*i)),
             _ => Err(ApiError::account_holder_not_found()),
+        }
+    }
+
+    /// The `assignedBranchKey` of an account's holder, if it has one.
+    pub(super) fn holder_branch(&self, holder: Holder) -> Option<&Value> {
+        match holder {
+            Holder::Client(i) => self.clients[i].doc.get("assignedBranchKey"),
+            Holder::Group(i) => self.groups[i].doc.get("assignedBranchKey"),
         }
     }
 }

@@ -18,9 +18,16 @@ impl Tenant {
             .deposit_products
             .iter()
             .find(|p| p.encoded_key == product_key)
-            .ok_or_else(|| ApiError::invalid_product("productTypeKey"))?
-            .encoded_key
-            .clone();
+            .ok_or_else(|| ApiError::invalid_product("productTypeKey"))?;
+        let holder_type = required_str(doc, "accountHolderType")?;
+        if !product.availability_settings.allows(holder_type) {
+            return Err(ApiError::product_not_available_for(
+                holder_type,
+                &product.id,
+                &product.availability_settings.describe(),
+            ));
+        }
+        let product = product.encoded_key.clone();
         let natural = format!("deposit|{holder}|{product}|{name}");
         let id = self.claim_account_id(doc, natural)?;
         let encoded_key = self.new_key();

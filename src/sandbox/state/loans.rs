@@ -48,6 +48,14 @@ impl Tenant {
             .position(|p| p.encoded_key == product_key)
             .ok_or_else(|| ApiError::invalid_product("productTypeKey"))?;
         let product = &self.products.loan_products[product_index];
+        let holder_type = required_str(doc, "accountHolderType")?;
+        if !product.availability_settings.allows(holder_type) {
+            return Err(ApiError::product_not_available_for(
+                holder_type,
+                &product.id,
+                &product.availability_settings.describe(),
+            ));
+        }
         if amount <= Decimal::ZERO {
             return Err(ApiError::invalid_amount("loanAmount"));
         }
@@ -290,7 +298,7 @@ impl Tenant {
             out.insert("approvedDate".into(), json!(at));
         }
         if !out.contains_key("assignedBranchKey")
-            && let Some(branch) = self.clients[l.holder].doc.get("assignedBranchKey")
+            && let Some(branch) = self.holder_branch(l.holder)
         {
             out.insert("assignedBranchKey".into(), branch.clone());
         }

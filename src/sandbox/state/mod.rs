@@ -7,6 +7,7 @@
 //! sequence helpers (encodedKeys, natural keys for duplicates, the shared account id space).
 //! Each operation lives with the entity it concerns, as its own `impl Tenant`:
 //! - `clients`: create, get, activate; the account holder a loan or deposit names.
+//! - `groups`: create (members, their roles, the tenant's group rules), get.
 //! - `deposits`: create, get, state changes, the deposit's JSON.
 //! - `loans`: create (checked against the product's terms), get, state changes, the loan's
 //!   JSON and balances.
@@ -27,6 +28,7 @@
 mod backdoor;
 mod clients;
 mod deposits;
+mod groups;
 mod json;
 mod loans;
 mod locks;
@@ -36,6 +38,7 @@ mod transactions;
 mod zone;
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 
 use chrono::{DateTime, FixedOffset};
 use rust_decimal::Decimal;
@@ -59,12 +62,15 @@ pub struct Tenant {
     zone: Zone,
     seq: u64,
     clients: Vec<Client>,
+    groups: Vec<Group>,
     deposits: Vec<Deposit>,
     loans: Vec<Loan>,
     transactions: Vec<Transaction>,
     /// encodedKey → entity, for every entity kind.
     keys: HashMap<String, EntityRef>,
     client_ids: HashMap<String, usize>,
+    /// Groups have their own id space (GROUP_ID_ALREADY_IN_USE).
+    group_ids: HashMap<String, usize>,
     /// Loans and deposits share one id space, as Mambu's ACCOUNT_ID_ALREADY_IN_USE implies.
     account_ids: HashMap<String, EntityRef>,
     external_ids: HashMap<String, usize>,
@@ -80,11 +86,13 @@ pub struct Tenant {
 pub struct Counters {
     /// Entities or transactions created again for the same natural key (see [`Tenant::stats`]).
     pub duplicate_clients: u64,
+    pub duplicate_groups: u64,
     pub duplicate_deposits: u64,
     pub duplicate_loans: u64,
     pub duplicate_transactions: u64,
     /// Creations refused because the id or externalId was taken: replays caught by Mambu's rules.
     pub refused_client_ids: u64,
+    pub refused_group_ids: u64,
     pub refused_account_ids: u64,
     pub refused_external_ids: u64,
 }
@@ -92,6 +100,7 @@ pub struct Counters {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum EntityRef {
     Client(usize),
+    Group(usize),
     Deposit(usize),
     Loan(usize),
 }
@@ -106,12 +115,40 @@ struct Client {
     activated: Option<String>,
 }
 
+/// A group: its members are clients (by index), each with its roles as answered.
+#[derive(Debug)]
+struct Group {
+    encoded_key: String,
+    id: String,
+    /// The body as stored, `groupMembers` as answered (roles completed).
+    doc: Map<String, Value>,
+    members: Vec<usize>,
+    created: String,
+}
+
+/// The holder of a loan or deposit (`accountHolderType` and `accountHolderKey`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    Client(usize),
+    Group(usize),
+}
+
+/// A holder in natural keys: `client#3`, `group#0`.
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Holder::Client(i) => write!(f, "client#{i}"),
+            Holder::Group(i) => write!(f, "group#{i}"),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Deposit {
     encoded_key: String,
     id: String,
     doc: Map<String, Value>,
-    holder: usize,
+    holder: Holder,
     product_key: String,
     state: &'static str,
     balance: Decimal,
@@ -125,7 +162,7 @@ struct Loan {
     encoded_key: String,
     id: String,
     doc: Map<String, Value>,
-    holder: usize,
+    holder: Holder,
     product: usize,
     amount: Decimal,
     interest_rate: Decimal,
@@ -221,11 +258,13 @@ impl Tenant {
             zone,
             seq: 0,
             clients: Vec::new(),
+            groups: Vec::new(),
             deposits: Vec::new(),
             loans: Vec::new(),
             transactions: Vec::new(),
             keys: HashMap::new(),
             client_ids: HashMap::new(),
+            group_ids: HashMap::new(),
             account_ids: HashMap::new(),
             external_ids: HashMap::new(),
             natural_keys: HashMap::new(),
