@@ -7,6 +7,8 @@
 //! sequence helpers (encodedKeys, natural keys for duplicates, the shared account id space).
 //! Each operation lives with the entity it concerns, as its own `impl Tenant`:
 //! - `clients`: create, get, activate; the account holder a loan or deposit names.
+//! - `custom_fields`: the custom field values a client, loan or deposit carries, checked
+//!   against the tenant's custom field sets; the definitions' answers; a client's addresses.
 //! - `deposits`: create, get, state changes, the deposit's JSON.
 //! - `loans`: create (checked against the product's terms), get, state changes, the loan's
 //!   JSON and balances.
@@ -26,6 +28,7 @@
 
 mod backdoor;
 mod clients;
+mod custom_fields;
 mod deposits;
 mod json;
 mod loans;
@@ -43,7 +46,7 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::products::Products;
-use super::tenant::ClientRules;
+use super::tenant::{ClientRules, CustomFieldSet};
 
 use json::optional_str;
 pub use json::{decimal, money};
@@ -55,6 +58,8 @@ pub struct Tenant {
     products: Products,
     /// What a new client must pass (duplicate check, ID documents, loans per client).
     client_rules: ClientRules,
+    /// The only `_Set_Id` keys a body may carry (see `custom_fields`).
+    custom_field_sets: Vec<CustomFieldSet>,
     /// Every date-time it reads must carry this zone's offset; every one it writes does.
     zone: Zone,
     seq: u64,
@@ -218,6 +223,7 @@ impl Tenant {
         Self {
             products,
             client_rules,
+            custom_field_sets: Vec::new(),
             zone,
             seq: 0,
             clients: Vec::new(),
