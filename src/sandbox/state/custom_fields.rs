@@ -499,7 +499,7 @@ pub(super) fn check_addresses(doc: &Map<String, Value>) -> Result<(), ApiError> 
                 }
                 "latitude" | "longitude" => {
                     let limit = if key == "latitude" { 90 } else { 180 };
-                    if !decimal(value).is_some_and(|d| d.abs() <= limit.into()) {
+                    if decimal(value).is_none_or(|d| d.abs() > limit.into()) {
                         return Err(ApiError::invalid_address(format!(
                             "{source}: a number from -{limit} to {limit}"
                         )));
