@@ -142,11 +142,14 @@ impl Shared {
             .throttle_rps
             .map(|rps| Bucket::new(rps, config.faults.throttle_burst));
         Self {
-            tenant: Mutex::new(Tenant::new(
-                config.tenant.products(),
-                Zone::new(config.tenant.zone().unwrap_or(chrono_tz::Tz::UTC)),
-                config.tenant.client_rules.clone(),
-            )),
+            tenant: Mutex::new(
+                Tenant::new(
+                    config.tenant.products(),
+                    Zone::new(config.tenant.zone().unwrap_or(chrono_tz::Tz::UTC)),
+                    config.tenant.client_rules.clone(),
+                )
+                .with_custom_field_sets(config.tenant.custom_field_sets.clone()),
+            ),
             idempotency: Mutex::new(KeyStore::default()),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed)),
             bucket: Mutex::new(bucket),
@@ -271,6 +274,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/branches", get(branches))
         .route("/branches/{id}", get(branch))
         .route("/setup/organization", get(organization_setup))
+        .route("/customfieldsets", get(custom_field_sets))
+        .route("/customfields/{id}", get(custom_field))
         .fallback(unknown_operation)
         .layer(middleware::from_fn_with_state(shared.clone(), gate));
     Router::new()
@@ -622,6 +627,8 @@ enum Call<'a> {
     ReadDepositProducts,
     ReadBranches,
     ReadOrganization,
+    /// Custom field sets and definitions.
+    ReadCustomFields,
 }
 
 /// The permission each call needs: the sandbox's one table of access rules. The names are
@@ -664,6 +671,7 @@ fn required_permission(call: Call<'_>) -> &'static str {
         Call::ReadDepositProducts => "VIEW_SAVINGS_PRODUCT_DETAILS",
         Call::ReadBranches => "VIEW_BRANCH_DETAILS",
         Call::ReadOrganization => "VIEW_ORGANIZATION_DETAILS",
+        Call::ReadCustomFields => "VIEW_CUSTOM_FIELD",
     }
 }
 
@@ -1329,6 +1337,26 @@ async fn organization_setup(
     })
 }
 
+/// `GET /customfieldsets[?availableFor=client|group|loan_account|deposit_account|...]`, paged.
+async fn custom_field_sets(
+    State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    list(&s, &caller, Call::ReadCustomFields, &q, |t| {
+        t.custom_field_sets(q.get("availableFor").map(String::as_str))
+    })
+}
+
+/// `GET /customfields/{id}`: one custom field definition.
+async fn custom_field(
+    State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    read(&s, &caller, Call::ReadCustomFields, |t| t.custom_field(&id))
+}
+
 /// Test-only: change the tenant behind the API's back (see [`Tenant::tamper`]).
 async fn tamper(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     let parsed: Value = match serde_json::from_slice(&body) {
@@ -1401,6 +1429,7 @@ mod tests {
             Call::ReadDepositProducts,
             Call::ReadBranches,
             Call::ReadOrganization,
+            Call::ReadCustomFields,
         ];
         let actions = [
             "APPROVE",

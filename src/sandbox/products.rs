@@ -76,7 +76,7 @@ pub struct AvailabilitySettings {
     /// Absent: `[INDIVIDUALS]` (stricter reading: Mambu's schema leaves it optional and does
     /// not say what an absent list allows; a product is never assumed open to groups).
     #[serde(default = "individuals")]
-    pub available_for: Vec<AvailableFor>,
+    pub available_for: Vec<HolderKind>,
 }
 
 impl Default for AvailabilitySettings {
@@ -87,14 +87,14 @@ impl Default for AvailabilitySettings {
     }
 }
 
-fn individuals() -> Vec<AvailableFor> {
-    vec![AvailableFor::Individuals]
+fn individuals() -> Vec<HolderKind> {
+    vec![HolderKind::Individuals]
 }
 
 /// One of Mambu's `availableFor` values (deposit products know only the first two).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum AvailableFor {
+pub enum HolderKind {
     /// Accounts held by a client (`accountHolderType: CLIENT`).
     Individuals,
     /// Accounts held by a group (`accountHolderType: GROUP`).
@@ -110,8 +110,8 @@ impl AvailabilitySettings {
     /// (`CLIENT` or `GROUP`).
     pub fn allows(&self, kind: &str) -> bool {
         let needed = match kind {
-            "CLIENT" => AvailableFor::Individuals,
-            "GROUP" => AvailableFor::PureGroups,
+            "CLIENT" => HolderKind::Individuals,
+            "GROUP" => HolderKind::PureGroups,
             _ => return false,
         };
         self.available_for.contains(&needed)
@@ -122,9 +122,9 @@ impl AvailabilitySettings {
         self.available_for
             .iter()
             .map(|a| match a {
-                AvailableFor::Individuals => "INDIVIDUALS",
-                AvailableFor::PureGroups => "PURE_GROUPS",
-                AvailableFor::SolidarityGroups => "SOLIDARITY_GROUPS",
+                HolderKind::Individuals => "INDIVIDUALS",
+                HolderKind::PureGroups => "PURE_GROUPS",
+                HolderKind::SolidarityGroups => "SOLIDARITY_GROUPS",
             })
             .collect::<Vec<_>>()
             .join(", ")

@@ -22,7 +22,7 @@ use anyhow::Context as _;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::products::{AvailableFor, Branch, DepositProduct, GroupRoleName, LoanProduct, Products};
+use super::products::{Branch, DepositProduct, GroupRoleName, HolderKind, LoanProduct, Products};
 
 /// The built-in tenant: what `mambu-migrate sandbox` serves without `--tenant`, and what a
 /// plan's `target: sandbox` starts.
@@ -54,6 +54,11 @@ pub struct TenantProfile {
     pub group_role_names: Vec<GroupRoleName>,
     #[serde(default)]
     pub client_rules: ClientRules,
+    /// The tenant's custom field sets and their fields (`GET /customfieldsets`,
+    /// `GET /customfields/{id}`): the only `_Set_Id` keys a client, group, loan or deposit body
+    /// may carry. Absent: none (a body with custom field values is refused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom_field_sets: Vec<CustomFieldSet>,
 }
 
 fn default_currency() -> String {
@@ -205,6 +210,217 @@ pub enum DuplicateField {
     LastNameAndDateOfBirth,
 }
 
+/// A custom field set: Mambu's `CustomFieldSetMeta` (skyleague/mambu-sdk
+/// `src/custom-field-sets/rest.zod.ts`), trimmed, with its fields inline.
+///
+/// ```yaml
+/// customFieldSets:
+///   - id: _Client_Details
+///     name: Client details
+///     availableFor: CLIENT
+///     fieldSetType: STANDARD
+///     customFields:
+///       - { id: employment_status, type: SELECTION, required: true,
+///           availableOptions: [{ value: EMPLOYED }, { value: RETIRED }] }
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomFieldSet {
+    /// Mambu's set id: starts with `_` (`_Client_Details`), unique in the tenant. Values sit
+    /// under it in a body: `"_Client_Details": {"employment_status": "RETIRED"}`.
+    pub id: String,
+    /// Its display name (Mambu's `displaySettings.displayName`).
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The entity whose bodies carry it.
+    pub available_for: AvailableFor,
+    /// STANDARD: one value per field (`"_Set": {...}`); GROUPED: a list of groups
+    /// (`"_Set": [{...}, {...}]`), e.g. several references. Required, as Mambu requires it
+    /// (`CUSTOM_FIELD_SET_TYPE_REQUIRED`).
+    pub field_set_type: FieldSetType,
+    /// Its fields, at least one.
+    pub custom_fields: Vec<CustomFieldDefinition>,
+}
+
+/// Mambu's `availableFor` of a custom field set or definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AvailableFor {
+    Client,
+    Group,
+    CreditArrangement,
+    LoanAccount,
+    Guarantor,
+    Asset,
+    DepositAccount,
+    DepositProduct,
+    TransactionChannel,
+    TransactionType,
+    Branch,
+    Centre,
+    User,
+}
+
+impl AvailableFor {
+    /// The name Mambu's JSON gives it (`LOAN_ACCOUNT`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AvailableFor::Client => "CLIENT",
+            AvailableFor::Group => "GROUP",
+            AvailableFor::CreditArrangement => "CREDIT_ARRANGEMENT",
+            AvailableFor::LoanAccount => "LOAN_ACCOUNT",
+            AvailableFor::Guarantor => "GUARANTOR",
+            AvailableFor::Asset => "ASSET",
+            AvailableFor::DepositAccount => "DEPOSIT_ACCOUNT",
+            AvailableFor::DepositProduct => "DEPOSIT_PRODUCT",
+            AvailableFor::TransactionChannel => "TRANSACTION_CHANNEL",
+            AvailableFor::TransactionType => "TRANSACTION_TYPE",
+            AvailableFor::Branch => "BRANCH",
+            AvailableFor::Centre => "CENTRE",
+            AvailableFor::User => "USER",
+        }
+    }
+}
+
+/// Mambu's `fieldSetType`: how a set's values are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FieldSetType {
+    Standard,
+    Grouped,
+}
+
+/// A custom field definition: Mambu's `CustomFieldMeta` (skyleague/mambu-sdk
+/// `src/custom-fields/rest.zod.ts`), trimmed. Its `availableFor` is its set's.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomFieldDefinition {
+    /// Mambu's field id, unique in the tenant (across sets); it does not start with `_`.
+    pub id: String,
+    /// Its display name (`displaySettings.displayName`); the id when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub field_type: CustomFieldType,
+    /// Mambu's `usage[].required`: a body without a value is refused
+    /// (`REQUIRED_CUSTOM_FIELD_MISSING`).
+    #[serde(default)]
+    pub required: bool,
+    /// Mambu's `usage[].default`: shown by default on the create and edit pages (it gives no
+    /// value: Mambu's definitions carry no default value).
+    #[serde(default)]
+    pub default: bool,
+    /// The options of a SELECTION field (Mambu's `selectionOptions[].availableOptions`): a
+    /// value must be one of their `value`s. Only for SELECTION, and at least one there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub available_options: Vec<SelectionOption>,
+    /// Mambu's `valueValidationSettings.validationPattern`, FREE_TEXT only: `#` a digit, `@` a
+    /// letter, `$` a digit or letter, anything else itself (e.g. `PT-######`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_pattern: Option<String>,
+}
+
+/// Mambu's custom field `type`s the sandbox checks values of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CustomFieldType {
+    /// Any text.
+    FreeText,
+    /// A decimal number, written as a string (`"46290"`, `"-12.5"`).
+    Number,
+    /// `"TRUE"` or `"FALSE"`.
+    Checkbox,
+    /// `YYYY-MM-DD`.
+    Date,
+    /// One of the field's `availableOptions` values.
+    Selection,
+}
+
+impl CustomFieldType {
+    pub fn name(self) -> &'static str {
+        match self {
+            CustomFieldType::FreeText => "FREE_TEXT",
+            CustomFieldType::Number => "NUMBER",
+            CustomFieldType::Checkbox => "CHECKBOX",
+            CustomFieldType::Date => "DATE",
+            CustomFieldType::Selection => "SELECTION",
+        }
+    }
+}
+
+/// One option of a SELECTION field (Mambu's `CustomFieldAvailableOption`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SelectionOption {
+    /// The value a body sends (`EMPLOYED`).
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+}
+
+/// What serde cannot check in the custom field sets: Mambu's id rules (set ids start with `_`,
+/// ids unique: sets among sets, fields across the tenant), a field in every set, options for
+/// SELECTION fields only (non-empty, unique), patterns for FREE_TEXT only.
+fn check_custom_field_sets(sets: &[CustomFieldSet]) -> Result<(), String> {
+    unique("customFieldSets", sets.iter().map(|s| s.id.as_str()))?;
+    unique(
+        "customFields",
+        sets.iter()
+            .flat_map(|s| s.custom_fields.iter())
+            .map(|f| f.id.as_str()),
+    )?;
+    for set in sets {
+        let at = format!("customFieldSets: `{}`", set.id);
+        if set.id.len() < 2 || !set.id.starts_with('_') {
+            return Err(format!(
+                "{at}: a set id starts with `_` and names the set (`_Client_Details`)"
+            ));
+        }
+        if set.custom_fields.is_empty() {
+            return Err(format!("{at}: has no customFields"));
+        }
+        for field in &set.custom_fields {
+            let at = format!("{at}, field `{}`", field.id);
+            if field.id.is_empty() || field.id.starts_with('_') {
+                return Err(format!(
+                    "{at}: a field id is not empty and does not start with `_` (which names sets)"
+                ));
+            }
+            let selection = field.field_type == CustomFieldType::Selection;
+            if selection && field.available_options.is_empty() {
+                return Err(format!("{at}: a SELECTION field needs availableOptions"));
+            }
+            if !selection && !field.available_options.is_empty() {
+                return Err(format!(
+                    "{at}: only a SELECTION field has availableOptions (this one is {})",
+                    field.field_type.name()
+                ));
+            }
+            if field
+                .available_options
+                .iter()
+                .any(|o| o.value.trim().is_empty())
+            {
+                return Err(format!("{at}: an option's value is empty"));
+            }
+            unique(
+                &format!("{at}: availableOptions"),
+                field.available_options.iter().map(|o| o.value.as_str()),
+            )?;
+            if field.validation_pattern.is_some() && field.field_type != CustomFieldType::FreeText {
+                return Err(format!(
+                    "{at}: only a FREE_TEXT field has a validationPattern"
+                ));
+            }
+            if field.validation_pattern.as_deref() == Some("") {
+                return Err(format!("{at}: the validationPattern is empty"));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl TenantProfile {
     /// The built-in tenant (`fixtures/tenants/lenient.yaml`).
     pub fn lenient() -> Self {
@@ -294,7 +510,7 @@ impl TenantProfile {
             if product
                 .availability_settings
                 .available_for
-                .contains(&AvailableFor::SolidarityGroups)
+                .contains(&HolderKind::SolidarityGroups)
             {
                 return Err(format!(
                     "depositProducts: `{}` is available for SOLIDARITY_GROUPS, which only loan \
@@ -311,6 +527,7 @@ impl TenantProfile {
                 "clientRules.groupRules: minGroupSizeLimit {min} is above maxGroupSizeLimit {max}"
             ));
         }
+        check_custom_field_sets(&self.custom_field_sets)?;
         Ok(())
     }
 
@@ -412,6 +629,7 @@ pub const PERMISSIONS: &[&str] = &[
     "APPLY_SAVINGS_FEES",
     "BACKDATE_SAVINGS_TRANSACTIONS",
     "VIEW_ORGANIZATION_DETAILS",
+    "VIEW_CUSTOM_FIELD",
 ];
 
 #[cfg(test)]
@@ -521,6 +739,83 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("groupRoleNames: `LEADER`"), "{err}");
+    }
+
+    #[test]
+    fn custom_field_sets_are_checked_on_load() {
+        let strict = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tenants/strict.yaml"),
+        )
+        .unwrap();
+        let profile = TenantProfile::parse(&strict, "s.yaml").unwrap();
+        let ids: Vec<&str> = profile
+            .custom_field_sets
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect();
+        assert_eq!(ids, ["_Client_Details", "_Loan_Origination"]);
+        assert!(
+            profile
+                .custom_field_sets
+                .iter()
+                .flat_map(|s| &s.custom_fields)
+                .all(|f| !f.required),
+            "not required until the sample maps them (issue 17)"
+        );
+        for (from, to, says) in [
+            (
+                "id: _Loan_Origination",
+                "id: _Client_Details",
+                "`_Client_Details` appears twice",
+            ),
+            (
+                "id: _Loan_Origination",
+                "id: Loan_Origination",
+                "starts with `_`",
+            ),
+            (
+                "id: legacy_account_number",
+                "id: employment_status",
+                "`employment_status` appears twice",
+            ),
+            (
+                "type: SELECTION",
+                "type: FREE_TEXT",
+                "only a SELECTION field has availableOptions",
+            ),
+            (
+                "{ value: STUDENT }",
+                "{ value: RETIRED }",
+                "`RETIRED` appears twice",
+            ),
+            ("availableFor: LOAN_ACCOUNT", "availableFor: LOANS", "LOANS"),
+            (
+                "fieldSetType: STANDARD\n    customFields:\n      # Optional",
+                "customFields:\n      # Optional",
+                "fieldSetType",
+            ),
+            (
+                "type: DATE, required",
+                "type: DATE, validationPattern: '##', required",
+                "only a FREE_TEXT field has a validationPattern",
+            ),
+        ] {
+            assert!(strict.contains(from), "{from}");
+            let err = TenantProfile::parse(&strict.replacen(from, to, 1), "s.yaml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{from} -> {to}: {err}");
+        }
+        let options = strict.find("        availableOptions:").unwrap();
+        let end = strict[options..].find("  - id: _Loan_Origination").unwrap() + options;
+        let no_options = format!("{}{}", &strict[..options], &strict[end..]);
+        let err = TenantProfile::parse(&no_options, "s.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a SELECTION field needs availableOptions"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
 //! The sandbox's own view of the tenant, behind Mambu's API: the counts of `GET /_sandbox/stats`
+//! (custom field values per set and addresses among them)
 //! and the test-only changes of `POST /_sandbox/tamper`.
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ impl Tenant {
                 t.doc.get("amount").and_then(decimal).unwrap_or_default();
         }
         let c = &self.counters;
+        let custom = self.custom_field_stats();
         json!({
             "clients": self.clients.len(),
             "groups": self.groups.len(),
@@ -49,6 +51,9 @@ impl Tenant {
                 "transactions": c.duplicate_transactions,
                 "total": c.duplicate_clients + c.duplicate_groups + c.duplicate_deposits + c.duplicate_loans + c.duplicate_transactions,
             },
+            "custom_field_values": custom["custom_field_values"],
+            "custom_field_values_total": custom["custom_field_values_total"],
+            "addresses": custom["addresses"],
             "refused_duplicates": {
                 "client_id": c.refused_client_ids,
                 "group_id": c.refused_group_ids,

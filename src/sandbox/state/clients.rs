@@ -1,14 +1,16 @@
 //! Clients: creation (ids, natural-key duplicates, branch, the tenant's client rules: ID
-//! documents and the duplicate-client check), lookup by id or encodedKey, their JSON,
+//! documents and the duplicate-client check; addresses and custom field values, checked in
+//! `custom_fields`), lookup by id or encodedKey, their JSON,
 //! activation on a first approval or disbursement, and the holder an account names.
 
 use chrono::NaiveDate;
 use serde_json::{Map, Value, json};
 
+use super::custom_fields::check_addresses;
 use super::json::{now, object, optional_str, required_str, writable};
 use super::{Answer, Client, EntityRef, Holder, Tenant};
 use crate::sandbox::error::ApiError;
-use crate::sandbox::tenant::{DuplicateAction, DuplicateField};
+use crate::sandbox::tenant::{AvailableFor, DuplicateAction, DuplicateField};
 
 impl Tenant {
     pub fn create_client(&mut self, body: &Value) -> Answer {
@@ -29,6 +31,8 @@ impl Tenant {
             return Err(ApiError::invalid_branch_key());
         }
         let documents = self.id_documents(doc)?;
+        check_addresses(doc)?;
+        let custom = self.custom_field_values(AvailableFor::Client, doc)?;
         let given_id = optional_str(doc, "id")?;
         if let Some(id) = given_id
             && self.client_ids.contains_key(id)
@@ -76,6 +80,17 @@ impl Tenant {
             ],
         );
         doc.remove("id");
+        doc.extend(custom);
+        if let Some(Value::Array(stored)) = doc.get_mut("addresses") {
+            // As Mambu answers them: each with its own key, its owner's, and its place.
+            for (i, address) in stored.iter_mut().enumerate() {
+                if let Value::Object(address) = address {
+                    address.insert("encodedKey".into(), json!(self.new_key()));
+                    address.insert("parentKey".into(), json!(encoded_key));
+                    address.insert("indexInList".into(), json!(i));
+                }
+            }
+        }
         if let Some(Value::Array(stored)) = doc.get_mut("idDocuments") {
             // As Mambu answers them: each with its own key, its client's, and its place.
             for (i, document) in stored.iter_mut().enumerate() {

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::json::{money, now, object, required_str, writable};
 use super::{Answer, Deposit, EntityRef, Tenant};
 use crate::sandbox::error::ApiError;
+use crate::sandbox::tenant::AvailableFor;
 
 impl Tenant {
     pub fn create_deposit(&mut self, body: &Value) -> Answer {
@@ -28,6 +29,7 @@ impl Tenant {
             ));
         }
         let product = product.encoded_key.clone();
+        let custom = self.custom_field_values(AvailableFor::DepositAccount, doc)?;
         let natural = format!("deposit|{holder}|{product}|{name}");
         let id = self.claim_account_id(doc, natural)?;
         let encoded_key = self.new_key();
@@ -51,6 +53,7 @@ impl Tenant {
             ],
         );
         doc.remove("id");
+        doc.extend(custom);
         self.deposits.push(Deposit {
             encoded_key,
             id,

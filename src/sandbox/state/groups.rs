@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use super::json::{now, object, optional_str, required_str, writable};
 use super::{Answer, EntityRef, Group, Tenant};
 use crate::sandbox::error::ApiError;
-use crate::sandbox::tenant::{GroupSizeLimitType, MultipleGroupMemberships};
+use crate::sandbox::tenant::{AvailableFor, GroupSizeLimitType, MultipleGroupMemberships};
 
 /// A group's members: their client indexes, and each member as answered.
 type Members = (Vec<usize>, Vec<Map<String, Value>>);
@@ -32,6 +32,7 @@ impl Tenant {
         {
             return Err(ApiError::invalid_branch_key());
         }
+        let custom = self.custom_field_values(AvailableFor::Group, doc)?;
         let given_id = optional_str(doc, "id")?;
         if let Some(id) = given_id
             && self.group_ids.contains_key(id)
@@ -67,6 +68,7 @@ impl Tenant {
             ],
         );
         doc.remove("id");
+        doc.extend(custom);
         // Each role as Mambu answers it: its own key, its role name's name and id.
         let answered = answered
             .into_iter()
@@ -260,7 +262,7 @@ mod tests {
 
     use super::super::test_support::{client, tenant};
     use super::super::{ClientRules, Products, Tenant, Zone};
-    use crate::sandbox::products::{AvailableFor, GroupRoleName};
+    use crate::sandbox::products::{GroupRoleName, HolderKind};
     use crate::sandbox::tenant::{GroupRules, GroupSizeLimitType, MultipleGroupMemberships};
 
     const LEADER: &str = "8a19c0de0000000000000000000e0001";
@@ -288,9 +290,9 @@ mod tests {
         for p in &mut products.loan_products {
             if p.id == "MICRO" {
                 p.availability_settings.available_for =
-                    vec![AvailableFor::Individuals, AvailableFor::PureGroups];
+                    vec![HolderKind::Individuals, HolderKind::PureGroups];
             } else {
-                p.availability_settings.available_for = vec![AvailableFor::Individuals];
+                p.availability_settings.available_for = vec![HolderKind::Individuals];
             }
         }
         let client_rules = ClientRules {

@@ -11,6 +11,7 @@ use super::json::{
 use super::{Answer, EntityRef, Installment, Loan, Tenant, Zone};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::products::LoanProduct;
+use crate::sandbox::tenant::AvailableFor;
 
 impl Tenant {
     /// Creates a loan without a caller (no creator recorded: four-eyes cannot refuse its
@@ -108,6 +109,7 @@ impl Tenant {
                 "disbursementDetails.firstRepaymentDate",
             ));
         }
+        let custom = self.custom_field_values(AvailableFor::LoanAccount, doc)?;
         let state = match optional_str(doc, "accountState")? {
             None | Some("PENDING_APPROVAL") => "PENDING_APPROVAL",
             Some("PARTIAL_APPLICATION") => "PARTIAL_APPLICATION",
@@ -149,6 +151,7 @@ impl Tenant {
             ],
         );
         doc.remove("id");
+        doc.extend(custom);
         store_numbers(
             &mut doc,
             &[

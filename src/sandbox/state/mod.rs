@@ -8,6 +8,8 @@
 //! Each operation lives with the entity it concerns, as its own `impl Tenant`:
 //! - `clients`: create, get, activate; the account holder a loan or deposit names.
 //! - `groups`: create (members, their roles, the tenant's group rules), get.
+//! - `custom_fields`: the custom field values a client, loan or deposit carries, checked
+//!   against the tenant's custom field sets; the definitions' answers; a client's addresses.
 //! - `deposits`: create, get, state changes, the deposit's JSON.
 //! - `loans`: create (checked against the product's terms), get, state changes, the loan's
 //!   JSON and balances.
@@ -27,6 +29,7 @@
 
 mod backdoor;
 mod clients;
+mod custom_fields;
 mod deposits;
 mod groups;
 mod json;
@@ -46,7 +49,7 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::products::Products;
-use super::tenant::ClientRules;
+use super::tenant::{ClientRules, CustomFieldSet};
 
 use json::optional_str;
 pub use json::{decimal, money};
@@ -58,6 +61,8 @@ pub struct Tenant {
     products: Products,
     /// What a new client must pass (duplicate check, ID documents, loans per client).
     client_rules: ClientRules,
+    /// The only `_Set_Id` keys a body may carry (see `custom_fields`).
+    custom_field_sets: Vec<CustomFieldSet>,
     /// Every date-time it reads must carry this zone's offset; every one it writes does.
     zone: Zone,
     seq: u64,
@@ -255,6 +260,7 @@ impl Tenant {
         Self {
             products,
             client_rules,
+            custom_field_sets: Vec::new(),
             zone,
             seq: 0,
             clients: Vec::new(),
