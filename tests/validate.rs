@@ -642,3 +642,123 @@ fn prepayments_are_reported_where_the_product_takes_none() {
         );
     }
 }
+
+/// `text` with the first `from` after `after` replaced by `to`.
+fn replace_after(text: &str, after: &str, from: &str, to: &str) -> String {
+    let start = text.find(after).unwrap_or_else(|| panic!("no `{after}`"));
+    let at = start
+        + text[start..]
+            .find(from)
+            .unwrap_or_else(|| panic!("no `{from}`"));
+    format!("{}{to}{}", &text[..at], &text[at + from.len()..])
+}
+
+#[test]
+fn a_schedule_edit_the_product_forbids_is_reported_at_the_loan_and_refused_by_the_sandbox() {
+    // The strict tenant with MICRO allowing no schedule edit; PL-STD already lacks
+    // ADJUST_PAYMENT_DATES, and LN-000006's (PL-STD) legacy schedule is moved a day.
+    let options = "repaymentScheduleEditOptions: [ADJUST_PRINCIPAL_PAYMENT_SCHEDULE, ADJUST_INTEREST_PAYMENT_SCHEDULE]";
+    let profile = replace_after(
+        &common::strict_profile(),
+        "  - id: MICRO\n",
+        options,
+        "repaymentScheduleEditOptions: []",
+    );
+    let sandbox = common::Sandbox::tenant(&profile, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    sample_data_with(dir.path(), &|_, _, _| None);
+    let schedules = dir.path().join("data/schedules.csv");
+    let moved = "SC-0000018,LN-000006,1,2024-05-29,";
+    let text = std::fs::read_to_string(&schedules).unwrap().replacen(
+        "SC-0000018,LN-000006,1,2024-05-28,",
+        moved,
+        1,
+    );
+    assert!(text.contains(moved));
+    std::fs::write(&schedules, text).unwrap();
+    let plan = strict_sample(dir.path(), "data/", &[]);
+
+    let (code, report) = validate_against(&plan, &sandbox);
+    assert_eq!(code, 2, "{report}");
+    let data = dir.path().join("data").display().to_string();
+    let loans = common::rows("fixtures/sample/loans.csv");
+    let micro: Vec<(usize, &String, &String)> = loans
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l["product_id"] == "MICRO" && l["custom_schedule"] == "Y")
+        .map(|(i, l)| (i + 2, &l["loan_id"], &l["client_id"]))
+        .collect();
+    assert_eq!(micro.len(), 12);
+    for (line, loan, client) in &micro {
+        assert_reports(
+            &report,
+            &[&format!(
+                "error[tenant] {data}/loans.csv:{line}: step `schedule` (edit_schedule) on loans {loan}, unit {client}: product MICRO allows no schedule edit (its repaymentScheduleEditOptions are empty): Mambu refuses to edit the schedule of its loans (EDITING_REPAYMENTS_NOT_ALLOWED)"
+            )],
+        );
+    }
+    assert!(report.contains("  help: the product MICRO does not allow editing schedules: ask the tenant's administrator to add the options the edit needs"), "{report}");
+    assert_reports(
+        &report,
+        &[
+            &format!(
+                "error[tenant] {data}/loans.csv:7: step `schedule` (edit_schedule) on loans LN-000006, unit CL-000003: the edit's first installment is due 2024-05-29, Mambu's on the loan's firstRepaymentDate 2024-05-28, and product PL-STD's repaymentScheduleEditOptions lack ADJUST_PAYMENT_DATES: Mambu refuses to move a due date (EDITING_REPAYMENTS_NOT_ALLOWED)"
+            ),
+            "  help: the product PL-STD does not allow ADJUST_PAYMENT_DATES: ask the tenant's administrator to add it to the product's schedule edit options, or send the loan's installments as Mambu generates them (the first due on 2024-05-28)",
+        ],
+    );
+    let findings = lines_with(&report, "error[tenant]");
+    assert_eq!(findings.len(), 13, "{report}");
+    let reported: std::collections::BTreeSet<(String, String)> = findings
+        .iter()
+        .map(|l| {
+            let (_, rest) = l.split_once(" on loans ").unwrap();
+            let (loan, rest) = rest.split_once(", unit ").unwrap();
+            (rest[..rest.find(':').unwrap()].to_owned(), loan.to_owned())
+        })
+        .collect();
+
+    // The proof: a real run against that sandbox. The edits it refuses are exactly the
+    // reported ones: their loans keep Mambu's schedule (hasCustomSchedule false), every other
+    // edited loan has the plan's.
+    let run_dir = dir.path().join("run");
+    let output = common::run(
+        &sandbox,
+        plan.to_str().unwrap(),
+        &run_dir,
+        &["--rate", "3000"],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", common::stderr(&output));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let api = sandbox.api();
+    let mut refused = std::collections::BTreeSet::new();
+    for loan in loans.iter().filter(|l| l["custom_schedule"] == "Y") {
+        let answer = runtime.block_on(api.get(&format!("/loans/{}", loan["loan_id"])));
+        assert!(
+            answer.status.is_success(),
+            "{}: {:?}",
+            loan["loan_id"],
+            answer.body
+        );
+        if answer.body["scheduleSettings"]["hasCustomSchedule"] != true {
+            refused.insert((loan["client_id"].clone(), loan["loan_id"].clone()));
+        }
+    }
+    assert_eq!(reported, refused);
+    // The run fails the units whose edit changes Mambu's schedule, at the schedule, with the
+    // reason validate named; an edit refused where the plan's schedule already is Mambu's
+    // (MICRO's legacy schedules computed as Mambu computes them) is adopted.
+    let errors = common::rows(run_dir.join("failed/latest/errors.csv").to_str().unwrap());
+    assert!(!errors.is_empty());
+    for error in &errors {
+        assert_eq!(
+            (error["step"].as_str(), error["error_reason"].as_str()),
+            ("schedule", "EDITING_REPAYMENTS_NOT_ALLOWED"),
+            "{error:?}"
+        );
+        assert!(
+            reported.iter().any(|(unit, _)| *unit == error["unit"]),
+            "{error:?}"
+        );
+    }
+}

@@ -20,6 +20,7 @@ pub struct Compiled {
     steps: Vec<CompiledStep>,
     tree: Vec<Node>,
     plan_name: String,
+    engine: &'static Engine,
 }
 
 enum Node {
@@ -35,6 +36,9 @@ struct CompiledStep {
     step: ActionStep,
     when: Option<Condition<'static>>,
     body: Option<Tree<'static>>,
+    /// The body cut down to the fields [`Compiled::keep_fields`] names, for
+    /// [`Compiled::render_fields`]; `None` when it cannot be (a body that is not a map).
+    fields: Option<Tree<'static>>,
     loan: Option<Tree<'static>>,
     deposit: Option<Tree<'static>>,
     path: Option<Tree<'static>>,
@@ -128,6 +132,7 @@ impl Compiled {
             steps: Vec::new(),
             tree: Vec::new(),
             plan_name: plan.name.clone(),
+            engine,
         };
         compiled.tree = compiled.nodes(engine, &plan.steps);
         compiled
@@ -190,6 +195,7 @@ impl Compiled {
                             .as_ref()
                             .and_then(|w| engine.condition(&format!("{}.when", a.path), w).ok()),
                         body,
+                        fields: None,
                         loan,
                         deposit,
                         path,
@@ -202,6 +208,40 @@ impl Compiled {
             }
         }
         out
+    }
+
+    /// Compiles, for [`render_fields`](Self::render_fields), each step's body cut down to the
+    /// fields at `pointers` (`/valueDate`, `/scheduleSettings/repaymentInstallments`): a
+    /// caller that reads only these renders only these.
+    pub fn keep_fields(&mut self, pointers: &[&str]) {
+        for compiled in &mut self.steps {
+            let Some(Value::Object(_)) = &compiled.step.body else {
+                continue;
+            };
+            let body = compiled.step.body.as_ref().expect("a body");
+            let mut cut = Value::Object(serde_json::Map::new());
+            for pointer in pointers {
+                let Some(value) = body.pointer(pointer) else {
+                    continue;
+                };
+                let mut at = &mut cut;
+                let mut keys = pointer.split('/').skip(1).peekable();
+                while let Some(key) = keys.next() {
+                    let Value::Object(map) = at else { break };
+                    if keys.peek().is_none() {
+                        map.insert(key.to_owned(), value.clone());
+                        break;
+                    }
+                    at = map
+                        .entry(key.to_owned())
+                        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                }
+            }
+            compiled.fields = self
+                .engine
+                .compile(&format!("{}.body", compiled.step.path), &cut)
+                .ok();
+        }
     }
 
     pub fn step(&self, index: usize) -> &ActionStep {
@@ -365,24 +405,72 @@ impl Compiled {
         outputs: &HashMap<String, Value>,
         lookups: Option<&Value>,
     ) -> Result<Call, RenderError> {
+        self.render_body(unit, planned, outputs, lookups, None)
+    }
+
+    /// [`render`](Self::render), the body holding only the fields
+    /// [`keep_fields`](Self::keep_fields) named (the whole body where it could not be cut):
+    /// for a reader of those fields, who checks the whole call with [`check`](Self::check).
+    ///
+    /// Expressions that are one cell through filters are evaluated without the engine, where
+    /// the cell lies remembered in `memo` (`outputs` and `lookups` must be the same for every
+    /// call with one memo).
+    pub fn render_fields(
+        &self,
+        unit: &Unit,
+        planned: &Planned<'_>,
+        outputs: &HashMap<String, Value>,
+        lookups: Option<&Value>,
+        memo: &mut Memo,
+    ) -> Result<Call, RenderError> {
+        self.render_body(unit, planned, outputs, lookups, Some(memo))
+    }
+
+    fn render_body(
+        &self,
+        unit: &Unit,
+        planned: &Planned<'_>,
+        outputs: &HashMap<String, Value>,
+        lookups: Option<&Value>,
+        mut memo: Option<&mut Memo>,
+    ) -> Result<Call, RenderError> {
         let compiled = &self.steps[planned.step];
         let step = &compiled.step;
         let ctx = self.context(&planned.rows, outputs, lookups);
-        let id_of =
-            |field: &'static str, tree: &Option<Tree<'_>>| -> Result<Option<String>, RenderError> {
-                let Some(tree) = tree else { return Ok(None) };
-                match tree.render(&ctx)? {
-                    Value::String(s) if !s.is_empty() => Ok(Some(s)),
-                    Value::Number(n) => Ok(Some(n.to_string())),
-                    other => Err(RenderError::NotAnId {
-                        field,
-                        what: describe(&other),
-                    }),
-                }
-            };
-        let loan = id_of("loan", &compiled.loan)?;
-        let deposit = id_of("deposit", &compiled.deposit)?;
-        let mut body = compiled.body.as_ref().map(|t| t.render(&ctx)).transpose()?;
+        // The engine, or (with a memo) the filters called on a cell without it.
+        let render = |tree: &Tree<'_>,
+                      ctx: &Context<'_>,
+                      memo: &mut Option<&mut Memo>|
+         -> Result<Value, TemplateError> {
+            match memo {
+                Some(memo) => tree.render_memo(ctx, memo),
+                None => tree.render(ctx),
+            }
+        };
+        let id_of = |field: &'static str,
+                     tree: &Option<Tree<'_>>,
+                     memo: &mut Option<&mut Memo>|
+         -> Result<Option<String>, RenderError> {
+            let Some(tree) = tree else { return Ok(None) };
+            match render(tree, &ctx, memo)? {
+                Value::String(s) if !s.is_empty() => Ok(Some(s)),
+                Value::Number(n) => Ok(Some(n.to_string())),
+                other => Err(RenderError::NotAnId {
+                    field,
+                    what: describe(&other),
+                }),
+            }
+        };
+        let loan = id_of("loan", &compiled.loan, &mut memo)?;
+        let deposit = id_of("deposit", &compiled.deposit, &mut memo)?;
+        let mut body = match (memo.is_some(), &compiled.fields) {
+            (true, Some(fields)) => Some(render(fields, &ctx, &mut memo)?),
+            _ => compiled
+                .body
+                .as_ref()
+                .map(|t| render(t, &ctx, &mut memo))
+                .transpose()?,
+        };
         if let Some(body) = body.as_mut() {
             super::custom_fields::to_mambu_form(body);
         }
@@ -397,7 +485,7 @@ impl Compiled {
             }
         };
         let path = match step.action {
-            Action::Request => id_of("path", &compiled.path)?.unwrap_or_default(),
+            Action::Request => id_of("path", &compiled.path, &mut memo)?.unwrap_or_default(),
             _ => template
                 .replace("{loan}", &encode(loan.as_deref().unwrap_or("")))
                 .replace("{deposit}", &encode(deposit.as_deref().unwrap_or(""))),
@@ -408,7 +496,11 @@ impl Compiled {
             for row in unit.children(from, parent).iter() {
                 let mut rows = planned.rows.clone();
                 rows.push((row.schema().name(), row));
-                installments.push(tree.render(&self.context(&rows, outputs, lookups))?);
+                installments.push(render(
+                    tree,
+                    &self.context(&rows, outputs, lookups),
+                    &mut memo,
+                )?);
             }
         }
         Ok(Call {

@@ -299,7 +299,11 @@ pub fn validate(options: &Options) -> Report {
             .push(plan_finding(&loaded.problem(&p.path, p.message, p.hint)));
     }
 
-    let compiled = Compiled::new(&plan);
+    let mut compiled = Compiled::new(&plan);
+    if tenant.is_some() {
+        // The tenant's checks read these fields of the calls: only these are rendered.
+        compiled.keep_fields(tenant::FIELDS);
+    }
     // Bad cells are all found while the files are read, before the first unit.
     let mut bad_cells: HashMap<String, HashSet<u64>> = HashMap::new();
     for p in grouping.problems() {
@@ -701,7 +705,13 @@ fn render_unit(
             }
             continue;
         }
-        match compiled.render(unit, &planned, outputs, lookups) {
+        // The whole call is checked as a plain validate checks it (outcomes remembered by the
+        // cells they read); only the fields the checks read are rendered.
+        if let Err(e) = compiled.check(unit, &planned, outputs, lookups, memo) {
+            fail(out, "render", e.to_string());
+            continue;
+        }
+        match compiled.render_fields(unit, &planned, outputs, lookups, memo) {
             Err(e) => fail(out, "render", e.to_string()),
             Ok(call) => {
                 if let Some(book) = &mut book {

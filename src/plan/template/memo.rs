@@ -47,6 +47,12 @@ struct ExprMemo {
     lookups: u64,
     hits: u64,
     off: bool,
+    /// Values of the expression, by the cells it reads, for
+    /// [`super::Tree::render_memo`]; tried and given up as `outcomes` are.
+    values: FxHashMap<Box<[u8]>, Result<minijinja::Value, Box<TemplateError>>>,
+    value_lookups: u64,
+    value_hits: u64,
+    values_off: bool,
 }
 
 impl Memo {
@@ -87,6 +93,48 @@ impl Memo {
             Some(Keyed::Cell(cell)) => cell,
             _ => None,
         }
+    }
+
+    /// The value of the expression `id` that reads `variables` in `ctx`: remembered by the
+    /// cells they read, or `eval` and remembered (filters are pure functions of their input).
+    pub(super) fn value(
+        &mut self,
+        id: u64,
+        variables: &[String],
+        ctx: &Context<'_>,
+        eval: impl FnOnce() -> Result<minijinja::Value, TemplateError>,
+    ) -> Result<minijinja::Value, TemplateError> {
+        let id = id as usize;
+        if self.exprs.len() <= id {
+            self.exprs.resize_with(id + 1, ExprMemo::default);
+        }
+        let entry = &mut self.exprs[id];
+        if entry.values_off {
+            return eval();
+        }
+        let places = entry
+            .places
+            .get_or_insert_with(|| variables.iter().map(|v| ctx.locate(v)).collect());
+        // The value depends on a cell's text even where the outcome does not: never bare.
+        if places.len() != variables.len() || !key(variables, places, false, ctx, &mut self.key) {
+            return eval();
+        }
+        entry.value_lookups += 1;
+        if let Some(found) = entry.values.get(self.key.as_slice()) {
+            entry.value_hits += 1;
+            return found.clone().map_err(|e| *e);
+        }
+        if entry.value_lookups >= TRIAL && entry.value_hits * 10 < entry.value_lookups {
+            entry.values_off = true;
+            entry.values = FxHashMap::default();
+        }
+        let value = eval();
+        if !entry.values_off && entry.values.len() < ENTRIES {
+            entry
+                .values
+                .insert(self.key.as_slice().into(), value.clone().map_err(Box::new));
+        }
+        value
     }
 
     /// The outcome of whatever `id` names (an expression, a whole tree) that reads

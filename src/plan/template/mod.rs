@@ -686,6 +686,22 @@ impl Tree<'_> {
         render(&self.root, &root, ctx)
     }
 
+    /// [`render`](Self::render)'s answer, faster: an expression that is one source cell
+    /// through plan filters is evaluated by calling the filters on the cell's text, without
+    /// the engine (as [`check`](Self::check) evaluates it; `memo` remembers where the cell
+    /// lies, with the same assumptions).
+    pub fn render_memo(
+        &self,
+        ctx: &Context<'_>,
+        memo: &mut Memo,
+    ) -> Result<serde_json::Value, TemplateError> {
+        if let Node::Literal(v) = &self.root {
+            return Ok(v.clone());
+        }
+        let mut root = None;
+        render_fast(&self.root, &self.needs, &mut root, ctx, memo)
+    }
+
     /// What [`render`](Self::render) would answer, without the value: `Ok` or its first
     /// error. Each expression's outcome is taken from `memo` when an earlier context gave it
     /// the same cells (see [`Memo`] for what it assumes).
@@ -757,6 +773,67 @@ fn render(
             let mut map = serde_json::Map::new();
             for (key, n) in entries {
                 let v = render(n, root, ctx)?;
+                if v.is_null() && matches!(n, Node::Typed(_)) {
+                    continue;
+                }
+                map.insert(key.clone(), v);
+            }
+            serde_json::Value::Object(map)
+        }
+    })
+}
+
+/// [`render`]'s walk, a chained expression evaluated without the engine, the engine's root
+/// (`needs` of the whole tree) built once, when an expression first needs it.
+fn render_fast(
+    node: &Node<'_>,
+    needs: &Needs,
+    root: &mut Option<Value>,
+    ctx: &Context<'_>,
+    memo: &mut Memo,
+) -> Result<serde_json::Value, TemplateError> {
+    let value = |expr: &Expr<'_>,
+                 root: &mut Option<Value>,
+                 memo: &mut Memo|
+     -> Result<Value, TemplateError> {
+        let chained = chained(expr, ctx, memo);
+        memo.value(expr.id, &expr.variables, ctx, || match chained {
+            Some((chain, cell)) => expr.eval_chain(chain, cell, ctx),
+            None => {
+                let root = root.get_or_insert_with(|| needs.build(ctx, Mode::Value));
+                expr.eval(root, ctx)
+            }
+        })
+    };
+    Ok(match node {
+        Node::Literal(v) => v.clone(),
+        Node::Typed(expr) => {
+            let v = value(expr, root, memo)?;
+            value_to_json(&v).map_err(|e| expr.not_json(e, ctx))?
+        }
+        Node::Interpolated(parts) => {
+            let mut out = String::new();
+            for part in parts {
+                match part {
+                    Part::Text(t) => out.push_str(t),
+                    Part::Expr(expr) => {
+                        let v = value(expr, root, memo)?;
+                        out.push_str(&value_to_text(&v).map_err(|e| expr.not_json(e, ctx))?);
+                    }
+                }
+            }
+            serde_json::Value::String(out)
+        }
+        Node::Array(items) => serde_json::Value::Array(
+            items
+                .iter()
+                .map(|n| render_fast(n, needs, root, ctx, memo))
+                .collect::<Result<_, _>>()?,
+        ),
+        Node::Object(entries) => {
+            let mut map = serde_json::Map::new();
+            for (key, n) in entries {
+                let v = render_fast(n, needs, root, ctx, memo)?;
                 if v.is_null() && matches!(n, Node::Typed(_)) {
                     continue;
                 }

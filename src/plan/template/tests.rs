@@ -830,8 +830,15 @@ fn checking_with_a_memo_answers_what_rendering_does() {
                 .source("loans", &headers, &row)
                 .step("client", &output)
                 .unit_key("C-1");
-            let rendered = tree.render(&ctx).map(|_| ());
+            let value = tree.render(&ctx);
+            let rendered = value.clone().map(|_| ());
             assert_eq!(tree.check(&ctx, &mut memo), rendered, "{row:?}");
+            // Rendering through the memo: the same values, the same errors.
+            assert_eq!(tree.render_memo(&ctx, &mut memo), value, "{row:?}");
+            assert_eq!(
+                undefined.render_memo(&ctx, &mut memo),
+                undefined.render(&ctx)
+            );
             assert_eq!(condition.eval_memo(&ctx, &mut memo), condition.eval(&ctx));
             assert_eq!(
                 undefined.check(&ctx, &mut memo),
