@@ -14,16 +14,17 @@ const APPROVER: &str = "strict-approver-api-key";
 /// The strict profile's auditor: VIEW_CUSTOM_FIELD.
 const AUDITOR: &str = "strict-auditor-api-key";
 
-/// fixtures/tenants/strict.yaml (the migration user on [`API_KEY`]) with `employment_status`
-/// required, and three more sets: a client set of each other type, a grouped client set with a
+/// fixtures/tenants/strict.yaml (the migration user on [`API_KEY`]; `employment_status`
+/// required) and three more sets: a client set of each other type, a grouped client set with a
 /// required field, and a deposit set.
 fn profile() -> String {
-    let strict = strict_profile();
-    let required = "required: false\n        default: true";
-    assert!(strict.contains(required), "strict.yaml's employment_status");
-    let mut text = strict.replacen(required, "required: true\n        default: true", 1);
+    let mut text = strict_profile();
     assert!(
-        text.trim_end().ends_with("required: false }"),
+        text.contains("required: true\n        default: true"),
+        "strict.yaml's employment_status is required"
+    );
+    assert!(
+        text.trim_end().ends_with("type: DATE, required: false }"),
         "customFieldSets come last"
     );
     text.push_str(
@@ -379,9 +380,11 @@ async fn accepted_values_and_addresses_are_answered_with_full_details_only() {
         assert_eq!(full.body[set], value, "{path} FULL");
     }
 
-    // Bodies without custom fields still pass where nothing is required of them.
+    // Bodies without custom fields still pass where nothing is required of them (a deposit);
+    // a loan needs its required legacy account number.
     let plain = api.post("/loans", loan("LN-2", &key, json!({}))).await;
-    assert_eq!(plain.status, 201, "{plain:?}");
+    assert_eq!(plain.status, 400, "{plain:?}");
+    assert_eq!(plain.reason(), "REQUIRED_CUSTOM_FIELD_MISSING");
 
     let stats = sandbox.stats().await;
     assert_eq!(
@@ -790,10 +793,11 @@ async fn addresses_are_checked_as_mambus_address() {
 }
 
 #[tokio::test]
-async fn the_lenient_tenant_takes_bodies_without_custom_fields_and_refuses_any_set() {
+async fn the_lenient_tenant_requires_no_custom_field_and_refuses_a_set_it_does_not_define() {
     let sandbox = Sandbox::start(&[]);
     let api = sandbox.api();
-    assert_eq!(api.get("/customfieldsets").await.body, json!([]));
+    let sets = api.get("/customfieldsets").await;
+    assert_eq!(ids(&sets), ["_Client_Details", "_Loan_Origination"]);
     let plain = api
         .post(
             "/clients",
@@ -816,7 +820,7 @@ async fn the_lenient_tenant_takes_bodies_without_custom_fields_and_refuses_any_s
 }
 
 #[tokio::test]
-async fn the_shipped_strict_profile_serves_its_optional_sets() {
+async fn the_shipped_strict_profile_serves_its_sets_and_requires_what_the_sample_maps() {
     let sandbox = Sandbox::strict(&[]);
     let api = sandbox.api();
     let sets = api.get("/customfieldsets?availableFor=client").await;
@@ -824,8 +828,8 @@ async fn the_shipped_strict_profile_serves_its_optional_sets() {
     let status = api.get("/customfields/employment_status").await;
     assert_eq!(
         status.body["usage"],
-        json!([{ "required": false, "default": true }]),
-        "required once the sample maps it (issue 17)"
+        json!([{ "required": true, "default": true }]),
+        "plans/sample.yaml maps it"
     );
     let loans = api.get("/customfieldsets?availableFor=loan_account").await;
     assert_eq!(ids(&loans), ["_Loan_Origination"]);

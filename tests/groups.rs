@@ -59,6 +59,7 @@ async fn clients(api: &Api, prefix: &str, n: usize, branch: &str) -> Vec<String>
                     "lastName": format!("{prefix} {i}"), "birthDate": "1980-05-01",
                     "assignedBranchKey": branch,
                     "idDocuments": [{ "documentId": format!("{prefix}-NID-{i}"), "documentType": "National ID" }],
+                    "_Client_Details": { "employment_status": "SELF_EMPLOYED" },
                 }),
             )
             .await;
@@ -81,6 +82,7 @@ fn group_loan(id: &str, holder: &str, product: &str) -> Value {
         "id": id, "accountHolderKey": holder, "accountHolderType": "GROUP", "productTypeKey": product,
         "loanAmount": 1200, "interestSettings": { "interestRate": 20 },
         "scheduleSettings": { "gracePeriod": 0, "repaymentInstallments": 3 },
+        "_Loan_Origination": { "legacy_account_number": format!("LEGACY-{id}") },
     })
 }
 
