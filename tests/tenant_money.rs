@@ -394,10 +394,11 @@ async fn accept_overpayments_still_refuses_paying_more_than_the_balance() {
 #[tokio::test]
 async fn the_strict_products_take_the_legacy_fee_and_refuse_micro_prepayments() {
     // fixtures/tenants/strict.yaml's products as they are (Lisbon, LEGACY-FEE, no arbitrary
-    // fees, no future payments, no prepayments on MICRO), without its client rules and
-    // four-eyes, which other tests show.
+    // fees, no future payments, no prepayments on MICRO), without its client rules, custom
+    // fields and four-eyes, which other tests show.
     let mut profile = TenantProfile::load("fixtures/tenants/strict.yaml".as_ref()).unwrap();
     profile.client_rules = Default::default();
+    profile.custom_field_sets.clear();
     for p in &mut profile.loan_products {
         p.four_eyes_principle.active_for_loan_approval = false;
     }
