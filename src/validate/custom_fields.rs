@@ -330,16 +330,20 @@ pub(super) fn check_value(field: &FieldDef, value: &str) -> Option<Refusal> {
     }
 }
 
-/// The known id `word` most likely means: [`did_you_mean`], or one that begins with it (or
-/// it with one), whatever the case.
+/// The known id `word` most likely means: [`did_you_mean`], or the only one that begins with
+/// it (or it with one), or holds each of its words (`legacy_number`: `legacy_account_number`),
+/// whatever the case.
 fn suggest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
     did_you_mean(word, known).or_else(|| {
         let word = word.to_lowercase();
-        let mut starting = known.iter().filter(|k| {
+        let words: Vec<&str> = word.split('_').filter(|w| !w.is_empty()).collect();
+        let mut like = known.iter().filter(|k| {
             let k = k.to_lowercase();
-            k.starts_with(&word) || word.starts_with(&k)
+            k.starts_with(&word)
+                || word.starts_with(&k)
+                || (!words.is_empty() && words.iter().all(|w| k.split('_').any(|p| p == *w)))
         });
-        match (starting.next(), starting.next()) {
+        match (like.next(), like.next()) {
             (Some(one), None) => Some(*one),
             _ => None,
         }
