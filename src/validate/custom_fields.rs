@@ -1040,3 +1040,176 @@ pub(super) fn plan_problems(plan: &Plan, loaded: &LoadedPlan) -> Vec<Finding> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn field(kind: &str) -> FieldDef {
+        FieldDef {
+            id: "f".into(),
+            kind: kind.into(),
+            required: false,
+            options: if kind == "SELECTION" {
+                vec!["EMPLOYED".into(), "SELF_EMPLOYED".into(), "RETIRED".into()]
+            } else {
+                Vec::new()
+            },
+            pattern: None,
+        }
+    }
+
+    #[test]
+    fn each_type_takes_what_the_sandbox_takes() {
+        for (kind, good, bad, refusal) in [
+            ("NUMBER", "-12.50", "12,5", Refusal::NotNumber),
+            ("NUMBER", "46290", "1e3", Refusal::NotNumber),
+            ("NUMBER", "0.5", ".5", Refusal::NotNumber),
+            ("NUMBER", "7", "+7", Refusal::NotNumber),
+            ("CHECKBOX", "TRUE", "true", Refusal::NotCheckbox),
+            ("CHECKBOX", "FALSE", "YES", Refusal::NotCheckbox),
+            ("DATE", "2020-02-29", "2021-02-29", Refusal::NotDate),
+            ("DATE", "1999-12-31", "31/12/1999", Refusal::NotDate),
+            ("DATE", "2000-01-05", "2000-1-5", Refusal::NotDate),
+        ] {
+            assert_eq!(check_value(&field(kind), good), None, "{kind} {good}");
+            assert_eq!(
+                check_value(&field(kind), bad),
+                Some(refusal),
+                "{kind} {bad}"
+            );
+        }
+        assert_eq!(check_value(&field("FREE_TEXT"), "anything at all"), None);
+        assert_eq!(
+            check_value(&field("DATE_TIME"), "whatever"),
+            None,
+            "taken as text"
+        );
+    }
+
+    #[test]
+    fn a_selection_value_is_one_of_the_options_exactly_with_a_hint() {
+        let selection = field("SELECTION");
+        assert_eq!(check_value(&selection, "RETIRED"), None);
+        let hint = |value: &str| match check_value(&selection, value) {
+            Some(Refusal::NotOption(hint)) => hint,
+            other => panic!("{value}: {other:?}"),
+        };
+        assert_eq!(
+            hint("employed").as_deref(),
+            Some(
+                "the option is `EMPLOYED`: Mambu matches options exactly, case included (`| upper` in the template?)"
+            )
+        );
+        assert_eq!(hint("RETIRD").as_deref(), Some("did you mean `RETIRED`?"));
+        assert_eq!(hint("FEMALE"), None);
+        let refusal = check_value(&selection, "FEMALE").unwrap();
+        assert_eq!(
+            refusal.says(&selection, "`FEMALE`"),
+            "`FEMALE` is not one of the SELECTION field's options (EMPLOYED, SELF_EMPLOYED, RETIRED) (INCONSISTENT_VALUE_WITH_CUSTOM_FIELD_TYPE)"
+        );
+        assert_eq!(refusal.hint("fix it"), "fix it");
+        let many: Vec<String> = (1..=12).map(|i| format!("O{i}")).collect();
+        assert_eq!(
+            listed(&many),
+            "O1, O2, O3, O4, O5, O6, O7, O8, O9, O10, … (12 in all)"
+        );
+    }
+
+    #[test]
+    fn a_value_too_long_or_off_its_pattern_is_refused() {
+        let text = field("FREE_TEXT");
+        assert_eq!(
+            check_value(&text, &"é".repeat(255)),
+            None,
+            "characters, not bytes"
+        );
+        assert_eq!(
+            check_value(&text, &"x".repeat(256)),
+            Some(Refusal::TooLong(256))
+        );
+        let tax = FieldDef {
+            pattern: Some("PT-###".into()),
+            ..field("FREE_TEXT")
+        };
+        assert_eq!(check_value(&tax, "PT-123"), None);
+        for bad in ["PT-12", "PT-1234", "PT-12a", "pt-123"] {
+            assert_eq!(
+                check_value(&tax, bad),
+                Some(Refusal::Pattern("PT-###".into())),
+                "{bad}"
+            );
+        }
+        assert!(matches_pattern("@$-#", "aZ-9") && !matches_pattern("@", "1"));
+    }
+
+    #[test]
+    fn values_are_read_in_mambus_form() {
+        assert_eq!(as_text(&json!(46290.5)), Some(Ok("46290.5".into())));
+        assert_eq!(as_text(&json!(true)), Some(Ok("TRUE".into())));
+        assert_eq!(as_text(&json!("  ")), None);
+        assert_eq!(as_text(&json!(null)), None);
+        assert_eq!(as_text(&json!({ "a": 1 })), Some(Err("a map")));
+        assert_eq!(as_text(&json!([1])), Some(Err("a list")));
+    }
+
+    #[test]
+    fn definitions_are_read_from_mambus_answers() {
+        let meta = json!({
+            "id": "employment_status", "type": "SELECTION",
+            "usage": [{ "required": true, "default": true }],
+            "selectionOptions": [
+                { "availableOptions": [{ "value": "EMPLOYED" }, { "value": "RETIRED" }] },
+                { "forValue": "X", "availableOptions": [{ "value": "STUDENT" }] }
+            ],
+            "valueValidationSettings": { "validationPattern": "", "unique": false }
+        });
+        let field = FieldDef::from_meta(&meta).unwrap();
+        assert_eq!(
+            field,
+            FieldDef {
+                id: "employment_status".into(),
+                kind: "SELECTION".into(),
+                required: true,
+                options: vec!["EMPLOYED".into(), "RETIRED".into(), "STUDENT".into()],
+                pattern: None,
+            }
+        );
+        // Required for some record types only, or with no usage: not reported as required.
+        let partly = json!({ "id": "f", "usage": [{ "required": true }, { "required": false }] });
+        assert!(!FieldDef::from_meta(&partly).unwrap().required);
+        let bare = FieldDef::from_meta(&json!({ "id": "f" })).unwrap();
+        assert_eq!((bare.kind.as_str(), bare.required), ("FREE_TEXT", false));
+        let set = json!({ "id": "_Refs", "availableFor": "CLIENT", "fieldSetType": "GROUPED",
+            "customFields": [{ "encodedKey": "k1", "id": "name" }, { "encodedKey": "k2" }] });
+        assert_eq!(SetDef::field_ids(&set), ["name", "k2"]);
+        let set = SetDef::from_meta(&set, vec![bare]).unwrap();
+        assert!(set.grouped && set.available_for == "CLIENT" && set.field("f").is_some());
+    }
+
+    #[test]
+    fn suggestions_take_typos_prefixes_and_words() {
+        let known = [
+            "_Client_Details",
+            "legacy_account_number",
+            "employment_status",
+        ];
+        assert_eq!(suggest("_Client_Detials", &known), Some("_Client_Details"));
+        assert_eq!(suggest("employment", &known), Some("employment_status"));
+        assert_eq!(
+            suggest("legacy_number", &known),
+            Some("legacy_account_number")
+        );
+        assert_eq!(suggest("nickname", &known), None);
+    }
+
+    #[test]
+    fn entities_are_those_the_create_actions_make() {
+        assert_eq!(entity(Action::CreateClient), Some("client"));
+        assert_eq!(entity(Action::CreateLoan), Some("loan_account"));
+        assert_eq!(entity(Action::CreateDeposit), Some("deposit_account"));
+        assert_eq!(entity(Action::ApproveLoan), None);
+    }
+}
