@@ -762,3 +762,319 @@ fn a_schedule_edit_the_product_forbids_is_reported_at_the_loan_and_refused_by_th
         );
     }
 }
+
+/// The sample's create_client body ends here: custom field sets go after it.
+const CLIENT_BODY_END: &str = "          documentId: \"{{ clients.national_id }}\"\n";
+/// The sample's create_loan body ends here.
+const LOAN_BODY_END: &str =
+    "            firstRepaymentDate: \"{{ loans.first_repayment_on | datetime }}\"\n";
+
+/// The sample (reading fixtures/sample) with `client` and `loan` added at the end of the
+/// create_client and create_loan bodies; the plan's text besides.
+fn sample_with_custom_fields(
+    dir: &std::path::Path,
+    client: &str,
+    loan: &str,
+) -> (std::path::PathBuf, String) {
+    let data = format!("{}/fixtures/sample/", env!("CARGO_MANIFEST_DIR"));
+    let plan = strict_sample(
+        dir,
+        &data,
+        &[
+            (CLIENT_BODY_END, &format!("{CLIENT_BODY_END}{client}")),
+            (LOAN_BODY_END, &format!("{LOAN_BODY_END}{loan}")),
+        ],
+    );
+    let text = std::fs::read_to_string(&plan).unwrap();
+    (plan, text)
+}
+
+/// `plan:line:column` of the first `needle` in the plan's text (past its leading spaces).
+fn plan_at(plan: &std::path::Path, text: &str, needle: &str) -> String {
+    let (line, column) = text
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| l.find(needle).map(|c| (i + 1, c + 1)))
+        .map(|(line, column)| (line, column + needle.len() - needle.trim_start().len()))
+        .unwrap_or_else(|| panic!("no `{needle}` in the plan"));
+    format!("{}:{line}:{column}", plan.display())
+}
+
+/// The strict profile with `_Client_Details.employment_status` required.
+fn employment_required() -> String {
+    let strict = common::strict_profile();
+    let optional = "required: false\n        default: true";
+    assert!(strict.contains(optional), "strict.yaml's employment_status");
+    strict.replacen(optional, "required: true\n        default: true", 1)
+}
+
+/// 1-based CSV lines (the header is line 1) of `file`'s rows matching `keep`.
+fn lines_where(
+    file: &str,
+    keep: impl Fn(&std::collections::HashMap<String, String>) -> bool,
+) -> Vec<usize> {
+    common::rows(file)
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| keep(r))
+        .map(|(i, _)| i + 2)
+        .collect()
+}
+
+#[test]
+fn custom_field_values_off_the_fields_options_are_reported_at_their_cell() {
+    let sandbox = common::Sandbox::strict(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    // Genders are no employment status; the women's lower-case option differs only in case.
+    let (plan, _) = sample_with_custom_fields(
+        dir.path(),
+        "      _Client_Details:\n        employment_status: \"{{ clients.gender }}\"\n",
+        "",
+    );
+    let (code, report) = validate_against(&plan, &sandbox);
+    assert_eq!(code, 2, "{report}");
+    let clients = format!("{}/fixtures/sample/clients.csv", env!("CARGO_MANIFEST_DIR"));
+    let first = &common::rows(&clients)[0];
+    assert_reports(
+        &report,
+        &[
+            &format!(
+                "error[tenant] {clients}:2, column gender: step `client` (create_client), unit CL-000001: custom field _Client_Details.employment_status `{}` is not one of the SELECTION field's options (EMPLOYED, SELF_EMPLOYED, RETIRED, STUDENT, UNEMPLOYED) (INCONSISTENT_VALUE_WITH_CUSTOM_FIELD_TYPE)",
+                first["gender"]
+            ),
+            "  help: correct gender of clients CL-000001, or the step's template",
+        ],
+    );
+    // Every client: 50 listed, the rest counted.
+    assert_eq!(
+        lines_with(&report, "is not one of the SELECTION field's options").len(),
+        50
+    );
+    assert!(
+        report.contains(
+            "error[tenant custom field client _Client_Details.employment_status option] ... and 200 more like these"
+        ),
+        "{report}"
+    );
+
+    // Only the case differs: the hint says so.
+    let (plan, _) = sample_with_custom_fields(
+        dir.path(),
+        "      _Client_Details:\n        employment_status: \"{{ 'employed' if clients.gender == 'FEMALE' else 'RETIRED' }}\"\n",
+        "",
+    );
+    let (code, report) = validate_against(&plan, &sandbox);
+    assert_eq!(code, 2, "{report}");
+    let women = lines_where(&clients, |c| c["gender"] == "FEMALE");
+    let found = lines_with(
+        &report,
+        "`employed` is not one of the SELECTION field's options",
+    );
+    assert_eq!(found.len(), women.len().min(50), "{report}");
+    assert!(
+        found[0].starts_with(&format!(
+            "error[tenant] {clients}:{}, column gender:",
+            women[0]
+        )),
+        "{}",
+        found[0]
+    );
+    assert!(
+        report.contains("  help: the option is `EMPLOYED`: Mambu matches options exactly, case included (`| upper` in the template?); correct gender of clients"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_required_custom_field_is_reported_unmapped_at_the_step_and_empty_at_its_row() {
+    let sandbox = common::Sandbox::tenant(&employment_required(), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    // The sample maps no custom field: one finding, at the step.
+    let (plan, text) = sample_with_custom_fields(dir.path(), "", "");
+    let (code, report) = validate_against(&plan, &sandbox);
+    assert_eq!(code, 2, "{report}");
+    let found = lines_with(&report, "REQUIRED_CUSTOM_FIELD_MISSING");
+    assert_eq!(found.len(), 1, "{report}");
+    assert_eq!(
+        found[0],
+        format!(
+            "error[tenant] {}: step `client` (create_client): the tenant requires custom field _Client_Details.employment_status on every client, and the step's body does not map it (REQUIRED_CUSTOM_FIELD_MISSING)",
+            plan_at(&plan, &text, "id: client")
+        )
+    );
+    assert!(
+        report.contains(
+            "  help: add to the body: `_Client_Details: { employment_status: \"{{ … }}\" }`"
+        ),
+        "{report}"
+    );
+
+    // Mapped from a column some rows leave empty: each such row, at its cell.
+    let (plan, _) = sample_with_custom_fields(
+        dir.path(),
+        "      _Client_Details:\n        employment_status: \"{{ 'EMPLOYED' if clients.email else '' }}\"\n",
+        "",
+    );
+    let (code, report) = validate_against(&plan, &sandbox);
+    assert_eq!(code, 2, "{report}");
+    let clients = format!("{}/fixtures/sample/clients.csv", env!("CARGO_MANIFEST_DIR"));
+    let empty = lines_where(&clients, |c| c["email"].is_empty());
+    assert!(!empty.is_empty() && empty.len() < 50);
+    let found = lines_with(&report, "REQUIRED_CUSTOM_FIELD_MISSING");
+    assert_eq!(found.len(), empty.len(), "{report}");
+    for (line, finding) in empty.iter().zip(&found) {
+        assert!(
+            finding.starts_with(&format!("error[tenant] {clients}:{line}, column email: step `client` (create_client), unit CL-"))
+                && finding.ends_with(": custom field _Client_Details.employment_status is required by the tenant, and this row gives it no value (an empty value leaves the field out): Mambu refuses the client (REQUIRED_CUSTOM_FIELD_MISSING)"),
+            "{finding}"
+        );
+    }
+    assert!(
+        report.contains("  help: fill email in clients CL-"),
+        "{report}"
+    );
+}
+
+#[test]
+fn unknown_sets_and_fields_and_a_set_in_the_wrong_shape_are_reported_at_their_place_in_the_plan() {
+    let sandbox = common::Sandbox::strict(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (plan, text) = sample_with_custom_fields(
+        dir.path(),
+        "      _Client_Detials:\n        employment_status: EMPLOYED\n      _Loan_Origination:\n        legacy_account_number: \"{{ clients.client_id }}\"\n",
+        "          _Loan_Origination:\n            - legacy_account_number: \"{{ loans.loan_id }}\"\n              legacy_number: \"{{ loans.loan_id }}\"\n",
+    );
+    let (code, report) = validate_against(&plan, &sandbox);
+    assert_eq!(code, 2, "{report}");
+    assert_reports(
+        &report,
+        &[
+            &format!(
+                "error[tenant] {}: step `client` (create_client): the tenant has no custom field set `_Client_Detials` for CLIENT (INVALID_CUSTOM_FIELD_SET_ID)",
+                plan_at(&plan, &text, "_Client_Detials:")
+            ),
+            "  help: did you mean `_Client_Details`?",
+            &format!(
+                "error[tenant] {}: step `client` (create_client): the tenant has no custom field set `_Loan_Origination` for CLIENT (INVALID_CUSTOM_FIELD_SET_ID)",
+                plan_at(&plan, &text, "      _Loan_Origination:")
+            ),
+            "  help: `_Loan_Origination` is a set for LOAN_ACCOUNT: Mambu refuses it on a client (CUSTOM_FIELD_NOT_AVAILABLE_FOR_ENTITY)",
+            &format!(
+                "error[tenant] {}: step `loan` (create_loan): `_Loan_Origination` is a single set (STANDARD): Mambu takes one map of field values, and the plan writes a list (INCONSISTENT_VALUE_WITH_SET_TYPE)",
+                plan_at(&plan, &text, "          _Loan_Origination:")
+            ),
+            "  help: write it as one map: `_Loan_Origination: { field: … }`",
+        ],
+    );
+    // Said once each, not per row.
+    assert_eq!(
+        report.lines().filter(|l| l.starts_with("error[")).count(),
+        3,
+        "{report}"
+    );
+
+    // In the right shape, the unknown field.
+    let (plan, text) = sample_with_custom_fields(
+        dir.path(),
+        "",
+        "          _Loan_Origination:\n            legacy_number: \"{{ loans.loan_id }}\"\n",
+    );
+    let (code, report) = validate_against(&plan, &sandbox);
+    assert_eq!(code, 2, "{report}");
+    assert_reports(
+        &report,
+        &[
+            &format!(
+                "error[tenant] {}: step `loan` (create_loan): set `_Loan_Origination` has no field `legacy_number` (INVALID_CUSTOM_FIELD_ID)",
+                plan_at(&plan, &text, "legacy_number:")
+            ),
+            "  help: did you mean `legacy_account_number`?",
+        ],
+    );
+    assert_eq!(
+        report.lines().filter(|l| l.starts_with("error[")).count(),
+        1,
+        "{report}"
+    );
+}
+
+#[test]
+fn a_date_field_from_a_column_that_is_no_date_is_reported_at_its_cell_and_a_right_mapping_passes() {
+    let sandbox = common::Sandbox::tenant(&employment_required(), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let employment = "      _Client_Details:\n        employment_status: \"{{ 'RETIRED' if clients.gender == 'MALE' else 'EMPLOYED' }}\"\n";
+    let (plan, _) = sample_with_custom_fields(
+        dir.path(),
+        employment,
+        "          _Loan_Origination:\n            original_disbursement_date: \"{{ loans.product_id }}\"\n",
+    );
+    let (code, report) = validate_against(&plan, &sandbox);
+    assert_eq!(code, 2, "{report}");
+    let loans = format!("{}/fixtures/sample/loans.csv", env!("CARGO_MANIFEST_DIR"));
+    let first = &common::rows(&loans)[0];
+    assert_reports(
+        &report,
+        &[
+            &format!(
+                "error[tenant] {loans}:2, column product_id: step `loan` (create_loan), unit {}: custom field _Loan_Origination.original_disbursement_date `{}` is not a date as a DATE field takes it: YYYY-MM-DD (INCONSISTENT_VALUE_WITH_CUSTOM_FIELD_TYPE)",
+                first["client_id"], first["product_id"]
+            ),
+            &format!(
+                "  help: correct product_id of loans {}, or the step's template (`| date` writes YYYY-MM-DD)",
+                first["loan_id"]
+            ),
+        ],
+    );
+    let all = common::rows(&loans).len();
+    assert!(
+        report.contains(&format!(
+            "error[tenant custom field loan _Loan_Origination.original_disbursement_date date] ... and {} more like these",
+            all - 50
+        )),
+        "{report}"
+    );
+    assert_eq!(
+        lines_with(&report, "error[tenant]").len(),
+        50,
+        "nothing else: {report}"
+    );
+
+    // The right columns: nothing to say.
+    let (plan, _) = sample_with_custom_fields(
+        dir.path(),
+        employment,
+        "          _Loan_Origination:\n            legacy_account_number: \"{{ loans.loan_id }}\"\n            original_disbursement_date: \"{{ loans.disbursed_on | date }}\"\n",
+    );
+    let (code, report) = validate_against(&plan, &sandbox);
+    assert_eq!(code, 0, "{report}");
+    assert!(report.contains("0 against the tenant"), "{report}");
+}
+
+#[test]
+fn a_custom_field_set_or_value_of_the_wrong_kind_is_reported_from_the_plan_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plan, text) = sample_with_custom_fields(
+        dir.path(),
+        "      _Client_Details: EMPLOYED\n",
+        "          _Loan_Origination:\n            legacy_account_number: { number: \"{{ loans.loan_id }}\" }\n",
+    );
+    let (code, report) = validate(&[plan.to_str().unwrap()]);
+    assert_eq!(code, 2, "{report}");
+    assert_reports(
+        &report,
+        &[
+            &format!(
+                "error[plan] {}: step `client`: custom field set `_Client_Details` is neither a map of field values nor a list of such maps (a grouped set) (at steps[0].body._Client_Details)",
+                plan_at(&plan, &text, "_Client_Details:")
+            ),
+            &format!(
+                "error[plan] {}: step `loan`: custom field `_Loan_Origination.legacy_account_number` is a map: a field's value is one value (text, a number, TRUE or FALSE, a date) (at steps[2].steps[0].body._Loan_Origination.legacy_account_number)",
+                plan_at(&plan, &text, "legacy_account_number:")
+            ),
+        ],
+    );
+    assert!(
+        report.contains("2 in the plan, 0 in the data, 0 against the tenant"),
+        "{report}"
+    );
+}

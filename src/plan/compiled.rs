@@ -211,16 +211,28 @@ impl Compiled {
     }
 
     /// Compiles, for [`render_fields`](Self::render_fields), each step's body cut down to the
-    /// fields at `pointers` (`/valueDate`, `/scheduleSettings/repaymentInstallments`): a
-    /// caller that reads only these renders only these.
+    /// fields at `pointers` (`/valueDate`, `/scheduleSettings/repaymentInstallments`; `/_*`:
+    /// every top-level key starting with `_`): a caller that reads only these renders only
+    /// these.
     pub fn keep_fields(&mut self, pointers: &[&str]) {
         for compiled in &mut self.steps {
-            let Some(Value::Object(_)) = &compiled.step.body else {
+            let Some(Value::Object(whole)) = &compiled.step.body else {
                 continue;
             };
             let body = compiled.step.body.as_ref().expect("a body");
             let mut cut = Value::Object(serde_json::Map::new());
             for pointer in pointers {
+                if let Some(prefix) = pointer.strip_prefix('/').and_then(|p| p.strip_suffix('*')) {
+                    if let Value::Object(map) = &mut cut {
+                        map.extend(
+                            whole
+                                .iter()
+                                .filter(|(k, _)| k.starts_with(prefix))
+                                .map(|(k, v)| (k.clone(), v.clone())),
+                        );
+                    }
+                    continue;
+                }
                 let Some(value) = body.pointer(pointer) else {
                     continue;
                 };

@@ -21,6 +21,7 @@ use crate::plan::refs;
 use crate::plan::template::Memo;
 use crate::source::{self, GroupOptions, Sources};
 
+mod custom_fields;
 mod tenant;
 
 use tenant::{At, Book, FourEyes, Tenant, read_tenant};
@@ -258,6 +259,9 @@ pub fn validate(options: &Options) -> Report {
     };
     let (plan, problems) = check_all(&loaded, &options.sources);
     findings.list.extend(problems.iter().map(plan_finding));
+    findings
+        .list
+        .extend(custom_fields::plan_problems(&plan, &loaded));
 
     let sources = match Sources::new(plan.sources.clone(), &plan.unit) {
         Ok(s) => s,
@@ -285,6 +289,12 @@ pub fn validate(options: &Options) -> Report {
         .as_deref()
         .map(|t| read_tenant(&plan, t, &mut findings));
     let lookup_refs = refs::lookup_references(&plan);
+    let mapped = custom_fields::Mapped::new(&plan);
+    if let Some(definitions) = tenant.as_ref().and_then(|t| t.custom_fields.as_ref()) {
+        findings
+            .list
+            .extend(mapped.tenant_problems(&plan, &loaded, definitions));
+    }
 
     let mut grouping = source::group(&sources, &GroupOptions::default());
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -302,7 +312,7 @@ pub fn validate(options: &Options) -> Report {
     let mut compiled = Compiled::new(&plan);
     if tenant.is_some() {
         // The tenant's checks read these fields of the calls: only these are rendered.
-        compiled.keep_fields(tenant::FIELDS);
+        compiled.keep_fields(&[tenant::FIELDS, custom_fields::FIELDS].concat());
     }
     // Bad cells are all found while the files are read, before the first unit.
     let mut bad_cells: HashMap<String, HashSet<u64>> = HashMap::new();
@@ -321,6 +331,7 @@ pub fn validate(options: &Options) -> Report {
         placeholders: &placeholders,
         lookups: lookups.as_ref(),
         bad_cells: &bad_cells,
+        mapped: &mapped,
     };
     // Reading and sorting on one thread, rendering on the others; findings are taken in unit
     // order, so the report is the same as with one thread.
@@ -487,6 +498,8 @@ struct UnitCheck<'a> {
     lookups: Option<&'a Value>,
     /// Rows whose cells were reported while the files were read.
     bad_cells: &'a HashMap<String, HashSet<u64>>,
+    /// The create steps' custom field sets, for the tenant's definitions.
+    mapped: &'a custom_fields::Mapped,
 }
 
 /// The rules on every row of the unit, then every call rendered.
@@ -620,8 +633,10 @@ fn render_unit(
         placeholders: outputs,
         lookups,
         tenant,
+        mapped,
         ..
     } = *units;
+    let definitions = tenant.and_then(|t| t.custom_fields.as_ref());
     // The unit's loans, call by call, against their products' settings.
     let mut book = tenant.map(|t| Book::new(t, plan.target.has_approver()));
     // Per loan (its rows' path): whether its product is dynamic-term, and whether it has been
@@ -699,7 +714,9 @@ fn render_unit(
             }
         }
         // Only the tenant's checks need the rendered call; otherwise its outcome is enough.
-        if !book.as_ref().is_some_and(|b| b.wants(step.action)) {
+        let for_book = book.as_ref().is_some_and(|b| b.wants(step.action));
+        let for_fields = definitions.filter(|d| mapped.wants(step, d));
+        if !for_book && for_fields.is_none() {
             if let Err(e) = compiled.check(unit, &planned, outputs, lookups, memo) {
                 fail(out, "render", e.to_string());
             }
@@ -714,6 +731,12 @@ fn render_unit(
         match compiled.render_fields(unit, &planned, outputs, lookups, memo) {
             Err(e) => fail(out, "render", e.to_string()),
             Ok(call) => {
+                if let (Some(definitions), Some(body)) = (for_fields, &call.body) {
+                    mapped.check_call(definitions, step, &planned, unit_key, body, out);
+                }
+                if !for_book {
+                    continue;
+                }
                 if let Some(book) = &mut book {
                     let at = At {
                         step,

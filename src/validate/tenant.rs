@@ -9,6 +9,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
+use super::custom_fields::{self, Definitions, FieldDef, SetDef};
 use super::{Finding, Findings, Found, Kind};
 use crate::plan::action::Action;
 use crate::plan::check::{ActionStep, Plan};
@@ -44,6 +45,10 @@ pub(super) struct Tenant {
     /// cannot be read, today where it is latest on Earth (UTC+14), so that no payment is taken
     /// for a future one that is not.
     today: NaiveDate,
+    /// The tenant's custom field sets for the entities the plan creates (every page of
+    /// `GET /customfieldsets?availableFor=…`, each field by `GET /customfields/{id}`); `None`
+    /// when they could not be read (said once, as a finding).
+    pub(super) custom_fields: Option<Definitions>,
 }
 
 pub(super) fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) -> Tenant {
@@ -52,6 +57,7 @@ pub(super) fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) ->
         loan_products: None,
         zone: None,
         today: (chrono::Utc::now() + chrono::Duration::hours(14)).date_naive(),
+        custom_fields: None,
     };
     let runtime = match crate::runtime() {
         Ok(r) => r,
@@ -135,9 +141,56 @@ pub(super) fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) ->
                 Some("check the credentials' permission to read loan products, then validate again".into()),
             ));
         }
+        let entities = custom_fields::entities(plan);
+        if !entities.is_empty() {
+            match read_custom_fields(&session, &entities).await {
+                Ok(definitions) => tenant.custom_fields = Some(definitions),
+                Err(problem) => findings.list.push(Finding::new(
+                    Kind::Tenant,
+                    target,
+                    None,
+                    format!(
+                        "{problem}: the custom field values were not checked against the tenant's definitions"
+                    ),
+                    Some("check the credentials' permission to read custom fields (VIEW_CUSTOM_FIELD), then validate again".into()),
+                )),
+            }
+        }
         connection.close().await;
     });
     tenant
+}
+
+/// The custom field sets of each entity (`client`, `loan_account`, …), every page, and each
+/// of their fields' definitions.
+async fn read_custom_fields(
+    session: &crate::mambu::Session,
+    entities: &[&'static str],
+) -> Result<Definitions, String> {
+    let mut definitions = Definitions::default();
+    for entity in entities {
+        let path = format!("/customfieldsets?availableFor={entity}");
+        let mut sets = Vec::new();
+        for meta in session.list(&path, &mut crate::mambu::Quiet).await? {
+            let mut fields = Vec::new();
+            for id in SetDef::field_ids(&meta) {
+                let path = format!("/customfields/{}", encode(&id));
+                let answer = session
+                    .read(
+                        &path,
+                        crate::mambu::Expect::Any,
+                        crate::mambu::client::Keep::All,
+                        &mut crate::mambu::Quiet,
+                    )
+                    .await?
+                    .ok_or_else(|| format!("GET {path}: not found (HTTP 404)"))?;
+                fields.extend(FieldDef::from_meta(&answer.body));
+            }
+            sets.extend(SetDef::from_meta(&meta, fields));
+        }
+        definitions.by_entity.insert(entity, sets);
+    }
+    Ok(definitions)
 }
 
 impl Tenant {
@@ -960,6 +1013,7 @@ mod tests {
             loan_products: Some(vec![product]),
             zone: Some(chrono_tz::Europe::Lisbon),
             today: NaiveDate::from_ymd_opt(2026, 12, 7).unwrap(),
+            custom_fields: None,
         }
     }
 
