@@ -19,6 +19,7 @@
 //! - `render`: the evidence pack: verify.md, verify.json, verify.html and manifest.sha256.
 
 mod check;
+mod details;
 mod render;
 
 use std::collections::{HashMap, HashSet};
@@ -244,7 +245,7 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
         .await?;
         let session = Arc::new(connection.reader(&plan, Some(rate)));
         let lookups = crate::target::read_lookups(&session, &plan).await?;
-        let shared = Arc::new(Shared::new(session.clone(), lookups, &plan.name));
+        let shared = Arc::new(Shared::new(session.clone(), lookups, &plan));
         // Units are read and grouped on a blocking thread, each with the steps the run saved,
         // and checked concurrently under the one rate limit.
         let (unit_tx, mut unit_rx) = tokio::sync::mpsc::channel(concurrency * 2);
