@@ -206,24 +206,38 @@ async fn verify_finds_nothing_after_a_clean_run_and_exactly_what_was_tampered_wi
 }
 
 /// The sample plan with its clients carrying a custom field value (`_Client_Details`) and an
-/// address, from columns of the sample's own clients.csv.
+/// address, from columns of the sample's own clients.csv, and its loans their origination
+/// (`_Loan_Origination`).
 fn plan_with_details(dir: &std::path::Path) -> std::path::PathBuf {
     let branch = r#"      assignedBranchKey: "{{ lookups.branches[clients.branch_id] }}"
 "#;
+    let amount = r#"          loanAmount: "{{ loans.amount | decimal }}"
+"#;
     common::sample_plan_with(
         dir,
-        &[(
-            branch,
-            &format!(
-                r#"{branch}      _Client_Details:
+        &[
+            (
+                amount,
+                &format!(
+                    r#"{amount}          _Loan_Origination:
+            legacy_account_number: "{{{{ loans.loan_id }}}}"
+            original_disbursement_date: "{{{{ loans.disbursed_on | date }}}}"
+"#
+                ),
+            ),
+            (
+                branch,
+                &format!(
+                    r#"{branch}      _Client_Details:
         employment_status: "{{{{ 'SELF_EMPLOYED' if clients.branch_id == 'BR-NBO' else 'EMPLOYED' }}}}"
       addresses:
         - line1: "{{{{ clients.address }}}}"
           city: "{{{{ clients.city }}}}"
           country: "{{{{ clients.country }}}}"
 "#
+                ),
             ),
-        )],
+        ],
     )
 }
 
@@ -258,6 +272,12 @@ async fn verify_compares_custom_field_values_and_addresses_and_masks_what_is_per
             "{name}"
         );
     }
+    let loans = rows("fixtures/sample/loans.csv");
+    let values = (2 * loans.len()).to_string();
+    assert_eq!(
+        total(&report, "custom field values of _Loan_Origination"),
+        (values.clone(), values)
+    );
 
     // Behind the tool's back: one client's custom field value, another's street.
     let clients = rows("fixtures/sample/clients.csv");
@@ -273,6 +293,8 @@ async fn verify_compares_custom_field_values_and_addresses_and_masks_what_is_per
                 "set": "_Client_Details", "field": "employment_status", "value": "STUDENT" }),
         json!({ "action": "set_address", "client": moved["client_id"], "index": 0,
                 "field": "line1", "value": "Rua Falsa, 1" }),
+        json!({ "action": "set_custom_field", "loan": loans[0]["loan_id"],
+                "set": "_Loan_Origination", "field": "original_disbursement_date", "value": null }),
     ] {
         let answer = http
             .post(format!("{}/_sandbox/tamper", sandbox.origin))
@@ -284,7 +306,8 @@ async fn verify_compares_custom_field_values_and_addresses_and_masks_what_is_per
     }
     let (code, report) = verify(&run_dir);
     assert_eq!(code, 1, "{report}");
-    let mismatches: Vec<Value> = report["mismatches"].as_array().unwrap().clone();
+    let mut mismatches: Vec<Value> = report["mismatches"].as_array().unwrap().clone();
+    mismatches.sort_by_key(|m| m["entity"].to_string());
     let address = &moved["address"];
     let masked = mambu_migrate::plan::template::mask_text(address);
     assert_eq!(
@@ -296,8 +319,11 @@ async fn verify_compares_custom_field_values_and_addresses_and_masks_what_is_per
             json!({ "unit": moved["client_id"], "entity": format!("client {}", moved["client_id"]),
                     "field": "addresses[0].line1",
                     "expected": masked, "found": "R** F***** 1" }),
+            json!({ "unit": loans[0]["client_id"], "entity": format!("loan {}", loans[0]["loan_id"]),
+                    "field": "_Loan_Origination.original_disbursement_date",
+                    "expected": loans[0]["disbursed_on"], "found": "(none)" }),
         ],
-        "exactly the two changes, the street masked"
+        "exactly the three changes, the street masked"
     );
     // Neither street is anywhere in the evidence.
     for file in ["verify.md", "verify.json", "verify.html"] {
