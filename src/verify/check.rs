@@ -142,38 +142,32 @@ pub(super) struct Checked {
 /// What a unit's transactions on one loan should be: externalId → (type, amount).
 type Transactions = BTreeMap<String, (&'static str, Decimal)>;
 
-/// What a create step makes, besides loans (checked with their transactions): read back at
-/// its own path. A group would be one more: `Group` at `/groups` for `Action::CreateGroup`
-/// (its members are compared by [`details::compare`] already).
+/// What a create step makes, besides loans (checked with their transactions): where Mambu
+/// has it and the name of its count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Client,
-    Deposit,
+struct Kind {
+    path: &'static str,
+    total: &'static str,
 }
 
+const CLIENT: Kind = Kind {
+    path: "/clients",
+    total: "clients",
+};
+
 impl Kind {
-    /// The kind a step's action creates, if one of these.
+    /// The kind a step's action creates, if one of these. A group is one more arm
+    /// (`Action::CreateGroup => Kind { path: "/groups", total: "groups" }`): its members are
+    /// compared by [`details::compare`] already.
     fn of(action: Action) -> Option<Kind> {
-        match action {
-            Action::CreateClient => Some(Kind::Client),
-            Action::CreateDeposit => Some(Kind::Deposit),
-            _ => None,
-        }
-    }
-
-    /// Where Mambu has them, and the count's name.
-    fn path(self) -> &'static str {
-        match self {
-            Kind::Client => "/clients",
-            Kind::Deposit => "/deposits",
-        }
-    }
-
-    fn total(self) -> &'static str {
-        match self {
-            Kind::Client => "clients",
-            Kind::Deposit => "deposits",
-        }
+        Some(match action {
+            Action::CreateClient => CLIENT,
+            Action::CreateDeposit => Kind {
+                path: "/deposits",
+                total: "deposits",
+            },
+            _ => return None,
+        })
     }
 }
 
@@ -280,8 +274,8 @@ impl Checker {
             let body = call.body.clone().unwrap_or(Value::Null);
             let personal = || details::personal_fields(step.body.as_ref(), &self.shared.personal);
             if let Some(kind) = Kind::of(step.action) {
-                self.tally.expect(kind.total(), Decimal::ONE);
-                if kind == Kind::Client
+                self.tally.expect(kind.total, Decimal::ONE);
+                if kind == CLIENT
                     && let Some(branch) = self.branch_name(body.get("assignedBranchKey"))
                 {
                     self.tally
@@ -380,12 +374,12 @@ impl Checker {
             body,
             personal,
         } = account;
-        let Some(found) = self.get(&format!("{}/{encoded}{FULL}", kind.path())).await else {
+        let Some(found) = self.get(&format!("{}/{encoded}{FULL}", kind.path)).await else {
             self.mismatch(&entity, "exists", "yes", "no");
             return;
         };
-        self.tally.find(kind.total(), Decimal::ONE);
-        if kind == Kind::Client
+        self.tally.find(kind.total, Decimal::ONE);
+        if kind == CLIENT
             && let Some(branch) = self.branch_name(found.get("assignedBranchKey"))
         {
             self.tally
