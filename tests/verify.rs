@@ -204,3 +204,132 @@ async fn verify_finds_nothing_after_a_clean_run_and_exactly_what_was_tampered_wi
         found.parse::<u64>().unwrap() + 1
     );
 }
+
+/// The sample plan with its clients carrying a custom field value (`_Client_Details`) and an
+/// address, from columns of the sample's own clients.csv, and its loans their origination
+/// (`_Loan_Origination`).
+fn plan_with_details(dir: &std::path::Path) -> std::path::PathBuf {
+    let branch = r#"      assignedBranchKey: "{{ lookups.branches[clients.branch_id] }}"
+"#;
+    let amount = r#"          loanAmount: "{{ loans.amount | decimal }}"
+"#;
+    common::sample_plan_with(
+        dir,
+        &[
+            (
+                amount,
+                &format!(
+                    r#"{amount}          _Loan_Origination:
+            legacy_account_number: "{{{{ loans.loan_id }}}}"
+            original_disbursement_date: "{{{{ loans.disbursed_on | date }}}}"
+"#
+                ),
+            ),
+            (
+                branch,
+                &format!(
+                    r#"{branch}      _Client_Details:
+        employment_status: "{{{{ 'SELF_EMPLOYED' if clients.branch_id == 'BR-NBO' else 'EMPLOYED' }}}}"
+      addresses:
+        - line1: "{{{{ clients.address }}}}"
+          city: "{{{{ clients.city }}}}"
+          country: "{{{{ clients.country }}}}"
+"#
+                ),
+            ),
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_compares_custom_field_values_and_addresses_and_masks_what_is_personal() {
+    let sandbox = Sandbox::strict(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan_with_details(dir.path());
+    let run_dir = dir.path().join("run");
+    let output = common::run(
+        &sandbox,
+        plan.to_str().unwrap(),
+        &run_dir,
+        &["--rate", "3000"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+    let stats = sandbox.stats().await;
+    assert_eq!(stats["custom_field_values"]["_Client_Details"], 250);
+    assert_eq!(stats["addresses"], 250);
+
+    let (code, report) = verify(&run_dir);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["mismatches"], json!([]));
+    for name in [
+        "custom field values of _Client_Details",
+        "addresses",
+        "identification documents",
+    ] {
+        assert_eq!(
+            total(&report, name),
+            ("250".to_owned(), "250".to_owned()),
+            "{name}"
+        );
+    }
+    let loans = rows("fixtures/sample/loans.csv");
+    let values = (2 * loans.len()).to_string();
+    assert_eq!(
+        total(&report, "custom field values of _Loan_Origination"),
+        (values.clone(), values)
+    );
+
+    // Behind the tool's back: one client's custom field value, another's street.
+    let clients = rows("fixtures/sample/clients.csv");
+    let (changed, moved) = (&clients[1], &clients[2]);
+    let expected_status = if changed["branch_id"] == "BR-NBO" {
+        "SELF_EMPLOYED"
+    } else {
+        "EMPLOYED"
+    };
+    let http = reqwest::Client::new();
+    for body in [
+        json!({ "action": "set_custom_field", "client": changed["client_id"],
+                "set": "_Client_Details", "field": "employment_status", "value": "STUDENT" }),
+        json!({ "action": "set_address", "client": moved["client_id"], "index": 0,
+                "field": "line1", "value": "Rua Falsa, 1" }),
+        json!({ "action": "set_custom_field", "loan": loans[0]["loan_id"],
+                "set": "_Loan_Origination", "field": "original_disbursement_date", "value": null }),
+    ] {
+        let answer = http
+            .post(format!("{}/_sandbox/tamper", sandbox.origin))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success(), "{body}");
+    }
+    let (code, report) = verify(&run_dir);
+    assert_eq!(code, 1, "{report}");
+    let mut mismatches: Vec<Value> = report["mismatches"].as_array().unwrap().clone();
+    mismatches.sort_by_key(|m| m["entity"].to_string());
+    let address = &moved["address"];
+    let masked = mambu_migrate::plan::template::mask_text(address);
+    assert_eq!(
+        mismatches,
+        vec![
+            json!({ "unit": changed["client_id"], "entity": format!("client {}", changed["client_id"]),
+                    "field": "_Client_Details.employment_status",
+                    "expected": expected_status, "found": "STUDENT" }),
+            json!({ "unit": moved["client_id"], "entity": format!("client {}", moved["client_id"]),
+                    "field": "addresses[0].line1",
+                    "expected": masked, "found": "R** F***** 1" }),
+            json!({ "unit": loans[0]["client_id"], "entity": format!("loan {}", loans[0]["loan_id"]),
+                    "field": "_Loan_Origination.original_disbursement_date",
+                    "expected": loans[0]["disbursed_on"], "found": "(none)" }),
+        ],
+        "exactly the three changes, the street masked"
+    );
+    // Neither street is anywhere in the evidence.
+    for file in ["verify.md", "verify.json", "verify.html"] {
+        let text = std::fs::read_to_string(run_dir.join(file)).unwrap();
+        for secret in [address.as_str(), "Rua Falsa"] {
+            assert!(!text.contains(secret), "{file} shows {secret}");
+        }
+    }
+}

@@ -7,10 +7,13 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
+use super::details::{self, PersonalFields};
 use super::{Mismatch, Total};
 use crate::checkpoint::StepStatus;
+use crate::estimate::sample::Personal;
 use crate::mambu::{Expect, Keep, Quiet, Session};
 use crate::plan::action::Action;
+use crate::plan::check::Plan;
 use crate::plan::compiled::Compiled;
 use crate::source;
 
@@ -84,6 +87,10 @@ fn encoded_of(path: &str) -> String {
     segment.split(':').next().unwrap_or(segment).to_owned()
 }
 
+/// What a GET asks for so that Mambu answers custom field values, addresses, identification
+/// documents and group members (a BASIC read, the default, leaves them out).
+const FULL: &str = "?detailsLevel=FULL";
+
 /// What the checks of every unit share.
 pub(super) struct Shared {
     session: Arc<Session>,
@@ -92,10 +99,12 @@ pub(super) struct Shared {
     /// Product and branch encodedKeys shown as their ids, from the lookups.
     names: HashMap<String, String>,
     plan_name: String,
+    /// Which source columns hold personal data (masked in what a mismatch shows).
+    personal: Personal,
 }
 
 impl Shared {
-    pub(super) fn new(session: Arc<Session>, lookups: Value, plan_name: &str) -> Self {
+    pub(super) fn new(session: Arc<Session>, lookups: Value, plan: &Plan) -> Self {
         let names = lookups
             .as_object()
             .into_iter()
@@ -110,7 +119,8 @@ impl Shared {
             session,
             lookups,
             names,
-            plan_name: plan_name.to_owned(),
+            plan_name: plan.name.clone(),
+            personal: Personal::new(plan),
         }
     }
 }
@@ -132,17 +142,43 @@ pub(super) struct Checked {
 /// What a unit's transactions on one loan should be: externalId → (type, amount).
 type Transactions = BTreeMap<String, (&'static str, Decimal)>;
 
+/// What a create step makes, besides loans (checked with their transactions): where Mambu
+/// has it and the name of its count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Kind {
+    path: &'static str,
+    total: &'static str,
+}
+
+const CLIENT: Kind = Kind {
+    path: "/clients",
+    total: "clients",
+};
+
+impl Kind {
+    /// The kind a step's action creates, if one of these. A group is one more arm
+    /// (`Action::CreateGroup => Kind { path: "/groups", total: "groups" }`): its members are
+    /// compared by [`details::compare`] already.
+    fn of(action: Action) -> Option<Kind> {
+        Some(match action {
+            Action::CreateClient => CLIENT,
+            Action::CreateDeposit => Kind {
+                path: "/deposits",
+                total: "deposits",
+            },
+            _ => return None,
+        })
+    }
+}
+
 /// A client or a deposit the unit's steps created.
-enum Account {
-    Client {
-        entity: String,
-        encoded: String,
-        body: Value,
-    },
-    Deposit {
-        entity: String,
-        encoded: String,
-    },
+struct Account {
+    kind: Kind,
+    entity: String,
+    encoded: String,
+    body: Value,
+    /// The custom fields of its body that hold personal data.
+    personal: PersonalFields,
 }
 
 /// One loan of a unit, as the run made it.
@@ -150,6 +186,8 @@ struct LoanCheck {
     key: String,
     entity: String,
     body: Value,
+    /// The custom fields of its body that hold personal data.
+    personal: PersonalFields,
     state: &'static str,
     /// The settlement deposit's id or key, when linked.
     settlement: Option<String>,
@@ -187,14 +225,7 @@ impl Checker {
     ) -> Checked {
         let expected = self.expected(compiled, unit, saved);
         for account in expected.accounts {
-            match account {
-                Account::Client {
-                    entity,
-                    encoded,
-                    body,
-                } => self.client(&entity, &encoded, &body).await,
-                Account::Deposit { entity, encoded } => self.deposit(&entity, &encoded).await,
-            }
+            self.account(account).await;
         }
         for loan in expected.loans {
             self.loan(loan).await;
@@ -241,24 +272,26 @@ impl Checker {
                 .unwrap_or_default()
                 .to_owned();
             let body = call.body.clone().unwrap_or(Value::Null);
+            let personal = || details::personal_fields(step.body.as_ref(), &self.shared.personal);
+            if let Some(kind) = Kind::of(step.action) {
+                self.tally.expect(kind.total, Decimal::ONE);
+                if kind == CLIENT
+                    && let Some(branch) = self.branch_name(body.get("assignedBranchKey"))
+                {
+                    self.tally
+                        .expect(format!("clients of branch {branch}"), Decimal::ONE);
+                }
+                expected.accounts.push(Account {
+                    kind,
+                    entity,
+                    encoded,
+                    personal: personal(),
+                    body,
+                });
+                continue;
+            }
             let loans = &mut expected.loans;
             match step.action {
-                Action::CreateClient => {
-                    self.tally.expect("clients", Decimal::ONE);
-                    if let Some(branch) = self.branch_name(body.get("assignedBranchKey")) {
-                        self.tally
-                            .expect(format!("clients of branch {branch}"), Decimal::ONE);
-                    }
-                    expected.accounts.push(Account::Client {
-                        entity,
-                        encoded,
-                        body,
-                    });
-                }
-                Action::CreateDeposit => {
-                    self.tally.expect("deposits", Decimal::ONE);
-                    expected.accounts.push(Account::Deposit { entity, encoded });
-                }
                 Action::CreateLoan => {
                     let amount = number(body.get("loanAmount")).unwrap_or_default();
                     let product = self.product_name(&body);
@@ -271,6 +304,7 @@ impl Checker {
                     loans.push(LoanCheck {
                         key: encoded,
                         entity,
+                        personal: personal(),
                         body,
                         state: "PENDING_APPROVAL",
                         settlement: None,
@@ -330,14 +364,24 @@ impl Checker {
         expected
     }
 
-    /// A client: there, with its id; counted by branch.
-    async fn client(&mut self, entity: &str, encoded: &str, body: &Value) {
-        let Some(found) = self.get(&format!("/clients/{encoded}")).await else {
-            self.mismatch(entity, "exists", "yes", "no");
+    /// A client or deposit: there, with its id and what its body carries beyond its own
+    /// fields (custom field values, addresses, documents); a client counted by branch.
+    async fn account(&mut self, account: Account) {
+        let Account {
+            kind,
+            entity,
+            encoded,
+            body,
+            personal,
+        } = account;
+        let Some(found) = self.get(&format!("{}/{encoded}{FULL}", kind.path)).await else {
+            self.mismatch(&entity, "exists", "yes", "no");
             return;
         };
-        self.tally.find("clients", Decimal::ONE);
-        if let Some(branch) = self.branch_name(found.get("assignedBranchKey")) {
+        self.tally.find(kind.total, Decimal::ONE);
+        if kind == CLIENT
+            && let Some(branch) = self.branch_name(found.get("assignedBranchKey"))
+        {
             self.tally
                 .find(format!("clients of branch {branch}"), Decimal::ONE);
         }
@@ -345,19 +389,25 @@ impl Checker {
             && found.get("id").and_then(Value::as_str) != Some(id)
         {
             self.mismatch(
-                entity,
+                &entity,
                 "id",
                 id,
                 found.get("id").and_then(Value::as_str).unwrap_or("(none)"),
             );
         }
+        self.details(&entity, &body, &found, &personal);
     }
 
-    /// A deposit: there.
-    async fn deposit(&mut self, entity: &str, encoded: &str) {
-        match self.get(&format!("/deposits/{encoded}")).await {
-            None => self.mismatch(entity, "exists", "yes", "no"),
-            Some(_) => self.tally.find("deposits", Decimal::ONE),
+    /// What `body` carries beyond the entity's own fields, against what Mambu holds
+    /// ([`details::compare`]): mismatches masked where personal, and the counts.
+    fn details(&mut self, entity: &str, body: &Value, found: &Value, personal: &PersonalFields) {
+        let compared = details::compare(body, found, personal);
+        for (name, expected, found) in compared.totals {
+            self.tally.expect(name.clone(), expected);
+            self.tally.find(name, found);
+        }
+        for (field, expected, found) in compared.differences {
+            self.mismatch(entity, &field, expected, found);
         }
     }
 
@@ -368,11 +418,12 @@ impl Checker {
             key: encoded,
             entity,
             body,
+            personal,
             state,
             settlement,
             transactions,
         } = loan;
-        let Some(found) = self.get(&format!("/loans/{encoded}")).await else {
+        let Some(found) = self.get(&format!("/loans/{encoded}{FULL}")).await else {
             self.mismatch(&entity, "exists", "yes", "no");
             return;
         };
@@ -434,6 +485,7 @@ impl Checker {
                     .unwrap_or("(none)"),
             );
         }
+        self.details(&entity, &body, &found, &personal);
         self.transactions(&encoded, &transactions).await;
     }
 

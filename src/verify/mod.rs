@@ -3,8 +3,9 @@
 //!
 //! For every unit the run says is migrated (or a seeded sample of them), the entities are read
 //! back through the same client: each client, deposit and loan (id, amount, product, state,
-//! settlement account) and every loan's transactions (matched by externalId: present, type,
-//! amount; none unexpected). Expected values are the run's own rendered bodies, re-rendered from
+//! settlement account; read with `detailsLevel=FULL`, its custom field values, addresses and
+//! identification documents, the fields the plan sends, by position) and every loan's
+//! transactions (matched by externalId: present, type, amount; none unexpected). Expected values are the run's own rendered bodies, re-rendered from
 //! the source rows with the outputs the checkpoint saved. Control totals put the figures from the
 //! CSVs beside those found in Mambu. The evidence pack is verify.md, verify.json, verify.html and
 //! manifest.sha256 (hashes of the plan, every source, the checkpoint and the reports).
@@ -16,9 +17,13 @@
 //! - `check`: the `Checker` that compares one unit with what Mambu holds, stage by stage (what
 //!   the saved steps expect, then clients and deposits, then loans and their transactions),
 //!   and the control totals (`Tally`);
+//! - `details`: what a body carries beyond the entity's own fields (custom field values,
+//!   addresses, identification documents, group members) against a FULL read, personal values
+//!   masked before a mismatch is made of them;
 //! - `render`: the evidence pack: verify.md, verify.json, verify.html and manifest.sha256.
 
 mod check;
+mod details;
 mod render;
 
 use std::collections::{HashMap, HashSet};
@@ -244,7 +249,7 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
         .await?;
         let session = Arc::new(connection.reader(&plan, Some(rate)));
         let lookups = crate::target::read_lookups(&session, &plan).await?;
-        let shared = Arc::new(Shared::new(session.clone(), lookups, &plan.name));
+        let shared = Arc::new(Shared::new(session.clone(), lookups, &plan));
         // Units are read and grouped on a blocking thread, each with the steps the run saved,
         // and checked concurrently under the one rate limit.
         let (unit_tx, mut unit_rx) = tokio::sync::mpsc::channel(concurrency * 2);

@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 
 use rust_decimal::Decimal;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::Tenant;
 use super::json::{decimal, money};
+use super::{EntityRef, Tenant};
 
 impl Tenant {
     /// Counts for `GET /_sandbox/stats`.
@@ -65,7 +65,11 @@ impl Tenant {
 
     /// Test-only changes made behind the API's back (`POST /_sandbox/tamper`), so that a
     /// reconciliation can be shown to catch them: `{"action": "delete_transaction",
-    /// "externalId": ...}` or `{"action": "set_loan_amount", "loan": <id or key>, "amount": n}`.
+    /// "externalId": ...}`, `{"action": "set_loan_amount", "loan": <id or key>, "amount": n}`,
+    /// `{"action": "set_custom_field", "client"|"loan"|"deposit": <id or key>, "set": "_Set",
+    /// "field": "f", "value": "v"}` (a grouped set's entry `"index": n`, 0 by default; a null
+    /// value removes the field) or `{"action": "set_address", "client": <id or key>, "index": n,
+    /// "field": "line1", "value": "v"}`.
     pub fn tamper(&mut self, body: &Value) -> Result<Value, String> {
         match body.get("action").and_then(Value::as_str) {
             Some("delete_transaction") => {
@@ -96,7 +100,71 @@ impl Tenant {
                 self.loans[index].amount = amount;
                 Ok(json!({ "loan": loan, "loanAmount": money(amount) }))
             }
-            _ => Err("action must be delete_transaction or set_loan_amount".into()),
+            Some("set_custom_field") => {
+                let set = text(body, "set")?;
+                let field = text(body, "field")?;
+                let index = body.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+                let value = body.get("value").cloned().unwrap_or(Value::Null);
+                let fields = match self.tampered(body)?.entry(set).or_insert_with(|| json!({})) {
+                    Value::Object(fields) => fields,
+                    Value::Array(groups) => groups
+                        .get_mut(index)
+                        .and_then(Value::as_object_mut)
+                        .ok_or("no such entry of the grouped set")?,
+                    _ => return Err("the set holds no values".into()),
+                };
+                set_or_remove(fields, field, value);
+                Ok(json!({ "set": set, "field": field }))
+            }
+            Some("set_address") => {
+                let field = text(body, "field")?;
+                let index = body.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+                let value = body.get("value").cloned().unwrap_or(Value::Null);
+                let address = self
+                    .tampered(body)?
+                    .get_mut("addresses")
+                    .and_then(Value::as_array_mut)
+                    .and_then(|a| a.get_mut(index))
+                    .and_then(Value::as_object_mut)
+                    .ok_or("no such address")?;
+                set_or_remove(address, field, value);
+                Ok(json!({ "address": index, "field": field }))
+            }
+            _ => Err("action must be delete_transaction, set_loan_amount, set_custom_field or set_address".into()),
         }
+    }
+
+    /// The stored document of the client, loan or deposit a tamper names.
+    fn tampered(&mut self, body: &Value) -> Result<&mut Map<String, Value>, String> {
+        if let Ok(id) = text(body, "client") {
+            let index = match self.keys.get(id) {
+                Some(EntityRef::Client(i)) => Some(*i),
+                _ => self.client_ids.get(id).copied(),
+            };
+            return Ok(&mut self.clients[index.ok_or("no such client")?].doc);
+        }
+        if let Ok(id) = text(body, "loan") {
+            let index = self.loan_index(id).ok_or("no such loan")?;
+            return Ok(&mut self.loans[index].doc);
+        }
+        let id = text(body, "deposit").map_err(|_| "client, loan or deposit is needed")?;
+        let index = self.deposit_index(id).ok_or("no such deposit")?;
+        Ok(&mut self.deposits[index].doc)
+    }
+}
+
+/// A tamper's text parameter.
+fn text<'a>(body: &'a Value, key: &str) -> Result<&'a str, String> {
+    body.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{key} is needed"))
+}
+
+/// Sets a field, or removes it when `value` is null.
+fn set_or_remove(fields: &mut Map<String, Value>, field: &str, value: Value) {
+    if value.is_null() {
+        fields.remove(field);
+    } else {
+        fields.insert(field.to_owned(), value);
     }
 }
