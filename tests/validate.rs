@@ -763,14 +763,23 @@ fn a_schedule_edit_the_product_forbids_is_reported_at_the_loan_and_refused_by_th
     }
 }
 
-/// The sample's create_client body ends here: custom field sets go after it.
-const CLIENT_BODY_END: &str = "          documentId: \"{{ clients.national_id }}\"\n";
 /// The sample's create_loan body ends here.
 const LOAN_BODY_END: &str =
     "            firstRepaymentDate: \"{{ loans.first_repayment_on | datetime }}\"\n";
 
-/// The sample (reading fixtures/sample) with `client` and `loan` added at the end of the
-/// create_client and create_loan bodies; the plan's text besides.
+/// The sample's own custom field sets: taken out, for a test to map its own.
+const SAMPLE_CLIENT_SETS: &str = "      # A custom field set, as Mambu's JSON has it (values sent as strings, empty ones left out).
+      _Client_Details:
+        employment_status: \"{{ clients.employment_status }}\"
+";
+const SAMPLE_LOAN_SETS: &str = "          _Loan_Origination:
+            legacy_account_number: \"{{ loans.loan_id }}\"
+            original_disbursement_date: \"{{ loans.disbursed_on | date }}\"
+";
+
+/// The sample (reading fixtures/sample) without its own custom field sets, `client` and `loan`
+/// added at the end of the create_client and create_loan bodies instead; the plan's text
+/// besides.
 fn sample_with_custom_fields(
     dir: &std::path::Path,
     client: &str,
@@ -781,8 +790,11 @@ fn sample_with_custom_fields(
         dir,
         &data,
         &[
-            (CLIENT_BODY_END, &format!("{CLIENT_BODY_END}{client}")),
-            (LOAN_BODY_END, &format!("{LOAN_BODY_END}{loan}")),
+            (SAMPLE_CLIENT_SETS, client),
+            (
+                &format!("{LOAN_BODY_END}{SAMPLE_LOAN_SETS}"),
+                &format!("{LOAN_BODY_END}{loan}"),
+            ),
         ],
     );
     let text = std::fs::read_to_string(&plan).unwrap();
@@ -800,12 +812,16 @@ fn plan_at(plan: &std::path::Path, text: &str, needle: &str) -> String {
     format!("{}:{line}:{column}", plan.display())
 }
 
-/// The strict profile with `_Client_Details.employment_status` required.
+/// The strict profile (`_Client_Details.employment_status` required), its legacy account
+/// number optional.
 fn employment_required() -> String {
     let strict = common::strict_profile();
-    let optional = "required: false\n        default: true";
-    assert!(strict.contains(optional), "strict.yaml's employment_status");
-    strict.replacen(optional, "required: true\n        default: true", 1)
+    let required = "type: FREE_TEXT, required: true }";
+    assert!(
+        strict.contains(required),
+        "strict.yaml's legacy_account_number"
+    );
+    strict.replacen(required, "type: FREE_TEXT, required: false }", 1)
 }
 
 /// 1-based CSV lines (the header is line 1) of `file`'s rows matching `keep`.
@@ -937,7 +953,11 @@ fn a_required_custom_field_is_reported_unmapped_at_the_step_and_empty_at_its_row
 
 #[test]
 fn unknown_sets_and_fields_and_a_set_in_the_wrong_shape_are_reported_at_their_place_in_the_plan() {
-    let sandbox = common::Sandbox::strict(&[]);
+    // The strict tenant with no field required: what is said is about names and shapes only.
+    let sandbox = common::Sandbox::tenant(
+        &common::strict_profile().replace("required: true", "required: false"),
+        &[],
+    );
     let dir = tempfile::tempdir().unwrap();
     let (plan, text) = sample_with_custom_fields(
         dir.path(),

@@ -131,6 +131,18 @@ pub fn parse(file: &Path, text: &str) -> (Option<LoadedPlan>, Vec<PlanProblem>) 
             return (None, vec![problem]);
         }
     };
+    for (path, at) in &spans.duplicates {
+        let key = path.rsplit('.').next().unwrap_or(path);
+        problems.push(PlanProblem {
+            file: file.to_owned(),
+            at: *at,
+            path: path.clone(),
+            message: format!("`{key}` is written twice in the same map"),
+            hint: Some(
+                "keep one: YAML would take one of the two silently, without saying which".into(),
+            ),
+        });
+    }
     let schema = json_schema();
     let mut unknown = Vec::new();
     unknown_keys(&document, &schema, &schema, "", &mut |path, key, known| {

@@ -1,7 +1,7 @@
 //! Where each key of a YAML document is: a map from a value's path (`steps[1].steps[0].body.id`)
 //! to its line and column, read with yaml-rust2's event parser (serde gives types, not places).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
@@ -17,6 +17,9 @@ pub struct Location {
 #[derive(Debug, Default)]
 pub struct Spans {
     places: HashMap<String, Location>,
+    /// Keys written twice in one mapping (the path and the second one's place): serde would
+    /// keep one of the two silently.
+    pub duplicates: Vec<(String, Location)>,
 }
 
 impl Spans {
@@ -30,6 +33,7 @@ impl Spans {
         }
         Self {
             places: builder.places,
+            duplicates: builder.duplicates,
         }
     }
 
@@ -61,6 +65,8 @@ enum Frame {
         path: String,
         key: Option<String>,
         fresh: bool,
+        /// This mapping's keys so far.
+        seen: HashSet<String>,
     },
     Seq {
         path: String,
@@ -72,6 +78,7 @@ enum Frame {
 struct Builder {
     stack: Vec<Frame>,
     places: HashMap<String, Location>,
+    duplicates: Vec<(String, Location)>,
 }
 
 fn location(mark: Marker) -> Location {
@@ -101,7 +108,12 @@ impl Builder {
                 self.places.insert(p.clone(), location(mark));
                 Some(p)
             }
-            Some(Frame::Map { path, key, fresh }) => match key.take() {
+            Some(Frame::Map {
+                path,
+                key,
+                fresh,
+                seen,
+            }) => match key.take() {
                 Some(k) => Some(join(path, &k)),
                 None => {
                     let name = match event {
@@ -111,7 +123,11 @@ impl Builder {
                     if std::mem::take(fresh) {
                         self.places.insert(path.clone(), location(mark));
                     }
-                    self.places.insert(join(path, &name), location(mark));
+                    let at = join(path, &name);
+                    if !seen.insert(name.clone()) {
+                        self.duplicates.push((at.clone(), location(mark)));
+                    }
+                    self.places.insert(at, location(mark));
                     *key = Some(name);
                     None
                 }
@@ -136,6 +152,7 @@ impl MarkedEventReceiver for Builder {
                         path,
                         key: None,
                         fresh,
+                        seen: HashSet::new(),
                     });
                 } else {
                     // A complex key: index nothing under it.
@@ -143,6 +160,7 @@ impl MarkedEventReceiver for Builder {
                         path: "?".into(),
                         key: None,
                         fresh: false,
+                        seen: HashSet::new(),
                     });
                 }
             }
