@@ -13,6 +13,7 @@ use super::action::{AccountsNeeded, Action};
 use super::file::{
     ColumnFile, ColumnKind, InstallmentsFile, PlanFile, SourceFile, StepFile, TargetFile,
 };
+use super::lists::BodyList;
 use super::load::{LoadedPlan, PlanProblem, did_you_mean};
 use crate::source::{CellType, ColumnSpec, SourceDef};
 
@@ -779,6 +780,7 @@ impl StepWalker<'_> {
         let id = check.unique_id();
         let body = check.body();
         check.check_required_fields(body.as_ref());
+        check.check_lists(body.as_ref(), scope);
         let loan = check.loan(defaults);
         let deposit = check.deposit(defaults);
         let installments = check.installments(scope);
@@ -1023,6 +1025,31 @@ impl ActionCheck<'_, '_> {
         }
     }
 
+    /// The body's lists built from child rows: well formed, each from a child of the source
+    /// whose row it is under (the step's current source, or the enclosing list's).
+    fn check_lists(&mut self, body: Option<&Value>, scope: &[String]) {
+        let Some(body) = body else {
+            return;
+        };
+        let (_, lists, problems) = super::lists::split(body, &format!("{}.body", self.path));
+        for p in problems {
+            self.report(&p.path, p.message, p.hint);
+        }
+        fn children(walker: &mut StepWalker<'_>, lists: &[BodyList], current: &str) {
+            for list in lists {
+                walker.check_child(
+                    &list.source,
+                    current,
+                    &format!("{}.for_each", list.path),
+                    "for_each",
+                );
+                children(walker, &list.lists, &list.source);
+            }
+        }
+        let current = scope.last().map(String::as_str).unwrap_or("");
+        children(self.walker, &lists, current);
+    }
+
     /// edit_schedule's installments, read from a child source of the current one; no other
     /// action takes them.
     fn installments(&mut self, scope: &[String]) -> Option<InstallmentsFile> {
@@ -1114,6 +1141,20 @@ impl ActionCheck<'_, '_> {
                     Some("e.g. `accountState` or `balances.principalBalance`".into()),
                 );
             }
+        }
+    }
+}
+
+impl ActionStep {
+    /// The body (`None`: no body) with its lists built from child rows taken out, and those
+    /// lists ([`super::lists`]); malformed ones were reported by `check` and are left out.
+    pub fn split_body(&self) -> (Option<Value>, Vec<BodyList>) {
+        match &self.body {
+            Some(body) => {
+                let (plain, lists, _) = super::lists::split(body, &format!("{}.body", self.path));
+                (Some(plain), lists)
+            }
+            None => (None, Vec::new()),
         }
     }
 }
