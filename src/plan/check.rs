@@ -1258,6 +1258,43 @@ mod tests {
     }
 
     #[test]
+    fn body_lists_are_checked_where_they_are() {
+        let problems = checked(&format!(
+            "{SOURCES}steps:\n  - id: client\n    action: create_client\n    body:\n      firstName: a\n      lastName: b\n      idDocuments:\n        for_each: lons\n        item: {{ documentId: x }}\n      addresses:\n        for_each: txns\n        item: {{ line1: x }}\n      other:\n        for_each: loans\n        item: \"{{{{ loans.id }}}}\"\n      more:\n        for_each: loans\n        items: {{ a: 1 }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "15:9 for_each names `lons`, which is not a source | did you mean `loans`?",
+                "18:9 for_each `txns` is not a child of `clients` | children of `clients`: loans",
+                "22:9 the item must be a map of fields | e.g. `item: { documentType: \"{{ documents.type }}\" }`",
+                "23:7 the list built with for_each `loans` has no `item` | add `item:`, the map each row renders",
+                "25:9 unknown key `items` in a list built with for_each | did you mean `item`?",
+            ]
+        );
+        // A nested list's source is a child of its enclosing list's; the loader lets the keys in.
+        let plan = checked(&format!(
+            "{SOURCES}steps:\n  - id: client\n    action: create_client\n    body:\n      firstName: a\n      lastName: b\n      loans:\n        for_each: loans\n        item:\n          txns: {{ for_each: txns, when: \"txns.id != ''\", item: {{ id: \"{{{{ txns.id }}}}\" }} }}\n"
+        ))
+        .unwrap();
+        let (plain, lists) = plan.action_steps()[0].split_body();
+        assert_eq!(
+            plain.unwrap(),
+            serde_json::json!({ "firstName": "a", "lastName": "b" })
+        );
+        assert_eq!(lists[0].lists[0].source, "txns");
+        let problems = checked(&format!(
+            "{SOURCES}steps:\n  - id: client\n    action: create_client\n    body:\n      firstName: a\n      lastName: b\n      loans:\n        for_each: loans\n        item:\n          x: {{ for_each: loans, item: {{ id: 1 }} }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            problems,
+            ["17:16 for_each `loans` is not a child of `loans` | children of `loans`: txns"]
+        );
+    }
+
+    #[test]
     fn names_personal_columns() {
         assert!(
             personal_by_name("first_name")

@@ -340,6 +340,53 @@ mod tests {
 
     use super::*;
 
+    fn problems(steps: &str) -> Vec<String> {
+        let text = format!(
+            "version: 1\nname: t\nsources:\n  groups: {{ file: g.csv, key: id }}\n  members: {{ file: m.csv, key: id, parent: groups.group_id }}\n  docs: {{ file: d.csv, key: id, parent: members.member_id }}\n  loans: {{ file: l.csv, key: id, parent: groups.group_id }}\nunit: groups\nsteps:\n{steps}"
+        );
+        let loaded = crate::plan::load::load_str(Path::new("p.yaml"), &text).unwrap();
+        let (plan, structural) = crate::plan::check::check_all(&loaded, &[]);
+        assert!(structural.is_empty(), "{structural:?}");
+        let headers: BTreeMap<String, Vec<String>> = [
+            ("groups", "id,name"),
+            ("members", "id,group_id,member_id,role"),
+            ("docs", "id,member_id,type,number"),
+            ("loans", "id,group_id,amount"),
+        ]
+        .into_iter()
+        .map(|(s, h)| (s.to_owned(), h.split(',').map(str::to_owned).collect()))
+        .collect();
+        let mut out: Vec<String> = check_references(&plan, &headers)
+            .into_iter()
+            .map(|p| format!("{} {} | {}", p.path, p.message, p.hint.unwrap_or_default()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn an_items_templates_see_its_row_and_the_steps_that_ran_for_it() {
+        let members = "  - for_each: members\n    steps:\n      - id: member\n        action: create_client\n        body: { firstName: a, lastName: b }\n  - for_each: loans\n    steps:\n      - id: loan\n        action: request\n        method: GET\n        path: /x\n";
+        let ok = format!(
+            "{members}  - id: group\n    action: create_group\n    body:\n      groupName: \"{{{{ groups.name }}}}\"\n      groupMembers:\n        for_each: members\n        when: \"members.role != ''\"\n        item:\n          clientKey: \"{{{{ steps.member.encodedKey }}}}\"\n          roles: {{ for_each: docs, item: {{ groupRoleNameKey: \"{{{{ docs.number }}}} {{{{ members.role }}}} {{{{ steps.member.id }}}}\" }} }}\n"
+        );
+        assert_eq!(problems(&ok), Vec::<String>::new());
+        let bad = format!(
+            "{members}  - id: group\n    action: create_group\n    body:\n      groupName: \"{{{{ members.role }}}} {{{{ steps.member.id }}}}\"\n      groupMembers:\n        for_each: members\n        when: \"members.rol != ''\"\n        item:\n          clientKey: \"{{{{ steps.loan.id }}}} {{{{ member.id }}}} {{{{ docs.type }}}}\"\n"
+        );
+        assert_eq!(
+            problems(&bad),
+            [
+                "steps[2].body.groupMembers.item.clientKey `docs` has no current row here | in scope: groups, members",
+                "steps[2].body.groupMembers.item.clientKey `steps.loan` ran for another row: it is not in scope here | a step can use steps before it, in its own or an enclosing for_each (in a list built with for_each, also those that ran for the item's row)",
+                "steps[2].body.groupMembers.item.clientKey unknown variable `member.id` | did you mean `members`?",
+                "steps[2].body.groupMembers.when `members.rol`: members has no column `rol` | did you mean `role`?",
+                "steps[2].body.groupName `members` has no current row here | in scope: groups",
+                "steps[2].body.groupName `steps.member` ran for another row: it is not in scope here | a step can use steps before it, in its own or an enclosing for_each (in a list built with for_each, also those that ran for the item's row)",
+            ]
+        );
+    }
+
     #[test]
     fn a_table_read_through_each_lists_the_inner_keys_its_templates_use() {
         let text = "version: 1\nname: t\nlookups:\n  products: { path: /loanproducts }\n  fees: { path: /loanproducts, each: feesSettings.fees }\nsources:\n  loans: { file: l.csv, key: id }\nunit: loans\nsteps:\n  - id: fee\n    action: create_client\n    body:\n      a: \"{{ lookups.fees[loans.product]['LEGACY-FEE'] }}\"\n      b: \"{{ lookups.fees[loans.product].LATE }}\"\n      c: \"{{ lookups.products[loans.product] }}\"\n";
