@@ -280,7 +280,7 @@ pub fn insert(target: &mut Value, field: &[String], items: Vec<Value>) {
 
 /// Every list of `lists` and of their items, depth first, with the sources each one's item
 /// has in scope beyond the step's (its own source last).
-pub fn flatten<'l>(lists: &'l [BodyList]) -> Vec<(&'l BodyList, Vec<&'l str>)> {
+pub fn flatten(lists: &[BodyList]) -> Vec<(&BodyList, Vec<&str>)> {
     fn visit<'l>(
         lists: &'l [BodyList],
         above: &[&'l str],
