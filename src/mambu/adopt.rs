@@ -12,8 +12,8 @@ use super::session::{Observer, Session};
 /// What a request makes, as far as adoption needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Intent<'a> {
-    /// A client, loan or deposit account with the id it was given (`kind`: `clients`, `loans`
-    /// or `deposits`).
+    /// A client, group, loan or deposit account with the id it was given (`kind`: `clients`,
+    /// `groups`, `loans` or `deposits`).
     Create { kind: &'static str, id: &'a str },
     /// An approval of the loan or deposit account at `/{kind}/{account}`.
     Approve {
@@ -34,6 +34,9 @@ pub fn already_exists(intent: &Intent<'_>, refusal: &Refusal) -> bool {
         Intent::Create {
             kind: "clients", ..
         } => refusal.code == Some(316) || refusal.is("CLIENT_ID_ALREADY_IN_USE"),
+        Intent::Create { kind: "groups", .. } => {
+            refusal.code == Some(317) || refusal.is("GROUP_ID_ALREADY_IN_USE")
+        }
         Intent::Create { .. } => {
             refusal.code == Some(411) || refusal.is("ACCOUNT_ID_ALREADY_IN_USE")
         }
@@ -157,6 +160,22 @@ mod tests {
             &refusal(411, "ACCOUNT_ID_ALREADY_IN_USE")
         ));
         assert!(!already_exists(&loan, &refusal(4, "INVALID_PARAMETERS")));
+        let group = Intent::Create {
+            kind: "groups",
+            id: "GR-1",
+        };
+        assert!(already_exists(
+            &group,
+            &refusal(317, "GROUP_ID_ALREADY_IN_USE")
+        ));
+        assert!(!already_exists(
+            &group,
+            &refusal(316, "CLIENT_ID_ALREADY_IN_USE")
+        ));
+        assert!(!already_exists(
+            &client,
+            &refusal(317, "GROUP_ID_ALREADY_IN_USE")
+        ));
         let repayment = Intent::Transaction {
             loan: "LN-1",
             external_id: "x",

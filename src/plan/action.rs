@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
     CreateClient,
+    /// A group of clients created earlier (`groupMembers[].clientKey`), with their roles.
+    CreateGroup,
     CreateDeposit,
     ApproveDeposit,
     CreateLoan,
@@ -32,8 +34,9 @@ pub enum AccountsNeeded {
 }
 
 impl Action {
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::CreateClient,
+        Action::CreateGroup,
         Action::CreateDeposit,
         Action::ApproveDeposit,
         Action::CreateLoan,
@@ -49,6 +52,7 @@ impl Action {
     pub fn name(self) -> &'static str {
         match self {
             Action::CreateClient => "create_client",
+            Action::CreateGroup => "create_group",
             Action::CreateDeposit => "create_deposit",
             Action::ApproveDeposit => "approve_deposit",
             Action::CreateLoan => "create_loan",
@@ -74,6 +78,7 @@ impl Action {
     pub fn calls(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Action::CreateClient => &[("POST", "/clients")],
+            Action::CreateGroup => &[("POST", "/groups")],
             Action::CreateDeposit => &[("POST", "/deposits")],
             Action::ApproveDeposit => &[("POST", "/deposits/{deposit}:changeState")],
             Action::CreateLoan => &[("POST", "/loans")],
@@ -94,9 +99,11 @@ impl Action {
 
     pub fn accounts(self) -> AccountsNeeded {
         match self {
-            Action::CreateClient | Action::CreateDeposit | Action::CreateLoan | Action::Request => {
-                AccountsNeeded::None
-            }
+            Action::CreateClient
+            | Action::CreateGroup
+            | Action::CreateDeposit
+            | Action::CreateLoan
+            | Action::Request => AccountsNeeded::None,
             Action::ApproveDeposit => AccountsNeeded::Deposit,
             Action::LinkSettlementAccount => AccountsNeeded::LoanAndDeposit,
             Action::ApproveLoan
@@ -140,6 +147,7 @@ impl Action {
     pub fn required_fields(self) -> &'static [&'static str] {
         match self {
             Action::CreateClient => &["firstName", "lastName"],
+            Action::CreateGroup => &["groupName"],
             Action::CreateDeposit => &[
                 "accountHolderKey",
                 "accountHolderType",
@@ -164,6 +172,7 @@ impl Action {
     pub fn creates(self) -> Option<&'static str> {
         match self {
             Action::CreateClient => Some("client"),
+            Action::CreateGroup => Some("group"),
             Action::CreateDeposit => Some("deposit"),
             Action::CreateLoan => Some("loan"),
             Action::DisburseLoan | Action::ApplyFee | Action::PostRepayment => Some("transaction"),
@@ -197,5 +206,8 @@ mod tests {
         assert_eq!(Action::EditSchedule.calls().len(), 2);
         assert!(Action::LinkSettlementAccount.is_v1());
         assert!(!Action::EditSchedule.takes_idempotency_key());
+        assert!(Action::CreateGroup.takes_idempotency_key());
+        assert_eq!(Action::CreateGroup.calls(), &[("POST", "/groups")]);
+        assert_eq!(Action::CreateGroup.creates(), Some("group"));
     }
 }

@@ -13,6 +13,7 @@ use super::action::{AccountsNeeded, Action};
 use super::file::{
     ColumnFile, ColumnKind, InstallmentsFile, PlanFile, SourceFile, StepFile, TargetFile,
 };
+use super::lists::BodyList;
 use super::load::{LoadedPlan, PlanProblem, did_you_mean};
 use crate::source::{CellType, ColumnSpec, SourceDef};
 
@@ -779,6 +780,7 @@ impl StepWalker<'_> {
         let id = check.unique_id();
         let body = check.body();
         check.check_required_fields(body.as_ref());
+        check.check_lists(body.as_ref(), scope);
         let loan = check.loan(defaults);
         let deposit = check.deposit(defaults);
         let installments = check.installments(scope);
@@ -1023,6 +1025,31 @@ impl ActionCheck<'_, '_> {
         }
     }
 
+    /// The body's lists built from child rows: well formed, each from a child of the source
+    /// whose row it is under (the step's current source, or the enclosing list's).
+    fn check_lists(&mut self, body: Option<&Value>, scope: &[String]) {
+        let Some(body) = body else {
+            return;
+        };
+        let (_, lists, problems) = super::lists::split(body, &format!("{}.body", self.path));
+        for p in problems {
+            self.report(&p.path, p.message, p.hint);
+        }
+        fn children(walker: &mut StepWalker<'_>, lists: &[BodyList], current: &str) {
+            for list in lists {
+                walker.check_child(
+                    &list.source,
+                    current,
+                    &format!("{}.for_each", list.path),
+                    "for_each",
+                );
+                children(walker, &list.lists, &list.source);
+            }
+        }
+        let current = scope.last().map(String::as_str).unwrap_or("");
+        children(self.walker, &lists, current);
+    }
+
     /// edit_schedule's installments, read from a child source of the current one; no other
     /// action takes them.
     fn installments(&mut self, scope: &[String]) -> Option<InstallmentsFile> {
@@ -1114,6 +1141,20 @@ impl ActionCheck<'_, '_> {
                     Some("e.g. `accountState` or `balances.principalBalance`".into()),
                 );
             }
+        }
+    }
+}
+
+impl ActionStep {
+    /// The body (`None`: no body) with its lists built from child rows taken out, and those
+    /// lists ([`super::lists`]); malformed ones were reported by `check` and are left out.
+    pub fn split_body(&self) -> (Option<Value>, Vec<BodyList>) {
+        match &self.body {
+            Some(body) => {
+                let (plain, lists, _) = super::lists::split(body, &format!("{}.body", self.path));
+                (Some(plain), lists)
+            }
+            None => (None, Vec::new()),
         }
     }
 }
@@ -1213,6 +1254,43 @@ mod tests {
                 "15:9 create_loan needs `scheduleSettings` in its body: Mambu's API requires it | add `scheduleSettings` to the body",
                 "16:5 approve_loan needs a loan: no create_loan step comes before it | add a create_loan step before it, or say `loan: \"{{ ... }}\"`",
             ]
+        );
+    }
+
+    #[test]
+    fn body_lists_are_checked_where_they_are() {
+        let problems = checked(&format!(
+            "{SOURCES}steps:\n  - id: client\n    action: create_client\n    body:\n      firstName: a\n      lastName: b\n      idDocuments:\n        for_each: lons\n        item: {{ documentId: x }}\n      addresses:\n        for_each: txns\n        item: {{ line1: x }}\n      other:\n        for_each: loans\n        item: \"{{{{ loans.id }}}}\"\n      more:\n        for_each: loans\n        items: {{ a: 1 }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "15:9 for_each names `lons`, which is not a source | did you mean `loans`?",
+                "18:9 for_each `txns` is not a child of `clients` | children of `clients`: loans",
+                "22:9 the item must be a map of fields | e.g. `item: { documentType: \"{{ documents.type }}\" }`",
+                "23:7 the list built with for_each `loans` has no `item` | add `item:`, the map each row renders",
+                "25:9 unknown key `items` in a list built with for_each | did you mean `item`?",
+            ]
+        );
+        // A nested list's source is a child of its enclosing list's; the loader lets the keys in.
+        let plan = checked(&format!(
+            "{SOURCES}steps:\n  - id: client\n    action: create_client\n    body:\n      firstName: a\n      lastName: b\n      loans:\n        for_each: loans\n        item:\n          txns: {{ for_each: txns, when: \"txns.id != ''\", item: {{ id: \"{{{{ txns.id }}}}\" }} }}\n"
+        ))
+        .unwrap();
+        let (plain, lists) = plan.action_steps()[0].split_body();
+        assert_eq!(
+            plain.unwrap(),
+            serde_json::json!({ "firstName": "a", "lastName": "b" })
+        );
+        assert_eq!(lists[0].lists[0].source, "txns");
+        let problems = checked(&format!(
+            "{SOURCES}steps:\n  - id: client\n    action: create_client\n    body:\n      firstName: a\n      lastName: b\n      loans:\n        for_each: loans\n        item:\n          x: {{ for_each: loans, item: {{ id: 1 }} }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            problems,
+            ["17:16 for_each `loans` is not a child of `loans` | children of `loans`: txns"]
         );
     }
 

@@ -5,13 +5,20 @@
 //! [`Compiled::render`] then renders one instance's call from the rows in its scope, the saved
 //! outputs of earlier steps and the lookups. `plan validate` and `plan estimate` render with
 //! placeholder outputs; the executor renders with real ones, one call at a time.
+//!
+//! A body's lists built from child rows ([`super::lists`]) are rendered after the rest of the
+//! body, one item per child row, and put in their fields. Inside an item, `steps.<id>` of a
+//! step that ran in a for_each the step is not in (the group's members, created under
+//! `for_each: members`) reads that step's output for the item's row: the executor keeps those
+//! outputs by instance as well as by id ([`Compiled::keeps_row_output`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
 
 use super::action::Action;
 use super::check::{ActionStep, Plan, Step};
+use super::lists::{self, BodyList};
 use super::template::{Condition, Context, Engine, Memo, Row, TemplateError, Tree, Zone};
 use crate::source::{Record, Unit};
 
@@ -21,7 +28,12 @@ pub struct Compiled {
     tree: Vec<Node>,
     plan_name: String,
     engine: &'static Engine,
+    /// Ids of the steps whose outputs list items read per row ([`Self::keeps_row_output`]).
+    row_outputs: HashSet<String>,
 }
+
+/// The stand-in for a step's output an item's row has none of (the step did not run for it).
+static NO_OUTPUT: Value = Value::Null;
 
 enum Node {
     Action(usize),
@@ -43,7 +55,42 @@ struct CompiledStep {
     deposit: Option<Tree<'static>>,
     path: Option<Tree<'static>>,
     installments: Option<(String, Tree<'static>)>,
+    /// The body's lists built from child rows, taken out of `body`.
+    lists: Vec<CompiledList>,
+    /// The body without its lists, for [`Compiled::keep_fields`].
+    plain_body: Option<Value>,
+    /// Which of `lists` [`Compiled::render_fields`] renders (those under or over a kept field).
+    kept_lists: Vec<bool>,
     uses_lookups: bool,
+}
+
+/// A list built from child rows, compiled.
+struct CompiledList {
+    /// The keys from the enclosing value (body or item) to the list's field.
+    field: Vec<String>,
+    /// Its key path in the plan, for errors.
+    path: String,
+    source: String,
+    when: Option<Condition<'static>>,
+    /// `None`: it did not compile (reported by `plan validate`); the list renders empty.
+    item: Option<Tree<'static>>,
+    lists: Vec<CompiledList>,
+    /// The steps the item (or its `when`) reads for the item's row: their id and how many of
+    /// the item's rows are theirs (the length of their scope).
+    per_row: Vec<(String, usize)>,
+}
+
+impl CompiledList {
+    fn uses_lookups(&self) -> bool {
+        self.item
+            .as_ref()
+            .is_some_and(|t| t.variables().iter().any(|v| v.starts_with("lookups")))
+            || self
+                .when
+                .as_ref()
+                .is_some_and(|w| w.variables().iter().any(|v| v.starts_with("lookups")))
+            || self.lists.iter().any(CompiledList::uses_lookups)
+    }
 }
 
 /// One action step for one row: the rows in its scope, outermost first.
@@ -65,12 +112,16 @@ impl Planned<'_> {
 
     /// `clients/CL-1/loans/LN-2`: which instance of the step this is, stable across runs.
     pub fn instance(&self) -> String {
-        self.rows
-            .iter()
-            .map(|(s, r)| format!("{s}/{}", r.key()))
-            .collect::<Vec<_>>()
-            .join("/")
+        instance_of(&self.rows)
     }
+}
+
+/// `clients/CL-1/loans/LN-2` of rows, outermost first.
+fn instance_of(rows: &[(&str, Record<'_>)]) -> String {
+    rows.iter()
+        .map(|(s, r)| format!("{s}/{}", r.key()))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// A call rendered for sending.
@@ -93,6 +144,15 @@ pub enum RenderError {
     Template(#[from] TemplateError),
     #[error("{field} renders to {what}, not an id")]
     NotAnId { field: &'static str, what: String },
+    /// A list item reads the output of a step that did not run for the item's row.
+    #[error(
+        "{path}: step `{step}` did not run for {row} (its `when`, or its for_each's, was false), so the item has no steps.{step}: give the list the same `when`"
+    )]
+    NotRun {
+        path: String,
+        step: String,
+        row: String,
+    },
 }
 
 impl Row for Record<'_> {
@@ -133,12 +193,76 @@ impl Compiled {
             tree: Vec::new(),
             plan_name: plan.name.clone(),
             engine,
+            row_outputs: HashSet::new(),
         };
-        compiled.tree = compiled.nodes(engine, &plan.steps);
+        let scopes: HashMap<&str, &[String]> = plan
+            .action_steps()
+            .into_iter()
+            .map(|s| (s.id.as_str(), s.scope.as_slice()))
+            .collect();
+        compiled.tree = compiled.nodes(engine, &plan.steps, &scopes);
         compiled
     }
 
-    fn nodes(&mut self, engine: &'static Engine, steps: &[Step]) -> Vec<Node> {
+    /// Compiles a step's lists; `scope` is the sources whose rows the enclosing value sees,
+    /// `own` the step's own scope.
+    fn lists(
+        &mut self,
+        engine: &'static Engine,
+        lists: &[BodyList],
+        scope: &[String],
+        own: &[String],
+        scopes: &HashMap<&str, &[String]>,
+    ) -> Vec<CompiledList> {
+        lists
+            .iter()
+            .map(|list| {
+                let mut inner = scope.to_vec();
+                inner.push(list.source.clone());
+                let item = engine.compile(&list.item_path(), &list.item).ok();
+                let when = list
+                    .when
+                    .as_ref()
+                    .and_then(|w| engine.condition(&format!("{}.when", list.path), w).ok());
+                let mut per_row: Vec<(String, usize)> = Vec::new();
+                let read = item
+                    .iter()
+                    .flat_map(|t| t.variables().into_iter().map(str::to_owned))
+                    .chain(when.iter().flat_map(|w| w.variables().iter().cloned()));
+                for variable in read {
+                    let mut parts = variable.split('.');
+                    let (Some("steps"), Some(id)) = (parts.next(), parts.next()) else {
+                        continue;
+                    };
+                    let Some(ran) = scopes.get(id) else { continue };
+                    if ran.len() > own.len()
+                        && inner.starts_with(ran)
+                        && !per_row.iter().any(|(i, _)| i == id)
+                    {
+                        per_row.push((id.to_owned(), ran.len()));
+                        self.row_outputs.insert(id.to_owned());
+                    }
+                }
+                let nested = self.lists(engine, &list.lists, &inner, own, scopes);
+                CompiledList {
+                    field: list.field.clone(),
+                    path: list.path.clone(),
+                    source: list.source.clone(),
+                    when,
+                    item,
+                    lists: nested,
+                    per_row,
+                }
+            })
+            .collect()
+    }
+
+    fn nodes(
+        &mut self,
+        engine: &'static Engine,
+        steps: &[Step],
+        scopes: &HashMap<&str, &[String]>,
+    ) -> Vec<Node> {
         let mut out = Vec::new();
         for step in steps {
             match step {
@@ -147,7 +271,7 @@ impl Compiled {
                         .when
                         .as_ref()
                         .and_then(|w| engine.condition(&format!("{}.when", group.path), w).ok());
-                    let steps = self.nodes(engine, &group.steps);
+                    let steps = self.nodes(engine, &group.steps, scopes);
                     out.push(Node::Group {
                         source: group.source.clone(),
                         when: Box::new(when),
@@ -160,10 +284,11 @@ impl Compiled {
                             engine.compile_str(&format!("{}.{field}", a.path), t).ok()
                         })
                     };
-                    let body = a
-                        .body
+                    let (plain_body, lists) = a.split_body();
+                    let body = plain_body
                         .as_ref()
                         .and_then(|b| engine.compile(&format!("{}.body", a.path), b).ok());
+                    let lists = self.lists(engine, &lists, &a.scope, &a.scope, scopes);
                     let installments = a.installments.as_ref().and_then(|i| {
                         let mut map = serde_json::Map::new();
                         map.insert("dueDate".into(), json!(i.due_date));
@@ -188,7 +313,8 @@ impl Compiled {
                     let uses = uses_lookups(&[&body, &loan, &deposit, &path])
                         || installments.as_ref().is_some_and(|(_, t)| {
                             t.variables().iter().any(|v| v.starts_with("lookups"))
-                        });
+                        })
+                        || lists.iter().any(CompiledList::uses_lookups);
                     self.steps.push(CompiledStep {
                         when: a
                             .when
@@ -200,6 +326,9 @@ impl Compiled {
                         deposit,
                         path,
                         installments,
+                        kept_lists: vec![false; lists.len()],
+                        lists,
+                        plain_body,
                         uses_lookups: uses,
                         step: (**a).clone(),
                     });
@@ -216,10 +345,24 @@ impl Compiled {
     /// these.
     pub fn keep_fields(&mut self, pointers: &[&str]) {
         for compiled in &mut self.steps {
-            let Some(Value::Object(whole)) = &compiled.step.body else {
+            // A list is rendered whole when a kept field is in it, or it in a kept field.
+            compiled.kept_lists = compiled
+                .lists
+                .iter()
+                .map(|list| {
+                    let at = format!("/{}", list.field.join("/"));
+                    pointers.iter().any(|p| {
+                        *p == at
+                            || p.strip_prefix(at.as_str())
+                                .is_some_and(|r| r.starts_with('/'))
+                            || at.strip_prefix(p).is_some_and(|r| r.starts_with('/'))
+                    })
+                })
+                .collect();
+            let Some(Value::Object(whole)) = &compiled.plain_body else {
                 continue;
             };
-            let body = compiled.step.body.as_ref().expect("a body");
+            let body = compiled.plain_body.as_ref().expect("a body");
             let mut cut = Value::Object(serde_json::Map::new());
             for pointer in pointers {
                 if let Some(prefix) = pointer.strip_prefix('/').and_then(|p| p.strip_suffix('*')) {
@@ -258,6 +401,14 @@ impl Compiled {
 
     pub fn step(&self, index: usize) -> &ActionStep {
         &self.steps[index].step
+    }
+
+    /// Whether the executor keeps the step's output by instance too, under its
+    /// [`instance_id`](super::ids::instance_id) (`groups/G-1/members/M-1#member`), as well as
+    /// by its id: a later step's list reads it for each item's row. Saved outputs put back on
+    /// a resume go there too; a skipped instance is kept as null.
+    pub fn keeps_row_output(&self, index: usize) -> bool {
+        self.row_outputs.contains(&self.steps[index].step.id)
     }
 
     /// Whether the step's templates read `lookups` (they render only with the tenant's tables).
@@ -406,7 +557,100 @@ impl Compiled {
                 tree.check(&self.context(&rows, outputs, lookups), memo)?;
             }
         }
+        let mut memo = Some(memo);
+        for list in &compiled.lists {
+            self.list_items(unit, list, &planned.rows, outputs, lookups, &mut memo)?;
+        }
         Ok(())
+    }
+
+    /// Renders each of `lists` (those `only` marks, if given) and puts its items in its field of
+    /// `target`; `rows` are the rows the enclosing value sees.
+    #[allow(clippy::too_many_arguments)]
+    fn render_lists<'u>(
+        &self,
+        unit: &'u Unit,
+        lists: &[CompiledList],
+        only: Option<&[bool]>,
+        rows: &[(&'u str, Record<'u>)],
+        outputs: &HashMap<String, Value>,
+        lookups: Option<&Value>,
+        memo: &mut Option<&mut Memo>,
+        target: &mut Value,
+    ) -> Result<(), RenderError> {
+        for (i, list) in lists.iter().enumerate() {
+            if only.is_some_and(|kept| !kept.get(i).copied().unwrap_or(false)) {
+                continue;
+            }
+            let items = self.list_items(unit, list, rows, outputs, lookups, memo)?;
+            lists::insert(target, &list.field, items);
+        }
+        Ok(())
+    }
+
+    /// One item per child row of the list's source under the last of `rows` (its `when`
+    /// true), each with its own lists.
+    fn list_items<'u>(
+        &self,
+        unit: &'u Unit,
+        list: &CompiledList,
+        rows: &[(&'u str, Record<'u>)],
+        outputs: &HashMap<String, Value>,
+        lookups: Option<&Value>,
+        memo: &mut Option<&mut Memo>,
+    ) -> Result<Vec<Value>, RenderError> {
+        let Some(item) = &list.item else {
+            return Ok(Vec::new());
+        };
+        let parent = rows.last().expect("scope holds the unit's row").1;
+        let mut out = Vec::new();
+        for child in unit.children(&list.source, &parent).iter() {
+            let mut rows = rows.to_vec();
+            rows.push((child.schema().name(), child));
+            let (own, missing) = row_outputs(list, &rows, outputs);
+            let mut ctx = self.context(&rows, outputs, lookups);
+            for (id, output) in &own {
+                ctx.push_step(id, output);
+            }
+            // A memo takes step outputs as the same in every context: not so for these.
+            let memo = match memo {
+                Some(memo) if own.is_empty() => Some(&mut **memo),
+                _ => None,
+            };
+            let (run, memo) = match (&list.when, memo) {
+                (None, memo) => (true, memo),
+                (Some(when), Some(memo)) => (when.eval_memo(&ctx, memo)?, Some(memo)),
+                (Some(when), None) => (when.eval(&ctx)?, None),
+            };
+            if !run {
+                continue;
+            }
+            if let Some(step) = missing {
+                return Err(RenderError::NotRun {
+                    path: list.path.clone(),
+                    step,
+                    row: instance_of(&rows[1..]),
+                });
+            }
+            let mut memo = memo;
+            let mut value = match memo.as_mut() {
+                Some(memo) => item.render_memo(&ctx, memo)?,
+                None => item.render(&ctx)?,
+            };
+            drop(ctx);
+            self.render_lists(
+                unit,
+                &list.lists,
+                None,
+                &rows,
+                outputs,
+                lookups,
+                &mut memo,
+                &mut value,
+            )?;
+            out.push(value);
+        }
+        Ok(out)
     }
 
     /// Renders the call of one step instance. `unit` gives the `installments.from` rows.
@@ -475,15 +719,31 @@ impl Compiled {
         };
         let loan = id_of("loan", &compiled.loan, &mut memo)?;
         let deposit = id_of("deposit", &compiled.deposit, &mut memo)?;
-        let mut body = match (memo.is_some(), &compiled.fields) {
-            (true, Some(fields)) => Some(render(fields, &ctx, &mut memo)?),
-            _ => compiled
-                .body
-                .as_ref()
-                .map(|t| render(t, &ctx, &mut memo))
-                .transpose()?,
+        let (mut body, only) = match (memo.is_some(), &compiled.fields) {
+            (true, Some(fields)) => (
+                Some(render(fields, &ctx, &mut memo)?),
+                Some(compiled.kept_lists.as_slice()),
+            ),
+            _ => (
+                compiled
+                    .body
+                    .as_ref()
+                    .map(|t| render(t, &ctx, &mut memo))
+                    .transpose()?,
+                None,
+            ),
         };
         if let Some(body) = body.as_mut() {
+            self.render_lists(
+                unit,
+                &compiled.lists,
+                only,
+                &planned.rows,
+                outputs,
+                lookups,
+                &mut memo,
+                body,
+            )?;
             super::custom_fields::to_mambu_form(body);
         }
         let (method, template) = match step.action {
@@ -545,6 +805,43 @@ impl Compiled {
     }
 }
 
+/// The outputs of the steps an item reads for its row (`rows`, the item's own last), and the
+/// first such step that did not run for it. An output the executor did not keep by instance
+/// (placeholders, a verify that keeps outputs by id only) is read by id as anywhere else.
+fn row_outputs<'o>(
+    list: &'o CompiledList,
+    rows: &[(&str, Record<'_>)],
+    outputs: &'o HashMap<String, Value>,
+) -> (Vec<(&'o str, &'o Value)>, Option<String>) {
+    let mut own = Vec::new();
+    let mut missing = None;
+    for (id, depth) in &list.per_row {
+        let Some(theirs) = rows.get(..*depth) else {
+            continue;
+        };
+        let key = format!("{}#{id}", instance_of(theirs));
+        let kept_by_instance = || {
+            let tail = format!("#{id}");
+            outputs
+                .keys()
+                .any(|k| k.ends_with(&tail) && k.len() > tail.len())
+        };
+        match outputs.get(&key) {
+            Some(Value::Null) => {
+                own.push((id.as_str(), &NO_OUTPUT));
+                missing.get_or_insert_with(|| id.clone());
+            }
+            Some(output) => own.push((id.as_str(), output)),
+            None if kept_by_instance() => {
+                own.push((id.as_str(), &NO_OUTPUT));
+                missing.get_or_insert_with(|| id.clone());
+            }
+            None => {}
+        }
+    }
+    (own, missing)
+}
+
 /// The checked method (`check` refuses any other) as the static text calls carry; anything
 /// else passes through as it is, for the client to refuse, never to become a GET.
 fn leak_method(method: &str) -> &'static str {
@@ -601,4 +898,166 @@ fn encode(id: &str) -> String {
     url::form_urlencoded::byte_serialize(id.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::source::{self, GroupOptions};
+
+    /// A group unit: groups G1 (members M1 leader, M2) and G2 (no members); documents of M1.
+    const PLAN: &str = r#"version: 1
+name: lists
+sources:
+  groups: { file: groups.csv, key: group_id }
+  members: { file: members.csv, key: member_id, parent: groups.group_id, order_by: [position] }
+  documents: { file: documents.csv, key: doc_id, parent: members.member_id }
+unit: groups
+steps:
+  - for_each: members
+    steps:
+      - id: member
+        action: create_client
+        when: "members.skip != 'Y'"
+        body:
+          id: "{{ members.member_id }}"
+          firstName: "{{ members.name }}"
+          lastName: x
+          idDocuments:
+            for_each: documents
+            item: { documentType: "{{ documents.type }}", documentId: "{{ documents.number }}" }
+  - id: group
+    action: create_group
+    body:
+      id: "{{ groups.group_id }}"
+      groupName: "{{ groups.name }}"
+      groupMembers:
+        for_each: members
+        item:
+          clientKey: "{{ steps.member.encodedKey }}"
+          roles:
+            for_each: documents
+            when: "documents.type == 'ROLE'"
+            item: { groupRoleNameKey: "{{ documents.number }}" }
+"#;
+
+    fn units(dir: &Path, members: &str) -> (Plan, Vec<source::Unit>) {
+        std::fs::write(dir.join("groups.csv"), "group_id,name\nG1,One\nG2,Two\n").unwrap();
+        std::fs::write(dir.join("members.csv"), members).unwrap();
+        std::fs::write(
+            dir.join("documents.csv"),
+            "doc_id,member_id,type,number\nD1,M1,NID,N-1\nD2,M1,ROLE,LEADER\nD3,M2,NID,N-2\n",
+        )
+        .unwrap();
+        let loaded = crate::plan::load::load_str(&dir.join("plan.yaml"), PLAN).unwrap();
+        let plan = crate::plan::check::check(&loaded, &[]).unwrap();
+        let sources = plan.source_tree().unwrap();
+        let units = source::group(&sources, &GroupOptions::default()).collect();
+        (plan, units)
+    }
+
+    const MEMBERS: &str = "member_id,group_id,name,position,skip\nM2,G1,Bea,2,\nM1,G1,Ana,1,\n";
+
+    #[test]
+    fn lists_render_one_item_per_child_row_and_none_leaves_the_field_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plan, units) = units(dir.path(), MEMBERS);
+        let compiled = Compiled::new(&plan);
+        let outputs = compiled.placeholder_outputs();
+        let g1 = &units[0];
+        let planned = compiled.expand(g1);
+        assert_eq!(planned.len(), 3);
+        let first = compiled.render(g1, &planned[0], &outputs, None).unwrap();
+        assert_eq!(
+            first.body.unwrap()["idDocuments"],
+            json!([{ "documentType": "NID", "documentId": "N-1" }, { "documentType": "ROLE", "documentId": "LEADER" }])
+        );
+        let group = compiled.render(g1, &planned[2], &outputs, None).unwrap();
+        assert_eq!(group.path, "/groups");
+        // In `order_by` order; placeholders are read by id; an empty nested list is left out.
+        assert_eq!(
+            group.body.unwrap(),
+            json!({ "id": "G1", "groupName": "One", "groupMembers": [
+                { "clientKey": "<member.encodedKey>", "roles": [{ "groupRoleNameKey": "LEADER" }] },
+                { "clientKey": "<member.encodedKey>" },
+            ] })
+        );
+        let g2 = &units[1];
+        let planned = compiled.expand(g2);
+        let group = compiled.render(g2, &planned[0], &outputs, None).unwrap();
+        assert_eq!(
+            group.body.unwrap(),
+            json!({ "id": "G2", "groupName": "Two" })
+        );
+        // The memo path (validate --target) renders them the same.
+        let mut fields = Compiled::new(&plan);
+        fields.keep_fields(&["/groupMembers", "/id"]);
+        let planned = fields.expand(g1);
+        let mut memo = Memo::default();
+        let cut = fields
+            .render_fields(g1, &planned[2], &outputs, None, &mut memo)
+            .unwrap();
+        assert_eq!(
+            cut.body.unwrap()["groupMembers"][0]["roles"][0]["groupRoleNameKey"],
+            "LEADER"
+        );
+        fields
+            .check(g1, &planned[2], &outputs, None, &mut memo)
+            .unwrap();
+        let mut other = Compiled::new(&plan);
+        other.keep_fields(&["/id"]);
+        let cut = other
+            .render_fields(g1, &planned[2], &outputs, None, &mut memo)
+            .unwrap();
+        assert_eq!(cut.body.unwrap(), json!({ "id": "G1" }));
+    }
+
+    #[test]
+    fn steps_in_an_item_read_the_output_of_the_items_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plan, units) = units(dir.path(), MEMBERS);
+        let compiled = Compiled::new(&plan);
+        let unit = &units[0];
+        let planned = compiled.expand(unit);
+        assert!(compiled.keeps_row_output(planned[0].step));
+        assert!(!compiled.keeps_row_output(planned[2].step));
+        // As the executor keeps them: by id (the last) and by instance.
+        let mut outputs = HashMap::new();
+        for (p, key) in planned[..2].iter().zip(["k1", "k2"]) {
+            let out = json!({ "id": p.row().key(), "encodedKey": key });
+            outputs.insert(crate::plan::ids::instance_id(&compiled, p), out.clone());
+            outputs.insert("member".to_owned(), out);
+        }
+        assert!(outputs.contains_key("groups/G1/members/M1#member"));
+        let body = compiled
+            .render(unit, &planned[2], &outputs, None)
+            .unwrap()
+            .body
+            .unwrap();
+        let keys: Vec<&Value> = body["groupMembers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| &m["clientKey"])
+            .collect();
+        assert_eq!(keys, [&json!("k1"), &json!("k2")]);
+        // A member whose step was skipped: the list may not take another member's key.
+        outputs.insert("groups/G1/members/M2#member".to_owned(), Value::Null);
+        let err = compiled
+            .render(unit, &planned[2], &outputs, None)
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "steps[1].body.groupMembers: step `member` did not run for members/M2"
+            ),
+            "{err}"
+        );
+        outputs.remove("groups/G1/members/M2#member");
+        assert!(matches!(
+            compiled.render(unit, &planned[2], &outputs, None),
+            Err(RenderError::NotRun { .. })
+        ));
+    }
 }

@@ -360,7 +360,7 @@ pub struct StepFile {
     /// Names the step: its outputs are `steps.<id>.<field>` in later templates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// A built-in action (create_client, create_deposit, approve_deposit, create_loan,
+    /// A built-in action (create_client, create_group, create_deposit, approve_deposit, create_loan,
     /// approve_loan, link_settlement_account, edit_schedule, disburse_loan, apply_fee,
     /// post_repayment) or `request`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -374,7 +374,8 @@ pub struct StepFile {
     /// `loans.settlement_deposit_id != ''`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<String>,
-    /// The request body: a template whose whole-`{{ }}` values render to typed JSON.
+    /// The request body: a template whose whole-`{{ }}` values render to typed JSON. A field
+    /// may be a list built from child rows: `{ for_each: SOURCE, when: COND, item: { ... } }`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<serde_json::Value>")]
     pub body: Option<Value>,

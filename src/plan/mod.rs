@@ -8,6 +8,7 @@ pub mod compiled;
 pub mod custom_fields;
 pub mod file;
 pub mod ids;
+pub mod lists;
 pub mod load;
 pub mod refs;
 pub mod spans;

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use super::check::{ActionStep, Plan};
+use super::lists::{BodyList, flatten};
 use super::load::did_you_mean;
 use super::template::Engine;
 
@@ -79,14 +80,34 @@ pub fn check_references(plan: &Plan, headers: &BTreeMap<String, Vec<String>>) ->
     let lookups: Vec<&str> = plan.settings.lookups.keys().map(String::as_str).collect();
     let source_names: Vec<&str> = plan.sources.iter().map(|s| s.name.as_str()).collect();
     for step in plan.action_steps() {
-        let mut variables: Vec<(String, String)> = Vec::new();
+        // The body's lists built from child rows: each one's item (and `when`) sees its rows.
+        let (_, lists) = step.split_body();
+        let lists: Vec<(&BodyList, Vec<String>)> = flatten(&lists)
+            .into_iter()
+            .map(|(list, sources)| {
+                let mut scope = step.scope.clone();
+                scope.extend(sources.iter().map(|s| (*s).to_owned()));
+                (list, scope)
+            })
+            .collect();
+        // The scope a template at `path` sees: the innermost list holding it, else the step's.
+        let scope_at = |path: &str| -> Vec<String> {
+            lists
+                .iter()
+                .filter(|(list, _)| list.holds(path))
+                .map(|(_, scope)| scope)
+                .max_by_key(|scope| scope.len())
+                .unwrap_or(&step.scope)
+                .clone()
+        };
+        let mut variables: Vec<(String, String, Vec<String>)> = Vec::new();
         for (path, tree) in templates(step) {
             match engine.compile(&path, &tree) {
                 Ok(compiled) => variables.extend(
                     compiled
                         .references()
                         .iter()
-                        .map(|r| (r.path.clone(), r.variable.clone())),
+                        .map(|r| (r.path.clone(), r.variable.clone(), scope_at(&r.path))),
                 ),
                 Err(errors) => problems.extend(errors.0.iter().map(|e| RefProblem {
                     path: e.path().to_owned(),
@@ -95,10 +116,24 @@ pub fn check_references(plan: &Plan, headers: &BTreeMap<String, Vec<String>>) ->
                 })),
             }
         }
-        if let Some(when) = &step.when {
-            let path = format!("{}.when", step.path);
+        let whens = lists.iter().filter_map(|(list, scope)| {
+            Some((
+                format!("{}.when", list.path),
+                list.when.as_ref()?,
+                scope.clone(),
+            ))
+        });
+        let step_when = step
+            .when
+            .as_ref()
+            .map(|w| (format!("{}.when", step.path), w, step.scope.clone()));
+        for (path, when, scope) in step_when.into_iter().chain(whens) {
             match engine.condition(&path, when) {
-                Ok(c) => variables.extend(c.variables().iter().map(|v| (path.clone(), v.clone()))),
+                Ok(c) => variables.extend(
+                    c.variables()
+                        .iter()
+                        .map(|v| (path.clone(), v.clone(), scope.clone())),
+                ),
                 Err(e) => problems.push(RefProblem {
                     path,
                     message: e.to_string(),
@@ -106,7 +141,7 @@ pub fn check_references(plan: &Plan, headers: &BTreeMap<String, Vec<String>>) ->
                 }),
             }
         }
-        for (path, variable) in variables {
+        for (path, variable, scope) in variables {
             let mut parts = variable.split('.');
             let head = parts.next().unwrap_or("");
             let second = parts.next();
@@ -133,8 +168,8 @@ pub fn check_references(plan: &Plan, headers: &BTreeMap<String, Vec<String>>) ->
                 "steps" => {
                     let Some(id) = second else { continue };
                     match seen.get(id) {
-                        Some(scope) if step.scope.starts_with(scope) => {}
-                        Some(_) => problems.push(problem(format!("`steps.{id}` ran for another row: it is not in scope here"), Some("a step can use steps before it, in its own or an enclosing for_each".into()))),
+                        Some(ran) if scope.starts_with(ran) => {}
+                        Some(_) => problems.push(problem(format!("`steps.{id}` ran for another row: it is not in scope here"), Some("a step can use steps before it, in its own or an enclosing for_each (in a list built with for_each, also those that ran for the item's row)".into()))),
                         None => {
                             let later = plan.action_steps().iter().any(|s| s.id == id);
                             let ids: Vec<&str> = seen.keys().copied().collect();
@@ -146,10 +181,10 @@ pub fn check_references(plan: &Plan, headers: &BTreeMap<String, Vec<String>>) ->
                 source if source_names.contains(&source) => {
                     let installment_row = path.contains(".installments.")
                         && step.installments.as_ref().is_some_and(|i| i.from == source);
-                    if !installment_row && !step.scope.iter().any(|s| s == source) {
+                    if !installment_row && !scope.iter().any(|s| s == source) {
                         problems.push(problem(
                             format!("`{source}` has no current row here"),
-                            Some(format!("in scope: {}", step.scope.join(", "))),
+                            Some(format!("in scope: {}", scope.join(", "))),
                         ));
                     } else if let (Some(column), Some(header)) = (second, headers.get(source))
                         && !header.iter().any(|h| h == column)
@@ -165,7 +200,7 @@ pub fn check_references(plan: &Plan, headers: &BTreeMap<String, Vec<String>>) ->
                     }
                 }
                 other => {
-                    let mut known: Vec<&str> = step.scope.iter().map(String::as_str).collect();
+                    let mut known: Vec<&str> = scope.iter().map(String::as_str).collect();
                     known.extend(["steps", "lookups", "unit", "plan"]);
                     let hint = did_you_mean(other, &known)
                         .map(|s| format!("did you mean `{s}`?"))
@@ -304,6 +339,53 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    fn problems(steps: &str) -> Vec<String> {
+        let text = format!(
+            "version: 1\nname: t\nsources:\n  groups: {{ file: g.csv, key: id }}\n  members: {{ file: m.csv, key: id, parent: groups.group_id }}\n  docs: {{ file: d.csv, key: id, parent: members.member_id }}\n  loans: {{ file: l.csv, key: id, parent: groups.group_id }}\nunit: groups\nsteps:\n{steps}"
+        );
+        let loaded = crate::plan::load::load_str(Path::new("p.yaml"), &text).unwrap();
+        let (plan, structural) = crate::plan::check::check_all(&loaded, &[]);
+        assert!(structural.is_empty(), "{structural:?}");
+        let headers: BTreeMap<String, Vec<String>> = [
+            ("groups", "id,name"),
+            ("members", "id,group_id,member_id,role"),
+            ("docs", "id,member_id,type,number"),
+            ("loans", "id,group_id,amount"),
+        ]
+        .into_iter()
+        .map(|(s, h)| (s.to_owned(), h.split(',').map(str::to_owned).collect()))
+        .collect();
+        let mut out: Vec<String> = check_references(&plan, &headers)
+            .into_iter()
+            .map(|p| format!("{} {} | {}", p.path, p.message, p.hint.unwrap_or_default()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn an_items_templates_see_its_row_and_the_steps_that_ran_for_it() {
+        let members = "  - for_each: members\n    steps:\n      - id: member\n        action: create_client\n        body: { firstName: a, lastName: b }\n  - for_each: loans\n    steps:\n      - id: loan\n        action: request\n        method: GET\n        path: /x\n";
+        let ok = format!(
+            "{members}  - id: group\n    action: create_group\n    body:\n      groupName: \"{{{{ groups.name }}}}\"\n      groupMembers:\n        for_each: members\n        when: \"members.role != ''\"\n        item:\n          clientKey: \"{{{{ steps.member.encodedKey }}}}\"\n          roles: {{ for_each: docs, item: {{ groupRoleNameKey: \"{{{{ docs.number }}}} {{{{ members.role }}}} {{{{ steps.member.id }}}}\" }} }}\n"
+        );
+        assert_eq!(problems(&ok), Vec::<String>::new());
+        let bad = format!(
+            "{members}  - id: group\n    action: create_group\n    body:\n      groupName: \"{{{{ members.role }}}} {{{{ steps.member.id }}}}\"\n      groupMembers:\n        for_each: members\n        when: \"members.rol != ''\"\n        item:\n          clientKey: \"{{{{ steps.loan.id }}}} {{{{ member.id }}}} {{{{ docs.type }}}}\"\n"
+        );
+        assert_eq!(
+            problems(&bad),
+            [
+                "steps[2].body.groupMembers.item.clientKey `docs` has no current row here | in scope: groups, members",
+                "steps[2].body.groupMembers.item.clientKey `steps.loan` ran for another row: it is not in scope here | a step can use steps before it, in its own or an enclosing for_each (in a list built with for_each, also those that ran for the item's row)",
+                "steps[2].body.groupMembers.item.clientKey unknown variable `member.id` | did you mean `members`?",
+                "steps[2].body.groupMembers.when `members.rol`: members has no column `rol` | did you mean `role`?",
+                "steps[2].body.groupName `members` has no current row here | in scope: groups",
+                "steps[2].body.groupName `steps.member` ran for another row: it is not in scope here | a step can use steps before it, in its own or an enclosing for_each (in a list built with for_each, also those that ran for the item's row)",
+            ]
+        );
+    }
 
     #[test]
     fn a_table_read_through_each_lists_the_inner_keys_its_templates_use() {

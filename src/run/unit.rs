@@ -53,8 +53,14 @@ pub async fn run_unit(
         if let Some((status, out)) = saved.get(&instance)
             && *status != StepStatus::Failed
         {
-            if *status != StepStatus::Skipped {
+            let skipped = *status == StepStatus::Skipped;
+            if !skipped {
                 outputs.insert(action.id.clone(), out.clone());
+            }
+            if shared.compiled.keeps_row_output(step.step) {
+                // A later list reads it for this row: kept by instance too (null: skipped).
+                let out = if skipped { Value::Null } else { out.clone() };
+                outputs.insert(instance.clone(), out);
             }
             continue;
         }
@@ -142,6 +148,10 @@ async fn run_step(
         Ok(true) => {}
         Ok(false) => {
             record_step(StepStatus::Skipped, None, None, &Value::Null, 0, 0.0);
+            if compiled.keeps_row_output(planned.step) {
+                // A later list must not read another row's output for this one.
+                outputs.insert(instance.to_owned(), Value::Null);
+            }
             return Ok(());
         }
         Err(e) => {
@@ -257,6 +267,10 @@ async fn run_step(
         attempts,
         started.elapsed().as_secs_f64() * 1000.0,
     );
+    if compiled.keeps_row_output(planned.step) {
+        // A later step's list reads it for this row ([`Compiled::keeps_row_output`]).
+        outputs.insert(instance.to_owned(), out.clone());
+    }
     outputs.insert(step.id.clone(), out);
     Ok(())
 }
@@ -484,6 +498,7 @@ fn intent_of(call: &Call) -> Intent<'_> {
     let created = |kind| body_id().map(|id| Intent::Create { kind, id });
     let intent = match call.action {
         Action::CreateClient => created("clients"),
+        Action::CreateGroup => created("groups"),
         Action::CreateLoan => created("loans"),
         Action::CreateDeposit => created("deposits"),
         Action::ApproveLoan => account().map(|account| Intent::Approve {

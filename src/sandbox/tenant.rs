@@ -754,13 +754,17 @@ mod tests {
             .map(|s| s.id.as_str())
             .collect();
         assert_eq!(ids, ["_Client_Details", "_Loan_Origination"]);
-        assert!(
-            profile
-                .custom_field_sets
-                .iter()
-                .flat_map(|s| &s.custom_fields)
-                .all(|f| !f.required),
-            "not required until the sample maps them (issue 17)"
+        let required: Vec<&str> = profile
+            .custom_field_sets
+            .iter()
+            .flat_map(|s| &s.custom_fields)
+            .filter(|f| f.required)
+            .map(|f| f.id.as_str())
+            .collect();
+        assert_eq!(
+            required,
+            ["employment_status", "legacy_account_number"],
+            "what plans/sample.yaml maps"
         );
         for (from, to, says) in [
             (
@@ -790,8 +794,8 @@ mod tests {
             ),
             ("availableFor: LOAN_ACCOUNT", "availableFor: LOANS", "LOANS"),
             (
-                "fieldSetType: STANDARD\n    customFields:\n      # Optional",
-                "customFields:\n      # Optional",
+                "fieldSetType: STANDARD\n    customFields:\n      - { id: legacy",
+                "customFields:\n      - { id: legacy",
                 "fieldSetType",
             ),
             (

@@ -156,12 +156,15 @@ const CLIENT: Kind = Kind {
 };
 
 impl Kind {
-    /// The kind a step's action creates, if one of these. A group is one more arm
-    /// (`Action::CreateGroup => Kind { path: "/groups", total: "groups" }`): its members are
-    /// compared by [`details::compare`] already.
+    /// The kind a step's action creates, if one of these (a group's members are compared by
+    /// [`details::compare`]).
     fn of(action: Action) -> Option<Kind> {
         Some(match action {
             Action::CreateClient => CLIENT,
+            Action::CreateGroup => Kind {
+                path: "/groups",
+                total: "groups",
+            },
             Action::CreateDeposit => Kind {
                 path: "/deposits",
                 total: "deposits",
@@ -256,6 +259,10 @@ impl Checker {
                 continue;
             }
             outputs.insert(step.id.clone(), out.clone());
+            if compiled.keeps_row_output(planned.step) {
+                // A later step's list reads it for this row, as the run did.
+                outputs.insert(instance.clone(), out.clone());
+            }
             let Ok(call) = compiled.render(unit, &planned, &outputs, Some(&self.shared.lookups))
             else {
                 continue;

@@ -25,6 +25,12 @@
 //! `null` written in the plan is kept (it is not rendered), and a list keeps its positions (an
 //! item rendering to null stays null).
 //!
+//! **Lists from child rows:** a body field written as `{ for_each: SOURCE, item: { … } }`
+//! (optionally `when: CONDITION`) is not a template of this module: the plan takes it out of the
+//! tree and renders `item` once per row of SOURCE under the step's current row, in the source's
+//! order, SOURCE's row in scope (`plan::lists`, `plan::compiled`). No item (no rows, or every
+//! `when` false) leaves the field out, as null omission does.
+//!
 //! # Context
 //! `<source>.<column>` (cells are strings; an empty cell is `""`), `steps.<step_id>.<field>` (the
 //! saved JSON output of an earlier step), `unit.key`, `plan.name`. See [`Context`]. A source may
