@@ -7,7 +7,7 @@ use assert_cmd::Command;
 const FILES: [(&str, &str); 5] = [
     (
         "clients.csv",
-        "client_id,first_name,last_name,birth_date,gender,email,phone,national_id,branch_id,address,city,country,joined_on",
+        "client_id,first_name,last_name,birth_date,gender,email,phone,national_id,branch_id,address,city,country,joined_on,employment_status",
     ),
     (
         "deposits.csv",
