@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
-const FILES: [(&str, &str); 5] = [
+const FILES: [(&str, &str); 8] = [
     (
         "clients.csv",
         "client_id,first_name,last_name,birth_date,gender,email,phone,national_id,branch_id,address,city,country,joined_on,employment_status",
@@ -24,6 +24,15 @@ const FILES: [(&str, &str); 5] = [
     (
         "transactions.csv",
         "txn_id,loan_id,kind,amount,value_date,installment_number,notes",
+    ),
+    ("groups.csv", "group_id,name,branch_id,formed_on"),
+    (
+        "group_members.csv",
+        "client_id,first_name,last_name,birth_date,gender,email,phone,national_id,branch_id,address,city,country,joined_on,employment_status,group_id,role",
+    ),
+    (
+        "group_loans.csv",
+        "loan_id,group_id,product_id,amount,interest_rate,installments,disbursed_on,first_repayment_on",
     ),
 ];
 
@@ -53,7 +62,7 @@ fn read(dir: &Path, name: &str) -> Vec<u8> {
 }
 
 #[test]
-fn writes_five_files_and_summarises_them() {
+fn writes_eight_files_and_summarises_them() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("set");
     let summary = generate(&[
@@ -64,7 +73,7 @@ fn writes_five_files_and_summarises_them() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert!(summary.starts_with("wrote 5 files to "), "{summary}");
+    assert!(summary.starts_with("wrote 8 files to "), "{summary}");
     assert!(summary.contains("clients 40, seed 5"), "{summary}");
 
     for (name, header) in FILES {
