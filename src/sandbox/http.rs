@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::error::ApiError;
-use super::state::{Tenant, TransactionKind, Zone};
+use super::state::{DepositTransactionKind, Tenant, TransactionKind, Zone};
 use super::tenant::TenantProfile;
 use super::{Faults, IdempotencyMode, SandboxConfig};
 
@@ -254,6 +254,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/groups/{id}", get(get_group))
         .route("/deposits", post(create_deposit))
         .route("/deposits/{id}", get(get_deposit).post(deposit_action))
+        .route("/deposits/{id}/transactions", get(deposit_transactions))
+        .route(
+            "/deposits/{id}/deposit-transactions",
+            post(deposit_transaction::<false>),
+        )
+        .route(
+            "/deposits/{id}/withdrawal-transactions",
+            post(deposit_transaction::<true>),
+        )
         .route("/loans", post(create_loan))
         .route("/loans/{id}", get(get_loan).post(loan_action))
         .route("/loans/{id}/schedule", get(get_schedule).put(edit_schedule))
@@ -609,6 +618,13 @@ enum Call<'a> {
     ReadDeposit,
     CreateDeposit,
     DepositState(&'a str),
+    /// A deposit transaction (issue 18): `POST /deposits/{id}/deposit-transactions`.
+    MakeDeposit,
+    /// `POST /deposits/{id}/withdrawal-transactions`.
+    MakeWithdrawal,
+    /// A deposit or withdrawal whose valueDate is before the tenant's today, on top of its
+    /// own permission.
+    BackdateSavings,
     /// A loan, its schedule or its transactions.
     ReadLoan,
     CreateLoan,
@@ -651,6 +667,9 @@ fn required_permission(call: Call<'_>) -> &'static str {
         // An action Mambu does not have is refused (INVALID_PARAMETERS) to whoever may see the
         // account: no more is learnt than a read gives.
         Call::DepositState(_) => "VIEW_SAVINGS_ACCOUNT_DETAILS",
+        Call::MakeDeposit => "MAKE_DEPOSIT",
+        Call::MakeWithdrawal => "MAKE_WITHDRAWAL",
+        Call::BackdateSavings => "BACKDATE_SAVINGS_TRANSACTIONS",
         Call::ReadLoan => "VIEW_LOAN_ACCOUNT_DETAILS",
         Call::CreateLoan => "CREATE_LOAN_ACCOUNT",
         Call::LoanState("APPROVE" | "UNDO_APPROVE") => "APPROVE_LOANS",
@@ -1006,6 +1025,44 @@ async fn repay(
     post_transaction(s, c, h, caller, id, TransactionKind::Repayment, body).await
 }
 
+/// `POST /deposits/{id}/deposit-transactions`, or `/withdrawal-transactions` when `WITHDRAWAL`
+/// (v2, with an Idempotency-Key, 201): MAKE_DEPOSIT or MAKE_WITHDRAWAL, and
+/// BACKDATE_SAVINGS_TRANSACTIONS for a value date before the tenant's today.
+async fn deposit_transaction<const WITHDRAWAL: bool>(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<ConnHandle>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (kind, own, path) = if WITHDRAWAL {
+        (
+            DepositTransactionKind::Withdrawal,
+            Call::MakeWithdrawal,
+            "withdrawal-transactions",
+        )
+    } else {
+        (
+            DepositTransactionKind::Deposit,
+            Call::MakeDeposit,
+            "deposit-transactions",
+        )
+    };
+    let calls: &[Call] = if s.backdated(&body) {
+        &[own, Call::BackdateSavings]
+    } else {
+        &[own]
+    };
+    if let Some(refusal) = forbidden(&s, &caller, Api::V2, calls) {
+        return refusal;
+    }
+    let route = format!("POST /deposits/{id}/{path}");
+    change(&s, &h, &c, Api::V2, true, StatusCode::CREATED, route)
+        .apply(&body, |t, b| t.post_deposit_transaction(&id, kind, b))
+        .await
+}
+
 /// `POST /loans/{id}/lock-transactions`, or `/unlock-transactions` when `UNLOCK` (v2, with an
 /// Idempotency-Key, 201).
 async fn lock_change<const UNLOCK: bool>(
@@ -1169,6 +1226,17 @@ async fn loan_transactions(
 ) -> Response {
     list(&s, &caller, Call::ReadLoan, &q, |t| {
         t.loan_transactions(&id)
+    })
+}
+
+async fn deposit_transactions(
+    State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    list(&s, &caller, Call::ReadDeposit, &q, |t| {
+        t.deposit_transactions(&id)
     })
 }
 

@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
 use super::json::{decimal, money};
-use super::{EntityRef, Tenant};
+use super::{Account, EntityRef, Tenant};
 
 impl Tenant {
     /// Counts for `GET /_sandbox/stats`.
@@ -36,6 +36,8 @@ impl Tenant {
             "group_members": self.group_memberships(),
             "deposits": self.deposits.len(),
             "deposits_by_state": deposits_by_state,
+            "deposit_transactions": self.transactions.iter().filter(|t| !t.deleted && matches!(t.account, Account::Deposit(_))).count(),
+            "deposit_balances_total": money(self.deposits.iter().map(|d| d.balance).sum()),
             "loans": self.loans.len(),
             "loans_by_state": loans_by_state,
             "settlement_links": self.loans.iter().filter(|l| l.settlement_key.is_some()).count(),
@@ -81,9 +83,13 @@ impl Tenant {
                     .external_ids
                     .get(external)
                     .ok_or("no transaction has this externalId")?;
-                let loan = self.transactions[index].loan;
                 self.transactions[index].deleted = true;
-                self.loans[loan].transactions.retain(|t| *t != index);
+                match self.transactions[index].account {
+                    Account::Loan(loan) => self.loans[loan].transactions.retain(|t| *t != index),
+                    Account::Deposit(deposit) => {
+                        self.deposits[deposit].transactions.retain(|t| *t != index);
+                    }
+                }
                 self.external_ids.remove(external);
                 Ok(json!({ "deleted": external }))
             }

@@ -1,10 +1,15 @@
-//! Deposit accounts: creation against a deposit product, lookup, state changes, their JSON.
+//! Deposit accounts: creation against a deposit product, lookup, state changes, their JSON;
+//! deposit and withdrawal transactions and the deposit's transaction list.
 
+use chrono::{DateTime, FixedOffset};
 use rust_decimal::Decimal;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::json::{money, now, object, required_str, writable};
-use super::{Answer, Deposit, EntityRef, Tenant};
+use super::json::{
+    format_datetime, money, now, object, optional_datetime, optional_str, required_decimal,
+    required_str, store_numbers, writable,
+};
+use super::{Account, Answer, Deposit, DepositTransactionKind, EntityRef, Tenant, Transaction};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::tenant::AvailableFor;
 
@@ -65,6 +70,8 @@ impl Tenant {
             linked_loans: Vec::new(),
             created: now(self.zone),
             approved: None,
+            activated: None,
+            transactions: Vec::new(),
         });
         Ok(self.deposit_json(index))
     }
@@ -135,6 +142,9 @@ impl Tenant {
         if let Some(at) = &d.approved {
             out.insert("approvedDate".into(), json!(at));
         }
+        if let Some(at) = &d.activated {
+            out.insert("activationDate".into(), json!(at));
+        }
         if let Some(p) = self.products.deposit_product(&d.product_key) {
             out.insert("accountType".into(), json!(p.product_type));
             out.insert("currencyCode".into(), json!(p.currency));
@@ -145,5 +155,307 @@ impl Tenant {
         );
         out.insert("linkedSettlementAccountKeys".into(), json!(d.linked_loans));
         Value::Object(out)
+    }
+}
+
+impl Tenant {
+    /// `POST /deposits/{id}/deposit-transactions` or `/withdrawal-transactions` (Mambu's
+    /// `DepositTransactionInput`, `WithdrawalDepositTransactionInput`: `amount` required;
+    /// `valueDate`, `bookingDate`, `externalId`, `notes`, `transactionDetails`,
+    /// `paymentDetails`, `paymentOrderId` optional), answered as Mambu's DepositTransaction.
+    /// Rules: an unused externalId (EXTERNAL_ID_ALREADY_EXISTS, shared with loans'
+    /// transactions); date-times with the zone's offset; a positive amount; no value date
+    /// after now; an APPROVED or ACTIVE account (a deposit on an APPROVED one activates it, as
+    /// Mambu does); not backdated before a later transaction of the account; a withdrawal
+    /// never beyond the balance (no overdraft).
+    pub fn post_deposit_transaction(
+        &mut self,
+        id_or_key: &str,
+        kind: DepositTransactionKind,
+        body: &Value,
+    ) -> Answer {
+        let index = self
+            .deposit_index(id_or_key)
+            .ok_or_else(ApiError::invalid_deposit_account_id)?;
+        let doc = object(body)?;
+        let external_id = optional_str(doc, "externalId")?;
+        if let Some(ext) = external_id
+            && self.external_ids.contains_key(ext)
+        {
+            self.counters.refused_external_ids += 1;
+            return Err(ApiError::external_id_exists());
+        }
+        let value_date = optional_datetime(Some(body), "valueDate", self.zone)?
+            .unwrap_or_else(|| self.zone.now());
+        optional_datetime(Some(body), "bookingDate", self.zone)?;
+        let amount = required_decimal(doc, "amount")?;
+        if amount <= Decimal::ZERO {
+            return Err(ApiError::invalid_deposit_amount());
+        }
+        if value_date > self.zone.now() {
+            return Err(ApiError::backdate_set_in_the_future());
+        }
+        if !matches!(self.deposits[index].state, "APPROVED" | "ACTIVE") {
+            return Err(ApiError::invalid_deposit_account_state());
+        }
+        self.refuse_backdating_before(&self.deposits[index].transactions, value_date)?;
+        let deposit = &mut self.deposits[index];
+        let type_name = match kind {
+            DepositTransactionKind::Deposit => {
+                deposit.balance += amount;
+                if deposit.state == "APPROVED" {
+                    deposit.state = "ACTIVE";
+                    deposit.activated = Some(now(self.zone));
+                }
+                "DEPOSIT"
+            }
+            DepositTransactionKind::Withdrawal => {
+                if amount > deposit.balance {
+                    return Err(ApiError::balance_below_zero());
+                }
+                deposit.balance -= amount;
+                "WITHDRAWAL"
+            }
+        };
+        let natural = format!(
+            "dtxn|{}|{type_name}|{amount}|{}",
+            deposit.encoded_key,
+            format_datetime(value_date)
+        );
+        if external_id.is_none() && self.seen_before(natural) {
+            self.counters.duplicate_transactions += 1;
+        }
+        if let Some(ext) = external_id {
+            self.external_ids
+                .insert(ext.to_owned(), self.transactions.len());
+        }
+        let mut out = writable(
+            doc,
+            &[
+                "encodedKey",
+                "id",
+                "type",
+                "creationDate",
+                "accountBalances",
+                "affectedAmounts",
+                "parentAccountKey",
+                "currencyCode",
+                "branchKey",
+                "centreKey",
+                "fees",
+                "taxes",
+            ],
+        );
+        store_numbers(&mut out, &["amount"]);
+        let t_index = self.book_deposit(index, type_name, amount, value_date, out);
+        Ok(Value::Object(self.transactions[t_index].doc.clone()))
+    }
+
+    /// Records a transaction of the deposit with the fields Mambu sets and the balance after
+    /// it; its index.
+    fn book_deposit(
+        &mut self,
+        index: usize,
+        type_name: &'static str,
+        amount: Decimal,
+        value_date: DateTime<FixedOffset>,
+        mut out: Map<String, Value>,
+    ) -> usize {
+        let encoded_key = self.new_key();
+        let t_index = self.transactions.len();
+        let currency = self
+            .products
+            .deposit_product(&self.deposits[index].product_key)
+            .map(|p| p.currency.clone());
+        let deposit = &mut self.deposits[index];
+        out.insert("encodedKey".into(), json!(encoded_key));
+        out.insert("id".into(), json!((t_index + 1).to_string()));
+        out.insert("type".into(), json!(type_name));
+        out.insert("amount".into(), money(amount));
+        out.insert("valueDate".into(), json!(format_datetime(value_date)));
+        out.entry("bookingDate")
+            .or_insert_with(|| json!(format_datetime(value_date)));
+        out.insert("creationDate".into(), json!(now(self.zone)));
+        out.insert("parentAccountKey".into(), json!(deposit.encoded_key));
+        if let Some(currency) = currency {
+            out.insert("currencyCode".into(), json!(currency));
+        }
+        out.insert(
+            "affectedAmounts".into(),
+            json!({
+                "fundsAmount": money(amount),
+                "interestAmount": 0,
+                "feesAmount": 0,
+                "overdraftAmount": 0,
+                "overdraftInterestAmount": 0,
+                "overdraftFeesAmount": 0,
+                "technicalOverdraftAmount": 0,
+                "technicalOverdraftInterestAmount": 0,
+                "fractionAmount": 0,
+            }),
+        );
+        out.insert(
+            "accountBalances".into(),
+            json!({ "totalBalance": money(deposit.balance) }),
+        );
+        deposit.transactions.push(t_index);
+        self.transactions.push(Transaction {
+            kind: type_name,
+            doc: out,
+            account: Account::Deposit(index),
+            deleted: false,
+        });
+        t_index
+    }
+
+    /// Every transaction of a deposit, oldest first (the HTTP layer pages them).
+    pub fn deposit_transactions(&self, id_or_key: &str) -> Result<Vec<Value>, ApiError> {
+        let index = self
+            .deposit_index(id_or_key)
+            .ok_or_else(ApiError::invalid_deposit_account_id)?;
+        Ok(self.deposits[index]
+            .transactions
+            .iter()
+            .map(|t| Value::Object(self.transactions[*t].doc.clone()))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{client, tenant};
+    use super::*;
+
+    /// An APPROVED deposit of a new client; its id.
+    fn approved_deposit(t: &mut Tenant) -> String {
+        let holder = client(t);
+        let product = t.products.deposit_products[0].encoded_key.clone();
+        let id = t
+            .create_deposit(&json!({
+                "accountHolderKey": holder, "accountHolderType": "CLIENT",
+                "name": "Savings", "productTypeKey": product,
+            }))
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        t.change_deposit_state(&id, &json!({ "action": "APPROVE" }))
+            .unwrap();
+        id
+    }
+
+    #[test]
+    fn a_first_deposit_activates_and_withdrawals_stay_within_the_balance() {
+        let mut t = tenant();
+        let id = approved_deposit(&mut t);
+        let err = t
+            .post_deposit_transaction(
+                &id,
+                DepositTransactionKind::Withdrawal,
+                &json!({ "amount": 1 }),
+            )
+            .unwrap_err();
+        assert_eq!(err.reason, "BALANCE_BELOW_ZERO");
+        let done = t
+            .post_deposit_transaction(
+                &id,
+                DepositTransactionKind::Deposit,
+                &json!({ "amount": "100.50", "valueDate": "2024-01-02T00:00:00+00:00", "externalId": "D-1" }),
+            )
+            .unwrap();
+        assert_eq!(done["type"], "DEPOSIT");
+        assert_eq!(done["accountBalances"]["totalBalance"].to_string(), "100.5");
+        assert_eq!(t.get_deposit(&id).unwrap()["accountState"], "ACTIVE");
+        let err = t
+            .post_deposit_transaction(
+                &id,
+                DepositTransactionKind::Withdrawal,
+                &json!({ "amount": 10, "valueDate": "2024-01-01T00:00:00+00:00" }),
+            )
+            .unwrap_err();
+        assert_eq!(err.reason, "BACKDATE_BEFORE_OTHER_OPERATION");
+        let err = t
+            .post_deposit_transaction(
+                &id,
+                DepositTransactionKind::Withdrawal,
+                &json!({ "amount": "100.51", "valueDate": "2024-01-02T00:00:00+00:00" }),
+            )
+            .unwrap_err();
+        assert_eq!((err.code, err.reason), (401, "BALANCE_BELOW_ZERO"));
+        let left = t
+            .post_deposit_transaction(
+                &id,
+                DepositTransactionKind::Withdrawal,
+                &json!({ "amount": "0.50", "valueDate": "2024-01-03T00:00:00+00:00" }),
+            )
+            .unwrap();
+        assert_eq!(left["accountBalances"]["totalBalance"].to_string(), "100");
+        assert_eq!(
+            t.get_deposit(&id).unwrap()["balances"]["totalBalance"].to_string(),
+            "100"
+        );
+        assert_eq!(t.deposit_transactions(&id).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn pending_accounts_future_dates_and_bad_amounts_are_refused() {
+        let mut t = tenant();
+        let holder = client(&mut t);
+        let product = t.products.deposit_products[0].encoded_key.clone();
+        let pending = t
+            .create_deposit(&json!({
+                "accountHolderKey": holder, "accountHolderType": "CLIENT",
+                "name": "Savings", "productTypeKey": product,
+            }))
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let deposit = DepositTransactionKind::Deposit;
+        let reason = |t: &mut Tenant, id: &str, body: Value| {
+            t.post_deposit_transaction(id, deposit, &body)
+                .unwrap_err()
+                .reason
+        };
+        assert_eq!(
+            reason(&mut t, &pending, json!({ "amount": 5 })),
+            "INVALID_DEPOSIT_ACCOUNT_STATE"
+        );
+        let id = approved_deposit(&mut t);
+        assert_eq!(reason(&mut t, &id, json!({ "amount": 0 })), "INVALID_DEPOSIT_AMOUNT");
+        assert_eq!(reason(&mut t, &id, json!({})), "INVALID_PARAMETERS");
+        assert_eq!(
+            reason(
+                &mut t,
+                &id,
+                json!({ "amount": 5, "valueDate": "2999-01-01T00:00:00+00:00" })
+            ),
+            "BACKDATE_SET_IN_THE_FUTURE"
+        );
+        assert_eq!(
+            reason(&mut t, "nope", json!({ "amount": 5 })),
+            "INVALID_DEPOSIT_ACCOUNT_ID"
+        );
+    }
+
+    #[test]
+    fn duplicates_without_external_id_are_counted_and_external_ids_are_unique() {
+        let mut t = tenant();
+        let id = approved_deposit(&mut t);
+        let body = json!({ "amount": 5, "valueDate": "2024-01-02T00:00:00+00:00" });
+        for _ in 0..2 {
+            t.post_deposit_transaction(&id, DepositTransactionKind::Deposit, &body)
+                .unwrap();
+        }
+        assert_eq!(t.counters.duplicate_transactions, 1);
+        let with_ext = json!({ "amount": 5, "externalId": "X", "valueDate": "2024-01-02T00:00:00+00:00" });
+        t.post_deposit_transaction(&id, DepositTransactionKind::Deposit, &with_ext)
+            .unwrap();
+        let err = t
+            .post_deposit_transaction(&id, DepositTransactionKind::Deposit, &with_ext)
+            .unwrap_err();
+        assert_eq!(err.reason, "EXTERNAL_ID_ALREADY_EXISTS");
+        assert_eq!(t.counters.duplicate_transactions, 1);
+        assert_eq!(t.counters.refused_external_ids, 1);
     }
 }

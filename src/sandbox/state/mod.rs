@@ -10,7 +10,8 @@
 //! - `groups`: create (members, their roles, the tenant's group rules), get.
 //! - `custom_fields`: the custom field values a client, loan or deposit carries, checked
 //!   against the tenant's custom field sets; the definitions' answers; a client's addresses.
-//! - `deposits`: create, get, state changes, the deposit's JSON.
+//! - `deposits`: create, get, state changes, the deposit's JSON; deposit and withdrawal
+//!   transactions (the balance, backdating, duplicates) and a deposit's transaction list.
 //! - `loans`: create (checked against the product's terms), get, state changes, the loan's
 //!   JSON and balances.
 //! - `schedule`: the generated repayment schedule, reading it, editing it (custom schedule)
@@ -160,6 +161,10 @@ struct Deposit {
     linked_loans: Vec<String>,
     created: String,
     approved: Option<String>,
+    /// When its first deposit made it ACTIVE.
+    activated: Option<String>,
+    /// Its transactions (indexes into `Tenant::transactions`), in the order posted.
+    transactions: Vec<usize>,
 }
 
 #[derive(Debug)]
@@ -240,9 +245,24 @@ impl Installment {
 struct Transaction {
     kind: &'static str,
     doc: Map<String, Value>,
-    loan: usize,
+    account: Account,
     /// Removed behind the API's back (`POST /_sandbox/tamper`).
     deleted: bool,
+}
+
+/// The account a transaction is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Account {
+    Loan(usize),
+    Deposit(usize),
+}
+
+/// The kinds of deposit transaction the migration posts
+/// (`POST /deposits/{id}/deposit-transactions`, `/withdrawal-transactions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DepositTransactionKind {
+    Deposit,
+    Withdrawal,
 }
 
 /// The kinds of loan transaction the migration posts.

@@ -10,7 +10,7 @@ use super::json::{
     required_decimal, store_numbers, writable,
 };
 use super::loans::loan_principal_balance;
-use super::{Answer, Installment, Tenant, Terms, Transaction, TransactionKind};
+use super::{Account, Answer, Installment, Tenant, Terms, Transaction, TransactionKind};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::products::{FuturePaymentsAcceptance, PrepaymentAcceptance};
 
@@ -158,7 +158,7 @@ impl Tenant {
         self.transactions.push(Transaction {
             kind: type_name,
             doc: out,
-            loan: index,
+            account: Account::Loan(index),
             deleted: false,
         });
         t_index
@@ -264,8 +264,20 @@ impl Tenant {
         {
             return Err(ApiError::value_date_before_disbursement());
         }
+        self.refuse_backdating_before(&loan.transactions, value_date)
+    }
+
+    /// A backdated transaction must not precede a later operation already on the account
+    /// (BACKDATE_BEFORE_OTHER_OPERATION, ../shared/mambu-api.md §8): `value_date` against the
+    /// latest value date among the account's `transactions` (loan or deposit). The same date is
+    /// not before.
+    pub(super) fn refuse_backdating_before(
+        &self,
+        transactions: &[usize],
+        value_date: DateTime<FixedOffset>,
+    ) -> Result<(), ApiError> {
         if self
-            .latest_value_date(index)
+            .latest_value_date(transactions)
             .is_some_and(|latest| value_date < latest)
         {
             return Err(ApiError::backdate_before_other_operation());
@@ -273,11 +285,10 @@ impl Tenant {
         Ok(())
     }
 
-    /// The latest value date among the loan's transactions (those removed behind the API's
+    /// The latest value date among an account's transactions (those removed behind the API's
     /// back are no longer on its list).
-    fn latest_value_date(&self, index: usize) -> Option<DateTime<FixedOffset>> {
-        self.loans[index]
-            .transactions
+    fn latest_value_date(&self, transactions: &[usize]) -> Option<DateTime<FixedOffset>> {
+        transactions
             .iter()
             .filter(|t| !self.transactions[**t].deleted)
             .filter_map(|t| {
