@@ -22,8 +22,13 @@ pub enum Intent<'a> {
     },
     /// The settlement link of a loan to a deposit account.
     Link,
-    /// A loan transaction with its externalId.
-    Transaction { loan: &'a str, external_id: &'a str },
+    /// A transaction with its externalId on the account at `/{kind}/{account}` (`kind`:
+    /// `loans` or `deposits`).
+    Transaction {
+        kind: &'static str,
+        account: &'a str,
+        external_id: &'a str,
+    },
     /// Anything else: a refusal is a refusal.
     Other,
 }
@@ -109,9 +114,16 @@ pub async fn adopt(
             retry_after: None,
             items_total: None,
         }),
-        Intent::Transaction { loan, external_id } => {
+        Intent::Transaction {
+            kind,
+            account,
+            external_id,
+        } => {
             let items = session
-                .list(&format!("/loans/{}/transactions", encode(loan)), observer)
+                .list(
+                    &format!("/{kind}/{}/transactions", encode(account)),
+                    observer,
+                )
                 .await
                 .ok()?;
             let found = items
@@ -177,9 +189,19 @@ mod tests {
             &refusal(317, "GROUP_ID_ALREADY_IN_USE")
         ));
         let repayment = Intent::Transaction {
-            loan: "LN-1",
+            kind: "loans",
+            account: "LN-1",
             external_id: "x",
         };
+        let deposit = Intent::Transaction {
+            kind: "deposits",
+            account: "DP-1",
+            external_id: "x",
+        };
+        assert!(already_exists(
+            &deposit,
+            &refusal(0, "EXTERNAL_ID_ALREADY_EXISTS")
+        ));
         assert!(already_exists(
             &repayment,
             &refusal(0, "EXTERNAL_ID_ALREADY_EXISTS")

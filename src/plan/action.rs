@@ -22,6 +22,10 @@ pub enum Action {
     PostRepayment,
     /// Any method and path the plan declares.
     Request,
+    /// A deposit into a deposit account (issue 18): `POST /deposits/{id}/deposit-transactions`.
+    MakeDeposit,
+    /// A withdrawal from a deposit account: `POST /deposits/{id}/withdrawal-transactions`.
+    MakeWithdrawal,
 }
 
 /// The accounts an action's path names besides the base URL.
@@ -34,7 +38,7 @@ pub enum AccountsNeeded {
 }
 
 impl Action {
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 14] = [
         Action::CreateClient,
         Action::CreateGroup,
         Action::CreateDeposit,
@@ -47,6 +51,8 @@ impl Action {
         Action::ApplyFee,
         Action::PostRepayment,
         Action::Request,
+        Action::MakeDeposit,
+        Action::MakeWithdrawal,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +69,8 @@ impl Action {
             Action::ApplyFee => "apply_fee",
             Action::PostRepayment => "post_repayment",
             Action::Request => "request",
+            Action::MakeDeposit => "deposit",
+            Action::MakeWithdrawal => "withdrawal",
         }
     }
 
@@ -94,6 +102,8 @@ impl Action {
             Action::ApplyFee => &[("POST", "/loans/{loan}/fee-transactions")],
             Action::PostRepayment => &[("POST", "/loans/{loan}/repayment-transactions")],
             Action::Request => &[],
+            Action::MakeDeposit => &[("POST", "/deposits/{deposit}/deposit-transactions")],
+            Action::MakeWithdrawal => &[("POST", "/deposits/{deposit}/withdrawal-transactions")],
         }
     }
 
@@ -104,7 +114,9 @@ impl Action {
             | Action::CreateDeposit
             | Action::CreateLoan
             | Action::Request => AccountsNeeded::None,
-            Action::ApproveDeposit => AccountsNeeded::Deposit,
+            Action::ApproveDeposit | Action::MakeDeposit | Action::MakeWithdrawal => {
+                AccountsNeeded::Deposit
+            }
             Action::LinkSettlementAccount => AccountsNeeded::LoanAndDeposit,
             Action::ApproveLoan
             | Action::EditSchedule
@@ -163,7 +175,10 @@ impl Action {
                 "scheduleSettings.gracePeriod",
             ],
             Action::ApproveLoan | Action::ApproveDeposit => &["action"],
-            Action::PostRepayment | Action::ApplyFee => &["amount"],
+            Action::PostRepayment
+            | Action::ApplyFee
+            | Action::MakeDeposit
+            | Action::MakeWithdrawal => &["amount"],
             _ => &[],
         }
     }
@@ -175,7 +190,11 @@ impl Action {
             Action::CreateGroup => Some("group"),
             Action::CreateDeposit => Some("deposit"),
             Action::CreateLoan => Some("loan"),
-            Action::DisburseLoan | Action::ApplyFee | Action::PostRepayment => Some("transaction"),
+            Action::DisburseLoan
+            | Action::ApplyFee
+            | Action::PostRepayment
+            | Action::MakeDeposit
+            | Action::MakeWithdrawal => Some("transaction"),
             _ => None,
         }
     }
@@ -184,7 +203,11 @@ impl Action {
     pub fn is_transaction(self) -> bool {
         matches!(
             self,
-            Action::DisburseLoan | Action::ApplyFee | Action::PostRepayment
+            Action::DisburseLoan
+                | Action::ApplyFee
+                | Action::PostRepayment
+                | Action::MakeDeposit
+                | Action::MakeWithdrawal
         )
     }
 }
@@ -209,5 +232,27 @@ mod tests {
         assert!(Action::CreateGroup.takes_idempotency_key());
         assert_eq!(Action::CreateGroup.calls(), &[("POST", "/groups")]);
         assert_eq!(Action::CreateGroup.creates(), Some("group"));
+    }
+
+    #[test]
+    fn deposit_transactions_are_transactions_on_the_deposit() {
+        for (action, name, path) in [
+            (
+                Action::MakeDeposit,
+                "deposit",
+                "/deposits/{deposit}/deposit-transactions",
+            ),
+            (
+                Action::MakeWithdrawal,
+                "withdrawal",
+                "/deposits/{deposit}/withdrawal-transactions",
+            ),
+        ] {
+            assert_eq!(Action::parse(name), Some(action));
+            assert_eq!(action.calls(), &[("POST", path)]);
+            assert_eq!(action.accounts(), AccountsNeeded::Deposit);
+            assert!(action.is_transaction() && action.takes_idempotency_key());
+            assert_eq!(action.required_fields(), &["amount"]);
+        }
     }
 }

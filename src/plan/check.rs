@@ -988,8 +988,9 @@ impl ActionCheck<'_, '_> {
         }
     }
 
-    /// The deposit an action on a deposit works on: as the step says (only approve_deposit
-    /// defaults to the latest create_deposit step's); refused on an action that works on none.
+    /// The deposit an action on a deposit works on: as the step says (approve_deposit, deposit
+    /// and withdrawal default to the latest create_deposit step's); refused on an action that
+    /// works on none.
     fn deposit(&mut self, defaults: &Defaults) -> Option<String> {
         let (step, action, name, path) = (self.step, self.action, self.name, self.path);
         let needs_deposit = matches!(
@@ -998,7 +999,12 @@ impl ActionCheck<'_, '_> {
         );
         match (&step.deposit, needs_deposit) {
             (Some(t), true) => Some(t.clone()),
-            (None, true) if action == Action::ApproveDeposit && defaults.deposit.is_some() => {
+            (None, true)
+                if matches!(
+                    action,
+                    Action::ApproveDeposit | Action::MakeDeposit | Action::MakeWithdrawal
+                ) && defaults.deposit.is_some() =>
+            {
                 defaults
                     .deposit
                     .as_ref()

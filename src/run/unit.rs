@@ -512,7 +512,13 @@ fn intent_of(call: &Call) -> Intent<'_> {
         Action::LinkSettlementAccount => Some(Intent::Link),
         action if action.is_transaction() => (|| {
             Some(Intent::Transaction {
-                loan: account()?,
+                // `/loans/{id}/…` or `/deposits/{id}/…`: the account's transactions list.
+                kind: if call.path.starts_with("/deposits/") {
+                    "deposits"
+                } else {
+                    "loans"
+                },
+                account: account()?,
                 external_id: call.body.as_ref()?.get("externalId")?.as_str()?,
             })
         })(),

@@ -605,8 +605,12 @@ impl ApiError {
     }
     /// A transaction on a deposit that is neither APPROVED nor ACTIVE (enum index 248).
     pub fn invalid_deposit_account_state() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 407, "INVALID_DEPOSIT_ACCOUNT_STATE")
-            .at("accountState")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            407,
+            "INVALID_DEPOSIT_ACCOUNT_STATE",
+        )
+        .at("accountState")
     }
     /// A withdrawal that would take the balance below zero (enum index 242; the spec's
     /// INSUFFICIENT_BALANCE, index 214, sits outside any run with a confirmed code, and the

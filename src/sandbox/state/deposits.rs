@@ -422,7 +422,10 @@ mod tests {
             "INVALID_DEPOSIT_ACCOUNT_STATE"
         );
         let id = approved_deposit(&mut t);
-        assert_eq!(reason(&mut t, &id, json!({ "amount": 0 })), "INVALID_DEPOSIT_AMOUNT");
+        assert_eq!(
+            reason(&mut t, &id, json!({ "amount": 0 })),
+            "INVALID_DEPOSIT_AMOUNT"
+        );
         assert_eq!(reason(&mut t, &id, json!({})), "INVALID_PARAMETERS");
         assert_eq!(
             reason(
@@ -448,7 +451,8 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(t.counters.duplicate_transactions, 1);
-        let with_ext = json!({ "amount": 5, "externalId": "X", "valueDate": "2024-01-02T00:00:00+00:00" });
+        let with_ext =
+            json!({ "amount": 5, "externalId": "X", "valueDate": "2024-01-02T00:00:00+00:00" });
         t.post_deposit_transaction(&id, DepositTransactionKind::Deposit, &with_ext)
             .unwrap();
         let err = t
