@@ -399,7 +399,7 @@ fn write_plan(dir: &Path) -> (PathBuf, Vec<Row>) {
                     (balance / Decimal::from(3)).round_dp(2)
                 };
                 balance += if kind == "DEPOSIT" { amount } else { -amount };
-                let ext = if n % 2 == 0 {
+                let ext = if n.is_multiple_of(2) {
                     format!("EXT-{n}")
                 } else {
                     String::new()
