@@ -1302,8 +1302,8 @@ impl Plan {
                     if map.contains_key("id") || map.contains_key("externalId"));
                 let message = format!(
                     "step `{}` POSTs {} with no `adopt`: a lost reply makes a duplicate, the \
-                     Idempotency-Key alone protects a retry only while Mambu keeps the key (for \
-                     how long is not documented: ../shared/mambu-api.md §3)",
+                     Idempotency-Key alone protects a retry only while Mambu keeps the key, and \
+                     Mambu does not document for how long",
                     s.id,
                     s.request_path.as_deref().unwrap_or("?")
                 );
