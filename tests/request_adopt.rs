@@ -58,8 +58,11 @@ steps:
     plan
 }
 
+/// Step instances counted by (step, status).
+type Steps = Vec<(String, StepStatus, i64)>;
+
 /// Step instances by (step, status), and call attempts by (step, outcome), from the checkpoint.
-fn checkpoint(run_dir: &Path) -> (Vec<(String, StepStatus, i64)>, Vec<(String, CallOutcome)>) {
+fn checkpoint(run_dir: &Path) -> (Steps, Vec<(String, CallOutcome)>) {
     let reader = Reader::open(&run_dir.join("checkpoint.db")).unwrap();
     let steps = reader
         .step_counts()
