@@ -169,7 +169,15 @@ pub fn render(
             ));
             Call {
                 action: step.action,
-                method: step.action.calls().last().map(|(m, _)| *m).unwrap_or("GET"),
+                method: step.action.calls().last().map(|(m, _)| *m).unwrap_or(
+                    match step.method.as_deref() {
+                        Some("POST") => "POST",
+                        Some("PUT") => "PUT",
+                        Some("PATCH") => "PATCH",
+                        Some("DELETE") => "DELETE",
+                        _ => "GET",
+                    },
+                ),
                 path: step
                     .action
                     .calls()
@@ -252,7 +260,7 @@ pub fn render(
         vec![SampleRequest {
             method: call.method.to_owned(),
             url,
-            headers: headers(v1, call.action.takes_idempotency_key()),
+            headers: headers(v1, call.takes_idempotency_key()),
             body,
         }]
     };

@@ -29,8 +29,77 @@ pub enum Intent<'a> {
         account: &'a str,
         external_id: &'a str,
     },
+    /// A request step's declared adoption (`adopt:` in the plan): on one of the `on`
+    /// errorReasons, GET `get` (rendered) and take the entity at `pick` in its answer.
+    Declared {
+        on: &'a [String],
+        get: &'a str,
+        pick: Option<&'a str>,
+    },
     /// Anything else: a refusal is a refusal.
     Other,
+}
+
+/// The errorReasons Mambu answers when what a call would make exists already (the built-in
+/// actions' and the others `../shared/mambu-api.md` §5 names): a near miss of one in a plan's
+/// `adopt.on` is taken for a typo.
+pub const DUPLICATE_REASONS: [&str; 6] = [
+    "CLIENT_ID_ALREADY_IN_USE",
+    "GROUP_ID_ALREADY_IN_USE",
+    "ACCOUNT_ID_ALREADY_IN_USE",
+    "EXTERNAL_ID_ALREADY_EXISTS",
+    "DUPLICATE_EXTERNAL_ID",
+    "ACCOUNT_ALREADY_LINKED",
+];
+
+/// One step of a `pick` path: a field, or an index into a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PickStep<'a> {
+    Field(&'a str),
+    Index(usize),
+}
+
+/// A `pick` path (`[0]`, `content[0]`, `data.client`) as its steps; `None` when it is not one.
+pub fn pick_path(text: &str) -> Option<Vec<PickStep<'_>>> {
+    let mut out = Vec::new();
+    for part in text.split('.') {
+        let (name, mut rest) = match part.find('[') {
+            Some(i) => part.split_at(i),
+            None => (part, ""),
+        };
+        if !name.is_empty() {
+            if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return None;
+            }
+            out.push(PickStep::Field(name));
+        } else if rest.is_empty() {
+            // `a..b`, a leading or trailing dot.
+            return None;
+        }
+        while !rest.is_empty() {
+            let close = rest.find(']')?;
+            let index = rest.get(1..close)?;
+            if !rest.starts_with('[') || !index.chars().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            out.push(PickStep::Index(index.parse().ok()?));
+            rest = &rest[close + 1..];
+        }
+    }
+    Some(out)
+}
+
+/// The entity at `pick` in `answer` (the answer itself without one): a map, or `None`.
+pub fn pick<'v>(answer: &'v Value, pick: Option<&str>) -> Option<&'v Value> {
+    let steps = match pick {
+        Some(text) => pick_path(text)?,
+        None => Vec::new(),
+    };
+    let found = steps.iter().try_fold(answer, |node, step| match step {
+        PickStep::Field(name) => node.get(*name),
+        PickStep::Index(i) => node.get(*i),
+    })?;
+    found.is_object().then_some(found)
 }
 
 /// The refusals that say "it already exists" for `intent`.
@@ -48,6 +117,7 @@ pub fn already_exists(intent: &Intent<'_>, refusal: &Refusal) -> bool {
         Intent::Approve { .. } => refusal.is("INVALID_STATE_TRANSITION"),
         Intent::Link => refusal.is("ACCOUNT_ALREADY_LINKED"),
         Intent::Transaction { .. } => refusal.is("EXTERNAL_ID_ALREADY_EXISTS"),
+        Intent::Declared { on, .. } => on.iter().any(|reason| refusal.is(reason)),
         Intent::Other => false,
     }
 }
@@ -137,6 +207,19 @@ pub async fn adopt(
                 items_total: None,
             })
         }
+        Intent::Declared { get, pick: at, .. } => {
+            // Any JSON: what the plan names may be a list, or an entity of any shape.
+            let found = session
+                .read(get, Expect::Any, Keep::All, observer)
+                .await
+                .ok()
+                .flatten()?;
+            let entity = pick(&found.body, *at)?.clone();
+            Some(Answer {
+                body: entity,
+                ..found
+            })
+        }
         Intent::Other => None,
     }
 }
@@ -210,7 +293,53 @@ mod tests {
             &Intent::Other,
             &refusal(0, "EXTERNAL_ID_ALREADY_EXISTS")
         ));
+        let on = [
+            "DUPLICATE_EXTERNAL_ID".to_owned(),
+            "EXTERNAL_ID_ALREADY_EXISTS".to_owned(),
+        ];
+        let declared = Intent::Declared {
+            on: &on,
+            get: "/x",
+            pick: None,
+        };
+        assert!(already_exists(
+            &declared,
+            &refusal(0, "EXTERNAL_ID_ALREADY_EXISTS")
+        ));
+        assert!(!already_exists(
+            &declared,
+            &refusal(316, "CLIENT_ID_ALREADY_IN_USE")
+        ));
         assert_eq!(approved("loans").len(), 4);
         assert_eq!(encode("CL 1/2"), "CL%201%2F2");
+    }
+
+    #[test]
+    fn pick_finds_the_entity_or_nothing() {
+        assert_eq!(
+            pick_path("content[0].client"),
+            Some(vec![
+                PickStep::Field("content"),
+                PickStep::Index(0),
+                PickStep::Field("client")
+            ])
+        );
+        assert_eq!(
+            pick_path("[1][0]"),
+            Some(vec![PickStep::Index(1), PickStep::Index(0)])
+        );
+        for bad in ["", "a..b", "[x]", "a[0", "a]", ".a", "a b", "[-1]"] {
+            assert_eq!(pick_path(bad), None, "{bad}");
+        }
+        let list = json!([{ "id": "G-1", "encodedKey": "k" }]);
+        assert_eq!(pick(&list, Some("[0]")), Some(&list[0]));
+        // A list is not an entity; an empty list, or a missing field, is nothing found.
+        assert_eq!(pick(&list, None), None);
+        assert_eq!(pick(&json!([]), Some("[0]")), None);
+        let page = json!({ "content": [{ "id": "x" }] });
+        assert_eq!(pick(&page, Some("content[0]")), Some(&json!({ "id": "x" })));
+        assert_eq!(pick(&page, Some("items[0]")), None);
+        assert_eq!(pick(&page, Some("content[0].id")), None);
+        assert_eq!(pick(&page["content"][0], None), Some(&json!({ "id": "x" })));
     }
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::action::{AccountsNeeded, Action};
 use super::file::{
-    ColumnFile, ColumnKind, InstallmentsFile, PlanFile, SourceFile, StepFile, TargetFile,
+    AdoptFile, ColumnFile, ColumnKind, InstallmentsFile, PlanFile, SourceFile, StepFile, TargetFile,
 };
 use super::lists::BodyList;
 use super::load::{LoadedPlan, PlanProblem, did_you_mean};
@@ -120,6 +120,8 @@ pub struct ActionStep {
     /// request: method and path template.
     pub method: Option<String>,
     pub request_path: Option<String>,
+    /// request: how to adopt what exists after a refusal that says it does.
+    pub adopt: Option<AdoptFile>,
     pub save: BTreeMap<String, String>,
     /// The sources whose current rows are in scope (unit source first).
     pub scope: Vec<String>,
@@ -699,6 +701,7 @@ impl StepWalker<'_> {
             ("path", step.path.is_some()),
             ("loan", step.loan.is_some()),
             ("deposit", step.deposit.is_some()),
+            ("adopt", step.adopt.is_some()),
             ("save", !step.save.is_empty()),
         ] {
             if present {
@@ -785,6 +788,7 @@ impl StepWalker<'_> {
         let deposit = check.deposit(defaults);
         let installments = check.installments(scope);
         let (method, request_path) = check.request_call();
+        let adopt = check.adopt(method.as_deref());
         check.check_save();
         Some(ActionStep {
             path: path.to_owned(),
@@ -797,6 +801,7 @@ impl StepWalker<'_> {
             installments,
             method,
             request_path,
+            adopt,
             save: step.save.clone(),
             scope: scope.to_vec(),
         })
@@ -1136,6 +1141,98 @@ impl ActionCheck<'_, '_> {
         (method, step.path.clone())
     }
 
+    /// A request step's `adopt`: the refusals that say "it exists" (errorReasons as Mambu
+    /// writes them), a path to GET it and where it is in the answer. Built-in actions adopt by
+    /// themselves, and a GET makes nothing to adopt.
+    fn adopt(&mut self, method: Option<&str>) -> Option<AdoptFile> {
+        let (step, name, path) = (self.step, self.name, self.path);
+        let adopt = step.adopt.as_ref()?;
+        let at = format!("{path}.adopt");
+        if self.action != Action::Request {
+            self.report(
+                &at,
+                format!("`adopt` is for request steps; {name} adopts what exists by itself"),
+                Some("remove it".into()),
+            );
+            return None;
+        }
+        if method == Some("GET") {
+            self.report(
+                &at,
+                "a GET makes nothing: there is nothing to adopt".into(),
+                Some("remove it, or give the step the method that makes something".into()),
+            );
+        }
+        if adopt.on.is_empty() {
+            self.report(
+                &format!("{at}.on"),
+                "`on` lists no errorReason: no refusal would be adopted".into(),
+                Some(
+                    "list the errorReasons Mambu answers for a duplicate, e.g. \
+                     [CLIENT_ID_ALREADY_IN_USE] or [EXTERNAL_ID_ALREADY_EXISTS]"
+                        .into(),
+                ),
+            );
+        }
+        let known = crate::mambu::adopt::DUPLICATE_REASONS;
+        for (i, reason) in adopt.on.iter().enumerate() {
+            let item = format!("{at}.on[{i}]");
+            let well_formed = !reason.is_empty()
+                && reason
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            // A near miss of a known reason is a typo: Mambu would never answer it.
+            let near = known
+                .iter()
+                .find(|k| **k != reason.as_str() && strsim::damerau_levenshtein(reason, k) <= 2);
+            if !well_formed {
+                self.report(
+                    &item,
+                    format!("`{reason}` is not an errorReason"),
+                    Some(
+                        match near
+                            .copied()
+                            .or_else(|| did_you_mean(&reason.to_ascii_uppercase(), &known))
+                        {
+                            Some(k) => format!("did you mean `{k}`?"),
+                            None => {
+                                "an errorReason as Mambu writes it, e.g. CLIENT_ID_ALREADY_IN_USE"
+                                    .into()
+                            }
+                        },
+                    ),
+                );
+            } else if let Some(k) = near {
+                self.report(
+                    &item,
+                    format!("`{reason}` is not an errorReason Mambu answers"),
+                    Some(format!("did you mean `{k}`?")),
+                );
+            }
+        }
+        if !adopt.get.starts_with('/') {
+            self.report(
+                &format!("{at}.get"),
+                format!("`{}` must start with /", adopt.get),
+                Some("a path under the API base, e.g. /clients/{{ clients.client_id }}".into()),
+            );
+        }
+        if let Some(pick) = &adopt.pick
+            && crate::mambu::adopt::pick_path(pick).is_none()
+        {
+            self.report(
+                &format!("{at}.pick"),
+                format!("`{pick}` is not a path into the answer"),
+                Some(
+                    "dotted fields and [index]es: `[0]` (a list's first item), `content[0]`, \
+                     `data.client`"
+                        .into(),
+                ),
+            );
+        }
+        Some(adopt.clone())
+    }
+
     /// Each output the step saves names a field of the answer.
     fn check_save(&mut self) {
         let (step, path) = (self.step, self.path);
@@ -1194,6 +1291,41 @@ impl Plan {
                     .join("; ")
             )
         })
+    }
+
+    /// The request POSTs a lost reply could make twice: those without `adopt`. Mambu takes
+    /// their Idempotency-Key, but how long it keeps one is not documented
+    /// (`../shared/mambu-api.md` §3): a retry or resume after that makes a duplicate unless the
+    /// run can read back what the first attempt made. Each as (key path, message, hint).
+    pub fn unsafe_requests(&self) -> Vec<(String, String, String)> {
+        self.action_steps()
+            .into_iter()
+            .filter(|s| {
+                s.action == Action::Request && s.method.as_deref() == Some("POST") && s.adopt.is_none()
+            })
+            .map(|s| {
+                let unique = matches!(&s.body, Some(Value::Object(map))
+                    if map.contains_key("id") || map.contains_key("externalId"));
+                let message = format!(
+                    "step `{}` POSTs {} with no `adopt`: a lost reply makes a duplicate, the \
+                     Idempotency-Key alone protects a retry only while Mambu keeps the key, and \
+                     Mambu does not document for how long",
+                    s.id,
+                    s.request_path.as_deref().unwrap_or("?")
+                );
+                let mut hint = "declare `adopt:` (on: the errorReason Mambu answers for a \
+                                duplicate, get: where to read what exists, e.g. \
+                                `adopt: { on: [EXTERNAL_ID_ALREADY_EXISTS], get: \"/…?externalId=…\", pick: \"[0]\" }`)"
+                    .to_owned();
+                if !unique {
+                    hint.push_str(
+                        "; and give the body a unique `id` or `externalId`: without one Mambu \
+                         cannot tell a replay from a new record",
+                    );
+                }
+                (s.path.clone(), message, hint)
+            })
+            .collect()
     }
 
     /// The source definition by name.
@@ -1298,6 +1430,60 @@ mod tests {
             problems,
             ["17:16 for_each `loans` is not a child of `loans` | children of `loans`: txns"]
         );
+    }
+
+    #[test]
+    fn adopt_is_checked_where_it_is() {
+        let problems = checked(&format!(
+            "{SOURCES}steps:\n  - id: client\n    action: create_client\n    body: {{ firstName: a, lastName: b }}\n    adopt: {{ on: [X], get: /x }}\n  - id: guarantee\n    action: request\n    method: POST\n    path: /g\n    adopt:\n      on: [CLIENT_ID_ALREADY_INUSE, not a reason, EXTERNAL_ID_ALREADY_EXISTS]\n      get: clients/x\n      pick: \"[0\"\n  - id: look\n    action: request\n    method: GET\n    path: /g\n    adopt: {{ on: [], get: /g }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "12:5 `adopt` is for request steps; create_client adopts what exists by itself | remove it",
+                "18:12 `CLIENT_ID_ALREADY_INUSE` is not an errorReason Mambu answers | did you mean `CLIENT_ID_ALREADY_IN_USE`?",
+                "18:37 `not a reason` is not an errorReason | an errorReason as Mambu writes it, e.g. CLIENT_ID_ALREADY_IN_USE",
+                "19:7 `clients/x` must start with / | a path under the API base, e.g. /clients/{{ clients.client_id }}",
+                "20:7 `[0` is not a path into the answer | dotted fields and [index]es: `[0]` (a list's first item), `content[0]`, `data.client`",
+                "25:5 a GET makes nothing: there is nothing to adopt | remove it, or give the step the method that makes something",
+                "25:14 `on` lists no errorReason: no refusal would be adopted | list the errorReasons Mambu answers for a duplicate, e.g. [CLIENT_ID_ALREADY_IN_USE] or [EXTERNAL_ID_ALREADY_EXISTS]",
+            ]
+        );
+        // An unknown key under `adopt` is the loader's, with a suggestion.
+        let text = format!(
+            "{SOURCES}steps:\n  - id: g\n    action: request\n    method: POST\n    path: /g\n    adopt: {{ on: [A], get: /g, pik: \"[0]\" }}\n"
+        );
+        let problems = load_str(Path::new("p.yaml"), &text).unwrap_err();
+        assert_eq!(problems[0].message, "unknown key `pik`");
+        assert_eq!(problems[0].hint.as_deref(), Some("did you mean `pick`?"));
+        assert_eq!((problems[0].at.line, problems[0].at.column), (13, 32));
+    }
+
+    #[test]
+    fn request_posts_without_adopt_are_unsafe() {
+        let plan = checked(&format!(
+            "{SOURCES}steps:\n  - id: a\n    action: request\n    method: post\n    path: /a\n    body: {{ id: x }}\n  - id: b\n    action: request\n    method: POST\n    path: /b\n    body: {{ name: x }}\n  - id: c\n    action: request\n    method: POST\n    path: /c\n    adopt: {{ on: [EXTERNAL_ID_ALREADY_EXISTS], get: \"/c?externalId={{{{ clients.id }}}}\", pick: \"[0]\" }}\n  - id: d\n    action: request\n    method: PUT\n    path: /d\n"
+        ))
+        .unwrap();
+        let found = plan.unsafe_requests();
+        let paths: Vec<&str> = found.iter().map(|(p, _, _)| p.as_str()).collect();
+        assert_eq!(paths, ["steps[0]", "steps[1]"]);
+        assert!(
+            found[0]
+                .1
+                .starts_with("step `a` POSTs /a with no `adopt`: a lost reply makes a duplicate"),
+            "{}",
+            found[0].1
+        );
+        assert!(!found[0].2.contains("unique `id`"));
+        assert!(
+            found[1]
+                .2
+                .contains("give the body a unique `id` or `externalId`")
+        );
+        let adopt = plan.action_steps()[2].adopt.clone().unwrap();
+        assert_eq!(adopt.pick.as_deref(), Some("[0]"));
     }
 
     #[test]

@@ -54,6 +54,8 @@ struct CompiledStep {
     loan: Option<Tree<'static>>,
     deposit: Option<Tree<'static>>,
     path: Option<Tree<'static>>,
+    /// request: the `adopt.get` path template.
+    adopt_get: Option<Tree<'static>>,
     installments: Option<(String, Tree<'static>)>,
     /// The body's lists built from child rows, taken out of `body`.
     lists: Vec<CompiledList>,
@@ -135,6 +137,19 @@ pub struct Call {
     /// edit_schedule: the installments the plan gives, in order (paired by position with the
     /// schedule Mambu generated).
     pub installments: Vec<Value>,
+}
+
+impl Call {
+    /// Whether it carries an Idempotency-Key: a built-in action's as the action says, a
+    /// request's when it is a POST. Mambu offers the header on POST creates and actions, and
+    /// not on PUT, PATCH or DELETE (`../shared/mambu-api.md` §3: "Key that can be used to
+    /// support idempotency on this POST", in the spec of every idempotent POST).
+    pub fn takes_idempotency_key(&self) -> bool {
+        match self.action {
+            Action::Request => self.method == "POST",
+            action => action.takes_idempotency_key(),
+        }
+    }
 }
 
 /// Why a step could not be rendered.
@@ -310,7 +325,8 @@ impl Compiled {
                     let loan = tree("loan", &a.loan);
                     let deposit = tree("deposit", &a.deposit);
                     let path = tree("path", &a.request_path);
-                    let uses = uses_lookups(&[&body, &loan, &deposit, &path])
+                    let adopt_get = tree("adopt.get", &a.adopt.as_ref().map(|x| x.get.clone()));
+                    let uses = uses_lookups(&[&body, &loan, &deposit, &path, &adopt_get])
                         || installments.as_ref().is_some_and(|(_, t)| {
                             t.variables().iter().any(|v| v.starts_with("lookups"))
                         })
@@ -325,6 +341,7 @@ impl Compiled {
                         loan,
                         deposit,
                         path,
+                        adopt_get,
                         installments,
                         kept_lists: vec![false; lists.len()],
                         lists,
@@ -548,6 +565,7 @@ impl Compiled {
         }
         if compiled.step.action == Action::Request {
             id_of("path", &compiled.path, memo)?;
+            id_of("adopt.get", &compiled.adopt_get, memo)?;
         }
         if let Some((from, tree)) = &compiled.installments {
             let parent = planned.row();
@@ -782,6 +800,26 @@ impl Compiled {
             body,
             installments,
         })
+    }
+
+    /// A request step's `adopt.get` path, rendered with the same rows, outputs and lookups as
+    /// its call; `None` when the step declares no adoption.
+    pub fn render_adopt(
+        &self,
+        planned: &Planned<'_>,
+        outputs: &HashMap<String, Value>,
+        lookups: Option<&Value>,
+    ) -> Result<Option<String>, RenderError> {
+        let Some(tree) = &self.steps[planned.step].adopt_get else {
+            return Ok(None);
+        };
+        match tree.render(&self.context(&planned.rows, outputs, lookups))? {
+            Value::String(s) if !s.is_empty() => Ok(Some(s)),
+            other => Err(RenderError::NotAnId {
+                field: "adopt.get",
+                what: describe(&other),
+            }),
+        }
     }
 
     /// Placeholder outputs for every step (`steps.<id>.id`, `.encodedKey`, saved fields), for
@@ -1059,5 +1097,62 @@ steps:
             compiled.render(unit, &planned[2], &outputs, None),
             Err(RenderError::NotRun { .. })
         ));
+    }
+
+    #[test]
+    fn adopt_get_renders_with_the_steps_context_and_request_posts_take_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("c.csv"), "client_id,name\nCL-1,Ana\n").unwrap();
+        let text = r#"version: 1
+name: adopt
+sources:
+  clients: { file: c.csv, key: client_id }
+unit: clients
+steps:
+  - id: client
+    action: request
+    method: POST
+    path: /clients
+    body: { id: "{{ clients.client_id }}", firstName: "{{ clients.name }}", lastName: x }
+    adopt: { on: [CLIENT_ID_ALREADY_IN_USE], get: "/clients/{{ clients.client_id }}?by={{ steps.client.id }}" }
+  - id: read
+    action: request
+    method: GET
+    path: "/clients/{{ steps.client.encodedKey }}"
+"#;
+        let loaded = crate::plan::load::load_str(&dir.path().join("plan.yaml"), text).unwrap();
+        let plan = crate::plan::check::check(&loaded, &[]).unwrap();
+        let sources = plan.source_tree().unwrap();
+        let units: Vec<source::Unit> = source::group(&sources, &GroupOptions::default()).collect();
+        let compiled = Compiled::new(&plan);
+        let outputs = compiled.placeholder_outputs();
+        let planned = compiled.expand(&units[0]);
+        let get = compiled
+            .render_adopt(&planned[0], &outputs, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(get, "/clients/CL-1?by=<client.id>");
+        assert_eq!(compiled.render_adopt(&planned[1], &outputs, None), Ok(None));
+        let post = compiled
+            .render(&units[0], &planned[0], &outputs, None)
+            .unwrap();
+        let get = compiled
+            .render(&units[0], &planned[1], &outputs, None)
+            .unwrap();
+        assert!(post.takes_idempotency_key() && !get.takes_idempotency_key());
+        for method in ["PUT", "PATCH", "DELETE"] {
+            assert!(
+                !Call {
+                    method,
+                    ..post.clone()
+                }
+                .takes_idempotency_key()
+            );
+        }
+        // An empty rendering is refused, as the step's own path would be.
+        let mut memo = Memo::default();
+        compiled
+            .check(&units[0], &planned[0], &outputs, None, &mut memo)
+            .unwrap();
     }
 }

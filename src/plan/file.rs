@@ -395,10 +395,33 @@ pub struct StepFile {
     /// request: the path under the API base, a template (e.g. `/clients/{{ steps.client.id }}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// request: how to adopt what already exists when Mambu refuses the call because of it (a
+    /// replay after a lost reply, a resume): on one of these errorReasons, GET this path and
+    /// take the step's outputs from what it answers. A request POST without it is flagged by
+    /// `plan validate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt: Option<AdoptFile>,
     /// Outputs to keep from the answer: name → dotted field path (e.g. `accountState`).
     /// `id` and `encodedKey` are always kept.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub save: BTreeMap<String, String>,
+}
+
+/// A request step's adoption: which refusals say "it already exists", and where to read it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdoptFile {
+    /// The errorReasons Mambu answers when what the call makes exists already, e.g.
+    /// `[CLIENT_ID_ALREADY_IN_USE]` or `[EXTERNAL_ID_ALREADY_EXISTS]`; any other refusal stands.
+    pub on: Vec<String>,
+    /// The path to GET what exists, under the API base: a template rendered like the step's
+    /// `path` (e.g. `/clients/{{ clients.client_id }}`).
+    pub get: String,
+    /// Where the entity is in the GET's answer: dotted fields and `[index]`es, e.g. `[0]` (a
+    /// list's first item); default: the answer itself. Not found (404, an empty list, no such
+    /// field): the refusal stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pick: Option<String>,
 }
 
 /// edit_schedule's installments: one per row of `from`, in its order, paired by position with

@@ -34,6 +34,9 @@ pub fn templates(step: &ActionStep) -> Vec<(String, Value)> {
             out.push((at(field), Value::String(v.clone())));
         }
     }
+    if let Some(adopt) = &step.adopt {
+        out.push((at("adopt.get"), Value::String(adopt.get.clone())));
+    }
     if let Some(i) = &step.installments {
         for (field, value) in [
             ("dueDate", Some(&i.due_date)),

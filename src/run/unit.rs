@@ -207,7 +207,6 @@ async fn run_step(
         // Serialized once: the same text is hashed into the key and sent on every attempt.
         let body = call.body.as_ref().map(Value::to_string);
         let key = call
-            .action
             .takes_idempotency_key()
             .then(|| idempotency_key(&shared.plan_name, unit.key(), instance, body.as_deref()));
         let request = Request {
@@ -223,7 +222,28 @@ async fn run_step(
             Sent::Ok(answer) => (answer, StepStatus::Done),
             Sent::Refused(answer, refusal) => {
                 let pending = ctx.refused.take();
-                let intent = intent_of(&call);
+                // A request step adopts as its plan declares: its `adopt.get` is rendered like
+                // its call, only once a refusal names one of its reasons.
+                let declared = match &step.adopt {
+                    Some(adoption) if adoption.on.iter().any(|r| refusal.is(r)) => {
+                        match compiled.render_adopt(planned, outputs, lookups) {
+                            Ok(get) => get,
+                            Err(e) => {
+                                tracing::warn!(unit = unit.key(), step = %step.id, error = %e, "adopt.get could not be rendered: the refusal stands");
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                let intent = match (&step.adopt, &declared) {
+                    (Some(adoption), Some(get)) => Intent::Declared {
+                        on: &adoption.on,
+                        get,
+                        pick: adoption.pick.as_deref(),
+                    },
+                    _ => intent_of(&call),
+                };
                 let shared = ctx.shared;
                 let keep = ctx.keep;
                 let adopted = adopt(&shared.session, &intent, &refusal, keep, &mut ctx).await;

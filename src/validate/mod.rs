@@ -259,6 +259,12 @@ pub fn validate(options: &Options) -> Report {
     };
     let (plan, problems) = check_all(&loaded, &options.sources);
     findings.list.extend(problems.iter().map(plan_finding));
+    // Request POSTs a lost reply could make twice (an error: a cutover is not retried by hand).
+    for (path, message, hint) in plan.unsafe_requests() {
+        findings
+            .list
+            .push(plan_finding(&loaded.problem(&path, message, Some(hint))));
+    }
     findings
         .list
         .extend(custom_fields::plan_problems(&plan, &loaded));

@@ -1029,6 +1029,7 @@ mod tests {
             installments: None,
             method: None,
             request_path: None,
+            adopt: None,
             save: Default::default(),
             scope: vec![],
         }
