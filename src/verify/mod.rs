@@ -24,6 +24,7 @@
 
 mod check;
 mod details;
+mod ledger;
 mod render;
 
 use std::collections::{HashMap, HashSet};
