@@ -7,9 +7,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
-use common::{Answer, Api, CURRENT_ACCOUNT, Sandbox, binary, body, run, stderr, strict_profile};
+use common::{
+    Answer, Api, CURRENT_ACCOUNT, Sandbox, binary, body, deposit_history_plan, run, stderr,
+    strict_profile,
+};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
@@ -312,120 +314,6 @@ async fn each_call_needs_its_permission_and_backdating_needs_backdate_savings() 
     assert_eq!(today.reason(), "INVALID_DEPOSIT_ACCOUNT_ID", "{today:?}");
 }
 
-const PLAN: &str = r#"version: 1
-name: deposit-history
-target: sandbox
-timezone: "+00:00"
-limits:
-  requests_per_second: 2000
-  concurrency: 6
-  retry: { max_attempts: 12, initial_backoff_ms: 5, max_backoff_ms: 40 }
-lookups:
-  deposit_products: { path: /depositproducts }
-sources:
-  clients: { file: clients.csv, key: client_id }
-  deposits: { file: deposits.csv, key: deposit_id, parent: clients.client_id }
-  deposit_transactions: { file: deposit_transactions.csv, key: txn_id, parent: deposits.deposit_id, order_by: [seq] }
-unit: clients
-steps:
-  - id: client
-    action: create_client
-    body:
-      id: "{{ clients.client_id }}"
-      firstName: "{{ clients.first_name }}"
-      lastName: "{{ clients.last_name }}"
-  - for_each: deposits
-    steps:
-      - id: deposit
-        action: create_deposit
-        body:
-          id: "{{ deposits.deposit_id }}"
-          accountHolderKey: "{{ steps.client.encodedKey }}"
-          accountHolderType: CLIENT
-          name: "{{ deposits.name }}"
-          productTypeKey: "{{ lookups.deposit_products[deposits.product_id] }}"
-      - id: approve_deposit
-        action: approve_deposit
-      - for_each: deposit_transactions
-        steps:
-          - id: money_in
-            action: deposit                  # the deposit defaults to the last create_deposit's
-            when: "deposit_transactions.kind == 'DEPOSIT'"
-            body:
-              amount: "{{ deposit_transactions.amount | decimal }}"
-              valueDate: "{{ deposit_transactions.value_date | datetime }}"
-              externalId: "{{ deposit_transactions.external_id | default(none) }}"
-              notes: "{{ deposit_transactions.notes | default(none) }}"
-          - id: money_out
-            action: withdrawal
-            when: "deposit_transactions.kind == 'WITHDRAWAL'"
-            deposit: "{{ steps.deposit.encodedKey }}"
-            body:
-              amount: "{{ deposit_transactions.amount | decimal }}"
-              valueDate: "{{ deposit_transactions.value_date | datetime }}"
-              externalId: "{{ deposit_transactions.external_id | default(none) }}"
-"#;
-
-/// One expected transaction: (deposit id, kind, amount).
-type Row = (String, &'static str, Decimal);
-
-/// 30 clients, one or two deposits each; each deposit an opening deposit at its opening date
-/// and a history of deposits and withdrawals, never below zero, half of them with an
-/// externalId (the others get the run's). Returns the plan's path and the transactions.
-fn write_plan(dir: &Path) -> (PathBuf, Vec<Row>) {
-    let mut clients = String::from("client_id,first_name,last_name\n");
-    let mut deposits = String::from("deposit_id,client_id,product_id,name\n");
-    let mut txns = String::from("txn_id,deposit_id,seq,kind,amount,value_date,external_id,notes\n");
-    let mut expected = Vec::new();
-    let mut n = 0u32;
-    for c in 1..=30u32 {
-        clients.push_str(&format!("CL-{c:02},Ana,Saver {c}\n"));
-        for d in 0..(1 + c % 2) {
-            let deposit = format!("DP-{c:02}-{d}");
-            let product = if d == 0 { "CA-STD" } else { "SAV-STD" };
-            deposits.push_str(&format!("{deposit},CL-{c:02},{product},Account {d}\n"));
-            let mut balance = Decimal::ZERO;
-            for i in 0..(3 + (c + d) % 4) {
-                n += 1;
-                let opening = i == 0;
-                let kind = if opening || i % 3 != 2 {
-                    "DEPOSIT"
-                } else {
-                    "WITHDRAWAL"
-                };
-                let amount = if kind == "DEPOSIT" {
-                    Decimal::new(i64::from(10_000 + 137 * n), 2)
-                } else {
-                    (balance / Decimal::from(3)).round_dp(2)
-                };
-                balance += if kind == "DEPOSIT" { amount } else { -amount };
-                let ext = if n.is_multiple_of(2) {
-                    format!("EXT-{n}")
-                } else {
-                    String::new()
-                };
-                let notes = if opening { "Opening balance" } else { "" };
-                // Written out of order: `order_by: [seq]` puts them back.
-                txns.insert_str(
-                    txns.find('\n').unwrap() + 1,
-                    &format!(
-                        "T-{n},{deposit},{i:03},{kind},{amount},2024-{:02}-{:02},{ext},{notes}\n",
-                        1 + c % 6,
-                        1 + i * 3
-                    ),
-                );
-                expected.push((deposit.clone(), kind, amount));
-            }
-        }
-    }
-    std::fs::write(dir.join("clients.csv"), clients).unwrap();
-    std::fs::write(dir.join("deposits.csv"), deposits).unwrap();
-    std::fs::write(dir.join("deposit_transactions.csv"), txns).unwrap();
-    let plan = dir.join("plan.yaml");
-    std::fs::write(&plan, PLAN).unwrap();
-    (plan, expected)
-}
-
 fn number(v: &Value) -> Decimal {
     v.to_string().trim_matches('"').parse().unwrap()
 }
@@ -433,7 +321,7 @@ fn number(v: &Value) -> Decimal {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_deposit_transaction_lands_once_under_faults_and_lost_replies() {
     let dir = tempfile::tempdir().unwrap();
-    let (plan, expected) = write_plan(dir.path());
+    let (plan, expected) = deposit_history_plan(dir.path());
     let plan = plan.to_str().unwrap();
 
     // The plan is valid, and its estimate counts one call per transaction row.

@@ -8,6 +8,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::details::{self, PersonalFields};
+use super::ledger::{self, Ledger, Posted};
 use super::{Mismatch, Total};
 use crate::checkpoint::StepStatus;
 use crate::estimate::sample::Personal;
@@ -67,7 +68,7 @@ impl Tally {
 }
 
 /// A JSON number, or a string holding one, as a decimal.
-fn number(v: Option<&Value>) -> Option<Decimal> {
+pub(super) fn number(v: Option<&Value>) -> Option<Decimal> {
     match v? {
         Value::Number(n) => n.to_string().parse().ok(),
         Value::String(s) => s.parse().ok(),
@@ -76,7 +77,7 @@ fn number(v: Option<&Value>) -> Option<Decimal> {
 }
 
 /// A decimal as a mismatch shows it: `(none)` when absent.
-fn show(v: Option<Decimal>) -> String {
+pub(super) fn show(v: Option<Decimal>) -> String {
     v.map(|d| d.normalize().to_string())
         .unwrap_or_else(|| "(none)".into())
 }
@@ -155,6 +156,11 @@ const CLIENT: Kind = Kind {
     total: "clients",
 };
 
+const DEPOSIT: Kind = Kind {
+    path: "/deposits",
+    total: "deposits",
+};
+
 impl Kind {
     /// The kind a step's action creates, if one of these (a group's members are compared by
     /// [`details::compare`]).
@@ -165,10 +171,7 @@ impl Kind {
                 path: "/groups",
                 total: "groups",
             },
-            Action::CreateDeposit => Kind {
-                path: "/deposits",
-                total: "deposits",
-            },
+            Action::CreateDeposit => DEPOSIT,
             _ => return None,
         })
     }
@@ -182,6 +185,8 @@ struct Account {
     body: Value,
     /// The custom fields of its body that hold personal data.
     personal: PersonalFields,
+    /// A deposit's transactions the run posted on it.
+    ledger: Ledger,
 }
 
 /// One loan of a unit, as the run made it.
@@ -204,6 +209,9 @@ struct Expected {
     accounts: Vec<Account>,
     /// Loans, each with its final state, settlement account and transactions.
     loans: Vec<LoanCheck>,
+    /// Transactions posted on deposits some other unit made, by the deposit's id or key as
+    /// the call's path had it.
+    foreign: BTreeMap<String, Ledger>,
 }
 
 impl Checker {
@@ -229,6 +237,12 @@ impl Checker {
         let expected = self.expected(compiled, unit, saved);
         for account in expected.accounts {
             self.account(account).await;
+        }
+        for (deposit, ledger) in expected.foreign {
+            let found = self
+                .list(&format!("/deposits/{deposit}/transactions"))
+                .await;
+            self.ledger_transactions(&ledger, &found, false);
         }
         for loan in expected.loans {
             self.loan(loan).await;
@@ -294,6 +308,7 @@ impl Checker {
                     encoded,
                     personal: personal(),
                     body,
+                    ledger: Ledger::default(),
                 });
                 continue;
             }
@@ -328,19 +343,43 @@ impl Checker {
                         loan.settlement = call.path.rsplit('/').next().map(str::to_owned);
                     }
                 }
+                Action::MakeDeposit | Action::MakeWithdrawal => {
+                    let deposit = encoded_of(&call.path);
+                    let posted = Posted {
+                        kind: if step.action == Action::MakeDeposit {
+                            "DEPOSIT"
+                        } else {
+                            "WITHDRAWAL"
+                        },
+                        amount: number(body.get("amount")).unwrap_or_default(),
+                        value_date: body
+                            .get("valueDate")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned),
+                    };
+                    for (name, value) in Ledger::expected_totals(&posted) {
+                        self.tally.expect(name, value);
+                    }
+                    let external = self.external_id(&body, &instance);
+                    // The unit's own deposit (by the key or the id the path names), or one
+                    // another unit made.
+                    let own = expected.accounts.iter_mut().find(|a| {
+                        a.kind == DEPOSIT
+                            && (a.encoded == deposit
+                                || a.body.get("id").and_then(Value::as_str) == Some(&deposit))
+                    });
+                    match own {
+                        Some(account) => account.ledger.post(external, posted),
+                        None => expected
+                            .foreign
+                            .entry(deposit)
+                            .or_default()
+                            .post(external, posted),
+                    }
+                }
                 Action::DisburseLoan | Action::ApplyFee | Action::PostRepayment => {
                     let loan_key = encoded_of(&call.path);
-                    let external = body
-                        .get("externalId")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| {
-                            crate::plan::ids::external_id(
-                                &self.shared.plan_name,
-                                &self.unit,
-                                &instance,
-                            )
-                        });
+                    let external = self.external_id(&body, &instance);
                     let (kind, total) = match step.action {
                         Action::DisburseLoan => ("DISBURSEMENT", "disbursed amounts"),
                         Action::ApplyFee => ("FEE_APPLIED", "fee amounts"),
@@ -380,7 +419,12 @@ impl Checker {
             encoded,
             body,
             personal,
+            ledger,
         } = account;
+        if !ledger.is_empty() {
+            // Expected whether or not the deposit is there.
+            self.tally.expect(ledger::BALANCES, ledger.net());
+        }
         let Some(found) = self.get(&format!("{}/{encoded}{FULL}", kind.path)).await else {
             self.mismatch(&entity, "exists", "yes", "no");
             return;
@@ -403,6 +447,39 @@ impl Checker {
             );
         }
         self.details(&entity, &body, &found, &personal);
+        if !ledger.is_empty() {
+            let (balance, difference) = ledger.compare_balance(&found);
+            self.tally.find(ledger::BALANCES, balance);
+            if let Some((expected, held)) = difference {
+                self.mismatch(&entity, "balances.totalBalance", expected, held);
+            }
+            let transactions = self
+                .list(&format!("/deposits/{encoded}/transactions"))
+                .await;
+            self.ledger_transactions(&ledger, &transactions, true);
+        }
+    }
+
+    /// A deposit's transactions against those the run posted on it ([`Ledger`]); `own`: the
+    /// unit made the deposit.
+    fn ledger_transactions(&mut self, ledger: &Ledger, found: &[Value], own: bool) {
+        let compared = ledger.compare_transactions(found, own);
+        for (name, value) in compared.found {
+            self.tally.find(name, value);
+        }
+        for (entity, field, expected, held) in compared.differences {
+            self.mismatch(&entity, &field, expected, held);
+        }
+    }
+
+    /// A transaction's externalId: the body's, or the one the run generated for it.
+    fn external_id(&self, body: &Value, instance: &str) -> String {
+        body.get("externalId")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                crate::plan::ids::external_id(&self.shared.plan_name, &self.unit, instance)
+            })
     }
 
     /// What `body` carries beyond the entity's own fields, against what Mambu holds

@@ -5,7 +5,10 @@
 //! back through the same client: each client, deposit and loan (id, amount, product, state,
 //! settlement account; read with `detailsLevel=FULL`, its custom field values, addresses and
 //! identification documents, the fields the plan sends, by position) and every loan's
-//! transactions (matched by externalId: present, type, amount; none unexpected). Expected values are the run's own rendered bodies, re-rendered from
+//! transactions (matched by externalId: present, type, amount; none unexpected), and every
+//! deposit's transactions the run posted (by externalId: type, amount, value date; none
+//! unposted on the unit's own deposits) with its balance, the deposits minus the withdrawals
+//! (only on a deposit the run posted on). Expected values are the run's own rendered bodies, re-rendered from
 //! the source rows with the outputs the checkpoint saved. Control totals put the figures from the
 //! CSVs beside those found in Mambu. The evidence pack is verify.md, verify.json, verify.html and
 //! manifest.sha256 (hashes of the plan, every source, the checkpoint and the reports).
@@ -15,8 +18,10 @@
 //!   sets a run's units came from, the driver that checks units concurrently under the run's
 //!   pace, and the pack written at the end;
 //! - `check`: the `Checker` that compares one unit with what Mambu holds, stage by stage (what
-//!   the saved steps expect, then clients and deposits, then loans and their transactions),
+//!   the saved steps expect, then clients and deposits with their transactions and balances,
+//!   then loans and their transactions),
 //!   and the control totals (`Tally`);
+//! - `ledger`: a deposit's transactions and balance against those the run posted (pure);
 //! - `details`: what a body carries beyond the entity's own fields (custom field values,
 //!   addresses, identification documents, group members) against a FULL read, personal values
 //!   masked before a mismatch is made of them;
@@ -24,6 +29,7 @@
 
 mod check;
 mod details;
+mod ledger;
 mod render;
 
 use std::collections::{HashMap, HashSet};

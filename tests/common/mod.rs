@@ -493,3 +493,122 @@ pub fn broken_sample(
     .unwrap();
     (plan, original)
 }
+
+/// A plan migrating clients with their deposit accounts and each account's history of
+/// deposits and withdrawals (`deposit`, `withdrawal` actions), over the CSVs
+/// [`deposit_history_plan`] writes beside it.
+pub const DEPOSIT_PLAN: &str = r#"version: 1
+name: deposit-history
+target: sandbox
+timezone: "+00:00"
+limits:
+  requests_per_second: 2000
+  concurrency: 6
+  retry: { max_attempts: 12, initial_backoff_ms: 5, max_backoff_ms: 40 }
+lookups:
+  deposit_products: { path: /depositproducts }
+sources:
+  clients: { file: clients.csv, key: client_id }
+  deposits: { file: deposits.csv, key: deposit_id, parent: clients.client_id }
+  deposit_transactions: { file: deposit_transactions.csv, key: txn_id, parent: deposits.deposit_id, order_by: [seq] }
+unit: clients
+steps:
+  - id: client
+    action: create_client
+    body:
+      id: "{{ clients.client_id }}"
+      firstName: "{{ clients.first_name }}"
+      lastName: "{{ clients.last_name }}"
+  - for_each: deposits
+    steps:
+      - id: deposit
+        action: create_deposit
+        body:
+          id: "{{ deposits.deposit_id }}"
+          accountHolderKey: "{{ steps.client.encodedKey }}"
+          accountHolderType: CLIENT
+          name: "{{ deposits.name }}"
+          productTypeKey: "{{ lookups.deposit_products[deposits.product_id] }}"
+      - id: approve_deposit
+        action: approve_deposit
+      - for_each: deposit_transactions
+        steps:
+          - id: money_in
+            action: deposit                  # the deposit defaults to the last create_deposit's
+            when: "deposit_transactions.kind == 'DEPOSIT'"
+            body:
+              amount: "{{ deposit_transactions.amount | decimal }}"
+              valueDate: "{{ deposit_transactions.value_date | datetime }}"
+              externalId: "{{ deposit_transactions.external_id | default(none) }}"
+              notes: "{{ deposit_transactions.notes | default(none) }}"
+          - id: money_out
+            action: withdrawal
+            when: "deposit_transactions.kind == 'WITHDRAWAL'"
+            deposit: "{{ steps.deposit.encodedKey }}"
+            body:
+              amount: "{{ deposit_transactions.amount | decimal }}"
+              valueDate: "{{ deposit_transactions.value_date | datetime }}"
+              externalId: "{{ deposit_transactions.external_id | default(none) }}"
+"#;
+
+/// One expected deposit transaction: (deposit id, kind, amount).
+pub type DepositRow = (String, &'static str, rust_decimal::Decimal);
+
+/// 30 clients, one or two deposits each; each deposit an opening deposit at its opening date
+/// and a history of deposits and withdrawals, never below zero, half of them with an
+/// externalId (the others get the run's). Writes clients.csv, deposits.csv,
+/// deposit_transactions.csv and plan.yaml into `dir`; returns the plan's path and the
+/// transactions.
+pub fn deposit_history_plan(dir: &std::path::Path) -> (std::path::PathBuf, Vec<DepositRow>) {
+    let mut clients = String::from("client_id,first_name,last_name\n");
+    let mut deposits = String::from("deposit_id,client_id,product_id,name\n");
+    let mut txns = String::from("txn_id,deposit_id,seq,kind,amount,value_date,external_id,notes\n");
+    let mut expected = Vec::new();
+    let mut n = 0u32;
+    for c in 1..=30u32 {
+        clients.push_str(&format!("CL-{c:02},Ana,Saver {c}\n"));
+        for d in 0..(1 + c % 2) {
+            let deposit = format!("DP-{c:02}-{d}");
+            let product = if d == 0 { "CA-STD" } else { "SAV-STD" };
+            deposits.push_str(&format!("{deposit},CL-{c:02},{product},Account {d}\n"));
+            let mut balance = rust_decimal::Decimal::ZERO;
+            for i in 0..(3 + (c + d) % 4) {
+                n += 1;
+                let opening = i == 0;
+                let kind = if opening || i % 3 != 2 {
+                    "DEPOSIT"
+                } else {
+                    "WITHDRAWAL"
+                };
+                let amount = if kind == "DEPOSIT" {
+                    rust_decimal::Decimal::new(i64::from(10_000 + 137 * n), 2)
+                } else {
+                    (balance / rust_decimal::Decimal::from(3)).round_dp(2)
+                };
+                balance += if kind == "DEPOSIT" { amount } else { -amount };
+                let ext = if n.is_multiple_of(2) {
+                    format!("EXT-{n}")
+                } else {
+                    String::new()
+                };
+                let notes = if opening { "Opening balance" } else { "" };
+                // Written out of order: `order_by: [seq]` puts them back.
+                txns.insert_str(
+                    txns.find('\n').unwrap() + 1,
+                    &format!(
+                        "T-{n},{deposit},{i:03},{kind},{amount},2024-{:02}-{:02},{ext},{notes}\n",
+                        1 + c % 6,
+                        1 + i * 3
+                    ),
+                );
+                expected.push((deposit.clone(), kind, amount));
+            }
+        }
+    }
+    std::fs::write(dir.join("clients.csv"), clients).unwrap();
+    std::fs::write(dir.join("deposits.csv"), deposits).unwrap();
+    std::fs::write(dir.join("deposit_transactions.csv"), txns).unwrap();
+    let plan = dir.join("plan.yaml");
+    std::fs::write(&plan, DEPOSIT_PLAN).unwrap();
+    (plan, expected)
+}

@@ -71,7 +71,8 @@ impl Tenant {
     /// `{"action": "set_custom_field", "client"|"loan"|"deposit": <id or key>, "set": "_Set",
     /// "field": "f", "value": "v"}` (a grouped set's entry `"index": n`, 0 by default; a null
     /// value removes the field) or `{"action": "set_address", "client": <id or key>, "index": n,
-    /// "field": "line1", "value": "v"}`.
+    /// "field": "line1", "value": "v"}` or `{"action": "set_deposit_balance", "deposit": <id or
+    /// key>, "balance": n}` (the balance alone, no transaction behind it).
     pub fn tamper(&mut self, body: &Value) -> Result<Value, String> {
         match body.get("action").and_then(Value::as_str) {
             Some("delete_transaction") => {
@@ -106,6 +107,16 @@ impl Tenant {
                 self.loans[index].amount = amount;
                 Ok(json!({ "loan": loan, "loanAmount": money(amount) }))
             }
+            Some("set_deposit_balance") => {
+                let deposit = text(body, "deposit")?;
+                let balance = body
+                    .get("balance")
+                    .and_then(decimal)
+                    .ok_or("balance must be a number")?;
+                let index = self.deposit_index(deposit).ok_or("no such deposit")?;
+                self.deposits[index].balance = balance;
+                Ok(json!({ "deposit": deposit, "totalBalance": money(balance) }))
+            }
             Some("set_custom_field") => {
                 let set = text(body, "set")?;
                 let field = text(body, "field")?;
@@ -136,7 +147,7 @@ impl Tenant {
                 set_or_remove(address, field, value);
                 Ok(json!({ "address": index, "field": field }))
             }
-            _ => Err("action must be delete_transaction, set_loan_amount, set_custom_field or set_address".into()),
+            _ => Err("action must be delete_transaction, set_loan_amount, set_deposit_balance, set_custom_field or set_address".into()),
         }
     }
 
