@@ -189,11 +189,14 @@ pub async fn adopt(
             approved(kind).contains(&state).then_some(found)
         }
         Intent::Close { account, sub_state } => {
+            // Read whole: the step keeps `accountState` but not `accountSubState` (rare: a
+            // replay, or a loan Mambu closed at its last repayment).
+            let _ = keep;
             let found = session
                 .read(
                     &format!("/loans/{}", encode(account)),
                     Expect::Entity,
-                    keep,
+                    Keep::All,
                     observer,
                 )
                 .await
