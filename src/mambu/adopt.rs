@@ -20,6 +20,12 @@ pub enum Intent<'a> {
         kind: &'static str,
         account: &'a str,
     },
+    /// A closing state change of the loan `account` (issue 18: close, write-off, reject,
+    /// withdraw): it ends CLOSED with `sub_state` as its `accountSubState`.
+    Close {
+        account: &'a str,
+        sub_state: &'static str,
+    },
     /// The settlement link of a loan to a deposit account.
     Link,
     /// A transaction with its externalId on the account at `/{kind}/{account}` (`kind`:
@@ -115,6 +121,11 @@ pub fn already_exists(intent: &Intent<'_>, refusal: &Refusal) -> bool {
             refusal.code == Some(411) || refusal.is("ACCOUNT_ID_ALREADY_IN_USE")
         }
         Intent::Approve { .. } => refusal.is("INVALID_STATE_TRANSITION"),
+        // A loan already closed: changeState answers INVALID_STATE_TRANSITION, a write-off
+        // ACCOUNT_ALREADY_CLOSED.
+        Intent::Close { .. } => {
+            refusal.is("INVALID_STATE_TRANSITION") || refusal.is("ACCOUNT_ALREADY_CLOSED")
+        }
         Intent::Link => refusal.is("ACCOUNT_ALREADY_LINKED"),
         Intent::Transaction { .. } => refusal.is("EXTERNAL_ID_ALREADY_EXISTS"),
         Intent::Declared { on, .. } => on.iter().any(|reason| refusal.is(reason)),
@@ -176,6 +187,24 @@ pub async fn adopt(
                 .flatten()?;
             let state = found.body.get("accountState").and_then(Value::as_str)?;
             approved(kind).contains(&state).then_some(found)
+        }
+        Intent::Close { account, sub_state } => {
+            // Read whole: the step keeps `accountState` but not `accountSubState` (rare: a
+            // replay, or a loan Mambu closed at its last repayment).
+            let _ = keep;
+            let found = session
+                .read(
+                    &format!("/loans/{}", encode(account)),
+                    Expect::Entity,
+                    Keep::All,
+                    observer,
+                )
+                .await
+                .ok()
+                .flatten()?;
+            let state = found.body.get("accountState").and_then(Value::as_str)?;
+            let sub = found.body.get("accountSubState").and_then(Value::as_str);
+            (state == "CLOSED" && sub == Some(*sub_state)).then_some(found)
         }
         Intent::Link => Some(Answer {
             status: 200,

@@ -26,6 +26,15 @@ pub enum Action {
     MakeDeposit,
     /// A withdrawal from a deposit account: `POST /deposits/{id}/withdrawal-transactions`.
     MakeWithdrawal,
+    /// Closing a repaid loan (issue 18): `POST /loans/{id}:changeState` CLOSE. Mambu closes a
+    /// loan by itself at its last repayment: the refusal of a loan already CLOSED is adopted.
+    CloseLoan,
+    /// Writing off what a loan still owes: `POST /loans/{id}:writeOff` (204, no body).
+    WriteOffLoan,
+    /// Rejecting a loan application: changeState REJECT.
+    RejectLoan,
+    /// Withdrawing a loan application: changeState WITHDRAW.
+    WithdrawLoan,
 }
 
 /// The accounts an action's path names besides the base URL.
@@ -38,7 +47,7 @@ pub enum AccountsNeeded {
 }
 
 impl Action {
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 18] = [
         Action::CreateClient,
         Action::CreateGroup,
         Action::CreateDeposit,
@@ -53,6 +62,10 @@ impl Action {
         Action::Request,
         Action::MakeDeposit,
         Action::MakeWithdrawal,
+        Action::CloseLoan,
+        Action::WriteOffLoan,
+        Action::RejectLoan,
+        Action::WithdrawLoan,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +84,10 @@ impl Action {
             Action::Request => "request",
             Action::MakeDeposit => "deposit",
             Action::MakeWithdrawal => "withdrawal",
+            Action::CloseLoan => "close_loan",
+            Action::WriteOffLoan => "write_off_loan",
+            Action::RejectLoan => "reject_loan",
+            Action::WithdrawLoan => "withdraw_loan",
         }
     }
 
@@ -104,6 +121,10 @@ impl Action {
             Action::Request => &[],
             Action::MakeDeposit => &[("POST", "/deposits/{deposit}/deposit-transactions")],
             Action::MakeWithdrawal => &[("POST", "/deposits/{deposit}/withdrawal-transactions")],
+            Action::CloseLoan | Action::RejectLoan | Action::WithdrawLoan => {
+                &[("POST", "/loans/{loan}:changeState")]
+            }
+            Action::WriteOffLoan => &[("POST", "/loans/{loan}:writeOff")],
         }
     }
 
@@ -122,7 +143,11 @@ impl Action {
             | Action::EditSchedule
             | Action::DisburseLoan
             | Action::ApplyFee
-            | Action::PostRepayment => AccountsNeeded::Loan,
+            | Action::PostRepayment
+            | Action::CloseLoan
+            | Action::WriteOffLoan
+            | Action::RejectLoan
+            | Action::WithdrawLoan => AccountsNeeded::Loan,
         }
     }
 
@@ -151,6 +176,10 @@ impl Action {
                 Some(json!({ "action": "APPROVE", "notes": "migrated" }))
             }
             Action::DisburseLoan => Some(json!({})),
+            Action::CloseLoan => Some(json!({ "action": "CLOSE", "notes": "migrated" })),
+            Action::RejectLoan => Some(json!({ "action": "REJECT", "notes": "migrated" })),
+            Action::WithdrawLoan => Some(json!({ "action": "WITHDRAW", "notes": "migrated" })),
+            Action::WriteOffLoan => Some(json!({ "notes": "migrated" })),
             _ => None,
         }
     }
@@ -174,7 +203,11 @@ impl Action {
                 "scheduleSettings",
                 "scheduleSettings.gracePeriod",
             ],
-            Action::ApproveLoan | Action::ApproveDeposit => &["action"],
+            Action::ApproveLoan
+            | Action::ApproveDeposit
+            | Action::CloseLoan
+            | Action::RejectLoan
+            | Action::WithdrawLoan => &["action"],
             Action::PostRepayment
             | Action::ApplyFee
             | Action::MakeDeposit
@@ -195,6 +228,18 @@ impl Action {
             | Action::PostRepayment
             | Action::MakeDeposit
             | Action::MakeWithdrawal => Some("transaction"),
+            _ => None,
+        }
+    }
+
+    /// A loan's closing state change (close, write-off, reject, withdraw): the loan ends CLOSED
+    /// with this `accountSubState`; a replay refused because it is already there is adopted.
+    pub fn closes_loan(self) -> Option<&'static str> {
+        match self {
+            Action::CloseLoan => Some("REPAID"),
+            Action::WriteOffLoan => Some("WRITTEN_OFF"),
+            Action::RejectLoan => Some("REJECTED"),
+            Action::WithdrawLoan => Some("WITHDRAWN"),
             _ => None,
         }
     }
@@ -253,6 +298,49 @@ mod tests {
             assert_eq!(action.accounts(), AccountsNeeded::Deposit);
             assert!(action.is_transaction() && action.takes_idempotency_key());
             assert_eq!(action.required_fields(), &["amount"]);
+        }
+    }
+
+    #[test]
+    fn closing_actions_change_the_loan_state() {
+        for (action, name, path, body, sub) in [
+            (
+                Action::CloseLoan,
+                "close_loan",
+                "/loans/{loan}:changeState",
+                Some("CLOSE"),
+                "REPAID",
+            ),
+            (
+                Action::WriteOffLoan,
+                "write_off_loan",
+                "/loans/{loan}:writeOff",
+                None,
+                "WRITTEN_OFF",
+            ),
+            (
+                Action::RejectLoan,
+                "reject_loan",
+                "/loans/{loan}:changeState",
+                Some("REJECT"),
+                "REJECTED",
+            ),
+            (
+                Action::WithdrawLoan,
+                "withdraw_loan",
+                "/loans/{loan}:changeState",
+                Some("WITHDRAW"),
+                "WITHDRAWN",
+            ),
+        ] {
+            assert_eq!(Action::parse(name), Some(action));
+            assert_eq!(action.calls(), &[("POST", path)]);
+            assert_eq!(action.accounts(), AccountsNeeded::Loan);
+            assert!(action.takes_idempotency_key() && action.takes_body());
+            assert!(!action.is_transaction() && action.creates().is_none());
+            assert_eq!(action.closes_loan(), Some(sub));
+            let default = action.default_body().unwrap();
+            assert_eq!(default.get("action").and_then(Value::as_str), body);
         }
     }
 }

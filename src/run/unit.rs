@@ -530,6 +530,12 @@ fn intent_of(call: &Call) -> Intent<'_> {
             account,
         }),
         Action::LinkSettlementAccount => Some(Intent::Link),
+        action if action.closes_loan().is_some() => (|| {
+            Some(Intent::Close {
+                account: account()?,
+                sub_state: action.closes_loan()?,
+            })
+        })(),
         action if action.is_transaction() => (|| {
             Some(Intent::Transaction {
                 // `/loans/{id}/…` or `/deposits/{id}/…`: the account's transactions list.

@@ -237,7 +237,12 @@ fn json_response(status: StatusCode, api: Api, body: &Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, HeaderValue::from_static(media))],
-        body.to_string(),
+        // A 204 (a loan's write-off) has no body.
+        if status == StatusCode::NO_CONTENT {
+            String::new()
+        } else {
+            body.to_string()
+        },
     )
         .into_response()
 }
@@ -539,7 +544,11 @@ impl Change<'_> {
                     return (
                         stored.status,
                         [(header::CONTENT_TYPE, HeaderValue::from_static(media))],
-                        stored.body.to_string(),
+                        if stored.status == StatusCode::NO_CONTENT {
+                            String::new()
+                        } else {
+                            stored.body.to_string()
+                        },
                     )
                         .into_response();
                 }
@@ -638,6 +647,8 @@ enum Call<'a> {
     Backdate,
     /// Locking or unlocking a loan.
     Lock,
+    /// `POST /loans/{id}:writeOff` (issue 18).
+    WriteOff,
     LinkSettlement,
     ReadLoanProducts,
     ReadDepositProducts,
@@ -685,6 +696,7 @@ fn required_permission(call: Call<'_>) -> &'static str {
         Call::Repay => "ENTER_REPAYMENT",
         Call::Backdate => "BACKDATE_LOAN_TRANSACTIONS",
         Call::Lock => "LOCK_LOAN_ACCOUNTS",
+        Call::WriteOff => "WRITE_OFF_LOAN_ACCOUNTS",
         Call::LinkSettlement => "LINK_ACCOUNTS",
         Call::ReadLoanProducts => "VIEW_LOAN_PRODUCT_DETAILS",
         Call::ReadDepositProducts => "VIEW_SAVINGS_PRODUCT_DETAILS",
@@ -926,6 +938,9 @@ async fn loan_action(
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(id) = segment.strip_suffix(":writeOff") {
+        return write_off(&s, &c, &h, &caller, id, &body).await;
+    }
     change_state(
         s,
         c,
@@ -937,6 +952,31 @@ async fn loan_action(
         |action| Call::LoanState(action),
         Tenant::change_loan_state_by,
     )
+    .await
+}
+
+/// `POST /loans/{id}:writeOff` (issue 18): 204 without a body, an Idempotency-Key honoured.
+async fn write_off(
+    s: &Shared,
+    c: &ConnHandle,
+    h: &HeaderMap,
+    caller: &Caller,
+    id: &str,
+    body: &Bytes,
+) -> Response {
+    if let Some(refusal) = forbidden(s, caller, Api::V2, &[Call::WriteOff]) {
+        return refusal;
+    }
+    change(
+        s,
+        h,
+        c,
+        Api::V2,
+        true,
+        StatusCode::NO_CONTENT,
+        format!("POST /loans/{id}:writeOff"),
+    )
+    .apply(body, |t, b| t.write_off_loan(id, b))
     .await
 }
 
@@ -1492,6 +1532,7 @@ mod tests {
             Call::Repay,
             Call::Backdate,
             Call::Lock,
+            Call::WriteOff,
             Call::LinkSettlement,
             Call::ReadLoanProducts,
             Call::ReadDepositProducts,

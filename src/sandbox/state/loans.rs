@@ -254,6 +254,11 @@ impl Tenant {
             ("CLOSE", "ACTIVE" | "ACTIVE_IN_ARREARS", _) if owed.is_zero() => {
                 ("CLOSED", Some("REPAID"))
             }
+            // Closing is for a loan with nothing left to pay; one with a balance is paid off
+            // or written off instead (issue 18).
+            ("CLOSE", "ACTIVE" | "ACTIVE_IN_ARREARS", _) => {
+                return Err(ApiError::account_has_remaining_balance());
+            }
             ("UNDO_CLOSE", "CLOSED", Some("REPAID")) => ("ACTIVE", None),
             (
                 "REQUEST_APPROVAL" | "SET_INCOMPLETE" | "APPROVE" | "UNDO_APPROVE" | "REJECT"
@@ -284,13 +289,72 @@ impl Tenant {
         Ok(self.loan_json(index))
     }
 
+    /// `POST /loans/{id}:writeOff` (issue 18; body `LoanActionDetails`, `notes` optional, may be
+    /// absent): an ACTIVE loan (in arrears or not) with something still owed becomes CLOSED /
+    /// WRITTEN_OFF, its outstanding principal, interest and fees written off (its balances
+    /// read zero from then on). Mambu answers 204 without a body: the answer is `null`.
+    pub fn write_off_loan(&mut self, id_or_key: &str, body: &Value) -> Answer {
+        let index = self
+            .loan_index(id_or_key)
+            .ok_or_else(ApiError::invalid_loan_account_id)?;
+        match body {
+            Value::Null => {}
+            Value::Object(doc) => {
+                if doc
+                    .get("notes")
+                    .is_some_and(|n| !n.is_string() && !n.is_null())
+                {
+                    return Err(ApiError::invalid_parameters("notes"));
+                }
+            }
+            _ => return Err(ApiError::invalid_parameters("body")),
+        }
+        let loan = &mut self.loans[index];
+        match loan.state {
+            "CLOSED" => return Err(ApiError::account_already_closed()),
+            "ACTIVE" | "ACTIVE_IN_ARREARS" => {}
+            _ => return Err(ApiError::invalid_state_transition("accountState")),
+        }
+        let owed = loan
+            .schedule
+            .iter()
+            .map(Installment::outstanding)
+            .sum::<Decimal>();
+        if owed <= Decimal::ZERO {
+            return Err(ApiError::invalid_state_transition("accountState"));
+        }
+        loan.state = "CLOSED";
+        loan.sub_state = Some("WRITTEN_OFF");
+        loan.modified = now(self.zone);
+        Ok(Value::Null)
+    }
+
+    /// The state a loan answers: ACTIVE_IN_ARREARS for an ACTIVE one with an installment due
+    /// before the tenant's today and not fully paid. Computed on read: the sandbox runs no
+    /// end-of-day job (a real tenant's EOD sets the state, and applies interest, penalties and
+    /// late fees to the arrears, at its next run; ../shared/mambu-api.md §8 "End of day").
+    pub(super) fn loan_state(&self, loan: &Loan) -> &'static str {
+        let today = self.zone.today();
+        if loan.state == "ACTIVE"
+            && loan.disbursed.is_some()
+            && loan
+                .schedule
+                .iter()
+                .any(|i| i.due < today && i.outstanding() > Decimal::ZERO)
+        {
+            "ACTIVE_IN_ARREARS"
+        } else {
+            loan.state
+        }
+    }
+
     fn loan_json(&self, index: usize) -> Value {
         let l = &self.loans[index];
         let product = &self.products.loan_products[l.product];
         let mut out = l.doc.clone();
         out.insert("encodedKey".into(), json!(l.encoded_key));
         out.insert("id".into(), json!(l.id));
-        out.insert("accountState".into(), json!(l.state));
+        out.insert("accountState".into(), json!(self.loan_state(l)));
         if let Some(sub) = l.sub_state {
             out.insert("accountSubState".into(), json!(sub));
         }
@@ -348,8 +412,13 @@ impl Tenant {
     }
 }
 
+/// Written off: nothing is left to pay.
+fn written_off(loan: &Loan) -> bool {
+    loan.sub_state == Some("WRITTEN_OFF")
+}
+
 pub(super) fn loan_principal_balance(loan: &Loan) -> Decimal {
-    if loan.disbursed.is_none() {
+    if loan.disbursed.is_none() || written_off(loan) {
         return Decimal::ZERO;
     }
     loan.schedule
@@ -371,19 +440,26 @@ fn loan_balances(loan: &Loan, zone: Zone) -> Value {
             .map(f)
             .sum()
     };
+    // What is still owed (the balances and dues), zero once written off.
+    let owed = |f: &dyn Fn(&Installment) -> Decimal, due_only: bool| -> Decimal {
+        if written_off(loan) {
+            return Decimal::ZERO;
+        }
+        sum(f, due_only)
+    };
     let principal_paid = sum(&|i| i.principal_paid, false);
     let interest_paid = sum(&|i| i.interest_paid, false);
     let fees_paid = sum(&|i| i.fee_paid, false);
     json!({
         "principalBalance": money(loan_principal_balance(loan)),
         "principalPaid": money(principal_paid),
-        "principalDue": money(sum(&|i| i.principal - i.principal_paid, true)),
-        "interestBalance": money(sum(&|i| i.interest - i.interest_paid, false)),
+        "principalDue": money(owed(&|i| i.principal - i.principal_paid, true)),
+        "interestBalance": money(owed(&|i| i.interest - i.interest_paid, false)),
         "interestPaid": money(interest_paid),
-        "interestDue": money(sum(&|i| i.interest - i.interest_paid, true)),
-        "feesBalance": money(sum(&|i| i.fee - i.fee_paid, false)),
+        "interestDue": money(owed(&|i| i.interest - i.interest_paid, true)),
+        "feesBalance": money(owed(&|i| i.fee - i.fee_paid, false)),
         "feesPaid": money(fees_paid),
-        "feesDue": money(sum(&|i| i.fee - i.fee_paid, true)),
+        "feesDue": money(owed(&|i| i.fee - i.fee_paid, true)),
         "penaltyBalance": 0, "penaltyDue": 0, "penaltyPaid": 0,
         "holdBalance": 0, "redrawBalance": 0,
     })
