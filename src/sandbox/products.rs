@@ -64,6 +64,20 @@ pub struct LoanProduct {
     /// Who may hold its accounts. Absent: individuals only (the stricter reading).
     #[serde(default)]
     pub availability_settings: AvailabilitySettings,
+    /// Mambu's `trancheSettings` (skyleague/mambu-sdk `src/loan-products/rest.zod.ts`,
+    /// `TrancheSettings`): how many tranches an account of a TRANCHED_LOAN product may have.
+    /// Absent: no limit beyond the tranches summing to the loan amount (issue 18).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tranche_settings: Option<TrancheSettings>,
+}
+
+/// Mambu's `trancheSettings` of a loan product.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrancheSettings {
+    /// The number of tranches an account may have (MORE_TRANCHES_THAN_ALLOWED beyond it).
+    #[serde(default)]
+    pub max_number_of_tranches: Option<u32>,
 }
 
 /// Mambu's `availabilitySettings` of a loan or deposit product (skyleague/mambu-sdk
@@ -288,9 +302,20 @@ impl LoanProduct {
     }
 
     /// A fixed-term product: its accounts' schedules are computed once (installment numbers on
-    /// fees; a schedule edit may only lower the total interest).
+    /// fees; a schedule edit may only lower the total interest). A TRANCHED_LOAN product's
+    /// accounts have a fixed term too (Mambu's tranched loans are fixed-term loans disbursed
+    /// in parts).
     pub fn is_fixed_term(&self) -> bool {
-        self.product_type == "FIXED_TERM_LOAN"
+        matches!(
+            self.product_type.as_str(),
+            "FIXED_TERM_LOAN" | "TRANCHED_LOAN"
+        )
+    }
+
+    /// A TRANCHED_LOAN product: its accounts are created with `tranches[]` and disbursed one
+    /// tranche at a time (issue 18).
+    pub fn is_tranched(&self) -> bool {
+        self.product_type == "TRANCHED_LOAN"
     }
 
     /// A dynamic-term product: its accounts' schedules are recomputed as they go (a schedule
