@@ -262,8 +262,8 @@ impl Tenant {
                 .get("amount")
                 .filter(|v| !v.is_null())
                 .ok_or_else(|| ApiError::missing(&format!("{at}.amount")))?;
-            let tranche_amount =
-                decimal(value).ok_or_else(|| ApiError::invalid_parameters(format!("{at}.amount")))?;
+            let tranche_amount = decimal(value)
+                .ok_or_else(|| ApiError::invalid_parameters(format!("{at}.amount")))?;
             if tranche_amount <= Decimal::ZERO {
                 return Err(ApiError::tranche_amount_should_be_strict_positive(format!(
                     "{at}.amount"

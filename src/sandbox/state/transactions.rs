@@ -311,10 +311,10 @@ impl Tenant {
                 }
             }
         }
-        let expected = loan.doc["tranches"][tranche]["disbursementDetails"]
-            ["expectedDisbursementDate"]
-            .as_str()
-            .and_then(|v| DateTime::parse_from_rfc3339(v).ok());
+        let expected =
+            loan.doc["tranches"][tranche]["disbursementDetails"]["expectedDisbursementDate"]
+                .as_str()
+                .and_then(|v| DateTime::parse_from_rfc3339(v).ok());
         if expected.is_some_and(|e| value_date < e) {
             return Err(ApiError::invalid_disbursement_date());
         }
