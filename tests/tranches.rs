@@ -350,7 +350,7 @@ fn write_plan(dir: &std::path::Path) -> BTreeMap<String, Vec<Decimal>> {
             let loan = format!("LN-{c:02}-{l}");
             let count = 1 + n % 4;
             let amounts: Vec<Decimal> = (0..count)
-                .map(|t| Decimal::new(10_000_00 + 1_234_56 * (t as i64 + n as i64 % 3), 2))
+                .map(|t| Decimal::new(1_000_000 + 123_456 * (t as i64 + n as i64 % 3), 2))
                 .collect();
             let total: Decimal = amounts.iter().sum();
             loans.push_str(&format!("{loan},CL-{c:02},{total}\n"));
