@@ -476,7 +476,16 @@ mod tests {
     fn default_set_round_trips_through_the_file_format() {
         let text = serde_json::to_string_pretty(&Products::default_set()).unwrap();
         let back: Products = serde_json::from_str(&text).unwrap();
-        assert_eq!(back.loan_products.len(), 3);
+        assert_eq!(back.loan_products.len(), 4);
+        let tranched = back.loan_product("SME-TRANCHE").unwrap();
+        assert!(tranched.is_tranched() && tranched.is_fixed_term());
+        assert_eq!(
+            tranched
+                .tranche_settings
+                .as_ref()
+                .and_then(|t| t.max_number_of_tranches),
+            Some(5)
+        );
         assert_eq!(
             back.loan_product("PL-STD")
                 .unwrap()
