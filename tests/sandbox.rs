@@ -153,7 +153,7 @@ async fn the_whole_migration_flow_succeeds_step_by_step() {
             .as_array()
             .unwrap()
             .len(),
-        3
+        4 // PL-STD, SME-TERM, MICRO, SME-TRANCHE
     );
     assert_eq!(
         api.get("/depositproducts/CA-STD").await.body["encodedKey"],

@@ -64,6 +64,20 @@ pub struct LoanProduct {
     /// Who may hold its accounts. Absent: individuals only (the stricter reading).
     #[serde(default)]
     pub availability_settings: AvailabilitySettings,
+    /// Mambu's `trancheSettings` (skyleague/mambu-sdk `src/loan-products/rest.zod.ts`,
+    /// `TrancheSettings`): how many tranches an account of a TRANCHED_LOAN product may have.
+    /// Absent: no limit beyond the tranches summing to the loan amount (issue 18).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tranche_settings: Option<TrancheSettings>,
+}
+
+/// Mambu's `trancheSettings` of a loan product.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrancheSettings {
+    /// The number of tranches an account may have (MORE_TRANCHES_THAN_ALLOWED beyond it).
+    #[serde(default)]
+    pub max_number_of_tranches: Option<u32>,
 }
 
 /// Mambu's `availabilitySettings` of a loan or deposit product (skyleague/mambu-sdk
@@ -288,9 +302,20 @@ impl LoanProduct {
     }
 
     /// A fixed-term product: its accounts' schedules are computed once (installment numbers on
-    /// fees; a schedule edit may only lower the total interest).
+    /// fees; a schedule edit may only lower the total interest). A TRANCHED_LOAN product's
+    /// accounts have a fixed term too (Mambu's tranched loans are fixed-term loans disbursed
+    /// in parts).
     pub fn is_fixed_term(&self) -> bool {
-        self.product_type == "FIXED_TERM_LOAN"
+        matches!(
+            self.product_type.as_str(),
+            "FIXED_TERM_LOAN" | "TRANCHED_LOAN"
+        )
+    }
+
+    /// A TRANCHED_LOAN product: its accounts are created with `tranches[]` and disbursed one
+    /// tranche at a time (issue 18).
+    pub fn is_tranched(&self) -> bool {
+        self.product_type == "TRANCHED_LOAN"
     }
 
     /// A dynamic-term product: its accounts' schedules are recomputed as they go (a schedule
@@ -451,7 +476,16 @@ mod tests {
     fn default_set_round_trips_through_the_file_format() {
         let text = serde_json::to_string_pretty(&Products::default_set()).unwrap();
         let back: Products = serde_json::from_str(&text).unwrap();
-        assert_eq!(back.loan_products.len(), 3);
+        assert_eq!(back.loan_products.len(), 4);
+        let tranched = back.loan_product("SME-TRANCHE").unwrap();
+        assert!(tranched.is_tranched() && tranched.is_fixed_term());
+        assert_eq!(
+            tranched
+                .tranche_settings
+                .as_ref()
+                .and_then(|t| t.max_number_of_tranches),
+            Some(5)
+        );
         assert_eq!(
             back.loan_product("PL-STD")
                 .unwrap()

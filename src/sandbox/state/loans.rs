@@ -109,6 +109,7 @@ impl Tenant {
                 "disbursementDetails.firstRepaymentDate",
             ));
         }
+        let tranches = self.read_tranches(product, doc, amount)?;
         let custom = self.custom_field_values(AvailableFor::LoanAccount, doc)?;
         let state = match optional_str(doc, "accountState")? {
             None | Some("PENDING_APPROVAL") => "PENDING_APPROVAL",
@@ -152,6 +153,23 @@ impl Tenant {
         );
         doc.remove("id");
         doc.extend(custom);
+        let tranche_start = tranches.first().map(|(_, at)| *at);
+        if !tranches.is_empty() {
+            let tranches = tranches
+                .iter()
+                .enumerate()
+                .map(|(i, (amount, at))| {
+                    json!({
+                        "encodedKey": self.new_key(),
+                        "amount": money(*amount),
+                        "fees": [],
+                        "trancheNumber": i + 1,
+                        "disbursementDetails": { "expectedDisbursementDate": format_datetime(*at) },
+                    })
+                })
+                .collect::<Vec<_>>();
+            doc.insert("tranches".into(), Value::Array(tranches));
+        }
         store_numbers(
             &mut doc,
             &[
@@ -185,10 +203,89 @@ impl Tenant {
             transactions: Vec::new(),
             created_by: user.map(str::to_owned),
         };
-        let start = expected.unwrap_or_else(|| self.zone.today());
+        // A tranched loan's schedule before its first disbursement previews the whole amount
+        // from the first tranche's date; each disbursement recomputes it (transactions.rs).
+        let start = expected
+            .or(tranche_start)
+            .unwrap_or_else(|| self.zone.today());
         loan.schedule = self.generate_schedule(loan.terms(), start);
         self.loans.push(loan);
         Ok(self.loan_json(index))
+    }
+
+    /// `tranches[]` of a new loan (issue 18; Mambu's `LoanTranche`): required on a
+    /// TRANCHED_LOAN product (TRANCHES_NOT_DEFINED) and refused on any other
+    /// (TRANCHES_NOT_ALLOWED); at most the product's `trancheSettings.maxNumberOfTranches`
+    /// (MORE_TRANCHES_THAN_ALLOWED); each amount above zero
+    /// (TRANCHE_AMOUNT_SHOULD_BE_STRICT_POSITIVE); each with a
+    /// `disbursementDetails.expectedDisbursementDate` (required: the stricter reading, Mambu's
+    /// schema leaves it optional) in the tenant's offset, the dates ascending (equal dates are
+    /// in order; TRANCHES_EXPECTED_DISBURSMENT_DATES_NOT_ORDERED); the amounts summing to the
+    /// loan amount exactly (TOTAL_TRANCHES_AMOUNT_MORE_THAN_LOAN_AMOUNT, also for less: the
+    /// stricter reading). Each tranche's amount and expected date, in order.
+    fn read_tranches(
+        &self,
+        product: &LoanProduct,
+        doc: &serde_json::Map<String, Value>,
+        amount: Decimal,
+    ) -> Result<Vec<(Decimal, chrono::DateTime<chrono::FixedOffset>)>, ApiError> {
+        let given = match doc.get("tranches") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(items)) => Some(items),
+            Some(_) => return Err(ApiError::invalid_parameters("tranches")),
+        };
+        if !product.is_tranched() {
+            return match given {
+                Some(items) if !items.is_empty() => Err(ApiError::tranches_not_allowed()),
+                _ => Ok(Vec::new()),
+            };
+        }
+        let items = match given {
+            Some(items) if !items.is_empty() => items,
+            _ => return Err(ApiError::tranches_not_defined()),
+        };
+        if let Some(max) = product
+            .tranche_settings
+            .as_ref()
+            .and_then(|t| t.max_number_of_tranches)
+            && items.len() > max as usize
+        {
+            return Err(ApiError::more_tranches_than_allowed());
+        }
+        let mut out: Vec<(Decimal, chrono::DateTime<chrono::FixedOffset>)> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = format!("tranches[{i}]");
+            let tranche = item
+                .as_object()
+                .ok_or_else(|| ApiError::invalid_parameters(at.clone()))?;
+            let value = tranche
+                .get("amount")
+                .filter(|v| !v.is_null())
+                .ok_or_else(|| ApiError::missing(&format!("{at}.amount")))?;
+            let tranche_amount = decimal(value)
+                .ok_or_else(|| ApiError::invalid_parameters(format!("{at}.amount")))?;
+            if tranche_amount <= Decimal::ZERO {
+                return Err(ApiError::tranche_amount_should_be_strict_positive(format!(
+                    "{at}.amount"
+                )));
+            }
+            let date_source = format!("{at}.disbursementDetails.expectedDisbursementDate");
+            let expected = optional_datetime(
+                tranche.get("disbursementDetails"),
+                "expectedDisbursementDate",
+                self.zone,
+            )
+            .map_err(|e| e.at(date_source.clone()))?
+            .ok_or_else(|| ApiError::missing(&date_source))?;
+            if out.last().is_some_and(|(_, before)| expected < *before) {
+                return Err(ApiError::tranches_dates_not_ordered(date_source));
+            }
+            out.push((tranche_amount, expected));
+        }
+        if out.iter().map(|(a, _)| *a).sum::<Decimal>() != amount {
+            return Err(ApiError::total_tranches_amount_more_than_loan_amount());
+        }
+        Ok(out)
     }
 
     pub fn get_loan(&self, id_or_key: &str) -> Answer {

@@ -98,6 +98,7 @@ impl Tenant {
         if kind == TransactionKind::Disbursement {
             let holder = self.loans[index].holder;
             self.activate_client(holder);
+            self.mark_tranche_disbursed(index, t_index);
         }
         Ok(Value::Object(self.transactions[t_index].doc.clone()))
     }
@@ -170,6 +171,9 @@ impl Tenant {
         doc: &Map<String, Value>,
         value_date: DateTime<FixedOffset>,
     ) -> Result<(&'static str, Decimal, Value), ApiError> {
+        if self.products.loan_products[self.loans[index].product].is_tranched() {
+            return self.disburse_tranche(index, doc, value_date);
+        }
         let loan = &self.loans[index];
         match loan.state {
             "APPROVED" => {}
@@ -246,6 +250,147 @@ impl Tenant {
             amount,
             json!({ "principalAmount": money(amount), "interestAmount": 0, "feesAmount": 0, "penaltyAmount": 0 }),
         ))
+    }
+
+    /// The next undisbursed tranche of a tranched loan (issue 18): its index and amount, and
+    /// how much its earlier tranches disbursed; `None` when all are disbursed.
+    fn next_tranche(&self, index: usize) -> Option<(usize, Decimal, Decimal)> {
+        let tranches = self.loans[index].doc.get("tranches")?.as_array()?;
+        let mut before = Decimal::ZERO;
+        for (i, t) in tranches.iter().enumerate() {
+            let amount = t.get("amount").and_then(decimal).unwrap_or_default();
+            let done = t
+                .get("disbursementDetails")
+                .and_then(|d| d.get("disbursementTransactionKey"))
+                .is_some_and(|k| !k.is_null());
+            if !done {
+                return Some((i, amount, before));
+            }
+            before += amount;
+        }
+        None
+    }
+
+    /// A disbursement of a tranched loan disburses its next undisbursed tranche (issue 18):
+    /// the body's `amount`, if any, must be the tranche's (INVALID_AMOUNT); the first makes the
+    /// APPROVED loan ACTIVE, the others need it ACTIVE (in arrears or not); beyond the last,
+    /// ALL_TRANCHES_ALREADY_DISBURSED. The value date is not before the tranche's expected
+    /// disbursement date (INVALID_DISBURSEMENT_DATE; the stricter reading: Mambu's docs do not
+    /// say whether a tranche may be disbursed early) nor before another transaction of the
+    /// account (BACKDATE_BEFORE_OTHER_OPERATION).
+    ///
+    /// The schedule follows what is disbursed: the first tranche's amount is spread over the
+    /// loan's installments from its value date as any loan's is (generate_schedule); each
+    /// later tranche's amount is spread the same way over the installments due after its value
+    /// date (on the last installment when none is), its principal and interest added to
+    /// theirs. Principal due over the schedule is the amount disbursed so far.
+    fn disburse_tranche(
+        &mut self,
+        index: usize,
+        doc: &Map<String, Value>,
+        value_date: DateTime<FixedOffset>,
+    ) -> Result<(&'static str, Decimal, Value), ApiError> {
+        let loan = &self.loans[index];
+        let Some((tranche, amount, before)) = self.next_tranche(index) else {
+            return match loan.state {
+                "ACTIVE" | "ACTIVE_IN_ARREARS" => Err(ApiError::all_tranches_already_disbursed()),
+                _ => Err(ApiError::invalid_account_state("accountState")),
+            };
+        };
+        let first = tranche == 0;
+        match (loan.state, first) {
+            ("APPROVED", true) | ("ACTIVE" | "ACTIVE_IN_ARREARS", false) => {}
+            _ => return Err(ApiError::invalid_account_state("accountState")),
+        }
+        match doc.get("amount") {
+            None | Some(Value::Null) => {}
+            Some(v) => {
+                let given = decimal(v).ok_or_else(|| ApiError::invalid_parameters("amount"))?;
+                if given != amount {
+                    return Err(ApiError::invalid_amount("amount"));
+                }
+            }
+        }
+        let expected =
+            loan.doc["tranches"][tranche]["disbursementDetails"]["expectedDisbursementDate"]
+                .as_str()
+                .and_then(|v| DateTime::parse_from_rfc3339(v).ok());
+        if expected.is_some_and(|e| value_date < e) {
+            return Err(ApiError::invalid_disbursement_date());
+        }
+        self.refuse_backdating_before(&loan.transactions, value_date)?;
+        if first {
+            let first_repayment = optional_datetime(
+                Some(&Value::Object(doc.clone())),
+                "firstRepaymentDate",
+                self.zone,
+            )?;
+            if let Some(first) = first_repayment
+                && first <= value_date
+            {
+                return Err(ApiError::first_repayment_before_expected_disbursement(
+                    "firstRepaymentDate",
+                ));
+            }
+            if !loan.custom_schedule {
+                let terms = Terms {
+                    amount,
+                    first_repayment: first_repayment.or(loan.first_repayment),
+                    ..loan.terms()
+                };
+                self.loans[index].schedule = self.generate_schedule(terms, value_date);
+                self.loans[index].first_repayment = terms.first_repayment;
+            }
+            let loan = &mut self.loans[index];
+            loan.state = "ACTIVE";
+            loan.disbursed = Some(value_date);
+        } else {
+            let later: Vec<usize> = (0..loan.schedule.len())
+                .filter(|i| loan.schedule[*i].due > value_date)
+                .collect();
+            let later = if later.is_empty() {
+                vec![loan.schedule.len().saturating_sub(1)]
+            } else {
+                later
+            };
+            let terms = Terms {
+                amount,
+                installments: later.len() as u32,
+                first_repayment: Some(loan.schedule[later[0]].due),
+                ..loan.terms()
+            };
+            let added = self.generate_schedule(terms, value_date);
+            let loan = &mut self.loans[index];
+            for (i, add) in later.iter().zip(&added) {
+                loan.schedule[*i].principal += add.principal;
+                loan.schedule[*i].interest += add.interest;
+                loan.schedule[*i].repaid = None;
+            }
+        }
+        debug_assert!(before + amount <= self.loans[index].amount);
+        Ok((
+            "DISBURSEMENT",
+            amount,
+            json!({ "principalAmount": money(amount), "interestAmount": 0, "feesAmount": 0, "penaltyAmount": 0 }),
+        ))
+    }
+
+    /// Records the disbursement transaction `t_index` on the tranche it disbursed
+    /// (`disbursementDetails.disbursementTransactionKey`); nothing for an untranched loan.
+    fn mark_tranche_disbursed(&mut self, index: usize, t_index: usize) {
+        let Some((tranche, _, _)) = self.next_tranche(index) else {
+            return;
+        };
+        let key = self.transactions[t_index].doc["encodedKey"].clone();
+        if let Some(details) = self.loans[index]
+            .doc
+            .get_mut("tranches")
+            .and_then(|t| t.get_mut(tranche))
+            .and_then(|t| t.get_mut("disbursementDetails"))
+            .and_then(Value::as_object_mut)
+        {
+            details.insert("disbursementTransactionKey".into(), key);
+        }
     }
 
     /// A fee or repayment's value date against the account's history: not before the
