@@ -414,6 +414,31 @@ async fn each_tranche_is_disbursed_once_under_faults_and_lost_replies() {
             stats["transactions_by_type"]["DISBURSEMENT"], tranche_rows as u64,
             "seed {seed}: {stats}"
         );
+        // Verify reads every loan back: each tranche's amount as the plan sent it.
+        let verified = binary()
+            .arg("verify")
+            .arg(&run_dir)
+            .arg("--no-progress")
+            .output()
+            .unwrap();
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(run_dir.join("verify.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            verified.status.code(),
+            Some(0),
+            "{}: {}",
+            stderr(&verified),
+            report["mismatches"]
+        );
+        let tranches = report["totals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "loan tranches")
+            .unwrap_or_else(|| panic!("no tranche total: {report}"));
+        assert_eq!(tranches["expected"], tranche_rows.to_string(), "{report}");
+        assert_eq!(tranches["found"], tranche_rows.to_string(), "{report}");
         let api = sandbox.api();
         for (loan, amounts) in &expected {
             let read = api.get(&format!("/loans/{loan}")).await.body;

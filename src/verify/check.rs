@@ -386,10 +386,22 @@ impl Checker {
                         _ => ("REPAYMENT", "repayment amounts"),
                     };
                     if let Some(loan) = loans.iter_mut().find(|l| l.key == loan_key) {
+                        // A disbursement without an amount disburses the loan's amount, or on a
+                        // tranched loan its next tranche.
+                        let disbursed = loan
+                            .transactions
+                            .values()
+                            .filter(|(k, _)| *k == "DISBURSEMENT")
+                            .count();
                         let amount = number(body.get("amount"))
                             .or_else(|| {
                                 (kind == "DISBURSEMENT")
-                                    .then(|| number(loan.body.get("loanAmount")))
+                                    .then(|| match loan.body.get("tranches") {
+                                        Some(Value::Array(tranches)) => tranches
+                                            .get(disbursed)
+                                            .and_then(|t| number(t.get("amount"))),
+                                        _ => number(loan.body.get("loanAmount")),
+                                    })
                                     .flatten()
                             })
                             .unwrap_or_default();

@@ -13,6 +13,7 @@
 //!   `_Set[i].field`), compared as text; two numbers are equal when their values are
 //!   (`"2500.5"` and `"2500.50"`).
 //! - addresses: every field the plan sends of each address, by position (`addresses[0].city`).
+//! - tranches: each tranche's amount, by position (`tranches[1].amount`).
 //! - identification documents: `documentType` and `documentId` of each, by position.
 //! - group members: each member's `clientKey`, by position.
 //!
@@ -239,6 +240,20 @@ pub(super) fn compare(body: &Value, found: &Value, personal: &PersonalFields) ->
             held.len(),
         );
     }
+    if let Some(Value::Array(tranches)) = sent.get("tranches") {
+        // A tranched loan's tranches, by position: each amount as the plan sent it.
+        let held = entries(found, "tranches");
+        for (i, tranche) in tranches.iter().enumerate() {
+            out.value(
+                format!("tranches[{i}].amount"),
+                tranche.get("amount"),
+                held.get(i).and_then(|h| h.get("amount")),
+                false,
+            );
+        }
+        out.extra("tranches", "tranches", tranches.len(), held.len());
+        out.count("loan tranches".into(), tranches.len(), held.len());
+    }
     if let Some(Value::Array(members)) = sent.get("groupMembers") {
         let held = entries(found, "groupMembers");
         for (i, member) in members.iter().enumerate() {
@@ -329,6 +344,29 @@ mod tests {
                 d("_Client_Details.tax_ref", "P* 1**", "(none)"),
                 d("_References[0].name", "R**", "R** C****"),
                 d("_References", "1 entries", "2 entries"),
+            ]
+        );
+    }
+
+    #[test]
+    fn tranche_amounts_are_compared_by_position() {
+        let body = json!({ "tranches": [{ "amount": 30000 }, { "amount": 20000 }] });
+        let found =
+            json!({ "tranches": [{ "amount": 30000.0 }, { "amount": 25000 }, { "amount": 1 }] });
+        let compared = compare(&body, &found, &PersonalFields::default());
+        assert_eq!(
+            compared.differences,
+            vec![
+                (
+                    "tranches[1].amount".to_owned(),
+                    "20000".to_owned(),
+                    "25000".to_owned()
+                ),
+                (
+                    "tranches".to_owned(),
+                    "2 tranches".to_owned(),
+                    "3 tranches".to_owned()
+                ),
             ]
         );
     }
