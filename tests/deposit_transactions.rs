@@ -8,10 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{
-    Answer, Api, CURRENT_ACCOUNT, Sandbox, binary, body, deposit_history_plan, run, stderr,
-    strict_profile,
-};
+use common::{Answer, Api, CURRENT_ACCOUNT, Sandbox, body, deposit_history_plan, strict_profile};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
@@ -322,24 +319,8 @@ async fn every_deposit_transaction_lands_once_under_faults_and_lost_replies() {
     let plan = plan.to_str().unwrap();
 
     // The plan is valid, and its estimate counts one call per transaction row.
-    let checked = binary().args(["plan", "validate", plan]).output().unwrap();
-    assert_eq!(checked.status.code(), Some(0), "{}", stderr(&checked));
-    let estimated = binary()
-        .args(["plan", "estimate", plan, "--format", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(estimated.status.code(), Some(0), "{}", stderr(&estimated));
-    let estimate: Value = serde_json::from_slice(&estimated.stdout).unwrap();
-    let calls = |id: &str| {
-        estimate["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == id)
-            .unwrap_or_else(|| panic!("no step {id}: {estimate}"))["calls"]
-            .as_u64()
-            .unwrap()
-    };
+    let steps = common::validated_step_calls(plan);
+    let calls = |id: &str| steps[id];
     let count = |kind: &str| expected.iter().filter(|(_, k, _)| *k == kind).count() as u64;
     assert_eq!(calls("money_in"), count("DEPOSIT"));
     assert_eq!(calls("money_out"), count("WITHDRAWAL"));
@@ -359,31 +340,8 @@ async fn every_deposit_transaction_lands_once_under_faults_and_lost_replies() {
 
     let mut adopted = 0;
     for seed in ["5", "23"] {
-        let sandbox = Sandbox::start(&[
-            "--fault-rate",
-            "0.05",
-            "--lost-reply-rate",
-            "0.02",
-            "--seed",
-            seed,
-            "--idempotency",
-            "ignore",
-        ]);
-        let output = run(&sandbox, plan, &dir.path().join(format!("run-{seed}")), &[]);
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "seed {seed}: {}",
-            stderr(&output)
-        );
-        sandbox.set_faults("{}").await;
-        let stats = sandbox.stats().await;
-        assert!(
-            stats["requests"]["lost_replies"].as_u64().unwrap() > 0
-                && stats["requests"]["injected_faults"].as_u64().unwrap() > 0,
-            "faults were injected: {stats}"
-        );
-        assert_eq!(stats["duplicates"]["total"], 0, "seed {seed}: {stats}");
+        let (sandbox, stats) =
+            common::run_under_faults(plan, &dir.path().join(format!("run-{seed}")), seed).await;
         // Replays refused by their externalId, then adopted from the deposit's transactions.
         adopted += stats["refused_duplicates"]["external_id"].as_u64().unwrap();
         assert_eq!(

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{PERSONAL_LOAN, Sandbox, active_loan, binary, body, run, stderr};
+use common::{PERSONAL_LOAN, Sandbox, active_loan, body};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
@@ -307,55 +307,15 @@ async fn every_loan_ends_in_its_final_state_once_under_faults_and_lost_replies()
     let plan = plan.to_str().unwrap();
     let count = |state: &str| expected.values().filter(|s| **s == state).count() as u64;
 
-    let checked = binary().args(["plan", "validate", plan]).output().unwrap();
-    assert_eq!(checked.status.code(), Some(0), "{}", stderr(&checked));
-    let estimated = binary()
-        .args(["plan", "estimate", plan, "--format", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(estimated.status.code(), Some(0), "{}", stderr(&estimated));
-    let estimate: Value = serde_json::from_slice(&estimated.stdout).unwrap();
-    let calls = |id: &str| {
-        estimate["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == id)
-            .unwrap_or_else(|| panic!("no step {id}: {estimate}"))["calls"]
-            .as_u64()
-            .unwrap()
-    };
+    let steps = common::validated_step_calls(plan);
+    let calls = |id: &str| steps[id];
     assert_eq!(calls("close"), count("CLOSED"));
     assert_eq!(calls("write_off"), count("WRITTEN_OFF"));
     assert_eq!(calls("reject"), count("REJECTED"));
 
     for seed in ["7", "31"] {
-        let sandbox = Sandbox::start(&[
-            "--fault-rate",
-            "0.05",
-            "--lost-reply-rate",
-            "0.02",
-            "--seed",
-            seed,
-            "--idempotency",
-            "ignore",
-        ]);
         let run_dir = dir.path().join(format!("run-{seed}"));
-        let output = run(&sandbox, plan, &run_dir, &[]);
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "seed {seed}: {}\n{}",
-            stderr(&output),
-            std::fs::read_to_string(run_dir.join("errors.csv")).unwrap_or_default()
-        );
-        sandbox.set_faults("{}").await;
-        let stats = sandbox.stats().await;
-        assert!(
-            stats["requests"]["lost_replies"].as_u64().unwrap() > 0,
-            "seed {seed}: {stats}"
-        );
-        assert_eq!(stats["duplicates"]["total"], 0, "seed {seed}: {stats}");
+        let (sandbox, stats) = common::run_under_faults(plan, &run_dir, seed).await;
         assert_eq!(stats["loans"], expected.len() as u64, "{stats}");
         assert_eq!(
             stats["loans_by_state"]["ACTIVE"],

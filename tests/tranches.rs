@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Api, PERSONAL_LOAN, Sandbox, binary, body, run, stderr};
+use common::{Api, PERSONAL_LOAN, Sandbox, binary, body, stderr};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
@@ -383,32 +383,8 @@ async fn each_tranche_is_disbursed_once_under_faults_and_lost_replies() {
     assert_eq!(checked.status.code(), Some(0), "{}", stderr(&checked));
 
     for seed in ["5", "23"] {
-        let sandbox = Sandbox::start(&[
-            "--fault-rate",
-            "0.05",
-            "--lost-reply-rate",
-            "0.02",
-            "--seed",
-            seed,
-            "--idempotency",
-            "ignore",
-        ]);
         let run_dir = dir.path().join(format!("run-{seed}"));
-        let output = run(&sandbox, plan, &run_dir, &[]);
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "seed {seed}: {}\n{}",
-            stderr(&output),
-            std::fs::read_to_string(run_dir.join("errors.csv")).unwrap_or_default()
-        );
-        sandbox.set_faults("{}").await;
-        let stats = sandbox.stats().await;
-        assert!(
-            stats["requests"]["lost_replies"].as_u64().unwrap() > 0,
-            "seed {seed}: {stats}"
-        );
-        assert_eq!(stats["duplicates"]["total"], 0, "seed {seed}: {stats}");
+        let (sandbox, stats) = common::run_under_faults(plan, &run_dir, seed).await;
         assert_eq!(stats["loans"], expected.len() as u64, "{stats}");
         assert_eq!(
             stats["transactions_by_type"]["DISBURSEMENT"], tranche_rows as u64,

@@ -612,3 +612,65 @@ pub fn deposit_history_plan(dir: &std::path::Path) -> (std::path::PathBuf, Vec<D
     std::fs::write(&plan, DEPOSIT_PLAN).unwrap();
     (plan, expected)
 }
+
+/// `plan validate PLAN` passes, and `plan estimate PLAN` counts each step's calls: step id →
+/// calls.
+pub fn validated_step_calls(plan: &str) -> std::collections::HashMap<String, u64> {
+    let checked = binary().args(["plan", "validate", plan]).output().unwrap();
+    assert_eq!(checked.status.code(), Some(0), "{}", stderr(&checked));
+    let estimated = binary()
+        .args(["plan", "estimate", plan, "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(estimated.status.code(), Some(0), "{}", stderr(&estimated));
+    let estimate: Value = serde_json::from_slice(&estimated.stdout).unwrap();
+    estimate["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_owned(),
+                s["calls"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Runs `plan` into `run_dir` against the built-in tenant with 5% faults, 2% lost replies and
+/// Idempotency-Keys ignored (`seed`): it must finish (exit 0) with faults injected, replies lost
+/// and nothing created twice. Returns the sandbox, its faults cleared for reading back, and its
+/// stats.
+pub async fn run_under_faults(
+    plan: &str,
+    run_dir: &std::path::Path,
+    seed: &str,
+) -> (Sandbox, Value) {
+    let sandbox = Sandbox::start(&[
+        "--fault-rate",
+        "0.05",
+        "--lost-reply-rate",
+        "0.02",
+        "--seed",
+        seed,
+        "--idempotency",
+        "ignore",
+    ]);
+    let output = run(&sandbox, plan, run_dir, &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "seed {seed}: {}\n{}",
+        stderr(&output),
+        std::fs::read_to_string(run_dir.join("errors.csv")).unwrap_or_default()
+    );
+    sandbox.set_faults("{}").await;
+    let stats = sandbox.stats().await;
+    assert!(
+        stats["requests"]["lost_replies"].as_u64().unwrap() > 0
+            && stats["requests"]["injected_faults"].as_u64().unwrap() > 0,
+        "seed {seed}: faults were injected: {stats}"
+    );
+    assert_eq!(stats["duplicates"]["total"], 0, "seed {seed}: {stats}");
+    (sandbox, stats)
+}

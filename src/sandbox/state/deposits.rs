@@ -217,18 +217,8 @@ impl Tenant {
                 "WITHDRAWAL"
             }
         };
-        let natural = format!(
-            "dtxn|{}|{type_name}|{amount}|{}",
-            deposit.encoded_key,
-            format_datetime(value_date)
-        );
-        if external_id.is_none() && self.seen_before(natural) {
-            self.counters.duplicate_transactions += 1;
-        }
-        if let Some(ext) = external_id {
-            self.external_ids
-                .insert(ext.to_owned(), self.transactions.len());
-        }
+        let account = deposit.encoded_key.clone();
+        self.note_transaction(&account, type_name, amount, value_date, external_id);
         let mut out = writable(
             doc,
             &[

@@ -64,18 +64,8 @@ impl Tenant {
             TransactionKind::Fee => self.apply_fee(index, doc, value_date)?,
             TransactionKind::Repayment => self.repay(index, doc, value_date)?,
         };
-        let natural = format!(
-            "txn|{}|{type_name}|{amount}|{}",
-            self.loans[index].encoded_key,
-            format_datetime(value_date)
-        );
-        if external_id.is_none() && self.seen_before(natural) {
-            self.counters.duplicate_transactions += 1;
-        }
-        if let Some(ext) = external_id {
-            self.external_ids
-                .insert(ext.to_owned(), self.transactions.len());
-        }
+        let account = self.loans[index].encoded_key.clone();
+        self.note_transaction(&account, type_name, amount, value_date, external_id);
         let mut out = writable(
             doc,
             &[
@@ -163,6 +153,31 @@ impl Tenant {
             deleted: false,
         });
         t_index
+    }
+
+    /// Notes the transaction about to be stored (the next in `transactions`) on the account
+    /// with `account` as encodedKey: sent without an externalId, it is counted again under its
+    /// natural key (account, type, amount and value date: see [`Tenant::stats`]); sent with
+    /// one, the externalId is claimed. Loans' and deposits' transactions alike.
+    pub(super) fn note_transaction(
+        &mut self,
+        account: &str,
+        type_name: &str,
+        amount: Decimal,
+        value_date: DateTime<FixedOffset>,
+        external_id: Option<&str>,
+    ) {
+        let natural = format!(
+            "txn|{account}|{type_name}|{amount}|{}",
+            format_datetime(value_date)
+        );
+        if external_id.is_none() && self.seen_before(natural) {
+            self.counters.duplicate_transactions += 1;
+        }
+        if let Some(ext) = external_id {
+            self.external_ids
+                .insert(ext.to_owned(), self.transactions.len());
+        }
     }
 
     fn disburse(
