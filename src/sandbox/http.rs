@@ -661,7 +661,10 @@ enum Call<'a> {
 /// The permission each call needs: the sandbox's one table of access rules. The names are
 /// Mambu's (`access.permissions`, skyleague/mambu-sdk `src/users/rest.zod.ts`; `DIBURSE_LOANS`
 /// is Mambu's spelling) and all appear in [`crate::sandbox::tenant::PERMISSIONS`].
-/// Administrators hold them all; a missing one is a 403 `INVALID_PERMISSIONS` naming it.
+/// Administrators hold them all; a missing one is a 403 `INVALID_PERMISSIONS` naming it
+/// (`../shared/mambu-api.md` §8, "Repayments and backdating", names the backdating, linking
+/// and fee permissions and the 403; which `VIEW_*` permission each read needs is the stricter
+/// reading: the record does not say).
 fn required_permission(call: Call<'_>) -> &'static str {
     match call {
         Call::ReadClient => "VIEW_CLIENT_DETAILS",

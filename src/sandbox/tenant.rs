@@ -263,6 +263,22 @@ pub enum AvailableFor {
 }
 
 impl AvailableFor {
+    pub const ALL: [AvailableFor; 13] = [
+        AvailableFor::Client,
+        AvailableFor::Group,
+        AvailableFor::CreditArrangement,
+        AvailableFor::LoanAccount,
+        AvailableFor::Guarantor,
+        AvailableFor::Asset,
+        AvailableFor::DepositAccount,
+        AvailableFor::DepositProduct,
+        AvailableFor::TransactionChannel,
+        AvailableFor::TransactionType,
+        AvailableFor::Branch,
+        AvailableFor::Centre,
+        AvailableFor::User,
+    ];
+
     /// The name Mambu's JSON gives it (`LOAN_ACCOUNT`).
     pub fn name(self) -> &'static str {
         match self {

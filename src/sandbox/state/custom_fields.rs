@@ -361,26 +361,11 @@ fn matches_pattern(pattern: &str, text: &str) -> bool {
         })
 }
 
-/// The `availableFor` a query names (`loan_account`).
+/// The `availableFor` a query names, in the documented lower case (`loan_account`).
 fn available_for_query(name: &str) -> Option<AvailableFor> {
-    use AvailableFor::*;
-    [
-        Client,
-        Group,
-        CreditArrangement,
-        LoanAccount,
-        Guarantor,
-        Asset,
-        DepositAccount,
-        DepositProduct,
-        TransactionChannel,
-        TransactionType,
-        Branch,
-        Centre,
-        User,
-    ]
-    .into_iter()
-    .find(|a| a.name().to_lowercase() == name)
+    AvailableFor::ALL
+        .into_iter()
+        .find(|a| a.name().to_lowercase() == name)
 }
 
 /// A definition's encodedKey: stable for its id (32 hex characters, as Mambu's).

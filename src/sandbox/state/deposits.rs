@@ -166,8 +166,10 @@ impl Tenant {
     /// Rules: an unused externalId (EXTERNAL_ID_ALREADY_EXISTS, shared with loans'
     /// transactions); date-times with the zone's offset; a positive amount; no value date
     /// after now; an APPROVED or ACTIVE account (a deposit on an APPROVED one activates it, as
-    /// Mambu does); not backdated before a later transaction of the account; a withdrawal
-    /// never beyond the balance (no overdraft).
+    /// Mambu does); not backdated before a later transaction of the account
+    /// (`../shared/mambu-api.md` §8, "Repayments and backdating": BACKDATE_BEFORE_OTHER_OPERATION
+    /// and the BACKDATE_SAVINGS_TRANSACTIONS permission); a withdrawal never beyond the balance
+    /// (the stricter reading: the profile has no overdraft settings, so none is allowed).
     pub fn post_deposit_transaction(
         &mut self,
         id_or_key: &str,
