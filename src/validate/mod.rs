@@ -445,14 +445,25 @@ pub fn validate(options: &Options) -> Report {
         };
         findings.list.push(finding);
     }
-    // The plan's problems first, in file order; then the data's, file by file, line by line.
+    // The plan's problems first, in file order; then the others found at a place in the plan
+    // file; then the data's, file by file, line by line. (Where the plan file sits on disk does
+    // not change the order: its findings come first wherever it is.)
+    let plan_file = loaded.file.display().to_string();
     findings.list.sort_by(|a, b| {
-        (a.kind != Kind::Plan, &a.file, a.line, a.column).cmp(&(
-            b.kind != Kind::Plan,
-            &b.file,
-            b.line,
-            b.column,
-        ))
+        (
+            a.kind != Kind::Plan,
+            a.file != plan_file,
+            &a.file,
+            a.line,
+            a.column,
+        )
+            .cmp(&(
+                b.kind != Kind::Plan,
+                b.file != plan_file,
+                &b.file,
+                b.line,
+                b.column,
+            ))
     });
     let files: HashMap<&str, &Path> = plan
         .sources
