@@ -248,13 +248,8 @@ async fn groups_land_once_with_their_members_and_roles_under_faults_and_lost_rep
         .unwrap();
         assert_eq!(report["mismatches"], serde_json::json!([]), "{report}");
         for name in ["groups", "group members"] {
-            let total = report["totals"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|t| t["name"] == name)
-                .unwrap_or_else(|| panic!("no total {name}: {report}"));
-            assert_eq!(total["expected"], total["found"], "{name}: {report}");
+            let (expected, found) = common::total(&report, name);
+            assert_eq!(expected, found, "{name}: {report}");
         }
         sandbox
             .set_faults(r#"{"fault_rate": 0.05, "lost_reply_rate": 0.02, "idempotency": "ignore"}"#)

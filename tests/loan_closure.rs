@@ -327,6 +327,13 @@ async fn every_loan_ends_in_its_final_state_once_under_faults_and_lost_replies()
             count("CLOSED") + count("WRITTEN_OFF") + count("REJECTED"),
             "{stats}"
         );
+        for (sub, state) in [
+            ("CLOSED/REPAID", "CLOSED"),
+            ("CLOSED/WRITTEN_OFF", "WRITTEN_OFF"),
+            ("CLOSED/REJECTED", "REJECTED"),
+        ] {
+            assert_eq!(stats["loans_by_sub_state"][sub], count(state), "{stats}");
+        }
         let api = sandbox.api();
         for (loan, state) in &expected {
             let read = api.get(&format!("/loans/{loan}")).await.body;
@@ -361,5 +368,43 @@ async fn every_loan_ends_in_its_final_state_once_under_faults_and_lost_replies()
             };
             assert_eq!(repayments, want, "seed {seed} {loan}");
         }
+        if seed != "7" {
+            continue;
+        }
+        // verify: every loan where its steps left it, counted by state (expected beside
+        // found); then one ACTIVE loan written off behind the run's back is found, by name.
+        let (code, report) = common::verify(&run_dir);
+        assert_eq!(code, 0, "{report}");
+        assert_eq!(report["mismatches"], json!([]), "{report}");
+        for (total, states) in [
+            ("loans by state: ACTIVE or in arrears", &["ACTIVE"][..]),
+            ("loans by state: CLOSED/REPAID", &["CLOSED"]),
+            ("loans by state: CLOSED/WRITTEN_OFF", &["WRITTEN_OFF"]),
+            ("loans by state: CLOSED/REJECTED", &["REJECTED"]),
+        ] {
+            let n = states.iter().map(|s| count(s)).sum::<u64>().to_string();
+            assert_eq!(common::total(&report, total), (n.clone(), n), "{total}");
+        }
+        let active = expected.iter().find(|(_, s)| **s == "ACTIVE").unwrap().0;
+        let written = sandbox
+            .api()
+            .post(&format!("/loans/{active}:writeOff"), json!({}))
+            .await;
+        assert_eq!(written.status, 204, "{written:?}");
+        let (code, report) = common::verify(&run_dir);
+        assert_eq!(code, 1, "{report}");
+        let found = report["mismatches"].as_array().unwrap();
+        assert_eq!(found.len(), 1, "{report}");
+        assert_eq!(found[0]["entity"], format!("loan {active}"));
+        assert_eq!(found[0]["field"], "accountState");
+        assert_eq!(found[0]["found"], "CLOSED/WRITTEN_OFF");
+        let active_total = common::total(&report, "loans by state: ACTIVE or in arrears");
+        assert_eq!(
+            active_total,
+            (
+                count("ACTIVE").to_string(),
+                (count("ACTIVE") - 1).to_string()
+            )
+        );
     }
 }

@@ -8,32 +8,14 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Sandbox, binary, deposit_history_plan, rows, run, stderr};
+use common::{Sandbox, deposit_history_plan, rows, run, stderr, verify};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-fn verify(run_dir: &std::path::Path) -> (i32, Value) {
-    let output = binary()
-        .arg("verify")
-        .arg(run_dir)
-        .args(["--format", "json", "--no-progress"])
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", stderr(&output)));
-    (output.status.code().unwrap(), report)
-}
-
 /// A control total's (expected, found).
 fn total(report: &Value, name: &str) -> (Decimal, Decimal) {
-    let t = report["totals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == name)
-        .unwrap_or_else(|| panic!("no total {name}: {report}"));
-    let n = |v: &Value| v.as_str().unwrap().parse::<Decimal>().unwrap();
-    (n(&t["expected"]), n(&t["found"]))
+    let (expected, found) = common::total(report, name);
+    (expected.parse().unwrap(), found.parse().unwrap())
 }
 
 /// Each mismatch as (unit, entity, field, expected, found), sorted.

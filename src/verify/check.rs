@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::details::{self, PersonalFields};
 use super::ledger::{self, Ledger, Posted};
+use super::states::{self, LoanState};
 use super::{Mismatch, Total};
 use crate::checkpoint::StepStatus;
 use crate::estimate::sample::Personal;
@@ -196,7 +197,7 @@ struct LoanCheck {
     body: Value,
     /// The custom fields of its body that hold personal data.
     personal: PersonalFields,
-    state: &'static str,
+    state: LoanState,
     /// The settlement deposit's id or key, when linked.
     settlement: Option<String>,
     transactions: Transactions,
@@ -328,14 +329,20 @@ impl Checker {
                         entity,
                         personal: personal(),
                         body,
-                        state: "PENDING_APPROVAL",
+                        state: LoanState::PendingApproval,
                         settlement: None,
                         transactions: Transactions::new(),
                     });
                 }
-                Action::ApproveLoan => {
-                    if let Some(loan) = loans.iter_mut().find(|l| l.key == encoded_of(&call.path)) {
-                        loan.state = "APPROVED";
+                Action::ApproveLoan
+                | Action::CloseLoan
+                | Action::WriteOffLoan
+                | Action::RejectLoan
+                | Action::WithdrawLoan => {
+                    if let Some(loan) = loans.iter_mut().find(|l| l.key == encoded_of(&call.path))
+                        && let Some(state) = loan.state.after(step.action)
+                    {
+                        loan.state = state;
                     }
                 }
                 Action::LinkSettlementAccount => {
@@ -406,8 +413,8 @@ impl Checker {
                             })
                             .unwrap_or_default();
                         loan.transactions.insert(external, (kind, amount));
-                        if kind == "DISBURSEMENT" {
-                            loan.state = "ACTIVE";
+                        if let Some(state) = loan.state.after(step.action) {
+                            loan.state = state;
                         }
                         self.tally.expect(total, amount);
                         self.tally.expect(
@@ -541,31 +548,24 @@ impl Checker {
                 show(amount),
             );
         }
-        let found_state = found
-            .get("accountState")
-            .and_then(Value::as_str)
-            .unwrap_or("(none)")
-            .to_owned();
-        // A disbursed loan may since have been repaid in full.
-        let group = |s: &str| {
-            if matches!(s, "ACTIVE" | "ACTIVE_IN_ARREARS" | "CLOSED") {
-                "loans disbursed (ACTIVE or CLOSED)".to_owned()
-            } else {
-                format!("loans {s}")
-            }
-        };
-        self.tally.expect(group(state), Decimal::ONE);
-        self.tally.find(group(&found_state), Decimal::ONE);
-        let state_ok = if state == "ACTIVE" {
-            matches!(
-                found_state.as_str(),
-                "ACTIVE" | "ACTIVE_IN_ARREARS" | "CLOSED"
-            )
+        // Counted by the state its steps leave it in (`states`), expected beside found.
+        let text = |field| found.get(field).and_then(Value::as_str);
+        let (found_state, found_sub) = (
+            text("accountState").unwrap_or("(none)"),
+            text("accountSubState"),
+        );
+        self.tally.expect(state.total(), Decimal::ONE);
+        if state.accepts(found_state, found_sub) {
+            self.tally.find(state.total(), Decimal::ONE);
         } else {
-            found_state == state
-        };
-        if !state_ok {
-            self.mismatch(&entity, "accountState", state, found_state);
+            self.tally
+                .find(states::found_total(found_state, found_sub), Decimal::ONE);
+            self.mismatch(
+                &entity,
+                "accountState",
+                state.expected(),
+                states::found(found_state, found_sub),
+            );
         }
         if let Some(deposit) = settlement
             && let Some(d) = self.get(&format!("/deposits/{deposit}")).await

@@ -31,6 +31,7 @@ mod check;
 mod details;
 mod ledger;
 mod render;
+mod states;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -674,3 +674,32 @@ pub async fn run_under_faults(
     assert_eq!(stats["duplicates"]["total"], 0, "seed {seed}: {stats}");
     (sandbox, stats)
 }
+
+/// `verify RUN_DIR --format json`: its exit code and report.
+#[allow(dead_code)]
+pub fn verify(run_dir: &std::path::Path) -> (i32, Value) {
+    let output = binary()
+        .arg("verify")
+        .arg(run_dir)
+        .args(["--format", "json", "--no-progress"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", stderr(&output)));
+    (output.status.code().unwrap(), report)
+}
+
+/// A verify report's control total: (expected, found), as written.
+#[allow(dead_code)]
+pub fn total(report: &Value, name: &str) -> (String, String) {
+    let t = report["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no total {name}: {report}"));
+    (
+        t["expected"].as_str().unwrap().to_owned(),
+        t["found"].as_str().unwrap().to_owned(),
+    )
+}

@@ -14,8 +14,15 @@ impl Tenant {
     /// Counts for `GET /_sandbox/stats`.
     pub fn stats(&self) -> Value {
         let mut loans_by_state: HashMap<&str, u64> = HashMap::new();
+        // `CLOSED/REPAID`, `CLOSED/WRITTEN_OFF`…: only loans with a sub-state.
+        let mut loans_by_sub_state: HashMap<String, u64> = HashMap::new();
         for l in &self.loans {
             *loans_by_state.entry(l.state).or_default() += 1;
+            if let Some(sub) = l.sub_state {
+                *loans_by_sub_state
+                    .entry(format!("{}/{sub}", l.state))
+                    .or_default() += 1;
+            }
         }
         let mut deposits_by_state: HashMap<&str, u64> = HashMap::new();
         for d in &self.deposits {
@@ -40,6 +47,9 @@ impl Tenant {
             "deposit_balances_total": money(self.deposits.iter().map(|d| d.balance).sum()),
             "loans": self.loans.len(),
             "loans_by_state": loans_by_state,
+            "loans_by_sub_state": loans_by_sub_state,
+            // ACTIVE loans answered ACTIVE_IN_ARREARS (computed on read, as `GET /loans` does).
+            "loans_in_arrears": self.loans.iter().filter(|l| self.loan_state(l) == "ACTIVE_IN_ARREARS").count(),
             "settlement_links": self.loans.iter().filter(|l| l.settlement_key.is_some()).count(),
             "custom_schedules": self.loans.iter().filter(|l| l.custom_schedule).count(),
             "transactions": self.transactions.iter().filter(|t| !t.deleted).count(),
