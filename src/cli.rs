@@ -120,6 +120,15 @@ pub struct RunArgs {
     /// Confirm a run against a production tenant by its name (needed without a terminal).
     #[arg(long, value_name = "TENANT")]
     pub confirm_production: Option<String>,
+    /// Go on although what the plan uses of the tenant (products, branches, custom fields, time
+    /// zone) changed since the rehearsal recorded it (or, resuming, since the run began); the
+    /// changes go to run.log and the tenant is recorded as it is now.
+    #[arg(long)]
+    pub accept_tenant_changes: bool,
+    /// The tenant record to compare with and write (default:
+    /// `<run dir's parent>/.tenants/<plan name>@<tenant>.json`).
+    #[arg(long, value_name = "FILE")]
+    pub tenant_record: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +155,11 @@ pub struct ValidateArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
     pub format: ValidateFormat,
+    /// With --target: the tenant record to compare with and write (default:
+    /// `runs/.tenants/<plan name>@<tenant>.json`, where a run with the default run directory
+    /// looks).
+    #[arg(long, value_name = "FILE")]
+    pub tenant_record: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -394,6 +408,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitStatus> {
         dry_run: args.dry_run,
         reload: args.reload,
         confirm_production: args.confirm_production,
+        accept_tenant_changes: args.accept_tenant_changes,
+        tenant_record: args.tenant_record,
     })
 }
 
@@ -430,6 +446,7 @@ fn validate(args: ValidateArgs) -> anyhow::Result<ExitStatus> {
         plan: args.plan,
         sources: source_overrides(&args.sources)?,
         target: args.target,
+        tenant_record: args.tenant_record,
     };
     let report = crate::validate::validate(&options);
     match args.format {

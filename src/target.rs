@@ -222,36 +222,70 @@ pub fn lookup_table(items: &[Value], lookup: &LookupFile) -> serde_json::Map<Str
     }
 }
 
-/// Reads the plan's lookup tables, every page: `{ table: { key: value } }` (product and branch
-/// ids to their encodedKeys, typically).
-pub async fn read_lookups(session: &Session, plan: &Plan) -> anyhow::Result<Value> {
-    let mut tables = serde_json::Map::new();
+/// Reads the lists the plan's lookups read, every page: (lookup name, the list's items).
+pub async fn read_lookup_lists(
+    session: &Session,
+    plan: &Plan,
+) -> anyhow::Result<Vec<(String, Vec<Value>)>> {
+    let mut lists = Vec::new();
     for (name, lookup) in &plan.settings.lookups {
         let items = session
             .list(&lookup.path, &mut Quiet)
             .await
             .map_err(|e| anyhow::anyhow!("lookups.{name}: {e}"))?;
-        tables.insert(name.clone(), Value::Object(lookup_table(&items, lookup)));
+        lists.push((name.clone(), items));
     }
-    Ok(Value::Object(tables))
+    Ok(lists)
+}
+
+/// The lookup tables of the lists [`read_lookup_lists`] read: `{ table: { key: value } }`.
+pub fn lookup_tables(plan: &Plan, lists: &[(String, Vec<Value>)]) -> Value {
+    Value::Object(
+        lists
+            .iter()
+            .filter_map(|(name, items)| {
+                let lookup = plan.settings.lookups.get(name)?;
+                Some((name.clone(), Value::Object(lookup_table(items, lookup))))
+            })
+            .collect(),
+    )
+}
+
+/// Reads the plan's lookup tables, every page: `{ table: { key: value } }` (product and branch
+/// ids to their encodedKeys, typically).
+pub async fn read_lookups(session: &Session, plan: &Plan) -> anyhow::Result<Value> {
+    Ok(lookup_tables(
+        plan,
+        &read_lookup_lists(session, plan).await?,
+    ))
 }
 
 /// Where Mambu tells the tenant's settings, its time zone among them (`timeZoneID`).
 pub const ORGANIZATION_SETUP: &str = "/setup/organization";
 
-/// The tenant's time zone as Mambu tells it (`GET /setup/organization`: `timeZoneID`).
-pub async fn tenant_zone(session: &Session) -> Result<chrono_tz::Tz, String> {
-    let found = session
+/// The organization's setup (`GET /setup/organization`): its time zone (`timeZoneID`) and
+/// name (`institutionName`) among others.
+pub async fn organization(session: &Session) -> Result<Value, String> {
+    Ok(session
         .read(ORGANIZATION_SETUP, Expect::Any, Keep::All, &mut Quiet)
         .await?
-        .ok_or("GET /setup/organization: not found (HTTP 404)")?;
-    let id = found
-        .body
+        .ok_or("GET /setup/organization: not found (HTTP 404)")?
+        .body)
+}
+
+/// The time zone an organization setup names (`timeZoneID`).
+pub fn zone_of(organization: &Value) -> Result<chrono_tz::Tz, String> {
+    let id = organization
         .get("timeZoneID")
         .and_then(Value::as_str)
         .ok_or("GET /setup/organization answered no timeZoneID")?;
     id.parse()
         .map_err(|_| format!("the tenant's timeZoneID `{id}` is not an IANA time zone"))
+}
+
+/// The tenant's time zone as Mambu tells it (`GET /setup/organization`: `timeZoneID`).
+pub async fn tenant_zone(session: &Session) -> Result<chrono_tz::Tz, String> {
+    zone_of(&organization(session).await?)
 }
 
 /// Whether the plan's `timezone` renders the offsets the tenant requires: `Err` says why not

@@ -9,6 +9,7 @@ use serde_json::Value;
 fn validate(args: &[&str]) -> (i32, String) {
     let output = Command::cargo_bin("mambu-migrate")
         .unwrap()
+        .env(common::TENANT_RECORDS, common::own_records())
         .args(["plan", "validate"])
         .args(args)
         .output()

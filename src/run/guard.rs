@@ -20,20 +20,30 @@ pub fn production_tenant(target: &Where) -> Option<String> {
     let Where::Url(target) = target else {
         return None;
     };
-    let url = reqwest::Url::parse(target).ok()?;
-    let host = url.host_str()?.to_ascii_lowercase();
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback || host.ends_with(".sandbox.mambu.com") {
+    let host = host(target)?;
+    if is_loopback(&host) || host.ends_with(".sandbox.mambu.com") {
         return None;
     }
     Some(host.split('.').next().unwrap_or(&host).to_owned())
+}
+
+/// A base URL's host, lowercased (`acme.mambu.com`).
+pub fn host(url: &str) -> Option<String> {
+    Some(
+        reqwest::Url::parse(url)
+            .ok()?
+            .host_str()?
+            .to_ascii_lowercase(),
+    )
+}
+
+/// Whether a host is this machine (`localhost`, 127.0.0.1, `[::1]`): a sandbox process.
+pub fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Asks for the tenant's name before a production run: `confirmed` (`--confirm-production`)

@@ -59,6 +59,10 @@ pub struct RunOptions {
     pub reload: Option<String>,
     /// The production tenant's name, confirming a run against it without a terminal.
     pub confirm_production: Option<String>,
+    /// Go on although the tenant changed since it was recorded (`crate::validate::drift`).
+    pub accept_tenant_changes: bool,
+    /// `--tenant-record FILE`: the rehearsal's tenant record, instead of the default.
+    pub tenant_record: Option<PathBuf>,
 }
 
 /// What every unit task shares.
@@ -533,6 +537,20 @@ async fn execute(
         Err(crate::target::ZoneProblem::Unread(why)) => eprintln!(
             "warning: the tenant's time zone cannot be read ({why}): the plan's `timezone` is not checked against it"
         ),
+    }
+    // What the plan uses of the tenant, against what the rehearsal (or this run) recorded.
+    let drift = crate::validate::drift::RunCheck {
+        plan: &plan,
+        place: &target,
+        run_dir: &run_dir,
+        resuming: chosen.kind != AttemptKind::Fresh,
+        accept: options.accept_tenant_changes,
+        record: options.tenant_record.as_deref(),
+        recorded_by: format!("run {} (attempt {})", run_dir.display(), chosen.n),
+    };
+    if !crate::validate::drift::check_run(&connection.reader(&plan, Some(rate)), drift).await? {
+        connection.close().await;
+        return Ok(ExitStatus::InvalidInput);
     }
 
     let sources = plan.source_tree()?;

@@ -22,6 +22,7 @@ use crate::plan::template::Memo;
 use crate::source::{self, GroupOptions, Sources};
 
 mod custom_fields;
+pub mod drift;
 mod tenant;
 
 use tenant::{At, Book, FourEyes, Tenant, read_tenant};
@@ -34,6 +35,8 @@ pub struct Options {
     pub sources: Vec<(String, PathBuf)>,
     /// `--target sandbox|URL`: also check against the tenant's configuration.
     pub target: Option<String>,
+    /// `--tenant-record FILE`: where the tenant's record is (see [`drift`]).
+    pub tenant_record: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -68,6 +71,10 @@ pub struct Finding {
     pub field: Option<String>,
     pub message: String,
     pub hint: Option<String>,
+    /// Said, but not a problem: `plan validate` passes with it (a tenant changed since its
+    /// record, [`drift`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub warning: bool,
 }
 
 impl Finding {
@@ -86,6 +93,7 @@ impl Finding {
             field: None,
             message: message.into(),
             hint,
+            warning: false,
         }
     }
 
@@ -134,11 +142,14 @@ const LISTED_PER_RULE: u64 = 50;
 
 impl Report {
     pub fn is_clean(&self) -> bool {
-        self.findings.is_empty() && self.unlisted.values().all(|n| *n == 0)
+        self.findings.iter().all(|f| f.warning) && self.unlisted.values().all(|n| *n == 0)
     }
 
     fn count(&self, kind: Kind) -> u64 {
-        self.findings.iter().filter(|f| f.kind == kind).count() as u64
+        self.findings
+            .iter()
+            .filter(|f| f.kind == kind && !f.warning)
+            .count() as u64
             + self
                 .unlisted
                 .iter()
@@ -153,7 +164,8 @@ impl Report {
         for f in &self.findings {
             let _ = writeln!(
                 out,
-                "error[{}] {}: {}",
+                "{}[{}] {}: {}",
+                if f.warning { "warning" } else { "error" },
                 f.kind.name(),
                 f.location(),
                 f.message
@@ -192,6 +204,13 @@ impl Report {
             out,
             "  problems: {plan} in the plan, {data} in the data, {tenant} against the tenant"
         );
+        let warnings = self.findings.iter().filter(|f| f.warning).count();
+        if warnings > 0 {
+            let _ = writeln!(
+                out,
+                "  warnings: {warnings} (the tenant changed since it was recorded)"
+            );
+        }
         if self.is_clean() {
             let _ = writeln!(out, "OK: no problem found.");
         } else {
@@ -219,6 +238,7 @@ fn plan_finding(p: &PlanProblem) -> Finding {
         field: None,
         message: format!("{}{path}", p.message),
         hint: p.hint.clone(),
+        warning: false,
     }
 }
 
@@ -294,6 +314,13 @@ pub fn validate(options: &Options) -> Report {
         .target
         .as_deref()
         .map(|t| read_tenant(&plan, t, &mut findings));
+    if let Some(tenant) = &tenant {
+        findings.list.extend(drift::validate(
+            &plan,
+            tenant,
+            options.tenant_record.as_deref(),
+        ));
+    }
     let lookup_refs = refs::lookup_references(&plan);
     let mapped = custom_fields::Mapped::new(&plan);
     if let Some(definitions) = tenant.as_ref().and_then(|t| t.custom_fields.as_ref()) {

@@ -40,7 +40,7 @@ pub(super) struct Tenant {
     /// loan's unknown product).
     loan_products: Option<Vec<Value>>,
     /// The tenant's time zone (`GET /setup/organization`), when it could be read.
-    zone: Option<chrono_tz::Tz>,
+    pub(super) zone: Option<chrono_tz::Tz>,
     /// Today in the tenant's zone: a repayment dated later is a future payment. When the zone
     /// cannot be read, today where it is latest on Earth (UTC+14), so that no payment is taken
     /// for a future one that is not.
@@ -49,6 +49,10 @@ pub(super) struct Tenant {
     /// `GET /customfieldsets?availableFor=…`, each field by `GET /customfields/{id}`); `None`
     /// when they could not be read (said once, as a finding).
     pub(super) custom_fields: Option<Definitions>,
+    /// The lists the lookups were read from, and who the tenant is (see [`super::drift`]):
+    /// what its record is made of. `None` when they could not be read.
+    pub(super) lists: Option<Vec<(String, Vec<Value>)>>,
+    pub(super) identity: Option<String>,
 }
 
 pub(super) fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) -> Tenant {
@@ -58,6 +62,8 @@ pub(super) fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) ->
         zone: None,
         today: (chrono::Utc::now() + chrono::Duration::hours(14)).date_naive(),
         custom_fields: None,
+        lists: None,
+        identity: None,
     };
     let runtime = match crate::runtime() {
         Ok(r) => r,
@@ -88,8 +94,11 @@ pub(super) fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) ->
             }
         };
         let session = connection.reader(plan, None);
-        match crate::target::read_lookups(&session, plan).await {
-            Ok(lookups) => tenant.lookups = lookups,
+        match crate::target::read_lookup_lists(&session, plan).await {
+            Ok(lists) => {
+                tenant.lookups = crate::target::lookup_tables(plan, &lists);
+                tenant.lists = Some(lists);
+            }
             Err(e) => findings.list.push(Finding::new(
                 Kind::Tenant,
                 target,
@@ -99,7 +108,11 @@ pub(super) fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) ->
             )),
         }
         // The zone is read once: for the plan's offsets, and for "today" (future payments).
-        match crate::target::tenant_zone(&session).await {
+        let organization = crate::target::organization(&session).await;
+        if let Ok(organization) = &organization {
+            tenant.identity = Some(super::drift::identity(&place, organization));
+        }
+        match organization.and_then(|o| crate::target::zone_of(&o)) {
             Ok(zone) => {
                 tenant.zone = Some(zone);
                 tenant.today = chrono::Utc::now().with_timezone(&zone).date_naive();
@@ -163,7 +176,7 @@ pub(super) fn read_tenant(plan: &Plan, target: &str, findings: &mut Findings) ->
 
 /// The custom field sets of each entity (`client`, `loan_account`, …), every page, and each
 /// of their fields' definitions.
-async fn read_custom_fields(
+pub(super) async fn read_custom_fields(
     session: &crate::mambu::Session,
     entities: &[&'static str],
 ) -> Result<Definitions, String> {
@@ -1014,6 +1027,8 @@ mod tests {
             zone: Some(chrono_tz::Europe::Lisbon),
             today: NaiveDate::from_ymd_opt(2026, 12, 7).unwrap(),
             custom_fields: None,
+            lists: None,
+            identity: None,
         }
     }
 

@@ -124,6 +124,18 @@ impl Sandbox {
         assert!(answer.status().is_success());
     }
 
+    /// Changes the tenant behind the API's back (`POST /_sandbox/tamper`); panics if refused.
+    pub async fn tamper(&self, body: Value) -> Value {
+        let answer = reqwest::Client::new()
+            .post(format!("{}/_sandbox/tamper", self.origin))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success(), "tamper {body}: {answer:?}");
+        answer.json().await.unwrap()
+    }
+
     pub async fn stats(&self) -> Value {
         reqwest::get(format!("{}/_sandbox/stats", self.origin))
             .await
@@ -371,11 +383,25 @@ pub fn sample_plan_with(dir: &std::path::Path, replace: &[(&str, &str)]) -> std:
     plan
 }
 
+/// The folder of tenant records (`MAMBU_MIGRATE_TENANT_RECORDS`) [`binary`] gives each
+/// command: its own, so that tests sharing a plan's name and a tenant's never compare with each
+/// other's records (tests/tenant_drift.rs removes it to use the records beside the runs).
+pub const TENANT_RECORDS: &str = "MAMBU_MIGRATE_TENANT_RECORDS";
+
+pub fn own_records() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("tenant-records")
+        .join(format!("{}-{n}", std::process::id()))
+}
+
 /// `mambu-migrate` with the sandbox's API key (and the strict tenant's approver's) in its
-/// environment.
+/// environment, and a tenant records folder of its own.
 pub fn binary() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mambu-migrate"));
     command
+        .env(TENANT_RECORDS, own_records())
         .env("MAMBU_API_KEY", API_KEY)
         .env("MAMBU_APPROVER_API_KEY", APPROVER_KEY)
         .env_remove("MAMBU_USERNAME")

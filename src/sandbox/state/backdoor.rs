@@ -82,7 +82,9 @@ impl Tenant {
     /// "field": "f", "value": "v"}` (a grouped set's entry `"index": n`, 0 by default; a null
     /// value removes the field) or `{"action": "set_address", "client": <id or key>, "index": n,
     /// "field": "line1", "value": "v"}` or `{"action": "set_deposit_balance", "deposit": <id or
-    /// key>, "balance": n}` (the balance alone, no transaction behind it).
+    /// key>, "balance": n}` (the balance alone, no transaction behind it); and the tenant's
+    /// configuration: `set_product_setting` (below) and `{"action": "remove_branch", "branch":
+    /// <id or key>}`.
     pub fn tamper(&mut self, body: &Value) -> Result<Value, String> {
         match body.get("action").and_then(Value::as_str) {
             Some("delete_transaction") => {
@@ -157,8 +159,54 @@ impl Tenant {
                 set_or_remove(address, field, value);
                 Ok(json!({ "address": index, "field": field }))
             }
-            _ => Err("action must be delete_transaction, set_loan_amount, set_deposit_balance, set_custom_field or set_address".into()),
+            Some("set_product_setting") => self.set_product_setting(body),
+            Some("remove_branch") => {
+                let id = text(body, "branch")?;
+                let branches = &mut self.products.branches;
+                let before = branches.len();
+                branches.retain(|b| b.id != id && b.encoded_key != id);
+                if branches.len() == before {
+                    return Err("no such branch".into());
+                }
+                Ok(json!({ "removed": id }))
+            }
+            _ => Err("action must be delete_transaction, set_loan_amount, set_deposit_balance, set_custom_field, set_address, set_product_setting or remove_branch".into()),
         }
+    }
+
+    /// `{"action": "set_product_setting", "product": <id>, "path": "/loanAmountSettings/
+    /// loanAmount/maxValue", "value": v}`: a loan or deposit product's setting edited in its
+    /// Mambu JSON (a JSON pointer; a missing last key is added), as a tenant's administrator
+    /// edits it between a rehearsal and the cutover. Refused when the product would no longer
+    /// read as one.
+    fn set_product_setting(&mut self, body: &Value) -> Result<Value, String> {
+        let id = text(body, "product")?;
+        let path = text(body, "path")?;
+        let value = body.get("value").cloned().unwrap_or(Value::Null);
+        fn edit<T: serde::Serialize + serde::de::DeserializeOwned>(
+            product: &mut T,
+            path: &str,
+            value: Value,
+        ) -> Result<(), String> {
+            let mut doc = serde_json::to_value(&*product).map_err(|e| e.to_string())?;
+            let (parent, last) = path.rsplit_once('/').ok_or("path must be a JSON pointer")?;
+            let at = doc
+                .pointer_mut(parent)
+                .and_then(Value::as_object_mut)
+                .ok_or("no such setting")?;
+            at.insert(last.to_owned(), value);
+            *product = serde_json::from_value(doc).map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        let products = &mut self.products;
+        if let Some(p) = products.loan_products.iter_mut().find(|p| p.id == id) {
+            edit(p, path, value)?;
+        } else if let Some(p) = products.deposit_products.iter_mut().find(|p| p.id == id) {
+            edit(p, path, value)?;
+        } else {
+            return Err("no such product".into());
+        }
+        Ok(json!({ "product": id, "path": path }))
     }
 
     /// The stored document of the client, loan or deposit a tamper names.
