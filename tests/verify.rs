@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::process::Command;
 
-use common::{API_KEY, Sandbox, rows};
+use common::{API_KEY, Sandbox, rows, verify};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
@@ -36,18 +36,6 @@ fn total(report: &Value, name: &str) -> (String, String) {
         t["expected"].as_str().unwrap().to_owned(),
         t["found"].as_str().unwrap().to_owned(),
     )
-}
-
-fn verify(run_dir: &std::path::Path) -> (i32, Value) {
-    let output = binary()
-        .args(["verify"])
-        .arg(run_dir)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
-    (output.status.code().unwrap(), report)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -171,18 +159,7 @@ async fn verify_finds_nothing_after_a_clean_run_and_exactly_what_was_tampered_wi
     );
     let (code, report) = verify(&run_dir);
     assert_eq!(code, 1);
-    let mut mismatches: Vec<(String, String, String)> = report["mismatches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["entity"].as_str().unwrap().to_owned(),
-                m["field"].as_str().unwrap().to_owned(),
-                m["found"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let mut mismatches = common::mismatches(&report);
     mismatches.sort();
     let mut expected = vec![
         (

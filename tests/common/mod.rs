@@ -674,3 +674,32 @@ pub async fn run_under_faults(
     assert_eq!(stats["duplicates"]["total"], 0, "seed {seed}: {stats}");
     (sandbox, stats)
 }
+
+/// `verify RUN_DIR --format json`: its exit code and the report.
+pub fn verify(run_dir: &std::path::Path) -> (i32, Value) {
+    let output = binary()
+        .args(["verify"])
+        .arg(run_dir)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
+    (output.status.code().unwrap(), report)
+}
+
+/// A verify report's mismatches as (entity, field, found), in the report's order.
+pub fn mismatches(report: &Value) -> Vec<(String, String, String)> {
+    report["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["entity"].as_str().unwrap().to_owned(),
+                m["field"].as_str().unwrap().to_owned(),
+                m["found"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
