@@ -146,18 +146,7 @@ async fn verify_finds_nothing_after_a_clean_run_and_exactly_what_was_tampered_wi
     );
     let (code, report) = verify(&run_dir);
     assert_eq!(code, 1);
-    let mut mismatches: Vec<(String, String, String)> = report["mismatches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["entity"].as_str().unwrap().to_owned(),
-                m["field"].as_str().unwrap().to_owned(),
-                m["found"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let mut mismatches = common::mismatches(&report);
     mismatches.sort();
     let mut expected = vec![
         (

@@ -707,4 +707,76 @@ impl ApiError {
         )
         .at("tranches")
     }
+
+    // Securities: guarantors and collateral assets (issue 18).
+    //
+    // `guarantors[]` and `assets[]` of a loan (POST /loans) under the product's
+    // `securitySettings`, and the approval that needs `requiredGuaranties` percent of the loan
+    // amount in securities. The reasons are the 2021 spec's (`mambu-openapi/`,
+    // `RestError.errorReason`); no code is confirmed. INSUFFICIENT_GUARANTEES .. DUPLICATED_ASSET
+    // (enum 76..100) follow the confirmed run INVALID_LOAN_ACCOUNT_ID ..
+    // INCONSISTENT_SCHEDULE_PRINCIPAL_DUE_WITH_LOAN_AMOUNT (38..70, enum index + 62);
+    // GUARANTOR_NOT_ALLOWED_BY_PRODUCT and COLLATERAL_NOT_ALLOWED_BY_PRODUCT (159, 160) follow
+    // UNKNOWN_LOAN_ACCOUNT_ERROR (137, 199) as the group run does: each code is the index + 62
+    // (inferred, unconfirmed; a gap in between would shift it). A security amount of zero or
+    // less answers INVALID_AMOUNT, as a loan amount does.
+    /// Guarantors on a loan whose product's `securitySettings.isGuarantorsEnabled` is not true
+    /// (enum index 159).
+    pub fn guarantor_not_allowed_by_product() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            221,
+            "GUARANTOR_NOT_ALLOWED_BY_PRODUCT",
+        )
+        .at("guarantors")
+    }
+    /// Assets on a loan whose product's `securitySettings.isCollateralEnabled` is not true
+    /// (enum index 160).
+    pub fn collateral_not_allowed_by_product() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            222,
+            "COLLATERAL_NOT_ALLOWED_BY_PRODUCT",
+        )
+        .at("assets")
+    }
+    /// A `guarantorKey` that is not the encodedKey of a client (`guarantorType: CLIENT`) or of
+    /// a group (`GROUP`) of the tenant (enum index 93).
+    pub fn invalid_guarantor_key(source: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 155, "INVALID_GUARANTOR_KEY").at(source)
+    }
+    /// A `depositAccountKey` that is not the encodedKey of a deposit account the guarantor
+    /// holds (enum index 94).
+    pub fn invalid_savings_account_key(source: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 156, "INVALID_SAVINGS_ACCOUNT_KEY").at(source)
+    }
+    /// The same guarantor twice, neither time with a deposit account (enum index 96).
+    pub fn duplicated_guarantor_without_savings_account(source: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            158,
+            "DUPLICATED_GUARANTOR_WITHOUT_SAVINGS_ACCOUNT",
+        )
+        .at(source)
+    }
+    /// The same deposit account guaranteeing twice (enum index 97).
+    pub fn duplicated_savings_account(source: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 159, "DUPLICATED_SAVINGS_ACCOUNT").at(source)
+    }
+    /// An asset without an `assetName` (enum index 90).
+    pub fn invalid_asset_name(source: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 152, "INVALID_ASSET_NAME").at(source)
+    }
+    /// Two assets of one loan with the same name (enum index 100).
+    pub fn duplicated_asset(source: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 162, "DUPLICATED_ASSET").at(source)
+    }
+    /// Approval of a loan whose guarantees and assets sum to less than the product's
+    /// `securitySettings.requiredGuaranties` percent of its amount (enum index 76); the
+    /// errorSource says how much is needed and how much there is.
+    pub fn insufficient_guarantees(required: &str, held: &str) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 138, "INSUFFICIENT_GUARANTEES").at(format!(
+            "securitySettings.requiredGuaranties: securities of {required} needed, {held} held"
+        ))
+    }
 }

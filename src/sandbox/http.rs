@@ -1167,8 +1167,9 @@ fn read(
 }
 
 /// How much of an entity a GET answers (`detailsLevel`, `../shared/mambu-api.md` §8
-/// "Pagination"): BASIC, the default, leaves out addresses, ID documents and custom field
-/// values (the `_Set_Id` keys); FULL keeps them. Another value is refused.
+/// "Pagination"): BASIC, the default, leaves out addresses, ID documents, custom field values
+/// (the `_Set_Id` keys) and a loan's guarantors and assets (related objects, as addresses are:
+/// the stricter reading); FULL keeps them. Another value is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Details {
     Basic,
@@ -1186,7 +1187,12 @@ impl Details {
 
     fn apply(self, mut entity: Value) -> Value {
         if let (Details::Basic, Value::Object(fields)) = (self, &mut entity) {
-            fields.retain(|k, _| k != "addresses" && k != "idDocuments" && !k.starts_with('_'));
+            fields.retain(|k, _| {
+                !matches!(
+                    k.as_str(),
+                    "addresses" | "idDocuments" | "guarantors" | "assets"
+                ) && !k.starts_with('_')
+            });
         }
         entity
     }

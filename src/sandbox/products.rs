@@ -69,6 +69,47 @@ pub struct LoanProduct {
     /// Absent: no limit beyond the tranches summing to the loan amount (issue 18).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tranche_settings: Option<TrancheSettings>,
+    /// Mambu's `securitySettings` (skyleague/mambu-sdk `src/loan-products/rest.zod.ts`,
+    /// `SecuritySettings`): whether its accounts may carry guarantors and collateral assets,
+    /// and the securities percentage of the loan amount an account needs to be approved.
+    /// Absent: neither guarantors nor assets accepted, none required (the stricter reading:
+    /// Mambu's fields are optional and a product is never assumed to accept securities).
+    #[serde(default)]
+    pub security_settings: SecuritySettings,
+}
+
+/// Mambu's `securitySettings` of a loan product (issue 18).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecuritySettings {
+    /// `guarantors[]` (clients or groups guaranteeing, with or without a deposit account of
+    /// theirs) accepted on its accounts (GUARANTOR_NOT_ALLOWED_BY_PRODUCT otherwise). Absent:
+    /// false.
+    #[serde(default)]
+    pub is_guarantors_enabled: bool,
+    /// `assets[]` (collateral) accepted on its accounts (COLLATERAL_NOT_ALLOWED_BY_PRODUCT
+    /// otherwise). Absent: false.
+    #[serde(default)]
+    pub is_collateral_enabled: bool,
+    /// The securities percentage of the loan amount (guarantees plus assets) an account needs
+    /// to be approved (INSUFFICIENT_GUARANTEES otherwise). Absent: none required.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "as_number"
+    )]
+    #[schemars(with = "Option<f64>")]
+    pub required_guaranties: Option<Decimal>,
+}
+
+impl SecuritySettings {
+    /// The securities an account of `amount` needs to be approved, when the product requires
+    /// any: `requiredGuaranties` percent of it.
+    pub fn required_for(&self, amount: Decimal) -> Option<Decimal> {
+        self.required_guaranties
+            .filter(|p| *p > Decimal::ZERO)
+            .map(|percent| amount * percent / Decimal::ONE_HUNDRED)
+    }
 }
 
 /// Mambu's `trancheSettings` of a loan product.
@@ -479,6 +520,14 @@ mod tests {
         assert_eq!(back.loan_products.len(), 4);
         let tranched = back.loan_product("SME-TRANCHE").unwrap();
         assert!(tranched.is_tranched() && tranched.is_fixed_term());
+        let security = &tranched.security_settings;
+        assert!(security.is_guarantors_enabled && security.is_collateral_enabled);
+        assert_eq!(security.required_for(Decimal::from(1000)), None);
+        let json = serde_json::to_value(tranched).unwrap();
+        assert_eq!(
+            json["securitySettings"],
+            serde_json::json!({ "isGuarantorsEnabled": true, "isCollateralEnabled": true })
+        );
         assert_eq!(
             tranched
                 .tranche_settings
@@ -504,6 +553,20 @@ mod tests {
                 .loan_product("MICRO")
                 .unwrap()
                 .allows(ScheduleEditOption::AdjustPaymentDates)
+        );
+    }
+
+    #[test]
+    fn securities_are_refused_and_not_required_when_the_settings_are_absent() {
+        let absent: SecuritySettings = serde_json::from_str("{}").unwrap();
+        assert!(!absent.is_guarantors_enabled && !absent.is_collateral_enabled);
+        assert_eq!(absent.required_for(Decimal::from(1000)), None);
+        let half: SecuritySettings =
+            serde_json::from_str(r#"{"isCollateralEnabled":true,"requiredGuaranties":50}"#)
+                .unwrap();
+        assert_eq!(
+            half.required_for(Decimal::from(1000)),
+            Some(Decimal::from(500))
         );
     }
 

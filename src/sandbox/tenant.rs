@@ -19,6 +19,7 @@ use std::fmt;
 use std::path::Path;
 
 use anyhow::Context as _;
+use rust_decimal::Decimal;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -533,6 +534,26 @@ impl TenantProfile {
                      products offer (INDIVIDUALS, PURE_GROUPS)",
                     product.id
                 ));
+            }
+        }
+        for product in &self.loan_products {
+            let security = &product.security_settings;
+            if let Some(percent) = security.required_guaranties {
+                if percent < Decimal::ZERO || percent > Decimal::ONE_HUNDRED {
+                    return Err(format!(
+                        "loanProducts: `{}` requires {percent}% of securities                          (securitySettings.requiredGuaranties is a percentage, 0 to 100)",
+                        product.id
+                    ));
+                }
+                if percent > Decimal::ZERO
+                    && !security.is_guarantors_enabled
+                    && !security.is_collateral_enabled
+                {
+                    return Err(format!(
+                        "loanProducts: `{}` requires {percent}% of securities but accepts                          neither guarantors nor collateral: no account of it could be approved                          (set securitySettings.isGuarantorsEnabled or isCollateralEnabled)",
+                        product.id
+                    ));
+                }
             }
         }
         let rules = &self.client_rules.group_rules;

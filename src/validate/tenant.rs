@@ -28,6 +28,8 @@ pub(super) const FIELDS: &[&str] = &[
     "/valueDate",
     "/amount",
     "/predefinedFeeKey",
+    "/guarantors",
+    "/assets",
 ];
 
 /// What the tenant told us: everything `--target` reads, read here and only here.
@@ -406,6 +408,9 @@ struct Loan<'t> {
     repaid: Decimal,
     /// Fees applied so far: they may be due along with the installments.
     fees: Decimal,
+    /// Its guarantees and assets, summed, beside what its approval needs (the product's
+    /// `securitySettings.requiredGuaranties` percent of the loan amount), when it needs any.
+    securities: (Decimal, Option<Decimal>),
 }
 
 /// One unit's loans, followed step by step: what Mambu will hold of each when a call comes.
@@ -448,7 +453,7 @@ impl<'t> Book<'t> {
     /// refuses.
     pub(super) fn call(&mut self, at: &At<'_>, call: &Call, out: &mut Found) {
         if call.action == Action::CreateLoan {
-            self.create(at, call);
+            self.create(at, call, out);
             return;
         }
         let Some(&index) = loan_segment(&call.path).and_then(|s| self.by_path.get(s)) else {
@@ -470,6 +475,30 @@ impl<'t> Book<'t> {
                     .pointer("/fourEyesPrinciple/activeForLoanApproval")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
+                if let (held, Some(required)) = loan.securities
+                    && held < required
+                {
+                    out.push(
+                        format!("tenant securities {}", at.step.id),
+                        at.finding(
+                            &loan.label,
+                            format!(
+                                "product {product_id} needs securities of {} ({}% of the loan amount) to approve the loan, and its guarantors and assets amount to {}: Mambu refuses the approval (INSUFFICIENT_GUARANTEES)",
+                                required.normalize(),
+                                product
+                                    .pointer("/securitySettings/requiredGuaranties")
+                                    .and_then(number)
+                                    .unwrap_or_default()
+                                    .normalize(),
+                                held.normalize()
+                            ),
+                            format!(
+                                "add the loan's securities to the create_loan body (guarantors: / assets: built from its securities rows), or correct the amounts of {}",
+                                loan.label
+                            ),
+                        ),
+                    );
+                }
                 if four_eyes && !has_approver {
                     let entry =
                         out.four_eyes
@@ -523,7 +552,7 @@ impl<'t> Book<'t> {
         }
     }
 
-    fn create(&mut self, at: &At<'_>, call: &Call) {
+    fn create(&mut self, at: &At<'_>, call: &Call, out: &mut Found) {
         let Some(body) = &call.body else { return };
         let product = body
             .get("productTypeKey")
@@ -551,6 +580,9 @@ impl<'t> Book<'t> {
             schedule: Schedule::Generated,
             repaid: Decimal::ZERO,
             fees: Decimal::ZERO,
+            securities: product
+                .map(|p| securities(at, p, body, out))
+                .unwrap_or_default(),
         });
         let step = &at.step.id;
         for name in [format!("<{step}.id>"), format!("<{step}.encodedKey>")] {
@@ -560,6 +592,75 @@ impl<'t> Book<'t> {
             self.by_path.insert(encode(id), index);
         }
     }
+}
+
+/// A create_loan body's guarantors and assets against its product's `securitySettings`
+/// (absent: none accepted, the stricter reading): a finding for each list the product refuses.
+/// Returns the securities' amounts summed, and what the loan's approval needs (the product's
+/// `requiredGuaranties` percent of the loan amount), when it needs any.
+fn securities(
+    at: &At<'_>,
+    product: &Value,
+    body: &Value,
+    out: &mut Found,
+) -> (Decimal, Option<Decimal>) {
+    let loan = &at.row;
+    let product_id = product.get("id").and_then(Value::as_str).unwrap_or("?");
+    let settings = product.get("securitySettings");
+    let enabled = |flag: &str| {
+        settings
+            .and_then(|s| s.get(flag))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let mut held = Decimal::ZERO;
+    for (list, flag, what, reason) in [
+        (
+            "guarantors",
+            "isGuarantorsEnabled",
+            "guarantors",
+            "GUARANTOR_NOT_ALLOWED_BY_PRODUCT",
+        ),
+        (
+            "assets",
+            "isCollateralEnabled",
+            "collateral",
+            "COLLATERAL_NOT_ALLOWED_BY_PRODUCT",
+        ),
+    ] {
+        let items = match body.get(list) {
+            Some(Value::Array(items)) if !items.is_empty() => items,
+            _ => continue,
+        };
+        held += items
+            .iter()
+            .filter_map(|i| i.get("amount").and_then(number))
+            .sum::<Decimal>();
+        if !enabled(flag) {
+            out.push(
+                format!("tenant {list} {}", at.step.id),
+                at.finding(
+                    loan,
+                    format!(
+                        "{} {list}, and product {product_id} takes no {what} (securitySettings.{flag} is not true): Mambu refuses the loan ({reason})",
+                        items.len()
+                    ),
+                    format!(
+                        "leave {list} out of {loan}'s body (a `when:` on the list), move the loan to a product that takes {what}, or ask the tenant's administrator to enable them on {product_id}"
+                    ),
+                ),
+            );
+        }
+    }
+    let percent = settings
+        .and_then(|s| s.get("requiredGuaranties"))
+        .and_then(number)
+        .filter(|p| *p > Decimal::ZERO);
+    let amount = body.get("loanAmount").and_then(number);
+    let required = percent
+        .zip(amount)
+        .map(|(p, a)| a * p / Decimal::ONE_HUNDRED);
+    (held, required)
 }
 
 /// A transaction backdated before the loan's disbursement or before an earlier transaction of

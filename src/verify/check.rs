@@ -504,7 +504,8 @@ impl Checker {
     /// What `body` carries beyond the entity's own fields, against what Mambu holds
     /// ([`details::compare`]): mismatches masked where personal, and the counts.
     fn details(&mut self, entity: &str, body: &Value, found: &Value, personal: &PersonalFields) {
-        let compared = details::compare(body, found, personal);
+        let mut compared = details::compare(body, found, personal);
+        super::securities::compare(body, found, &mut compared);
         for (name, expected, found) in compared.totals {
             self.tally.expect(name.clone(), expected);
             self.tally.find(name, found);

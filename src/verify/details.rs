@@ -92,13 +92,13 @@ pub(super) struct Compared {
 }
 
 impl Compared {
-    fn count(&mut self, name: String, expected: usize, found: usize) {
+    pub(super) fn count(&mut self, name: String, expected: usize, found: usize) {
         self.totals
             .push((name, Decimal::from(expected), Decimal::from(found)));
     }
 
     /// A value compared: a difference when the texts differ, masked when `masked`.
-    fn value(
+    pub(super) fn value(
         &mut self,
         field: String,
         expected: Option<&Value>,
@@ -117,7 +117,7 @@ impl Compared {
     }
 
     /// Entries Mambu holds beyond those the plan sent.
-    fn extra(&mut self, field: &str, what: &str, expected: usize, found: usize) {
+    pub(super) fn extra(&mut self, field: &str, what: &str, expected: usize, found: usize) {
         if found > expected {
             self.differences.push((
                 field.to_owned(),
@@ -146,7 +146,7 @@ fn same(expected: Option<&str>, found: Option<&str>) -> bool {
 }
 
 /// The entries of a list field (`addresses`), `[]` when absent.
-fn entries<'a>(entity: &'a Value, key: &str) -> &'a [Value] {
+pub(super) fn entries<'a>(entity: &'a Value, key: &str) -> &'a [Value] {
     entity
         .get(key)
         .and_then(Value::as_array)

@@ -25,12 +25,14 @@
 //! - `details`: what a body carries beyond the entity's own fields (custom field values,
 //!   addresses, identification documents, group members) against a FULL read, personal values
 //!   masked before a mismatch is made of them;
+//! - `securities`: a loan's guarantors and assets against a FULL read, by position;
 //! - `render`: the evidence pack: verify.md, verify.json, verify.html and manifest.sha256.
 
 mod check;
 mod details;
 mod ledger;
 mod render;
+mod securities;
 mod states;
 
 use std::collections::{HashMap, HashSet};

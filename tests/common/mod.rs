@@ -729,3 +729,20 @@ pub fn total(report: &Value, name: &str) -> (String, String) {
         t["found"].as_str().unwrap().to_owned(),
     )
 }
+
+/// A verify report's mismatches as (entity, field, found), in the report's order.
+#[allow(dead_code)]
+pub fn mismatches(report: &Value) -> Vec<(String, String, String)> {
+    report["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["entity"].as_str().unwrap().to_owned(),
+                m["field"].as_str().unwrap().to_owned(),
+                m["found"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}

@@ -52,6 +52,8 @@ impl Tenant {
             "loans_in_arrears": self.loans.iter().filter(|l| self.loan_state(l) == "ACTIVE_IN_ARREARS").count(),
             "settlement_links": self.loans.iter().filter(|l| l.settlement_key.is_some()).count(),
             "custom_schedules": self.loans.iter().filter(|l| l.custom_schedule).count(),
+            "loan_guarantors": self.loan_entries("guarantors"),
+            "loan_assets": self.loan_entries("assets"),
             "transactions": self.transactions.iter().filter(|t| !t.deleted).count(),
             "transactions_by_type": transactions_by_type,
             "transaction_amounts_by_type": amounts_by_type.into_iter().map(|(k, v)| (k, money(v))).collect::<HashMap<_, _>>(),
@@ -75,16 +77,26 @@ impl Tenant {
         })
     }
 
+    /// How many entries the loans' `list` (guarantors, assets) hold, all loans together.
+    fn loan_entries(&self, list: &str) -> usize {
+        self.loans
+            .iter()
+            .filter_map(|l| l.doc.get(list).and_then(Value::as_array))
+            .map(Vec::len)
+            .sum()
+    }
+
     /// Test-only changes made behind the API's back (`POST /_sandbox/tamper`), so that a
     /// reconciliation can be shown to catch them: `{"action": "delete_transaction",
     /// "externalId": ...}`, `{"action": "set_loan_amount", "loan": <id or key>, "amount": n}`,
     /// `{"action": "set_custom_field", "client"|"loan"|"deposit": <id or key>, "set": "_Set",
     /// "field": "f", "value": "v"}` (a grouped set's entry `"index": n`, 0 by default; a null
     /// value removes the field) or `{"action": "set_address", "client": <id or key>, "index": n,
-    /// "field": "line1", "value": "v"}` or `{"action": "set_deposit_balance", "deposit": <id or
-    /// key>, "balance": n}` (the balance alone, no transaction behind it); and the tenant's
-    /// configuration: `set_product_setting` (below) and `{"action": "remove_branch", "branch":
-    /// <id or key>}`.
+    /// "field": "line1", "value": "v"}` or `{"action": "set_security", "loan": <id or key>,
+    /// "list": "guarantors"|"assets", "index": n, "field": "amount", "value": v}` or
+    /// `{"action": "set_deposit_balance", "deposit": <id or key>, "balance": n}` (the balance
+    /// alone, no transaction behind it); and the tenant's configuration: `set_product_setting`
+    /// (below) and `{"action": "remove_branch", "branch": <id or key>}`.
     pub fn tamper(&mut self, body: &Value) -> Result<Value, String> {
         match body.get("action").and_then(Value::as_str) {
             Some("delete_transaction") => {
@@ -145,19 +157,13 @@ impl Tenant {
                 set_or_remove(fields, field, value);
                 Ok(json!({ "set": set, "field": field }))
             }
-            Some("set_address") => {
-                let field = text(body, "field")?;
-                let index = body.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
-                let value = body.get("value").cloned().unwrap_or(Value::Null);
-                let address = self
-                    .tampered(body)?
-                    .get_mut("addresses")
-                    .and_then(Value::as_array_mut)
-                    .and_then(|a| a.get_mut(index))
-                    .and_then(Value::as_object_mut)
-                    .ok_or("no such address")?;
-                set_or_remove(address, field, value);
-                Ok(json!({ "address": index, "field": field }))
+            Some("set_address") => self.set_entry_field(body, "addresses", "address"),
+            Some("set_security") => {
+                let list = text(body, "list")?;
+                if !super::securities::LISTS.contains(&list) {
+                    return Err("list must be guarantors or assets".into());
+                }
+                self.set_entry_field(body, list, "security")
             }
             Some("set_product_setting") => self.set_product_setting(body),
             Some("remove_branch") => {
@@ -170,7 +176,7 @@ impl Tenant {
                 }
                 Ok(json!({ "removed": id }))
             }
-            _ => Err("action must be delete_transaction, set_loan_amount, set_deposit_balance, set_custom_field, set_address, set_product_setting or remove_branch".into()),
+            _ => Err("action must be delete_transaction, set_loan_amount, set_deposit_balance, set_custom_field, set_address, set_security, set_product_setting or remove_branch".into()),
         }
     }
 
@@ -207,6 +213,23 @@ impl Tenant {
             return Err("no such product".into());
         }
         Ok(json!({ "product": id, "path": path }))
+    }
+
+    /// Sets (or with a null value removes) `field` of the entry `index` (0 by default) of the
+    /// list `list` of the entity the tamper names: an address, a guarantor, an asset.
+    fn set_entry_field(&mut self, body: &Value, list: &str, what: &str) -> Result<Value, String> {
+        let field = text(body, "field")?;
+        let index = body.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+        let value = body.get("value").cloned().unwrap_or(Value::Null);
+        let entry = self
+            .tampered(body)?
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .and_then(|a| a.get_mut(index))
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| format!("no such {what}"))?;
+        set_or_remove(entry, field, value);
+        Ok(json!({ what: index, "field": field }))
     }
 
     /// The stored document of the client, loan or deposit a tamper names.

@@ -55,6 +55,24 @@ pub(super) fn required_decimal(doc: &Map<String, Value>, field: &str) -> Result<
     }
 }
 
+/// An entry of a body's list (`tranches[0]`, `guarantors[1]`, named by `at`) and its required
+/// `amount` (a number, or a string spelling one).
+pub(super) fn entry_with_amount<'a>(
+    item: &'a Value,
+    at: &str,
+) -> Result<(&'a Map<String, Value>, Decimal), ApiError> {
+    let entry = item
+        .as_object()
+        .ok_or_else(|| ApiError::invalid_parameters(at))?;
+    let amount = entry
+        .get("amount")
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| ApiError::missing(&format!("{at}.amount")))?;
+    let amount =
+        decimal(amount).ok_or_else(|| ApiError::invalid_parameters(format!("{at}.amount")))?;
+    Ok((entry, amount))
+}
+
 /// A number of a request body: a JSON number, or a JSON string spelling one, read as the number
 /// it spells. Mambu's JSON reader takes `"loanAmount": "1000"` as it takes `"loanAmount": 1000`
 /// (../shared/mambu-api.md, "JSON parsing"), so every reader of a number goes through here and

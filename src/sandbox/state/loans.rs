@@ -5,8 +5,8 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::json::{
-    count, decimal, format_datetime, money, now, object, optional_datetime, optional_str,
-    required_decimal, required_str, store_numbers, writable,
+    count, decimal, entry_with_amount, format_datetime, money, now, object, optional_datetime,
+    optional_str, required_decimal, required_str, store_numbers, writable,
 };
 use super::{Answer, EntityRef, Installment, Loan, Tenant, Zone};
 use crate::sandbox::error::ApiError;
@@ -110,6 +110,7 @@ impl Tenant {
             ));
         }
         let tranches = self.read_tranches(product, doc, amount)?;
+        let securities = self.read_securities(product, doc)?;
         let custom = self.custom_field_values(AvailableFor::LoanAccount, doc)?;
         let state = match optional_str(doc, "accountState")? {
             None | Some("PENDING_APPROVAL") => "PENDING_APPROVAL",
@@ -153,6 +154,7 @@ impl Tenant {
         );
         doc.remove("id");
         doc.extend(custom);
+        self.store_securities(&mut doc, securities);
         let tranche_start = tranches.first().map(|(_, at)| *at);
         if !tranches.is_empty() {
             let tranches = tranches
@@ -255,15 +257,7 @@ impl Tenant {
         let mut out: Vec<(Decimal, chrono::DateTime<chrono::FixedOffset>)> = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let at = format!("tranches[{i}]");
-            let tranche = item
-                .as_object()
-                .ok_or_else(|| ApiError::invalid_parameters(at.clone()))?;
-            let value = tranche
-                .get("amount")
-                .filter(|v| !v.is_null())
-                .ok_or_else(|| ApiError::missing(&format!("{at}.amount")))?;
-            let tranche_amount = decimal(value)
-                .ok_or_else(|| ApiError::invalid_parameters(format!("{at}.amount")))?;
+            let (tranche, tranche_amount) = entry_with_amount(item, &at)?;
             if tranche_amount <= Decimal::ZERO {
                 return Err(ApiError::tranche_amount_should_be_strict_positive(format!(
                     "{at}.amount"
@@ -376,6 +370,10 @@ impl Tenant {
         {
             return Err(ApiError::creator_cannot_approve(user));
         }
+        if state == "APPROVED" {
+            self.check_required_securities(&self.loans[index])?;
+        }
+        let loan = &mut self.loans[index];
         let stamp = now(self.zone);
         if state == "APPROVED" {
             loan.approved = Some(stamp.clone());

@@ -14,6 +14,9 @@
 //!   transactions (the balance, backdating, duplicates) and a deposit's transaction list.
 //! - `loans`: create (checked against the product's terms), get, state changes, the loan's
 //!   JSON and balances.
+//! - `securities`: a loan's guarantors and collateral assets (checked against the product's
+//!   `securitySettings` and the tenant's clients, groups and deposits) and the securities its
+//!   approval needs.
 //! - `schedule`: the generated repayment schedule, reading it, editing it (custom schedule)
 //!   under Mambu's schedule-editing rules (the product's edit options, the account's state and
 //!   lock, paid and interest-applied installments, fixed-term interest, due dates).
@@ -37,6 +40,7 @@ mod json;
 mod loans;
 mod locks;
 mod schedule;
+mod securities;
 mod settlement;
 mod transactions;
 mod zone;
@@ -133,7 +137,7 @@ struct Group {
 }
 
 /// The holder of a loan or deposit (`accountHolderType` and `accountHolderKey`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Holder {
     Client(usize),
     Group(usize),
