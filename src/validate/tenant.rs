@@ -1031,6 +1031,7 @@ mod tests {
             request_path: None,
             adopt: None,
             save: Default::default(),
+            bulk: None,
             scope: vec![],
         }
     }
