@@ -424,7 +424,7 @@ fn estimate_counts_bulk_calls_and_the_calls_they_save() {
         .unwrap();
     let report = String::from_utf8_lossy(&estimated.stdout);
     assert!(
-        report.contains("bulk deposits: 240 items in 10 calls instead of 240 (230 saved)"),
+        report.contains("bulk deposits: 240 items in 10 calls instead of 240 (230 saved): step `opening`, bulks of 50"),
         "{report}"
     );
 }
