@@ -380,6 +380,41 @@ mod tests {
     }
 
     #[test]
+    fn bulks_are_read_back_until_settled_with_their_items_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.db");
+        let cp = Checkpoint::open(&path).unwrap();
+        let batch = |key: &str| BulkBatch {
+            idempotency_key: key.into(),
+            step_id: "opening".into(),
+            items: vec![BulkItem {
+                unit: "CL-1".into(),
+                instance: "clients/CL-1#opening".into(),
+                item: serde_json::json!({ "accountId": "DP-1", "amount": 5, "externalId": "O-1" }),
+            }],
+            bulk_key: None,
+        };
+        for key in ["k1", "k2", "k3"] {
+            cp.record(Record::BulkBatch(Box::new(batch(key))));
+        }
+        // Recorded again (a resume re-sending it): the first record stands.
+        cp.record(Record::BulkBatch(Box::new(batch("k1"))));
+        cp.record(Record::BulkKey {
+            idempotency_key: "k2".into(),
+            bulk_key: "8a5b01".into(),
+        });
+        cp.record(Record::BulkSettled {
+            idempotency_key: "k3".into(),
+        });
+        cp.close().unwrap();
+        let open = read_resume(&path).unwrap().bulks;
+        assert_eq!(open.len(), 2);
+        assert_eq!(open[0], batch("k1"));
+        assert_eq!(open[1].bulk_key.as_deref(), Some("8a5b01"));
+        assert_eq!(open[1].items, batch("k2").items);
+    }
+
+    #[test]
     fn attempts_are_recorded_and_a_checkpoint_without_them_gains_the_columns() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("checkpoint.db");
