@@ -300,6 +300,9 @@ pub struct SandboxArgs {
     /// How Idempotency-Key headers are treated.
     #[arg(long, value_enum, default_value_t = IdempotencyArg::Honour)]
     pub idempotency: IdempotencyArg,
+    /// How long a bulk deposit takes from its 202 to COMPLETE, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub bulk_delay_ms: u64,
     /// The tenant's time zone instead of the profile's, an IANA id (e.g. Europe/Lisbon): every
     /// v2 date-time must carry its offset at that date, daylight saving included.
     #[arg(long, value_name = "ZONE", value_parser = time_zone)]
@@ -555,6 +558,7 @@ fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitStatus> {
                 IdempotencyArg::Ignore => IdempotencyMode::Ignore,
             },
             outage: false,
+            bulk_delay_ms: args.bulk_delay_ms,
         },
     };
     let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), args.port);

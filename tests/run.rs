@@ -208,30 +208,14 @@ async fn killed_at_random_moments_and_resumed_every_record_lands_exactly_once() 
     let sandbox = Sandbox::strict(&["--lost-reply-rate", "0.01", "--seed", "5"]);
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
-    let mut first = true;
-    for wait_ms in [700u64, 1300, 450, 1900, 900] {
-        let extra: &[&str] = if first {
-            &["--rate", "1500", "--concurrency", "8"]
-        } else {
-            &["--rate", "1500", "--concurrency", "8", "--resume"]
-        };
-        first = false;
-        let mut child = spawn(&sandbox, "plans/sample.yaml", &run_dir, extra);
-        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-        // A first run killed before it made its checkpoint leaves nothing to resume: on a slow
-        // machine, wait for the checkpoint before the first kill.
-        while !run_dir.join("checkpoint.db").exists() && child.try_wait().unwrap().is_none() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        Command::new("kill")
-            .args(["-KILL", &child.id().to_string()])
-            .status()
-            .unwrap();
-        child.wait().unwrap();
-    }
+    common::kill_at_moments(
+        &sandbox,
+        "plans/sample.yaml",
+        &run_dir,
+        &["--rate", "1500", "--concurrency", "8"],
+        &[700, 1300, 450, 1900, 900],
+    )
+    .await;
     let output = run(
         &sandbox,
         "plans/sample.yaml",

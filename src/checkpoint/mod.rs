@@ -34,6 +34,11 @@
 //! - `attempts(n, kind, reload_start, started_at, ended_at, state, sources, failed_dir)`: every
 //!   invocation of `run` on the directory, with the file (path and SHA-256) that fed each
 //!   source, so a reload killed at any moment is resumed from the same files.
+//! - `bulks(idempotency_key, step_id, items, bulk_key, settled, at)`: every bulk of deposit
+//!   transactions, committed before it is POSTed: its items (the unit, step instance and item
+//!   of each, JSON), then Mambu's bulk process key once answered, then settled once every
+//!   item's step is recorded. A resume POSTs again, with the same key and items, a bulk without
+//!   a process key, and polls one with.
 //! - `failed_rows(unit, attempt, source, header, rows)`: the source rows of a unit that failed,
 //!   committed with its failure, so `failed/<attempt>/` can always be written again from here.
 
@@ -71,6 +76,9 @@ CREATE TABLE IF NOT EXISTS events (at REAL NOT NULL, kind TEXT NOT NULL, detail 
 CREATE TABLE IF NOT EXISTS attempts (
     n INTEGER PRIMARY KEY, kind TEXT NOT NULL, reload_start INTEGER, started_at REAL NOT NULL,
     ended_at REAL, state TEXT NOT NULL, sources TEXT NOT NULL, failed_dir TEXT);
+CREATE TABLE IF NOT EXISTS bulks (
+    idempotency_key TEXT PRIMARY KEY, step_id TEXT NOT NULL, items TEXT NOT NULL,
+    bulk_key TEXT, settled INTEGER NOT NULL DEFAULT 0, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS failed_rows (
     unit TEXT NOT NULL, attempt INTEGER NOT NULL, source TEXT NOT NULL, header TEXT NOT NULL,
     rows TEXT NOT NULL, PRIMARY KEY (unit, attempt, source));
@@ -201,6 +209,35 @@ pub enum Record {
         key: String,
         value: String,
     },
+    /// A bulk about to be POSTed: committed (flushed) before it is.
+    BulkBatch(Box<BulkBatch>),
+    /// Mambu accepted the bulk: its process key.
+    BulkKey {
+        idempotency_key: String,
+        bulk_key: String,
+    },
+    /// Every item's step of the bulk is recorded.
+    BulkSettled {
+        idempotency_key: String,
+    },
+}
+
+/// One item of a bulk: the unit and step instance it settles, and what is sent for it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BulkItem {
+    pub unit: String,
+    pub instance: String,
+    pub item: Value,
+}
+
+/// A bulk of deposit transactions as recorded: sent under `idempotency_key` with `items` in
+/// their order; `bulk_key` once Mambu accepted it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkBatch {
+    pub idempotency_key: String,
+    pub step_id: String,
+    pub items: Vec<BulkItem>,
+    pub bulk_key: Option<String>,
 }
 
 /// A file's fingerprint as the checkpoint's meta keeps it (`plan`, `source:<name>`):
@@ -340,6 +377,41 @@ mod tests {
             ),
             "{error}"
         );
+    }
+
+    #[test]
+    fn bulks_are_read_back_until_settled_with_their_items_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.db");
+        let cp = Checkpoint::open(&path).unwrap();
+        let batch = |key: &str| BulkBatch {
+            idempotency_key: key.into(),
+            step_id: "opening".into(),
+            items: vec![BulkItem {
+                unit: "CL-1".into(),
+                instance: "clients/CL-1#opening".into(),
+                item: serde_json::json!({ "accountId": "DP-1", "amount": 5, "externalId": "O-1" }),
+            }],
+            bulk_key: None,
+        };
+        for key in ["k1", "k2", "k3"] {
+            cp.record(Record::BulkBatch(Box::new(batch(key))));
+        }
+        // Recorded again (a resume re-sending it): the first record stands.
+        cp.record(Record::BulkBatch(Box::new(batch("k1"))));
+        cp.record(Record::BulkKey {
+            idempotency_key: "k2".into(),
+            bulk_key: "8a5b01".into(),
+        });
+        cp.record(Record::BulkSettled {
+            idempotency_key: "k3".into(),
+        });
+        cp.close().unwrap();
+        let open = read_resume(&path).unwrap().bulks;
+        assert_eq!(open.len(), 2);
+        assert_eq!(open[0], batch("k1"));
+        assert_eq!(open[1].bulk_key.as_deref(), Some("8a5b01"));
+        assert_eq!(open[1].items, batch("k2").items);
     }
 
     #[test]

@@ -10,7 +10,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use super::{
-    Attempt, AttemptState, CheckpointError, SourceRows, StepStatus, UnitError, open_connection,
+    Attempt, AttemptState, BulkBatch, CheckpointError, SourceRows, StepStatus, UnitError,
+    open_connection,
 };
 use crate::UnknownText;
 use crate::mambu::CallOutcome;
@@ -28,6 +29,8 @@ pub struct Resume {
     pub attempts: Vec<Attempt>,
     /// Outputs of finished steps of units not done: unit → instance → (status, outputs).
     pub steps: HashMap<String, HashMap<String, (StepStatus, Value)>>,
+    /// Bulks recorded and not settled, oldest first: POSTed again (no process key) or polled.
+    pub bulks: Vec<BulkBatch>,
 }
 
 /// Column `index` of `row`, text stored as a `T`: one this version does not know is an error
@@ -77,6 +80,29 @@ fn attempts_of(conn: &Connection) -> Result<Vec<Attempt>, rusqlite::Error> {
             state: stored(r, 3, "attempts.state")?,
             sources: serde_json::from_str(&sources).unwrap_or_default(),
             failed_dir: r.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The bulks recorded and not settled, in the order recorded.
+fn open_bulks(conn: &Connection) -> Result<Vec<BulkBatch>, rusqlite::Error> {
+    let mut stmt = conn.prepare(
+        "SELECT idempotency_key, step_id, items, bulk_key FROM bulks WHERE settled = 0 ORDER BY at, rowid",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let items: String = r.get(2)?;
+        Ok(BulkBatch {
+            idempotency_key: r.get(0)?,
+            step_id: r.get(1)?,
+            items: serde_json::from_str(&items).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    2,
+                    rusqlite::types::Type::Text,
+                    format!("bulks.items: {e}").into(),
+                )
+            })?,
+            bulk_key: r.get(3)?,
         })
     })?;
     rows.collect()
@@ -144,6 +170,7 @@ pub fn read_resume(path: &Path) -> Result<Resume, CheckpointError> {
             .insert(instance, saved);
     }
     resume.attempts = attempts_of(&conn).map_err(wrap)?;
+    resume.bulks = open_bulks(&conn).map_err(wrap)?;
     Ok(resume)
 }
 

@@ -262,6 +262,21 @@ fn commit(conn: &mut Connection, batch: &[Record]) -> Result<(), rusqlite::Error
                 tx.prepare_cached("INSERT INTO events (at, kind, detail) VALUES (?1, ?2, ?3)")?
                     .execute(params![at, kind, detail])?;
             }
+            Record::BulkBatch(b) => {
+                tx.prepare_cached("INSERT OR IGNORE INTO bulks (idempotency_key, step_id, items, at) VALUES (?1, ?2, ?3, ?4)")?
+                    .execute(params![b.idempotency_key, b.step_id, serde_json::to_string(&b.items).unwrap_or_default(), at])?;
+            }
+            Record::BulkKey {
+                idempotency_key,
+                bulk_key,
+            } => {
+                tx.prepare_cached("UPDATE bulks SET bulk_key = ?2 WHERE idempotency_key = ?1")?
+                    .execute(params![idempotency_key, bulk_key])?;
+            }
+            Record::BulkSettled { idempotency_key } => {
+                tx.prepare_cached("UPDATE bulks SET settled = 1 WHERE idempotency_key = ?1")?
+                    .execute(params![idempotency_key])?;
+            }
             Record::Meta { key, value } => {
                 tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
                     .execute(params![key, value])?;

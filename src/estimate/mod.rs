@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::plan::action::Action;
+use crate::plan::action::{Action, BULK_DEPOSITS, BULK_STATUS};
 use crate::plan::check::{ActionStep, Plan, check};
 use crate::plan::compiled::Compiled;
 use crate::plan::load::load;
@@ -133,7 +133,37 @@ pub struct Estimate {
     pub timing: Timing,
     /// Calls a different flow could save, for the conversation with Mambu's onboarding team.
     pub savings: Vec<Saving>,
+    /// The calls the plan's bulk deposit steps save (issue 18).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bulks: Vec<BulkCalls>,
     pub assumptions: Vec<String>,
+}
+
+/// A deposit step posted through the bulk endpoint: its items go in bulks of `size`, each one
+/// POST and at least one poll (`GET /bulks/{key}`), instead of one call per item.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BulkCalls {
+    pub step: String,
+    pub size: u64,
+    pub items: u64,
+    /// POSTs and polls (one each per bulk: a poll more per second a bulk takes).
+    pub calls: u64,
+    /// `items - calls`: what single deposits would have cost more.
+    pub saved: u64,
+}
+
+impl BulkCalls {
+    /// The calls of `items` items in bulks of `size`: a POST and a poll per bulk.
+    fn of(step: &str, size: u64, items: u64) -> Self {
+        let calls = 2 * items.div_ceil(size.max(1));
+        Self {
+            step: step.to_owned(),
+            size,
+            items,
+            calls,
+            saved: items.saturating_sub(calls),
+        }
+    }
 }
 
 /// Calls of one step that another flow could save.
@@ -359,7 +389,7 @@ fn estimate_plan(
     let mut steps = step_volumes(&action_steps, &step_calls);
     let mut reading =
         estimator.read_units(sources, lookups.as_ref(), &base, &step_calls, &mut steps)?;
-    let endpoints = estimator.count_calls(&step_calls, &mut steps, &mut reading.acc);
+    let (endpoints, bulks) = estimator.count_calls(&step_calls, &mut steps, &mut reading.acc);
     let assumptions = estimator.assumptions(&reading, &steps, lookup_calls, lookups.is_some());
     let timing = estimator.project_timing(&reading.acc);
     let total_calls = reading.acc.all.calls;
@@ -379,6 +409,7 @@ fn estimate_plan(
         samples: reading.samples.into_iter().flatten().collect(),
         timing,
         savings,
+        bulks,
         assumptions,
     })
 }
@@ -503,8 +534,9 @@ impl Estimator<'_> {
         step_calls: &[StepCalls],
         steps: &mut [StepVolume],
         acc: &mut Accumulator,
-    ) -> Vec<EndpointVolume> {
+    ) -> (Vec<EndpointVolume>, Vec<BulkCalls>) {
         let mut endpoints: BTreeMap<(String, String), (u64, f64)> = BTreeMap::new();
+        let mut bulks = Vec::new();
         let reads = TENANT_READS
             .iter()
             .map(|p| p.to_string())
@@ -518,7 +550,21 @@ impl Estimator<'_> {
                 t.work_ms += l;
             }
         }
-        for (step, calls) in steps.iter_mut().zip(step_calls) {
+        let action_steps = self.plan.action_steps();
+        for ((step, calls), action) in steps.iter_mut().zip(step_calls).zip(&action_steps) {
+            if let Some(size) = action.bulk {
+                // Its items go in bulks: a POST and a poll per bulk, not a call per item.
+                let bulk = BulkCalls::of(&step.id, size as u64, step.instances);
+                for (m, p) in [BULK_DEPOSITS, BULK_STATUS] {
+                    let l = self.latency(&format!("{m} {p}"));
+                    let e = endpoints.entry((m.into(), p.into())).or_insert((0, l));
+                    e.0 += bulk.calls / 2;
+                }
+                acc.all.calls = acc.all.calls.saturating_sub(bulk.saved);
+                step.calls = bulk.calls;
+                bulks.push(bulk);
+                continue;
+            }
             step.calls = step.instances * step.calls_each;
             for (m, p, l) in calls {
                 endpoints.entry((m.clone(), p.clone())).or_insert((0, *l)).0 += step.instances;
@@ -534,7 +580,7 @@ impl Estimator<'_> {
             })
             .collect();
         endpoints.sort_by_key(|p| std::cmp::Reverse(p.calls));
-        endpoints
+        (endpoints, bulks)
     }
 
     /// What the figures assume, said in the report beside them.

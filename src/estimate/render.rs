@@ -138,6 +138,18 @@ pub fn markdown(e: &Estimate) -> String {
         ]);
     }
     let _ = writeln!(w, "\ntotal_calls: **{}**", thousands(e.total_calls));
+    for b in &e.bulks {
+        let _ = writeln!(
+            w,
+            "\nbulk deposits: {} items in {} calls instead of {} ({} saved): step `{}`, bulks of {} (a POST and at least one poll each)",
+            thousands(b.items),
+            thousands(b.calls),
+            thousands(b.items),
+            thousands(b.saved),
+            b.step,
+            b.size
+        );
+    }
 
     let _ = writeln!(w, "\n## Sample API calls\n");
     let _ = writeln!(

@@ -212,6 +212,7 @@ pub async fn adopt(
             json: true,
             retry_after: None,
             items_total: None,
+            location: None,
         }),
         Intent::Transaction {
             kind,
@@ -234,6 +235,7 @@ pub async fn adopt(
                 json: true,
                 retry_after: None,
                 items_total: None,
+                location: None,
             })
         }
         Intent::Declared { get, pick: at, .. } => {

@@ -233,6 +233,8 @@ pub struct Answer {
     pub retry_after: Option<Duration>,
     /// A list's `items-total` header (with `paginationDetails=ON`): how many items in all.
     pub items_total: Option<u64>,
+    /// The `Location` header: where a bulk's status is read (`../shared/mambu-api.md` §6).
+    pub location: Option<String>,
 }
 
 /// Answers bigger than this are not read whole: a Mambu answer is a few kilobytes.
@@ -289,6 +291,11 @@ impl Client {
             .get("items-total")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let mut bytes = Vec::new();
         while let Some(chunk) = response
             .chunk()
@@ -317,6 +324,7 @@ impl Client {
             json,
             retry_after,
             items_total,
+            location,
         })
     }
 }
@@ -605,6 +613,7 @@ mod tests {
             json: true,
             retry_after: None,
             items_total: None,
+            location: None,
         };
         assert_eq!(classify(&answer(201, Value::Null)), Verdict::Success);
         for status in [102, 409, 500, 502, 503, 504] {

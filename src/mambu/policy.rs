@@ -47,6 +47,10 @@ pub enum Expect {
     Schedule,
     /// A list (a page of one).
     List,
+    /// A bulk accepted: its process key in the `Location` header (`../shared/mambu-api.md` §6).
+    Accepted,
+    /// A bulk's status: an object with a `status`.
+    BulkStatus,
 }
 
 impl Expect {
@@ -58,6 +62,11 @@ impl Expect {
                 Expect::Entity => answer.body.get("encodedKey").is_some_and(Value::is_string),
                 Expect::Schedule => answer.body.get("installments").is_some_and(Value::is_array),
                 Expect::List => answer.body.is_array(),
+                Expect::Accepted => answer
+                    .location
+                    .as_deref()
+                    .is_some_and(|l| l.rsplit('/').next().is_some_and(|key| !key.is_empty())),
+                Expect::BulkStatus => answer.body.get("status").is_some_and(Value::is_string),
             }
     }
 
@@ -67,6 +76,8 @@ impl Expect {
             Expect::Entity => "no encodedKey",
             Expect::Schedule => "no installments",
             Expect::List => "not a list",
+            Expect::Accepted => "no bulk process key in Location",
+            Expect::BulkStatus => "no bulk status",
         }
     }
 }
@@ -275,6 +286,7 @@ mod tests {
             json: true,
             retry_after: None,
             items_total: None,
+            location: None,
         }
     }
 

@@ -6,6 +6,19 @@
 
 use serde_json::{Value, json};
 
+/// The most items the tool puts in one bulk deposit. Stricter reading: Mambu publishes no
+/// maximum (`../shared/mambu-api.md` §6 and open question 4); 1,000, its largest page, is
+/// taken.
+pub const BULK_MAX_ITEMS: usize = 1000;
+
+/// Items per bulk when a deposit step's `bulk` gives no `size`.
+pub const BULK_DEFAULT_SIZE: usize = 500;
+
+/// The bulk deposit endpoint (`../shared/mambu-api.md` §6): a POST answered 202 with the bulk
+/// process key in `Location`, and the bulk's status read at `BULK_STATUS/{key}`.
+pub const BULK_DEPOSITS: (&str, &str) = ("POST", "/deposits/deposit-transactions:bulk");
+pub const BULK_STATUS: (&str, &str) = ("GET", "/bulks/{bulkProcessKey}");
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
     CreateClient,

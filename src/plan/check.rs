@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::action::{AccountsNeeded, Action};
+use super::action::{AccountsNeeded, Action, BULK_DEFAULT_SIZE, BULK_MAX_ITEMS};
 use super::file::{
     AdoptFile, ColumnFile, ColumnKind, InstallmentsFile, PlanFile, SourceFile, StepFile, TargetFile,
 };
@@ -123,6 +123,8 @@ pub struct ActionStep {
     /// request: how to adopt what exists after a refusal that says it does.
     pub adopt: Option<AdoptFile>,
     pub save: BTreeMap<String, String>,
+    /// deposit through the bulk endpoint: items per bulk. Such a step has no outputs.
+    pub bulk: Option<usize>,
     /// The sources whose current rows are in scope (unit source first).
     pub scope: Vec<String>,
 }
@@ -573,7 +575,11 @@ impl<'a> Checker<'a> {
                 Some("add at least a create_client step".into()),
             ));
         }
-        self.problems.extend(walker.problems);
+        let mut problems = walker.problems;
+        for (path, message, hint) in bulk_references(&action_steps(&steps)) {
+            problems.push(loaded.problem(&path, message, Some(hint)));
+        }
+        self.problems.extend(problems);
         steps
     }
 }
@@ -703,6 +709,7 @@ impl StepWalker<'_> {
             ("deposit", step.deposit.is_some()),
             ("adopt", step.adopt.is_some()),
             ("save", !step.save.is_empty()),
+            ("bulk", step.bulk.is_some()),
         ] {
             if present {
                 self.report(
@@ -790,6 +797,7 @@ impl StepWalker<'_> {
         let (method, request_path) = check.request_call();
         let adopt = check.adopt(method.as_deref());
         check.check_save();
+        let bulk = check.bulk();
         Some(ActionStep {
             path: path.to_owned(),
             id,
@@ -803,6 +811,7 @@ impl StepWalker<'_> {
             request_path,
             adopt,
             save: step.save.clone(),
+            bulk,
             scope: scope.to_vec(),
         })
     }
@@ -1248,6 +1257,91 @@ impl ActionCheck<'_, '_> {
     }
 }
 
+impl ActionCheck<'_, '_> {
+    /// A deposit's `bulk`: its size within 1 to [`BULK_MAX_ITEMS`]; on no other action, and
+    /// with nothing saved (its outcome comes after the unit's later steps have run).
+    fn bulk(&mut self) -> Option<usize> {
+        let (step, action, name, path) = (self.step, self.action, self.name, self.path);
+        let bulk = step.bulk.as_ref()?;
+        let at = format!("{path}.bulk");
+        if action != Action::MakeDeposit {
+            self.report(
+                &at,
+                format!("{name} has no bulk endpoint: only `deposit` does"),
+                Some("remove `bulk`".into()),
+            );
+            return None;
+        }
+        if !step.save.is_empty() {
+            self.report(
+                &format!("{path}.save"),
+                "a bulk deposit has no answer to save from: its outcome comes later".into(),
+                Some("remove `save`, or post this deposit without `bulk`".into()),
+            );
+        }
+        let size = bulk.size.unwrap_or(BULK_DEFAULT_SIZE);
+        if !(1..=BULK_MAX_ITEMS).contains(&size) {
+            self.report(
+                &format!("{at}.size"),
+                format!("a bulk of {size} items: a bulk takes 1 to {BULK_MAX_ITEMS}"),
+                Some(format!(
+                    "Mambu publishes no maximum; {BULK_MAX_ITEMS} is the tool's stricter reading"
+                )),
+            );
+            return None;
+        }
+        Some(size)
+    }
+}
+
+/// Every action step of `steps`, depth first, in the order a unit runs them.
+fn action_steps(steps: &[Step]) -> Vec<&ActionStep> {
+    fn visit<'a>(steps: &'a [Step], out: &mut Vec<&'a ActionStep>) {
+        for step in steps {
+            match step {
+                Step::Action(a) => out.push(a),
+                Step::ForEach(g) => visit(&g.steps, out),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    visit(steps, &mut out);
+    out
+}
+
+/// Later steps that use a bulk step's outputs, as (key path, message, hint): a bulk step has
+/// none (its outcome is known only once its bulk is processed, after the unit's later steps).
+fn bulk_references(steps: &[&ActionStep]) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for (i, bulk) in steps.iter().enumerate().filter(|(_, s)| s.bulk.is_some()) {
+        let name = format!("steps.{}", bulk.id);
+        for later in &steps[i + 1..] {
+            let uses = super::refs::template_strings(later).iter().any(|t| {
+                t.match_indices(&name).any(|(at, _)| {
+                    let before = t[..at].chars().next_back();
+                    let after = t[at + name.len()..].chars().next();
+                    !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                        && !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
+            });
+            if uses {
+                out.push((
+                    later.path.clone(),
+                    format!(
+                        "step `{}` uses `{name}`, a bulk deposit: it has no outputs",
+                        later.id
+                    ),
+                    format!(
+                        "its outcome is known only once its bulk is processed; post `{}` without `bulk` if later steps need it",
+                        bulk.id
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
 impl ActionStep {
     /// The body (`None`: no body) with its lists built from child rows taken out, and those
     /// lists ([`super::lists`]); malformed ones were reported by `check` and are left out.
@@ -1265,17 +1359,7 @@ impl ActionStep {
 impl Plan {
     /// Every action step, depth first, in the order a unit runs them.
     pub fn action_steps(&self) -> Vec<&ActionStep> {
-        fn visit<'a>(steps: &'a [Step], out: &mut Vec<&'a ActionStep>) {
-            for step in steps {
-                match step {
-                    Step::Action(a) => out.push(a),
-                    Step::ForEach(g) => visit(&g.steps, out),
-                }
-            }
-        }
-        let mut out = Vec::new();
-        visit(&self.steps, &mut out);
-        out
+        action_steps(&self.steps)
     }
 
     /// The plan's sources as one tree under the unit source; an error naming every problem
@@ -1326,6 +1410,41 @@ impl Plan {
                 (s.path.clone(), message, hint)
             })
             .collect()
+    }
+
+    /// What makes a bulk deposit unsafe or wrong, as (key path, message, hint): an item with
+    /// no `externalId` of its own (after a lost reply the run finds what a bulk posted by its
+    /// externalId; the one the run would make up depends on the plan's name and the step's
+    /// place, so a renamed plan or a moved step would post it again), and an item with a
+    /// `valueDate` or `bookingDate`, which the bulk endpoint does not take.
+    pub fn bulk_problems(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for step in self.action_steps().into_iter().filter(|s| s.bulk.is_some()) {
+            let body = step.body.as_ref().and_then(Value::as_object);
+            if !body.is_some_and(|b| b.contains_key("externalId")) {
+                out.push((
+                    if body.is_some() { format!("{}.body", step.path) } else { step.path.clone() },
+                    format!(
+                        "bulk deposit `{}` has no `externalId`: after a lost reply or a kill, what a bulk posted is found again by its items' externalIds",
+                        step.id
+                    ),
+                    "give each item a unique `externalId` from the source, e.g. `externalId: \"OPEN-{{ deposits.deposit_id }}\"`".into(),
+                ));
+            }
+            for field in ["valueDate", "bookingDate"] {
+                if body.is_some_and(|b| b.contains_key(field)) {
+                    out.push((
+                        format!("{}.body.{field}", step.path),
+                        format!(
+                            "bulk deposit `{}` gives a `{field}`: Mambu's bulk endpoint takes none (its items post at the tenant's current date)",
+                            step.id
+                        ),
+                        "remove it (an opening balance as of the cutover), or post a backdated history without `bulk`, one deposit per call".into(),
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// The source definition by name.

@@ -405,6 +405,21 @@ pub struct StepFile {
     /// `id` and `encodedKey` are always kept.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub save: BTreeMap<String, String>,
+    /// deposit: post through Mambu's bulk endpoint (`POST /deposits/deposit-transactions:bulk`)
+    /// in bulks of `size` items gathered across units, instead of one call per deposit. A bulk
+    /// item takes no valueDate or bookingDate (it posts at the tenant's current date): for
+    /// opening balances as of the cutover, not for a backdated history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulk: Option<BulkFile>,
+}
+
+/// A deposit step's `bulk`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BulkFile {
+    /// Items per bulk (1 to 1,000; default 500). The last bulk takes what remains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<usize>,
 }
 
 /// A request step's adoption: which refusals say "it already exists", and where to read it.

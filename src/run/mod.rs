@@ -10,6 +10,7 @@
 //! is spent, or when the credentials are refused.
 
 mod attempt;
+mod bulk;
 mod failed;
 pub mod guard;
 mod progress;
@@ -80,6 +81,8 @@ pub(crate) struct Shared {
     pub attempt: i64,
     /// The plan's sources, in its order.
     pub source_names: Vec<String>,
+    /// Items of bulk deposit steps, gathered across units ([`bulk`]).
+    pub bulks: bulk::Bulks,
 }
 
 impl Shared {
@@ -581,6 +584,7 @@ async fn execute(
         crate::target::retry_settings(&plan),
     )
     .with_approver(connection.approver.clone());
+    let (bulks, bulk_queue) = bulk::Bulks::new();
     let shared = Arc::new(Shared {
         checkpoint,
         compiled: Compiled::new(&plan),
@@ -591,6 +595,7 @@ async fn execute(
         progress: Progress::new(total_units, options.progress),
         attempt: chosen.n,
         source_names: plan.sources.iter().map(|s| s.name.clone()).collect(),
+        bulks,
     });
 
     // Signals: the first drains (no new unit, in-flight units finish their step), the second
@@ -627,6 +632,11 @@ async fn execute(
         Err(reason) => shared.stop(reason),
     }
 
+    // Bulks an earlier attempt left unsettled, before any unit looks for its items' outcome.
+    let mut resume = resume;
+    bulk::recover(&shared, std::mem::take(&mut resume.bulks)).await;
+    let batcher = tokio::spawn(bulk::batch(shared.clone(), bulk_queue));
+
     let (tally, not_started_by_deadline) = drive(
         &shared,
         unit_rx,
@@ -636,6 +646,10 @@ async fn execute(
         concurrency,
     )
     .await;
+    shared.bulks.close();
+    if batcher.await.is_err() {
+        shared.stop("the bulk batcher panicked".into());
+    }
     let report = grouping.await.ok();
     ticker.abort();
     signals.abort();
@@ -903,8 +917,9 @@ async fn drive(
         };
         let task_shared = shared.clone();
         tasks.spawn(async move {
-            let end = run_unit(task_shared, unit, ordinal, saved).await;
-            drop(permit);
+            // The permit goes back once the unit has run its steps, before it waits for its
+            // bulk items: a bulk fills from more units than the concurrency.
+            let end = run_unit(task_shared, unit, ordinal, saved, permit).await;
             (key, end)
         });
         while let Some(done) = tasks.try_join_next() {
@@ -912,6 +927,8 @@ async fn drive(
         }
     }
     drop(unit_rx);
+    // No unit starts any more: the bulks' remainders go once the units running have queued.
+    shared.bulks.close();
     while let Some(done) = tasks.join_next().await {
         tally.account(done, shared, budget);
     }
@@ -993,11 +1010,8 @@ impl Tally {
 async fn read_lookups(shared: &Shared, settings: &PlanFile) -> Result<Value, String> {
     let mut tables = serde_json::Map::new();
     for (name, lookup) in &settings.lookups {
-        let mut observer = LookupCalls {
-            shared,
-            step_id: format!("lookups.{name}"),
-            endpoint: lookup.path.clone(),
-        };
+        let step_id = format!("lookups.{name}");
+        let mut observer = RunCalls::new(shared, &step_id, ("GET", &lookup.path));
         let items = shared
             .session
             .list(&lookup.path, &mut observer)
@@ -1011,22 +1025,43 @@ async fn read_lookups(shared: &Shared, settings: &PlanFile) -> Result<Value, Str
     Ok(Value::Object(tables))
 }
 
-/// Records the lookups' calls in the checkpoint and the progress line.
-struct LookupCalls<'a> {
+/// Records the calls of no unit (the lookups', the bulks') in the checkpoint and the progress
+/// line, under a step id and an endpoint.
+pub(crate) struct RunCalls<'a> {
     shared: &'a Shared,
     step_id: String,
+    method: &'static str,
     endpoint: String,
+    /// Attempts so far.
+    pub attempts: u32,
 }
 
-impl Observer for LookupCalls<'_> {
+impl<'a> RunCalls<'a> {
+    pub fn new(
+        shared: &'a Shared,
+        step_id: &str,
+        (method, endpoint): (&'static str, &str),
+    ) -> Self {
+        Self {
+            shared,
+            step_id: step_id.to_owned(),
+            method,
+            endpoint: endpoint.to_owned(),
+            attempts: 0,
+        }
+    }
+}
+
+impl Observer for RunCalls<'_> {
     fn attempt(&mut self, status: Option<u16>, outcome: CallOutcome, latency_ms: f64, _: bool) {
-        self.shared.progress.calls.fetch_add(1, Ordering::Relaxed);
+        self.attempts += 1;
+        self.shared.progress.count_call(outcome);
         self.shared
             .checkpoint
             .record(Record::Call(Box::new(checkpoint::CallRecord {
                 unit: String::new(),
                 step_id: self.step_id.clone(),
-                method: "GET",
+                method: self.method,
                 endpoint: self.endpoint.clone(),
                 status,
                 outcome,

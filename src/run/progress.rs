@@ -51,6 +51,17 @@ impl Progress {
         }
     }
 
+    /// Counts one attempt of a call: a call, and a retry or a throttle when it was one.
+    pub fn count_call(&self, outcome: crate::mambu::CallOutcome) {
+        use crate::mambu::CallOutcome;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            CallOutcome::Throttled => self.throttled.fetch_add(1, Ordering::Relaxed),
+            CallOutcome::Retried => self.retried.fetch_add(1, Ordering::Relaxed),
+            CallOutcome::Ok | CallOutcome::Adopted | CallOutcome::Failed => 0,
+        };
+    }
+
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::Shared;
+use super::bulk::Settled;
 use crate::checkpoint::{CallRecord, Record, StepRecord, StepStatus, UnitError};
 use crate::mambu::adopt::{Intent, adopt};
 use crate::mambu::{Answer, CallOutcome, Expect, Keep, Observer, Refusal, Request, Sent};
@@ -25,16 +26,21 @@ pub enum UnitEnd {
     Interrupted,
 }
 
+/// Runs the unit's steps (holding `permit`, one of the run's concurrency), then, the permit
+/// given back, waits for the items it queued for bulks: it ends once they are settled.
 pub async fn run_unit(
     shared: Arc<Shared>,
     unit: Unit,
     ordinal: u64,
     saved: HashMap<String, (StepStatus, Value)>,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) -> UnitEnd {
+    let running = shared.bulks.running();
     shared.checkpoint.record(Record::UnitStarted {
         key: unit.key().to_owned(),
         ordinal: ordinal as i64,
     });
+    let mut queued = Vec::new();
     let mut outputs: HashMap<String, Value> = HashMap::new();
     let mut calls = 0i64;
     let planned = shared.compiled.expand(&unit);
@@ -64,7 +70,12 @@ pub async fn run_unit(
             }
             continue;
         }
-        match run_step(&shared, &unit, step, &instance, &mut outputs, &mut calls).await {
+        let result = match action.bulk {
+            Some(size) => queue_bulk_item(&shared, &unit, step, &instance, &mut outputs, size)
+                .map(|settled| queued.extend(settled)),
+            None => run_step(&shared, &unit, step, &instance, &mut outputs, &mut calls).await,
+        };
+        match result {
             Ok(()) => {}
             Err(StepStop::Failed(error)) => {
                 end = UnitEnd::Failed(error);
@@ -75,6 +86,10 @@ pub async fn run_unit(
                 break;
             }
         }
+    }
+    drop((running, permit));
+    if matches!(end, UnitEnd::Done) {
+        end = settled(queued).await;
     }
     match &end {
         UnitEnd::Done => shared.checkpoint.record(Record::UnitFinished {
@@ -105,6 +120,135 @@ enum StepStop {
     Interrupted,
 }
 
+/// How the unit ends once its bulk items are settled: failed at the first item refused, else
+/// interrupted when one is left for a resume, else done.
+async fn settled(queued: Vec<tokio::sync::oneshot::Receiver<Settled>>) -> UnitEnd {
+    let mut end = UnitEnd::Done;
+    for item in queued {
+        match item.await.unwrap_or(Settled::Interrupted) {
+            Settled::Done => {}
+            Settled::Failed(error) => {
+                if !matches!(end, UnitEnd::Failed(_)) {
+                    end = UnitEnd::Failed(error);
+                }
+            }
+            Settled::Interrupted => {
+                if matches!(end, UnitEnd::Done) {
+                    end = UnitEnd::Interrupted;
+                }
+            }
+        }
+    }
+    end
+}
+
+/// A bulk step: settled already by this attempt's recovery, or its call rendered (as a single
+/// deposit's) and its item queued for a bulk; the item's answer to wait for, if queued.
+fn queue_bulk_item(
+    shared: &Shared,
+    unit: &Unit,
+    planned: &Planned<'_>,
+    instance: &str,
+    outputs: &mut HashMap<String, Value>,
+    size: usize,
+) -> Result<Option<tokio::sync::oneshot::Receiver<Settled>>, StepStop> {
+    let step = shared.compiled.step(planned.step);
+    match shared.bulks.recovered(unit.key(), instance) {
+        Some(Settled::Done) => return Ok(None),
+        Some(Settled::Failed(error)) => return Err(StepStop::Failed(error)),
+        Some(Settled::Interrupted) | None => {}
+    }
+    let Some(call) = prepare(shared, unit, planned, instance, outputs)? else {
+        return Ok(None);
+    };
+    Ok(Some(shared.bulks.queue(
+        &step.id,
+        size,
+        unit.key(),
+        instance,
+        &call,
+    )))
+}
+
+/// Records a step instance's end.
+fn record_step(
+    shared: &Shared,
+    unit: &Unit,
+    instance: &str,
+    step: &crate::plan::check::ActionStep,
+    end: (StepStatus, Option<u16>, &Value),
+    attempts: u32,
+    latency: f64,
+) {
+    let (status, http, out) = end;
+    shared.checkpoint.record(Record::Step(Box::new(StepRecord {
+        unit: unit.key().to_owned(),
+        instance: instance.to_owned(),
+        step_id: step.id.clone(),
+        action: step.action.name().to_owned(),
+        status,
+        idempotency_key: None,
+        http_status: http,
+        outputs: out.clone(),
+        attempts,
+        latency_ms: latency,
+    })));
+}
+
+/// A step's call, rendered: `None` when its `when` is false (recorded as skipped). A
+/// transaction without an externalId is given one: the second line of replay safety (after
+/// the Idempotency-Key).
+fn prepare(
+    shared: &Shared,
+    unit: &Unit,
+    planned: &Planned<'_>,
+    instance: &str,
+    outputs: &mut HashMap<String, Value>,
+) -> Result<Option<Call>, StepStop> {
+    let compiled = &shared.compiled;
+    let step = compiled.step(planned.step);
+    let lookups = shared.lookups.get();
+    match compiled.when(planned, outputs, lookups) {
+        Ok(true) => {}
+        Ok(false) => {
+            record_step(
+                shared,
+                unit,
+                instance,
+                step,
+                (StepStatus::Skipped, None, &Value::Null),
+                0,
+                0.0,
+            );
+            if compiled.keeps_row_output(planned.step) {
+                // A later list must not read another row's output for this one.
+                outputs.insert(instance.to_owned(), Value::Null);
+            }
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(unit_error(
+                &step.id,
+                format!("`when` could not be evaluated: {e}"),
+                0,
+            ));
+        }
+    }
+    let mut call = compiled
+        .render(unit, planned, outputs, lookups)
+        .map_err(|e| unit_error(&step.id, format!("the call could not be rendered: {e}"), 0))?;
+    if call.action.is_transaction()
+        && let Some(Value::Object(body)) = call.body.as_mut()
+        && !body.contains_key("externalId")
+    {
+        body.insert(
+            "externalId".into(),
+            json!(external_id(&shared.plan_name, unit.key(), instance)),
+        );
+    }
+    Ok(Some(call))
+}
+
 fn unit_error(step: &str, message: String, attempts: u32) -> StepStop {
     StepStop::Failed(Box::new(UnitError {
         step: step.to_owned(),
@@ -125,46 +269,9 @@ async fn run_step(
     let compiled = &shared.compiled;
     let step = compiled.step(planned.step);
     let lookups = shared.lookups.get();
-    let record_step = |status: StepStatus,
-                       key: Option<String>,
-                       http: Option<u16>,
-                       out: &Value,
-                       attempts: u32,
-                       latency: f64| {
-        shared.checkpoint.record(Record::Step(Box::new(StepRecord {
-            unit: unit.key().to_owned(),
-            instance: instance.to_owned(),
-            step_id: step.id.clone(),
-            action: step.action.name().to_owned(),
-            status,
-            idempotency_key: key,
-            http_status: http,
-            outputs: out.clone(),
-            attempts,
-            latency_ms: latency,
-        })));
+    let Some(call) = prepare(shared, unit, planned, instance, outputs)? else {
+        return Ok(());
     };
-    match compiled.when(planned, outputs, lookups) {
-        Ok(true) => {}
-        Ok(false) => {
-            record_step(StepStatus::Skipped, None, None, &Value::Null, 0, 0.0);
-            if compiled.keeps_row_output(planned.step) {
-                // A later list must not read another row's output for this one.
-                outputs.insert(instance.to_owned(), Value::Null);
-            }
-            return Ok(());
-        }
-        Err(e) => {
-            return Err(unit_error(
-                &step.id,
-                format!("`when` could not be evaluated: {e}"),
-                0,
-            ));
-        }
-    }
-    let mut call = compiled
-        .render(unit, planned, outputs, lookups)
-        .map_err(|e| unit_error(&step.id, format!("the call could not be rendered: {e}"), 0))?;
     let started = Instant::now();
     let mut attempts = 0u32;
     let kept = kept_fields(&step.save);
@@ -189,17 +296,6 @@ async fn run_step(
         endpoint: String::new(),
         waiting: None,
     };
-
-    if call.action.is_transaction()
-        && let Some(Value::Object(body)) = call.body.as_mut()
-        && !body.contains_key("externalId")
-    {
-        // The second line of replay safety (after the Idempotency-Key): a stable externalId.
-        body.insert(
-            "externalId".into(),
-            json!(external_id(&shared.plan_name, unit.key(), instance)),
-        );
-    }
 
     let (answer, status) = if call.action == Action::EditSchedule {
         edit_schedule(&mut ctx, &call).await?
@@ -280,10 +376,11 @@ async fn run_step(
     drop(ctx);
     let out = outputs_of(step.action, &answer.body, &step.save);
     record_step(
-        status,
-        None,
-        Some(answer.status),
-        &out,
+        shared,
+        unit,
+        instance,
+        step,
+        (status, Some(answer.status), &out),
         attempts,
         started.elapsed().as_secs_f64() * 1000.0,
     );
@@ -296,6 +393,16 @@ async fn run_step(
 }
 
 fn refused(step: &str, answer: &Answer, refusal: Refusal, attempts: u32) -> StepStop {
+    StepStop::Failed(refusal_error(step, answer, refusal, attempts))
+}
+
+/// Why a unit fails at `step` when Mambu refused its call.
+pub(super) fn refusal_error(
+    step: &str,
+    answer: &Answer,
+    refusal: Refusal,
+    attempts: u32,
+) -> Box<UnitError> {
     let message = match (&refusal.reason, answer.json) {
         (Some(reason), _) => format!("Mambu refused: {reason}"),
         (None, true) => format!("Mambu refused with HTTP {}", answer.status),
@@ -305,7 +412,7 @@ fn refused(step: &str, answer: &Answer, refusal: Refusal, attempts: u32) -> Step
             answer.body.as_str().unwrap_or("")
         ),
     };
-    StepStop::Failed(Box::new(UnitError {
+    Box::new(UnitError {
         step: step.to_owned(),
         http_status: Some(answer.status),
         error_code: refusal.code,
@@ -313,7 +420,7 @@ fn refused(step: &str, answer: &Answer, refusal: Refusal, attempts: u32) -> Step
         error_source: refusal.source,
         message,
         attempts,
-    }))
+    })
 }
 
 /// The endpoint template a call is counted under.
@@ -443,16 +550,9 @@ impl Observer for CallCtx<'_> {
         latency_ms: f64,
         refused: bool,
     ) {
-        use std::sync::atomic::Ordering::Relaxed;
         *self.attempts += 1;
         *self.calls += 1;
-        let progress = &self.shared.progress;
-        progress.calls.fetch_add(1, Relaxed);
-        match outcome {
-            CallOutcome::Throttled => progress.throttled.fetch_add(1, Relaxed),
-            CallOutcome::Retried => progress.retried.fetch_add(1, Relaxed),
-            CallOutcome::Ok | CallOutcome::Adopted | CallOutcome::Failed => 0,
-        };
+        self.shared.progress.count_call(outcome);
         let record = CallRecord {
             unit: self.unit.to_owned(),
             step_id: self.step.to_owned(),

@@ -229,6 +229,20 @@ fn error_response(api: Api, err: &ApiError) -> Response {
 }
 
 fn json_response(status: StatusCode, api: Api, body: &Value) -> Response {
+    stored_response(status, api, body.to_string())
+}
+
+/// A change's answer as first given and as replayed under its Idempotency-Key: `body` is the
+/// JSON text the change answered. A 204 has no body; a 202 (a bulk, `../shared/mambu-api.md`
+/// §6) answers its bulk process key (the body, a JSON string) in the `Location` header.
+/// Stricter reading: §6 names only the header, so a 202 has no body at all.
+fn stored_response(status: StatusCode, api: Api, body: String) -> Response {
+    if status == StatusCode::ACCEPTED {
+        let key: String = serde_json::from_str(&body).unwrap_or_default();
+        let location = HeaderValue::from_str(&format!("/api/bulks/{key}"))
+            .unwrap_or_else(|_| HeaderValue::from_static("/api/bulks/"));
+        return (status, [(header::LOCATION, location)]).into_response();
+    }
     let media = if api == Api::V2 {
         V2_MEDIA_TYPE
     } else {
@@ -237,11 +251,10 @@ fn json_response(status: StatusCode, api: Api, body: &Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, HeaderValue::from_static(media))],
-        // A 204 (a loan's write-off) has no body.
         if status == StatusCode::NO_CONTENT {
             String::new()
         } else {
-            body.to_string()
+            body
         },
     )
         .into_response()
@@ -258,6 +271,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/groups", post(create_group))
         .route("/groups/{id}", get(get_group))
         .route("/deposits", post(create_deposit))
+        .route("/deposits/deposit-transactions:bulk", post(bulk_deposits))
         .route("/deposits/{id}", get(get_deposit).post(deposit_action))
         .route("/deposits/{id}/transactions", get(deposit_transactions))
         .route(
@@ -268,6 +282,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/deposits/{id}/withdrawal-transactions",
             post(deposit_transaction::<true>),
         )
+        .route("/bulks/{key}", get(get_bulk))
         .route("/loans", post(create_loan))
         .route("/loans/{id}", get(get_loan).post(loan_action))
         .route("/loans/{id}/schedule", get(get_schedule).put(edit_schedule))
@@ -536,21 +551,7 @@ impl Change<'_> {
                 let mut traffic = lock(&self.shared.traffic);
                 if stored.fingerprint == fingerprint {
                     traffic.idempotent_replays += 1;
-                    let media = if self.api == Api::V2 {
-                        V2_MEDIA_TYPE
-                    } else {
-                        "application/json"
-                    };
-                    return (
-                        stored.status,
-                        [(header::CONTENT_TYPE, HeaderValue::from_static(media))],
-                        if stored.status == StatusCode::NO_CONTENT {
-                            String::new()
-                        } else {
-                            stored.body.to_string()
-                        },
-                    )
-                        .into_response();
+                    return stored_response(stored.status, self.api, stored.body.to_string());
                 }
                 traffic.idempotency_conflicts += 1;
                 return error_response(self.api, &ApiError::idempotency_key_reused());
@@ -575,7 +576,7 @@ impl Change<'_> {
                 if self.shared.chance(lost_rate) {
                     return self.lose_reply().await;
                 }
-                json_response(self.success, self.api, &body)
+                stored_response(self.success, self.api, body.to_string())
             }
         }
     }
@@ -1108,6 +1109,51 @@ async fn deposit_transaction<const WITHDRAWAL: bool>(
 
 /// `POST /loans/{id}/lock-transactions`, or `/unlock-transactions` when `UNLOCK` (v2, with an
 /// Idempotency-Key, 201).
+/// `POST /deposits/deposit-transactions:bulk` (v2, with an Idempotency-Key): 202 before any
+/// item is posted, the bulk process key in `Location`. The bulk is picked up (IN_PROGRESS) half
+/// the fault settings' `bulk_delay_ms` later and processed (COMPLETE) at its end. It needs
+/// MAKE_DEPOSIT, as each of its items would alone. Under an Idempotency-Key its replay answers
+/// the same key and queues nothing; with keys ignored a retry is a new bulk whose items the
+/// first one posted fail as duplicates of their externalIds.
+async fn bulk_deposits(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<ConnHandle>,
+    Extension(caller): Extension<Caller>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = forbidden(&s, &caller, Api::V2, &[Call::MakeDeposit]) {
+        return refusal;
+    }
+    let delay = Duration::from_millis(lock(&s.faults).bulk_delay_ms);
+    let shared = s.clone();
+    let route = "POST /deposits/deposit-transactions:bulk".to_owned();
+    change(&s, &h, &c, Api::V2, true, StatusCode::ACCEPTED, route)
+        .apply(&body, move |t, b| {
+            let key = t.queue_bulk_deposits(b)?;
+            let queued = key.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay / 2).await;
+                lock(&shared.tenant).start_bulk(&queued);
+                tokio::time::sleep(delay - delay / 2).await;
+                lock(&shared.tenant).process_bulk(&queued);
+            });
+            Ok(Value::String(key))
+        })
+        .await
+}
+
+/// `GET /bulks/{bulkProcessKey}`: the bulk's status and, once COMPLETE, each item's outcome.
+/// Stricter reading: the record does not say which permission reads it; whoever may see
+/// deposit accounts may (VIEW_SAVINGS_ACCOUNT_DETAILS).
+async fn get_bulk(
+    State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+    Path(key): Path<String>,
+) -> Response {
+    read(&s, &caller, Call::ReadDeposit, |t| t.bulk_status(&key))
+}
+
 async fn lock_change<const UNLOCK: bool>(
     State(s): State<Arc<Shared>>,
     Extension(c): Extension<ConnHandle>,

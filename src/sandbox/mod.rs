@@ -89,6 +89,9 @@ pub struct Faults {
     /// closed before anything is done, with no answer. Set and cleared at runtime (`PUT
     /// /_sandbox/faults {"outage": true}`, then `{}`).
     pub outage: bool,
+    /// Not a fault: how long a bulk deposit takes from its 202 to COMPLETE (QUEUED for the
+    /// first half, IN_PROGRESS for the second), so a client really polls `GET /bulks/{key}`.
+    pub bulk_delay_ms: u64,
 }
 
 impl Default for Faults {
@@ -104,6 +107,7 @@ impl Default for Faults {
             malformed_rate: 0.0,
             idempotency: IdempotencyMode::Honour,
             outage: false,
+            bulk_delay_ms: 200,
         }
     }
 }

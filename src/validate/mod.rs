@@ -279,8 +279,13 @@ pub fn validate(options: &Options) -> Report {
     };
     let (plan, problems) = check_all(&loaded, &options.sources);
     findings.list.extend(problems.iter().map(plan_finding));
-    // Request POSTs a lost reply could make twice (an error: a cutover is not retried by hand).
-    for (path, message, hint) in plan.unsafe_requests() {
+    // Request POSTs a lost reply could make twice (an error: a cutover is not retried by hand),
+    // and bulk deposits that could not be found again or carry dates the endpoint refuses.
+    for (path, message, hint) in plan
+        .unsafe_requests()
+        .into_iter()
+        .chain(plan.bulk_problems())
+    {
         findings
             .list
             .push(plan_finding(&loaded.problem(&path, message, Some(hint))));

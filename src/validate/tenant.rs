@@ -1147,6 +1147,7 @@ mod tests {
             request_path: None,
             adopt: None,
             save: Default::default(),
+            bulk: None,
             scope: vec![],
         }
     }

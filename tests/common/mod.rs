@@ -639,6 +639,39 @@ pub fn deposit_history_plan(dir: &std::path::Path) -> (std::path::PathBuf, Vec<D
     (plan, expected)
 }
 
+/// Runs `plan` into `run_dir` and kills it (SIGKILL) after each of `waits_ms` in turn, each run
+/// after the first resuming (`extra` then `--resume`); stops early once a run ends by itself.
+/// The caller then resumes it to its end.
+pub async fn kill_at_moments(
+    sandbox: &Sandbox,
+    plan: &str,
+    run_dir: &std::path::Path,
+    extra: &[&str],
+    waits_ms: &[u64],
+) {
+    for (i, wait_ms) in waits_ms.iter().enumerate() {
+        let mut args = extra.to_vec();
+        if i > 0 {
+            args.push("--resume");
+        }
+        let mut child = spawn(sandbox, plan, run_dir, &args);
+        tokio::time::sleep(std::time::Duration::from_millis(*wait_ms)).await;
+        // A first run killed before it made its checkpoint leaves nothing to resume: on a slow
+        // machine, wait for the checkpoint before the first kill.
+        while !run_dir.join("checkpoint.db").exists() && child.try_wait().unwrap().is_none() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap();
+    }
+}
+
 /// `plan validate PLAN` passes, and `plan estimate PLAN` counts each step's calls: step id →
 /// calls.
 pub fn validated_step_calls(plan: &str) -> std::collections::HashMap<String, u64> {

@@ -68,6 +68,7 @@ impl Tenant {
             "custom_field_values": custom["custom_field_values"],
             "custom_field_values_total": custom["custom_field_values_total"],
             "addresses": custom["addresses"],
+            "bulks": self.bulk_stats(),
             "refused_duplicates": {
                 "client_id": c.refused_client_ids,
                 "group_id": c.refused_group_ids,

@@ -315,26 +315,8 @@ impl Tenant {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{client, tenant};
+    use super::super::test_support::{approved_deposit, pending_deposit, tenant};
     use super::*;
-
-    /// An APPROVED deposit of a new client; its id.
-    fn approved_deposit(t: &mut Tenant) -> String {
-        let holder = client(t);
-        let product = t.products.deposit_products[0].encoded_key.clone();
-        let id = t
-            .create_deposit(&json!({
-                "accountHolderKey": holder, "accountHolderType": "CLIENT",
-                "name": "Savings", "productTypeKey": product,
-            }))
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        t.change_deposit_state(&id, &json!({ "action": "APPROVE" }))
-            .unwrap();
-        id
-    }
 
     #[test]
     fn a_first_deposit_activates_and_withdrawals_stay_within_the_balance() {
@@ -392,17 +374,7 @@ mod tests {
     #[test]
     fn pending_accounts_future_dates_and_bad_amounts_are_refused() {
         let mut t = tenant();
-        let holder = client(&mut t);
-        let product = t.products.deposit_products[0].encoded_key.clone();
-        let pending = t
-            .create_deposit(&json!({
-                "accountHolderKey": holder, "accountHolderType": "CLIENT",
-                "name": "Savings", "productTypeKey": product,
-            }))
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let pending = pending_deposit(&mut t);
         let deposit = DepositTransactionKind::Deposit;
         let reason = |t: &mut Tenant, id: &str, body: Value| {
             t.post_deposit_transaction(id, deposit, &body)

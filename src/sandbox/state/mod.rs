@@ -24,6 +24,8 @@
 //! - `settlement`: the v1 link between a loan and its settlement deposit.
 //! - `transactions`: posting disbursements, fees and repayments (allocation, duplicates,
 //!   externalIds), and a loan's transaction list.
+//! - `bulks`: bulk deposit transactions: queued, then processed item by item under the single
+//!   deposit transaction's rules, their status and per-item outcomes.
 //! - `backdoor`: what the sandbox's own endpoints see and change behind Mambu's API:
 //!   `GET /_sandbox/stats` and `POST /_sandbox/tamper`.
 //! - `json`: reading request bodies and writing answers: fields, numbers (also written as JSON
@@ -32,6 +34,7 @@
 //!   and the organization setup that names the zone.
 
 mod backdoor;
+mod bulks;
 mod clients;
 mod custom_fields;
 mod deposits;
@@ -56,6 +59,7 @@ use super::error::ApiError;
 use super::products::Products;
 use super::tenant::{ClientRules, CustomFieldSet};
 
+pub use bulks::MAX_BULK_ITEMS;
 use json::optional_str;
 pub use json::{decimal, money};
 pub use zone::Zone;
@@ -88,6 +92,8 @@ pub struct Tenant {
     /// What the duplicate-client check compares: one key per configured field combination of
     /// every client created (see `Tenant::create_client`).
     client_matches: HashSet<String>,
+    /// Bulk deposit transactions, in the order queued.
+    bulks: Vec<bulks::Bulk>,
     pub counters: Counters,
 }
 
@@ -299,6 +305,7 @@ impl Tenant {
             external_ids: HashMap::new(),
             natural_keys: HashMap::new(),
             client_matches: HashSet::new(),
+            bulks: Vec::new(),
             counters: Counters::default(),
         }
     }
@@ -377,6 +384,28 @@ mod test_support {
         ))
         .unwrap();
         t.create_loan(&body).unwrap()
+    }
+
+    /// A PENDING_APPROVAL deposit of a new client; its id.
+    pub(super) fn pending_deposit(t: &mut Tenant) -> String {
+        let holder = client(t);
+        let product = t.products.deposit_products[0].encoded_key.clone();
+        t.create_deposit(&json!({
+            "accountHolderKey": holder, "accountHolderType": "CLIENT",
+            "name": "Savings", "productTypeKey": product,
+        }))
+        .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// An APPROVED deposit of a new client; its id.
+    pub(super) fn approved_deposit(t: &mut Tenant) -> String {
+        let id = pending_deposit(t);
+        t.change_deposit_state(&id, &json!({ "action": "APPROVE" }))
+            .unwrap();
+        id
     }
 
     /// A client's approved loan of `amount`, not yet disbursed; its id.
