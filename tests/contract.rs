@@ -552,7 +552,17 @@ async fn the_sample_migration_through_prism_has_no_contract_violations() {
         forwarded > 6000,
         "the migration's calls went through Prism: {forwarded}"
     );
-    let violations = prism.violations();
+    // The custom field definitions a run reads to record the tenant (`GET /customfieldsets`,
+    // `GET /customfields/{id}`) are in none of Mambu's spec files (../shared/mambu-api.md §8
+    // "Custom fields"): Prism has no route for them, which is no violation of ours.
+    let violations: Vec<String> = prism
+        .violations()
+        .into_iter()
+        .filter(|v| {
+            !(v.contains("NO_PATH_MATCHED_ERROR")
+                && (v.contains("get /customfieldsets") || v.contains("get /customfields/")))
+        })
+        .collect();
     assert!(
         violations.is_empty(),
         "Prism found {} violations:\n{}",

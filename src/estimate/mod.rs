@@ -37,6 +37,8 @@ const LARGEST: usize = 10;
 
 /// What `run` reads of the tenant before its lookups: its time zone, checked against the plan's.
 const TENANT_READS: [&str; 1] = [crate::target::ORGANIZATION_SETUP];
+/// The endpoint line of the reads that record the tenant before a run (`validate::drift`).
+const RECORD_READS: &str = "(the tenant's configuration: what the plan uses, recorded)";
 
 /// What to estimate.
 #[derive(Debug, Clone)]
@@ -248,8 +250,16 @@ pub fn estimate(options: &Options) -> anyhow::Result<Result<Estimate, Refused>> 
         .as_deref()
         .map(|t| tenant::read_lookups(&plan, t))
         .transpose()?;
+    // What a run reads to record the tenant (`validate::drift`): counted on the target, or on
+    // the plan's embedded sandbox (local); a plan's real tenant is not called without --target.
+    let record_target = match (options.target.as_deref(), &plan.target) {
+        (Some(t), _) => Some(crate::target::Where::parse(t)),
+        (None, crate::plan::check::Target::Sandbox { .. }) => Some(crate::target::Where::Embedded),
+        (None, _) => None,
+    };
+    let record = crate::validate::drift::record_reads(&plan, record_target.as_ref());
     Ok(Ok(estimate_plan(
-        &plan, &sources, options, measured, lookups,
+        &plan, &sources, options, measured, lookups, record,
     )?))
 }
 
@@ -375,16 +385,18 @@ fn estimate_plan(
     options: &Options,
     measured: Option<Measured>,
     lookups: Option<Value>,
+    record: (u64, bool),
 ) -> anyhow::Result<Estimate> {
     let estimator = Estimator {
         plan,
         options,
         measured,
+        record,
     };
     let action_steps = plan.action_steps();
     let base = base_url(plan, options.target.as_deref());
-    // The tenant's time zone, then each lookup: read once before the first unit.
-    let lookup_calls = TENANT_READS.len() as u64 + plan.settings.lookups.len() as u64;
+    // The tenant's time zone, its record, then each lookup: read once before the first unit.
+    let lookup_calls = TENANT_READS.len() as u64 + record.0 + plan.settings.lookups.len() as u64;
     let step_calls = estimator.step_calls(&action_steps);
     let mut steps = step_volumes(&action_steps, &step_calls);
     let mut reading =
@@ -423,6 +435,8 @@ struct Estimator<'a> {
     plan: &'a Plan,
     options: &'a Options,
     measured: Option<Measured>,
+    /// The calls that record the tenant, and whether they were counted on it.
+    record: (u64, bool),
 }
 
 impl Estimator<'_> {
@@ -550,6 +564,19 @@ impl Estimator<'_> {
                 t.work_ms += l;
             }
         }
+        // The tenant's record (`validate::drift`): several endpoints, counted as one line.
+        let (record, _) = self.record;
+        if record > 0 {
+            let l = self.latency(&format!("GET {}", crate::target::ORGANIZATION_SETUP));
+            endpoints
+                .entry(("GET".into(), RECORD_READS.into()))
+                .or_insert((0, l))
+                .0 += record;
+            for t in [&mut acc.all, &mut acc.sample] {
+                t.calls += record;
+                t.work_ms += l * record as f64;
+            }
+        }
         let action_steps = self.plan.action_steps();
         for ((step, calls), action) in steps.iter_mut().zip(step_calls).zip(&action_steps) {
             if let Some(size) = action.bulk {
@@ -595,7 +622,7 @@ impl Estimator<'_> {
         let (rate, concurrency) = (self.rate(), self.concurrency());
         let mut assumptions = vec![
             "A run without faults: every call succeeds on its first attempt, no unit fails (a failed unit skips its remaining steps, so faults make fewer calls, retries more).".to_owned(),
-            format!("The tenant is read once before the first unit (its time zone, then the lookups, a page of up to 1,000 items each): {lookup_calls} GET calls."),
+            format!("The tenant is read once before the first unit (its time zone, its configuration for the record of what the plan uses, then the lookups, a page of up to 1,000 items each): {lookup_calls} GET calls{}.", if self.record.1 { "" } else { ", the custom fields' definitions (one GET each) not counted: give --target to count them" }),
             "`when` conditions are evaluated on the real rows with placeholder outputs of earlier steps; a condition on a step's answer (steps.*) is therefore estimated, not known.".to_owned(),
             format!(
                 "Duration = max(calls ÷ rate, calls × latency ÷ concurrency, the longest unit's calls × latency, the units laid out in run order on the concurrency slots after the lookups), at {rate} calls/s and {concurrency} units at once."

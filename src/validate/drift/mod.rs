@@ -646,6 +646,35 @@ pub async fn check_run(
     Ok(true)
 }
 
+/// The calls a run makes to record the tenant ([`Snapshot::read`]), for `plan estimate`:
+/// counted by reading it when `target` is given (exact: a custom field set's fields are one GET
+/// each), otherwise the least it takes, `false` (the organization, each lookup, and each entity's
+/// custom field sets, the fields' definitions not counted).
+pub fn record_reads(plan: &Plan, target: Option<&Where>) -> (u64, bool) {
+    let least = 1 + plan.settings.lookups.len() as u64 + custom_fields::entities(plan).len() as u64;
+    let Some(target) = target else {
+        return (least, false);
+    };
+    let counted = crate::runtime().and_then(|runtime| {
+        runtime.block_on(async {
+            let connection =
+                crate::target::connect(plan, target, std::time::Duration::from_secs(30)).await?;
+            let reader = connection.reader(plan, None);
+            let read = Snapshot::read(&reader, plan, target).await;
+            connection.close().await;
+            read.map_err(anyhow::Error::msg)?;
+            Ok(reader.attempts())
+        })
+    });
+    match counted {
+        Ok(calls) => (calls, true),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "the tenant's configuration could not be read: its reads are estimated");
+            (least, false)
+        }
+    }
+}
+
 /// `plan validate --target`: the changes since the record as warnings, and the record written
 /// when there is none or nothing the plan uses changed (changes are accepted by a run, not by
 /// validating).
