@@ -447,7 +447,16 @@ pub fn broken_sample(
 ) {
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
-    for file in ["clients", "deposits", "schedules", "transactions"] {
+    for file in [
+        "clients",
+        "deposits",
+        "schedules",
+        "transactions",
+        "deposit_transactions",
+        "deposit_balances",
+        "tranches",
+        "loan_closures",
+    ] {
         std::fs::copy(
             format!("fixtures/sample/{file}.csv"),
             data.join(format!("{file}.csv")),
@@ -646,7 +655,21 @@ pub async fn run_under_faults(
     run_dir: &std::path::Path,
     seed: &str,
 ) -> (Sandbox, Value) {
-    let sandbox = Sandbox::start(&[
+    finish_under_faults(Sandbox::start(&faults(seed)), plan, run_dir, seed).await
+}
+
+/// [`run_under_faults`] against the sample's strict tenant ([`Sandbox::strict`]).
+pub async fn run_strict_under_faults(
+    plan: &str,
+    run_dir: &std::path::Path,
+    seed: &str,
+) -> (Sandbox, Value) {
+    finish_under_faults(Sandbox::strict(&faults(seed)), plan, run_dir, seed).await
+}
+
+/// A sandbox's arguments for 5% faults, 2% lost replies and Idempotency-Keys ignored.
+fn faults(seed: &str) -> [&str; 8] {
+    [
         "--fault-rate",
         "0.05",
         "--lost-reply-rate",
@@ -655,7 +678,15 @@ pub async fn run_under_faults(
         seed,
         "--idempotency",
         "ignore",
-    ]);
+    ]
+}
+
+async fn finish_under_faults(
+    sandbox: Sandbox,
+    plan: &str,
+    run_dir: &std::path::Path,
+    seed: &str,
+) -> (Sandbox, Value) {
     let output = run(&sandbox, plan, run_dir, &[]);
     assert_eq!(
         output.status.code(),
@@ -673,4 +704,27 @@ pub async fn run_under_faults(
     );
     assert_eq!(stats["duplicates"]["total"], 0, "seed {seed}: {stats}");
     (sandbox, stats)
+}
+
+/// `mambu-migrate verify RUN_DIR`: it must find nothing amiss (exit 0, no mismatch). Returns
+/// verify.json.
+pub fn verified(run_dir: &std::path::Path) -> Value {
+    let verified = binary()
+        .arg("verify")
+        .arg(run_dir)
+        .arg("--no-progress")
+        .output()
+        .unwrap();
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("verify.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{}: {}",
+        stderr(&verified),
+        report["mismatches"]
+    );
+    assert_eq!(report["mismatches"], serde_json::json!([]), "{report}");
+    report
 }
