@@ -1,10 +1,12 @@
 //! `mambu-migrate fixtures generate`, run as a user runs it: the real binary, a scratch directory.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use rust_decimal::Decimal;
 
-const FILES: [(&str, &str); 8] = [
+const FILES: [(&str, &str); 13] = [
     (
         "clients.csv",
         "client_id,first_name,last_name,birth_date,gender,email,phone,national_id,branch_id,address,city,country,joined_on,employment_status",
@@ -24,6 +26,23 @@ const FILES: [(&str, &str); 8] = [
     (
         "transactions.csv",
         "txn_id,loan_id,kind,amount,value_date,installment_number,notes",
+    ),
+    (
+        "deposit_transactions.csv",
+        "txn_id,deposit_id,kind,amount,value_date,notes",
+    ),
+    ("deposit_balances.csv", "deposit_id,balance,as_of"),
+    (
+        "tranches.csv",
+        "tranche_id,loan_id,tranche_number,amount,disbursed_on",
+    ),
+    (
+        "loan_closures.csv",
+        "loan_id,final_state,closed_on,payoff_amount,notes",
+    ),
+    (
+        "securities.csv",
+        "security_id,loan_id,kind,deposit_id,asset_name,amount",
     ),
     ("groups.csv", "group_id,name,branch_id,formed_on"),
     (
@@ -62,7 +81,7 @@ fn read(dir: &Path, name: &str) -> Vec<u8> {
 }
 
 #[test]
-fn writes_eight_files_and_summarises_them() {
+fn writes_every_file_and_summarises_them() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("set");
     let summary = generate(&[
@@ -73,7 +92,7 @@ fn writes_eight_files_and_summarises_them() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert!(summary.starts_with("wrote 8 files to "), "{summary}");
+    assert!(summary.starts_with("wrote 13 files to "), "{summary}");
     assert!(summary.contains("clients 40, seed 5"), "{summary}");
 
     for (name, header) in FILES {
@@ -228,6 +247,118 @@ fn the_sample_holds_the_awkward_cases() {
         *per_loan.entry(loan).or_default() += 1;
     }
     assert!(per_loan.values().any(|&n| n >= 200), "a long-tail loan");
+}
+
+/// A committed file's rows, cells by column name.
+fn sample_rows(name: &str) -> Vec<HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(sample_dir().join(name)).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            headers
+                .iter()
+                .zip(r.iter())
+                .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+fn money(text: &str) -> Decimal {
+    text.parse().unwrap_or_else(|_| panic!("not money: {text}"))
+}
+
+/// The rest of the book in the sample (issue 18): the savings balances are their histories'
+/// sums, the tranches sum to their loans' amounts, the payoffs leave nothing owed, and the
+/// shares are a bank's.
+#[test]
+fn the_sample_holds_the_rest_of_the_book() {
+    let deposits = sample_rows("deposits.csv");
+    let loans = sample_rows("loans.csv");
+    let product: HashMap<&str, &str> = deposits
+        .iter()
+        .map(|d| (d["deposit_id"].as_str(), d["product_id"].as_str()))
+        .collect();
+
+    let mut sums: HashMap<String, Decimal> = HashMap::new();
+    let history = sample_rows("deposit_transactions.csv");
+    for t in &history {
+        let sign = if t["kind"] == "WITHDRAWAL" { -1 } else { 1 };
+        *sums.entry(t["deposit_id"].clone()).or_default() +=
+            money(&t["amount"]) * Decimal::from(sign);
+        assert!(t["value_date"].as_str() <= "2026-10-31", "{t:?}");
+    }
+    let balances = sample_rows("deposit_balances.csv");
+    assert_eq!(balances.len(), deposits.len());
+    for b in &balances {
+        assert_eq!(b["as_of"], "2026-10-31");
+        let balance = money(&b["balance"]);
+        match product[b["deposit_id"].as_str()] {
+            "SAV-STD" => assert_eq!(balance, sums[&b["deposit_id"]], "{b:?}"),
+            _ => assert!(
+                balance >= Decimal::ZERO && !sums.contains_key(&b["deposit_id"]),
+                "{b:?}"
+            ),
+        }
+    }
+    assert!(history.len() > 1000 && history.iter().any(|t| t["kind"] == "WITHDRAWAL"));
+
+    let mut tranched: HashMap<String, Decimal> = HashMap::new();
+    for t in sample_rows("tranches.csv") {
+        *tranched.entry(t["loan_id"].clone()).or_default() += money(&t["amount"]);
+    }
+    let amount: HashMap<&str, Decimal> = loans
+        .iter()
+        .map(|l| (l["loan_id"].as_str(), money(&l["amount"])))
+        .collect();
+    for l in loans.iter().filter(|l| l["product_id"] == "SME-TRANCHE") {
+        assert_eq!(
+            tranched.remove(&l["loan_id"]),
+            Some(amount[l["loan_id"].as_str()])
+        );
+    }
+    assert!(tranched.is_empty(), "tranches of SME-TRANCHE loans only");
+
+    let closures = sample_rows("loan_closures.csv");
+    let count = |state: &str| {
+        closures
+            .iter()
+            .filter(|c| c["final_state"] == state)
+            .count()
+    };
+    for c in closures.iter().filter(|c| c["final_state"] == "CLOSED") {
+        assert!(money(&c["payoff_amount"]) > Decimal::ZERO, "{c:?}");
+    }
+    let securities = sample_rows("securities.csv");
+    let sme = loans
+        .iter()
+        .filter(|l| l["product_id"].starts_with("SME-"))
+        .count();
+    let tranched_loans = loans
+        .iter()
+        .filter(|l| l["product_id"] == "SME-TRANCHE")
+        .count();
+    let share = |part: usize, whole: usize| part * 100 / whole;
+    assert!(
+        (15..=35).contains(&share(tranched_loans, sme)),
+        "SME loans tranched"
+    );
+    assert!(
+        (3..=8).contains(&share(count("CLOSED"), loans.len())),
+        "paid off"
+    );
+    assert!(
+        (2..=7).contains(&share(count("WRITTEN_OFF"), loans.len())),
+        "written off"
+    );
+    assert!(
+        (5..=20).contains(&share(securities.len(), loans.len())),
+        "secured"
+    );
+    assert!(securities.iter().any(|s| s["kind"] == "GUARANTEE"));
+    assert!(securities.iter().any(|s| s["kind"] == "ASSET"));
 }
 
 #[test]

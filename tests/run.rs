@@ -19,15 +19,44 @@ struct Expected {
     links: u64,
     custom_schedules: u64,
     fees: u64,
+    /// The repayments of transactions.csv and the payoffs of loan_closures.csv.
     repayments: u64,
+    /// One per loan, one per tranche of a tranched loan.
+    disbursements: u64,
+    /// Paid off or written off (loan_closures.csv).
+    closed: u64,
+    /// The savings histories, and one per current account holding something at the cutover.
+    deposit_transactions: u64,
+    /// Accounts that received no deposit stay APPROVED.
+    deposits_approved: u64,
 }
 
 fn expected_sample() -> Expected {
     let loans = rows("fixtures/sample/loans.csv");
     let transactions = rows("fixtures/sample/transactions.csv");
+    let tranches = rows("fixtures/sample/tranches.csv");
+    let closures = rows("fixtures/sample/loan_closures.csv");
+    let deposits = rows("fixtures/sample/deposits.csv");
+    let history = rows("fixtures/sample/deposit_transactions.csv");
+    let balances = rows("fixtures/sample/deposit_balances.csv");
+    let current: std::collections::HashSet<&str> = deposits
+        .iter()
+        .filter(|d| d["product_id"] == "CA-STD")
+        .map(|d| d["deposit_id"].as_str())
+        .collect();
+    let opening_balances = balances
+        .iter()
+        .filter(|b| current.contains(b["deposit_id"].as_str()) && b["balance"] != "0.00")
+        .count() as u64;
+    let with_history: std::collections::HashSet<&str> =
+        history.iter().map(|t| t["deposit_id"].as_str()).collect();
+    let tranched = loans
+        .iter()
+        .filter(|l| l["product_id"] == "SME-TRANCHE")
+        .count() as u64;
     Expected {
         clients: rows("fixtures/sample/clients.csv").len() as u64,
-        deposits: rows("fixtures/sample/deposits.csv").len() as u64,
+        deposits: deposits.len() as u64,
         loans: loans.len() as u64,
         links: loans
             .iter()
@@ -38,22 +67,34 @@ fn expected_sample() -> Expected {
         repayments: transactions
             .iter()
             .filter(|t| t["kind"] == "REPAYMENT")
-            .count() as u64,
+            .count() as u64
+            + closures
+                .iter()
+                .filter(|c| c["final_state"] == "CLOSED")
+                .count() as u64,
+        disbursements: loans.len() as u64 - tranched + tranches.len() as u64,
+        closed: closures.len() as u64,
+        deposit_transactions: history.len() as u64 + opening_balances,
+        deposits_approved: deposits.len() as u64 - opening_balances - with_history.len() as u64,
     }
 }
 
+/// The sandbox's stats say the sample landed whole, each record once.
 fn assert_sample_migrated_exactly_once(stats: &Value) {
     let e = expected_sample();
     assert_eq!(stats["clients"], e.clients, "{stats}");
     assert_eq!(stats["deposits"], e.deposits, "{stats}");
     assert_eq!(stats["loans"], e.loans, "{stats}");
-    let active_or_closed = stats["loans_by_state"]["ACTIVE"].as_u64().unwrap_or(0)
-        + stats["loans_by_state"]["CLOSED"].as_u64().unwrap_or(0);
-    assert_eq!(active_or_closed, e.loans, "every loan disbursed: {stats}");
+    assert_eq!(stats["loans_by_state"]["CLOSED"], e.closed, "{stats}");
+    assert_eq!(
+        stats["loans_by_state"]["ACTIVE"],
+        e.loans - e.closed,
+        "every other loan disbursed: {stats}"
+    );
     assert_eq!(stats["settlement_links"], e.links, "{stats}");
     assert_eq!(stats["custom_schedules"], e.custom_schedules, "{stats}");
     assert_eq!(
-        stats["transactions_by_type"]["DISBURSEMENT"], e.loans,
+        stats["transactions_by_type"]["DISBURSEMENT"], e.disbursements,
         "{stats}"
     );
     assert_eq!(
@@ -62,6 +103,15 @@ fn assert_sample_migrated_exactly_once(stats: &Value) {
     );
     assert_eq!(
         stats["transactions_by_type"]["REPAYMENT"], e.repayments,
+        "{stats}"
+    );
+    assert_eq!(
+        stats["deposit_transactions"], e.deposit_transactions,
+        "{stats}"
+    );
+    assert_eq!(
+        stats["deposits_by_state"]["ACTIVE"],
+        e.deposits - e.deposits_approved,
         "{stats}"
     );
     assert_eq!(stats["duplicates"]["total"], 0, "{stats}");
@@ -113,6 +163,66 @@ async fn the_sample_survives_faults_lost_replies_and_throttling_without_duplicat
             );
         }
     }
+}
+
+/// The whole sample, the rest of the book with it (savings histories, balances, tranches,
+/// payoffs and closes, write-offs: issue 18), against its strict tenant under faults, lost
+/// replies and Idempotency-Keys ignored: every record once, as the CSVs say, each paid-off loan
+/// CLOSED / REPAID and each written-off one CLOSED / WRITTEN_OFF, and verify finds nothing
+/// amiss.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_book_lands_once_under_faults_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let (sandbox, stats) =
+        common::run_strict_under_faults("plans/sample.yaml", &run_dir, "29").await;
+    assert_sample_migrated_exactly_once(&stats);
+
+    let api = sandbox.api();
+    for closure in rows("fixtures/sample/loan_closures.csv") {
+        let sub = match closure["final_state"].as_str() {
+            "CLOSED" => "REPAID",
+            other => other,
+        };
+        let loan = api.get(&format!("/loans/{}", closure["loan_id"])).await;
+        assert_eq!(
+            (&loan.body["accountState"], &loan.body["accountSubState"]),
+            (&serde_json::json!("CLOSED"), &serde_json::json!(sub)),
+            "{closure:?}: {loan:?}"
+        );
+    }
+
+    let report = common::verified(&run_dir);
+    let e = expected_sample();
+    let totals = report["totals"].as_array().unwrap();
+    let total = |name: &str| {
+        totals
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("no total {name}: {report}"))
+    };
+    let tranches = total("loan tranches");
+    assert_eq!(tranches["expected"], tranches["found"], "{report}");
+    assert_eq!(
+        tranches["expected"],
+        rows("fixtures/sample/tranches.csv").len().to_string()
+    );
+    let balances = total("deposit balances (accounts with transactions)");
+    assert_eq!(balances["expected"], balances["found"], "{report}");
+    // Every account with something in it at the cutover holds exactly its legacy balance.
+    let held: rust_decimal::Decimal = rows("fixtures/sample/deposit_balances.csv")
+        .iter()
+        .map(|b| b["balance"].parse::<rust_decimal::Decimal>().unwrap())
+        .sum();
+    assert_eq!(
+        stats["deposit_balances_total"]
+            .to_string()
+            .parse::<rust_decimal::Decimal>()
+            .unwrap(),
+        held,
+        "{stats}"
+    );
+    assert!(e.closed > 0);
 }
 
 /// The sample's tenant is in Lisbon: the sample at a fixed +00:00 is refused before anything is

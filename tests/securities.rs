@@ -16,10 +16,17 @@ const MICRO: &str = "8a19c0de00000000000000000000a003";
 const TRANCHED: &str = "8a19c0de00000000000000000000a004";
 const CURRENT_ACCOUNT: &str = "8a19c0de00000000000000000000d001";
 
-/// The strict profile (its custom fields optional: tests/custom_fields.rs has them required).
+/// The strict profile (its custom fields optional: tests/custom_fields.rs has them required),
+/// SME-TRANCHE needing securities worth 50% of the loan amount.
 fn strict() -> Sandbox {
+    let profile = common::strict_profile().replace("required: true", "required: false");
+    let tranche = "    securitySettings: { isGuarantorsEnabled: true, isCollateralEnabled: true } # none required: the sample's tranched loans carry none";
+    assert!(profile.contains(tranche));
     Sandbox::tenant(
-        &common::strict_profile().replace("required: true", "required: false"),
+        &profile.replace(
+            tranche,
+            "    securitySettings: { isGuarantorsEnabled: true, isCollateralEnabled: true, requiredGuaranties: 50 }",
+        ),
         &[],
     )
 }

@@ -264,13 +264,7 @@ fn a_time_the_tenants_clocks_skip_is_reported_where_it_is() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    for file in ["clients", "deposits", "loans", "schedules"] {
-        std::fs::copy(
-            format!("fixtures/sample/{file}.csv"),
-            data.join(format!("{file}.csv")),
-        )
-        .unwrap();
-    }
+    copy_sample_but_transactions(&data);
     let transactions = std::fs::read_to_string("fixtures/sample/transactions.csv")
         .unwrap()
         .replacen(
@@ -444,18 +438,33 @@ fn old_sample(dir: &std::path::Path) -> std::path::PathBuf {
     )
 }
 
-/// fixtures/sample copied into `dir/data`, transactions.csv with `change(txn_id, column)`
-/// applied to its cells.
-fn sample_data_with(dir: &std::path::Path, change: &dyn Fn(&str, &str, &str) -> Option<String>) {
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    for file in ["clients", "deposits", "loans", "schedules"] {
+/// Every file of fixtures/sample the sample plan reads, but transactions.csv, copied into
+/// `data`.
+fn copy_sample_but_transactions(data: &std::path::Path) {
+    for file in [
+        "clients",
+        "deposits",
+        "loans",
+        "schedules",
+        "deposit_transactions",
+        "deposit_balances",
+        "tranches",
+        "loan_closures",
+    ] {
         std::fs::copy(
             format!("fixtures/sample/{file}.csv"),
             data.join(format!("{file}.csv")),
         )
         .unwrap();
     }
+}
+
+/// fixtures/sample copied into `dir/data`, transactions.csv with `change(txn_id, column)`
+/// applied to its cells.
+fn sample_data_with(dir: &std::path::Path, change: &dyn Fn(&str, &str, &str) -> Option<String>) {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    copy_sample_but_transactions(&data);
     let mut reader = csv::Reader::from_path("fixtures/sample/transactions.csv").unwrap();
     let headers = reader.headers().unwrap().clone();
     let mut out = csv::Writer::from_path(data.join("transactions.csv")).unwrap();

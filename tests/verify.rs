@@ -68,6 +68,12 @@ async fn verify_finds_nothing_after_a_clean_run_and_exactly_what_was_tampered_wi
         .filter(|t| t["kind"] == "REPAYMENT")
         .cloned()
         .collect();
+    // The payoffs of paid-off loans are repayments too.
+    let payoffs: Vec<_> = rows("fixtures/sample/loan_closures.csv")
+        .into_iter()
+        .filter(|c| c["final_state"] == "CLOSED")
+        .collect();
+    let repaid = sum(&repayments, "amount") + sum(&payoffs, "payoff_amount");
     let expect = |name: &str, value: String| {
         assert_eq!(total(&report, name), (value.clone(), value), "{name}")
     };
@@ -77,11 +83,11 @@ async fn verify_finds_nothing_after_a_clean_run_and_exactly_what_was_tampered_wi
         "loan amounts",
         sum(&loans, "amount").normalize().to_string(),
     );
+    expect("repayment amounts", repaid.normalize().to_string());
     expect(
-        "repayment amounts",
-        sum(&repayments, "amount").normalize().to_string(),
+        "repayment transactions",
+        (repayments.len() + payoffs.len()).to_string(),
     );
-    expect("repayment transactions", repayments.len().to_string());
     expect("fee amounts", sum(&fees, "amount").normalize().to_string());
     expect("fee_applied transactions", fees.len().to_string());
     let micro: Vec<_> = loans
@@ -103,10 +109,7 @@ async fn verify_finds_nothing_after_a_clean_run_and_exactly_what_was_tampered_wi
     }
     let md = std::fs::read_to_string(run_dir.join("verify.md")).unwrap();
     assert!(
-        md.contains(&format!(
-            "| repayment amounts | {} |",
-            sum(&repayments, "amount").normalize()
-        )),
+        md.contains(&format!("| repayment amounts | {} |", repaid.normalize())),
         "{md}"
     );
     let manifest = std::fs::read_to_string(run_dir.join("manifest.sha256")).unwrap();

@@ -641,6 +641,13 @@ impl Estimator<'_> {
                 options.latency_ms
             )),
         }
+        if plan
+            .action_steps()
+            .iter()
+            .any(|s| s.action == crate::plan::action::Action::CloseLoan)
+        {
+            assumptions.push("close_loan counts one call; Mambu closes a loan repaid in full by itself, so a close after its payoff is refused and adopted by reading the loan: one more call per such loan.".into());
+        }
         if tenant_lookups {
             assumptions.push("Sample calls use the tenant's lookups (--target).".into());
         } else if !plan.settings.lookups.is_empty() {

@@ -407,19 +407,28 @@ struct Split {
     width: usize,
     /// For each column up to the last wanted one, its place among the wanted cells.
     slot: Vec<usize>,
+    /// A column wanted twice (a source whose key is also its parent column): (its first
+    /// place, a later one), the later filled from the first.
+    repeats: Vec<(usize, usize)>,
 }
 
 impl Split {
     fn new(spec: &ScanSpec) -> Self {
         let max = spec.wanted.iter().max().map_or(0, |m| m + 1);
         let mut slot = vec![usize::MAX; max];
+        let mut repeats = Vec::new();
         for (i, &c) in spec.wanted.iter().enumerate() {
-            slot[c] = i;
+            if slot[c] == usize::MAX {
+                slot[c] = i;
+            } else {
+                repeats.push((slot[c], i));
+            }
         }
         Split {
             delimiter: spec.delimiter,
             width: spec.width,
             slot,
+            repeats,
         }
     }
 
@@ -604,6 +613,9 @@ impl Split {
                 cells[slot] = &line[start..end];
             }
             start = end + 1;
+        }
+        for &(first, again) in &self.repeats {
+            cells[again] = cells[first];
         }
         // A quoted cell (only in blocks [`Split::simple`] accepted with `quotes`) is its text.
         let mut escaped = false;
@@ -978,6 +990,17 @@ mod tests {
                 "49:p\"4|k4".to_string(),
             ]
         );
+    }
+
+    /// A column wanted twice (a source keyed by its parent column: one row per parent) is
+    /// handed over in both places, quoted or not.
+    #[test]
+    fn a_column_wanted_twice_fills_both_places() {
+        let text = "id,v\nk1,x\n\"k,2\",y\nk3,\"z\"\n";
+        for threads in [1, 2] {
+            let rows = scan_text(text.as_bytes(), &[0, 0, 1], 2, threads);
+            assert_eq!(rows, ["5:k1|k1|x", "10:k,2|k,2|y", "18:k3|k3|z"]);
+        }
     }
 
     #[test]
