@@ -450,6 +450,7 @@ fn copy_sample_but_transactions(data: &std::path::Path) {
         "deposit_balances",
         "tranches",
         "loan_closures",
+        "securities",
     ] {
         std::fs::copy(
             format!("fixtures/sample/{file}.csv"),
@@ -1098,7 +1099,7 @@ fn a_custom_field_set_or_value_of_the_wrong_kind_is_reported_from_the_plan_alone
                 plan_at(&plan, &text, "_Client_Details:")
             ),
             &format!(
-                "error[plan] {}: step `loan`: custom field `_Loan_Origination.legacy_account_number` is a map: a field's value is one value (text, a number, TRUE or FALSE, a date) (at steps[2].steps[0].body._Loan_Origination.legacy_account_number)",
+                "error[plan] {}: step `loan`: custom field `_Loan_Origination.legacy_account_number` is a map: a field's value is one value (text, a number, TRUE or FALSE, a date) (at steps[2].steps[1].body._Loan_Origination.legacy_account_number)",
                 plan_at(&plan, &text, "legacy_account_number:")
             ),
         ],

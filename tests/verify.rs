@@ -99,9 +99,22 @@ async fn verify_finds_nothing_after_a_clean_run_and_exactly_what_was_tampered_wi
         "loan amounts of product MICRO",
         sum(&micro, "amount").normalize().to_string(),
     );
+    // Loans by final state: paid off, written off, the others active (or in arrears).
+    let closures = rows("fixtures/sample/loan_closures.csv");
+    let ended = |state: &str| {
+        closures
+            .iter()
+            .filter(|c| c["final_state"] == state)
+            .count()
+    };
     expect(
         "loans by state: ACTIVE or in arrears",
-        loans.len().to_string(),
+        (loans.len() - closures.len()).to_string(),
+    );
+    expect("loans by state: CLOSED/REPAID", ended("CLOSED").to_string());
+    expect(
+        "loans by state: CLOSED/WRITTEN_OFF",
+        ended("WRITTEN_OFF").to_string(),
     );
     for branch in ["BR-LIS", "BR-BER", "BR-NBO", "BR-SAO"] {
         let n = clients.iter().filter(|c| c["branch_id"] == branch).count();

@@ -58,7 +58,13 @@ impl Expect {
     pub fn usable(self, answer: &Answer) -> bool {
         answer.json
             && match self {
-                Expect::Any => true,
+                // An answer is never an entity whose keys are of the wrong type (a spoiled
+                // one's `{"encodedKey":12345,"id":null}`): later steps would read them.
+                Expect::Any => answer.body.as_object().is_none_or(|o| {
+                    o.get("encodedKey").is_none_or(Value::is_string)
+                        && o.get("id")
+                            .is_none_or(|id| id.is_string() || id.is_number())
+                }),
                 Expect::Entity => answer.body.get("encodedKey").is_some_and(Value::is_string),
                 Expect::Schedule => answer.body.get("installments").is_some_and(Value::is_array),
                 Expect::List => answer.body.is_array(),
@@ -326,7 +332,9 @@ mod tests {
             200,
             json!({ "encodedKey": 12345, "accountState": ["ACTIVE"] }),
         );
-        for expect in [Expect::Entity, Expect::List] {
+        // (An answer to any other call, a `request` read whose outputs later steps take,
+        // too.)
+        for expect in [Expect::Entity, Expect::List, Expect::Any] {
             let next = decide(
                 Attempt::Answer(&spoiled),
                 expect,

@@ -482,6 +482,7 @@ pub fn broken_sample(
         "deposit_balances",
         "tranches",
         "loan_closures",
+        "securities",
     ] {
         std::fs::copy(
             format!("fixtures/sample/{file}.csv"),
