@@ -110,9 +110,16 @@ impl UndoLog {
     }
 
     /// A unit wholly undone: its run records (unit, steps, failed rows) and its undo records go,
-    /// so that `run --resume` takes it as never migrated.
+    /// so that `run --resume` takes it as never migrated; `meta` `rolled_back:UNIT` counts its
+    /// rollbacks, so that the run's Idempotency-Keys for it differ from the keys of what was
+    /// undone (Mambu would answer those with the stored replies, creating nothing).
     pub fn clear_unit(&self, unit: &str) -> Result<(), CheckpointError> {
         let tx = self.conn.unchecked_transaction().map_err(self.wrap())?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('rolled_back:' || ?1, '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+            [unit],
+        )
+        .map_err(self.wrap())?;
         for sql in [
             "DELETE FROM steps WHERE unit = ?1",
             "DELETE FROM units WHERE key = ?1",
