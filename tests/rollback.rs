@@ -273,3 +273,52 @@ async fn a_client_with_an_account_the_run_did_not_make_is_refused_with_the_reaso
     rollback(&run_dir, &["--unit", "CL-05"], 0);
     assert_eq!(api.get("/clients/CL-05").await.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_killed_midway_goes_on_where_it_stopped() {
+    let sandbox = Sandbox::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, run_dir) = migrate(&sandbox, dir.path());
+    // At 40 calls a second the 180 undo calls take 4.5 s.
+    let mut child = binary()
+        .arg("rollback")
+        .arg(&run_dir)
+        .args(["--all", "--rate", "40"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once a few units are undone (polled, not timed: the machine may be busy).
+    for _ in 0..400 {
+        if sandbox.stats().await["clients"].as_u64().unwrap() <= 16 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let midway = sandbox.stats().await;
+    assert!(midway["clients"].as_u64().unwrap() < 20, "{midway}");
+    assert!(midway["clients"].as_u64().unwrap() > 0, "{midway}");
+    let before = midway["requests"]["total"].as_u64().unwrap();
+
+    let out = rollback(&run_dir, &["--all"], 0);
+    assert!(
+        stdout(&out).contains("rolled back, 0 partly"),
+        "{}",
+        stdout(&out)
+    );
+    let stats = sandbox.stats().await;
+    for what in ["clients", "loans", "deposits", "transactions"] {
+        assert_eq!(stats[what], 0, "{what}: {stats}");
+    }
+    // Only what was left was sent: 9 undo calls a unit (2 deposits, 2 repayments and the
+    // disbursement adjusted, UNDO_APPROVE, 3 DELETEs), none again for a unit undone before the
+    // kill.
+    let undone = 20 - midway["clients"].as_u64().unwrap();
+    let sent = stats["requests"]["total"].as_u64().unwrap() - before;
+    assert!(
+        sent <= 9 * (20 - undone),
+        "{sent} calls after the kill, {undone} units undone before"
+    );
+}
