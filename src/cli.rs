@@ -59,6 +59,8 @@ pub enum Command {
     Status(RunDirArgs),
     /// Reconcile what Mambu holds against the source data of a run; write the evidence pack.
     Verify(VerifyArgs),
+    /// Undo what a run made for some units (newest first), so that they migrate again.
+    Rollback(RollbackArgs),
     /// Serve the embedded Mambu simulator over HTTP.
     Sandbox(SandboxArgs),
     /// Describe or check a tenant profile (what the sandbox serves with --tenant).
@@ -227,6 +229,30 @@ pub struct VerifyArgs {
     pub format: ReportFormat,
 }
 
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// The units to undo, by key.
+    #[arg(long = "unit", num_args = 1.., required_unless_present_any = ["failed", "all"])]
+    pub units: Vec<String>,
+    /// Every unit the run recorded as failed.
+    #[arg(long)]
+    pub failed: bool,
+    /// Every unit the run recorded.
+    #[arg(long)]
+    pub all: bool,
+    /// Where Mambu is, if not the run's target: a base URL (credentials from the environment).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Calls per second (default: the plan's).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// A production tenant's name, to confirm without a terminal (as for `run`).
+    #[arg(long)]
+    pub confirm_production: Option<String>,
+}
+
 /// `plan validate --format`: its problem list as text or JSON. Not a [`ReportFormat`]: validate
 /// prints plain text (no Markdown, no HTML page), so its set is its own.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -353,6 +379,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
             ExitStatus::Success
         }),
         Command::Verify(args) => verify(args),
+        Command::Rollback(args) => rollback(args),
         Command::Sandbox(args) => run_sandbox(args),
         Command::Tenant(TenantCommand::Schema) => {
             println!(
@@ -442,6 +469,31 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitStatus> {
         args.run_dir.display()
     );
     Ok(status)
+}
+
+fn rollback(args: RollbackArgs) -> anyhow::Result<ExitStatus> {
+    if let Some(rate) = args.rate {
+        anyhow::ensure!(
+            rate > 0.0 && rate.is_finite(),
+            "--rate must be above 0, got {rate}"
+        );
+    }
+    let options = crate::rollback::Options {
+        run_dir: args.run_dir,
+        units: args.units,
+        failed: args.failed,
+        all: args.all,
+        target: args.target,
+        rate: args.rate,
+        confirm_production: args.confirm_production,
+    };
+    match crate::rollback::rollback(&options) {
+        Ok(status) => Ok(status),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(ExitStatus::InvalidInput)
+        }
+    }
 }
 
 fn validate(args: ValidateArgs) -> anyhow::Result<ExitStatus> {

@@ -36,6 +36,7 @@ pub mod fixtures;
 pub mod mambu;
 pub mod plan;
 pub mod report;
+pub mod rollback;
 pub mod run;
 pub mod sandbox;
 pub mod source;

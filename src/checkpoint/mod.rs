@@ -43,6 +43,7 @@
 //!   committed with its failure, so `failed/<attempt>/` can always be written again from here.
 
 mod reader;
+mod undo;
 mod writer;
 
 use std::path::Path;
@@ -54,6 +55,7 @@ use serde_json::Value;
 use crate::mambu::CallOutcome;
 
 pub use reader::{CallRow, FailedUnit, Reader, Resume, StepLatencies, nearest_rank, read_resume};
+pub use undo::{UndoLog, UndoStatus};
 pub use writer::Checkpoint;
 
 const SCHEMA: &str = "

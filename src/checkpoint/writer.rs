@@ -16,7 +16,7 @@ enum Message {
     Flush(mpsc::Sender<bool>),
 }
 
-fn now() -> f64 {
+pub(super) fn now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

@@ -83,6 +83,9 @@ pub(crate) struct Shared {
     pub source_names: Vec<String>,
     /// Items of bulk deposit steps, gathered across units ([`bulk`]).
     pub bulks: bulk::Bulks,
+    /// Units `rollback` took back, with how many times (`meta` `rolled_back:UNIT`): their
+    /// Idempotency-Keys carry it, so that their calls are new to Mambu.
+    pub rolled_back: std::collections::HashMap<String, String>,
 }
 
 impl Shared {
@@ -596,6 +599,11 @@ async fn execute(
         attempt: chosen.n,
         source_names: plan.sources.iter().map(|s| s.name.clone()).collect(),
         bulks,
+        rolled_back: resume
+            .meta
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("rolled_back:")?.to_owned(), v.clone())))
+            .collect(),
     });
 
     // Signals: the first drains (no new unit, in-flight units finish their step), the second

@@ -302,9 +302,13 @@ async fn run_step(
     } else {
         // Serialized once: the same text is hashed into the key and sent on every attempt.
         let body = call.body.as_ref().map(Value::to_string);
+        let keyed = match shared.rolled_back.get(unit.key()) {
+            Some(rollbacks) => format!("{instance}@rollback{rollbacks}"),
+            None => instance.to_owned(),
+        };
         let key = call
             .takes_idempotency_key()
-            .then(|| idempotency_key(&shared.plan_name, unit.key(), instance, body.as_deref()));
+            .then(|| idempotency_key(&shared.plan_name, unit.key(), &keyed, body.as_deref()));
         let request = Request {
             method: call.method,
             path: &call.path,

@@ -267,12 +267,18 @@ pub struct ConnHandle(Arc<Notify>);
 pub fn router(shared: Arc<Shared>) -> Router {
     let api = Router::new()
         .route("/clients", post(create_client))
-        .route("/clients/{id}", get(get_client))
+        .route("/clients/{id}", get(get_client).delete(delete::<CLIENTS>))
         .route("/groups", post(create_group))
         .route("/groups/{id}", get(get_group))
         .route("/deposits", post(create_deposit))
         .route("/deposits/deposit-transactions:bulk", post(bulk_deposits))
-        .route("/deposits/{id}", get(get_deposit).post(deposit_action))
+        .route(
+            "/deposits/{id}",
+            get(get_deposit)
+                .post(deposit_action)
+                .delete(delete::<DEPOSITS>),
+        )
+        .route("/deposits/transactions/{id}", post(adjust::<DEPOSITS>))
         .route("/deposits/{id}/transactions", get(deposit_transactions))
         .route(
             "/deposits/{id}/deposit-transactions",
@@ -284,7 +290,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/bulks/{key}", get(get_bulk))
         .route("/loans", post(create_loan))
-        .route("/loans/{id}", get(get_loan).post(loan_action))
+        .route(
+            "/loans/{id}",
+            get(get_loan).post(loan_action).delete(delete::<LOANS>),
+        )
+        .route("/loans/transactions/{id}", post(adjust::<LOANS>))
         .route("/loans/{id}/schedule", get(get_schedule).put(edit_schedule))
         .route("/loans/{id}/transactions", get(loan_transactions))
         .route("/loans/{id}/disbursement-transactions", post(disburse))
@@ -657,6 +667,14 @@ enum Call<'a> {
     ReadOrganization,
     /// Custom field sets and definitions.
     ReadCustomFields,
+    /// `POST /loans/transactions/{id}:adjust` (issue 19).
+    AdjustLoanTransaction,
+    /// `POST /deposits/transactions/{id}:adjust` (issue 19).
+    AdjustDepositTransaction,
+    /// `DELETE /loans/{id}`, `/deposits/{id}`, `/clients/{id}` (issue 19).
+    DeleteLoan,
+    DeleteDeposit,
+    DeleteClient,
 }
 
 /// The permission each call needs: the sandbox's one table of access rules. The names are
@@ -707,6 +725,11 @@ fn required_permission(call: Call<'_>) -> &'static str {
         Call::ReadBranches => "VIEW_BRANCH_DETAILS",
         Call::ReadOrganization => "VIEW_ORGANIZATION_DETAILS",
         Call::ReadCustomFields => "VIEW_CUSTOM_FIELD",
+        Call::AdjustLoanTransaction => "APPLY_LOAN_ADJUSTMENTS",
+        Call::AdjustDepositTransaction => "APPLY_SAVINGS_ADJUSTMENTS",
+        Call::DeleteLoan => "DELETE_LOAN_ACCOUNT",
+        Call::DeleteDeposit => "DELETE_SAVINGS_ACCOUNT",
+        Call::DeleteClient => "DELETE_CLIENTS",
     }
 }
 
@@ -957,6 +980,72 @@ async fn loan_action(
         Tenant::change_loan_state_by,
     )
     .await
+}
+
+/// `POST /{loans|deposits}/transactions/{id}:adjust` (issue 19): 200 with the transaction as
+/// adjusted, an Idempotency-Key honoured. `KIND` is [`LOANS`] or [`DEPOSITS`].
+async fn adjust<const KIND: u8>(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<ConnHandle>,
+    Extension(caller): Extension<Caller>,
+    Path(segment): Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (accounts, call, op): (&str, Call, AccountOp) = match KIND {
+        LOANS => (
+            "loans",
+            Call::AdjustLoanTransaction,
+            Tenant::adjust_loan_transaction,
+        ),
+        _ => (
+            "deposits",
+            Call::AdjustDepositTransaction,
+            Tenant::adjust_deposit_transaction,
+        ),
+    };
+    let Some(id) = segment.strip_suffix(":adjust") else {
+        return error_response(
+            Api::V2,
+            &ApiError::invalid_api_operation(format!("/{accounts}/transactions/{segment}")),
+        );
+    };
+    if let Some(refusal) = forbidden(&s, &caller, Api::V2, &[call]) {
+        return refusal;
+    }
+    let route = format!("POST /{accounts}/transactions/{id}:adjust");
+    change(&s, &h, &c, Api::V2, true, StatusCode::OK, route)
+        .apply(&body, |t, b| op(t, id, b))
+        .await
+}
+
+/// What `DELETE /{entities}/{id}` removes (issue 19), as the const parameter of [`delete`].
+const LOANS: u8 = 0;
+const DEPOSITS: u8 = 1;
+const CLIENTS: u8 = 2;
+
+/// `DELETE /{entities}/{id}` (issue 19): 204. No Idempotency-Key (Mambu offers none on DELETE);
+/// a second DELETE answers 404, which a caller takes as done. A reply may still be lost.
+async fn delete<const KIND: u8>(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<ConnHandle>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> Response {
+    type Delete = fn(&mut Tenant, &str) -> Result<Value, ApiError>;
+    let (entities, call, op): (&str, Call, Delete) = match KIND {
+        LOANS => ("loans", Call::DeleteLoan, Tenant::delete_loan),
+        DEPOSITS => ("deposits", Call::DeleteDeposit, Tenant::delete_deposit),
+        _ => ("clients", Call::DeleteClient, Tenant::delete_client),
+    };
+    if let Some(refusal) = forbidden(&s, &caller, Api::V2, &[call]) {
+        return refusal;
+    }
+    let route = format!("DELETE /{entities}/{id}");
+    change(&s, &h, &c, Api::V2, false, StatusCode::NO_CONTENT, route)
+        .apply(&Bytes::new(), |t, _| op(t, &id))
+        .await
 }
 
 /// `POST /loans/{id}:writeOff` (issue 18): 204 without a body, an Idempotency-Key honoured.

@@ -171,6 +171,58 @@ fn data_sets(reader: &Reader) -> anyhow::Result<Vec<DataSet>> {
     Ok(sets)
 }
 
+/// The plan a run ran, as its checkpoint names it (its file and the sources it ran on).
+pub struct RecordedPlan {
+    pub file: PathBuf,
+    pub loaded: crate::plan::load::LoadedPlan,
+    pub plan: crate::plan::check::Plan,
+}
+
+impl RecordedPlan {
+    /// Loads and checks the plan the checkpoint's `meta` names.
+    pub fn of(meta: &HashMap<String, String>) -> anyhow::Result<Self> {
+        let file = PathBuf::from(
+            meta.get("plan_file")
+                .context("the checkpoint does not name its plan")?,
+        );
+        let overrides: Vec<(String, PathBuf)> = meta
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.strip_prefix("source:")?.to_owned(),
+                    PathBuf::from(crate::checkpoint::split_fingerprint(v)?.0),
+                ))
+            })
+            .collect();
+        let loaded = load(&file).map_err(|p| problems_of(&file, p))?;
+        let plan = check(&loaded, &overrides).map_err(|p| problems_of(&file, p))?;
+        Ok(Self { file, loaded, plan })
+    }
+}
+
+/// Where a run's Mambu is: `chosen` (`--target`), else the target the run recorded.
+pub fn recorded_target(
+    chosen: Option<&str>,
+    meta: &HashMap<String, String>,
+) -> crate::target::Where {
+    crate::target::Where::parse(
+        chosen
+            .or(meta.get("target").map(String::as_str))
+            .unwrap_or("sandbox"),
+    )
+}
+
+fn problems_of(file: &std::path::Path, p: Vec<crate::plan::load::PlanProblem>) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the run's plan {} has problems now: {}",
+        file.display(),
+        p.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    )
+}
+
 /// Verifies a run; writes the evidence pack; exit 0 when everything matches, 1 otherwise.
 pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
     let db = options.run_dir.join("checkpoint.db");
@@ -181,31 +233,12 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
     );
     let reader = Reader::open(&db)?;
     let meta = reader.meta_all()?;
-    let plan_file = PathBuf::from(
-        meta.get("plan_file")
-            .context("the checkpoint does not name its plan")?,
-    );
-    let overrides: Vec<(String, PathBuf)> = meta
-        .iter()
-        .filter_map(|(k, v)| {
-            Some((
-                k.strip_prefix("source:")?.to_owned(),
-                PathBuf::from(crate::checkpoint::split_fingerprint(v)?.0),
-            ))
-        })
-        .collect();
-    let problems = |p: Vec<crate::plan::load::PlanProblem>| {
-        anyhow::anyhow!(
-            "the run's plan {} has problems now: {}",
-            plan_file.display(),
-            p.iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    };
-    let loaded = load(&plan_file).map_err(problems)?;
-    let plan = check(&loaded, &overrides).map_err(problems)?;
+    let RecordedPlan {
+        file: plan_file,
+        loaded,
+        plan,
+    } = RecordedPlan::of(&meta)?;
+    let problems = |p| problems_of(&plan_file, p);
     // A unit finished by a reload was migrated from that reload's (fixed) files: it is compared
     // with them, every other unit with the extract the run began with.
     let data_sets = data_sets(&reader)?;
@@ -216,13 +249,7 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
             Some(files) => check(&loaded, files).map_err(problems),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let target = crate::target::Where::parse(
-        options
-            .target
-            .as_deref()
-            .or(meta.get("target").map(String::as_str))
-            .unwrap_or("sandbox"),
-    );
+    let target = recorded_target(options.target.as_deref(), &meta);
     anyhow::ensure!(
         !target.is_embedded(),
         "this run went to the embedded sandbox, which forgot everything when the run ended: verify reads Mambu back, so give it a tenant or a running `mambu-migrate sandbox` with --target URL"

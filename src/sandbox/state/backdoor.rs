@@ -8,6 +8,7 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
 use super::json::{decimal, money};
+use super::rollback::DELETED;
 use super::{Account, EntityRef, Tenant};
 
 impl Tenant {
@@ -16,7 +17,7 @@ impl Tenant {
         let mut loans_by_state: HashMap<&str, u64> = HashMap::new();
         // `CLOSED/REPAID`, `CLOSED/WRITTEN_OFF`…: only loans with a sub-state.
         let mut loans_by_sub_state: HashMap<String, u64> = HashMap::new();
-        for l in &self.loans {
+        for l in self.loans.iter().filter(|l| l.state != DELETED) {
             *loans_by_state.entry(l.state).or_default() += 1;
             if let Some(sub) = l.sub_state {
                 *loans_by_sub_state
@@ -25,7 +26,7 @@ impl Tenant {
             }
         }
         let mut deposits_by_state: HashMap<&str, u64> = HashMap::new();
-        for d in &self.deposits {
+        for d in self.deposits.iter().filter(|d| d.state != DELETED) {
             *deposits_by_state.entry(d.state).or_default() += 1;
         }
         let mut transactions_by_type: HashMap<&str, u64> = HashMap::new();
@@ -38,19 +39,19 @@ impl Tenant {
         let c = &self.counters;
         let custom = self.custom_field_stats();
         json!({
-            "clients": self.clients.len(),
+            "clients": self.clients.iter().filter(|c| c.state != DELETED).count(),
             "groups": self.groups.len(),
             "group_members": self.group_memberships(),
-            "deposits": self.deposits.len(),
+            "deposits": self.deposits.iter().filter(|d| d.state != DELETED).count(),
             "deposits_by_state": deposits_by_state,
             "deposit_transactions": self.transactions.iter().filter(|t| !t.deleted && matches!(t.account, Account::Deposit(_))).count(),
             "deposit_balances_total": money(self.deposits.iter().map(|d| d.balance).sum()),
-            "loans": self.loans.len(),
+            "loans": self.loans.iter().filter(|l| l.state != DELETED).count(),
             "loans_by_state": loans_by_state,
             "loans_by_sub_state": loans_by_sub_state,
             // ACTIVE loans answered ACTIVE_IN_ARREARS (computed on read, as `GET /loans` does).
             "loans_in_arrears": self.loans.iter().filter(|l| self.loan_state(l) == "ACTIVE_IN_ARREARS").count(),
-            "settlement_links": self.loans.iter().filter(|l| l.settlement_key.is_some()).count(),
+            "settlement_links": self.loans.iter().filter(|l| l.state != DELETED && l.settlement_key.is_some()).count(),
             "custom_schedules": self.loans.iter().filter(|l| l.custom_schedule).count(),
             "loan_guarantors": self.loan_entries("guarantors"),
             "loan_assets": self.loan_entries("assets"),

@@ -204,7 +204,7 @@ impl Tenant {
         Ok(self.client_json(index))
     }
 
-    fn client_index(&self, id_or_key: &str) -> Option<usize> {
+    pub(super) fn client_index(&self, id_or_key: &str) -> Option<usize> {
         match self.keys.get(id_or_key) {
             Some(EntityRef::Client(i)) => Some(*i),
             _ => self.client_ids.get(id_or_key).copied(),

@@ -124,7 +124,9 @@ impl Tenant {
             let held = self
                 .loans
                 .iter()
-                .filter(|l| l.holder == holder && l.state != "CLOSED")
+                .filter(|l| {
+                    l.holder == holder && !matches!(l.state, "CLOSED" | super::rollback::DELETED)
+                })
                 .count();
             if !id_taken && held >= max as usize {
                 return Err(ApiError::number_of_loans_exceeded());

@@ -42,6 +42,7 @@ mod groups;
 mod json;
 mod loans;
 mod locks;
+mod rollback;
 mod schedule;
 mod securities;
 mod settlement;

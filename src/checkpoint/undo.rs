@@ -1,0 +1,171 @@
+//! The rollback's own record (issue 19): each undo call of a unit, its order and how it ended,
+//! in the run's checkpoint (`rollback_steps`), so that a killed rollback resumes where it
+//! stopped and never sends an undo twice; and, once a unit is wholly undone, its run records
+//! cleared so that `run --resume` migrates it again.
+//!
+//! Written synchronously, one row per call as it ends: a rollback is a few calls per unit, and
+//! its record must be on disk before the next undo goes.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rusqlite::{Connection, params};
+
+use super::{CheckpointError, open_connection};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS rollback_steps (
+    unit TEXT NOT NULL, seq INTEGER NOT NULL, call TEXT NOT NULL, status TEXT NOT NULL,
+    reason TEXT, at REAL NOT NULL, PRIMARY KEY (unit, seq));
+";
+
+crate::stored_as_text! {
+    pub enum UndoStatus: "undo status" {
+        /// Mambu did it (or it was gone already: a 404 on a DELETE).
+        Done = "done",
+        /// Mambu refused it: the reason is kept, the unit is left partly undone.
+        Refused = "refused",
+        /// Nothing to send for this step (a schedule edit, a link gone with its loan).
+        Skipped = "skipped",
+    }
+}
+
+/// The rollback's record in a run's checkpoint.
+pub struct UndoLog {
+    conn: Connection,
+    path: String,
+}
+
+impl UndoLog {
+    pub fn open(path: &Path) -> Result<Self, CheckpointError> {
+        let conn = open_connection(path)?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|source| CheckpointError::Sqlite {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(Self {
+            conn,
+            path: path.display().to_string(),
+        })
+    }
+
+    fn wrap(&self) -> impl Fn(rusqlite::Error) -> CheckpointError + '_ {
+        |source| CheckpointError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// What the undo calls of `unit` so far ended as: seq → (status, reason).
+    pub fn recorded(
+        &self,
+        unit: &str,
+    ) -> Result<HashMap<i64, (UndoStatus, Option<String>)>, CheckpointError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, status, reason FROM rollback_steps WHERE unit = ?1")
+            .map_err(self.wrap())?;
+        let rows = stmt
+            .query_map([unit], |r| {
+                let status: String = r.get(1)?;
+                Ok((r.get::<_, i64>(0)?, status, r.get::<_, Option<String>>(2)?))
+            })
+            .map_err(self.wrap())?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (seq, status, reason) = row.map_err(self.wrap())?;
+            let status = status
+                .parse::<UndoStatus>()
+                .map_err(|e| CheckpointError::Sqlite {
+                    path: self.path.clone(),
+                    source: rusqlite::Error::FromSqlConversionFailure(
+                        1,
+                        rusqlite::types::Type::Text,
+                        format!("rollback_steps.status: {e}").into(),
+                    ),
+                })?;
+            out.insert(seq, (status, reason));
+        }
+        Ok(out)
+    }
+
+    /// Records how undo call `seq` of `unit` ended (a refusal recorded again once it went
+    /// through is replaced).
+    pub fn record(
+        &self,
+        unit: &str,
+        seq: i64,
+        call: &str,
+        status: UndoStatus,
+        reason: Option<&str>,
+    ) -> Result<(), CheckpointError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO rollback_steps (unit, seq, call, status, reason, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![unit, seq, call, status.as_str(), reason, super::writer::now()],
+            )
+            .map_err(self.wrap())?;
+        Ok(())
+    }
+
+    /// A unit wholly undone: its run records (unit, steps, failed rows) and its undo records go,
+    /// so that `run --resume` takes it as never migrated; `meta` `rolled_back:UNIT` counts its
+    /// rollbacks, so that the run's Idempotency-Keys for it differ from the keys of what was
+    /// undone (Mambu would answer those with the stored replies, creating nothing).
+    pub fn clear_unit(&self, unit: &str) -> Result<(), CheckpointError> {
+        let tx = self.conn.unchecked_transaction().map_err(self.wrap())?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('rolled_back:' || ?1, '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+            [unit],
+        )
+        .map_err(self.wrap())?;
+        for sql in [
+            "DELETE FROM steps WHERE unit = ?1",
+            "DELETE FROM units WHERE key = ?1",
+            "DELETE FROM failed_rows WHERE unit = ?1",
+            "DELETE FROM rollback_steps WHERE unit = ?1",
+        ] {
+            tx.execute(sql, [unit]).map_err(self.wrap())?;
+        }
+        tx.commit().map_err(self.wrap())
+    }
+
+    /// Every step a unit's run finished, in the order they finished: (instance, action,
+    /// outputs).
+    pub fn unit_steps_in_order(
+        &self,
+        unit: &str,
+    ) -> Result<Vec<(String, String, serde_json::Value)>, CheckpointError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT instance, action, outputs FROM steps WHERE unit = ?1 AND status IN ('done', 'adopted') ORDER BY finished_at, rowid",
+            )
+            .map_err(self.wrap())?;
+        let rows = stmt
+            .query_map([unit], |r| {
+                let outputs = r
+                    .get::<_, Option<String>>(2)?
+                    .and_then(|o| serde_json::from_str(&o).ok())
+                    .unwrap_or(serde_json::Value::Null);
+                Ok((r.get(0)?, r.get(1)?, outputs))
+            })
+            .map_err(self.wrap())?;
+        rows.collect::<Result<_, _>>().map_err(self.wrap())
+    }
+
+    /// Units by status (`done`, `failed`…) as the run recorded them.
+    pub fn units_with_status(&self, status: Option<&str>) -> Result<Vec<String>, CheckpointError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT key FROM units WHERE ?1 IS NULL OR status = ?1 ORDER BY ordinal",
+            )
+            .map_err(self.wrap())?;
+        let rows = stmt
+            .query_map([status], |r| r.get(0))
+            .map_err(self.wrap())?;
+        rows.collect::<Result<_, _>>().map_err(self.wrap())
+    }
+}

@@ -1,0 +1,416 @@
+//! Taking back what a migration made (issue 19): adjusting loan and deposit transactions
+//! (`POST /loans/transactions/{id}:adjust`, `POST /deposits/transactions/{id}:adjust`) and
+//! deleting loans, deposits and clients (`DELETE /loans/{id}`, `/deposits/{id}`,
+//! `/clients/{id}`), with Mambu's state rules (`../shared/mambu-api.md` §8; the reasons are
+//! the 2021 spec's, see [`ApiError::not_adjusted_transaction_logged_after`]).
+//!
+//! A deleted entity keeps its place in the tenant's lists (indexes stay valid) with the state
+//! `DELETED`, and leaves every index a lookup uses: it answers 404 from then on, its id may be
+//! taken again, and the stats do not count it.
+
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+
+use super::json::{now, object, optional_str};
+use super::{Account, Answer, EntityRef, Holder, Tenant};
+use crate::sandbox::error::ApiError;
+
+/// The state a deleted client, loan or deposit keeps in the sandbox's lists.
+pub(super) const DELETED: &str = "DELETED";
+
+impl Tenant {
+    /// The transaction an id (`"12"`) or encodedKey names, if it is on an account of the kind
+    /// `loan` says and not removed.
+    fn transaction_index(&self, id_or_key: &str, loan: bool) -> Option<usize> {
+        let index = id_or_key
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .filter(|i| *i < self.transactions.len())
+            .or_else(|| {
+                self.transactions.iter().position(|t| {
+                    t.doc.get("encodedKey").and_then(Value::as_str) == Some(id_or_key)
+                })
+            })?;
+        let t = &self.transactions[index];
+        let kind_fits = matches!(
+            (t.account, loan),
+            (Account::Loan(_), true) | (Account::Deposit(_), false)
+        );
+        (kind_fits && !t.deleted).then_some(index)
+    }
+
+    fn adjusted(&self, t_index: usize) -> bool {
+        self.transactions[t_index]
+            .doc
+            .contains_key("adjustmentTransactionKey")
+    }
+
+    /// Refuses adjusting `t_index` when it is adjusted already or a later transaction of
+    /// the same account is not.
+    fn check_adjustable(&self, t_index: usize, account: &[usize]) -> Result<(), ApiError> {
+        if self.adjusted(t_index) {
+            return Err(ApiError::transaction_already_adjusted());
+        }
+        let later = account
+            .iter()
+            .skip_while(|t| **t != t_index)
+            .skip(1)
+            .any(|t| !self.transactions[*t].deleted && !self.adjusted(*t));
+        if later {
+            return Err(ApiError::not_adjusted_transaction_logged_after());
+        }
+        Ok(())
+    }
+
+    /// Marks `t_index` adjusted (`notes` from the body) and answers it.
+    fn mark_adjusted(&mut self, t_index: usize, body: &Value) -> Answer {
+        let notes = optional_str(object(body)?, "notes")?.map(str::to_owned);
+        let key = self.new_key();
+        let at = now(self.zone);
+        let doc = &mut self.transactions[t_index].doc;
+        doc.insert("adjustmentTransactionKey".into(), json!(key));
+        doc.insert("adjustmentDate".into(), json!(at));
+        if let Some(notes) = notes {
+            doc.insert("adjustmentNotes".into(), json!(notes));
+        }
+        Ok(Value::Object(doc.clone()))
+    }
+
+    /// `POST /loans/transactions/{id}:adjust`: the transaction's effect reversed (a repayment's
+    /// allocation taken back newest installment first, a fee taken off its installment, a
+    /// disbursement taking the loan back to APPROVED when no other disbursement stands).
+    pub fn adjust_loan_transaction(&mut self, id_or_key: &str, body: &Value) -> Answer {
+        let t_index = self
+            .transaction_index(id_or_key, true)
+            .ok_or_else(ApiError::invalid_transaction_id)?;
+        let Account::Loan(index) = self.transactions[t_index].account else {
+            return Err(ApiError::invalid_transaction_id());
+        };
+        self.check_adjustable(t_index, &self.loans[index].transactions)?;
+        let t = &self.transactions[t_index];
+        let affected = |field: &str| {
+            t.doc
+                .get("affectedAmounts")
+                .and_then(|a| a.get(field))
+                .and_then(super::decimal)
+                .unwrap_or_default()
+        };
+        let (principal, interest, fees) = (
+            affected("principalAmount"),
+            affected("interestAmount"),
+            affected("feesAmount"),
+        );
+        let installment = t
+            .doc
+            .get("installmentNumber")
+            .and_then(Value::as_u64)
+            .map(|n| n as usize);
+        match t.kind {
+            "REPAYMENT" => {
+                let loan = &mut self.loans[index];
+                let (mut p, mut i, mut f) = (principal, interest, fees);
+                for inst in loan.schedule.iter_mut().rev() {
+                    for (left, paid) in [
+                        (&mut p, &mut inst.principal_paid),
+                        (&mut i, &mut inst.interest_paid),
+                        (&mut f, &mut inst.fee_paid),
+                    ] {
+                        let back = (*left).min(*paid).max(Decimal::ZERO);
+                        *paid -= back;
+                        *left -= back;
+                    }
+                    if !inst.is_paid() {
+                        inst.repaid = None;
+                    }
+                }
+                if loan.state == "CLOSED" && loan.sub_state == Some("REPAID") {
+                    loan.state = "ACTIVE";
+                    loan.sub_state = None;
+                }
+            }
+            "FEE_APPLIED" => {
+                let loan = &mut self.loans[index];
+                let position = installment
+                    .and_then(|n| n.checked_sub(1))
+                    .or_else(|| loan.schedule.iter().position(|i| i.fee >= fees));
+                if let Some(inst) = position.and_then(|p| loan.schedule.get_mut(p)) {
+                    inst.fee -= fees.min(inst.fee);
+                }
+            }
+            "DISBURSEMENT" => {
+                let others = self.loans[index].transactions.iter().any(|o| {
+                    *o != t_index
+                        && !self.transactions[*o].deleted
+                        && self.transactions[*o].kind == "DISBURSEMENT"
+                        && !self.adjusted(*o)
+                });
+                if !others {
+                    let loan = &mut self.loans[index];
+                    loan.state = "APPROVED";
+                    loan.sub_state = None;
+                    loan.disbursed = None;
+                }
+            }
+            _ => return Err(ApiError::transaction_type_does_not_allow_adjustment()),
+        }
+        self.loans[index].modified = now(self.zone);
+        self.mark_adjusted(t_index, body)
+    }
+
+    /// `POST /deposits/transactions/{id}:adjust`: a deposit's amount taken off the balance (not
+    /// below zero), a withdrawal's put back.
+    pub fn adjust_deposit_transaction(&mut self, id_or_key: &str, body: &Value) -> Answer {
+        let t_index = self
+            .transaction_index(id_or_key, false)
+            .ok_or_else(ApiError::invalid_transaction_id)?;
+        let Account::Deposit(index) = self.transactions[t_index].account else {
+            return Err(ApiError::invalid_transaction_id());
+        };
+        self.check_adjustable(t_index, &self.deposits[index].transactions)?;
+        let t = &self.transactions[t_index];
+        let amount = t
+            .doc
+            .get("amount")
+            .and_then(super::decimal)
+            .unwrap_or_default();
+        let deposit = &mut self.deposits[index];
+        match t.kind {
+            "DEPOSIT" => {
+                if amount > deposit.balance {
+                    return Err(ApiError::balance_below_zero());
+                }
+                deposit.balance -= amount;
+            }
+            "WITHDRAWAL" => deposit.balance += amount,
+            _ => return Err(ApiError::transaction_type_does_not_allow_adjustment()),
+        }
+        self.mark_adjusted(t_index, body)
+    }
+
+    /// `DELETE /loans/{id}`: only a loan never disbursed, or whose disbursements are all
+    /// adjusted (PENDING_APPROVAL, PARTIAL_APPLICATION, APPROVED, CLOSED REJECTED or WITHDRAWN);
+    /// any other state is INVALID_ACCOUNT_STATE. The stricter reading: Mambu's documentation
+    /// names the states in which the delete button shows, not the API's rule.
+    pub fn delete_loan(&mut self, id_or_key: &str) -> Answer {
+        let index = self
+            .loan_index(id_or_key)
+            .ok_or_else(ApiError::invalid_loan_account_id)?;
+        let loan = &self.loans[index];
+        let deletable = matches!(
+            (loan.state, loan.sub_state),
+            ("PENDING_APPROVAL" | "PARTIAL_APPLICATION" | "APPROVED", _)
+                | ("CLOSED", Some("REJECTED" | "WITHDRAWN"))
+        );
+        if !deletable {
+            return Err(ApiError::invalid_account_state("accountState"));
+        }
+        let (key, id) = (loan.encoded_key.clone(), loan.id.clone());
+        let transactions = loan.transactions.clone();
+        self.loans[index].state = DELETED;
+        self.loans[index].sub_state = None;
+        self.forget_transactions(&transactions);
+        self.forget(&key, &id, &EntityRef::Loan(index));
+        Ok(Value::Null)
+    }
+
+    /// `DELETE /deposits/{id}`: only with no transaction left that is not adjusted and a zero
+    /// balance (ACCOUNT_HAS_TRANSACTIONS), and not a loan's settlement account.
+    pub fn delete_deposit(&mut self, id_or_key: &str) -> Answer {
+        let index = self
+            .deposit_index(id_or_key)
+            .ok_or_else(ApiError::invalid_deposit_account_id)?;
+        let deposit = &self.deposits[index];
+        let live = deposit
+            .transactions
+            .iter()
+            .any(|t| !self.transactions[*t].deleted && !self.adjusted(*t));
+        if live || !deposit.balance.is_zero() {
+            return Err(ApiError::account_has_transactions());
+        }
+        let key = deposit.encoded_key.clone();
+        if self
+            .loans
+            .iter()
+            .any(|l| l.state != DELETED && l.settlement_key.as_deref() == Some(key.as_str()))
+        {
+            return Err(ApiError::invalid_account_state(
+                "linkedSettlementAccountKeys",
+            ));
+        }
+        let id = deposit.id.clone();
+        let transactions = deposit.transactions.clone();
+        self.deposits[index].state = DELETED;
+        self.forget_transactions(&transactions);
+        self.forget(&key, &id, &EntityRef::Deposit(index));
+        Ok(Value::Null)
+    }
+
+    /// `DELETE /clients/{id}`: only a client that holds no loan or deposit (CLIENT_HAS_ACCOUNTS)
+    /// and belongs to no group (the same reason: the stricter reading).
+    pub fn delete_client(&mut self, id_or_key: &str) -> Answer {
+        let index = self
+            .client_index(id_or_key)
+            .ok_or_else(ApiError::invalid_client_id)?;
+        let holder = Holder::Client(index);
+        let has_accounts = self
+            .loans
+            .iter()
+            .any(|l| l.holder == holder && l.state != DELETED)
+            || self
+                .deposits
+                .iter()
+                .any(|d| d.holder == holder && d.state != DELETED);
+        let in_group = self.groups.iter().any(|g| g.members.contains(&index));
+        if has_accounts || in_group {
+            return Err(ApiError::client_has_accounts());
+        }
+        let client = &mut self.clients[index];
+        client.state = DELETED;
+        let (key, id) = (client.encoded_key.clone(), client.id.clone());
+        self.client_ids.remove(&id);
+        self.keys.remove(&key);
+        Ok(Value::Null)
+    }
+
+    /// Removes a deleted account's transactions from the counts, and frees their externalIds
+    /// (a unit migrated again posts them again).
+    fn forget_transactions(&mut self, transactions: &[usize]) {
+        for t in transactions {
+            self.transactions[*t].deleted = true;
+        }
+        self.external_ids.retain(|_, t| !transactions.contains(t));
+    }
+
+    /// Removes a deleted account from the lookups: its key, and its id when it still names it.
+    fn forget(&mut self, key: &str, id: &str, entity: &EntityRef) {
+        self.keys.remove(key);
+        if self.account_ids.get(id) == Some(entity) {
+            self.account_ids.remove(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::test_support::*;
+
+    #[test]
+    fn newest_first_then_the_loan_and_the_client_go() {
+        let mut t = tenant();
+        let loan = approved_loan(&mut t, "1000");
+        let client = t.get_loan(&loan).unwrap()["accountHolderKey"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        t.post_transaction(
+            &loan,
+            super::super::TransactionKind::Disbursement,
+            &json!({}),
+        )
+        .unwrap();
+        let repayment = t
+            .post_transaction(
+                &loan,
+                super::super::TransactionKind::Repayment,
+                &json!({"amount": 10}),
+            )
+            .unwrap();
+        let disbursement = t.loan_transactions(&loan).unwrap()[0].clone();
+        let d_id = disbursement["id"].as_str().unwrap().to_owned();
+        let r_id = repayment["id"].as_str().unwrap().to_owned();
+        let err = t.adjust_loan_transaction(&d_id, &json!({})).unwrap_err();
+        assert_eq!(
+            err.reason,
+            "NOT_ADJUSTED_TRANSACTION_LOGGED_AFTER_CURRENT_ONE"
+        );
+        assert_eq!(
+            t.delete_loan(&loan).unwrap_err().reason,
+            "INVALID_ACCOUNT_STATE"
+        );
+        assert_eq!(
+            t.delete_client(&client).unwrap_err().reason,
+            "CLIENT_HAS_ACCOUNTS"
+        );
+        t.adjust_loan_transaction(&r_id, &json!({"notes": "rollback"}))
+            .unwrap();
+        assert_eq!(
+            t.adjust_loan_transaction(&r_id, &json!({}))
+                .unwrap_err()
+                .reason,
+            "TRANSACTION_ALREADY_ADJUSTED"
+        );
+        t.adjust_loan_transaction(&d_id, &json!({})).unwrap();
+        assert_eq!(t.get_loan(&loan).unwrap()["accountState"], "APPROVED");
+        t.change_loan_state(&loan, &json!({"action": "UNDO_APPROVE"}))
+            .unwrap();
+        t.delete_loan(&loan).unwrap();
+        assert_eq!(
+            t.get_loan(&loan).unwrap_err().reason,
+            "INVALID_LOAN_ACCOUNT_ID"
+        );
+        t.delete_client(&client).unwrap();
+        assert_eq!(
+            t.get_client(&client).unwrap_err().reason,
+            "INVALID_CLIENT_ID"
+        );
+        let stats = t.stats();
+        assert_eq!(stats["clients"], 0);
+        assert_eq!(stats["loans"], 0);
+        assert_eq!(stats["transactions"], 0);
+    }
+}
+
+#[cfg(test)]
+mod deposit_tests {
+    use rust_decimal::Decimal;
+    use serde_json::json;
+
+    use super::super::DepositTransactionKind;
+    use super::super::test_support::*;
+
+    #[test]
+    fn a_deposit_goes_once_its_transactions_are_adjusted() {
+        let mut t = tenant();
+        let id = approved_deposit(&mut t);
+        let first = t
+            .post_deposit_transaction(
+                &id,
+                DepositTransactionKind::Deposit,
+                &json!({"amount": 100, "externalId": "d-1"}),
+            )
+            .unwrap();
+        let second = t
+            .post_deposit_transaction(
+                &id,
+                DepositTransactionKind::Withdrawal,
+                &json!({"amount": 40}),
+            )
+            .unwrap();
+        assert_eq!(
+            t.delete_deposit(&id).unwrap_err().reason,
+            "ACCOUNT_HAS_TRANSACTIONS"
+        );
+        let first = first["encodedKey"].as_str().unwrap();
+        let second = second["id"].as_str().unwrap();
+        assert_eq!(
+            t.adjust_deposit_transaction(first, &json!({}))
+                .unwrap_err()
+                .reason,
+            "NOT_ADJUSTED_TRANSACTION_LOGGED_AFTER_CURRENT_ONE"
+        );
+        t.adjust_deposit_transaction(second, &json!({})).unwrap();
+        t.adjust_deposit_transaction(first, &json!({})).unwrap();
+        assert_eq!(t.deposits[0].balance, Decimal::ZERO);
+        t.delete_deposit(&id).unwrap();
+        assert_eq!(
+            t.get_deposit(&id).unwrap_err().reason,
+            "INVALID_DEPOSIT_ACCOUNT_ID"
+        );
+        assert_eq!(t.delete_deposit(&id).unwrap_err().status.as_u16(), 404);
+        // The externalId is free again for the unit migrated anew.
+        assert!(!t.external_ids.contains_key("d-1"));
+    }
+}
