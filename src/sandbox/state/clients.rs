@@ -115,7 +115,7 @@ impl Tenant {
     /// The body's `idDocuments`, checked: each names its `documentId` and `documentType` (the
     /// spec requires both), a type the tenant's ID document templates define (when it lists
     /// any), and there are at least as many as the client rules require.
-    fn id_documents<'a>(
+    pub(super) fn id_documents<'a>(
         &self,
         doc: &'a Map<String, Value>,
     ) -> Result<Vec<&'a Map<String, Value>>, ApiError> {
@@ -159,7 +159,7 @@ impl Tenant {
     /// What the duplicate-client check compares, for each configured field combination the
     /// client fills: (the combination, a key equal for two matching clients). Text is compared
     /// trimmed and without case.
-    fn match_keys(
+    pub(super) fn match_keys(
         &self,
         doc: &Map<String, Value>,
         documents: &[&Map<String, Value>],
