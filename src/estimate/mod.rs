@@ -589,6 +589,11 @@ impl Estimator<'_> {
                 }
                 acc.all.calls = acc.all.calls.saturating_sub(bulk.saved);
                 step.calls = bulk.calls;
+                // The step's endpoints are the bulk's, not the single deposit's.
+                step.endpoints = [BULK_DEPOSITS, BULK_STATUS]
+                    .iter()
+                    .map(|(m, p)| format!("{m} {p}"))
+                    .collect();
                 bulks.push(bulk);
                 continue;
             }
