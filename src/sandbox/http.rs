@@ -1111,12 +1111,7 @@ async fn post_transaction(
         TransactionKind::Fee => Call::ApplyFee,
         TransactionKind::Repayment => Call::Repay,
     };
-    let calls: &[Call] = if s.backdated(&body) {
-        &[own, Call::Backdate]
-    } else {
-        &[own]
-    };
-    if let Some(refusal) = forbidden(&s, &caller, Api::V2, calls) {
+    if let Some(refusal) = forbidden_transaction(&s, &caller, &body, own, Call::Backdate) {
         return refusal;
     }
     let route = format!("POST /loans/{id}/{kind:?}");
@@ -1182,12 +1177,7 @@ async fn deposit_transaction<const WITHDRAWAL: bool>(
             "deposit-transactions",
         )
     };
-    let calls: &[Call] = if s.backdated(&body) {
-        &[own, Call::BackdateSavings]
-    } else {
-        &[own]
-    };
-    if let Some(refusal) = forbidden(&s, &caller, Api::V2, calls) {
+    if let Some(refusal) = forbidden_transaction(&s, &caller, &body, own, Call::BackdateSavings) {
         return refusal;
     }
     let route = format!("POST /deposits/{id}/{path}");
@@ -1196,8 +1186,23 @@ async fn deposit_transaction<const WITHDRAWAL: bool>(
         .await
 }
 
-/// `POST /loans/{id}/lock-transactions`, or `/unlock-transactions` when `UNLOCK` (v2, with an
-/// Idempotency-Key, 201).
+/// A transaction's permissions: its own, and `backdate` too when its valueDate is before the
+/// tenant's today (Mambu's BACKDATE_LOAN_TRANSACTIONS / BACKDATE_SAVINGS_TRANSACTIONS).
+fn forbidden_transaction(
+    s: &Shared,
+    caller: &Caller,
+    body: &Bytes,
+    own: Call,
+    backdate: Call,
+) -> Option<Response> {
+    let calls: &[Call] = if s.backdated(body) {
+        &[own, backdate]
+    } else {
+        &[own]
+    };
+    forbidden(s, caller, Api::V2, calls)
+}
+
 /// `POST /deposits/deposit-transactions:bulk` (v2, with an Idempotency-Key): 202 before any
 /// item is posted, the bulk process key in `Location`. The bulk is picked up (IN_PROGRESS) half
 /// the fault settings' `bulk_delay_ms` later and processed (COMPLETE) at its end. It needs
@@ -1243,6 +1248,8 @@ async fn get_bulk(
     read(&s, &caller, Call::ReadDeposit, |t| t.bulk_status(&key))
 }
 
+/// `POST /loans/{id}/lock-transactions`, or `/unlock-transactions` when `UNLOCK` (v2, with an
+/// Idempotency-Key, 201).
 async fn lock_change<const UNLOCK: bool>(
     State(s): State<Arc<Shared>>,
     Extension(c): Extension<ConnHandle>,

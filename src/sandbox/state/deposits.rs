@@ -6,8 +6,8 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
 use super::json::{
-    format_datetime, money, now, object, optional_datetime, optional_str, required_decimal,
-    required_str, store_numbers, writable,
+    format_datetime, money, now, object, optional_datetime, required_decimal, required_str,
+    store_numbers, writable,
 };
 use super::{Account, Answer, Deposit, DepositTransactionKind, EntityRef, Tenant, Transaction};
 use crate::sandbox::error::ApiError;
@@ -180,13 +180,7 @@ impl Tenant {
             .deposit_index(id_or_key)
             .ok_or_else(ApiError::invalid_deposit_account_id)?;
         let doc = object(body)?;
-        let external_id = optional_str(doc, "externalId")?;
-        if let Some(ext) = external_id
-            && self.external_ids.contains_key(ext)
-        {
-            self.counters.refused_external_ids += 1;
-            return Err(ApiError::external_id_exists());
-        }
+        let external_id = self.unused_external_id(doc)?;
         let value_date = optional_datetime(Some(body), "valueDate", self.zone)?
             .unwrap_or_else(|| self.zone.now());
         optional_datetime(Some(body), "bookingDate", self.zone)?;

@@ -15,6 +15,22 @@ use crate::sandbox::error::ApiError;
 use crate::sandbox::products::{FuturePaymentsAcceptance, PrepaymentAcceptance};
 
 impl Tenant {
+    /// A transaction's `externalId`, refused (EXTERNAL_ID_ALREADY_EXISTS) when a loan's or a
+    /// deposit's transaction already has it.
+    pub(super) fn unused_external_id<'a>(
+        &mut self,
+        doc: &'a serde_json::Map<String, Value>,
+    ) -> Result<Option<&'a str>, ApiError> {
+        let external_id = optional_str(doc, "externalId")?;
+        if let Some(ext) = external_id
+            && self.external_ids.contains_key(ext)
+        {
+            self.counters.refused_external_ids += 1;
+            return Err(ApiError::external_id_exists());
+        }
+        Ok(external_id)
+    }
+
     pub fn post_transaction(
         &mut self,
         id_or_key: &str,
@@ -25,13 +41,7 @@ impl Tenant {
             .loan_index(id_or_key)
             .ok_or_else(ApiError::invalid_loan_account_id)?;
         let doc = object(body)?;
-        let external_id = optional_str(doc, "externalId")?;
-        if let Some(ext) = external_id
-            && self.external_ids.contains_key(ext)
-        {
-            self.counters.refused_external_ids += 1;
-            return Err(ApiError::external_id_exists());
-        }
+        let external_id = self.unused_external_id(doc)?;
         let value_date = optional_datetime(Some(body), "valueDate", self.zone)?
             .unwrap_or_else(|| self.zone.today());
         // The input's other date-times (skyleague/mambu-sdk, `*LoanTransactionInput`), checked
