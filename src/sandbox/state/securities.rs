@@ -10,6 +10,12 @@
 //! whose product sets `requiredGuaranties` needs guarantees and assets summing to at least that
 //! percentage of the loan amount (INSUFFICIENT_GUARANTEES).
 //!
+//! `../shared/mambu-api.md` says nothing of securities: the fields are the generated schemas',
+//! the reasons the 2021 spec's error enum (`../shared/mambu-openapi/mambu_v2_2021_merged.
+//! swagger2.json`, codes inferred and marked in `src/sandbox/error.rs`), and every rule the
+//! record leaves open (who may guarantee, an id instead of a key, when the percentage counts)
+//! takes the stricter reading.
+//!
 //! Not modelled: a guarantee's hold on the deposit's balance (Mambu's
 //! INSUFFICIENT_SAVINGS_ACCOUNT_BALANCE), the guarantor's state, `originalAmount` and
 //! `originalCurrency` conversions (stored and answered as sent).
