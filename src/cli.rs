@@ -99,6 +99,16 @@ pub struct RunArgs {
     /// a reload included).
     #[arg(long)]
     pub resume: bool,
+    /// Catch up a finished run with a newer extract (give its files with --source): units
+    /// that did not change are skipped without a call, new units and new rows migrated,
+    /// changes to rows already migrated listed in drift.csv (and applied where the plan
+    /// declares an update with `on_change`). Opens a new phase of the run; --resume continues it.
+    #[arg(long, conflicts_with_all = ["resume", "reload", "sample", "dry_run"])]
+    pub catch_up: bool,
+    /// With --catch-up: where the previous phase's file of a source is now (NAME=PATH), when it
+    /// was moved; it must hold the same data.
+    #[arg(long = "baseline", value_name = "NAME=PATH", requires = "catch_up")]
+    pub baseline: Vec<String>,
     /// Reload fixed failed rows: resume, reading every source that has a file in the run's
     /// failed/ATTEMPT/ folder from it (`latest` when no value is given, an attempt's number,
     /// or a folder's path). The units that failed are tried again from the step they failed at.
@@ -182,6 +192,10 @@ pub struct EstimateArgs {
     /// A sample run's directory: use its measured latencies, retry and throttle rates.
     #[arg(long, value_name = "RUN_DIR")]
     pub from_run: Option<PathBuf>,
+    /// Count only what a catch-up of the run in RUN_DIR with this extract would send (`run
+    /// --catch-up`): the night's calls and time, the units unchanged, new and changed.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub catch_up: Option<PathBuf>,
     /// The cutover window (8h, 90m, 2h30m): does the run fit, and if not what it needs.
     #[arg(long, value_name = "DURATION")]
     pub window: Option<String>,
@@ -440,6 +454,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitStatus> {
         confirm_production: args.confirm_production,
         accept_tenant_changes: args.accept_tenant_changes,
         tenant_record: args.tenant_record,
+        catch_up: args.catch_up,
+        baseline: source_overrides(&args.baseline)?,
     })
 }
 
@@ -538,6 +554,7 @@ fn estimate(args: EstimateArgs) -> anyhow::Result<ExitStatus> {
         from_run: args.from_run,
         window,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        catch_up: args.catch_up,
     };
     crate::estimate::run(&options, args.format, args.output.as_deref())
 }

@@ -28,6 +28,7 @@
 //!   the checkpoint stores as text (a call's outcome, a step's status, an attempt's kind and
 //!   state); text none of their values names is an [`UnknownText`].
 
+pub mod catchup;
 pub mod checkpoint;
 pub mod cli;
 pub mod estimate;

@@ -39,6 +39,13 @@
 //!   of each, JSON), then Mambu's bulk process key once answered, then settled once every
 //!   item's step is recorded. A resume POSTs again, with the same key and items, a bulk without
 //!   a process key, and polls one with.
+//! - `phases(n, kind, first_attempt, baseline, sources, started_at, counts)`: the migration
+//!   (phase 1) and every catch-up after it (`run --catch-up`): the attempt that opened it, the
+//!   extract it compared with (`baseline`) and the one it read (path and SHA-256 of each
+//!   source), and what the comparison found (`counts`, JSON [`PhaseCounts`]).
+//! - `drift(phase, unit, source, row_key, col, change, old, new, action)`: every change a
+//!   catch-up found in rows already migrated, personal values masked, and what was done with it
+//!   (`drift.csv`).
 //! - `failed_rows(unit, attempt, source, header, rows)`: the source rows of a unit that failed,
 //!   committed with its failure, so `failed/<attempt>/` can always be written again from here.
 
@@ -81,6 +88,13 @@ CREATE TABLE IF NOT EXISTS attempts (
 CREATE TABLE IF NOT EXISTS bulks (
     idempotency_key TEXT PRIMARY KEY, step_id TEXT NOT NULL, items TEXT NOT NULL,
     bulk_key TEXT, settled INTEGER NOT NULL DEFAULT 0, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS phases (
+    n INTEGER PRIMARY KEY, kind TEXT NOT NULL, first_attempt INTEGER NOT NULL,
+    baseline TEXT NOT NULL, sources TEXT NOT NULL, started_at REAL NOT NULL, counts TEXT);
+CREATE TABLE IF NOT EXISTS drift (
+    phase INTEGER NOT NULL, unit TEXT NOT NULL, source TEXT NOT NULL, row_key TEXT NOT NULL,
+    col TEXT NOT NULL, change TEXT NOT NULL, old TEXT NOT NULL, new TEXT NOT NULL,
+    action TEXT NOT NULL, PRIMARY KEY (phase, unit, source, row_key, col));
 CREATE TABLE IF NOT EXISTS failed_rows (
     unit TEXT NOT NULL, attempt INTEGER NOT NULL, source TEXT NOT NULL, header TEXT NOT NULL,
     rows TEXT NOT NULL, PRIMARY KEY (unit, attempt, source));
@@ -124,16 +138,22 @@ crate::stored_as_text! {
         /// Some sources are fixed failed rows (files under the run's `failed/`): the units that
         /// failed before this reload began are tried again from the step they failed at.
         Reload = "reload",
+        /// Opens a catch-up phase: a newer extract, compared with the one migrated before.
+        CatchUp = "catch-up",
     }
 }
 
+/// The events that open an attempt (a session of `run`), one per [`AttemptKind`].
+pub const SESSION_EVENTS: [&str; 4] = ["started", "resumed", "reloaded", "catch-up"];
+
 impl AttemptKind {
-    /// The event that opens the attempt in the run's history.
+    /// The event that opens the attempt in the run's history (one of [`SESSION_EVENTS`]).
     pub fn event(self) -> &'static str {
         match self {
             AttemptKind::Fresh => "started",
             AttemptKind::Resume => "resumed",
             AttemptKind::Reload => "reloaded",
+            AttemptKind::CatchUp => "catch-up",
         }
     }
 }
@@ -147,6 +167,74 @@ crate::stored_as_text! {
         /// Stopped before the end (interrupt, error budget, deadline, outage): resumable.
         Stopped = "stopped",
     }
+}
+
+crate::stored_as_text! {
+    /// What a phase of the run is.
+    pub enum PhaseKind: "phase kind" {
+        /// The migration of the whole extract (phase 1).
+        Migration = "migration",
+        /// Only what changed since the extract migrated before (`run --catch-up`).
+        CatchUp = "catch-up",
+    }
+}
+
+/// What a catch-up's comparison of two extracts found, unit by unit and row by row.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PhaseCounts {
+    /// Units not migrated before (new in the extract, or never run): migrated in full.
+    pub units_new: u64,
+    /// Units migrated before with rows added, changed or removed.
+    pub units_changed: u64,
+    /// Units whose rows did not change: skipped without a call.
+    pub units_unchanged: u64,
+    /// Units that failed before and did not change: left failed (fix and reload them).
+    pub units_failed_unchanged: u64,
+    /// Units of the earlier extract no longer in this one.
+    pub units_removed: u64,
+    /// New rows of units migrated before (their steps run).
+    pub rows_added: u64,
+    /// Drift: changed cells, removed rows and units, rows dated before rows already migrated.
+    pub drift: u64,
+    /// Drift applied by an update the plan declares (`on_change`).
+    pub drift_applied: u64,
+    /// Drift in columns the plan does not send.
+    pub drift_not_sent: u64,
+    /// Drift left for a person.
+    pub drift_left: u64,
+}
+
+/// A phase of the run: the migration, or a catch-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phase {
+    pub n: i64,
+    pub kind: PhaseKind,
+    /// The attempt that opened it; later attempts up to the next phase's belong to it.
+    pub first_attempt: i64,
+    /// The extract it compared with (a catch-up's: the previous phase's `sources`).
+    pub baseline: Vec<SourceFile>,
+    pub sources: Vec<SourceFile>,
+    pub started_at: f64,
+    /// A catch-up's comparison, once made.
+    pub counts: Option<PhaseCounts>,
+}
+
+/// A change a catch-up found in a row already migrated (a line of `drift.csv`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftRow {
+    pub phase: i64,
+    pub unit: String,
+    pub source: String,
+    pub row_key: String,
+    /// The column, or empty for a change of the whole row or unit.
+    pub column: String,
+    /// `changed`, `removed`, `unit removed`, `added before migrated rows`.
+    pub change: String,
+    /// Masked when the column holds personal data.
+    pub old: String,
+    pub new: String,
+    /// What was done: `update <step>`, `not sent by the plan`, `left for a person: …`.
+    pub action: String,
 }
 
 /// A finished step instance.
@@ -222,6 +310,14 @@ pub enum Record {
     BulkSettled {
         idempotency_key: String,
     },
+    /// A phase began (committed with the attempt that opens it).
+    PhaseStarted(Box<Phase>),
+    /// A catch-up's comparison is complete.
+    PhaseCounts {
+        n: i64,
+        counts: PhaseCounts,
+    },
+    Drift(Box<DriftRow>),
 }
 
 /// One item of a bulk: the unit and step instance it settles, and what is sent for it.
@@ -342,7 +438,11 @@ mod tests {
             ["ok", "retried", "throttled", "adopted", "failed"]
         );
         assert_eq!(StepStatus::TEXTS, ["done", "adopted", "skipped", "failed"]);
-        assert_eq!(AttemptKind::TEXTS, ["fresh", "resume", "reload"]);
+        assert_eq!(
+            AttemptKind::TEXTS,
+            ["fresh", "resume", "reload", "catch-up"]
+        );
+        assert_eq!(PhaseKind::TEXTS, ["migration", "catch-up"]);
         assert_eq!(AttemptState::TEXTS, ["running", "finished", "stopped"]);
         // Each text reads back as the value stored as it.
         fn reads_back<T: std::str::FromStr>(texts: &[&str], as_str: fn(T) -> &'static str) -> bool {
@@ -351,6 +451,12 @@ mod tests {
         assert!(reads_back(CallOutcome::TEXTS, CallOutcome::as_str));
         assert!(reads_back(StepStatus::TEXTS, StepStatus::as_str));
         assert!(reads_back(AttemptKind::TEXTS, AttemptKind::as_str));
+        assert!(reads_back(PhaseKind::TEXTS, PhaseKind::as_str));
+        let events: Vec<&str> = AttemptKind::TEXTS
+            .iter()
+            .map(|t| t.parse::<AttemptKind>().unwrap().event())
+            .collect();
+        assert_eq!(events, SESSION_EVENTS);
         assert!(reads_back(AttemptState::TEXTS, AttemptState::as_str));
 
         // A checkpoint holding values this version does not know (a newer one wrote them).

@@ -10,8 +10,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use super::{
-    Attempt, AttemptState, BulkBatch, CheckpointError, SourceRows, StepStatus, UnitError,
-    open_connection,
+    Attempt, AttemptState, BulkBatch, CheckpointError, DriftRow, Phase, PhaseKind, SourceFile,
+    SourceRows, StepStatus, UnitError, open_connection,
 };
 use crate::UnknownText;
 use crate::mambu::CallOutcome;
@@ -31,6 +31,8 @@ pub struct Resume {
     pub steps: HashMap<String, HashMap<String, (StepStatus, Value)>>,
     /// Bulks recorded and not settled, oldest first: POSTed again (no process key) or polled.
     pub bulks: Vec<BulkBatch>,
+    /// The migration and the catch-ups after it, oldest first.
+    pub phases: Vec<Phase>,
 }
 
 /// Column `index` of `row`, text stored as a `T`: one this version does not know is an error
@@ -83,6 +85,51 @@ fn attempts_of(conn: &Connection) -> Result<Vec<Attempt>, rusqlite::Error> {
         })
     })?;
     rows.collect()
+}
+
+/// The phases, oldest first; a checkpoint without any recorded (written before phases, or by
+/// a run killed before its first commit) has the migration, from its first attempt.
+pub(super) fn phases_of(conn: &Connection) -> Result<Vec<Phase>, rusqlite::Error> {
+    let has_table: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'phases'",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut phases = Vec::new();
+    if has_table {
+        let mut stmt = conn.prepare("SELECT n, kind, first_attempt, baseline, sources, started_at, counts FROM phases ORDER BY n")?;
+        let rows = stmt.query_map([], |r| {
+            let files = |i: usize| -> Result<Vec<SourceFile>, rusqlite::Error> {
+                Ok(serde_json::from_str(&r.get::<_, String>(i)?).unwrap_or_default())
+            };
+            Ok(Phase {
+                n: r.get(0)?,
+                kind: stored(r, 1, "phases.kind")?,
+                first_attempt: r.get(2)?,
+                baseline: files(3)?,
+                sources: files(4)?,
+                started_at: r.get(5)?,
+                counts: r
+                    .get::<_, Option<String>>(6)?
+                    .and_then(|c| serde_json::from_str(&c).ok()),
+            })
+        })?;
+        phases = rows.collect::<Result<Vec<_>, _>>()?;
+    }
+    if phases.is_empty()
+        && let Some(first) = attempts_of(conn)?.into_iter().next()
+    {
+        phases.push(Phase {
+            n: 1,
+            kind: PhaseKind::Migration,
+            first_attempt: first.n,
+            baseline: Vec::new(),
+            sources: first.sources,
+            started_at: 0.0,
+            counts: None,
+        });
+    }
+    Ok(phases)
 }
 
 /// The bulks recorded and not settled, in the order recorded.
@@ -171,6 +218,7 @@ pub fn read_resume(path: &Path) -> Result<Resume, CheckpointError> {
     }
     resume.attempts = attempts_of(&conn).map_err(wrap)?;
     resume.bulks = open_bulks(&conn).map_err(wrap)?;
+    resume.phases = phases_of(&conn).map_err(wrap)?;
     Ok(resume)
 }
 
@@ -529,6 +577,48 @@ impl Reader {
             Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0)))
         })?;
         rows.collect()
+    }
+
+    /// The run's phases, oldest first. A checkpoint written before phases has one: the
+    /// migration, opened by its first attempt with the extract it read.
+    pub fn phases(&self) -> Result<Vec<Phase>, rusqlite::Error> {
+        phases_of(&self.conn)
+    }
+
+    /// Every drift row, by phase, unit, source, row and column.
+    pub fn drift(&self) -> Result<Vec<DriftRow>, rusqlite::Error> {
+        let mut stmt = self.conn.prepare("SELECT phase, unit, source, row_key, col, change, old, new, action FROM drift ORDER BY phase, unit, source, row_key, col")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(DriftRow {
+                phase: r.get(0)?,
+                unit: r.get(1)?,
+                source: r.get(2)?,
+                row_key: r.get(3)?,
+                column: r.get(4)?,
+                change: r.get(5)?,
+                old: r.get(6)?,
+                new: r.get(7)?,
+                action: r.get(8)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// The attempt a unit finished done in (0 before attempts were recorded); `None` when it
+    /// is not done.
+    pub fn done_unit_attempt(&self, unit: &str) -> Result<Option<i64>, rusqlite::Error> {
+        self.conn
+            .prepare_cached("SELECT attempt FROM units WHERE key = ?1 AND status = 'done'")?
+            .query_row([unit], |r| Ok(r.get::<_, Option<i64>>(0)?.unwrap_or(0)))
+            .optional()
+    }
+
+    /// A unit's status (`running`, `done`, `failed`), if it ever started.
+    pub fn unit_status(&self, unit: &str) -> Result<Option<String>, rusqlite::Error> {
+        self.conn
+            .prepare_cached("SELECT status FROM units WHERE key = ?1")?
+            .query_row([unit], |r| r.get(0))
+            .optional()
     }
 
     /// Every finished step of one unit: instance → (status, outputs).

@@ -277,6 +277,21 @@ fn commit(conn: &mut Connection, batch: &[Record]) -> Result<(), rusqlite::Error
                 tx.prepare_cached("UPDATE bulks SET settled = 1 WHERE idempotency_key = ?1")?
                     .execute(params![idempotency_key])?;
             }
+            Record::PhaseStarted(p) => {
+                tx.prepare_cached("INSERT OR REPLACE INTO phases (n, kind, first_attempt, baseline, sources, started_at, counts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)")?
+                    .execute(params![p.n, p.kind.as_str(), p.first_attempt, serde_json::to_string(&p.baseline).unwrap_or_default(), serde_json::to_string(&p.sources).unwrap_or_default(), at])?;
+            }
+            Record::PhaseCounts { n, counts } => {
+                tx.prepare_cached("UPDATE phases SET counts = ?2 WHERE n = ?1")?
+                    .execute(params![
+                        n,
+                        serde_json::to_string(counts).unwrap_or_default()
+                    ])?;
+            }
+            Record::Drift(d) => {
+                tx.prepare_cached("INSERT OR REPLACE INTO drift (phase, unit, source, row_key, col, change, old, new, action) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?
+                    .execute(params![d.phase, d.unit, d.source, d.row_key, d.column, d.change, d.old, d.new, d.action])?;
+            }
             Record::Meta { key, value } => {
                 tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
                     .execute(params![key, value])?;

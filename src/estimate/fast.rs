@@ -296,6 +296,12 @@ impl<'p> Analysis<'p> {
                         None => None,
                     };
                     let &(calls_each, work_ms) = step_work.get(self.steps.len())?;
+                    // A catch-up's update makes no call in a migration.
+                    let (calls_each, work_ms) = if a.on_change.is_empty() {
+                        (calls_each, work_ms)
+                    } else {
+                        (0, 0.0)
+                    };
                     if let Some(i) = &a.installments {
                         let from = self.defs.iter().position(|d| d.name == i.from)?;
                         self.installments.push((from, self.steps.len()));

@@ -55,6 +55,20 @@ pub struct Options {
     pub window: Option<f64>,
     /// Show a progress bar while reading the extract (on a terminal).
     pub progress: bool,
+    /// `--catch-up RUN_DIR`: count only what a catch-up of that run with this extract sends.
+    pub catch_up: Option<PathBuf>,
+}
+
+/// What a catch-up of a run with the extract would find and send (`--catch-up RUN_DIR`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CatchUpEstimate {
+    pub run_dir: String,
+    /// The phase it would open.
+    pub phase: i64,
+    #[serde(flatten)]
+    pub counts: crate::checkpoint::PhaseCounts,
+    /// Calls of units (the tenant's reads and lookups aside).
+    pub unit_calls: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -138,6 +152,9 @@ pub struct Estimate {
     /// The calls the plan's bulk deposit steps save (issue 18).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bulks: Vec<BulkCalls>,
+    /// With `--catch-up`: the delta's figures (every other figure counts only the delta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUpEstimate>,
     pub assumptions: Vec<String>,
 }
 
@@ -258,9 +275,71 @@ pub fn estimate(options: &Options) -> anyhow::Result<Result<Estimate, Refused>> 
         (None, _) => None,
     };
     let record = crate::validate::drift::record_reads(&plan, record_target.as_ref());
+    let catch_up = match &options.catch_up {
+        None => None,
+        Some(run_dir) => match catch_up_baseline(&options.plan, run_dir)? {
+            Ok(baseline) => Some(baseline),
+            Err(problems) => return Ok(Err(problems)),
+        },
+    };
     Ok(Ok(estimate_plan(
-        &plan, &sources, options, measured, lookups, record,
+        &plan, &sources, options, measured, lookups, record, catch_up,
     )?))
+}
+
+/// A run to catch up with: its checkpoint, the phase a catch-up would open, and the extract
+/// its latest phase migrated (grouped again to compare with).
+struct Baseline {
+    run_dir: PathBuf,
+    reader: crate::checkpoint::Reader,
+    phase: i64,
+    sources: Sources,
+}
+
+fn catch_up_baseline(
+    plan_file: &std::path::Path,
+    run_dir: &std::path::Path,
+) -> anyhow::Result<Result<Baseline, Refused>> {
+    use anyhow::Context as _;
+    let db = run_dir.join("checkpoint.db");
+    anyhow::ensure!(
+        db.exists(),
+        "--catch-up {}: there is no run there (no checkpoint.db)",
+        run_dir.display()
+    );
+    let reader = crate::checkpoint::Reader::open(&db)?;
+    let last = reader
+        .phases()
+        .with_context(|| format!("reading {}", db.display()))?
+        .pop()
+        .with_context(|| format!("{}: the run records no phase", run_dir.display()))?;
+    let files: Vec<(String, PathBuf)> = last
+        .sources
+        .iter()
+        .map(|f| (f.name.clone(), PathBuf::from(&f.path)))
+        .collect();
+    for (name, path) in &files {
+        anyhow::ensure!(
+            path.exists(),
+            "{name} of phase {} was read from {}, which is not there: a catch-up compares with it",
+            last.n,
+            path.display()
+        );
+    }
+    let plan = match load(plan_file).and_then(|loaded| check(&loaded, &files)) {
+        Ok(plan) => plan,
+        Err(problems) => {
+            return Ok(Err(Refused(
+                problems.iter().map(|p| p.to_string()).collect(),
+            )));
+        }
+    };
+    Ok(Ok(Baseline {
+        run_dir: run_dir.to_owned(),
+        reader,
+        phase: last.n + 1,
+        sources: plan.source_tree()?,
+    }))
 }
 
 /// Units in run order, folded into what the timing model needs.
@@ -331,8 +410,19 @@ impl Walker<'_> {
         steps: &mut [StepVolume],
         samples: &mut [Option<SampleCall>],
     ) -> Tally {
+        self.planned(unit, self.compiled.expand(unit), steps, samples)
+    }
+
+    /// [`unit`](Self::unit) over the step instances `planned` of the unit.
+    fn planned(
+        &self,
+        unit: &source::Unit,
+        planned: Vec<crate::plan::compiled::Planned<'_>>,
+        steps: &mut [StepVolume],
+        samples: &mut [Option<SampleCall>],
+    ) -> Tally {
         let mut tally = Tally::default();
-        for planned in self.compiled.expand(unit) {
+        for planned in planned {
             let i = planned.step;
             match self.compiled.when(&planned, self.outputs, self.lookups) {
                 Ok(true) => {}
@@ -386,6 +476,7 @@ fn estimate_plan(
     measured: Option<Measured>,
     lookups: Option<Value>,
     record: (u64, bool),
+    catch_up: Option<Baseline>,
 ) -> anyhow::Result<Estimate> {
     let estimator = Estimator {
         plan,
@@ -399,12 +490,18 @@ fn estimate_plan(
     let lookup_calls = TENANT_READS.len() as u64 + record.0 + plan.settings.lookups.len() as u64;
     let step_calls = estimator.step_calls(&action_steps);
     let mut steps = step_volumes(&action_steps, &step_calls);
-    let mut reading =
-        estimator.read_units(sources, lookups.as_ref(), &base, &step_calls, &mut steps)?;
+    let mut reading = estimator.read_units(
+        sources,
+        lookups.as_ref(),
+        (&base, &step_calls),
+        &mut steps,
+        catch_up.as_ref(),
+    )?;
     let (endpoints, bulks) = estimator.count_calls(&step_calls, &mut steps, &mut reading.acc);
     let assumptions = estimator.assumptions(&reading, &steps, lookup_calls, lookups.is_some());
     let timing = estimator.project_timing(&reading.acc);
     let total_calls = reading.acc.all.calls;
+    let unit_calls = total_calls.saturating_sub(lookup_calls + bulk_calls(&steps));
     let savings = savings(&steps, &timing.projection, total_calls);
     Ok(Estimate {
         plan: options.plan.display().to_string(),
@@ -422,8 +519,23 @@ fn estimate_plan(
         timing,
         savings,
         bulks,
+        catch_up: catch_up.map(|b| CatchUpEstimate {
+            run_dir: b.run_dir.display().to_string(),
+            phase: b.phase,
+            counts: reading.catch_up.clone().unwrap_or_default(),
+            unit_calls,
+        }),
         assumptions,
     })
+}
+
+/// The calls of the bulk steps (counted per bulk, outside the units' tallies).
+fn bulk_calls(steps: &[StepVolume]) -> u64 {
+    steps
+        .iter()
+        .filter(|s| s.endpoints.iter().any(|e| e.ends_with(BULK_DEPOSITS.1)))
+        .map(|s| s.calls)
+        .sum()
 }
 
 /// A step's calls: (method, endpoint, latency in ms).
@@ -498,9 +610,9 @@ impl Estimator<'_> {
         &self,
         sources: &Sources,
         lookups: Option<&Value>,
-        base: &str,
-        step_calls: &[StepCalls],
+        (base, step_calls): (&str, &[StepCalls]),
         steps: &mut [StepVolume],
+        catch_up: Option<&Baseline>,
     ) -> anyhow::Result<Reading> {
         let plan = self.plan;
         let compiled = Compiled::new(plan);
@@ -532,6 +644,10 @@ impl Estimator<'_> {
             .iter()
             .map(|c| (c.len() as u32, c.iter().map(|(_, _, l)| l).sum()))
             .collect();
+        if let Some(baseline) = catch_up {
+            reading.count_catch_up(plan, baseline, sources, &walker, steps)?;
+            return Ok(reading);
+        }
         match fast::Analysis::new(plan, sources, &step_work) {
             Some(analysis) => {
                 reading.count_in_one_pass(plan, &analysis, &walker, steps, self.options.progress)?
@@ -771,6 +887,8 @@ struct Reading {
     /// Each step's sample call, from its first instance.
     samples: Vec<Option<SampleCall>>,
     acc: Accumulator,
+    /// A catch-up's comparison.
+    catch_up: Option<crate::checkpoint::PhaseCounts>,
 }
 
 impl Reading {
@@ -782,6 +900,7 @@ impl Reading {
             how_counted: "",
             samples: vec![None; steps],
             acc,
+            catch_up: None,
         }
     }
 
@@ -797,10 +916,16 @@ impl Reading {
     ) -> anyhow::Result<()> {
         self.how_counted = "Counted in one pass over the files, without sorting them; the rows of sources that make no call (read only by `installments.from`) are counted, not checked: `plan validate` checks them.";
         let counted = fast::count(analysis, walker.outputs, walker.lookups, progress)?;
-        for (step, c) in steps.iter_mut().zip(&counted.steps) {
-            step.instances = c[0];
-            step.skipped = c[1];
-            step.unevaluated = c[2];
+        for ((step, c), action) in steps
+            .iter_mut()
+            .zip(&counted.steps)
+            .zip(plan.action_steps())
+        {
+            // A catch-up's update runs in no migration (`plan estimate --catch-up` counts it).
+            let n = if action.on_change.is_empty() { 1 } else { 0 };
+            step.instances = c[0] * n;
+            step.skipped = c[1] * n;
+            step.unevaluated = c[2] * n;
         }
         for &u in &counted.run_order {
             let i = u as usize;
@@ -829,6 +954,72 @@ impl Reading {
             .collect();
         self.units = counted.units;
         self.data_problems = counted.data_problems;
+        Ok(())
+    }
+
+    /// The catch-up's count: both extracts grouped and compared as the catch-up compares them
+    /// ([`crate::catchup`]); only the units it sends are folded in, each with only the step
+    /// instances it sends (not those the run's checkpoint holds, not held rows', updates only
+    /// for rows whose columns changed).
+    fn count_catch_up(
+        &mut self,
+        plan: &Plan,
+        baseline: &Baseline,
+        sources: &Sources,
+        walker: &Walker,
+        steps: &mut [StepVolume],
+    ) -> anyhow::Result<()> {
+        use crate::catchup::{Decision, Drift, Migrated, Verdict};
+        use crate::checkpoint::StepStatus;
+        self.how_counted = "Counted as a catch-up of the run: both extracts grouped and compared unit by unit, as `run --catch-up` compares them; a step the run's checkpoint holds is not counted.";
+        let drift = Drift::new(plan);
+        let mut counts = crate::checkpoint::PhaseCounts::default();
+        let mut old = source::group(&baseline.sources, &GroupOptions::default());
+        let mut new = source::group(sources, &GroupOptions::default());
+        for compared in crate::catchup::diff::Merge::new(&mut old, &mut new) {
+            // One read of the checkpoint per unit: no set of every unit in memory.
+            let migrated = match baseline.reader.unit_status(&compared.key)?.as_deref() {
+                Some("done") => Migrated::Done,
+                Some("failed") => Migrated::Failed,
+                _ => Migrated::No,
+            };
+            let units = (compared.old.as_ref(), compared.new.as_ref());
+            let Verdict::Send(delta, _) =
+                drift.classify(baseline.phase, &compared.key, units, migrated, &mut counts)
+            else {
+                continue;
+            };
+            let Some(unit) = compared.new else { continue };
+            let saved = baseline.reader.unit_steps(&compared.key)?;
+            let compiled = walker.compiled;
+            let planned = compiled
+                .expand_with(&unit, true)
+                .into_iter()
+                .filter(|p| {
+                    let instance = crate::plan::ids::instance_id(compiled, p);
+                    let instance = match delta.decide(compiled, p, &instance) {
+                        Decision::Run => instance,
+                        Decision::Update(update) => update,
+                        Decision::Pass => return false,
+                    };
+                    saved
+                        .get(&instance)
+                        .is_none_or(|(status, _)| *status == StepStatus::Failed)
+                })
+                .collect();
+            let t = walker.planned(&unit, planned, steps, &mut self.samples);
+            self.acc.push(unit.key(), t.calls, t.work_ms);
+            self.units += 1;
+        }
+        drop(old);
+        let report = new.finish();
+        self.source_rows = report
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), s.rows_read))
+            .collect();
+        self.data_problems = report.problems.len() as u64;
+        self.catch_up = Some(counts);
         Ok(())
     }
 

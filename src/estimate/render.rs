@@ -33,6 +33,45 @@ pub fn markdown(e: &Estimate) -> String {
         e.timing.concurrency
     );
 
+    if let Some(c) = &e.catch_up {
+        let _ = writeln!(
+            w,
+            "## Catch-up of {} (phase {})\n\nEvery figure below counts only what the catch-up sends: the units it runs, and in each only the steps the run has not made.\n",
+            c.run_dir, c.phase
+        );
+        let mut table = Table::new(
+            w,
+            &[
+                ("compared with the extract migrated before", Left),
+                ("count", Right),
+            ],
+        );
+        for (what, n) in [
+            ("units unchanged (no call)", c.counts.units_unchanged),
+            ("units new (migrated in full)", c.counts.units_new),
+            ("units changed", c.counts.units_changed),
+            ("rows added to migrated units", c.counts.rows_added),
+            (
+                "units failed before and unchanged (left failed)",
+                c.counts.units_failed_unchanged,
+            ),
+            ("units removed from the extract", c.counts.units_removed),
+            (
+                "drift applied by an update (`on_change`)",
+                c.counts.drift_applied,
+            ),
+            (
+                "drift in columns the plan does not send",
+                c.counts.drift_not_sent,
+            ),
+            ("drift left for a person (drift.csv)", c.counts.drift_left),
+            ("calls of units", c.unit_calls),
+        ] {
+            table.row(&[what, &thousands(n)]);
+        }
+        let _ = writeln!(w);
+    }
+
     let _ = writeln!(w, "## Volumes\n");
     let mut table = Table::new(w, &[("source", Left), ("rows", Right), ("file", Left)]);
     for s in &e.sources {

@@ -77,7 +77,7 @@ impl Personal {
 }
 
 /// `(source, column)` for every dotted `a.b` name in a template text.
-fn source_columns(text: &str) -> Vec<(String, String)> {
+pub(crate) fn source_columns(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
     for token in text.split(|c: char| !is_ident(c)) {

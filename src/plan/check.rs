@@ -127,6 +127,9 @@ pub struct ActionStep {
     pub bulk: Option<usize>,
     /// The sources whose current rows are in scope (unit source first).
     pub scope: Vec<String>,
+    /// A catch-up update: the columns of its row whose change it applies (empty: an ordinary
+    /// step, which a catch-up runs only for rows it never ran for).
+    pub on_change: Vec<String>,
 }
 
 /// Words in a column's name that say it holds personal data.
@@ -710,6 +713,7 @@ impl StepWalker<'_> {
             ("adopt", step.adopt.is_some()),
             ("save", !step.save.is_empty()),
             ("bulk", step.bulk.is_some()),
+            ("on_change", !step.on_change.is_empty()),
         ] {
             if present {
                 self.report(
@@ -798,6 +802,7 @@ impl StepWalker<'_> {
         let adopt = check.adopt(method.as_deref());
         check.check_save();
         let bulk = check.bulk();
+        let on_change = check.on_change(bulk.is_some());
         Some(ActionStep {
             path: path.to_owned(),
             id,
@@ -813,6 +818,7 @@ impl StepWalker<'_> {
             save: step.save.clone(),
             bulk,
             scope: scope.to_vec(),
+            on_change,
         })
     }
 
@@ -1258,6 +1264,31 @@ impl ActionCheck<'_, '_> {
 }
 
 impl ActionCheck<'_, '_> {
+    /// A catch-up update's columns: each named once; not on a bulk deposit (an update is one
+    /// call for one changed row). Whether the source has them is checked with its header.
+    fn on_change(&mut self, bulk: bool) -> Vec<String> {
+        let (step, path) = (self.step, self.path);
+        let at = format!("{path}.on_change");
+        if bulk && !step.on_change.is_empty() {
+            self.report(
+                &at,
+                "a bulk deposit cannot be a catch-up update".into(),
+                Some("remove `on_change`, or `bulk`".into()),
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, column) in step.on_change.iter().enumerate() {
+            if column.trim().is_empty() || !seen.insert(column.as_str()) {
+                self.report(
+                    &format!("{at}[{i}]"),
+                    format!("`on_change` names {column:?} twice or empty"),
+                    Some("name each column of the step's source once".into()),
+                );
+            }
+        }
+        step.on_change.clone()
+    }
+
     /// A deposit's `bulk`: its size within 1 to [`BULK_MAX_ITEMS`]; on no other action, and
     /// with nothing saved (its outcome comes after the unit's later steps have run).
     fn bulk(&mut self) -> Option<usize> {

@@ -436,12 +436,24 @@ impl Compiled {
     /// Every action step instance of the unit, in run order. Group `when` conditions are
     /// evaluated on the rows; one that fails to evaluate counts as true (rendering the steps
     /// will report the problem).
+    /// A catch-up's updates (`on_change` steps) are left out: a migration never runs them.
     pub fn expand<'u>(&self, unit: &'u Unit) -> Vec<Planned<'u>> {
+        self.expand_with(unit, false)
+    }
+
+    /// [`expand`](Self::expand), with the catch-up's updates (`on_change` steps) when
+    /// `updates`: a catch-up decides for each whether its row changed.
+    pub fn expand_with<'u>(&self, unit: &'u Unit, updates: bool) -> Vec<Planned<'u>> {
         let mut out = Vec::new();
         let root = unit.root();
         let mut rows = vec![(root.schema().name(), root)];
-        self.expand_nodes(&self.tree, unit, &mut rows, &mut out);
+        self.expand_nodes(&self.tree, unit, &mut rows, &mut out, updates);
         out
+    }
+
+    /// Whether the step is a catch-up's update (`on_change`).
+    pub fn is_update(&self, index: usize) -> bool {
+        !self.steps[index].step.on_change.is_empty()
     }
 
     fn expand_nodes<'u>(
@@ -450,9 +462,11 @@ impl Compiled {
         unit: &'u Unit,
         rows: &mut Vec<(&'u str, Record<'u>)>,
         out: &mut Vec<Planned<'u>>,
+        updates: bool,
     ) {
         for node in nodes {
             match node {
+                Node::Action(i) if !updates && self.is_update(*i) => {}
                 Node::Action(i) => out.push(Planned {
                     step: *i,
                     rows: rows.clone(),
@@ -470,7 +484,7 @@ impl Compiled {
                                 .unwrap_or(true)
                         });
                         if run {
-                            self.expand_nodes(steps, unit, rows, out);
+                            self.expand_nodes(steps, unit, rows, out, updates);
                         }
                         rows.pop();
                     }

@@ -411,6 +411,13 @@ pub struct StepFile {
     /// opening balances as of the cutover, not for a backdated history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bulk: Option<BulkFile>,
+    /// An update for catch-up runs (`run --catch-up`): the step runs only there, once for each
+    /// row of its source (the innermost for_each's, else the unit's) in which one of these
+    /// columns changed since the extract the run last migrated (e.g. a `request` PATCHing the
+    /// client's contact details when `phone` or `email` changed). A first migration never runs
+    /// it; a change no update names is left for a person in `drift.csv`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_change: Vec<String>,
 }
 
 /// A deposit step's `bulk`.

@@ -215,6 +215,26 @@ pub fn check_references(plan: &Plan, headers: &BTreeMap<String, Vec<String>>) ->
                 }
             }
         }
+        // A catch-up update's columns are its row's source's.
+        if let Some(source) = step.scope.last()
+            && let Some(header) = headers.get(source)
+        {
+            for (i, column) in step.on_change.iter().enumerate() {
+                if !header.iter().any(|h| h == column) {
+                    let names: Vec<&str> = header.iter().map(String::as_str).collect();
+                    let hint = did_you_mean(column, &names)
+                        .map(|s| format!("did you mean `{s}`?"))
+                        .unwrap_or_else(|| format!("{source}'s columns: {}", names.join(", ")));
+                    problems.push(RefProblem {
+                        path: format!("{}.on_change[{i}]", step.path),
+                        message: format!(
+                            "`on_change` names `{column}`: {source} has no column `{column}`"
+                        ),
+                        hint: Some(hint),
+                    });
+                }
+            }
+        }
         seen.insert(step.id.as_str(), step.scope.as_slice());
     }
     problems

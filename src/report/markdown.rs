@@ -265,6 +265,53 @@ pub fn render(summary: &Summary) -> String {
         );
     }
 
+    // Phases: the migration, then each catch-up.
+    if !summary.phases.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Phases\n\n| phase | kind | started | attempts | calls | new units | changed | unchanged (no call) | failed, unchanged | removed | rows added | drift: applied | not sent | left for a person |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for p in &summary.phases {
+            let attempts: Vec<String> = p.attempts.iter().map(ToString::to_string).collect();
+            let counts = match &p.compared {
+                Some(c) => [
+                    c.units_new,
+                    c.units_changed,
+                    c.units_unchanged,
+                    c.units_failed_unchanged,
+                    c.units_removed,
+                    c.rows_added,
+                    c.drift_applied,
+                    c.drift_not_sent,
+                    c.drift_left,
+                ]
+                .map(|n| thousands(n as i64))
+                .join(" | "),
+                None if p.kind == "migration" => ["—"; 9].join(" | "),
+                None => ["(comparison not complete)"; 9].join(" | "),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {counts} |",
+                p.phase,
+                p.kind,
+                p.started_at.as_deref().unwrap_or("—"),
+                attempts.join(", "),
+                thousands(p.calls),
+            );
+        }
+        if summary.phases.iter().any(|p| {
+            p.compared
+                .as_ref()
+                .is_some_and(|c| c.drift_left + c.drift_not_sent + c.drift_applied > 0)
+        }) {
+            let _ = writeln!(
+                out,
+                "\nEvery change to a row already migrated is in `drift.csv` (beside this report): unit, source, key, column, old and new value (personal values masked), and what was done with it."
+            );
+        }
+    }
+
     // History.
     if !summary.history.is_empty() {
         let _ = writeln!(out, "\n## History\n");

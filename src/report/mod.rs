@@ -75,6 +75,16 @@ pub fn write_all(run_dir: &Path) -> anyhow::Result<Summary> {
         markdown::render(&summary).as_bytes(),
     )?;
     crate::files::write_private(&run_dir.join("errors.csv"), &errors::render(&failed)?)?;
+    // A catch-up's drift, every phase's.
+    let drift = reader
+        .drift()
+        .with_context(|| format!("reading {}", path.display()))?;
+    if !drift.is_empty() || !summary.phases.is_empty() {
+        crate::files::write_private(
+            &run_dir.join("drift.csv"),
+            &crate::catchup::drift_csv(&drift)?,
+        )?;
+    }
     Ok(summary)
 }
 

@@ -7,6 +7,7 @@ use std::path::Path;
 use super::render::{percent, thousands};
 use super::stats;
 use super::summary;
+use crate::checkpoint::SESSION_EVENTS;
 use crate::checkpoint::{AttemptState, Reader};
 
 /// The window of "calls/s over the last minute".
@@ -108,12 +109,37 @@ pub fn render(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<Str
         percent(stats::ratio(calls.retried, calls.total))
     );
 
+    for p in summary::phases(reader)? {
+        let found = match &p.compared {
+            Some(c) => format!(
+                ": {} new units, {} changed ({} rows added), {} unchanged without a call; drift {} ({} applied, {} not sent, {} left: drift.csv)",
+                thousands(c.units_new as i64),
+                thousands(c.units_changed as i64),
+                thousands(c.rows_added as i64),
+                thousands(c.units_unchanged as i64),
+                thousands(c.drift as i64),
+                thousands(c.drift_applied as i64),
+                thousands(c.drift_not_sent as i64),
+                thousands(c.drift_left as i64)
+            ),
+            None if p.kind == "catch-up" => ": comparing the extracts".to_owned(),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  phase {}    {} · {} calls{found}",
+            p.phase,
+            p.kind,
+            thousands(p.calls)
+        );
+    }
+
     let resume = summary::resume_command(&meta, run_dir);
     if running {
         let session = events
             .iter()
             .rev()
-            .find(|(_, kind, _)| matches!(kind.as_str(), "started" | "resumed" | "reloaded"))
+            .find(|(_, kind, _)| SESSION_EVENTS.contains(&kind.as_str()))
             .map(|e| e.0)
             .or(times.started);
         let eta = match (units.total, session) {
@@ -194,10 +220,7 @@ fn run_process_alive(run_dir: &Path) -> Option<bool> {
 /// or new session after it.
 fn outage(events: &[(f64, String, String)]) -> Option<(f64, &str)> {
     let last = events.iter().rev().find(|(_, kind, _)| {
-        matches!(
-            kind.as_str(),
-            "outage" | "outage over" | "started" | "resumed" | "reloaded"
-        )
+        matches!(kind.as_str(), "outage" | "outage over") || SESSION_EVENTS.contains(&kind.as_str())
     })?;
     (last.1 == "outage").then_some((last.0, last.2.as_str()))
 }

@@ -41,6 +41,55 @@ pub struct Summary {
     pub failures: Failures,
     /// The run's events: started, resumed, stopped, finished.
     pub history: Vec<HistoryEvent>,
+    /// The migration and the catch-ups after it (`run --catch-up`), once there is a catch-up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<PhaseSummary>,
+}
+
+/// A phase of the run: the migration, or a catch-up with what its comparison found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseSummary {
+    pub phase: i64,
+    /// `migration` or `catch-up`.
+    pub kind: String,
+    /// UTC, RFC 3339.
+    pub started_at: Option<String>,
+    /// Attempts of `run` that belong to it (the first opened it).
+    pub attempts: Vec<i64>,
+    /// HTTP calls made while it ran.
+    pub calls: i64,
+    /// A catch-up's comparison of the two extracts, once complete.
+    pub compared: Option<crate::checkpoint::PhaseCounts>,
+}
+
+/// The phases, with their attempts and calls; empty while the run has only its migration.
+pub fn phases(reader: &Reader) -> rusqlite::Result<Vec<PhaseSummary>> {
+    let phases = reader.phases()?;
+    if phases.len() < 2 {
+        return Ok(Vec::new());
+    }
+    let attempts = reader.attempts()?;
+    let mut out = Vec::new();
+    for (i, phase) in phases.iter().enumerate() {
+        let next = phases.get(i + 1);
+        let mine: Vec<i64> = attempts
+            .iter()
+            .map(|a| a.n)
+            .filter(|n| *n >= phase.first_attempt && next.is_none_or(|p| *n < p.first_attempt))
+            .collect();
+        let from = if i == 0 { 0.0 } else { phase.started_at };
+        // A call committed with the next phase's start is the next phase's.
+        let to = next.map_or(f64::MAX, |p| p.started_at - 1e-6);
+        out.push(PhaseSummary {
+            phase: phase.n,
+            kind: phase.kind.as_str().to_owned(),
+            started_at: (phase.started_at > 0.0).then(|| stats::rfc3339(phase.started_at)),
+            attempts: mine,
+            calls: reader.calls_between(from, to)?,
+            compared: phase.counts.clone(),
+        });
+    }
+    Ok(out)
 }
 
 /// Which run this is and how it ended.
@@ -582,6 +631,7 @@ impl Summary {
                     detail,
                 })
                 .collect(),
+            phases: phases(reader)?,
         })
     }
 }

@@ -11,6 +11,7 @@
 
 mod attempt;
 mod bulk;
+mod catch_up;
 mod failed;
 pub mod guard;
 mod progress;
@@ -64,6 +65,18 @@ pub struct RunOptions {
     pub accept_tenant_changes: bool,
     /// `--tenant-record FILE`: the rehearsal's tenant record, instead of the default.
     pub tenant_record: Option<PathBuf>,
+    /// `--catch-up`: a new phase on a finished run, migrating only what changed in the
+    /// extract since the previous phase (`crate::catchup`).
+    pub catch_up: bool,
+    /// `--baseline NAME=PATH`: where the previous phase's file of a source is now.
+    pub baseline: Vec<(String, PathBuf)>,
+}
+
+/// A unit for the executor: in a catch-up, with its saved steps and what changed in it.
+pub(crate) struct Feed {
+    pub ordinal: u64,
+    pub unit: source::Unit,
+    pub catch_up: Option<Box<(unit::Saved, crate::catchup::UnitDelta)>>,
 }
 
 /// What every unit task shares.
@@ -136,7 +149,9 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<ExitStatus> {
         return guard::dry_run(&plan, &run_dir, options.sample);
     }
     let resuming = options.resume || options.reload.is_some();
-    if resuming && options.target.is_none() {
+    // A catch-up goes on with the run, as a resume does.
+    let continuing = resuming || options.catch_up;
+    if continuing && options.target.is_none() {
         // A resume goes on against the Mambu the run began with.
         options.target = recorded_target(&run_dir);
     }
@@ -163,9 +178,14 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<ExitStatus> {
     };
     let db = run_dir.join("checkpoint.db");
     let embedded = target.is_embedded();
-    if embedded && resuming {
+    if embedded && continuing {
+        let what = if options.catch_up {
+            "catch up with"
+        } else {
+            "resume against"
+        };
         eprintln!(
-            "error: the embedded sandbox forgets everything when a run ends, so there is nothing to resume against. Run again without --resume (it starts over), or rehearse against `mambu-migrate sandbox` with --target http://127.0.0.1:PORT/api."
+            "error: the embedded sandbox forgets everything when a run ends, so there is nothing to {what}. Run again without --resume (it starts over), or rehearse against `mambu-migrate sandbox` with --target http://127.0.0.1:PORT/api."
         );
         return Ok(ExitStatus::InvalidInput);
     }
@@ -193,16 +213,21 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<ExitStatus> {
         }
     }
     let exists = db.exists();
-    if exists && !resuming {
+    if exists && !continuing {
         eprintln!(
-            "error: {} already holds a run. Pass --resume to continue it, or choose another --run-dir.",
+            "error: {} already holds a run. Pass --resume to continue it (--catch-up to migrate what a newer extract changed, once it has finished), or choose another --run-dir.",
             run_dir.display()
         );
         return Ok(ExitStatus::InvalidInput);
     }
-    if !exists && resuming {
+    if !exists && continuing {
         eprintln!(
-            "error: there is no run to resume in {} (no checkpoint.db).",
+            "error: there is no run to {} in {} (no checkpoint.db).",
+            if options.catch_up {
+                "catch up"
+            } else {
+                "resume"
+            },
             run_dir.display()
         );
         return Ok(ExitStatus::InvalidInput);
@@ -214,7 +239,44 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<ExitStatus> {
         Resume::default()
     };
     let n = attempt::next_number(&resume, &run_dir);
-    let (chosen, files) = if resuming && !resume.meta.contains_key("plan") {
+    let (chosen, files) = if options.catch_up {
+        let files = attempt::source_files(&plan)?;
+        let phase = match catch_up::open(
+            &resume,
+            &files,
+            &options.baseline,
+            n,
+            &resume_command(&options.plan, &run_dir),
+        ) {
+            Ok(phase) => phase,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return Ok(ExitStatus::InvalidInput);
+            }
+        };
+        if catch_up::unchanged(&phase) {
+            eprintln!(
+                "nothing to catch up: the extract is the one phase {} migrated (give the newer files with --source NAME=PATH)",
+                phase.n - 1
+            );
+            return Ok(ExitStatus::Success);
+        }
+        let chosen = Chosen {
+            n,
+            kind: AttemptKind::CatchUp,
+            reload_start: None,
+        };
+        let runtime = crate::runtime()?;
+        return runtime.block_on(execute(
+            options,
+            plan,
+            run_dir,
+            resume,
+            chosen,
+            files,
+            Some((phase, loaded)),
+        ));
+    } else if resuming && !resume.meta.contains_key("plan") {
         // Stopped (killed) before its first commit: nothing of it was recorded, so resuming
         // it is starting it over, in the same directory.
         eprintln!(
@@ -282,8 +344,12 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<ExitStatus> {
             attempt::source_files(&plan)?,
         )
     };
+    // A resume of a catch-up goes on comparing the same two extracts.
+    let phase = catch_up::resumed_phase(&resume, chosen.kind).map(|p| (p, loaded));
     let runtime = crate::runtime()?;
-    runtime.block_on(execute(options, plan, run_dir, resume, chosen, files))
+    runtime.block_on(execute(
+        options, plan, run_dir, resume, chosen, files, phase,
+    ))
 }
 
 /// The target recorded in the run directory's checkpoint, if it holds one.
@@ -396,8 +462,8 @@ fn open_attempt(
     chosen: &Chosen,
     files: &[SourceFile],
     target: &Where,
-    rate: f64,
-    concurrency: usize,
+    (rate, concurrency): (f64, usize),
+    phase: Option<&checkpoint::Phase>,
 ) -> anyhow::Result<Checkpoint> {
     let checkpoint = Checkpoint::open(&run_dir.join("checkpoint.db"))?;
     for suffix in ["", "-wal", "-shm"] {
@@ -409,17 +475,35 @@ fn open_attempt(
     let plan_hash = crate::files::sha256_file(&plan.file)?;
     if chosen.kind == AttemptKind::Fresh {
         checkpoint.record(meta("started_at", now()));
+    }
+    // The phase it opens: the migration, or a catch-up (whose plan may have gained updates
+    // since: steps already done are never sent again, whatever their template now says).
+    let opens = match chosen.kind {
+        AttemptKind::Fresh => Some(checkpoint::Phase {
+            n: 1,
+            kind: checkpoint::PhaseKind::Migration,
+            first_attempt: chosen.n,
+            baseline: Vec::new(),
+            sources: files.to_vec(),
+            started_at: 0.0,
+            counts: None,
+        }),
+        AttemptKind::CatchUp => phase.cloned(),
+        _ => None,
+    };
+    if let Some(phase) = opens {
         checkpoint.record(meta(
             "plan",
             checkpoint::fingerprint(&plan.file.display().to_string(), &plan_hash),
         ));
-        // The extract the run began with: what `verify` compares with.
+        // The extract of the newest phase: what `verify` compares Mambu with.
         for file in files {
             checkpoint.record(meta(
                 &format!("source:{}", file.name),
                 checkpoint::fingerprint(&file.path, &file.sha256),
             ));
         }
+        checkpoint.record(Record::PhaseStarted(Box::new(phase)));
     }
     checkpoint.record(Record::AttemptStarted(Box::new(checkpoint::Attempt {
         n: chosen.n,
@@ -465,24 +549,27 @@ fn open_attempt(
     Ok(checkpoint)
 }
 
-/// Counts the units, then streams them (ordinal, unit) from a blocking thread that reads and
-/// groups the sources; returns once every file is open. The handle gives the grouping's report.
-async fn stream_units(
-    sources: Sources,
-    sample: Option<u64>,
-    concurrency: usize,
-) -> (
-    u64,
-    tokio::sync::mpsc::Receiver<(u64, source::Unit)>,
-    tokio::task::JoinHandle<source::GroupReport>,
-) {
+/// The units the sources hold (at most `sample`), counted on a blocking thread.
+async fn count_units(sources: &Sources, sample: Option<u64>) -> u64 {
     let total_units = {
         let sources = sources.clone();
         tokio::task::spawn_blocking(move || source::count(&sources).units)
             .await
             .unwrap_or(0)
     };
-    let total_units = sample.map_or(total_units, |n| n.min(total_units));
+    sample.map_or(total_units, |n| n.min(total_units))
+}
+
+/// Streams the units from a blocking thread that reads and groups the sources; returns once
+/// every file is open. The handle gives the grouping's report.
+async fn stream_units(
+    sources: Sources,
+    sample: Option<u64>,
+    concurrency: usize,
+) -> (
+    tokio::sync::mpsc::Receiver<Feed>,
+    tokio::task::JoinHandle<source::GroupReport>,
+) {
     let (unit_tx, unit_rx) = tokio::sync::mpsc::channel(concurrency * 2);
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     // The run holds sorted rows in memory up to a few chunks: smaller chunks than the
@@ -496,17 +583,20 @@ async fn stream_units(
     let grouping = tokio::task::spawn_blocking(move || {
         let mut grouping = source::group(&sources, &group_options);
         let _ = ready_tx.send(());
-        let mut ordinal = 0u64;
-        for unit in grouping.by_ref() {
-            ordinal += 1;
-            if unit_tx.blocking_send((ordinal, unit)).is_err() {
+        for (i, unit) in grouping.by_ref().enumerate() {
+            let feed = Feed {
+                ordinal: i as u64 + 1,
+                unit,
+                catch_up: None,
+            };
+            if unit_tx.blocking_send(feed).is_err() {
                 break;
             }
         }
         grouping.finish()
     });
     let _ = ready_rx.await;
-    (total_units, unit_rx, grouping)
+    (unit_rx, grouping)
 }
 
 async fn execute(
@@ -516,8 +606,29 @@ async fn execute(
     resume: Resume,
     chosen: Chosen,
     files: Vec<SourceFile>,
+    phase: Option<(checkpoint::Phase, crate::plan::load::LoadedPlan)>,
 ) -> anyhow::Result<ExitStatus> {
     init_log(&run_dir)?;
+    // A catch-up: the extract the previous phase migrated, read through the same plan.
+    let catch_up = match phase {
+        None => None,
+        Some((phase, loaded)) => {
+            let files: Vec<(String, PathBuf)> = phase
+                .baseline
+                .iter()
+                .map(|f| (f.name.clone(), PathBuf::from(&f.path)))
+                .collect();
+            let before = match check(&loaded, &files) {
+                Ok(before) => before,
+                Err(problems) => return Ok(plan_problems(&problems, &options.plan)),
+            };
+            Some(catch_up::CatchUp {
+                baseline: before.source_tree()?,
+                drift: crate::catchup::Drift::new(&plan),
+                phase,
+            })
+        }
+    };
     let settings = plan.settings.clone();
     let rate = options.rate.unwrap_or(settings.limits.requests_per_second);
     let concurrency = options
@@ -567,13 +678,12 @@ async fn execute(
         &chosen,
         &files,
         &target,
-        rate,
-        concurrency,
+        (rate, concurrency),
+        catch_up.as_ref().map(|c| &c.phase),
     )?;
     let event = chosen.kind.event();
 
-    // Sources: read and sorted on a blocking thread; units stream through a channel.
-    let (total_units, unit_rx, grouping) = stream_units(sources, options.sample, concurrency).await;
+    let total_units = count_units(&sources, options.sample).await;
     if chosen.kind != AttemptKind::Reload {
         // A reload reads only the failed units: the run's total stays the extract's.
         checkpoint.record(meta("units_total", total_units.to_string()));
@@ -605,6 +715,22 @@ async fn execute(
             .filter_map(|(k, v)| Some((k.strip_prefix("rolled_back:")?.to_owned(), v.clone())))
             .collect(),
     });
+
+    // Sources: read and sorted (a catch-up's two extracts compared) on a blocking thread;
+    // units stream through a channel.
+    let mut resume = resume;
+    let (unit_rx, grouping) = match catch_up {
+        None => stream_units(sources, options.sample, concurrency).await,
+        Some(catch_up) => catch_up::stream(
+            shared.clone(),
+            catch_up,
+            sources,
+            run_dir.join("checkpoint.db"),
+            concurrency,
+            std::mem::take(&mut resume.done),
+            std::mem::take(&mut resume.failed),
+        ),
+    };
 
     // Signals: the first drains (no new unit, in-flight units finish their step), the second
     // stops waiting for calls in flight.
@@ -641,7 +767,6 @@ async fn execute(
     }
 
     // Bulks an earlier attempt left unsettled, before any unit looks for its items' outcome.
-    let mut resume = resume;
     bulk::recover(&shared, std::mem::take(&mut resume.bulks)).await;
     let batcher = tokio::spawn(bulk::batch(shared.clone(), bulk_queue));
 
@@ -836,9 +961,17 @@ async fn conclude(
             "warning: {data_problems} data problems left rows out of the run (orphans, duplicates, unreadable rows): `mambu-migrate plan validate` lists them"
         );
     }
+    if let Some(line) = catch_up_line(run_dir, chosen.n) {
+        eprintln!("{line}");
+    }
     eprintln!(
-        "run directory: {} (report.md, errors.csv, failed/)",
-        run_dir.display()
+        "run directory: {} (report.md, errors.csv{}, failed/)",
+        run_dir.display(),
+        if run_dir.join("drift.csv").exists() {
+            ", drift.csv"
+        } else {
+            ""
+        }
     );
     if let Some(e) = &exported
         && e.units > 0
@@ -875,13 +1008,40 @@ async fn conclude(
     }
 }
 
+/// What the catch-up attempt `n` belongs to found, for the terminal.
+fn catch_up_line(run_dir: &Path, n: i64) -> Option<String> {
+    let reader = checkpoint::Reader::open(&run_dir.join("checkpoint.db")).ok()?;
+    let phase = reader.phases().ok()?.into_iter().last()?;
+    if phase.kind != checkpoint::PhaseKind::CatchUp || phase.first_attempt > n {
+        return None;
+    }
+    Some(match phase.counts {
+        Some(c) => format!(
+            "catch-up (phase {}): {} new units, {} changed ({} new rows), {} unchanged (no call), {} removed; drift: {} applied, {} not sent by the plan, {} left for a person (drift.csv)",
+            phase.n,
+            c.units_new,
+            c.units_changed,
+            c.rows_added,
+            c.units_unchanged,
+            c.units_removed,
+            c.drift_applied,
+            c.drift_not_sent,
+            c.drift_left
+        ),
+        None => format!(
+            "catch-up (phase {}): the extracts were not compared to their end; resume to finish",
+            phase.n
+        ),
+    })
+}
+
 /// Starts every unit not done yet (at most `concurrency` at once), skipping what is done and
 /// what failed before unless this attempt retries it, until the units run out, the run is
 /// halted or the deadline passes; then waits for the units in flight. Returns the tally of
 /// units finished by this invocation and whether the deadline left units unstarted.
 async fn drive(
     shared: &Arc<Shared>,
-    mut unit_rx: tokio::sync::mpsc::Receiver<(u64, source::Unit)>,
+    mut unit_rx: tokio::sync::mpsc::Receiver<Feed>,
     mut resume: Resume,
     chosen: &Chosen,
     budget: &crate::plan::file::ErrorBudgetFile,
@@ -892,7 +1052,7 @@ async fn drive(
     let mut tasks: JoinSet<(String, UnitEnd)> = JoinSet::new();
     let mut tally = Tally::default();
     let mut not_started_by_deadline = false;
-    'units: while let Some((ordinal, unit)) = tokio::select! {
+    'units: while let Some(feed) = tokio::select! {
         next = unit_rx.recv() => next,
         () = shared.halt().cancelled() => None,
     } {
@@ -900,21 +1060,32 @@ async fn drive(
             not_started_by_deadline = true;
             break;
         }
+        let Feed {
+            ordinal,
+            unit,
+            catch_up,
+        } = feed;
         let key = unit.key().to_owned();
-        if resume.done.contains(&key) {
-            shared
-                .progress
-                .units_skipped
-                .fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        if let Some((_, failed_in)) = resume.failed.get(&key)
-            && !chosen.retries(*failed_in)
-        {
-            shared.progress.units_failed.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        let saved = resume.steps.remove(&key).unwrap_or_default();
+        // A catch-up's stream decided already (and counted what it skips).
+        let (saved, delta) = match catch_up {
+            Some(c) => (c.0, Some(c.1)),
+            None => {
+                if resume.done.contains(&key) {
+                    shared
+                        .progress
+                        .units_skipped
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                if let Some((_, failed_in)) = resume.failed.get(&key)
+                    && !chosen.retries(*failed_in)
+                {
+                    shared.progress.units_failed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                (resume.steps.remove(&key).unwrap_or_default(), None)
+            }
+        };
         let permit = loop {
             tokio::select! {
                 permit = semaphore.clone().acquire_owned() => break permit.expect("the semaphore is never closed"),
@@ -927,7 +1098,7 @@ async fn drive(
         tasks.spawn(async move {
             // The permit goes back once the unit has run its steps, before it waits for its
             // bulk items: a bulk fills from more units than the concurrency.
-            let end = run_unit(task_shared, unit, ordinal, saved, permit).await;
+            let end = run_unit(task_shared, unit, ordinal, saved, delta, permit).await;
             (key, end)
         });
         while let Some(done) = tasks.try_join_next() {

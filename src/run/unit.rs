@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::Shared;
 use super::bulk::Settled;
+use crate::catchup::Decision;
 use crate::checkpoint::{CallRecord, Record, StepRecord, StepStatus, UnitError};
 use crate::mambu::adopt::{Intent, adopt};
 use crate::mambu::{Answer, CallOutcome, Expect, Keep, Observer, Refusal, Request, Sent};
@@ -16,6 +17,9 @@ use crate::plan::action::Action;
 use crate::plan::compiled::{Call, Planned};
 use crate::plan::ids::{external_id, idempotency_key, instance_id};
 use crate::source::Unit;
+
+/// A unit's finished steps as the checkpoint saved them: instance → (status, outputs).
+pub type Saved = HashMap<String, (StepStatus, Value)>;
 
 /// How a unit ended.
 #[derive(Debug)]
@@ -32,7 +36,8 @@ pub async fn run_unit(
     shared: Arc<Shared>,
     unit: Unit,
     ordinal: u64,
-    saved: HashMap<String, (StepStatus, Value)>,
+    saved: Saved,
+    delta: Option<crate::catchup::UnitDelta>,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> UnitEnd {
     let running = shared.bulks.running();
@@ -43,7 +48,8 @@ pub async fn run_unit(
     let mut queued = Vec::new();
     let mut outputs: HashMap<String, Value> = HashMap::new();
     let mut calls = 0i64;
-    let planned = shared.compiled.expand(&unit);
+    // A catch-up also weighs the updates (`on_change`) of the rows that changed.
+    let planned = shared.compiled.expand_with(&unit, delta.is_some());
     let mut end = UnitEnd::Done;
     for step in &planned {
         if let Some(e) = shared.checkpoint.failure() {
@@ -55,7 +61,14 @@ pub async fn run_unit(
             break;
         }
         let action = shared.compiled.step(step.step);
-        let instance = instance_id(&shared.compiled, step);
+        let mut instance = instance_id(&shared.compiled, step);
+        if let Some(delta) = &delta {
+            match delta.decide(&shared.compiled, step, &instance) {
+                Decision::Run => {}
+                Decision::Update(update) => instance = update,
+                Decision::Pass => continue,
+            }
+        }
         if let Some((status, out)) = saved.get(&instance)
             && *status != StepStatus::Failed
         {

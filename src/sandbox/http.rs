@@ -267,7 +267,12 @@ pub struct ConnHandle(Arc<Notify>);
 pub fn router(shared: Arc<Shared>) -> Router {
     let api = Router::new()
         .route("/clients", post(create_client))
-        .route("/clients/{id}", get(get_client).delete(delete::<CLIENTS>))
+        .route(
+            "/clients/{id}",
+            get(get_client)
+                .patch(patch_client)
+                .delete(delete::<CLIENTS>),
+        )
         .route("/groups", post(create_group))
         .route("/groups/{id}", get(get_group))
         .route("/deposits", post(create_deposit))
@@ -633,6 +638,8 @@ fn change<'a>(
 enum Call<'a> {
     ReadClient,
     CreateClient,
+    /// `PATCH /clients/{id}` (a catch-up's update).
+    EditClient,
     ReadGroup,
     CreateGroup,
     ReadDeposit,
@@ -688,6 +695,7 @@ fn required_permission(call: Call<'_>) -> &'static str {
     match call {
         Call::ReadClient => "VIEW_CLIENT_DETAILS",
         Call::CreateClient => "CREATE_CLIENT",
+        Call::EditClient => "EDIT_CLIENT",
         Call::ReadGroup => "VIEW_GROUP_DETAILS",
         Call::CreateGroup => "CREATE_GROUP",
         Call::ReadDeposit => "VIEW_SAVINGS_ACCOUNT_DETAILS",
@@ -825,6 +833,25 @@ async fn create_client(
         op,
     )
     .await
+}
+
+/// `PATCH /clients/{id}`: 204 without a body. No Idempotency-Key (Mambu offers none on
+/// PATCH): replaying the same operations leaves the same client.
+async fn patch_client(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<ConnHandle>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = forbidden(&s, &caller, Api::V2, &[Call::EditClient]) {
+        return refusal;
+    }
+    let route = format!("PATCH /clients/{id}");
+    change(&s, &h, &c, Api::V2, false, StatusCode::NO_CONTENT, route)
+        .apply(&body, |t, body| t.patch_client(&id, body))
+        .await
 }
 
 async fn create_group(

@@ -1149,6 +1149,7 @@ mod tests {
             save: Default::default(),
             bulk: None,
             scope: vec![],
+            on_change: Vec::new(),
         }
     }
 

@@ -106,6 +106,10 @@ pub struct Report {
     /// Files the evidence covers, with their SHA-256.
     pub manifest: Vec<(String, String)>,
     pub calls: u64,
+    /// After a catch-up (`run --catch-up`): the phase whose extract Mambu is compared with, the
+    /// run's newest (`phase 2 (catch-up)`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extract_phase: Option<String>,
 }
 
 /// The files a set of migrated units was migrated from.
@@ -233,6 +237,11 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
     );
     let reader = Reader::open(&db)?;
     let meta = reader.meta_all()?;
+    let phases = reader.phases()?;
+    let extract_phase = phases
+        .last()
+        .filter(|_| phases.len() > 1)
+        .map(|p| format!("phase {} ({})", p.n, p.kind.as_str()));
     let RecordedPlan {
         file: plan_file,
         loaded,
@@ -365,6 +374,7 @@ pub fn verify(options: &Options) -> anyhow::Result<(Report, ExitStatus)> {
             mismatches,
             manifest: Vec::new(),
             calls: session.attempts(),
+            extract_phase,
         })
     })?;
     render::write_pack(

@@ -74,6 +74,12 @@ pub fn render_md(report: &Report) -> String {
             .unwrap_or_default(),
         report.calls
     );
+    if let Some(phase) = &report.extract_phase {
+        let _ = writeln!(
+            out,
+            "Compared with the extract of {phase}, the run's newest: what a catch-up left for a person (drift.csv) shows here as mismatches.\n"
+        );
+    }
     let _ = writeln!(out, "**{}**\n", verdict(report));
     let _ = writeln!(out, "## Control totals\n");
     let mut table = Table::new(
@@ -186,6 +192,7 @@ mod tests {
             }],
             manifest: Vec::new(),
             calls: 7,
+            extract_phase: None,
         }
     }
 

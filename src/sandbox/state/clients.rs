@@ -197,6 +197,63 @@ impl Tenant {
         keys
     }
 
+    /// `PATCH /clients/{id}`: Mambu's patch operations (`PatchOperation`: `op` ADD, REPLACE,
+    /// REMOVE or MOVE, `path`, `value`, `from`), applied in order to a copy of the client that
+    /// must then pass the checks of a create (names, birth date, ID documents, addresses,
+    /// custom field values), or nothing is changed. A path names a field (`/mobilePhone`) or a
+    /// custom field (`/_Client_Details/employment_status`); with or without the leading slash
+    /// (the record is silent). The id, encodedKey, state and dates are not writable, and the
+    /// duplicate-client check is not run again (both stricter readings: the record is silent).
+    pub fn patch_client(&mut self, id_or_key: &str, body: &Value) -> Answer {
+        let index = self
+            .client_index(id_or_key)
+            .ok_or_else(ApiError::invalid_client_id)?;
+        let Value::Array(operations) = body else {
+            return Err(ApiError::invalid_parameters(
+                "body: a list of patch operations",
+            ));
+        };
+        let mut doc = self.clients[index].doc.clone();
+        for (i, operation) in operations.iter().enumerate() {
+            let operation = object(operation)?;
+            let at = |what: &str| ApiError::invalid_parameters(format!("[{i}].{what}"));
+            let op = optional_str(operation, "op")?.ok_or_else(|| at("op"))?;
+            let path = optional_str(operation, "path")?.ok_or_else(|| at("path"))?;
+            let segments = pointer(path).ok_or_else(|| at("path"))?;
+            match op {
+                "ADD" | "REPLACE" => {
+                    let value = operation.get("value").cloned().unwrap_or(Value::Null);
+                    if op == "REPLACE" && lookup(&doc, &segments).is_none() {
+                        return Err(at("path"));
+                    }
+                    put(&mut doc, &segments, value);
+                }
+                "REMOVE" => {
+                    take(&mut doc, &segments).ok_or_else(|| at("path"))?;
+                }
+                "MOVE" => {
+                    let from = optional_str(operation, "from")?
+                        .and_then(pointer)
+                        .ok_or_else(|| at("from"))?;
+                    let value = take(&mut doc, &from).ok_or_else(|| at("from"))?;
+                    put(&mut doc, &segments, value);
+                }
+                _ => return Err(at("op")),
+            }
+        }
+        required_str(&doc, "firstName")?;
+        required_str(&doc, "lastName")?;
+        if let Some(birth) = optional_str(&doc, "birthDate")? {
+            NaiveDate::parse_from_str(birth, "%Y-%m-%d")
+                .map_err(|_| ApiError::invalid_parameters("birthDate"))?;
+        }
+        self.id_documents(&doc)?;
+        check_addresses(&doc)?;
+        self.custom_field_values(AvailableFor::Client, &doc)?;
+        self.clients[index].doc = doc;
+        Ok(Value::Null)
+    }
+
     pub fn get_client(&self, id_or_key: &str) -> Answer {
         let index = self
             .client_index(id_or_key)
@@ -274,5 +331,68 @@ fn match_source(field: DuplicateField) -> &'static str {
         DuplicateField::EmailAddress => "emailAddress",
         DuplicateField::FirstNameAndLastName => "firstName and lastName",
         DuplicateField::LastNameAndDateOfBirth => "lastName and birthDate",
+    }
+}
+
+/// Fields a patch may not write: Mambu sets them.
+const READ_ONLY: [&str; 6] = [
+    "id",
+    "encodedKey",
+    "state",
+    "creationDate",
+    "lastModifiedDate",
+    "activationDate",
+];
+
+/// A patch path's segments: one field, or a custom field set and its field; `None` for
+/// anything else (deeper paths, a read-only field).
+fn pointer(path: &str) -> Option<Vec<String>> {
+    let segments: Vec<String> = path
+        .strip_prefix('/')
+        .unwrap_or(path)
+        .split('/')
+        .map(str::to_owned)
+        .collect();
+    let ok = match segments.as_slice() {
+        [field] => !field.is_empty() && !READ_ONLY.contains(&field.as_str()),
+        [set, field] => set.starts_with('_') && !field.is_empty(),
+        _ => false,
+    };
+    ok.then_some(segments)
+}
+
+fn lookup<'a>(doc: &'a Map<String, Value>, segments: &[String]) -> Option<&'a Value> {
+    match segments {
+        [field] => doc.get(field),
+        [set, field] => doc.get(set)?.as_object()?.get(field),
+        _ => None,
+    }
+}
+
+fn put(doc: &mut Map<String, Value>, segments: &[String], value: Value) {
+    match segments {
+        [field] => {
+            doc.insert(field.clone(), value);
+        }
+        [set, field] => {
+            let entry = doc
+                .entry(set.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !entry.is_object() {
+                *entry = Value::Object(Map::new());
+            }
+            if let Some(set) = entry.as_object_mut() {
+                set.insert(field.clone(), value);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn take(doc: &mut Map<String, Value>, segments: &[String]) -> Option<Value> {
+    match segments {
+        [field] => doc.remove(field),
+        [set, field] => doc.get_mut(set)?.as_object_mut()?.remove(field),
+        _ => None,
     }
 }

@@ -41,6 +41,11 @@ impl Schema {
         &self.header.names()[self.key]
     }
 
+    /// Whether its rows are ordered by `order_by` columns (a history), not only by line.
+    pub fn is_ordered(&self) -> bool {
+        !self.order_by.is_empty()
+    }
+
     /// The declared spec of a column, if it was declared.
     pub fn column_spec(&self, column: &str) -> Option<&ColumnSpec> {
         self.types.get(self.header.position(column)?)?.as_ref()

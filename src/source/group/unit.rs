@@ -66,6 +66,31 @@ impl Unit {
         }
     }
 
+    /// Every row of the unit with its path (`clients/CL-1/loans/LN-2`, as step instances name
+    /// their rows), each parent before its children.
+    pub fn row_paths(&self) -> Vec<(Record<'_>, String)> {
+        let root = self.root();
+        let mut out = vec![(root, format!("{}/{}", root.schema.name, root.key()))];
+        let mut i = 0;
+        while i < out.len() {
+            let (parent, path) = (out[i].0, out[i].1.clone());
+            let at = self
+                .schemas
+                .iter()
+                .position(|s| s.name == parent.schema.name);
+            for schema in self.schemas.iter() {
+                if schema.parent.map(|(p, _)| p) == at && at.is_some() {
+                    for child in self.children(&schema.name, &parent).iter() {
+                        let child_path = format!("{path}/{}/{}", schema.name, child.key());
+                        out.push((child, child_path));
+                    }
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
     /// Rows in the unit, root included.
     pub fn row_count(&self) -> usize {
         self.rows.iter().map(Vec::len).sum()
