@@ -714,6 +714,10 @@ impl Estimator<'_> {
                 continue;
             }
             step.calls = step.instances * step.calls_each;
+            if step.instances == 0 && !action.on_change.is_empty() {
+                // A catch-up's update that runs in no migration: no endpoint line of 0 calls.
+                continue;
+            }
             for (m, p, l) in calls {
                 endpoints.entry((m.clone(), p.clone())).or_insert((0, *l)).0 += step.instances;
             }
@@ -848,7 +852,14 @@ fn step_volumes(action_steps: &[&ActionStep], step_calls: &[StepCalls]) -> Vec<S
             id: s.id.clone(),
             action: s.action.name().to_owned(),
             per: s.scope.last().cloned().unwrap_or_default(),
-            when: s.when.clone(),
+            // A catch-up's update runs when its columns changed.
+            when: match (&s.when, s.on_change.is_empty()) {
+                (when, true) => when.clone(),
+                (None, false) => Some(format!("on_change: {}", s.on_change.join(", "))),
+                (Some(when), false) => {
+                    Some(format!("on_change: {}; {when}", s.on_change.join(", ")))
+                }
+            },
             instances: 0,
             skipped: 0,
             unevaluated: 0,
