@@ -201,6 +201,7 @@ impl Tenant {
             first_repayment,
             expected_disbursement: expected,
             disbursed: None,
+            written_off: None,
             created: created.clone(),
             approved: None,
             modified: created,
@@ -394,18 +395,7 @@ impl Tenant {
         let index = self
             .loan_index(id_or_key)
             .ok_or_else(ApiError::invalid_loan_account_id)?;
-        match body {
-            Value::Null => {}
-            Value::Object(doc) => {
-                if doc
-                    .get("notes")
-                    .is_some_and(|n| !n.is_string() && !n.is_null())
-                {
-                    return Err(ApiError::invalid_parameters("notes"));
-                }
-            }
-            _ => return Err(ApiError::invalid_parameters("body")),
-        }
+        action_notes(body)?;
         let loan = &mut self.loans[index];
         match loan.state {
             "CLOSED" => return Err(ApiError::account_already_closed()),
@@ -422,6 +412,33 @@ impl Tenant {
         }
         loan.state = "CLOSED";
         loan.sub_state = Some("WRITTEN_OFF");
+        loan.written_off = Some(self.zone.today());
+        loan.modified = now(self.zone);
+        Ok(Value::Null)
+    }
+
+    /// `POST /loans/{id}:undoWriteOff` (issue 19; body `LoanActionDetails`, as the write-off's):
+    /// a CLOSED / WRITTEN_OFF loan is ACTIVE again, owing what it owed (answered
+    /// ACTIVE_IN_ARREARS when an installment is overdue); 204 without a body. A loan not written
+    /// off: INVALID_STATE_TRANSITION. The 2021 spec names NON_REVERSIBLE_WRITE_OFF but not when
+    /// Mambu answers it; the stricter reading: once the tenant's day of the write-off is over
+    /// (an end of day has booked it), it is final.
+    pub fn undo_write_off_loan(&mut self, id_or_key: &str, body: &Value) -> Answer {
+        let index = self
+            .loan_index(id_or_key)
+            .ok_or_else(ApiError::invalid_loan_account_id)?;
+        action_notes(body)?;
+        let today = self.zone.today();
+        let loan = &mut self.loans[index];
+        if (loan.state, loan.sub_state) != ("CLOSED", Some("WRITTEN_OFF")) {
+            return Err(ApiError::invalid_state_transition("accountState"));
+        }
+        if loan.written_off.is_some_and(|day| day < today) {
+            return Err(ApiError::non_reversible_write_off());
+        }
+        loan.state = "ACTIVE";
+        loan.sub_state = None;
+        loan.written_off = None;
         loan.modified = now(self.zone);
         Ok(Value::Null)
     }
@@ -506,6 +523,22 @@ impl Tenant {
         }
         out.insert("balances".into(), loan_balances(l, self.zone));
         Value::Object(out)
+    }
+}
+
+/// The body of a loan action (`LoanActionDetails`: `notes` optional, the body may be absent).
+fn action_notes(body: &Value) -> Result<(), ApiError> {
+    match body {
+        Value::Null => Ok(()),
+        Value::Object(doc)
+            if doc
+                .get("notes")
+                .is_some_and(|n| !n.is_string() && !n.is_null()) =>
+        {
+            Err(ApiError::invalid_parameters("notes"))
+        }
+        Value::Object(_) => Ok(()),
+        _ => Err(ApiError::invalid_parameters("body")),
     }
 }
 
