@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::stats::{self, Bucket};
-use crate::checkpoint::{AttemptState, Reader, StepStatus};
+use crate::checkpoint::{AttemptState, Reader, Rollbacks, StepStatus};
 use crate::mambu::CallOutcome;
 
 /// Steps acting on a loan account (their instances name the loan).
@@ -41,6 +41,9 @@ pub struct Summary {
     pub failures: Failures,
     /// The run's events: started, resumed, stopped, finished.
     pub history: Vec<HistoryEvent>,
+    /// The rollbacks made on the run directory (`mambu-migrate rollback`); left out when none.
+    #[serde(default, skip_serializing_if = "Rollbacks::is_empty")]
+    pub rollbacks: Rollbacks,
 }
 
 /// Which run this is and how it ended.
@@ -582,6 +585,7 @@ impl Summary {
                     detail,
                 })
                 .collect(),
+            rollbacks: reader.rollbacks()?,
         })
     }
 }
