@@ -1,7 +1,8 @@
 //! `rollback` (issue 19) of the sample migration (plans/sample.yaml against the strict tenant,
 //! its `migration` user allowed to adjust and delete): units holding an opening balance posted
 //! through the bulk endpoint, a loan paid off and closed, loans written off and a loan
-//! disbursed in four tranches are undone whole (every transaction adjusted once, the accounts
+//! disbursed in four tranches are undone whole (every transaction adjusted once, a bulk item's
+//! found by its externalId when the bulk's status gave no id, the accounts
 //! and clients deleted) and migrated again by `run --resume` to the same tenant figures, and
 //! `verify` is clean. A write-off an end of day has made final is refused with Mambu's reason:
 //! the unit is left partly undone, and report.md, report.json and `status` say so.
@@ -93,6 +94,17 @@ async fn the_sample_units_are_undone_whole_and_migrated_again() {
             number(&api.get(&format!("/deposits/{d}")).await.body["balances"]["totalBalance"]);
     }
 
+    // A tenant whose bulk status gives no item's id (BulkProcessingSuccess.id is optional): the
+    // step names only its bulk, and the rollback finds the transaction by its externalId.
+    let db = rusqlite::Connection::open(run_dir.join("checkpoint.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE steps SET outputs = json_remove(outputs, '$.id') WHERE unit = 'CL-000003' AND step_id = 'opening_balance'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
     let mut args = vec!["--unit"];
     args.extend(units);
     let out = rollback(&run_dir, &args, 0);

@@ -181,6 +181,32 @@ impl UndoLog {
         rows.collect::<Result<_, _>>().map_err(self.wrap())
     }
 
+    /// What was sent for the step `instance` of `unit` in the bulk Mambu keyed `bulk_key` (a
+    /// `deposit` step with `bulk`): its item (`accountId`, `externalId`…), if recorded.
+    pub fn bulk_item(
+        &self,
+        bulk_key: &str,
+        unit: &str,
+        instance: &str,
+    ) -> Result<Option<serde_json::Value>, CheckpointError> {
+        let items: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT items FROM bulks WHERE bulk_key = ?1",
+                [bulk_key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.wrap())?;
+        let items: Vec<super::BulkItem> = items
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        Ok(items
+            .into_iter()
+            .find(|i| i.unit == unit && i.instance == instance)
+            .map(|i| i.item))
+    }
+
     /// Units by status (`done`, `failed`…) as the run recorded them.
     pub fn units_with_status(&self, status: Option<&str>) -> Result<Vec<String>, CheckpointError> {
         let mut stmt = self

@@ -351,7 +351,15 @@ async fn undo_unit(
     plan: &str,
     unit: &str,
 ) -> anyhow::Result<Result<Outcome, String>> {
-    let steps = log.unit_steps_in_order(unit)?;
+    let mut steps = log.unit_steps_in_order(unit)?;
+    for (instance, action, outputs) in &mut steps {
+        if Action::parse(action) == Some(Action::MakeDeposit)
+            && key_of(outputs).is_none()
+            && let Some(key) = bulk_transaction(session, log, unit, instance, outputs).await?
+        {
+            outputs["encodedKey"] = Value::String(key);
+        }
+    }
     let read_only = log.read_only_steps(unit)?;
     let recorded = log.recorded(unit)?;
     for (seq, planned) in plan_undo(&steps, &read_only).into_iter().enumerate() {
@@ -420,6 +428,40 @@ async fn undo_unit(
     }
     log.clear_unit(unit)?;
     Ok(Ok(Outcome::RolledBack))
+}
+
+/// The encodedKey of the transaction a bulk posted for a `deposit` step whose outputs name only
+/// the bulk (Mambu's bulk status need not give an item's id): read back on its deposit by the
+/// externalId the item was sent with (`plan validate` asks every bulk item for one). `None`
+/// when it cannot be found (the step is then reported as one the tool cannot undo).
+async fn bulk_transaction(
+    session: &Session,
+    log: &UndoLog,
+    unit: &str,
+    instance: &str,
+    outputs: &Value,
+) -> anyhow::Result<Option<String>> {
+    let Some(bulk) = outputs.get("bulkProcessKey").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    let Some(item) = log.bulk_item(bulk, unit, instance)? else {
+        return Ok(None);
+    };
+    let (Some(account), Some(external_id)) = (
+        item.get("accountId").and_then(Value::as_str),
+        item.get("externalId").and_then(Value::as_str),
+    ) else {
+        return Ok(None);
+    };
+    let path = format!(
+        "/deposits/{}/transactions",
+        crate::mambu::adopt::encode(account)
+    );
+    let found = session.list(&path, &mut Quiet).await.ok().and_then(|list| {
+        list.into_iter()
+            .find(|t| t.get("externalId").and_then(Value::as_str) == Some(external_id))
+    });
+    Ok(found.and_then(|t| key_of(&t).map(str::to_owned)))
 }
 
 /// Whether a refusal says the undo was made already (its reply lost, sent again without a key
