@@ -4,8 +4,9 @@
 //! disbursed in four tranches are undone whole (every transaction adjusted once, a bulk item's
 //! found by its externalId when the bulk's status gave no id, the accounts
 //! and clients deleted) and migrated again by `run --resume` to the same tenant figures, and
-//! `verify` is clean. A write-off an end of day has made final is refused with Mambu's reason:
-//! the unit is left partly undone, and report.md, report.json and `status` say so.
+//! `verify` is clean. A write-off or a close an end of day has made final is refused with
+//! Mambu's reason: the unit is left partly undone, and report.md, report.json and `status` say
+//! so.
 
 mod common;
 
@@ -160,24 +161,38 @@ async fn the_sample_units_are_undone_whole_and_migrated_again() {
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["mismatches"], json!([]));
 
-    // An end of day has run since LN-000021's write-off: Mambu refuses to undo it, and
-    // CL-000012 stays as it is from there on (its loan CLOSED / WRITTEN_OFF, the client).
-    sandbox
-        .tamper(json!({ "action": "age_write_off", "loan": "LN-000021" }))
-        .await;
-    let out = rollback(&run_dir, &["--unit", "CL-000012", "CL-000020"], 1);
+    // An end of day has run since LN-000021's write-off and LN-000011's close: Mambu refuses to
+    // undo them, and CL-000012 and CL-000006 stay as they are from there on (the loan CLOSED,
+    // the client).
+    for loan in ["LN-000021", "LN-000011"] {
+        sandbox
+            .tamper(json!({ "action": "age_closure", "loan": loan }))
+            .await;
+    }
+    let out = rollback(
+        &run_dir,
+        &["--unit", "CL-000012", "CL-000006", "CL-000020"],
+        1,
+    );
     let text = stdout(&out);
     assert!(
-        text.contains("1 of 2 units rolled back, 1 partly"),
+        text.contains("1 of 3 units rolled back, 2 partly"),
         "{text}"
     );
     assert!(
         text.contains(":undoWriteOff refused: NON_REVERSIBLE_WRITE_OFF"),
         "{text}"
     );
+    assert!(
+        text.contains(":changeState refused: CLOSURE_DATE_AFTER_MAX_ALLOWED_UNDO_CLOSURE_PERIOD"),
+        "{text}"
+    );
     let loan = api.get("/loans/LN-000021").await.body;
     assert_eq!(loan["accountSubState"], "WRITTEN_OFF", "{loan}");
+    let loan = api.get("/loans/LN-000011").await.body;
+    assert_eq!(loan["accountSubState"], "REPAID", "{loan}");
     assert_eq!(api.get("/clients/CL-000012").await.status, 200);
+    assert_eq!(api.get("/clients/CL-000006").await.status, 200);
     assert_eq!(api.get("/clients/CL-000020").await.status, 404);
 
     // The reports and `status` show the rollbacks.
@@ -203,22 +218,24 @@ async fn the_sample_units_are_undone_whole_and_migrated_again() {
     assert!(r["calls_done"].as_i64().unwrap() > gone as i64, "{r}");
     let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
     assert!(md.contains("## Rollbacks"), "{md}");
-    assert!(md.contains("`run --resume`): 4. Partly undone: 1."), "{md}");
+    assert!(md.contains("`run --resume`): 4. Partly undone: 2."), "{md}");
     assert!(md.contains("NON_REVERSIBLE_WRITE_OFF"), "{md}");
     let status = binary().arg("status").arg(&run_dir).output().unwrap();
     let text = stdout(&status);
     assert!(
-        text.contains("rollbacks  4 units rolled back · 1 partly undone"),
+        text.contains("rollbacks  4 units rolled back · 2 partly undone"),
         "{text}"
     );
     assert!(text.contains("CL-000012: POST /loans/"), "{text}");
     // No personal data: the sample's names are nowhere in what the rollback wrote or printed.
-    let first_names: Vec<String> = common::rows("fixtures/sample/clients.csv")
+    let last_names: Vec<String> = common::rows("fixtures/sample/clients.csv")
         .into_iter()
-        .filter(|r| ["CL-000002", "CL-000003", "CL-000012"].contains(&r["client_id"].as_str()))
+        .filter(|r| {
+            ["CL-000002", "CL-000003", "CL-000006", "CL-000012"].contains(&r["client_id"].as_str())
+        })
         .map(|r| r["last_name"].clone())
         .collect();
-    for name in &first_names {
+    for name in &last_names {
         for shown in [&md, &text, &stdout(&out)] {
             assert!(!shown.contains(name.as_str()), "{name} shown");
         }

@@ -829,6 +829,16 @@ impl ApiError {
     pub fn non_reversible_write_off() -> Self {
         Self::new(StatusCode::BAD_REQUEST, 98, "NON_REVERSIBLE_WRITE_OFF").at("loanAccountId")
     }
+    /// `UNDO_CLOSE` of a loan closed before the tenant's today (enum index 649, inferred as the
+    /// tranche reasons are from ACCOUNT_ID_ALREADY_IN_USE, 252 / 411: + 159).
+    pub fn closure_date_after_max_undo_period() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            808,
+            "CLOSURE_DATE_AFTER_MAX_ALLOWED_UNDO_CLOSURE_PERIOD",
+        )
+        .at("action")
+    }
     /// `DELETE /groups/{id}` of a group that still holds a loan or deposit (enum index 237,
     /// after GROUP_ID_ALREADY_IN_USE, 236 / 317).
     pub fn group_has_accounts() -> Self {

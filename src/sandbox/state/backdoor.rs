@@ -103,7 +103,7 @@ impl Tenant {
     /// `{"action": "set_deposit_balance", "deposit": <id or key>, "balance": n}` (the balance
     /// alone, no transaction behind it); and the tenant's configuration: `set_product_setting`
     /// (below) and `{"action": "remove_branch", "branch": <id or key>}`; `{"action":
-    /// "age_write_off", "loan": <id or key>}` dates a loan's write-off a day earlier.
+    /// "age_closure", "loan": <id or key>}` dates a loan's close or write-off a day earlier.
     pub fn tamper(&mut self, body: &Value) -> Result<Value, String> {
         match body.get("action").and_then(Value::as_str) {
             Some("delete_transaction") => {
@@ -125,16 +125,17 @@ impl Tenant {
                 self.external_ids.remove(external);
                 Ok(json!({ "deleted": external }))
             }
-            Some("age_write_off") => {
-                // An end of day has run since the write-off (issue 19): it is final.
+            Some("age_closure") => {
+                // An end of day has run since the loan was closed or written off (issue 19):
+                // it is final.
                 let loan = text(body, "loan")?;
                 let index = self.loan_index(loan).ok_or("no such loan")?;
                 let day = self.loans[index]
-                    .written_off
+                    .closed_on
                     .as_mut()
-                    .ok_or("the loan is not written off")?;
+                    .ok_or("the loan is not closed")?;
                 *day -= chrono::Duration::days(1);
-                Ok(json!({ "loan": loan, "writtenOffOn": day.to_rfc3339() }))
+                Ok(json!({ "loan": loan, "closedOn": day.to_rfc3339() }))
             }
             Some("set_loan_amount") => {
                 let loan = body

@@ -199,9 +199,9 @@ struct Loan {
     /// `disbursementDetails.expectedDisbursementDate`, when the loan was created with one.
     expected_disbursement: Option<DateTime<FixedOffset>>,
     disbursed: Option<DateTime<FixedOffset>>,
-    /// The start of the tenant's day the loan was written off (issue 19: a write-off is undone
-    /// on that day only).
-    written_off: Option<DateTime<FixedOffset>>,
+    /// The start of the tenant's day the loan was closed (repaid, closed, written off; issue 19:
+    /// a close or a write-off is undone on that day only).
+    closed_on: Option<DateTime<FixedOffset>>,
     created: String,
     approved: Option<String>,
     modified: String,

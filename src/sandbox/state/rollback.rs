@@ -127,6 +127,7 @@ impl Tenant {
                 if loan.state == "CLOSED" && loan.sub_state == Some("REPAID") {
                     loan.state = "ACTIVE";
                     loan.sub_state = None;
+                    loan.closed_on = None;
                 }
             }
             "FEE_APPLIED" => {
@@ -489,7 +490,7 @@ mod write_off_tests {
         );
         // Written off again, and an end of day runs: it is final.
         t.write_off_loan(&loan, &serde_json::Value::Null).unwrap();
-        t.tamper(&json!({ "action": "age_write_off", "loan": loan }))
+        t.tamper(&json!({ "action": "age_closure", "loan": loan }))
             .unwrap();
         let err = t.undo_write_off_loan(&loan, &json!({})).unwrap_err();
         assert_eq!(err.reason, "NON_REVERSIBLE_WRITE_OFF");

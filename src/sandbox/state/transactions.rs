@@ -649,6 +649,7 @@ impl Tenant {
         if loan.schedule.iter().all(Installment::is_paid) {
             loan.state = "CLOSED";
             loan.sub_state = Some("REPAID");
+            loan.closed_on = Some(self.zone.today());
         }
         Ok((
             "REPAYMENT",
