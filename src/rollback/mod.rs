@@ -140,9 +140,14 @@ pub fn plan_undo(steps: &[(String, String, Value)], read_only: &HashSet<String>)
             let key = match key {
                 Some(key) => key,
                 None if needs_key => {
+                    let why = if outputs.get("bulkProcessKey").is_some() {
+                        "its bulk's status gave no id, and no transaction of its deposit has its externalId"
+                    } else {
+                        "the checkpoint saved no encodedKey or id for it"
+                    };
                     return Planned::Cannot {
                         step: step.clone(),
-                        why: "the checkpoint saved no encodedKey or id for it".into(),
+                        why: why.into(),
                     };
                 }
                 None => "",
