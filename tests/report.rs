@@ -730,3 +730,90 @@ fn status_from_the_command_line() {
         "{err}"
     );
 }
+
+/// The rollbacks made on the run directory (issue 19), recorded through the rollback's own
+/// record: CL-1 wholly undone (its run records cleared), CL-3 partly (an adjustment made, then
+/// its client's DELETE refused with Mambu's reason), CL-4 stopped before its end. report.md's
+/// section, report.json's and `status` show them; a run without rollbacks shows none.
+#[test]
+fn the_rollbacks_made_on_a_run_are_reported() {
+    use mambu_migrate::checkpoint::{UndoLog, UndoStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = fill(dir.path(), true);
+    let plain = report::write_all(dir.path()).unwrap();
+    assert!(plain.rollbacks.is_empty());
+    let json = std::fs::read_to_string(dir.path().join("report.json")).unwrap();
+    assert!(!json.contains("rollbacks"), "left out when none");
+    assert!(
+        !std::fs::read_to_string(dir.path().join("report.md"))
+            .unwrap()
+            .contains("## Rollbacks")
+    );
+
+    let log = UndoLog::open(&dir.path().join("checkpoint.db")).unwrap();
+    log.record(
+        "CL-1",
+        0,
+        "POST /loans/LN-1:changeState",
+        UndoStatus::Done,
+        None,
+    )
+    .unwrap();
+    log.record("CL-1", 1, "DELETE /loans/LN-1", UndoStatus::Done, None)
+        .unwrap();
+    log.record("CL-1", 2, "DELETE /clients/k1", UndoStatus::Done, None)
+        .unwrap();
+    log.clear_unit("CL-1").unwrap();
+    log.record(
+        "CL-3",
+        0,
+        "POST /loans/transactions/k9:adjust",
+        UndoStatus::Done,
+        None,
+    )
+    .unwrap();
+    log.record(
+        "CL-3",
+        1,
+        "edit_schedule clients/CL-3/loans/LN-3#schedule",
+        UndoStatus::Skipped,
+        Some("the schedule goes with its loan"),
+    )
+    .unwrap();
+    log.record(
+        "CL-3",
+        2,
+        "DELETE /clients/k3",
+        UndoStatus::Refused,
+        Some("CLIENT_HAS_ACCOUNTS (clientId)"),
+    )
+    .unwrap();
+    log.record("CL-4", 0, "DELETE /clients/k4", UndoStatus::Done, None)
+        .unwrap();
+    drop(log);
+
+    let summary = report::write_all(dir.path()).unwrap();
+    let r = &summary.rollbacks;
+    assert_eq!(r.rolled_back.len(), 1);
+    assert_eq!((r.calls_done, r.calls_refused, r.steps_skipped), (5, 1, 1));
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    snapshot!(
+        "rollbacks_report_json",
+        serde_json::to_string_pretty(&json["rollbacks"]).unwrap()
+    );
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    let section = md
+        .split("\n## ")
+        .find(|s| s.starts_with("Rollbacks"))
+        .unwrap();
+    snapshot!("rollbacks_report_md", section);
+    let status = report::status_at(dir.path(), (t0 + 130) as f64).unwrap();
+    let lines: Vec<&str> = status
+        .lines()
+        .skip_while(|l| !l.starts_with("  rollbacks"))
+        .take_while(|l| l.starts_with("  rollbacks") || l.starts_with("             CL"))
+        .collect();
+    snapshot!("rollbacks_status", filtered(&lines.join("\n"), dir.path()));
+}

@@ -64,17 +64,32 @@ async fn scheduled_principal(api: &Api, loan: &str) -> Decimal {
         .sum()
 }
 
+/// A new client, Ada Builder, of id `id`: its encodedKey.
+async fn builder(api: &Api, id: &str) -> String {
+    api.post(
+        "/clients",
+        json!({ "id": id, "firstName": "Ada", "lastName": "Builder" }),
+    )
+    .await
+    .key()
+}
+
+/// Approves `loan`; panics unless Mambu does.
+async fn approve(api: &Api, loan: &str) {
+    let approved = api
+        .post(
+            &format!("/loans/{loan}:changeState"),
+            json!({ "action": "APPROVE" }),
+        )
+        .await;
+    assert_eq!(approved.status, 200, "{approved:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tranches_are_checked_on_creation_and_disbursed_one_at_a_time() {
     let sandbox = Sandbox::start(&[]);
     let api = sandbox.api();
-    let holder = api
-        .post(
-            "/clients",
-            json!({ "id": "CL-1", "firstName": "Ada", "lastName": "Builder" }),
-        )
-        .await
-        .key();
+    let holder = builder(&api, "CL-1").await;
     let (jan, mar, may) = (
         "2024-01-15T00:00:00+00:00",
         "2024-03-15T00:00:00+00:00",
@@ -208,13 +223,7 @@ async fn tranches_are_checked_on_creation_and_disbursed_one_at_a_time() {
     // Not approved yet.
     let early = disburse(jan, json!({})).await;
     assert_eq!(early.reason(), "INVALID_ACCOUNT_STATE", "{early:?}");
-    let approved = api
-        .post(
-            &format!("/loans/{loan}:changeState"),
-            json!({ "action": "APPROVE" }),
-        )
-        .await;
-    assert_eq!(approved.status, 200, "{approved:?}");
+    approve(&api, &loan).await;
 
     // Before the tranche's expected date; another amount than the tranche's.
     let before = disburse("2024-01-14T00:00:00+00:00", json!({})).await;
@@ -431,4 +440,90 @@ async fn each_tranche_is_disbursed_once_under_faults_and_lost_replies() {
             assert_eq!(&disbursed, amounts, "seed {seed} {loan}");
         }
     }
+}
+
+/// Issue 19: adjusting a tranche's disbursement (a rollback) leaves the tranche undisbursed,
+/// what it added to the schedule taken off, so that it is disbursed again; the first
+/// tranche's adjusted too takes the loan back to APPROVED.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_adjusted_tranche_disbursement_leaves_the_tranche_to_disburse_again() {
+    let sandbox = Sandbox::start(&[]);
+    let api = sandbox.api();
+    let holder = builder(&api, "CL-9").await;
+    let (jan, mar) = ("2024-01-15T00:00:00+00:00", "2024-03-15T00:00:00+00:00");
+    let created = create(
+        &api,
+        &holder,
+        TRANCHED,
+        "50000",
+        &[tranche("30000", jan), tranche("20000", mar)],
+    )
+    .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let loan = created.body["id"].as_str().unwrap().to_owned();
+    approve(&api, &loan).await;
+    let disburse = |on: &'static str| {
+        let path = format!("/loans/{loan}/disbursement-transactions");
+        let api = &api;
+        async move { api.post(&path, json!({ "valueDate": on })).await }
+    };
+    let disbursed_tranches = |body: &Value| -> Vec<bool> {
+        body["tranches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                t["disbursementDetails"]
+                    .get("disbursementTransactionKey")
+                    .is_some()
+            })
+            .collect()
+    };
+    let first = disburse(jan).await;
+    assert_eq!(first.status, 201, "{first:?}");
+    let schedule_after_first = scheduled_principal(&api, &loan).await;
+    let second = disburse(mar).await;
+    assert_eq!(second.status, 201, "{second:?}");
+    assert_eq!(
+        scheduled_principal(&api, &loan).await,
+        Decimal::from(50_000)
+    );
+
+    let adjust = |key: String| {
+        let api = &api;
+        async move {
+            api.post(
+                &format!("/loans/transactions/{key}:adjust"),
+                json!({ "notes": "rollback" }),
+            )
+            .await
+        }
+    };
+    let adjusted = adjust(second.key()).await;
+    assert_eq!(adjusted.status, 200, "{adjusted:?}");
+    let read = api.get(&format!("/loans/{loan}")).await.body;
+    assert_eq!(disbursed_tranches(&read), [true, false], "{read}");
+    assert!(read["accountState"].as_str().unwrap().starts_with("ACTIVE"));
+    assert_eq!(scheduled_principal(&api, &loan).await, schedule_after_first);
+    assert_eq!(
+        number(&read["balances"]["principalBalance"]),
+        Decimal::from(30_000)
+    );
+
+    // Disbursed again, as a re-migration would; then both adjusted, newest first.
+    let again = disburse(mar).await;
+    assert_eq!(again.status, 201, "{again:?}");
+    assert_eq!(number(&again.body["amount"]), Decimal::from(20_000));
+    assert_eq!(
+        scheduled_principal(&api, &loan).await,
+        Decimal::from(50_000)
+    );
+    assert_eq!(adjust(again.key()).await.status, 200);
+    assert_eq!(adjust(first.key()).await.status, 200);
+    let read = api.get(&format!("/loans/{loan}")).await.body;
+    assert_eq!(read["accountState"], "APPROVED", "{read}");
+    assert_eq!(disbursed_tranches(&read), [false, false], "{read}");
+    let first_again = disburse(jan).await;
+    assert_eq!(first_again.status, 201, "{first_again:?}");
+    assert_eq!(number(&first_again.body["amount"]), Decimal::from(30_000));
 }

@@ -62,7 +62,7 @@ use serde_json::Value;
 use crate::mambu::CallOutcome;
 
 pub use reader::{CallRow, FailedUnit, Reader, Resume, StepLatencies, nearest_rank, read_resume};
-pub use undo::{UndoLog, UndoStatus};
+pub use undo::{PartlyUndone, Rollbacks, RolledBack, UndoLog, UndoStatus};
 pub use writer::Checkpoint;
 
 const SCHEMA: &str = "

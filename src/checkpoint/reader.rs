@@ -252,6 +252,11 @@ impl Reader {
             .optional()
     }
 
+    /// The rollbacks made on the run (`mambu-migrate rollback`, issue 19).
+    pub fn rollbacks(&self) -> Result<super::Rollbacks, rusqlite::Error> {
+        super::Rollbacks::read(&self.conn)
+    }
+
     /// The run's state: that of its last attempt (`None` before the run recorded one).
     pub fn run_state(&self) -> Result<Option<AttemptState>, rusqlite::Error> {
         self.meta("state")?

@@ -4,12 +4,15 @@
 //! cleared so that `run --resume` migrates it again.
 //!
 //! Written synchronously, one row per call as it ends: a rollback is a few calls per unit, and
-//! its record must be on disk before the next undo goes.
+//! its record must be on disk before the next undo goes. A unit wholly undone keeps its undo
+//! calls in `rollback_history` (its round: the how-manieth rollback of it), for the reports
+//! ([`Rollbacks`]).
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
 
 use super::{CheckpointError, open_connection};
 
@@ -17,6 +20,9 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS rollback_steps (
     unit TEXT NOT NULL, seq INTEGER NOT NULL, call TEXT NOT NULL, status TEXT NOT NULL,
     reason TEXT, at REAL NOT NULL, PRIMARY KEY (unit, seq));
+CREATE TABLE IF NOT EXISTS rollback_history (
+    unit TEXT NOT NULL, round INTEGER NOT NULL, seq INTEGER NOT NULL, call TEXT NOT NULL,
+    status TEXT NOT NULL, reason TEXT, at REAL NOT NULL);
 ";
 
 crate::stored_as_text! {
@@ -120,6 +126,11 @@ impl UndoLog {
             [unit],
         )
         .map_err(self.wrap())?;
+        tx.execute(
+            "INSERT INTO rollback_history (unit, round, seq, call, status, reason, at) SELECT unit, (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'rolled_back:' || ?1), seq, call, status, reason, at FROM rollback_steps WHERE unit = ?1",
+            [unit],
+        )
+        .map_err(self.wrap())?;
         for sql in [
             "DELETE FROM steps WHERE unit = ?1",
             "DELETE FROM units WHERE key = ?1",
@@ -155,6 +166,47 @@ impl UndoLog {
         rows.collect::<Result<_, _>>().map_err(self.wrap())
     }
 
+    /// The steps of `unit` whose every call was a GET (a plan's `request` that only read).
+    pub fn read_only_steps(
+        &self,
+        unit: &str,
+    ) -> Result<std::collections::HashSet<String>, CheckpointError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT step_id FROM calls WHERE unit = ?1 GROUP BY step_id HAVING SUM(method != 'GET') = 0",
+            )
+            .map_err(self.wrap())?;
+        let rows = stmt.query_map([unit], |r| r.get(0)).map_err(self.wrap())?;
+        rows.collect::<Result<_, _>>().map_err(self.wrap())
+    }
+
+    /// What was sent for the step `instance` of `unit` in the bulk Mambu keyed `bulk_key` (a
+    /// `deposit` step with `bulk`): its item (`accountId`, `externalId`…), if recorded.
+    pub fn bulk_item(
+        &self,
+        bulk_key: &str,
+        unit: &str,
+        instance: &str,
+    ) -> Result<Option<serde_json::Value>, CheckpointError> {
+        let items: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT items FROM bulks WHERE bulk_key = ?1",
+                [bulk_key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.wrap())?;
+        let items: Vec<super::BulkItem> = items
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        Ok(items
+            .into_iter()
+            .find(|i| i.unit == unit && i.instance == instance)
+            .map(|i| i.item))
+    }
+
     /// Units by status (`done`, `failed`…) as the run recorded them.
     pub fn units_with_status(&self, status: Option<&str>) -> Result<Vec<String>, CheckpointError> {
         let mut stmt = self
@@ -167,5 +219,110 @@ impl UndoLog {
             .query_map([status], |r| r.get(0))
             .map_err(self.wrap())?;
         rows.collect::<Result<_, _>>().map_err(self.wrap())
+    }
+}
+
+/// The rollbacks made on a run directory, for report.json, report.md and `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollbacks {
+    /// Units wholly undone (their run records cleared), in the order they were, each with
+    /// how many times.
+    pub rolled_back: Vec<RolledBack>,
+    /// Units partly undone: undo calls made, then a refusal (or the rollback stopped).
+    pub partly: Vec<PartlyUndone>,
+    /// Undo calls Mambu took (a 404 on a DELETE, an adjustment made already, counted too).
+    pub calls_done: i64,
+    /// Undo calls Mambu refused (each step's last answer).
+    pub calls_refused: i64,
+    /// Steps with nothing to undo (a schedule edit, a link: gone with their account).
+    pub steps_skipped: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolledBack {
+    pub unit: String,
+    pub times: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartlyUndone {
+    pub unit: String,
+    /// The refused call (`DELETE /clients/8a…`) or step the tool cannot undo; none when the
+    /// rollback stopped before the unit's end (interrupted, an outage).
+    pub refused: Option<String>,
+    /// Mambu's reason (errorReason and errorSource), or why the tool cannot undo the step.
+    pub reason: Option<String>,
+    /// Undo calls of the unit made so far.
+    pub calls_done: i64,
+}
+
+impl Rollbacks {
+    pub fn is_empty(&self) -> bool {
+        self.rolled_back.is_empty() && self.partly.is_empty()
+    }
+
+    /// Reads them from a checkpoint (empty when no rollback ever ran on it).
+    pub fn read(conn: &Connection) -> Result<Self, rusqlite::Error> {
+        let exists: Option<String> = conn
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'rollback_history'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if exists.is_none() {
+            return Ok(Self::default());
+        }
+        let mut out = Self::default();
+        let mut stmt = conn.prepare(
+            "SELECT unit, MAX(round) FROM rollback_history GROUP BY unit ORDER BY MIN(at), unit",
+        )?;
+        out.rolled_back = stmt
+            .query_map([], |r| {
+                Ok(RolledBack {
+                    unit: r.get(0)?,
+                    times: r.get(1)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = conn.prepare(
+            "SELECT unit, SUM(status = 'done'), MAX(CASE WHEN status = 'refused' THEN seq END) FROM rollback_steps GROUP BY unit ORDER BY MIN(at), unit",
+        )?;
+        let units: Vec<(String, i64, Option<i64>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        for (unit, calls_done, refused_seq) in units {
+            let (refused, reason) = match refused_seq {
+                Some(seq) => conn.query_row(
+                    "SELECT call, reason FROM rollback_steps WHERE unit = ?1 AND seq = ?2",
+                    params![unit, seq],
+                    |r| Ok((Some(r.get(0)?), r.get(1)?)),
+                )?,
+                None => (None, None),
+            };
+            out.partly.push(PartlyUndone {
+                unit,
+                refused,
+                reason,
+                calls_done,
+            });
+        }
+        for (status, field) in [
+            ("done", &mut out.calls_done),
+            ("skipped", &mut out.steps_skipped),
+        ] {
+            *field = conn.query_row(
+                "SELECT (SELECT COUNT(*) FROM rollback_history WHERE status = ?1) + (SELECT COUNT(*) FROM rollback_steps WHERE status = ?1)",
+                [status],
+                |r| r.get(0),
+            )?;
+        }
+        // A step the tool cannot undo is recorded refused under its step's name: no call went.
+        out.calls_refused = conn.query_row(
+            "SELECT COUNT(*) FROM rollback_steps WHERE status = 'refused' AND (call LIKE 'POST %' OR call LIKE 'DELETE %')",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(out)
     }
 }

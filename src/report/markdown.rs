@@ -26,6 +26,71 @@ fn states_table(out: &mut String, title: &str, noun: &str, states: &[StateCount]
     out.push('\n');
 }
 
+/// At most this many units are named in the rollbacks section (report.json has them all).
+const MAX_ROLLBACK_ROWS: usize = 50;
+
+/// The rollbacks made on the run directory (issue 19): units wholly undone, units partly undone
+/// with the refused call and Mambu's reason, the undo calls.
+fn rollbacks(out: &mut String, r: &crate::checkpoint::Rollbacks) {
+    if r.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n## Rollbacks\n\nUnits rolled back (undone in Mambu, migrated again by `run --resume`): {}. Partly undone: {}. \
+         Undo calls: {} done, {} refused; steps with nothing to undo: {}.\n",
+        thousands(r.rolled_back.len() as i64),
+        thousands(r.partly.len() as i64),
+        thousands(r.calls_done),
+        thousands(r.calls_refused),
+        thousands(r.steps_skipped),
+    );
+    let more = |out: &mut String, n: usize| {
+        if n > MAX_ROLLBACK_ROWS {
+            let _ = writeln!(
+                out,
+                "\n…and {} more (report.json lists them all).",
+                thousands((n - MAX_ROLLBACK_ROWS) as i64)
+            );
+        }
+    };
+    if !r.partly.is_empty() {
+        let _ = writeln!(
+            out,
+            "Partly undone: the calls before the refusal are made, the rest not sent; `rollback` again once the cause is dealt with.\n"
+        );
+        let mut table = Table::new(
+            out,
+            &[
+                ("unit", Left),
+                ("undo calls done", Right),
+                ("refused", Left),
+                ("reason", Left),
+            ],
+        );
+        for p in r.partly.iter().take(MAX_ROLLBACK_ROWS) {
+            let refused = p
+                .refused
+                .as_deref()
+                .map_or_else(|| "–".to_owned(), |c| format!("`{c}`"));
+            let reason = p
+                .reason
+                .as_deref()
+                .unwrap_or("stopped before the unit's end (rollback again)");
+            table.row(&[&p.unit, &thousands(p.calls_done), &refused, reason]);
+        }
+        more(out, r.partly.len());
+        out.push('\n');
+    }
+    if !r.rolled_back.is_empty() {
+        let mut table = Table::new(out, &[("rolled back", Left), ("times", Right)]);
+        for u in r.rolled_back.iter().take(MAX_ROLLBACK_ROWS) {
+            table.row(&[&u.unit, &thousands(u.times)]);
+        }
+        more(out, r.rolled_back.len());
+    }
+}
+
 /// Renders report.md.
 pub fn render(summary: &Summary) -> String {
     let mut out = String::new();
@@ -311,6 +376,7 @@ pub fn render(summary: &Summary) -> String {
             );
         }
     }
+    rollbacks(&mut out, &summary.rollbacks);
 
     // History.
     if !summary.history.is_empty() {

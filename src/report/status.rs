@@ -180,6 +180,31 @@ pub fn render(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<Str
     } else if state == AttemptState::Stopped {
         let _ = writeln!(out, "  resume     {resume}");
     }
+    let rollbacks = reader.rollbacks()?;
+    if !rollbacks.is_empty() {
+        let _ = writeln!(
+            out,
+            "  rollbacks  {} rolled back · {} partly undone · {} undo calls done, {} refused",
+            plural(rollbacks.rolled_back.len() as i64, "unit"),
+            thousands(rollbacks.partly.len() as i64),
+            thousands(rollbacks.calls_done),
+            thousands(rollbacks.calls_refused)
+        );
+        for p in rollbacks.partly.iter().take(5) {
+            let why = match (&p.refused, &p.reason) {
+                (Some(call), Some(reason)) => format!("{call} refused: {reason}"),
+                _ => "stopped before its end".to_owned(),
+            };
+            let _ = writeln!(out, "             {}: {why}", p.unit);
+        }
+        if rollbacks.partly.len() > 5 {
+            let _ = writeln!(
+                out,
+                "             …and {} more (report.md)",
+                rollbacks.partly.len() - 5
+            );
+        }
+    }
     if !running {
         let report = run_dir.join("report.md");
         if report.exists() {

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::stats::{self, Bucket};
-use crate::checkpoint::{AttemptState, Reader, StepStatus};
+use crate::checkpoint::{AttemptState, Reader, Rollbacks, StepStatus};
 use crate::mambu::CallOutcome;
 
 /// Steps acting on a loan account (their instances name the loan).
@@ -44,6 +44,9 @@ pub struct Summary {
     /// The migration and the catch-ups after it (`run --catch-up`), once there is a catch-up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<PhaseSummary>,
+    /// The rollbacks made on the run directory (`mambu-migrate rollback`); left out when none.
+    #[serde(default, skip_serializing_if = "Rollbacks::is_empty")]
+    pub rollbacks: Rollbacks,
 }
 
 /// A phase of the run: the migration, or a catch-up with what its comparison found.
@@ -632,6 +635,7 @@ impl Summary {
                 })
                 .collect(),
             phases: phases(reader)?,
+            rollbacks: reader.rollbacks()?,
         })
     }
 }

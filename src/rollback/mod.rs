@@ -4,14 +4,17 @@
 //! Each unit's steps, as the checkpoint saved them with their outputs (encodedKeys, transaction
 //! keys), are undone newest first: that is the reverse dependency order (a loan's repayments
 //! and fees before its disbursement, the disbursement before the approval, the loan before its
-//! client; a deposit's transactions before the deposit). [`plan_undo`] says which call undoes
+//! client; a deposit's transactions before the deposit; a group's loans before the group, the
+//! group before its member clients). A write-off is undone by `POST /loans/{id}:undoWriteOff`,
+//! a close by `UNDO_CLOSE`, a bulk deposit item by adjusting the transaction its bulk posted
+//! (the bulk's status names it). [`plan_undo`] says which call undoes
 //! which step; [`rollback`] sends them through the same [`Session`] as a run (rate limit,
 //! retries, an Idempotency-Key on each POST) and records each in the checkpoint
 //! (`rollback_steps`, [`UndoLog`]) before the next goes, so a killed rollback resumes where it
 //! stopped and sends no undo twice. A DELETE has no key: a second one answers 404, taken as
 //! done, as an adjustment already made (TRANSACTION_ALREADY_ADJUSTED) is.
 //!
-//! What Mambu refuses (an account the end of day has touched, a client with other accounts) is
+//! What Mambu refuses (a write-off an end of day has made final, a client with other accounts) is
 //! recorded with Mambu's reason and the unit left partly undone; a later rollback tries it
 //! again. A unit wholly undone has its run records cleared: `run --resume` migrates it anew.
 //! Exit codes (`../shared/DESIGN.md`): 0 every chosen unit undone, 1 some refused, 2 invalid
@@ -74,8 +77,8 @@ pub enum Planned {
         step: String,
         why: &'static str,
     },
-    /// The tool cannot undo it (a write-off, a group, a plan's own request, a step whose
-    /// outputs lack the key): the unit stays as it is from there on.
+    /// The tool cannot undo it (a plan's own request, a step whose outputs lack the key): the
+    /// unit stays as it is from there on.
     Cannot {
         step: String,
         why: String,
@@ -83,17 +86,23 @@ pub enum Planned {
 }
 
 /// The calls that undo a unit's steps (`steps`: instance, action name, outputs, in the order
-/// they finished), newest first.
-pub fn plan_undo(steps: &[(String, String, Value)]) -> Vec<Planned> {
+/// they finished), newest first. `read_only`: the ids of the unit's steps that only read (a
+/// `request` whose calls were all GETs), nothing to undo.
+pub fn plan_undo(steps: &[(String, String, Value)], read_only: &HashSet<String>) -> Vec<Planned> {
     steps
         .iter()
+        .enumerate()
         .rev()
-        .map(|(instance, action, outputs)| {
+        .map(|(at, (instance, action, outputs))| {
             let step = format!("{action} {instance}");
-            let key = outputs
-                .get("encodedKey")
-                .or_else(|| outputs.get("id"))
-                .and_then(Value::as_str);
+            let parsed = Action::parse(action);
+            // A write-off answers 204 without a body: its loan is the one the unit created in
+            // the enclosing scope.
+            let key = key_of(outputs).or_else(|| {
+                matches!(parsed, Some(Action::WriteOffLoan | Action::CloseLoan))
+                    .then(|| enclosing_loan(&steps[..at], instance))
+                    .flatten()
+            });
             let call = |method, path: String, body: Option<Value>| {
                 Planned::Call(Undo {
                     method,
@@ -107,15 +116,22 @@ pub fn plan_undo(steps: &[(String, String, Value)]) -> Vec<Planned> {
                 why,
             };
             let notes = json!({ "notes": "mambu-migrate rollback" });
-            let Some(parsed) = Action::parse(action) else {
+            let Some(parsed) = parsed else {
                 return Planned::Cannot {
                     step: step.clone(),
                     why: format!("unknown action `{action}`"),
                 };
             };
+            let step_id = instance
+                .rsplit_once('#')
+                .map_or(instance.as_str(), |(_, id)| id);
+            if parsed == Action::Request && read_only.contains(step_id) {
+                return nothing("a read changes nothing");
+            }
             let needs_key = !matches!(
                 parsed,
-                Action::EditSchedule
+                Action::Request
+                    | Action::EditSchedule
                     | Action::LinkSettlementAccount
                     | Action::ApproveDeposit
                     | Action::RejectLoan
@@ -124,9 +140,14 @@ pub fn plan_undo(steps: &[(String, String, Value)]) -> Vec<Planned> {
             let key = match key {
                 Some(key) => key,
                 None if needs_key => {
+                    let why = if outputs.get("bulkProcessKey").is_some() {
+                        "its bulk's status gave no id, and no transaction of its deposit has its externalId"
+                    } else {
+                        "the checkpoint saved no encodedKey or id for it"
+                    };
                     return Planned::Cannot {
                         step: step.clone(),
-                        why: "the checkpoint saved no encodedKey or id for it".into(),
+                        why: why.into(),
                     };
                 }
                 None => "",
@@ -155,19 +176,51 @@ pub fn plan_undo(steps: &[(String, String, Value)]) -> Vec<Planned> {
                 Action::CreateLoan => call("DELETE", format!("/loans/{key}"), None),
                 Action::CreateDeposit => call("DELETE", format!("/deposits/{key}"), None),
                 Action::CreateClient => call("DELETE", format!("/clients/{key}"), None),
+                Action::CreateGroup => call("DELETE", format!("/groups/{key}"), None),
+                Action::WriteOffLoan => {
+                    call("POST", format!("/loans/{key}:undoWriteOff"), Some(notes))
+                }
                 Action::EditSchedule => nothing("the schedule goes with its loan"),
                 Action::LinkSettlementAccount => nothing("the link goes with its loan"),
                 Action::ApproveDeposit => nothing("an approved deposit is deleted as it is"),
                 Action::RejectLoan | Action::WithdrawLoan => {
                     nothing("a rejected or withdrawn loan is deleted as it is")
                 }
-                Action::WriteOffLoan | Action::CreateGroup | Action::Request => Planned::Cannot {
+                Action::Request => Planned::Cannot {
                     step: step.clone(),
                     why: format!("the tool does not undo `{action}`: undo it in Mambu by hand"),
                 },
             }
         })
         .collect()
+}
+
+/// The encodedKey (or id) a step's outputs saved.
+fn key_of(outputs: &Value) -> Option<&str> {
+    outputs
+        .get("encodedKey")
+        .or_else(|| outputs.get("id"))
+        .and_then(Value::as_str)
+}
+
+/// The key of the loan `instance` acts on: the newest `create_loan` of `before` whose scope
+/// (`clients/CL-1/loans/LN-2`, the instance before its `#step`) holds the instance's.
+fn enclosing_loan<'a>(before: &'a [(String, String, Value)], instance: &str) -> Option<&'a str> {
+    fn scope(instance: &str) -> &str {
+        instance.split('#').next().unwrap_or(instance)
+    }
+    let inner = scope(instance);
+    before
+        .iter()
+        .rev()
+        .filter(|(_, action, _)| Action::parse(action) == Some(Action::CreateLoan))
+        .find(|(loan, _, _)| {
+            let outer = scope(loan);
+            inner
+                .strip_prefix(outer)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+        .and_then(|(_, _, outputs)| key_of(outputs))
 }
 
 /// How one unit's rollback ended.
@@ -263,6 +316,10 @@ pub fn rollback(options: &Options) -> anyhow::Result<ExitStatus> {
         anyhow::Ok((outcomes, stopped))
     })?;
     write_report(options, &outcomes)?;
+    // report.md and report.json show the rollbacks made (and errors.csv loses the units undone).
+    if let Err(e) = crate::report::write_all(&options.run_dir) {
+        eprintln!("warning: the run's reports were not rewritten: {e:#}");
+    }
     let rolled = outcomes
         .iter()
         .filter(|(_, o)| *o == Outcome::RolledBack)
@@ -279,7 +336,7 @@ pub fn rollback(options: &Options) -> anyhow::Result<ExitStatus> {
         }
     }
     println!(
-        "details in {}; `run --resume` migrates the rolled-back units again",
+        "details in {} (and report.md); `run --resume` migrates the rolled-back units again",
         options.run_dir.join("rollback.csv").display()
     );
     Ok(match stopped {
@@ -299,9 +356,18 @@ async fn undo_unit(
     plan: &str,
     unit: &str,
 ) -> anyhow::Result<Result<Outcome, String>> {
-    let steps = log.unit_steps_in_order(unit)?;
+    let mut steps = log.unit_steps_in_order(unit)?;
+    for (instance, action, outputs) in &mut steps {
+        if Action::parse(action) == Some(Action::MakeDeposit)
+            && key_of(outputs).is_none()
+            && let Some(key) = bulk_transaction(session, log, unit, instance, outputs).await?
+        {
+            outputs["encodedKey"] = Value::String(key);
+        }
+    }
+    let read_only = log.read_only_steps(unit)?;
     let recorded = log.recorded(unit)?;
-    for (seq, planned) in plan_undo(&steps).into_iter().enumerate() {
+    for (seq, planned) in plan_undo(&steps, &read_only).into_iter().enumerate() {
         let seq = seq as i64;
         if matches!(
             recorded.get(&seq),
@@ -369,26 +435,75 @@ async fn undo_unit(
     Ok(Ok(Outcome::RolledBack))
 }
 
+/// The encodedKey of the transaction a bulk posted for a `deposit` step whose outputs name only
+/// the bulk (Mambu's bulk status need not give an item's id): read back on its deposit by the
+/// externalId the item was sent with (`plan validate` asks every bulk item for one). `None`
+/// when it cannot be found (the step is then reported as one the tool cannot undo).
+async fn bulk_transaction(
+    session: &Session,
+    log: &UndoLog,
+    unit: &str,
+    instance: &str,
+    outputs: &Value,
+) -> anyhow::Result<Option<String>> {
+    let Some(bulk) = outputs.get("bulkProcessKey").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    let Some(item) = log.bulk_item(bulk, unit, instance)? else {
+        return Ok(None);
+    };
+    let (Some(account), Some(external_id)) = (
+        item.get("accountId").and_then(Value::as_str),
+        item.get("externalId").and_then(Value::as_str),
+    ) else {
+        return Ok(None);
+    };
+    let path = format!(
+        "/deposits/{}/transactions",
+        crate::mambu::adopt::encode(account)
+    );
+    let found = session.list(&path, &mut Quiet).await.ok().and_then(|list| {
+        list.into_iter()
+            .find(|t| t.get("externalId").and_then(Value::as_str) == Some(external_id))
+    });
+    Ok(found.and_then(|t| key_of(&t).map(str::to_owned)))
+}
+
 /// Whether a refusal says the undo was made already (its reply lost, sent again without a key
-/// Mambu honoured): a DELETE's 404, an adjustment's TRANSACTION_ALREADY_ADJUSTED, an
-/// UNDO_APPROVE's INVALID_STATE_TRANSITION on a loan read back PENDING_APPROVAL.
+/// Mambu honoured): a DELETE's 404, an adjustment's TRANSACTION_ALREADY_ADJUSTED, a loan state
+/// undo's INVALID_STATE_TRANSITION on a loan read back in the state the undo leads to.
 async fn already_undone(session: &Session, undo: &Undo, status: u16, reason: Option<&str>) -> bool {
     match (undo.method, status, reason) {
         ("DELETE", 404, _) => true,
         (_, _, Some("TRANSACTION_ALREADY_ADJUSTED")) => true,
-        (_, _, Some("INVALID_STATE_TRANSITION"))
-            if undo
-                .body
-                .as_deref()
-                .is_some_and(|b| b.contains("UNDO_APPROVE")) =>
-        {
-            let loan = undo.path.trim_end_matches(":changeState");
+        (_, _, Some("INVALID_STATE_TRANSITION")) => {
+            let Some((loan, states)) = state_after(undo) else {
+                return false;
+            };
             matches!(
                 session.read(loan, Expect::Entity, Keep::All, &mut Quiet).await,
-                Ok(Some(answer)) if answer.body.get("accountState").and_then(Value::as_str) == Some("PENDING_APPROVAL")
+                Ok(Some(answer)) if answer.body.get("accountState").and_then(Value::as_str).is_some_and(|s| states.contains(&s))
             )
         }
         _ => false,
+    }
+}
+
+/// The loan a state undo acts on (`/loans/8a…`) and the states it leads to: UNDO_APPROVE to
+/// PENDING_APPROVAL, UNDO_CLOSE and undoWriteOff to ACTIVE (in arrears or not).
+fn state_after(undo: &Undo) -> Option<(&str, &'static [&'static str])> {
+    const ACTIVE: &[&str] = &["ACTIVE", "ACTIVE_IN_ARREARS"];
+    if let Some(loan) = undo.path.strip_suffix(":undoWriteOff") {
+        return Some((loan, ACTIVE));
+    }
+    let loan = undo.path.strip_suffix(":changeState")?;
+    let body = undo.body.as_deref()?;
+    if body.contains("UNDO_APPROVE") {
+        Some((loan, &["PENDING_APPROVAL"]))
+    } else if body.contains("UNDO_CLOSE") {
+        Some((loan, ACTIVE))
+    } else {
+        None
     }
 }
 
@@ -450,7 +565,7 @@ mod tests {
             step("deposit_tx#0", "deposit", "T4"),
         ];
         assert_eq!(
-            calls(&plan_undo(&steps)),
+            calls(&plan_undo(&steps, &HashSet::new())),
             [
                 "POST /deposits/transactions/T4:adjust",
                 "POST /loans/transactions/T3:adjust",
@@ -470,12 +585,52 @@ mod tests {
         let steps = vec![
             step("client", "create_client", "C"),
             ("loan".into(), "create_loan".into(), json!({})),
-            step("writeoff", "write_off_loan", "L"),
+            ("read".into(), "request".into(), json!({})),
         ];
-        let planned = plan_undo(&steps);
-        assert!(
-            matches!(&planned[0], Planned::Cannot { why, .. } if why.contains("write_off_loan"))
-        );
+        let planned = plan_undo(&steps, &HashSet::new());
+        assert!(matches!(&planned[0], Planned::Cannot { why, .. } if why.contains("request")));
         assert!(matches!(&planned[1], Planned::Cannot { why, .. } if why.contains("encodedKey")));
+    }
+
+    #[test]
+    fn a_request_that_only_read_has_nothing_to_undo() {
+        let steps = vec![
+            step("clients/C#client", "create_client", "C"),
+            (
+                "clients/C/securities/S1#guarantee_account".into(),
+                "request".into(),
+                json!({}),
+            ),
+        ];
+        let read_only = HashSet::from(["guarantee_account".to_owned()]);
+        assert!(matches!(
+            &plan_undo(&steps, &read_only)[0],
+            Planned::Nothing { .. }
+        ));
+    }
+
+    #[test]
+    fn a_write_off_and_a_close_act_on_their_own_loan_and_a_group_goes_before_its_members() {
+        let empty =
+            |instance: &str, action: &str| (instance.to_owned(), action.to_owned(), json!({}));
+        let steps = vec![
+            step("groups/G1/members/M1#member", "create_client", "M1"),
+            step("groups/G1#group", "create_group", "G"),
+            step("groups/G1/loans/A#loan", "create_loan", "LA"),
+            step("groups/G1/loans/B#loan", "create_loan", "LB"),
+            empty("groups/G1/loans/A/closures/A#write_off", "write_off_loan"),
+            empty("groups/G1/loans/B/closures/B#close", "close_loan"),
+        ];
+        assert_eq!(
+            calls(&plan_undo(&steps, &HashSet::new())),
+            [
+                "POST /loans/LB:changeState",
+                "POST /loans/LA:undoWriteOff",
+                "DELETE /loans/LB",
+                "DELETE /loans/LA",
+                "DELETE /groups/G",
+                "DELETE /clients/M1",
+            ]
+        );
     }
 }

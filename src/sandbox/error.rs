@@ -824,6 +824,30 @@ impl ApiError {
     pub fn client_has_accounts() -> Self {
         Self::new(StatusCode::BAD_REQUEST, 315, "CLIENT_HAS_ACCOUNTS").at("clientId")
     }
+    /// `POST /loans/{id}:undoWriteOff` of a write-off made before the tenant's today (enum
+    /// index 36, before INVALID_LOAN_ACCOUNT_ID, 38 / 100 confirmed: + 62).
+    pub fn non_reversible_write_off() -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 98, "NON_REVERSIBLE_WRITE_OFF").at("loanAccountId")
+    }
+    /// `UNDO_CLOSE` of a loan closed before the tenant's today (enum index 649, inferred as the
+    /// tranche reasons are from ACCOUNT_ID_ALREADY_IN_USE, 252 / 411: + 159).
+    pub fn closure_date_after_max_undo_period() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            808,
+            "CLOSURE_DATE_AFTER_MAX_ALLOWED_UNDO_CLOSURE_PERIOD",
+        )
+        .at("action")
+    }
+    /// `DELETE /groups/{id}` of a group that still holds a loan or deposit (enum index 237,
+    /// after GROUP_ID_ALREADY_IN_USE, 236 / 317).
+    pub fn group_has_accounts() -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 318, "GROUP_HAS_ACCOUNTS").at("groupId")
+    }
+    /// `DELETE /clients/{id}` of a member of a group (enum index 232, in the run 300..316).
+    pub fn client_is_member_of_a_group() -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 313, "CLIENT_IS_MEMBER_OF_A_GROUP").at("clientId")
+    }
     /// `DELETE /deposits/{id}` of a deposit with a transaction not adjusted (enum index 264).
     pub fn account_has_transactions() -> Self {
         Self::new(StatusCode::BAD_REQUEST, 423, "ACCOUNT_HAS_TRANSACTIONS").at("depositAccountId")

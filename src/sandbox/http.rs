@@ -274,7 +274,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
                 .delete(delete::<CLIENTS>),
         )
         .route("/groups", post(create_group))
-        .route("/groups/{id}", get(get_group))
+        .route("/groups/{id}", get(get_group).delete(delete::<GROUPS>))
         .route("/deposits", post(create_deposit))
         .route("/deposits/deposit-transactions:bulk", post(bulk_deposits))
         .route(
@@ -667,6 +667,8 @@ enum Call<'a> {
     Lock,
     /// `POST /loans/{id}:writeOff` (issue 18).
     WriteOff,
+    /// `POST /loans/{id}:undoWriteOff` (issue 19).
+    UndoWriteOff,
     LinkSettlement,
     ReadLoanProducts,
     ReadDepositProducts,
@@ -682,6 +684,8 @@ enum Call<'a> {
     DeleteLoan,
     DeleteDeposit,
     DeleteClient,
+    /// `DELETE /groups/{id}` (issue 19).
+    DeleteGroup,
 }
 
 /// The permission each call needs: the sandbox's one table of access rules. The names are
@@ -727,6 +731,7 @@ fn required_permission(call: Call<'_>) -> &'static str {
         Call::Backdate => "BACKDATE_LOAN_TRANSACTIONS",
         Call::Lock => "LOCK_LOAN_ACCOUNTS",
         Call::WriteOff => "WRITE_OFF_LOAN_ACCOUNTS",
+        Call::UndoWriteOff => "REVERSE_LOAN_ACCOUNT_WRITE_OFF",
         Call::LinkSettlement => "LINK_ACCOUNTS",
         Call::ReadLoanProducts => "VIEW_LOAN_PRODUCT_DETAILS",
         Call::ReadDepositProducts => "VIEW_SAVINGS_PRODUCT_DETAILS",
@@ -738,6 +743,7 @@ fn required_permission(call: Call<'_>) -> &'static str {
         Call::DeleteLoan => "DELETE_LOAN_ACCOUNT",
         Call::DeleteDeposit => "DELETE_SAVINGS_ACCOUNT",
         Call::DeleteClient => "DELETE_CLIENTS",
+        Call::DeleteGroup => "DELETE_GROUP",
     }
 }
 
@@ -993,7 +999,10 @@ async fn loan_action(
     body: Bytes,
 ) -> Response {
     if let Some(id) = segment.strip_suffix(":writeOff") {
-        return write_off(&s, &c, &h, &caller, id, &body).await;
+        return write_off(&s, &c, &h, &caller, id, &body, false).await;
+    }
+    if let Some(id) = segment.strip_suffix(":undoWriteOff") {
+        return write_off(&s, &c, &h, &caller, id, &body, true).await;
     }
     change_state(
         s,
@@ -1050,6 +1059,7 @@ async fn adjust<const KIND: u8>(
 const LOANS: u8 = 0;
 const DEPOSITS: u8 = 1;
 const CLIENTS: u8 = 2;
+const GROUPS: u8 = 3;
 
 /// `DELETE /{entities}/{id}` (issue 19): 204. No Idempotency-Key (Mambu offers none on DELETE);
 /// a second DELETE answers 404, which a caller takes as done. A reply may still be lost.
@@ -1064,6 +1074,7 @@ async fn delete<const KIND: u8>(
     let (entities, call, op): (&str, Call, Delete) = match KIND {
         LOANS => ("loans", Call::DeleteLoan, Tenant::delete_loan),
         DEPOSITS => ("deposits", Call::DeleteDeposit, Tenant::delete_deposit),
+        GROUPS => ("groups", Call::DeleteGroup, Tenant::delete_group),
         _ => ("clients", Call::DeleteClient, Tenant::delete_client),
     };
     if let Some(refusal) = forbidden(&s, &caller, Api::V2, &[call]) {
@@ -1075,7 +1086,8 @@ async fn delete<const KIND: u8>(
         .await
 }
 
-/// `POST /loans/{id}:writeOff` (issue 18): 204 without a body, an Idempotency-Key honoured.
+/// `POST /loans/{id}:writeOff` (issue 18) and, `undo`, `POST /loans/{id}:undoWriteOff` (issue
+/// 19): 204 without a body, an Idempotency-Key honoured.
 async fn write_off(
     s: &Shared,
     c: &ConnHandle,
@@ -1083,8 +1095,19 @@ async fn write_off(
     caller: &Caller,
     id: &str,
     body: &Bytes,
+    undo: bool,
 ) -> Response {
-    if let Some(refusal) = forbidden(s, caller, Api::V2, &[Call::WriteOff]) {
+    type Op = fn(&mut Tenant, &str, &Value) -> Result<Value, ApiError>;
+    let (call, action, op): (Call, &str, Op) = if undo {
+        (
+            Call::UndoWriteOff,
+            "undoWriteOff",
+            Tenant::undo_write_off_loan,
+        )
+    } else {
+        (Call::WriteOff, "writeOff", Tenant::write_off_loan)
+    };
+    if let Some(refusal) = forbidden(s, caller, Api::V2, &[call]) {
         return refusal;
     }
     change(
@@ -1094,9 +1117,9 @@ async fn write_off(
         Api::V2,
         true,
         StatusCode::NO_CONTENT,
-        format!("POST /loans/{id}:writeOff"),
+        format!("POST /loans/{id}:{action}"),
     )
-    .apply(body, |t, b| t.write_off_loan(id, b))
+    .apply(body, |t, b| op(t, id, b))
     .await
 }
 
@@ -1711,6 +1734,8 @@ mod tests {
             Call::Backdate,
             Call::Lock,
             Call::WriteOff,
+            Call::UndoWriteOff,
+            Call::DeleteGroup,
             Call::LinkSettlement,
             Call::ReadLoanProducts,
             Call::ReadDepositProducts,

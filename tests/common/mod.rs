@@ -821,3 +821,41 @@ pub fn verified(run_dir: &std::path::Path) -> Value {
     assert_eq!(report["mismatches"], serde_json::json!([]), "{report}");
     report
 }
+
+/// `rollback RUN_DIR …`; panics, saying what it printed, unless it exits with `code`.
+#[allow(dead_code)]
+pub fn rollback(run_dir: &std::path::Path, extra: &[&str], code: i32) -> std::process::Output {
+    let out = binary()
+        .arg("rollback")
+        .arg(run_dir)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+#[allow(dead_code)]
+pub fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The strict tenant (fixtures/tenants/strict.yaml, [`strict_profile`]) with its `migration`
+/// user also allowed what a rollback sends (issue 19): adjustments, deletes, undoing a
+/// write-off.
+#[allow(dead_code)]
+pub fn strict_profile_for_rollback() -> String {
+    let text = strict_profile();
+    let last = "REJECT_LOANS, WITHDRAW_LOAN_ACCOUNTS]";
+    assert!(text.contains(last));
+    text.replace(
+        last,
+        "REJECT_LOANS, WITHDRAW_LOAN_ACCOUNTS, APPLY_LOAN_ADJUSTMENTS, APPLY_SAVINGS_ADJUSTMENTS, DELETE_LOAN_ACCOUNT, DELETE_SAVINGS_ACCOUNT, DELETE_CLIENTS, DELETE_GROUP, REVERSE_LOAN_ACCOUNT_WRITE_OFF]",
+    )
+}

@@ -40,7 +40,7 @@ impl Tenant {
         let custom = self.custom_field_stats();
         json!({
             "clients": self.clients.iter().filter(|c| c.state != DELETED).count(),
-            "groups": self.groups.len(),
+            "groups": self.groups.iter().filter(|g| !g.deleted).count(),
             "group_members": self.group_memberships(),
             "deposits": self.deposits.iter().filter(|d| d.state != DELETED).count(),
             "deposits_by_state": deposits_by_state,
@@ -52,10 +52,12 @@ impl Tenant {
             // ACTIVE loans answered ACTIVE_IN_ARREARS (computed on read, as `GET /loans` does).
             "loans_in_arrears": self.loans.iter().filter(|l| self.loan_state(l) == "ACTIVE_IN_ARREARS").count(),
             "settlement_links": self.loans.iter().filter(|l| l.state != DELETED && l.settlement_key.is_some()).count(),
-            "custom_schedules": self.loans.iter().filter(|l| l.custom_schedule).count(),
+            "custom_schedules": self.loans.iter().filter(|l| l.state != DELETED && l.custom_schedule).count(),
             "loan_guarantors": self.loan_entries("guarantors"),
             "loan_assets": self.loan_entries("assets"),
             "transactions": self.transactions.iter().filter(|t| !t.deleted).count(),
+            // Adjusted (issue 19), those of accounts deleted since too: each adjustment once.
+            "adjusted_transactions": self.transactions.iter().filter(|t| t.doc.contains_key("adjustmentTransactionKey")).count(),
             "transactions_by_type": transactions_by_type,
             "transaction_amounts_by_type": amounts_by_type.into_iter().map(|(k, v)| (k, money(v))).collect::<HashMap<_, _>>(),
             "duplicates": {
@@ -79,10 +81,12 @@ impl Tenant {
         })
     }
 
-    /// How many entries the loans' `list` (guarantors, assets) hold, all loans together.
+    /// How many entries the loans' `list` (guarantors, assets) hold, all loans together (not
+    /// those deleted).
     fn loan_entries(&self, list: &str) -> usize {
         self.loans
             .iter()
+            .filter(|l| l.state != DELETED)
             .filter_map(|l| l.doc.get(list).and_then(Value::as_array))
             .map(Vec::len)
             .sum()
@@ -98,7 +102,8 @@ impl Tenant {
     /// "list": "guarantors"|"assets", "index": n, "field": "amount", "value": v}` or
     /// `{"action": "set_deposit_balance", "deposit": <id or key>, "balance": n}` (the balance
     /// alone, no transaction behind it); and the tenant's configuration: `set_product_setting`
-    /// (below) and `{"action": "remove_branch", "branch": <id or key>}`.
+    /// (below) and `{"action": "remove_branch", "branch": <id or key>}`; `{"action":
+    /// "age_closure", "loan": <id or key>}` dates a loan's close or write-off a day earlier.
     pub fn tamper(&mut self, body: &Value) -> Result<Value, String> {
         match body.get("action").and_then(Value::as_str) {
             Some("delete_transaction") => {
@@ -119,6 +124,18 @@ impl Tenant {
                 }
                 self.external_ids.remove(external);
                 Ok(json!({ "deleted": external }))
+            }
+            Some("age_closure") => {
+                // An end of day has run since the loan was closed or written off (issue 19):
+                // it is final.
+                let loan = text(body, "loan")?;
+                let index = self.loan_index(loan).ok_or("no such loan")?;
+                let day = self.loans[index]
+                    .closed_on
+                    .as_mut()
+                    .ok_or("the loan is not closed")?;
+                *day -= chrono::Duration::days(1);
+                Ok(json!({ "loan": loan, "closedOn": day.to_rfc3339() }))
             }
             Some("set_loan_amount") => {
                 let loan = body

@@ -89,15 +89,28 @@ impl Tenant {
             .ok_or_else(ApiError::custom_field_not_found)
     }
 
-    /// For `GET /_sandbox/stats`: the custom field values stored, per set, and the addresses.
+    /// For `GET /_sandbox/stats`: the custom field values stored, per set, and the addresses
+    /// (of the clients, loans and deposits not deleted).
     pub(super) fn custom_field_stats(&self) -> Value {
+        use super::rollback::DELETED;
         let mut values: BTreeMap<&str, u64> = BTreeMap::new();
         let docs = self
             .clients
             .iter()
+            .filter(|c| c.state != DELETED)
             .map(|c| &c.doc)
-            .chain(self.loans.iter().map(|l| &l.doc))
-            .chain(self.deposits.iter().map(|d| &d.doc));
+            .chain(
+                self.loans
+                    .iter()
+                    .filter(|l| l.state != DELETED)
+                    .map(|l| &l.doc),
+            )
+            .chain(
+                self.deposits
+                    .iter()
+                    .filter(|d| d.state != DELETED)
+                    .map(|d| &d.doc),
+            );
         let mut addresses = 0;
         for doc in docs {
             for (key, value) in doc.iter().filter(|(k, _)| k.starts_with('_')) {

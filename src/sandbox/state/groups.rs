@@ -88,6 +88,7 @@ impl Tenant {
             doc,
             members,
             created: now(self.zone),
+            deleted: false,
         });
         Ok(self.group_json(index))
     }
@@ -232,7 +233,7 @@ impl Tenant {
         Ok(self.group_json(index))
     }
 
-    fn group_index(&self, id_or_key: &str) -> Option<usize> {
+    pub(super) fn group_index(&self, id_or_key: &str) -> Option<usize> {
         match self.keys.get(id_or_key) {
             Some(EntityRef::Group(i)) => Some(*i),
             _ => self.group_ids.get(id_or_key).copied(),

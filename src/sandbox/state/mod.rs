@@ -141,6 +141,8 @@ struct Group {
     doc: Map<String, Value>,
     members: Vec<usize>,
     created: String,
+    /// Deleted (`DELETE /groups/{id}`, issue 19): out of the lookups, its members freed.
+    deleted: bool,
 }
 
 /// The holder of a loan or deposit (`accountHolderType` and `accountHolderKey`).
@@ -197,6 +199,9 @@ struct Loan {
     /// `disbursementDetails.expectedDisbursementDate`, when the loan was created with one.
     expected_disbursement: Option<DateTime<FixedOffset>>,
     disbursed: Option<DateTime<FixedOffset>>,
+    /// The start of the tenant's day the loan was closed (repaid, closed, written off; issue 19:
+    /// a close or a write-off is undone on that day only).
+    closed_on: Option<DateTime<FixedOffset>>,
     created: String,
     approved: Option<String>,
     modified: String,

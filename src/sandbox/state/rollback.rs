@@ -40,7 +40,7 @@ impl Tenant {
         (kind_fits && !t.deleted).then_some(index)
     }
 
-    fn adjusted(&self, t_index: usize) -> bool {
+    pub(super) fn adjusted(&self, t_index: usize) -> bool {
         self.transactions[t_index]
             .doc
             .contains_key("adjustmentTransactionKey")
@@ -127,6 +127,7 @@ impl Tenant {
                 if loan.state == "CLOSED" && loan.sub_state == Some("REPAID") {
                     loan.state = "ACTIVE";
                     loan.sub_state = None;
+                    loan.closed_on = None;
                 }
             }
             "FEE_APPLIED" => {
@@ -139,6 +140,7 @@ impl Tenant {
                 }
             }
             "DISBURSEMENT" => {
+                self.undisburse_tranche(index, t_index);
                 let others = self.loans[index].transactions.iter().any(|o| {
                     *o != t_index
                         && !self.transactions[*o].deleted
@@ -156,6 +158,50 @@ impl Tenant {
         }
         self.loans[index].modified = now(self.zone);
         self.mark_adjusted(t_index, body)
+    }
+
+    /// The tranche a disbursement adjusted had disbursed is undisbursed again (its
+    /// `disbursementTransactionKey` gone, so that the next disbursement is its), and what a
+    /// later tranche added to the schedule taken off. Nothing for an untranched loan.
+    fn undisburse_tranche(&mut self, index: usize, t_index: usize) {
+        let t = &self.transactions[t_index];
+        let key = t.doc.get("encodedKey").cloned();
+        let Some(tranches) = self.loans[index]
+            .doc
+            .get("tranches")
+            .and_then(Value::as_array)
+        else {
+            return;
+        };
+        let Some(tranche) = tranches.iter().position(|tr| {
+            tr.get("disbursementDetails")
+                .and_then(|d| d.get("disbursementTransactionKey"))
+                == key.as_ref()
+        }) else {
+            return;
+        };
+        if tranche > 0 {
+            let amount = t.doc.get("amount").and_then(super::decimal);
+            let value_date = t
+                .doc
+                .get("valueDate")
+                .and_then(Value::as_str)
+                .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok());
+            if let (Some(amount), Some(value_date)) = (amount, value_date) {
+                let added = self.tranche_addition(index, amount, value_date);
+                let loan = &mut self.loans[index];
+                for (i, (principal, interest)) in added {
+                    loan.schedule[i].principal -= principal;
+                    loan.schedule[i].interest -= interest;
+                }
+            }
+        }
+        if let Some(details) = self.loans[index].doc["tranches"][tranche]
+            .get_mut("disbursementDetails")
+            .and_then(Value::as_object_mut)
+        {
+            details.remove("disbursementTransactionKey");
+        }
     }
 
     /// `POST /deposits/transactions/{id}:adjust`: a deposit's amount taken off the balance (not
@@ -246,24 +292,47 @@ impl Tenant {
         Ok(Value::Null)
     }
 
-    /// `DELETE /clients/{id}`: only a client that holds no loan or deposit (CLIENT_HAS_ACCOUNTS)
-    /// and belongs to no group (the same reason: the stricter reading).
-    pub fn delete_client(&mut self, id_or_key: &str) -> Answer {
+    /// `DELETE /groups/{id}`: only a group that holds no loan or deposit (GROUP_HAS_ACCOUNTS;
+    /// the stricter reading: a closed one counts too, as for a client). Its members stay
+    /// clients, in no group from then on.
+    pub fn delete_group(&mut self, id_or_key: &str) -> Answer {
         let index = self
-            .client_index(id_or_key)
-            .ok_or_else(ApiError::invalid_client_id)?;
-        let holder = Holder::Client(index);
-        let has_accounts = self
-            .loans
+            .group_index(id_or_key)
+            .ok_or_else(ApiError::invalid_group_id)?;
+        if self.holds_accounts(Holder::Group(index)) {
+            return Err(ApiError::group_has_accounts());
+        }
+        let group = &mut self.groups[index];
+        group.deleted = true;
+        group.members.clear();
+        let (key, id) = (group.encoded_key.clone(), group.id.clone());
+        self.group_ids.remove(&id);
+        self.keys.remove(&key);
+        Ok(Value::Null)
+    }
+
+    /// Whether `holder` holds a loan or deposit not deleted.
+    fn holds_accounts(&self, holder: Holder) -> bool {
+        self.loans
             .iter()
             .any(|l| l.holder == holder && l.state != DELETED)
             || self
                 .deposits
                 .iter()
-                .any(|d| d.holder == holder && d.state != DELETED);
-        let in_group = self.groups.iter().any(|g| g.members.contains(&index));
-        if has_accounts || in_group {
+                .any(|d| d.holder == holder && d.state != DELETED)
+    }
+
+    /// `DELETE /clients/{id}`: only a client that holds no loan or deposit (CLIENT_HAS_ACCOUNTS)
+    /// and is a member of no group (CLIENT_IS_MEMBER_OF_A_GROUP).
+    pub fn delete_client(&mut self, id_or_key: &str) -> Answer {
+        let index = self
+            .client_index(id_or_key)
+            .ok_or_else(ApiError::invalid_client_id)?;
+        if self.holds_accounts(Holder::Client(index)) {
             return Err(ApiError::client_has_accounts());
+        }
+        if self.groups.iter().any(|g| g.members.contains(&index)) {
+            return Err(ApiError::client_is_member_of_a_group());
         }
         // The duplicate-client check forgets it: the unit migrated again creates it again.
         let doc = self.clients[index].doc.clone();
@@ -381,6 +450,51 @@ mod tests {
         assert_eq!(stats["clients"], 0);
         assert_eq!(stats["loans"], 0);
         assert_eq!(stats["transactions"], 0);
+    }
+}
+
+#[cfg(test)]
+mod write_off_tests {
+    use serde_json::json;
+
+    use super::super::TransactionKind;
+    use super::super::test_support::*;
+
+    #[test]
+    fn a_write_off_is_undone_on_its_day_only() {
+        let mut t = tenant();
+        let loan = approved_loan(&mut t, "900");
+        t.post_transaction(&loan, TransactionKind::Disbursement, &json!({}))
+            .unwrap();
+        let state = |t: &super::super::Tenant| t.get_loan(&loan).unwrap()["accountState"].clone();
+        assert_eq!(
+            t.undo_write_off_loan(&loan, &json!({})).unwrap_err().reason,
+            "INVALID_STATE_TRANSITION",
+            "not written off"
+        );
+        t.write_off_loan(&loan, &json!({ "notes": "gone" }))
+            .unwrap();
+        assert_eq!(state(&t), "CLOSED");
+        assert_eq!(
+            t.undo_write_off_loan(&loan, &json!({ "notes": 5 }))
+                .unwrap_err()
+                .reason,
+            "INVALID_PARAMETERS"
+        );
+        t.undo_write_off_loan(&loan, &json!({ "notes": "back" }))
+            .unwrap();
+        assert_eq!(state(&t), "ACTIVE");
+        assert_eq!(
+            t.get_loan(&loan).unwrap()["balances"]["principalBalance"],
+            json!(900)
+        );
+        // Written off again, and an end of day runs: it is final.
+        t.write_off_loan(&loan, &serde_json::Value::Null).unwrap();
+        t.tamper(&json!({ "action": "age_closure", "loan": loan }))
+            .unwrap();
+        let err = t.undo_write_off_loan(&loan, &json!({})).unwrap_err();
+        assert_eq!(err.reason, "NON_REVERSIBLE_WRITE_OFF");
+        assert_eq!(state(&t), "CLOSED");
     }
 }
 

@@ -370,26 +370,12 @@ impl Tenant {
             loan.state = "ACTIVE";
             loan.disbursed = Some(value_date);
         } else {
-            let later: Vec<usize> = (0..loan.schedule.len())
-                .filter(|i| loan.schedule[*i].due > value_date)
-                .collect();
-            let later = if later.is_empty() {
-                vec![loan.schedule.len().saturating_sub(1)]
-            } else {
-                later
-            };
-            let terms = Terms {
-                amount,
-                installments: later.len() as u32,
-                first_repayment: Some(loan.schedule[later[0]].due),
-                ..loan.terms()
-            };
-            let added = self.generate_schedule(terms, value_date);
+            let added = self.tranche_addition(index, amount, value_date);
             let loan = &mut self.loans[index];
-            for (i, add) in later.iter().zip(&added) {
-                loan.schedule[*i].principal += add.principal;
-                loan.schedule[*i].interest += add.interest;
-                loan.schedule[*i].repaid = None;
+            for (i, (principal, interest)) in added {
+                loan.schedule[i].principal += principal;
+                loan.schedule[i].interest += interest;
+                loan.schedule[i].repaid = None;
             }
         }
         debug_assert!(before + amount <= self.loans[index].amount);
@@ -398,6 +384,38 @@ impl Tenant {
             amount,
             json!({ "principalAmount": money(amount), "interestAmount": 0, "feesAmount": 0, "penaltyAmount": 0 }),
         ))
+    }
+
+    /// What a later tranche of `amount` disbursed on `value_date` adds to the schedule: its
+    /// amount spread as any loan's is over the installments due after `value_date` (the last
+    /// one when none is), each as (installment, principal, interest). The same figures are
+    /// taken off when its disbursement is adjusted.
+    pub(super) fn tranche_addition(
+        &mut self,
+        index: usize,
+        amount: Decimal,
+        value_date: DateTime<FixedOffset>,
+    ) -> Vec<(usize, (Decimal, Decimal))> {
+        let loan = &self.loans[index];
+        let later: Vec<usize> = (0..loan.schedule.len())
+            .filter(|i| loan.schedule[*i].due > value_date)
+            .collect();
+        let later = if later.is_empty() {
+            vec![loan.schedule.len().saturating_sub(1)]
+        } else {
+            later
+        };
+        let terms = Terms {
+            amount,
+            installments: later.len() as u32,
+            first_repayment: Some(loan.schedule[later[0]].due),
+            ..loan.terms()
+        };
+        let added = self.generate_schedule(terms, value_date);
+        later
+            .into_iter()
+            .zip(added.iter().map(|a| (a.principal, a.interest)))
+            .collect()
     }
 
     /// Records the disbursement transaction `t_index` on the tranche it disbursed
@@ -456,11 +474,12 @@ impl Tenant {
     }
 
     /// The latest value date among an account's transactions (those removed behind the API's
-    /// back are no longer on its list).
+    /// back are no longer on its list; an adjusted one no longer stands: Mambu's correction is
+    /// to adjust and enter again, at the date that was meant).
     fn latest_value_date(&self, transactions: &[usize]) -> Option<DateTime<FixedOffset>> {
         transactions
             .iter()
-            .filter(|t| !self.transactions[**t].deleted)
+            .filter(|t| !self.transactions[**t].deleted && !self.adjusted(**t))
             .filter_map(|t| {
                 self.transactions[*t]
                     .doc
@@ -630,6 +649,7 @@ impl Tenant {
         if loan.schedule.iter().all(Installment::is_paid) {
             loan.state = "CLOSED";
             loan.sub_state = Some("REPAID");
+            loan.closed_on = Some(self.zone.today());
         }
         Ok((
             "REPAYMENT",
