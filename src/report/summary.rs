@@ -388,6 +388,16 @@ fn account_of<'a>(instance: &'a str, step_id: &str) -> &'a str {
     instance
 }
 
+/// How the reports name why a unit failed: Mambu's errorReason, else the HTTP status, else
+/// "no answer".
+pub(crate) fn reason_of(e: &crate::checkpoint::UnitError) -> String {
+    match (&e.error_reason, e.http_status) {
+        (Some(r), _) if !r.is_empty() => r.clone(),
+        (_, Some(status)) => format!("HTTP {status}"),
+        (_, None) => "no answer".into(),
+    }
+}
+
 /// Last known state of each account acted on by these actions, counted by state: most
 /// frequent first.
 fn final_states(reader: &Reader, actions: &[&str]) -> rusqlite::Result<Vec<StateCount>> {
@@ -539,13 +549,7 @@ impl Summary {
         let reload = reload_of_failed(reader, &meta, run_dir)?;
         let mut reasons: HashMap<String, i64> = HashMap::new();
         for unit in &failed {
-            let e = &unit.error;
-            let reason = match (&e.error_reason, e.http_status) {
-                (Some(r), _) if !r.is_empty() => r.clone(),
-                (_, Some(status)) => format!("HTTP {status}"),
-                (_, None) => "no answer".into(),
-            };
-            *reasons.entry(reason).or_default() += 1;
+            *reasons.entry(reason_of(&unit.error)).or_default() += 1;
         }
         let mut top_reasons: Vec<ReasonCount> = reasons
             .into_iter()

@@ -64,6 +64,8 @@ pub struct RunOptions {
     pub accept_tenant_changes: bool,
     /// `--tenant-record FILE`: the rehearsal's tenant record, instead of the default.
     pub tenant_record: Option<PathBuf>,
+    /// `--dashboard`: served from the run directory once the attempt is recorded.
+    pub dashboard: Option<crate::dashboard::Bound>,
 }
 
 /// What every unit task shares.
@@ -183,6 +185,7 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<ExitStatus> {
             "run.log",
             "report.md",
             "report.json",
+            "report.html",
             "errors.csv",
         ] {
             let path = run_dir.join(name);
@@ -571,6 +574,17 @@ async fn execute(
         concurrency,
     )?;
     let event = chosen.kind.event();
+    // The deadline, for the dashboard's window (none: this attempt has none).
+    checkpoint.record(meta(
+        "deadline",
+        options
+            .deadline
+            .map_or_else(String::new, |at| at.timestamp().to_string()),
+    ));
+    let _dashboard = options
+        .dashboard
+        .clone()
+        .map(|bound| bound.spawn(run_dir.clone()));
 
     // Sources: read and sorted on a blocking thread; units stream through a channel.
     let (total_units, unit_rx, grouping) = stream_units(sources, options.sample, concurrency).await;
@@ -804,7 +818,7 @@ async fn conclude(
         stop.get_or_insert_with(|| e.to_string());
     }
     connection.close().await;
-    for name in ["report.md", "report.json", "errors.csv"] {
+    for name in ["report.md", "report.json", "report.html", "errors.csv"] {
         let path = run_dir.join(name);
         if path.exists()
             && let Err(e) = crate::files::make_private(&path)
@@ -837,7 +851,7 @@ async fn conclude(
         );
     }
     eprintln!(
-        "run directory: {} (report.md, errors.csv, failed/)",
+        "run directory: {} (report.html, report.md, errors.csv, failed/)",
         run_dir.display()
     );
     if let Some(e) = &exported
