@@ -98,10 +98,12 @@ pub struct Series<'a> {
     pub bars: bool,
 }
 
-/// Values over time: x in seconds from the start, y in the unit `unit`; `limit` draws a dashed
-/// horizontal line (the configured rate) labelled `limit_label`. `x_text` writes an x tick.
+/// Values over time: x in seconds from the start (the axis runs to `x_end`, or the last
+/// point); `limit` draws a dashed horizontal line (the configured rate) with its label.
+/// `x_text` writes an x tick.
 pub fn line_chart(
     series: &[Series<'_>],
+    x_end: Option<f64>,
     limit: Option<(f64, &str)>,
     x_text: impl Fn(f64) -> String,
     aria: &str,
@@ -113,7 +115,12 @@ pub fn line_chart(
     const TOP: f64 = 10.0;
     let (plot_w, plot_h) = (W - LEFT - 8.0, H - BOTTOM - TOP);
     let all = series.iter().flat_map(|s| s.points.iter());
-    let x_max = all.clone().map(|p| p.0).fold(0.0, f64::max).max(1.0);
+    let x_max = all
+        .clone()
+        .map(|p| p.0)
+        .chain(x_end)
+        .fold(0.0, f64::max)
+        .max(1.0);
     let y_max = all
         .map(|p| p.1)
         .chain(limit.map(|l| l.0))
@@ -170,6 +177,14 @@ pub fn line_chart(
                     s.color
                 );
             }
+        } else if let [(px, py)] = s.points {
+            let _ = write!(
+                out,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{}\"/>",
+                x(*px),
+                y(*py),
+                s.color
+            );
         } else {
             let points: Vec<String> = s
                 .points
@@ -246,6 +261,7 @@ mod tests {
                 color: "#000",
                 bars: false,
             }],
+            None,
             Some((5.0, "rate <5>")),
             |s| format!("{s}s"),
             "x",

@@ -297,8 +297,8 @@ fn tiles(out: &mut String, board: &Board) {
                 (Some(secs), Some(at)) => (
                     stats::duration(*secs),
                     format!(
-                        "ends about {}{}",
-                        escape(&at.replace('T', " ")),
+                        "ends about {} UTC{}",
+                        escape(at.get(11..19).unwrap_or(at)),
                         eta.units_per_second
                             .map(|r| format!(" · {r:.2} units/s"))
                             .unwrap_or_default()
@@ -493,6 +493,7 @@ fn throughput(out: &mut String, board: &Board) {
                 bars: false,
             },
         ],
+        s.run.duration_seconds,
         limit.as_ref().map(|(r, l)| (*r, l.as_str())),
         |x| stats::offset(x.round() as i64),
         "calls per second over the run, against the configured rate",

@@ -821,3 +821,23 @@ pub fn verified(run_dir: &std::path::Path) -> Value {
     assert_eq!(report["mismatches"], serde_json::json!([]), "{report}");
     report
 }
+
+/// `npm install PACKAGE` into `prefix` (its `node_modules/`), from the npm registry; `why`
+/// says what needs it when npm is missing.
+pub fn npm_install(prefix: &std::path::Path, package: &str, why: &str) {
+    std::fs::create_dir_all(prefix).unwrap();
+    let status = std::process::Command::new("npm")
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel",
+            "error",
+            "--prefix",
+        ])
+        .arg(prefix)
+        .arg(package)
+        .status()
+        .unwrap_or_else(|e| panic!("running npm ({e}): Node.js with npm is needed {why}"));
+    assert!(status.success(), "npm install {package} failed");
+}
