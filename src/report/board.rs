@@ -72,9 +72,9 @@ pub struct Window {
     pub end: String,
     pub seconds: f64,
     pub elapsed_seconds: f64,
-    /// Seconds from the window's start to the ETA, when known.
+    /// Seconds from the window's start to the ETA (to the end, once the run has ended).
     pub finish_seconds: Option<f64>,
-    /// The ETA falls inside the window.
+    /// The ETA (the end) falls inside the window.
     pub fits: Option<bool>,
 }
 
@@ -160,10 +160,14 @@ impl Board {
             .zip(status::session_start(&events).or(times.started))
             .map(|(end, start)| {
                 let seconds = (end - start).max(0.0);
-                let finish = eta
-                    .as_ref()
-                    .and_then(|e| e.seconds)
-                    .map(|s| now + s - start);
+                // Running: when the ETA says it ends; ended: when it ended.
+                let finish = if running {
+                    eta.as_ref()
+                        .and_then(|e| e.seconds)
+                        .map(|s| now + s - start)
+                } else {
+                    times.end.map(|end| end - start)
+                };
                 Window {
                     start: stats::rfc3339(start),
                     end: stats::rfc3339(end),

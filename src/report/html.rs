@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use super::render::escape;
+use super::render::{escape, thousands};
 
 /// The shared stylesheet.
 pub const CSS: &str = include_str!("page.css");
@@ -31,6 +31,32 @@ pub fn header(title: &str, subtitle: &str, aside: &str) -> String {
     format!(
         "<header class=\"top\"><div><h1>{title}</h1><div class=\"sub\">{subtitle}</div></div><div class=\"when\">{aside}</div></header>\n"
     )
+}
+
+/// A table of control totals, expected beside found (verify's, on verify.html and the
+/// dashboard): each `(name, expected, found, difference)`, a row whose difference is not zero
+/// marked.
+pub fn totals_table<'a>(totals: impl IntoIterator<Item = [&'a str; 4]>) -> String {
+    let mut out = String::from(
+        "<div class=\"scroll\"><table><tr><th>total</th><th class=\"n\">expected</th><th class=\"n\">found</th><th class=\"n\">difference</th></tr>",
+    );
+    for [name, expected, found, difference] in totals {
+        let zero = difference
+            .trim_start_matches(['-', '+'])
+            .trim_start_matches(['0', '.'])
+            .is_empty();
+        let _ = write!(
+            out,
+            "<tr{}><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            if zero { "" } else { " class=\"bad\"" },
+            escape(name),
+            escape(&thousands(expected)),
+            escape(&thousands(found)),
+            escape(difference)
+        );
+    }
+    out.push_str("</table></div>");
+    out
 }
 
 /// One row of [`hbars`]: a label, values drawn over each other from the same origin (the
@@ -55,7 +81,7 @@ pub fn hbars(rows: &[BarRow], colors: &[&str], aria: &str) -> String {
     let scale = (WIDTH - text_room) / max;
     let height = ROW * rows.len() as f64 + 4.0;
     let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"{}\" font-size=\"13\">",
+        "<svg class=\"chart-bars\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"{}\" font-size=\"13\">",
         escape(aria)
     );
     for (i, row) in rows.iter().enumerate() {
@@ -130,7 +156,7 @@ pub fn line_chart(
     let x = |v: f64| LEFT + v / x_max * plot_w;
     let y = |v: f64| TOP + plot_h - v / y_max * plot_h;
     let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{}\" font-size=\"14\">",
+        "<svg class=\"chart-line\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{}\" font-size=\"14\">",
         escape(aria)
     );
     // Grid and y ticks: 0, half, top.

@@ -417,7 +417,11 @@ fn progress(out: &mut String, board: &Board) {
             escape(&w.start.replace('T', " ")),
             escape(&w.end.replace('T', " "))
         );
-        let mark = w.finish_seconds.map(|f| (f / span, "the ETA at this pace"));
+        let running = board.summary.run.state == "running";
+        let mark = w
+            .finish_seconds
+            .filter(|_| running)
+            .map(|f| (f / span, "the ETA at this pace"));
         bar(
             out,
             &[(
@@ -427,15 +431,20 @@ fn progress(out: &mut String, board: &Board) {
             )],
             mark,
         );
-        let eta = match (w.finish_seconds, w.fits) {
-            (Some(f), Some(true)) => format!(
+        let eta = match (w.finish_seconds, w.fits, running) {
+            (Some(f), Some(true), true) => format!(
                 "the last unit should finish {} before the deadline",
                 stats::duration(w.seconds - f)
             ),
-            (Some(f), Some(false)) => format!(
+            (Some(f), Some(false), true) => format!(
                 "at this pace the run needs {} more than the window",
                 stats::duration(f - w.seconds)
             ),
+            (Some(f), Some(true), false) => format!(
+                "it ended {} before the deadline",
+                stats::duration(w.seconds - f)
+            ),
+            (Some(_), Some(false), false) => "it ended at the deadline".into(),
             _ => "ETA not known yet".into(),
         };
         let _ = write!(
@@ -638,29 +647,19 @@ fn records(out: &mut String, board: &Board) {
         Some(v) => {
             let _ = write!(
                 out,
-                "<h3>Expected beside found (verify{})</h3><div class=\"scroll\"><table><tr><th>total</th><th class=\"n\">expected</th><th class=\"n\">found</th><th class=\"n\">difference</th></tr>",
+                "<h3>Expected beside found (verify{})</h3>",
                 v.at.as_deref()
                     .map(|at| format!(", {}", escape(&at.replace('T', " "))))
                     .unwrap_or_default()
             );
-            for t in &v.totals {
-                let off = t
-                    .difference
-                    .trim_start_matches(['-', '+'])
-                    .trim_start_matches(['0', '.']);
-                let _ = write!(
-                    out,
-                    "<tr{}><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                    if off.is_empty() { "" } else { " class=\"bad\"" },
-                    escape(&t.name),
-                    escape(&thousands(&t.expected)),
-                    escape(&thousands(&t.found)),
-                    escape(&t.difference)
-                );
-            }
+            out.push_str(&html::totals_table(
+                v.totals
+                    .iter()
+                    .map(|t| [t.name.as_str(), &t.expected, &t.found, &t.difference]),
+            ));
             let _ = write!(
                 out,
-                "</table></div><p class=\"small\">{} mismatches{}; verify.html has them.</p>",
+                "<p class=\"small\">{} mismatches{}; verify.html has them.</p>",
                 v.mismatches,
                 v.units_verified
                     .map(|n| format!(" in {} units verified", thousands(n)))
@@ -714,7 +713,7 @@ fn history(out: &mut String, board: &Board) {
     for e in h.iter().rev().take(HISTORY_SHOWN) {
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=\"t\">{}</td><td>{}</td><td>{}</td></tr>",
             escape(&e.at.replace('T', " ")),
             escape(&e.kind),
             escape(&e.detail)

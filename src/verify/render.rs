@@ -125,21 +125,12 @@ fn render_html(report: &Report) -> String {
             .map(|c| format!("<td>{}</td>", escape(c)))
             .collect::<String>()
     };
-    let totals: String = report
-        .totals
-        .iter()
-        .map(|t| {
-            format!(
-                "<tr{}>{}</tr>",
-                if t.difference == "0" {
-                    ""
-                } else {
-                    " class=\"bad\""
-                },
-                rows(&[&t.name, &t.expected, &t.found, &t.difference])
-            )
-        })
-        .collect();
+    let totals = html::totals_table(
+        report
+            .totals
+            .iter()
+            .map(|t| [t.name.as_str(), &t.expected, &t.found, &t.difference]),
+    );
     let mismatches: String = report
         .mismatches
         .iter()
@@ -153,7 +144,7 @@ fn render_html(report: &Report) -> String {
     let ok = report.mismatches.is_empty();
     let body = format!(
         "<section><p>{} units migrated, {} verified{}; {} read calls.</p><div class=\"banner {}\"><strong>{}</strong></div></section>\n\
-<section><h2>Control totals</h2><div class=\"scroll\"><table><tr><th>total</th><th>expected</th><th>found</th><th>difference</th></tr>{totals}</table></div></section>\n\
+<section><h2>Control totals</h2>{totals}</section>\n\
 <section><h2>Mismatches</h2><div class=\"scroll\"><table><tr><th>unit</th><th>entity</th><th>field</th><th>expected</th><th>found</th></tr>{mismatches}</table></div></section>\n",
         report.units_migrated,
         report.units_verified,
