@@ -64,16 +64,14 @@ pub(crate) fn open(run_dir: &Path) -> anyhow::Result<(Reader, PathBuf)> {
     Ok((reader, path))
 }
 
-/// Reads `run_dir/checkpoint.db` and writes `run_dir/report.md`, `report.json` and
-/// `errors.csv` (each replaced, owner-only). Returns the figures written.
+/// Reads `run_dir/checkpoint.db` and writes `run_dir/report.md`, `report.json`, `report.html`
+/// and `errors.csv` (each replaced, owner-only). Returns the figures written.
 pub fn write_all(run_dir: &Path) -> anyhow::Result<Summary> {
-    let (reader, path) = open(run_dir)?;
-    let board = board::Board::read(&reader, run_dir, now())
-        .with_context(|| format!("reading {}", path.display()))?;
+    let (reader, board) = read_board(run_dir)?;
     let summary = board.summary.clone();
     let failed = reader
         .failed_units()
-        .with_context(|| format!("reading {}", path.display()))?;
+        .with_context(|| format!("reading {}", run_dir.join(CHECKPOINT).display()))?;
     let mut json = serde_json::to_string_pretty(&summary)?;
     json.push('\n');
     crate::files::write_private(&run_dir.join("report.json"), json.as_bytes())?;
@@ -82,11 +80,29 @@ pub fn write_all(run_dir: &Path) -> anyhow::Result<Summary> {
         markdown::render(&summary).as_bytes(),
     )?;
     crate::files::write_private(&run_dir.join("errors.csv"), &errors::render(&failed)?)?;
+    write_page_of(run_dir, &board)?;
+    Ok(summary)
+}
+
+/// Writes `run_dir/report.html` again, as the run directory stands now: after `verify`, the
+/// page shows its control totals (expected beside found) too.
+pub fn write_page(run_dir: &Path) -> anyhow::Result<()> {
+    let (_, board) = read_board(run_dir)?;
+    write_page_of(run_dir, &board)
+}
+
+fn read_board(run_dir: &Path) -> anyhow::Result<(Reader, board::Board)> {
+    let (reader, path) = open(run_dir)?;
+    let board = board::Board::read(&reader, run_dir, now())
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok((reader, board))
+}
+
+fn write_page_of(run_dir: &Path, board: &board::Board) -> anyhow::Result<()> {
     crate::files::write_private(
         &run_dir.join("report.html"),
-        page::render(&board, page::Mode::Frozen).as_bytes(),
-    )?;
-    Ok(summary)
+        page::render(board, page::Mode::Frozen).as_bytes(),
+    )
 }
 
 /// Where the run in `run_dir` stands, for the terminal: state (and why it stopped), units,

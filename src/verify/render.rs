@@ -1,5 +1,6 @@
 //! The evidence pack: verify.md, verify.json and verify.html from a [`Report`], and
-//! manifest.sha256 with the hash of every file the verification covers.
+//! manifest.sha256 with the hash of every file the verification covers; and report.html
+//! written again, to show the control totals beside the run's figures.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,8 @@ pub(super) fn write_pack(
         serde_json::to_string_pretty(report)?.as_bytes(),
     )?;
     crate::files::write_private(&run_dir.join("verify.html"), render_html(report).as_bytes())?;
+    // The run's page, frozen, shows verify's totals beside its own figures.
+    crate::report::write_page(run_dir)?;
     let mut manifest = String::new();
     for (file, hash) in &report.manifest {
         let _ = writeln!(manifest, "{hash}  {file}");
