@@ -125,6 +125,10 @@ pub struct RunArgs {
     /// No progress bar: one line every 10 seconds instead.
     #[arg(long)]
     pub no_progress: bool,
+    /// Serve the run's live dashboard (a web page) on ADDR, loopback by default; any other
+    /// address needs the token printed at the start.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::dashboard::DEFAULT_ADDR)]
+    pub dashboard: Option<String>,
     /// Render and check every call the run would make, write them to the run directory's
     /// dry-run.jsonl, and send none.
     #[arg(long)]
@@ -279,6 +283,10 @@ pub enum ValidateFormat {
 pub struct RunDirArgs {
     /// The run directory.
     pub run_dir: PathBuf,
+    /// Serve the run's dashboard (a web page, live while the run goes on) on ADDR until
+    /// Ctrl-C, loopback by default; any other address needs the token printed at the start.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::dashboard::DEFAULT_ADDR)]
+    pub serve: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -388,10 +396,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
             );
             Ok(ExitStatus::Success)
         }
-        Command::Status(args) => crate::report::status(&args.run_dir).map(|text| {
-            print!("{text}");
-            ExitStatus::Success
-        }),
+        Command::Status(args) => status(args),
         Command::Verify(args) => verify(args),
         Command::Rollback(args) => rollback(args),
         Command::Sandbox(args) => run_sandbox(args),
@@ -438,6 +443,15 @@ fn run(args: RunArgs) -> anyhow::Result<ExitStatus> {
         .map(crate::run::parse_deadline)
         .transpose()?;
     let rate = args.pace.rate()?;
+    // Bound before anything is read or sent: a port in use is invalid input.
+    let dashboard = match args.dashboard.as_deref().filter(|_| !args.dry_run) {
+        Some(addr) => {
+            let bound = crate::dashboard::Bound::bind(crate::dashboard::parse_addr(addr)?)?;
+            bound.announce("this run");
+            Some(bound)
+        }
+        None => None,
+    };
     crate::run::run(crate::run::RunOptions {
         plan: args.plan,
         target: args.target,
@@ -456,6 +470,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitStatus> {
         tenant_record: args.tenant_record,
         catch_up: args.catch_up,
         baseline: source_overrides(&args.baseline)?,
+        dashboard,
     })
 }
 
@@ -485,6 +500,19 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitStatus> {
         args.run_dir.display()
     );
     Ok(status)
+}
+
+fn status(args: RunDirArgs) -> anyhow::Result<ExitStatus> {
+    let text = crate::report::status(&args.run_dir)?;
+    print!("{text}");
+    let Some(addr) = args.serve else {
+        return Ok(ExitStatus::Success);
+    };
+    let bound = crate::dashboard::Bound::bind(crate::dashboard::parse_addr(&addr)?)?;
+    bound.announce(&args.run_dir.display().to_string());
+    eprintln!("serving until Ctrl-C");
+    crate::runtime()?.block_on(bound.serve(args.run_dir, shutdown_signal()))?;
+    Ok(ExitStatus::Success)
 }
 
 fn rollback(args: RollbackArgs) -> anyhow::Result<ExitStatus> {

@@ -19,6 +19,8 @@
 //! - [`report`]: report.md/json, errors.csv and `status`, read from the checkpoint; and
 //!   [`report::render`], the one HTML escape, number format and Markdown table every report
 //!   (`estimate` and `verify` too) is written with: it depends on nothing of the crate.
+//! - [`dashboard`]: the cutover dashboard, [`report::page`] served live over HTTP (axum) from
+//!   the run directory by `run --dashboard` and `status --serve`.
 //! - [`verify`]: reads Mambu back, reconciles it with the source, writes the evidence pack.
 //! - [`sandbox`]: the embedded Mambu simulator (axum): stateful, faithful to Mambu's contracts,
 //!   injects faults, reports what it holds. Shares no code with the client beyond plain data.
@@ -31,6 +33,7 @@
 pub mod catchup;
 pub mod checkpoint;
 pub mod cli;
+pub mod dashboard;
 pub mod estimate;
 pub mod files;
 pub mod fixtures;

@@ -29,21 +29,7 @@ fn prism_bin() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prism");
     let bin = dir.join("node_modules/.bin/prism");
     if !bin.exists() {
-        std::fs::create_dir_all(&dir).unwrap();
-        let status = Command::new("npm")
-            .args([
-                "install",
-                "--no-audit",
-                "--no-fund",
-                "--loglevel",
-                "error",
-                "--prefix",
-            ])
-            .arg(&dir)
-            .arg(PRISM_PACKAGE)
-            .status()
-            .expect("running npm: Node.js with npm is needed for the contract test");
-        assert!(status.success(), "npm install {PRISM_PACKAGE} failed");
+        common::npm_install(&dir, PRISM_PACKAGE, "for the contract test");
     }
     bin
 }

@@ -578,8 +578,24 @@ fn a_stopped_run_is_reported_exactly() {
          CL-3,loan,400,4,INVALID_PARAMETERS,loanAmount,Mambu refused: INVALID_PARAMETERS,1\n\
          CL-4,client,500,,,,HTTP 500,3\n"
     );
+    // report.html: the dashboard's page, frozen: its figures, no script to run, nothing
+    // from elsewhere, and none of Mambu's messages (errors.csv has them).
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("data-figure=\"failures.reason.INVALID_PARAMETERS\">1<"));
+    assert!(
+        html.contains("<td class=\"keys\">CL-3</td>"),
+        "the failed unit"
+    );
+    assert!(!html.contains("Mambu refused"), "no message on the page");
+    assert_eq!(
+        html.matches("<script").count(),
+        1,
+        "only the board's data: {html}"
+    );
+    assert!(html.contains("<script type=\"application/json\" id=\"board-data\">"));
+    assert!(!html.contains("https://") && !html.contains("src=\"http"));
     #[cfg(unix)]
-    for name in ["report.md", "report.json", "errors.csv"] {
+    for name in ["report.md", "report.json", "report.html", "errors.csv"] {
         assert_eq!(
             mode(&dir.path().join(name)),
             0o600,

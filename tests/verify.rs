@@ -262,8 +262,18 @@ async fn verify_compares_custom_field_values_and_addresses_and_masks_what_is_per
         ],
         "exactly the three changes, the street masked"
     );
-    // Neither street is anywhere in the evidence.
-    for file in ["verify.md", "verify.json", "verify.html"] {
+    // Neither street is anywhere in the evidence, nor on the run's page, which now shows
+    // the control totals beside its own figures.
+    let page = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(
+        page.contains("Expected beside found (verify, "),
+        "report.html has verify's totals"
+    );
+    assert!(
+        page.contains("3 mismatches"),
+        "report.html counts the mismatches"
+    );
+    for file in ["verify.md", "verify.json", "verify.html", "report.html"] {
         let text = std::fs::read_to_string(run_dir.join(file)).unwrap();
         for secret in [address.as_str(), "Rua Falsa"] {
             assert!(!text.contains(secret), "{file} shows {secret}");

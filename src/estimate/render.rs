@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::Estimate;
 use super::timing::format_duration;
+use crate::report::html::{self, BarRow};
 use crate::report::render::{Align, Table, escape, percent, thousands};
 
 use Align::{Left, Right};
@@ -363,15 +364,9 @@ pub fn json(e: &Estimate) -> String {
 pub fn html(e: &Estimate) -> String {
     let mut out = String::new();
     let w = &mut out;
-    let _ = write!(
-        w,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Migration estimate: {}</title>\n<style>body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px}}td.n{{text-align:right}}pre{{background:#f5f5f5;padding:1em;overflow:auto}}</style></head><body>\n",
-        escape(&e.plan_name)
-    );
-    let _ = writeln!(w, "<h1>Migration estimate: {}</h1>", escape(&e.plan_name));
     let _ = writeln!(
         w,
-        "<p>{} units, <strong>{}</strong> API calls, projected <strong>{}</strong> at {} calls/s and {} units at once.</p>",
+        "<section><p>{} units, <strong>{}</strong> API calls, projected <strong>{}</strong> at {} calls/s and {} units at once.</p></section>",
         thousands(e.units),
         thousands(e.total_calls),
         format_duration(e.timing.projection.seconds),
@@ -380,7 +375,7 @@ pub fn html(e: &Estimate) -> String {
     );
     let _ = writeln!(
         w,
-        "<h2>Volumes</h2><table><tr><th>source</th><th>rows</th></tr>"
+        "<section><h2>Volumes</h2><div class=\"scroll\"><table><tr><th>source</th><th class=\"n\">rows</th></tr>"
     );
     for s in &e.sources {
         let _ = writeln!(
@@ -390,37 +385,23 @@ pub fn html(e: &Estimate) -> String {
             thousands(s.rows)
         );
     }
-    let _ = writeln!(w, "</table>");
+    let _ = writeln!(w, "</table></div></section>");
 
     // Bar chart: calls per step.
-    let _ = writeln!(w, "<h2>Steps and calls</h2>");
-    let max = e.steps.iter().map(|s| s.calls).max().unwrap_or(1).max(1) as f64;
-    let (bar_h, label_w, chart_w) = (22.0, 160.0, 560.0);
-    let height = bar_h * e.steps.len() as f64 + 10.0;
+    let _ = writeln!(w, "<section><h2>Steps and calls</h2>");
+    let bars: Vec<BarRow> = e
+        .steps
+        .iter()
+        .map(|s| BarRow {
+            label: s.id.clone(),
+            values: vec![s.calls as f64],
+            text: thousands(s.calls),
+        })
+        .collect();
+    let _ = writeln!(w, "{}", html::hbars(&bars, &["#2f6fdb"], "calls per step"));
     let _ = writeln!(
         w,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" role=\"img\" aria-label=\"calls per step\">",
-        label_w + chart_w + 80.0
-    );
-    for (i, s) in e.steps.iter().enumerate() {
-        let y = i as f64 * bar_h + 5.0;
-        let width = s.calls as f64 / max * chart_w;
-        let _ = writeln!(
-            w,
-            "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\" font-size=\"13\">{}</text><rect x=\"{label_w}\" y=\"{y:.0}\" width=\"{width:.1}\" height=\"{:.0}\" fill=\"#3b7dd8\"/><text x=\"{:.1}\" y=\"{:.0}\" font-size=\"12\">{}</text>",
-            label_w - 6.0,
-            y + 15.0,
-            escape(&s.id),
-            bar_h - 6.0,
-            label_w + width + 4.0,
-            y + 15.0,
-            thousands(s.calls)
-        );
-    }
-    let _ = writeln!(w, "</svg>");
-    let _ = writeln!(
-        w,
-        "<table><tr><th>step</th><th>action</th><th>when</th><th>runs</th><th>calls</th><th>endpoint</th></tr>"
+        "<div class=\"scroll\"><table><tr><th>step</th><th>action</th><th>when</th><th class=\"n\">runs</th><th class=\"n\">calls</th><th>endpoint</th></tr>"
     );
     for s in &e.steps {
         let _ = writeln!(
@@ -436,14 +417,14 @@ pub fn html(e: &Estimate) -> String {
     }
     let _ = writeln!(
         w,
-        "<tr><td colspan=4><strong>total (lookups included)</strong></td><td class=n><strong>{}</strong></td><td></td></tr></table>",
+        "<tr class=\"total\"><td colspan=4>total (lookups included)</td><td class=n>{}</td><td></td></tr></table></div></section>",
         thousands(e.total_calls)
     );
 
     // Progress curve: calls done over time, at the projected throughput.
     let t = &e.timing;
     let seconds = t.projection.seconds.max(1e-9);
-    let _ = writeln!(w, "<h2>Timing</h2>");
+    let _ = writeln!(w, "<section><h2>Timing</h2>");
     let _ = writeln!(
         w,
         "<p>Projected duration <strong>{}</strong>, bound by {}.</p>",
@@ -453,7 +434,7 @@ pub fn html(e: &Estimate) -> String {
     let (cw, ch) = (560.0, 220.0);
     let _ = writeln!(
         w,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" role=\"img\" aria-label=\"projected progress\">",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"projected progress\">",
         cw + 90.0,
         ch + 40.0
     );
@@ -485,7 +466,7 @@ pub fn html(e: &Estimate) -> String {
         format_duration(t.projection.seconds)
     );
 
-    let _ = writeln!(w, "<h2>Sample API calls</h2>");
+    let _ = writeln!(w, "</section>\n<section><h2>Sample API calls</h2>");
     for s in &e.samples {
         let _ = writeln!(
             w,
@@ -512,7 +493,7 @@ pub fn html(e: &Estimate) -> String {
     if !e.savings.is_empty() {
         let _ = writeln!(
             w,
-            "<h3>Calls that could be saved</h3><table><tr><th>step</th><th>calls</th><th>instead</th><th>projected without them</th><th>first</th></tr>"
+            "<h3>Calls that could be saved</h3><div class=\"scroll\"><table><tr><th>step</th><th>calls</th><th>instead</th><th>projected without them</th><th>first</th></tr>"
         );
         for s in &e.savings {
             let _ = writeln!(
@@ -526,12 +507,18 @@ pub fn html(e: &Estimate) -> String {
                 escape(&s.caveat)
             );
         }
-        let _ = writeln!(w, "</table>");
+        let _ = writeln!(w, "</table></div>");
     }
-    let _ = writeln!(w, "<h2>Assumptions</h2><ul>");
+    let _ = writeln!(w, "</section>\n<section><h2>Assumptions</h2><ul>");
     for a in &e.assumptions {
         let _ = writeln!(w, "<li>{}</li>", escape(a));
     }
-    let _ = writeln!(w, "</ul></body></html>");
-    out
+    let _ = writeln!(w, "</ul></section>");
+    let title = format!("Migration estimate: {}", e.plan_name);
+    let header = html::header(
+        &escape(&title),
+        &format!("plan {}", escape(&e.plan)),
+        "for Mambu's onboarding team",
+    );
+    html::page(&title, &format!("{header}<main>\n{out}</main>"), "")
 }

@@ -1,20 +1,26 @@
-//! What a run leaves for people, read from its checkpoint: report.md, report.json and
-//! errors.csv ([`write_all`], at the end or the stop of a run), and the terminal picture of a
-//! run in progress or finished ([`status()`], `mambu-migrate status RUN_DIR`).
+//! What a run leaves for people, read from its checkpoint: report.md, report.json, report.html
+//! and errors.csv ([`write_all`], at the end or the stop of a run), the terminal picture of a
+//! run in progress or finished ([`status()`], `mambu-migrate status RUN_DIR`), and the
+//! dashboard page ([`page`], served live by [`crate::dashboard`]; report.html is it, frozen).
 //!
 //! Everything here reads the checkpoint only (opened read-only), so it works while the run is
 //! going and after it. The checkpoint holds keys and Mambu's error bodies, no source data;
 //! the reports show counts, keys and Mambu's answers only. The files are written owner-only
 //! (0600): Mambu's error messages may quote client data.
 //!
-//! Modules: [`summary`] reads [`Summary`], the figures (report.json is it); [`markdown`]
-//! renders report.md, [`errors`] errors.csv, [`status`](mod@status) the status text;
+//! Modules: [`summary`] reads [`Summary`], the figures (report.json is it); [`board`] adds what
+//! a live page shows (ETA, outage, failures with their units); [`markdown`] renders report.md,
+//! [`page`] the dashboard and report.html, [`errors`] errors.csv, [`status`](mod@status) the
+//! status text; [`html`] the look every HTML page shares (stylesheet, shell, SVG charts);
 //! [`stats`] holds percentiles, time buckets, time formats; [`render`] the helpers every
 //! report of the crate is written with (`plan estimate` and `verify` too): HTML escape, numbers
 //! with thousands separators, Markdown tables, the report formats.
 
+pub mod board;
 pub mod errors;
+pub mod html;
 pub mod markdown;
+pub mod page;
 pub mod render;
 pub mod stats;
 pub mod status;
@@ -30,7 +36,7 @@ pub use summary::Summary;
 /// The checkpoint's file name in a run directory.
 pub const CHECKPOINT: &str = "checkpoint.db";
 
-fn now() -> f64 {
+pub(crate) fn now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -39,7 +45,7 @@ fn now() -> f64 {
 
 /// Opens the run directory's checkpoint read-only, with an error that says what to do when
 /// there is none.
-fn open(run_dir: &Path) -> anyhow::Result<(Reader, PathBuf)> {
+pub(crate) fn open(run_dir: &Path) -> anyhow::Result<(Reader, PathBuf)> {
     if !run_dir.is_dir() {
         anyhow::bail!(
             "run directory {} does not exist: give the directory of a run (`mambu-migrate run` uses runs/<plan name>/ unless told --run-dir)",
@@ -58,15 +64,13 @@ fn open(run_dir: &Path) -> anyhow::Result<(Reader, PathBuf)> {
     Ok((reader, path))
 }
 
-/// Reads `run_dir/checkpoint.db` and writes `run_dir/report.md`, `report.json` and
-/// `errors.csv` (each replaced, owner-only). Returns the figures written.
+/// Reads `run_dir/checkpoint.db` and writes `run_dir/report.md`, `report.json`, `report.html`
+/// and `errors.csv` (each replaced, owner-only). Returns the figures written.
 pub fn write_all(run_dir: &Path) -> anyhow::Result<Summary> {
-    let (reader, path) = open(run_dir)?;
-    let summary = Summary::read(&reader, run_dir, now())
-        .with_context(|| format!("reading {}", path.display()))?;
-    let failed = reader
-        .failed_units()
-        .with_context(|| format!("reading {}", path.display()))?;
+    let (reader, board) = read_board(run_dir)?;
+    let summary = board.summary.clone();
+    let reading = || format!("reading {}", run_dir.join(CHECKPOINT).display());
+    let failed = reader.failed_units().with_context(reading)?;
     let mut json = serde_json::to_string_pretty(&summary)?;
     json.push('\n');
     crate::files::write_private(&run_dir.join("report.json"), json.as_bytes())?;
@@ -76,16 +80,36 @@ pub fn write_all(run_dir: &Path) -> anyhow::Result<Summary> {
     )?;
     crate::files::write_private(&run_dir.join("errors.csv"), &errors::render(&failed)?)?;
     // A catch-up's drift, every phase's.
-    let drift = reader
-        .drift()
-        .with_context(|| format!("reading {}", path.display()))?;
+    let drift = reader.drift().with_context(reading)?;
     if !drift.is_empty() || !summary.phases.is_empty() {
         crate::files::write_private(
             &run_dir.join("drift.csv"),
             &crate::catchup::drift_csv(&drift)?,
         )?;
     }
+    write_page_of(run_dir, &board)?;
     Ok(summary)
+}
+
+/// Writes `run_dir/report.html` again, as the run directory stands now: after `verify`, the
+/// page shows its control totals (expected beside found) too.
+pub fn write_page(run_dir: &Path) -> anyhow::Result<()> {
+    let (_, board) = read_board(run_dir)?;
+    write_page_of(run_dir, &board)
+}
+
+fn read_board(run_dir: &Path) -> anyhow::Result<(Reader, board::Board)> {
+    let (reader, path) = open(run_dir)?;
+    let board = board::Board::read(&reader, run_dir, now())
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok((reader, board))
+}
+
+fn write_page_of(run_dir: &Path, board: &board::Board) -> anyhow::Result<()> {
+    crate::files::write_private(
+        &run_dir.join("report.html"),
+        page::render(board, page::Mode::Frozen).as_bytes(),
+    )
 }
 
 /// Where the run in `run_dir` stands, for the terminal: state (and why it stopped), units,

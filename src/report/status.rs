@@ -23,7 +23,6 @@ pub fn render(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<Str
     let times = summary::times(reader, &meta, &events, state, now)?;
     let units = summary::unit_totals(reader, &meta)?;
     let calls = summary::call_outcomes(&reader.call_counts()?);
-    let span = reader.call_span()?;
     let running = state == AttemptState::Running;
     let mut out = String::new();
 
@@ -80,17 +79,8 @@ pub fn render(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<Str
     let _ = writeln!(out, "{line}");
 
     let mut line = format!("  calls      {}", thousands(calls.total));
-    if let Some((_, last)) = span {
-        let end = if running { now } else { last };
-        let window = times
-            .started
-            .map_or(WINDOW_SECONDS, |s| (end - s).clamp(1.0, WINDOW_SECONDS));
-        let recent = reader.calls_between(end - window, end)?;
-        let _ = write!(
-            line,
-            " · {} over the last minute",
-            stats::per_second(recent as f64 / window)
-        );
+    if let Some(rate) = recent_rate(reader, times.started, running, now)? {
+        let _ = write!(line, " · {} over the last minute", stats::per_second(rate));
     }
     if let Some(d) = elapsed.filter(|d| *d > 0.0) {
         let _ = write!(
@@ -136,22 +126,8 @@ pub fn render(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<Str
 
     let resume = summary::resume_command(&meta, run_dir);
     if running {
-        let session = events
-            .iter()
-            .rev()
-            .find(|(_, kind, _)| SESSION_EVENTS.contains(&kind.as_str()))
-            .map(|e| e.0)
-            .or(times.started);
-        let eta = match (units.total, session) {
-            (Some(total), Some(since)) => eta(
-                (total - units.done - units.failed).max(0),
-                reader.units_finished_since(since)?,
-                now - since,
-            ),
-            (None, _) => "not known (the total of units is not known yet)".to_owned(),
-            (Some(_), None) => "not known yet".to_owned(),
-        };
-        let _ = writeln!(out, "  ETA        {eta}");
+        let eta = eta(reader, &events, &units, times.started, now)?;
+        let _ = writeln!(out, "  ETA        {}", eta.text());
         if let Some((since, reason)) = outage(&events) {
             let _ = writeln!(
                 out,
@@ -227,9 +203,26 @@ pub fn render(reader: &Reader, run_dir: &Path, now: f64) -> rusqlite::Result<Str
     Ok(out)
 }
 
+/// Calls per second over the last minute (of the run so far, when shorter) up to `now`, or up
+/// to the last call of a run that is not running; `None` before the first call.
+pub(crate) fn recent_rate(
+    reader: &Reader,
+    started: Option<f64>,
+    running: bool,
+    now: f64,
+) -> rusqlite::Result<Option<f64>> {
+    let Some((_, last)) = reader.call_span()? else {
+        return Ok(None);
+    };
+    let end = if running { now } else { last };
+    let window = started.map_or(WINDOW_SECONDS, |s| (end - s).clamp(1.0, WINDOW_SECONDS));
+    let recent = reader.calls_between(end - window, end)?;
+    Ok(Some(recent as f64 / window))
+}
+
 /// Whether a process holds the run directory's `run.lock` (every run does while it lives);
 /// `None` when that cannot be told (no lock file: a run from before it).
-fn run_process_alive(run_dir: &Path) -> Option<bool> {
+pub(crate) fn run_process_alive(run_dir: &Path) -> Option<bool> {
     let file = std::fs::File::open(run_dir.join("run.lock")).ok()?;
     match file.try_lock_shared() {
         Ok(()) => {
@@ -243,27 +236,89 @@ fn run_process_alive(run_dir: &Path) -> Option<bool> {
 
 /// The outage going on (its start and first reason): an `outage` event with no `outage over`
 /// or new session after it.
-fn outage(events: &[(f64, String, String)]) -> Option<(f64, &str)> {
+pub(crate) fn outage(events: &[(f64, String, String)]) -> Option<(f64, &str)> {
     let last = events.iter().rev().find(|(_, kind, _)| {
         matches!(kind.as_str(), "outage" | "outage over") || SESSION_EVENTS.contains(&kind.as_str())
     })?;
     (last.1 == "outage").then_some((last.0, last.2.as_str()))
 }
 
+/// When a running run will have run every unit, at the rate measured in its current session
+/// (since it started, resumed or reloaded).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Eta {
+    /// The total of units is not known yet.
+    NoTotal,
+    /// No session has begun.
+    NoSession,
+    /// Every unit has run.
+    Now,
+    /// No unit has finished in this session.
+    NoRate,
+    /// `seconds` from now, at `units_per_second`.
+    In { seconds: f64, units_per_second: f64 },
+}
+
+impl Eta {
+    pub(crate) fn text(self) -> String {
+        match self {
+            Eta::NoTotal => "not known (the total of units is not known yet)".to_owned(),
+            Eta::NoSession => "not known yet".to_owned(),
+            Eta::Now => "any moment (every unit has run)".to_owned(),
+            Eta::NoRate => "not known yet (no unit has finished)".to_owned(),
+            Eta::In {
+                seconds,
+                units_per_second,
+            } => format!(
+                "{} at {units_per_second:.2} units/s",
+                stats::duration(seconds)
+            ),
+        }
+    }
+}
+
+/// The [`Eta`] of the run as of `now`.
+pub(crate) fn eta(
+    reader: &Reader,
+    events: &[(f64, String, String)],
+    units: &summary::UnitTotals,
+    started: Option<f64>,
+    now: f64,
+) -> rusqlite::Result<Eta> {
+    let session = session_start(events).or(started);
+    Ok(match (units.total, session) {
+        (Some(total), Some(since)) => eta_at(
+            (total - units.done - units.failed).max(0),
+            reader.units_finished_since(since)?,
+            now - since,
+        ),
+        (None, _) => Eta::NoTotal,
+        (Some(_), None) => Eta::NoSession,
+    })
+}
+
+/// When the current session (started, resumed or reloaded) began.
+pub(crate) fn session_start(events: &[(f64, String, String)]) -> Option<f64> {
+    events
+        .iter()
+        .rev()
+        .find(|(_, kind, _)| SESSION_EVENTS.contains(&kind.as_str()))
+        .map(|e| e.0)
+}
+
 /// The ETA of `remaining` units at the rate measured in this session: `finished` units in
 /// `elapsed` seconds.
-fn eta(remaining: i64, finished: i64, elapsed: f64) -> String {
+fn eta_at(remaining: i64, finished: i64, elapsed: f64) -> Eta {
     let rate = finished as f64 / elapsed.max(1.0);
     if remaining == 0 {
-        "any moment (every unit has run)".to_owned()
+        Eta::Now
     } else if finished == 0 {
-        "not known yet (no unit has finished)".to_owned()
+        Eta::NoRate
     } else {
-        format!(
-            "{} at {:.2} units/s",
-            stats::duration(remaining as f64 / rate),
-            rate
-        )
+        Eta::In {
+            seconds: remaining as f64 / rate,
+            units_per_second: rate,
+        }
     }
 }
 
@@ -305,6 +360,7 @@ mod tests {
 
     #[test]
     fn eta_from_the_measured_rate() {
+        let eta = |r, f, e| eta_at(r, f, e).text();
         assert_eq!(eta(100, 50, 100.0), "3m 20s at 0.50 units/s");
         assert_eq!(eta(0, 50, 100.0), "any moment (every unit has run)");
         assert_eq!(eta(10, 0, 100.0), "not known yet (no unit has finished)");

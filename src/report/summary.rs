@@ -440,12 +440,37 @@ fn account_of<'a>(instance: &'a str, step_id: &str) -> &'a str {
     instance
 }
 
+/// How the reports name why a unit failed: Mambu's errorReason, else the HTTP status, else
+/// "no answer".
+pub(crate) fn reason_of(e: &crate::checkpoint::UnitError) -> String {
+    match (&e.error_reason, e.http_status) {
+        (Some(r), _) if !r.is_empty() => r.clone(),
+        (_, Some(status)) => format!("HTTP {status}"),
+        (_, None) => "no answer".into(),
+    }
+}
+
 /// Last known state of each account acted on by these actions, counted by state: most
 /// frequent first.
 fn final_states(reader: &Reader, actions: &[&str]) -> rusqlite::Result<Vec<StateCount>> {
     let mut last: HashMap<(String, String), String> = HashMap::new();
+    // The accounts seen so far, per unit: a step on a row under one (a tranche's disbursement,
+    // `…/loans/LN-2/tranches/TR-1`) acts on it. Steps run in order, so the account's own
+    // steps come first.
+    let mut accounts: HashMap<String, Vec<String>> = HashMap::new();
     reader.account_states(actions, |unit, instance, step_id, state| {
-        let account = account_of(&instance, &step_id).to_owned();
+        let path = account_of(&instance, &step_id);
+        let known = accounts.entry(unit.clone()).or_default();
+        let account = match known.iter().find(|a| {
+            path.strip_prefix(a.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        }) {
+            Some(account) => account.clone(),
+            None => {
+                known.push(path.to_owned());
+                path.to_owned()
+            }
+        };
         last.insert((unit, account), state);
     })?;
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
@@ -591,13 +616,7 @@ impl Summary {
         let reload = reload_of_failed(reader, &meta, run_dir)?;
         let mut reasons: HashMap<String, i64> = HashMap::new();
         for unit in &failed {
-            let e = &unit.error;
-            let reason = match (&e.error_reason, e.http_status) {
-                (Some(r), _) if !r.is_empty() => r.clone(),
-                (_, Some(status)) => format!("HTTP {status}"),
-                (_, None) => "no answer".into(),
-            };
-            *reasons.entry(reason).or_default() += 1;
+            *reasons.entry(reason_of(&unit.error)).or_default() += 1;
         }
         let mut top_reasons: Vec<ReasonCount> = reasons
             .into_iter()
@@ -672,6 +691,58 @@ mod tests {
             "clients/CL-1/loans/LN-2"
         );
         assert_eq!(account_of("odd", "x"), "odd");
+    }
+
+    #[test]
+    fn a_tranche_disbursement_counts_with_its_loan() {
+        use crate::checkpoint::{Checkpoint, Record, StepRecord};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.db");
+        let cp = Checkpoint::open(&path).unwrap();
+        let step = |instance: &str, step_id: &str, action: &str, state: &str| {
+            Record::Step(Box::new(StepRecord {
+                unit: "CL-1".into(),
+                instance: format!("clients/CL-1/{instance}#{step_id}"),
+                step_id: step_id.into(),
+                action: action.into(),
+                status: StepStatus::Done,
+                idempotency_key: None,
+                http_status: Some(201),
+                outputs: serde_json::json!({ "accountState": state }),
+                attempts: 1,
+                latency_ms: 1.0,
+            }))
+        };
+        cp.record(Record::UnitStarted {
+            key: "CL-1".into(),
+            ordinal: 1,
+        });
+        cp.record(step(
+            "loans/LN-1",
+            "loan",
+            "create_loan",
+            "PENDING_APPROVAL",
+        ));
+        cp.record(step("loans/LN-1", "approve", "approve_loan", "APPROVED"));
+        for tranche in ["TR-1", "TR-2"] {
+            cp.record(step(
+                &format!("loans/LN-1/tranches/{tranche}"),
+                "disburse_tranche",
+                "disburse_loan",
+                "ACTIVE",
+            ));
+        }
+        cp.record(step(
+            "loans/LN-10",
+            "loan",
+            "create_loan",
+            "PENDING_APPROVAL",
+        ));
+        cp.close().unwrap();
+        let reader = Reader::open(&path).unwrap();
+        let states = final_states(&reader, LOAN_ACTIONS).unwrap();
+        let got: Vec<(&str, i64)> = states.iter().map(|s| (s.state.as_str(), s.count)).collect();
+        assert_eq!(got, [("ACTIVE", 1), ("PENDING_APPROVAL", 1)]);
     }
 
     #[test]

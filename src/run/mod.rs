@@ -70,6 +70,8 @@ pub struct RunOptions {
     pub catch_up: bool,
     /// `--baseline NAME=PATH`: where the previous phase's file of a source is now.
     pub baseline: Vec<(String, PathBuf)>,
+    /// `--dashboard`: served from the run directory once the attempt is recorded.
+    pub dashboard: Option<crate::dashboard::Bound>,
 }
 
 /// A unit for the executor: in a catch-up, with its saved steps and what changed in it.
@@ -203,6 +205,7 @@ pub fn run(mut options: RunOptions) -> anyhow::Result<ExitStatus> {
             "run.log",
             "report.md",
             "report.json",
+            "report.html",
             "errors.csv",
         ] {
             let path = run_dir.join(name);
@@ -682,6 +685,17 @@ async fn execute(
         catch_up.as_ref().map(|c| &c.phase),
     )?;
     let event = chosen.kind.event();
+    // The deadline, for the dashboard's window (none: this attempt has none).
+    checkpoint.record(meta(
+        "deadline",
+        options
+            .deadline
+            .map_or_else(String::new, |at| at.timestamp().to_string()),
+    ));
+    let _dashboard = options
+        .dashboard
+        .clone()
+        .map(|bound| bound.spawn(run_dir.clone()));
 
     let total_units = count_units(&sources, options.sample).await;
     if chosen.kind != AttemptKind::Reload {
@@ -929,7 +943,7 @@ async fn conclude(
         stop.get_or_insert_with(|| e.to_string());
     }
     connection.close().await;
-    for name in ["report.md", "report.json", "errors.csv"] {
+    for name in ["report.md", "report.json", "report.html", "errors.csv"] {
         let path = run_dir.join(name);
         if path.exists()
             && let Err(e) = crate::files::make_private(&path)
@@ -965,7 +979,7 @@ async fn conclude(
         eprintln!("{line}");
     }
     eprintln!(
-        "run directory: {} (report.md, errors.csv{}, failed/)",
+        "run directory: {} (report.html, report.md, errors.csv{}, failed/)",
         run_dir.display(),
         if run_dir.join("drift.csv").exists() {
             ", drift.csv"

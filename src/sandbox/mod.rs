@@ -13,7 +13,8 @@
 //! - [`error`]: Mambu's v2 and v1 error bodies.
 //! - `http`: routes, auth, faults, idempotency, and the connection loop that can drop a reply.
 //!
-//! Only this module sees axum and hyper; it shares no code with the client.
+//! Only this module sees hyper, and axum only here and in `crate::dashboard` (which serves a
+//! run's page); it shares no code with the client.
 
 pub mod error;
 mod http;

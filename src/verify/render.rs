@@ -1,10 +1,12 @@
 //! The evidence pack: verify.md, verify.json and verify.html from a [`Report`], and
-//! manifest.sha256 with the hash of every file the verification covers.
+//! manifest.sha256 with the hash of every file the verification covers; and report.html
+//! written again, to show the control totals beside the run's figures.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::Report;
+use crate::report::html;
 use crate::report::render::{Align, Table, escape};
 
 use Align::{Left, Right};
@@ -33,6 +35,8 @@ pub(super) fn write_pack(
         serde_json::to_string_pretty(report)?.as_bytes(),
     )?;
     crate::files::write_private(&run_dir.join("verify.html"), render_html(report).as_bytes())?;
+    // The run's page, frozen, shows verify's totals beside its own figures.
+    crate::report::write_page(run_dir)?;
     let mut manifest = String::new();
     for (file, hash) in &report.manifest {
         let _ = writeln!(manifest, "{hash}  {file}");
@@ -130,16 +134,12 @@ fn render_html(report: &Report) -> String {
             .map(|c| format!("<td>{}</td>", escape(c)))
             .collect::<String>()
     };
-    let totals: String = report
-        .totals
-        .iter()
-        .map(|t| {
-            format!(
-                "<tr>{}</tr>",
-                rows(&[&t.name, &t.expected, &t.found, &t.difference])
-            )
-        })
-        .collect();
+    let totals = html::totals_table(
+        report
+            .totals
+            .iter()
+            .map(|t| [t.name.as_str(), &t.expected, &t.found, &t.difference]),
+    );
     let mismatches: String = report
         .mismatches
         .iter()
@@ -150,18 +150,32 @@ fn render_html(report: &Report) -> String {
             )
         })
         .collect();
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Verification</title><style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}.ok{{color:#060}}.bad{{color:#a00}}</style></head><body><h1>Verification of {}</h1><p>{} units migrated, {} verified.</p><p class=\"{}\"><b>{}</b></p><h2>Control totals</h2><table><tr><th>total</th><th>expected</th><th>found</th><th>difference</th></tr>{totals}</table><h2>Mismatches</h2><table><tr><th>unit</th><th>entity</th><th>field</th><th>expected</th><th>found</th></tr>{mismatches}</table></body></html>\n",
-        escape(&report.run_dir),
+    let ok = report.mismatches.is_empty();
+    let body = format!(
+        "<section><p>{} units migrated, {} verified{}; {} read calls.</p><div class=\"banner {}\"><strong>{}</strong></div></section>\n\
+<section><h2>Control totals</h2>{totals}</section>\n\
+<section><h2>Mismatches</h2><div class=\"scroll\"><table><tr><th>unit</th><th>entity</th><th>field</th><th>expected</th><th>found</th></tr>{mismatches}</table></div></section>\n",
         report.units_migrated,
         report.units_verified,
-        if report.mismatches.is_empty() {
-            "ok"
-        } else {
-            "bad"
-        },
+        report
+            .sample_seed
+            .map(|s| format!(" (a random sample, seed {s})"))
+            .unwrap_or_default(),
+        report.calls,
+        if ok { "ok" } else { "bad" },
         verdict(report)
-    )
+    );
+    let title = format!("Verification of {}", report.run_dir);
+    let header = html::header(
+        &escape(&title),
+        &format!(
+            "plan {} · target {}",
+            escape(&report.plan),
+            escape(&report.target)
+        ),
+        "expected (source) beside found (Mambu)",
+    );
+    html::page(&title, &format!("{header}<main>\n{body}</main>"), "")
 }
 
 #[cfg(test)]
@@ -213,10 +227,11 @@ mod tests {
     fn the_page_escapes_what_it_shows() {
         let html = render_html(&report());
         assert!(html.contains("<h1>Verification of runs/&lt;acme&gt;</h1>"));
+        assert!(html.contains("<style>") && !html.contains("<script"));
         assert!(
             html.contains("<td>a &quot;quoted&quot;\nstate</td>"),
             "{html}"
         );
-        assert!(html.contains("<p class=\"bad\"><b>1 mismatches.</b></p>"));
+        assert!(html.contains("<div class=\"banner bad\"><strong>1 mismatches.</strong></div>"));
     }
 }

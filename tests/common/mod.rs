@@ -859,3 +859,23 @@ pub fn strict_profile_for_rollback() -> String {
         "REJECT_LOANS, WITHDRAW_LOAN_ACCOUNTS, APPLY_LOAN_ADJUSTMENTS, APPLY_SAVINGS_ADJUSTMENTS, DELETE_LOAN_ACCOUNT, DELETE_SAVINGS_ACCOUNT, DELETE_CLIENTS, DELETE_GROUP, REVERSE_LOAN_ACCOUNT_WRITE_OFF]",
     )
 }
+
+/// `npm install PACKAGE` into `prefix` (its `node_modules/`), from the npm registry; `why`
+/// says what needs it when npm is missing.
+pub fn npm_install(prefix: &std::path::Path, package: &str, why: &str) {
+    std::fs::create_dir_all(prefix).unwrap();
+    let status = std::process::Command::new("npm")
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel",
+            "error",
+            "--prefix",
+        ])
+        .arg(prefix)
+        .arg(package)
+        .status()
+        .unwrap_or_else(|e| panic!("running npm ({e}): Node.js with npm is needed {why}"));
+    assert!(status.success(), "npm install {package} failed");
+}
