@@ -422,9 +422,13 @@ fn from_run_projects_the_sample_within_15_percent() {
         (projected - took).abs() <= 0.15 * took,
         "projected {projected:.2}s, the sample took {took:.2}s"
     );
-    // The measured latency (about 20 ms) replaces the assumed 150 ms.
+    // The measured latency (the sandbox's 20 ms, and more on a busy machine) replaces the
+    // assumed 150 ms: never under the sandbox's, never the assumption itself.
     let mean: f64 = e["timing"]["mean_latency_ms"].to_string().parse().unwrap();
-    assert!((15.0..60.0).contains(&mean), "{mean}");
+    assert!(
+        mean >= 15.0 && mean != mambu_migrate::estimate::DEFAULT_LATENCY_MS,
+        "{mean}"
+    );
 }
 
 /// The sample extract with every kind of bad row the grouping leaves out, written to `dir`:
