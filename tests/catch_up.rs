@@ -332,6 +332,11 @@ async fn a_catch_up_sends_only_the_delta_applies_declared_updates_and_lists_drif
     assert_eq!(phases[1]["compared"]["units_new"], 1);
     let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
     assert!(md.contains("## Phases"), "{md}");
+    let page = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(
+        page.contains("<section id=\"phases\">") && page.contains("<td>catch-up</td>"),
+        "report.html shows the phases"
+    );
     let status = binary().arg("status").arg(&run_dir).output().unwrap();
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(

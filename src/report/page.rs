@@ -101,6 +101,7 @@ pub fn board_html(board: &Board, mode: Mode) -> String {
     banners(&mut out, board);
     tiles(&mut out, board);
     progress(&mut out, board);
+    phases(&mut out, board);
 
     out.push_str("<div class=\"grid2\">");
     throughput(&mut out, board);
@@ -699,6 +700,41 @@ fn steps(out: &mut String, board: &Board) {
         );
     }
     out.push_str("</table></div></section>\n");
+}
+
+/// The migration and each catch-up after it (`run --catch-up`), once there is one: what each
+/// comparison found and the calls each phase made.
+fn phases(out: &mut String, board: &Board) {
+    let phases = &board.summary.phases;
+    if phases.is_empty() {
+        return;
+    }
+    out.push_str("<section id=\"phases\"><h2>Phases</h2><div class=\"scroll\"><table><tr><th>phase</th><th>kind</th><th>started (UTC)</th><th class=\"n\">calls</th><th class=\"n\">new units</th><th class=\"n\">changed</th><th class=\"n\">unchanged (no call)</th><th class=\"n\">rows added</th><th class=\"n\">drift applied</th><th class=\"n\">drift left</th></tr>");
+    for p in phases {
+        let counts = match &p.compared {
+            Some(c) => [
+                c.units_new,
+                c.units_changed,
+                c.units_unchanged,
+                c.rows_added,
+                c.drift_applied,
+                c.drift_left,
+            ]
+            .iter()
+            .map(|n| format!("<td class=\"n\">{}</td>", thousands(*n as i64)))
+            .collect::<String>(),
+            None => "<td class=\"n\" colspan=\"6\">—</td>".to_owned(),
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td class=\"t\">{}</td><td class=\"n\">{}</td>{counts}</tr>",
+            p.phase,
+            escape(&p.kind),
+            escape(&p.started_at.as_deref().unwrap_or("—").replace('T', " ")),
+            thousands(p.calls)
+        );
+    }
+    out.push_str("</table></div><p>Every change to a row already migrated is in the run directory's drift.csv, with what was done with it (personal values masked).</p></section>\n");
 }
 
 /// The newest events shown.
