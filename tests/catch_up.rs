@@ -433,3 +433,35 @@ async fn a_catch_up_killed_under_faults_resumes_with_every_record_once() {
     assert_eq!(code, 0, "{verified}");
     assert_eq!(verified["units_verified"], 180);
 }
+
+#[test]
+fn plan_validate_checks_an_updates_columns_and_renders_it() {
+    let dir = tempfile::tempdir().unwrap();
+    Extract::new(3).write(dir.path());
+    let plan = dir.path().join("plan.yaml");
+    let validate = |text: String| {
+        std::fs::write(&plan, text).unwrap();
+        let out = binary()
+            .args(["plan", "validate"])
+            .arg(&plan)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out)
+    };
+    let text = validate(PLAN.replace("on_change: [phone]", "on_change: [phne]"));
+    assert!(
+        text.contains("`on_change` names `phne`: clients has no column `phne`")
+            && text.contains("did you mean `phone`?"),
+        "{text}"
+    );
+    // The update is rendered for every row, as a catch-up would for a changed one.
+    let text = validate(PLAN.replace(
+        "value: \"{{ clients.phone }}\"",
+        "value: \"{{ clients.first_name | decimal }}\"",
+    ));
+    assert!(
+        text.contains("clients.csv:2") && text.contains("step `contact` (request)"),
+        "{text}"
+    );
+}

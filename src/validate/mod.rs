@@ -694,7 +694,8 @@ fn render_unit(
     let mut approved_loans: HashSet<String> = HashSet::new();
     let root = unit.root();
     let unit_key = root.key();
-    for planned in compiled.expand(unit) {
+    // A catch-up's updates too: rendered for every row, as a catch-up would for a changed one.
+    for planned in compiled.expand_with(unit, true) {
         let step = compiled.step(planned.step);
         let row = planned.row();
         if let (Some(book), Action::CreateLoan) = (&mut book, step.action) {
