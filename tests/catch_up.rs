@@ -282,6 +282,25 @@ async fn a_catch_up_sends_only_the_delta_applies_declared_updates_and_lists_drif
 
     // The estimate of the night, before it.
     let estimate = estimate_catch_up(&plan, &run_dir, &day2);
+    for (format, line) in [
+        ("md", "| units unchanged (no call) | 12 |"),
+        (
+            "html",
+            "<tr><td>units unchanged (no call)</td><td class=n>12</td></tr>",
+        ),
+    ] {
+        let out = binary()
+            .args(["plan", "estimate"])
+            .arg(&plan)
+            .arg("--catch-up")
+            .arg(&run_dir)
+            .args(sources(&day2))
+            .args(["--format", format])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(line), "{format}: {text}");
+    }
 
     let output = catch_up(&sandbox, &plan, &run_dir, &day2);
     let err = stderr(&output);

@@ -19,6 +19,31 @@ fn ms(x: f64) -> String {
     }
 }
 
+/// What a catch-up's comparison found, line by line (`--catch-up`).
+fn catch_up_rows(c: &super::CatchUpEstimate) -> [(&'static str, u64); 10] {
+    [
+        ("units unchanged (no call)", c.counts.units_unchanged),
+        ("units new (migrated in full)", c.counts.units_new),
+        ("units changed", c.counts.units_changed),
+        ("rows added to migrated units", c.counts.rows_added),
+        (
+            "units failed before and unchanged (left failed)",
+            c.counts.units_failed_unchanged,
+        ),
+        ("units removed from the extract", c.counts.units_removed),
+        (
+            "drift applied by an update (`on_change`)",
+            c.counts.drift_applied,
+        ),
+        (
+            "drift in columns the plan does not send",
+            c.counts.drift_not_sent,
+        ),
+        ("drift left for a person (drift.csv)", c.counts.drift_left),
+        ("calls of units", c.unit_calls),
+    ]
+}
+
 pub fn markdown(e: &Estimate) -> String {
     let mut out = String::new();
     let w = &mut out;
@@ -47,27 +72,7 @@ pub fn markdown(e: &Estimate) -> String {
                 ("count", Right),
             ],
         );
-        for (what, n) in [
-            ("units unchanged (no call)", c.counts.units_unchanged),
-            ("units new (migrated in full)", c.counts.units_new),
-            ("units changed", c.counts.units_changed),
-            ("rows added to migrated units", c.counts.rows_added),
-            (
-                "units failed before and unchanged (left failed)",
-                c.counts.units_failed_unchanged,
-            ),
-            ("units removed from the extract", c.counts.units_removed),
-            (
-                "drift applied by an update (`on_change`)",
-                c.counts.drift_applied,
-            ),
-            (
-                "drift in columns the plan does not send",
-                c.counts.drift_not_sent,
-            ),
-            ("drift left for a person (drift.csv)", c.counts.drift_left),
-            ("calls of units", c.unit_calls),
-        ] {
+        for (what, n) in catch_up_rows(c) {
             table.row(&[what, &thousands(n)]);
         }
         let _ = writeln!(w);
@@ -373,6 +378,23 @@ pub fn html(e: &Estimate) -> String {
         e.timing.rate,
         e.timing.concurrency
     );
+    if let Some(c) = &e.catch_up {
+        let _ = writeln!(
+            w,
+            "<section><h2>Catch-up of {} (phase {})</h2><p>Every figure on this page counts only what the catch-up sends.</p><div class=\"scroll\"><table>",
+            escape(&c.run_dir),
+            c.phase
+        );
+        for (what, n) in catch_up_rows(c) {
+            let _ = writeln!(
+                w,
+                "<tr><td>{}</td><td class=n>{}</td></tr>",
+                escape(what),
+                thousands(n)
+            );
+        }
+        let _ = writeln!(w, "</table></div></section>");
+    }
     let _ = writeln!(
         w,
         "<section><h2>Volumes</h2><div class=\"scroll\"><table><tr><th>source</th><th class=\"n\">rows</th></tr>"
