@@ -27,6 +27,39 @@ pub(super) fn writable(doc: &Map<String, Value>, read_only: &[&str]) -> Map<Stri
         .collect()
 }
 
+/// A JSON object kept as the text it is answered with. A parsed `Map` costs about ten times
+/// its text (a tree node per few fields, an allocation per key and per value, numbers as
+/// strings under `arbitrary_precision`): the sandbox's transactions, the bulk of what a
+/// rehearsal leaves behind, are kept this way (BENCHMARKS.md, "The sandbox's memory").
+#[derive(Debug, Clone)]
+pub(super) struct JsonText(Box<str>);
+
+impl JsonText {
+    pub(super) fn new(doc: &Map<String, Value>) -> Self {
+        Self(
+            serde_json::to_string(doc)
+                .expect("a JSON map serializes")
+                .into_boxed_str(),
+        )
+    }
+
+    pub(super) fn map(&self) -> Map<String, Value> {
+        serde_json::from_str(&self.0).expect("the text was written by JsonText::new")
+    }
+
+    pub(super) fn value(&self) -> Value {
+        Value::Object(self.map())
+    }
+
+    /// Changes the object; what it is after.
+    pub(super) fn edit(&mut self, change: impl FnOnce(&mut Map<String, Value>)) -> Value {
+        let mut doc = self.map();
+        change(&mut doc);
+        *self = Self::new(&doc);
+        Value::Object(doc)
+    }
+}
+
 pub(super) fn optional_str<'a>(
     doc: &'a Map<String, Value>,
     field: &str,
