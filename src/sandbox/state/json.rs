@@ -224,6 +224,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn json_text_answers_what_it_was_given_and_keeps_an_edit() {
+        let doc: Value = serde_json::from_str(
+            r#"{"amount": 937.10, "big": 12345678901234567890.000001, "nested": {"a": [1, "x"]}}"#,
+        )
+        .unwrap();
+        let mut text = JsonText::new(doc.as_object().unwrap());
+        assert_eq!(text.value(), doc);
+        assert_eq!(text.value()["amount"].to_string(), "937.10");
+        let edited = text.edit(|d| {
+            d.insert("adjusted".into(), json!(true));
+        });
+        assert_eq!(edited["adjusted"], json!(true));
+        assert_eq!(text.value(), edited);
+    }
+
+    #[test]
     fn money_keeps_its_decimals_exactly() {
         let v: Value = serde_json::from_str("937.10").unwrap();
         assert_eq!(decimal(&v), Some(Decimal::new(93710, 2)));
