@@ -233,7 +233,7 @@ impl Tenant {
         );
         store_numbers(&mut out, &["amount"]);
         let t_index = self.book_deposit(index, type_name, amount, value_date, out);
-        Ok(self.transactions[t_index].doc.value())
+        Ok(self.transaction_json(t_index))
     }
 
     /// Records a transaction of the deposit with the fields Mambu sets and the balance after
@@ -285,7 +285,7 @@ impl Tenant {
         Ok(self.deposits[index]
             .transactions
             .iter()
-            .map(|t| self.transactions[*t].doc.value())
+            .map(|t| self.transaction_json(*t))
             .collect())
     }
 }

@@ -68,13 +68,14 @@ impl Tenant {
         let at = now(self.zone);
         let t = &mut self.transactions[t_index];
         t.adjusted = true;
-        Ok(t.doc.edit(|doc| {
+        t.doc.edit(|doc| {
             doc.insert("adjustmentTransactionKey".into(), json!(key));
             doc.insert("adjustmentDate".into(), json!(at));
             if let Some(notes) = notes {
                 doc.insert("adjustmentNotes".into(), json!(notes));
             }
-        }))
+        });
+        Ok(self.transaction_json(t_index))
     }
 
     /// `POST /loans/transactions/{id}:adjust`: the transaction's effect reversed (a repayment's

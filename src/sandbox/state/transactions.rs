@@ -100,7 +100,7 @@ impl Tenant {
             self.activate_client(holder);
             self.mark_tranche_disbursed(index, t_index);
         }
-        Ok(self.transactions[t_index].doc.value())
+        Ok(self.transaction_json(t_index))
     }
 
     /// GET /loans/{id}/transactions: every transaction of the loan, oldest first.
@@ -112,7 +112,7 @@ impl Tenant {
         Ok(self.loans[index]
             .transactions
             .iter()
-            .map(|t| self.transactions[*t].doc.value())
+            .map(|t| self.transaction_json(*t))
             .collect())
     }
 
@@ -152,8 +152,9 @@ impl Tenant {
     }
 
     /// Stores a transaction of a loan or deposit (`out`: what the body gave that Mambu keeps,
-    /// and what the account's kind adds) with the fields Mambu sets on every transaction; its
-    /// index. The account's list of transactions is the caller's to extend.
+    /// and what the account's kind adds); its index. The fields every transaction has and the
+    /// struct holds typed are not kept in its text too: [`Tenant::transaction_json`] adds them.
+    /// The account's list of transactions is the caller's to extend.
     pub(super) fn record_transaction(
         &mut self,
         account: Account,
@@ -164,19 +165,12 @@ impl Tenant {
     ) -> usize {
         let encoded_key = self.new_key();
         let t_index = self.transactions.len();
-        let parent = match account {
-            Account::Loan(i) => &self.loans[i].encoded_key,
-            Account::Deposit(i) => &self.deposits[i].encoded_key,
-        };
-        out.insert("encodedKey".into(), json!(encoded_key));
-        out.insert("id".into(), json!((t_index + 1).to_string()));
-        out.insert("type".into(), json!(type_name));
-        out.insert("amount".into(), money(amount));
-        out.insert("valueDate".into(), json!(format_datetime(value_date)));
+        for derived in Self::DERIVED_TRANSACTION_FIELDS {
+            out.remove(*derived);
+        }
         out.entry("bookingDate")
             .or_insert_with(|| json!(format_datetime(value_date)));
         out.insert("creationDate".into(), json!(now(self.zone)));
-        out.insert("parentAccountKey".into(), json!(parent));
         self.transactions.push(Transaction {
             kind: type_name,
             account,
@@ -188,6 +182,34 @@ impl Tenant {
             doc: JsonText::new(&out),
         });
         t_index
+    }
+
+    /// The fields of a transaction's answer that [`Tenant::transaction_json`] writes from the
+    /// typed ones.
+    const DERIVED_TRANSACTION_FIELDS: &[&str] = &[
+        "encodedKey",
+        "id",
+        "type",
+        "amount",
+        "valueDate",
+        "parentAccountKey",
+    ];
+
+    /// A transaction as Mambu answers it: its text, with the fields kept typed.
+    pub(super) fn transaction_json(&self, t_index: usize) -> Value {
+        let t = &self.transactions[t_index];
+        let parent = match t.account {
+            Account::Loan(i) => &self.loans[i].encoded_key,
+            Account::Deposit(i) => &self.deposits[i].encoded_key,
+        };
+        let mut doc = t.doc.map();
+        doc.insert("encodedKey".into(), json!(t.encoded_key));
+        doc.insert("id".into(), json!((t_index + 1).to_string()));
+        doc.insert("type".into(), json!(t.kind));
+        doc.insert("amount".into(), money(t.amount));
+        doc.insert("valueDate".into(), json!(format_datetime(t.value_date)));
+        doc.insert("parentAccountKey".into(), json!(parent));
+        Value::Object(doc)
     }
 
     /// Notes the transaction about to be stored (the next in `transactions`) on the account
