@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::json::{now, object, optional_str};
-use super::{Account, Answer, EntityRef, Holder, Tenant};
+use super::{Account, Answer, EntityRef, Holder, Key, Tenant};
 use crate::sandbox::error::ApiError;
 
 /// The state a deleted client, loan or deposit keeps in the sandbox's lists.
@@ -28,9 +28,8 @@ impl Tenant {
             .and_then(|n| n.checked_sub(1))
             .filter(|i| *i < self.transactions.len())
             .or_else(|| {
-                self.transactions
-                    .iter()
-                    .position(|t| &*t.encoded_key == id_or_key)
+                let key = Key::parse(id_or_key)?;
+                self.transactions.iter().position(|t| t.encoded_key == key)
             })?;
         let t = &self.transactions[index];
         let kind_fits = matches!(

@@ -163,7 +163,7 @@ impl Tenant {
         value_date: DateTime<FixedOffset>,
         mut out: Map<String, Value>,
     ) -> usize {
-        let encoded_key = self.new_key();
+        let encoded_key = self.next_key();
         let t_index = self.transactions.len();
         for derived in Self::DERIVED_TRANSACTION_FIELDS {
             out.remove(*derived);
@@ -174,7 +174,7 @@ impl Tenant {
         self.transactions.push(Transaction {
             kind: type_name,
             account,
-            encoded_key: encoded_key.into_boxed_str(),
+            encoded_key,
             amount,
             value_date,
             adjusted: false,
