@@ -33,8 +33,7 @@ impl Tenant {
         let mut amounts_by_type: HashMap<&str, Decimal> = HashMap::new();
         for t in self.transactions.iter().filter(|t| !t.deleted) {
             *transactions_by_type.entry(t.kind).or_default() += 1;
-            *amounts_by_type.entry(t.kind).or_default() +=
-                t.doc.get("amount").and_then(decimal).unwrap_or_default();
+            *amounts_by_type.entry(t.kind).or_default() += t.amount;
         }
         let c = &self.counters;
         let custom = self.custom_field_stats();
@@ -57,7 +56,7 @@ impl Tenant {
             "loan_assets": self.loan_entries("assets"),
             "transactions": self.transactions.iter().filter(|t| !t.deleted).count(),
             // Adjusted (issue 19), those of accounts deleted since too: each adjustment once.
-            "adjusted_transactions": self.transactions.iter().filter(|t| t.doc.contains_key("adjustmentTransactionKey")).count(),
+            "adjusted_transactions": self.transactions.iter().filter(|t| t.adjusted).count(),
             "transactions_by_type": transactions_by_type,
             "transaction_amounts_by_type": amounts_by_type.into_iter().map(|(k, v)| (k, money(v))).collect::<HashMap<_, _>>(),
             "duplicates": {

@@ -6,10 +6,9 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
 use super::json::{
-    format_datetime, money, now, object, optional_datetime, required_decimal, required_str,
-    store_numbers, writable,
+    money, now, object, optional_datetime, required_decimal, required_str, store_numbers, writable,
 };
-use super::{Account, Answer, Deposit, DepositTransactionKind, EntityRef, Tenant, Transaction};
+use super::{Account, Answer, Deposit, DepositTransactionKind, EntityRef, Tenant};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::tenant::AvailableFor;
 
@@ -234,7 +233,7 @@ impl Tenant {
         );
         store_numbers(&mut out, &["amount"]);
         let t_index = self.book_deposit(index, type_name, amount, value_date, out);
-        Ok(Value::Object(self.transactions[t_index].doc.clone()))
+        Ok(self.transaction_json(t_index))
     }
 
     /// Records a transaction of the deposit with the fields Mambu sets and the balance after
@@ -247,22 +246,10 @@ impl Tenant {
         value_date: DateTime<FixedOffset>,
         mut out: Map<String, Value>,
     ) -> usize {
-        let encoded_key = self.new_key();
-        let t_index = self.transactions.len();
         let currency = self
             .products
             .deposit_product(&self.deposits[index].product_key)
             .map(|p| p.currency.clone());
-        let deposit = &mut self.deposits[index];
-        out.insert("encodedKey".into(), json!(encoded_key));
-        out.insert("id".into(), json!((t_index + 1).to_string()));
-        out.insert("type".into(), json!(type_name));
-        out.insert("amount".into(), money(amount));
-        out.insert("valueDate".into(), json!(format_datetime(value_date)));
-        out.entry("bookingDate")
-            .or_insert_with(|| json!(format_datetime(value_date)));
-        out.insert("creationDate".into(), json!(now(self.zone)));
-        out.insert("parentAccountKey".into(), json!(deposit.encoded_key));
         if let Some(currency) = currency {
             out.insert("currencyCode".into(), json!(currency));
         }
@@ -282,15 +269,11 @@ impl Tenant {
         );
         out.insert(
             "accountBalances".into(),
-            json!({ "totalBalance": money(deposit.balance) }),
+            json!({ "totalBalance": money(self.deposits[index].balance) }),
         );
-        deposit.transactions.push(t_index);
-        self.transactions.push(Transaction {
-            kind: type_name,
-            doc: out,
-            account: Account::Deposit(index),
-            deleted: false,
-        });
+        let t_index =
+            self.record_transaction(Account::Deposit(index), type_name, amount, value_date, out);
+        self.deposits[index].transactions.push(t_index);
         t_index
     }
 
@@ -302,7 +285,7 @@ impl Tenant {
         Ok(self.deposits[index]
             .transactions
             .iter()
-            .map(|t| Value::Object(self.transactions[*t].doc.clone()))
+            .map(|t| self.transaction_json(*t))
             .collect())
     }
 }

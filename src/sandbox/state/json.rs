@@ -27,6 +27,33 @@ pub(super) fn writable(doc: &Map<String, Value>, read_only: &[&str]) -> Map<Stri
         .collect()
 }
 
+/// A JSON object kept as the text it is answered with. A parsed `Map` costs about ten times
+/// its text (a tree node per few fields, an allocation per key and per value, numbers as
+/// strings under `arbitrary_precision`): the sandbox's transactions, the bulk of what a
+/// rehearsal leaves behind, are kept this way (BENCHMARKS.md, "The sandbox's memory").
+#[derive(Debug, Clone)]
+pub(super) struct JsonText(Box<str>);
+
+impl JsonText {
+    pub(super) fn new(doc: &Map<String, Value>) -> Self {
+        Self(
+            serde_json::to_string(doc)
+                .expect("a JSON map serializes")
+                .into_boxed_str(),
+        )
+    }
+
+    pub(super) fn map(&self) -> Map<String, Value> {
+        serde_json::from_str(&self.0).expect("the text was written by JsonText::new")
+    }
+
+    pub(super) fn edit(&mut self, change: impl FnOnce(&mut Map<String, Value>)) {
+        let mut doc = self.map();
+        change(&mut doc);
+        *self = Self::new(&doc);
+    }
+}
+
 pub(super) fn optional_str<'a>(
     doc: &'a Map<String, Value>,
     field: &str,
@@ -189,6 +216,22 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn json_text_answers_what_it_was_given_and_keeps_an_edit() {
+        let doc: Value = serde_json::from_str(
+            r#"{"amount": 937.10, "big": 12345678901234567890.000001, "nested": {"a": [1, "x"]}}"#,
+        )
+        .unwrap();
+        let mut text = JsonText::new(doc.as_object().unwrap());
+        assert_eq!(Value::Object(text.map()), doc);
+        assert_eq!(text.map()["amount"].to_string(), "937.10");
+        text.edit(|d| {
+            d.insert("adjusted".into(), json!(true));
+        });
+        assert_eq!(text.map()["adjusted"], json!(true));
+        assert_eq!(text.map()["big"], doc["big"]);
+    }
 
     #[test]
     fn money_keeps_its_decimals_exactly() {

@@ -80,7 +80,7 @@ impl Tenant {
                     out.insert("notes".into(), json!(notes));
                 }
                 let t = self.book(index, kind, Decimal::ZERO, now, out, json!({}));
-                Value::Object(self.transactions[t].doc.clone())
+                self.transaction_json(t)
             })
             .collect();
         json!({ "loanTransactions": logged })

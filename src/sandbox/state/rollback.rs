@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::json::{now, object, optional_str};
-use super::{Account, Answer, EntityRef, Holder, Tenant};
+use super::{Account, Answer, EntityRef, Holder, Key, Tenant};
 use crate::sandbox::error::ApiError;
 
 /// The state a deleted client, loan or deposit keeps in the sandbox's lists.
@@ -28,9 +28,8 @@ impl Tenant {
             .and_then(|n| n.checked_sub(1))
             .filter(|i| *i < self.transactions.len())
             .or_else(|| {
-                self.transactions.iter().position(|t| {
-                    t.doc.get("encodedKey").and_then(Value::as_str) == Some(id_or_key)
-                })
+                let key = Key::parse(id_or_key)?;
+                self.transactions.iter().position(|t| t.encoded_key == key)
             })?;
         let t = &self.transactions[index];
         let kind_fits = matches!(
@@ -41,9 +40,7 @@ impl Tenant {
     }
 
     pub(super) fn adjusted(&self, t_index: usize) -> bool {
-        self.transactions[t_index]
-            .doc
-            .contains_key("adjustmentTransactionKey")
+        self.transactions[t_index].adjusted
     }
 
     /// Refuses adjusting `t_index` when it is adjusted already or a later transaction of
@@ -68,13 +65,16 @@ impl Tenant {
         let notes = optional_str(object(body)?, "notes")?.map(str::to_owned);
         let key = self.new_key();
         let at = now(self.zone);
-        let doc = &mut self.transactions[t_index].doc;
-        doc.insert("adjustmentTransactionKey".into(), json!(key));
-        doc.insert("adjustmentDate".into(), json!(at));
-        if let Some(notes) = notes {
-            doc.insert("adjustmentNotes".into(), json!(notes));
-        }
-        Ok(Value::Object(doc.clone()))
+        let t = &mut self.transactions[t_index];
+        t.adjusted = true;
+        t.doc.edit(|doc| {
+            doc.insert("adjustmentTransactionKey".into(), json!(key));
+            doc.insert("adjustmentDate".into(), json!(at));
+            if let Some(notes) = notes {
+                doc.insert("adjustmentNotes".into(), json!(notes));
+            }
+        });
+        Ok(self.transaction_json(t_index))
     }
 
     /// `POST /loans/transactions/{id}:adjust`: the transaction's effect reversed (a repayment's
@@ -89,9 +89,9 @@ impl Tenant {
         };
         self.check_adjustable(t_index, &self.loans[index].transactions)?;
         let t = &self.transactions[t_index];
+        let doc = t.doc.map();
         let affected = |field: &str| {
-            t.doc
-                .get("affectedAmounts")
+            doc.get("affectedAmounts")
                 .and_then(|a| a.get(field))
                 .and_then(super::decimal)
                 .unwrap_or_default()
@@ -101,8 +101,7 @@ impl Tenant {
             affected("interestAmount"),
             affected("feesAmount"),
         );
-        let installment = t
-            .doc
+        let installment = doc
             .get("installmentNumber")
             .and_then(Value::as_u64)
             .map(|n| n as usize);
@@ -165,7 +164,7 @@ impl Tenant {
     /// later tranche added to the schedule taken off. Nothing for an untranched loan.
     fn undisburse_tranche(&mut self, index: usize, t_index: usize) {
         let t = &self.transactions[t_index];
-        let key = t.doc.get("encodedKey").cloned();
+        let key = Some(json!(t.encoded_key));
         let Some(tranches) = self.loans[index]
             .doc
             .get("tranches")
@@ -181,19 +180,11 @@ impl Tenant {
             return;
         };
         if tranche > 0 {
-            let amount = t.doc.get("amount").and_then(super::decimal);
-            let value_date = t
-                .doc
-                .get("valueDate")
-                .and_then(Value::as_str)
-                .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok());
-            if let (Some(amount), Some(value_date)) = (amount, value_date) {
-                let added = self.tranche_addition(index, amount, value_date);
-                let loan = &mut self.loans[index];
-                for (i, (principal, interest)) in added {
-                    loan.schedule[i].principal -= principal;
-                    loan.schedule[i].interest -= interest;
-                }
+            let added = self.tranche_addition(index, t.amount, t.value_date);
+            let loan = &mut self.loans[index];
+            for (i, (principal, interest)) in added {
+                loan.schedule[i].principal -= principal;
+                loan.schedule[i].interest -= interest;
             }
         }
         if let Some(details) = self.loans[index].doc["tranches"][tranche]
@@ -215,11 +206,7 @@ impl Tenant {
         };
         self.check_adjustable(t_index, &self.deposits[index].transactions)?;
         let t = &self.transactions[t_index];
-        let amount = t
-            .doc
-            .get("amount")
-            .and_then(super::decimal)
-            .unwrap_or_default();
+        let amount = t.amount;
         let deposit = &mut self.deposits[index];
         match t.kind {
             "DEPOSIT" => {

@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::json::{datetime, decimal, format_datetime, money, now};
-use super::{Answer, Installment, Loan, Tenant, Terms};
+use super::{Answer, Installment, Key, Loan, Tenant, Terms};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::products::ScheduleEditOption;
 
@@ -34,7 +34,7 @@ impl Tenant {
                 let interest = monthly_interest(remaining, terms.interest_rate);
                 remaining -= principal;
                 Installment {
-                    encoded_key: self.new_key(),
+                    encoded_key: Some(self.next_key()),
                     due: self.zone.add_months(first_due, i),
                     principal,
                     interest,
@@ -179,10 +179,13 @@ impl Tenant {
                 .ok_or_else(|| ApiError::invalid_parameters(format!("installments[{i}]")))?;
             let before = match item.get("encodedKey").and_then(Value::as_str) {
                 Some(key) => {
-                    if edits
-                        .iter()
-                        .any(|e| e.before.as_ref().is_some_and(|b| b.encoded_key == key))
-                    {
+                    // A key the tenant could not have made names no installment.
+                    let key = Key::parse(key);
+                    if edits.iter().any(|e| {
+                        e.before
+                            .as_ref()
+                            .is_some_and(|b| key.is_some() && b.encoded_key == key)
+                    }) {
                         return Err(ApiError::new(
                             axum::http::StatusCode::BAD_REQUEST,
                             3633,
@@ -194,7 +197,7 @@ impl Tenant {
                         self.loans[index]
                             .schedule
                             .iter()
-                            .find(|inst| inst.encoded_key == key)
+                            .find(|inst| key.is_some() && inst.encoded_key == key)
                             .cloned()
                             .ok_or_else(|| {
                                 ApiError::new(
@@ -248,7 +251,7 @@ impl Tenant {
                 .at(at("principal")));
             }
             let mut after = before.clone().unwrap_or(Installment {
-                encoded_key: String::new(),
+                encoded_key: None,
                 due,
                 principal: Decimal::ZERO,
                 interest: Decimal::ZERO,
@@ -410,14 +413,14 @@ impl Tenant {
 
     /// Stores an edited schedule: installments without a key of this loan get a new one.
     fn save_schedule(&mut self, index: usize, mut schedule: Vec<Installment>) {
-        let old: Vec<String> = self.loans[index]
+        let old: Vec<Key> = self.loans[index]
             .schedule
             .iter()
-            .map(|i| i.encoded_key.clone())
+            .filter_map(|i| i.encoded_key)
             .collect();
         for inst in &mut schedule {
-            if inst.encoded_key.is_empty() || !old.contains(&inst.encoded_key) {
-                inst.encoded_key = self.new_key();
+            if !inst.encoded_key.is_some_and(|k| old.contains(&k)) {
+                inst.encoded_key = Some(self.next_key());
             }
         }
         let loan = &mut self.loans[index];

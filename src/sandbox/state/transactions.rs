@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
 use super::json::{
-    count, decimal, format_datetime, money, now, object, optional_datetime, optional_str,
+    JsonText, count, decimal, format_datetime, money, now, object, optional_datetime, optional_str,
     required_decimal, store_numbers, writable,
 };
 use super::loans::loan_principal_balance;
@@ -100,7 +100,7 @@ impl Tenant {
             self.activate_client(holder);
             self.mark_tranche_disbursed(index, t_index);
         }
-        Ok(Value::Object(self.transactions[t_index].doc.clone()))
+        Ok(self.transaction_json(t_index))
     }
 
     /// GET /loans/{id}/transactions: every transaction of the loan, oldest first.
@@ -112,7 +112,7 @@ impl Tenant {
         Ok(self.loans[index]
             .transactions
             .iter()
-            .map(|t| Value::Object(self.transactions[*t].doc.clone()))
+            .map(|t| self.transaction_json(*t))
             .collect())
     }
 
@@ -127,18 +127,7 @@ impl Tenant {
         mut out: Map<String, Value>,
         affected: Value,
     ) -> usize {
-        let encoded_key = self.new_key();
-        let t_index = self.transactions.len();
-        let loan = &mut self.loans[index];
-        out.insert("encodedKey".into(), json!(encoded_key));
-        out.insert("id".into(), json!((t_index + 1).to_string()));
-        out.insert("type".into(), json!(type_name));
-        out.insert("amount".into(), money(amount));
-        out.insert("valueDate".into(), json!(format_datetime(value_date)));
-        out.entry("bookingDate")
-            .or_insert_with(|| json!(format_datetime(value_date)));
-        out.insert("creationDate".into(), json!(now(self.zone)));
-        out.insert("parentAccountKey".into(), json!(loan.encoded_key));
+        let loan = &self.loans[index];
         out.insert(
             "currency".into(),
             json!({ "code": self.products.loan_products[loan.product].currency }),
@@ -154,15 +143,73 @@ impl Tenant {
             "accountBalances".into(),
             json!({ "principalBalance": money(principal_balance), "totalBalance": money(total) }),
         );
+        let t_index =
+            self.record_transaction(Account::Loan(index), type_name, amount, value_date, out);
+        let loan = &mut self.loans[index];
         loan.transactions.push(t_index);
         loan.modified = now(self.zone);
+        t_index
+    }
+
+    /// Stores a transaction of a loan or deposit (`out`: what the body gave that Mambu keeps,
+    /// and what the account's kind adds); its index. The fields every transaction has and the
+    /// struct holds typed are not kept in its text too: [`Tenant::transaction_json`] adds them.
+    /// The account's list of transactions is the caller's to extend.
+    pub(super) fn record_transaction(
+        &mut self,
+        account: Account,
+        type_name: &'static str,
+        amount: Decimal,
+        value_date: DateTime<FixedOffset>,
+        mut out: Map<String, Value>,
+    ) -> usize {
+        let encoded_key = self.next_key();
+        let t_index = self.transactions.len();
+        for derived in Self::DERIVED_TRANSACTION_FIELDS {
+            out.remove(*derived);
+        }
+        out.entry("bookingDate")
+            .or_insert_with(|| json!(format_datetime(value_date)));
+        out.insert("creationDate".into(), json!(now(self.zone)));
         self.transactions.push(Transaction {
             kind: type_name,
-            doc: out,
-            account: Account::Loan(index),
+            account,
+            encoded_key,
+            amount,
+            value_date,
+            adjusted: false,
             deleted: false,
+            doc: JsonText::new(&out),
         });
         t_index
+    }
+
+    /// The fields of a transaction's answer that [`Tenant::transaction_json`] writes from the
+    /// typed ones.
+    const DERIVED_TRANSACTION_FIELDS: &[&str] = &[
+        "encodedKey",
+        "id",
+        "type",
+        "amount",
+        "valueDate",
+        "parentAccountKey",
+    ];
+
+    /// A transaction as Mambu answers it: its text, with the fields kept typed.
+    pub(super) fn transaction_json(&self, t_index: usize) -> Value {
+        let t = &self.transactions[t_index];
+        let parent = match t.account {
+            Account::Loan(i) => &self.loans[i].encoded_key,
+            Account::Deposit(i) => &self.deposits[i].encoded_key,
+        };
+        let mut doc = t.doc.map();
+        doc.insert("encodedKey".into(), json!(t.encoded_key));
+        doc.insert("id".into(), json!((t_index + 1).to_string()));
+        doc.insert("type".into(), json!(t.kind));
+        doc.insert("amount".into(), money(t.amount));
+        doc.insert("valueDate".into(), json!(format_datetime(t.value_date)));
+        doc.insert("parentAccountKey".into(), json!(parent));
+        Value::Object(doc)
     }
 
     /// Notes the transaction about to be stored (the next in `transactions`) on the account
@@ -424,7 +471,7 @@ impl Tenant {
         let Some((tranche, _, _)) = self.next_tranche(index) else {
             return;
         };
-        let key = self.transactions[t_index].doc["encodedKey"].clone();
+        let key = json!(self.transactions[t_index].encoded_key);
         if let Some(details) = self.loans[index]
             .doc
             .get_mut("tranches")
@@ -479,14 +526,8 @@ impl Tenant {
     fn latest_value_date(&self, transactions: &[usize]) -> Option<DateTime<FixedOffset>> {
         transactions
             .iter()
-            .filter(|t| !self.transactions[**t].deleted && !self.adjusted(**t))
-            .filter_map(|t| {
-                self.transactions[*t]
-                    .doc
-                    .get("valueDate")
-                    .and_then(Value::as_str)
-                    .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
-            })
+            .filter(|t| !self.transactions[**t].deleted && !self.transactions[**t].adjusted)
+            .map(|t| self.transactions[*t].value_date)
             .max()
     }
 
