@@ -92,8 +92,16 @@ impl Bulks {
         (bulks, rx)
     }
 
-    pub fn running(&self) -> Running<'_> {
+    /// A unit is about to run: counted before its task is spawned, so that the batcher never
+    /// sees the units idle while one that will queue items has not started yet (a task not yet
+    /// polled when the last unit was handed out: its items were never sent, and the run ended
+    /// with it unsettled). The unit's task takes the count over with [`Bulks::running`].
+    pub fn starting(&self) {
         self.running.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The guard of a unit counted by [`Bulks::starting`]: given back when dropped.
+    pub fn running(&self) -> Running<'_> {
         Running(self)
     }
 
@@ -555,9 +563,12 @@ mod tests {
     #[tokio::test]
     async fn units_running_keep_the_remainder_until_they_are_idle() {
         let (bulks, _rx) = Bulks::new();
-        let running = bulks.running();
+        // Counted when handed out, before its task runs: not idle even before it starts.
+        bulks.starting();
         bulks.close();
-        assert!(!bulks.idle(), "a unit may still queue an item");
+        assert!(!bulks.idle(), "a unit handed out may still queue an item");
+        let running = bulks.running();
+        assert!(!bulks.idle(), "a unit running may still queue an item");
         drop(running);
         assert!(bulks.idle());
     }

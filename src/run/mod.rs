@@ -1109,6 +1109,7 @@ async fn drive(
             }
         };
         let task_shared = shared.clone();
+        shared.bulks.starting();
         tasks.spawn(async move {
             // The permit goes back once the unit has run its steps, before it waits for its
             // bulk items: a bulk fills from more units than the concurrency.
@@ -1161,7 +1162,7 @@ impl Tally {
         shared: &Shared,
         budget: &crate::plan::file::ErrorBudgetFile,
     ) {
-        let Ok((_, end)) = joined else {
+        let Ok((key, end)) = joined else {
             shared.stop("a unit task panicked".into());
             return;
         };
@@ -1177,7 +1178,16 @@ impl Tally {
                 self.consecutive += 1;
                 shared.progress.units_failed.fetch_add(1, Ordering::Relaxed);
             }
-            UnitEnd::Interrupted => return,
+            UnitEnd::Interrupted => {
+                // Only a stop interrupts a unit; one interrupted otherwise (an item its bulk
+                // never settled) must not let the run say it finished: it stops, resumably.
+                if !shared.halt().is_cancelled() {
+                    shared.stop(format!(
+                        "unit {key} was left unfinished (a bulk item not settled): resume to finish it"
+                    ));
+                }
+                return;
+            }
         }
         if self.consecutive >= budget.max_consecutive_failures {
             shared.stop(format!(
