@@ -1529,3 +1529,90 @@ async fn due_dates_ascend_and_begin_after_the_disbursement() {
         "2024-04-20T00:00:00+00:00"
     );
 }
+
+/// `PATCH /clients/{id}` (a catch-up's update): Mambu's PatchOperation list answered 204; a
+/// read-only field, a REPLACE of a field the client lacks, an unknown op or a body that is not a
+/// list are INVALID_PARAMETERS naming where; a patched client must still pass the create checks
+/// (a required name removed is refused) and then nothing changes; an unknown client is
+/// INVALID_CLIENT_ID; the user needs EDIT_CLIENT (strict tenant's auditor lacks it).
+#[tokio::test]
+async fn a_client_is_patched_by_mambus_operations_or_refused_whole() {
+    let sandbox = Sandbox::start(&[]);
+    let api = sandbox.api();
+    let created = api
+        .post(
+            "/clients",
+            body(r#"{"id": "CL-P", "firstName": "Ana", "lastName": "Lima", "mobilePhone": "1"}"#),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let patch = |ops: &str| {
+        let ops = body(ops);
+        let api = &api;
+        async move {
+            api.send(reqwest::Method::PATCH, "/clients/CL-P", Some(&ops), None)
+                .await
+                .unwrap()
+        }
+    };
+    let ok = patch(r#"[{"op": "REPLACE", "path": "/mobilePhone", "value": "2"}, {"op": "ADD", "path": "emailAddress", "value": "a@b.example"}]"#).await;
+    assert_eq!(ok.status, 204, "{:?}", ok.body);
+    let client = api.get("/clients/CL-P").await.body;
+    assert_eq!(
+        (
+            client["mobilePhone"].clone(),
+            client["emailAddress"].clone()
+        ),
+        (json!("2"), json!("a@b.example"))
+    );
+    for (ops, source) in [
+        (
+            r#"[{"op": "REPLACE", "path": "/id", "value": "X"}]"#,
+            "[0].path",
+        ),
+        (
+            r#"[{"op": "REPLACE", "path": "/homePhone", "value": "3"}]"#,
+            "[0].path",
+        ),
+        (
+            r#"[{"op": "COPY", "path": "/mobilePhone", "value": "3"}]"#,
+            "[0].op",
+        ),
+        (r#"{"op": "REPLACE"}"#, "body: a list of patch operations"),
+        (
+            r#"[{"op": "REPLACE", "path": "/mobilePhone", "value": "9"}, {"op": "REMOVE", "path": "/lastName"}]"#,
+            "lastName: must not be blank",
+        ),
+    ] {
+        let refused = patch(ops).await;
+        assert_eq!(refused.status, 400, "{ops}");
+        assert_eq!(refused.reason(), "INVALID_PARAMETERS", "{ops}");
+        assert_eq!(refused.body["errors"][0]["errorSource"], source, "{ops}");
+    }
+    // Refused whole: the first operation of the last list was not applied.
+    assert_eq!(api.get("/clients/CL-P").await.body["mobilePhone"], "2");
+    let unknown = api
+        .send(
+            reqwest::Method::PATCH,
+            "/clients/NOPE",
+            Some(&body("[]")),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(unknown.reason(), "INVALID_CLIENT_ID");
+
+    let strict = Sandbox::strict(&[]);
+    let auditor = strict.api().with_basic("auditor", "auditor-password");
+    let denied = auditor
+        .send(
+            reqwest::Method::PATCH,
+            "/clients/CL-P",
+            Some(&body("[]")),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(denied.status, 403);
+    assert_eq!(denied.reason(), "INVALID_PERMISSIONS");
+}

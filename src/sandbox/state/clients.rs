@@ -197,13 +197,19 @@ impl Tenant {
         keys
     }
 
-    /// `PATCH /clients/{id}`: Mambu's patch operations (`PatchOperation`: `op` ADD, REPLACE,
+    /// `PATCH /clients/{id}` (`../shared/mambu-openapi/clients_v2_swagger.json`, operation
+    /// `patch`: a list of `PatchOperation`, 204 "Client updated", 400 and 404; the record says
+    /// nothing more, `../shared/mambu-api.md` §3 only that PATCH takes no Idempotency-Key):
+    /// Mambu's patch operations (`op` ADD, REPLACE,
     /// REMOVE or MOVE, `path`, `value`, `from`), applied in order to a copy of the client that
     /// must then pass the checks of a create (names, birth date, ID documents, addresses,
     /// custom field values), or nothing is changed. A path names a field (`/mobilePhone`) or a
     /// custom field (`/_Client_Details/employment_status`); with or without the leading slash
-    /// (the record is silent). The id, encodedKey, state and dates are not writable, and the
-    /// duplicate-client check is not run again (both stricter readings: the record is silent).
+    /// (the record is silent). The id, encodedKey, state and dates are not writable, a REPLACE
+    /// of a field the client lacks is refused as JSON Patch refuses it, and a failed list changes
+    /// nothing (stricter readings: the record is silent); the duplicate-client check is not run
+    /// again (the record is silent; a patch names no new client). Errors are INVALID_PARAMETERS
+    /// naming the operation (`[0].path`), as the sandbox's other field errors are.
     pub fn patch_client(&mut self, id_or_key: &str, body: &Value) -> Answer {
         let index = self
             .client_index(id_or_key)
