@@ -14,7 +14,7 @@ use crate::catchup::{Drift, Migrated, Verdict};
 use crate::checkpoint::{
     AttemptKind, AttemptState, Phase, PhaseCounts, PhaseKind, Reader, Record, Resume, SourceFile,
 };
-use crate::source::{self, GroupOptions, GroupReport, Sources};
+use crate::source::{self, GroupReport, Sources};
 
 /// A catch-up phase as the run executes it.
 pub(super) struct CatchUp {
@@ -131,11 +131,7 @@ pub(super) fn stream(
 ) {
     let (tx, rx) = tokio::sync::mpsc::channel(concurrency * 2);
     let handle = tokio::task::spawn_blocking(move || {
-        let options = GroupOptions {
-            chunk_rows: 150_000,
-            chunk_bytes: 32 << 20,
-            ..GroupOptions::default()
-        };
+        let options = super::group_options(None);
         let mut old = source::group(&catch_up.baseline, &options);
         let mut grouping = source::group(&new, &options);
         let complete = compare(

@@ -563,6 +563,18 @@ async fn count_units(sources: &Sources, sample: Option<u64>) -> u64 {
     sample.map_or(total_units, |n| n.min(total_units))
 }
 
+/// How a run groups its sources: it holds sorted rows in memory up to a few chunks, smaller
+/// chunks than the validator's, which keep an overnight run's footprint flat (spilling costs a
+/// little disk).
+pub(super) fn group_options(sample: Option<u64>) -> GroupOptions {
+    GroupOptions {
+        sample,
+        chunk_rows: 150_000,
+        chunk_bytes: 32 << 20,
+        ..GroupOptions::default()
+    }
+}
+
 /// Streams the units from a blocking thread that reads and groups the sources; returns once
 /// every file is open. The handle gives the grouping's report.
 async fn stream_units(
@@ -575,14 +587,7 @@ async fn stream_units(
 ) {
     let (unit_tx, unit_rx) = tokio::sync::mpsc::channel(concurrency * 2);
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    // The run holds sorted rows in memory up to a few chunks: smaller chunks than the
-    // validator's keep an overnight run's footprint flat (spilling costs a little disk).
-    let group_options = GroupOptions {
-        sample,
-        chunk_rows: 150_000,
-        chunk_bytes: 32 << 20,
-        ..GroupOptions::default()
-    };
+    let group_options = group_options(sample);
     let grouping = tokio::task::spawn_blocking(move || {
         let mut grouping = source::group(&sources, &group_options);
         let _ = ready_tx.send(());
