@@ -96,6 +96,8 @@ pub struct Tenant {
     /// Bulk deposit transactions, in the order queued.
     bulks: Vec<bulks::Bulk>,
     pub counters: Counters,
+    /// The transactions' counts of `GET /_sandbox/stats`, kept as they change.
+    tally: backdoor::TransactionTally,
 }
 
 /// What the stats endpoint reports beyond entity counts.
@@ -348,6 +350,7 @@ impl Tenant {
             client_matches: HashSet::new(),
             bulks: Vec::new(),
             counters: Counters::default(),
+            tally: Default::default(),
         }
     }
 

@@ -66,6 +66,7 @@ impl Tenant {
         let key = self.new_key();
         let at = now(self.zone);
         let t = &mut self.transactions[t_index];
+        self.tally.adjusted(t);
         t.adjusted = true;
         t.doc.edit(|doc| {
             doc.insert("adjustmentTransactionKey".into(), json!(key));
@@ -339,6 +340,7 @@ impl Tenant {
     /// (a unit migrated again posts them again).
     fn forget_transactions(&mut self, transactions: &[usize]) {
         for t in transactions {
+            self.tally.deleted(&self.transactions[*t]);
             self.transactions[*t].deleted = true;
         }
         self.external_ids.retain(|_, t| !transactions.contains(t));

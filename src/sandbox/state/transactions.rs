@@ -181,6 +181,7 @@ impl Tenant {
             deleted: false,
             doc: JsonText::new(&out),
         });
+        self.tally.posted(&self.transactions[t_index]);
         t_index
     }
 
