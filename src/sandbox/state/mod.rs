@@ -98,6 +98,9 @@ pub struct Tenant {
     pub counters: Counters,
     /// The transactions' counts of `GET /_sandbox/stats`, kept as they change.
     tally: backdoor::TransactionTally,
+    /// The clients', groups', loans' and deposits' counts of `GET /_sandbox/stats`, kept as
+    /// they change.
+    entities: backdoor::EntityTally,
 }
 
 /// What the stats endpoint reports beyond entity counts.
@@ -351,6 +354,7 @@ impl Tenant {
             bulks: Vec::new(),
             counters: Counters::default(),
             tally: Default::default(),
+            entities: Default::default(),
         }
     }
 
