@@ -1,64 +1,286 @@
 //! The sandbox's own view of the tenant, behind Mambu's API: the counts of `GET /_sandbox/stats`
-//! (custom field values per set and addresses among them)
-//! and the test-only changes of `POST /_sandbox/tamper`.
+//! (custom field values per set and addresses among them), kept running as the tenant changes
+//! (issue 21: a call read them, it no longer walks the tenant; only the loans in arrears, which
+//! the date makes, are still counted on the call), and the test-only changes of
+//! `POST /_sandbox/tamper`.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
+use super::custom_fields::stored_values;
 use super::json::{decimal, money};
 use super::rollback::DELETED;
-use super::{Account, EntityRef, Tenant};
+use super::{Account, Client, Deposit, EntityRef, Group, Loan, Tenant, Transaction};
+
+/// The entities' part of `GET /_sandbox/stats` (issue 21), kept as they are created and
+/// changed: each change takes the entity's share out of the counts and puts it back after
+/// (`Tenant::changing`), so that a call reads the counts instead of walking every client,
+/// loan and deposit and their documents. A count falls out of its map at zero, as the walk it
+/// replaces never saw it. A debug build checks it against a recount on every call, and a
+/// test-build [`Tenant`] when it is dropped.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(super) struct EntityTally {
+    counts: BTreeMap<Count, i64>,
+    /// Of every deposit, deleted or not.
+    deposit_balances: Decimal,
+}
+
+/// What [`EntityTally`] counts.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Count {
+    Clients,
+    Groups,
+    GroupMembers,
+    Deposits,
+    DepositsIn(&'static str),
+    Loans,
+    LoansIn(&'static str),
+    LoansInSub(&'static str, &'static str),
+    SettlementLinks,
+    CustomSchedules,
+    Guarantors,
+    Assets,
+    Addresses,
+    /// The documents holding the custom field set (values or not).
+    SetHeld(String),
+    SetValues(String),
+}
+
+impl EntityTally {
+    fn bump(&mut self, count: Count, by: i64) {
+        if by == 0 {
+            return;
+        }
+        let n = self.counts.entry(count.clone()).or_default();
+        *n += by;
+        if *n == 0 {
+            self.counts.remove(&count);
+        }
+    }
+
+    fn get(&self, count: &Count) -> i64 {
+        self.counts.get(count).copied().unwrap_or_default()
+    }
+
+    /// A client's, loan's or deposit's document: its custom field values and addresses.
+    fn doc(&mut self, doc: &Map<String, Value>, sign: i64) {
+        for (key, value) in doc.iter().filter(|(k, _)| k.starts_with('_')) {
+            self.bump(Count::SetHeld(key.clone()), sign);
+            self.bump(
+                Count::SetValues(key.clone()),
+                sign * stored_values(value) as i64,
+            );
+        }
+        self.bump(Count::Addresses, sign * list_len(doc, "addresses"));
+    }
+
+    /// Puts a client's share in (`sign` 1) or takes it out (-1).
+    pub(super) fn client(&mut self, c: &Client, sign: i64) {
+        if c.state != DELETED {
+            self.bump(Count::Clients, sign);
+            self.doc(&c.doc, sign);
+        }
+    }
+
+    pub(super) fn group(&mut self, g: &Group, sign: i64) {
+        if !g.deleted {
+            self.bump(Count::Groups, sign);
+        }
+        self.bump(Count::GroupMembers, sign * g.members.len() as i64);
+    }
+
+    pub(super) fn deposit(&mut self, d: &Deposit, sign: i64) {
+        self.deposit_balances += d.balance * Decimal::from(sign);
+        if d.state != DELETED {
+            self.bump(Count::Deposits, sign);
+            self.bump(Count::DepositsIn(d.state), sign);
+            self.doc(&d.doc, sign);
+        }
+    }
+
+    pub(super) fn loan(&mut self, l: &Loan, sign: i64) {
+        if l.state == DELETED {
+            return;
+        }
+        self.bump(Count::Loans, sign);
+        self.bump(Count::LoansIn(l.state), sign);
+        if let Some(sub) = l.sub_state {
+            self.bump(Count::LoansInSub(l.state, sub), sign);
+        }
+        self.bump(
+            Count::SettlementLinks,
+            sign * i64::from(l.settlement_key.is_some()),
+        );
+        self.bump(Count::CustomSchedules, sign * i64::from(l.custom_schedule));
+        self.bump(Count::Guarantors, sign * list_len(&l.doc, "guarantors"));
+        self.bump(Count::Assets, sign * list_len(&l.doc, "assets"));
+        self.doc(&l.doc, sign);
+    }
+}
+
+/// How many entries a document's list holds (0 without one).
+fn list_len(doc: &Map<String, Value>, list: &str) -> i64 {
+    doc.get(list)
+        .and_then(Value::as_array)
+        .map_or(0, |a| a.len() as i64)
+}
+
+/// The transactions' part of `GET /_sandbox/stats`, kept as they are posted, adjusted and
+/// deleted (issue 21: a call walked every transaction, 30 million of them at a million
+/// clients). Deleted transactions (behind the API's back, or with their account) leave the
+/// counts; an adjusted one stays in `adjusted` even once deleted, as an adjustment is counted
+/// once. A debug build checks it against a recount on every call, and a test-build [`Tenant`]
+/// when it is dropped.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(super) struct TransactionTally {
+    /// Not deleted.
+    live: u64,
+    /// Not deleted, on a deposit.
+    on_deposits: u64,
+    adjusted: u64,
+    /// Not deleted, by type: how many, and their amounts' sum. A type none is left of is
+    /// removed, as the walk it replaces never saw it.
+    by_type: BTreeMap<&'static str, (u64, Decimal)>,
+}
+
+impl TransactionTally {
+    /// Counts a transaction posted.
+    pub(super) fn posted(&mut self, t: &Transaction) {
+        self.live += 1;
+        if matches!(t.account, Account::Deposit(_)) {
+            self.on_deposits += 1;
+        }
+        let (count, amount) = self.by_type.entry(t.kind).or_default();
+        *count += 1;
+        *amount += t.amount;
+    }
+
+    /// Takes a transaction being deleted out of the counts (its `deleted` not yet set).
+    pub(super) fn deleted(&mut self, t: &Transaction) {
+        if t.deleted {
+            return;
+        }
+        self.live -= 1;
+        if matches!(t.account, Account::Deposit(_)) {
+            self.on_deposits -= 1;
+        }
+        if let Some((count, amount)) = self.by_type.get_mut(t.kind) {
+            *count -= 1;
+            *amount -= t.amount;
+            if *count == 0 {
+                self.by_type.remove(t.kind);
+            }
+        }
+    }
+
+    /// Counts a transaction being adjusted (its `adjusted` not yet set).
+    pub(super) fn adjusted(&mut self, t: &Transaction) {
+        if !t.adjusted {
+            self.adjusted += 1;
+        }
+    }
+
+    /// The same counts, walked from every transaction: what the running ones must equal
+    /// (called by debug and test builds only).
+    pub(super) fn recount(transactions: &[Transaction]) -> Self {
+        let mut tally = Self::default();
+        for t in transactions {
+            if t.adjusted {
+                tally.adjusted += 1;
+            }
+            if !t.deleted {
+                tally.posted(t);
+            }
+        }
+        tally
+    }
+}
+
+/// A test-build tenant's running counts must equal a recount when it is dropped: every unit
+/// test that changes a tenant checks that each change kept them (a missed update fails it).
+#[cfg(test)]
+impl Drop for Tenant {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert_eq!(
+                self.tally,
+                TransactionTally::recount(&self.transactions),
+                "the running transaction counts differ from a recount"
+            );
+            assert_eq!(
+                self.entities,
+                self.recount_entities(),
+                "the running entity counts differ from a recount"
+            );
+        }
+    }
+}
 
 impl Tenant {
     /// Counts for `GET /_sandbox/stats`.
     pub fn stats(&self) -> Value {
-        let mut loans_by_state: HashMap<&str, u64> = HashMap::new();
+        let e = &self.entities;
+        debug_assert_eq!(
+            *e,
+            self.recount_entities(),
+            "the running entity counts differ from a recount"
+        );
+        let mut loans_by_state: BTreeMap<&str, i64> = BTreeMap::new();
         // `CLOSED/REPAID`, `CLOSED/WRITTEN_OFF`…: only loans with a sub-state.
-        let mut loans_by_sub_state: HashMap<String, u64> = HashMap::new();
-        for l in self.loans.iter().filter(|l| l.state != DELETED) {
-            *loans_by_state.entry(l.state).or_default() += 1;
-            if let Some(sub) = l.sub_state {
-                *loans_by_sub_state
-                    .entry(format!("{}/{sub}", l.state))
-                    .or_default() += 1;
+        let mut loans_by_sub_state: BTreeMap<String, i64> = BTreeMap::new();
+        let mut deposits_by_state: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut custom_values: BTreeMap<&str, i64> = BTreeMap::new();
+        for (count, n) in &e.counts {
+            match count {
+                Count::LoansIn(state) => _ = loans_by_state.insert(state, *n),
+                Count::LoansInSub(state, sub) => {
+                    _ = loans_by_sub_state.insert(format!("{state}/{sub}"), *n);
+                }
+                Count::DepositsIn(state) => _ = deposits_by_state.insert(state, *n),
+                Count::SetHeld(set) => {
+                    _ = custom_values.insert(set, e.get(&Count::SetValues(set.clone())));
+                }
+                _ => {}
             }
         }
-        let mut deposits_by_state: HashMap<&str, u64> = HashMap::new();
-        for d in self.deposits.iter().filter(|d| d.state != DELETED) {
-            *deposits_by_state.entry(d.state).or_default() += 1;
-        }
-        let mut transactions_by_type: HashMap<&str, u64> = HashMap::new();
-        let mut amounts_by_type: HashMap<&str, Decimal> = HashMap::new();
-        for t in self.transactions.iter().filter(|t| !t.deleted) {
-            *transactions_by_type.entry(t.kind).or_default() += 1;
-            *amounts_by_type.entry(t.kind).or_default() += t.amount;
-        }
+        let tally = &self.tally;
+        debug_assert_eq!(
+            *tally,
+            TransactionTally::recount(&self.transactions),
+            "the running transaction counts differ from a recount"
+        );
+        let transactions_by_type: BTreeMap<&str, u64> =
+            tally.by_type.iter().map(|(k, (n, _))| (*k, *n)).collect();
+        let amounts_by_type: BTreeMap<&str, Value> = tally
+            .by_type
+            .iter()
+            .map(|(k, (_, amount))| (*k, money(*amount)))
+            .collect();
         let c = &self.counters;
-        let custom = self.custom_field_stats();
         json!({
-            "clients": self.clients.iter().filter(|c| c.state != DELETED).count(),
-            "groups": self.groups.iter().filter(|g| !g.deleted).count(),
-            "group_members": self.group_memberships(),
-            "deposits": self.deposits.iter().filter(|d| d.state != DELETED).count(),
+            "clients": e.get(&Count::Clients),
+            "groups": e.get(&Count::Groups),
+            "group_members": e.get(&Count::GroupMembers),
+            "deposits": e.get(&Count::Deposits),
             "deposits_by_state": deposits_by_state,
-            "deposit_transactions": self.transactions.iter().filter(|t| !t.deleted && matches!(t.account, Account::Deposit(_))).count(),
-            "deposit_balances_total": money(self.deposits.iter().map(|d| d.balance).sum()),
-            "loans": self.loans.iter().filter(|l| l.state != DELETED).count(),
+            "deposit_transactions": tally.on_deposits,
+            "deposit_balances_total": money(e.deposit_balances),
+            "loans": e.get(&Count::Loans),
             "loans_by_state": loans_by_state,
             "loans_by_sub_state": loans_by_sub_state,
             // ACTIVE loans answered ACTIVE_IN_ARREARS (computed on read, as `GET /loans` does).
             "loans_in_arrears": self.loans.iter().filter(|l| self.loan_state(l) == "ACTIVE_IN_ARREARS").count(),
-            "settlement_links": self.loans.iter().filter(|l| l.state != DELETED && l.settlement_key.is_some()).count(),
-            "custom_schedules": self.loans.iter().filter(|l| l.state != DELETED && l.custom_schedule).count(),
-            "loan_guarantors": self.loan_entries("guarantors"),
-            "loan_assets": self.loan_entries("assets"),
-            "transactions": self.transactions.iter().filter(|t| !t.deleted).count(),
+            "settlement_links": e.get(&Count::SettlementLinks),
+            "custom_schedules": e.get(&Count::CustomSchedules),
+            "loan_guarantors": e.get(&Count::Guarantors),
+            "loan_assets": e.get(&Count::Assets),
+            "transactions": tally.live,
             // Adjusted (issue 19), those of accounts deleted since too: each adjustment once.
-            "adjusted_transactions": self.transactions.iter().filter(|t| t.adjusted).count(),
+            "adjusted_transactions": tally.adjusted,
             "transactions_by_type": transactions_by_type,
-            "transaction_amounts_by_type": amounts_by_type.into_iter().map(|(k, v)| (k, money(v))).collect::<HashMap<_, _>>(),
+            "transaction_amounts_by_type": amounts_by_type,
             "duplicates": {
                 "clients": c.duplicate_clients,
                 "groups": c.duplicate_groups,
@@ -67,9 +289,9 @@ impl Tenant {
                 "transactions": c.duplicate_transactions,
                 "total": c.duplicate_clients + c.duplicate_groups + c.duplicate_deposits + c.duplicate_loans + c.duplicate_transactions,
             },
-            "custom_field_values": custom["custom_field_values"],
-            "custom_field_values_total": custom["custom_field_values_total"],
-            "addresses": custom["addresses"],
+            "custom_field_values_total": custom_values.values().sum::<i64>(),
+            "custom_field_values": custom_values,
+            "addresses": e.get(&Count::Addresses),
             "bulks": self.bulk_stats(),
             "refused_duplicates": {
                 "client_id": c.refused_client_ids,
@@ -80,15 +302,49 @@ impl Tenant {
         })
     }
 
-    /// How many entries the loans' `list` (guarantors, assets) hold, all loans together (not
-    /// those deleted).
-    fn loan_entries(&self, list: &str) -> usize {
-        self.loans
-            .iter()
-            .filter(|l| l.state != DELETED)
-            .filter_map(|l| l.doc.get(list).and_then(Value::as_array))
-            .map(Vec::len)
-            .sum()
+    /// The entities' counts walked from every client, group, deposit and loan: what the
+    /// running ones must equal (called by debug and test builds only).
+    pub(super) fn recount_entities(&self) -> EntityTally {
+        let mut tally = EntityTally::default();
+        self.clients.iter().for_each(|c| tally.client(c, 1));
+        self.groups.iter().for_each(|g| tally.group(g, 1));
+        self.deposits.iter().for_each(|d| tally.deposit(d, 1));
+        self.loans.iter().for_each(|l| tally.loan(l, 1));
+        tally
+    }
+
+    /// Puts an entity's share of the stats' counts in (`sign` 1) or takes it out (-1).
+    pub(super) fn tally_entity(&mut self, entity: EntityRef, sign: i64) {
+        let e = &mut self.entities;
+        match entity {
+            EntityRef::Client(i) => e.client(&self.clients[i], sign),
+            EntityRef::Group(i) => e.group(&self.groups[i], sign),
+            EntityRef::Deposit(i) => e.deposit(&self.deposits[i], sign),
+            EntityRef::Loan(i) => e.loan(&self.loans[i], sign),
+        }
+    }
+
+    /// Applies `change`, which may change `entities` (and no other client, group, loan or
+    /// deposit), keeping the stats' counts: their shares are taken out before and put back
+    /// after, whatever `change` answers.
+    pub(super) fn changing<R>(
+        &mut self,
+        entities: &[EntityRef],
+        change: impl FnOnce(&mut Self) -> R,
+    ) -> R {
+        for entity in entities {
+            self.tally_entity(*entity, -1);
+        }
+        let answer = change(self);
+        for entity in entities {
+            self.tally_entity(*entity, 1);
+        }
+        answer
+    }
+
+    /// Counts a new entity (the last of its kind).
+    pub(super) fn created(&mut self, entity: EntityRef) {
+        self.tally_entity(entity, 1);
     }
 
     /// Test-only changes made behind the API's back (`POST /_sandbox/tamper`), so that a
@@ -114,6 +370,7 @@ impl Tenant {
                     .external_ids
                     .get(external)
                     .ok_or("no transaction has this externalId")?;
+                self.tally.deleted(&self.transactions[index]);
                 self.transactions[index].deleted = true;
                 match self.transactions[index].account {
                     Account::Loan(loan) => self.loans[loan].transactions.retain(|t| *t != index),
@@ -156,24 +413,14 @@ impl Tenant {
                     .and_then(decimal)
                     .ok_or("balance must be a number")?;
                 let index = self.deposit_index(deposit).ok_or("no such deposit")?;
-                self.deposits[index].balance = balance;
+                self.changing(&[EntityRef::Deposit(index)], |t| {
+                    t.deposits[index].balance = balance;
+                });
                 Ok(json!({ "deposit": deposit, "totalBalance": money(balance) }))
             }
             Some("set_custom_field") => {
-                let set = text(body, "set")?;
-                let field = text(body, "field")?;
-                let index = body.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
-                let value = body.get("value").cloned().unwrap_or(Value::Null);
-                let fields = match self.tampered(body)?.entry(set).or_insert_with(|| json!({})) {
-                    Value::Object(fields) => fields,
-                    Value::Array(groups) => groups
-                        .get_mut(index)
-                        .and_then(Value::as_object_mut)
-                        .ok_or("no such entry of the grouped set")?,
-                    _ => return Err("the set holds no values".into()),
-                };
-                set_or_remove(fields, field, value);
-                Ok(json!({ "set": set, "field": field }))
+                let entity = self.tampered_entity(body)?;
+                self.changing(&[entity], |t| t.set_custom_field(body))
             }
             Some("set_address") => self.set_entry_field(body, "addresses", "address"),
             Some("set_security") => {
@@ -233,9 +480,37 @@ impl Tenant {
         Ok(json!({ "product": id, "path": path }))
     }
 
+    /// `set_custom_field` (see [`Tenant::tamper`]).
+    fn set_custom_field(&mut self, body: &Value) -> Result<Value, String> {
+        let set = text(body, "set")?;
+        let field = text(body, "field")?;
+        let index = body.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+        let value = body.get("value").cloned().unwrap_or(Value::Null);
+        let fields = match self.tampered(body)?.entry(set).or_insert_with(|| json!({})) {
+            Value::Object(fields) => fields,
+            Value::Array(groups) => groups
+                .get_mut(index)
+                .and_then(Value::as_object_mut)
+                .ok_or("no such entry of the grouped set")?,
+            _ => return Err("the set holds no values".into()),
+        };
+        set_or_remove(fields, field, value);
+        Ok(json!({ "set": set, "field": field }))
+    }
+
     /// Sets (or with a null value removes) `field` of the entry `index` (0 by default) of the
     /// list `list` of the entity the tamper names: an address, a guarantor, an asset.
     fn set_entry_field(&mut self, body: &Value, list: &str, what: &str) -> Result<Value, String> {
+        let entity = self.tampered_entity(body)?;
+        self.changing(&[entity], |t| t.set_entry_field_of(body, list, what))
+    }
+
+    fn set_entry_field_of(
+        &mut self,
+        body: &Value,
+        list: &str,
+        what: &str,
+    ) -> Result<Value, String> {
         let field = text(body, "field")?;
         let index = body.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
         let value = body.get("value").cloned().unwrap_or(Value::Null);
@@ -250,22 +525,31 @@ impl Tenant {
         Ok(json!({ what: index, "field": field }))
     }
 
-    /// The stored document of the client, loan or deposit a tamper names.
-    fn tampered(&mut self, body: &Value) -> Result<&mut Map<String, Value>, String> {
+    /// The client, loan or deposit a tamper names.
+    fn tampered_entity(&self, body: &Value) -> Result<EntityRef, String> {
         if let Ok(id) = text(body, "client") {
             let index = match self.keys.get(id) {
                 Some(EntityRef::Client(i)) => Some(*i),
                 _ => self.client_ids.get(id).copied(),
             };
-            return Ok(&mut self.clients[index.ok_or("no such client")?].doc);
+            return Ok(EntityRef::Client(index.ok_or("no such client")?));
         }
         if let Ok(id) = text(body, "loan") {
-            let index = self.loan_index(id).ok_or("no such loan")?;
-            return Ok(&mut self.loans[index].doc);
+            return Ok(EntityRef::Loan(self.loan_index(id).ok_or("no such loan")?));
         }
         let id = text(body, "deposit").map_err(|_| "client, loan or deposit is needed")?;
         let index = self.deposit_index(id).ok_or("no such deposit")?;
-        Ok(&mut self.deposits[index].doc)
+        Ok(EntityRef::Deposit(index))
+    }
+
+    /// The stored document of the client, loan or deposit a tamper names.
+    fn tampered(&mut self, body: &Value) -> Result<&mut Map<String, Value>, String> {
+        Ok(match self.tampered_entity(body)? {
+            EntityRef::Client(i) => &mut self.clients[i].doc,
+            EntityRef::Loan(i) => &mut self.loans[i].doc,
+            EntityRef::Deposit(i) => &mut self.deposits[i].doc,
+            EntityRef::Group(i) => &mut self.groups[i].doc,
+        })
     }
 }
 

@@ -109,6 +109,7 @@ impl Tenant {
             created: now(self.zone),
             activated: None,
         });
+        self.created(EntityRef::Client(index));
         Ok(self.client_json(index))
     }
 
@@ -256,7 +257,7 @@ impl Tenant {
         self.id_documents(&doc)?;
         check_addresses(&doc)?;
         self.custom_field_values(AvailableFor::Client, &doc)?;
-        self.clients[index].doc = doc;
+        self.changing(&[EntityRef::Client(index)], |t| t.clients[index].doc = doc);
         Ok(Value::Null)
     }
 

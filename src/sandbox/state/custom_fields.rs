@@ -10,8 +10,6 @@
 //! body that starts with `_` names a custom field set; only the tenant's sets for that entity
 //! pass.
 
-use std::collections::BTreeMap;
-
 use chrono::NaiveDate;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -88,48 +86,10 @@ impl Tenant {
             })
             .ok_or_else(ApiError::custom_field_not_found)
     }
-
-    /// For `GET /_sandbox/stats`: the custom field values stored, per set, and the addresses
-    /// (of the clients, loans and deposits not deleted).
-    pub(super) fn custom_field_stats(&self) -> Value {
-        use super::rollback::DELETED;
-        let mut values: BTreeMap<&str, u64> = BTreeMap::new();
-        let docs = self
-            .clients
-            .iter()
-            .filter(|c| c.state != DELETED)
-            .map(|c| &c.doc)
-            .chain(
-                self.loans
-                    .iter()
-                    .filter(|l| l.state != DELETED)
-                    .map(|l| &l.doc),
-            )
-            .chain(
-                self.deposits
-                    .iter()
-                    .filter(|d| d.state != DELETED)
-                    .map(|d| &d.doc),
-            );
-        let mut addresses = 0;
-        for doc in docs {
-            for (key, value) in doc.iter().filter(|(k, _)| k.starts_with('_')) {
-                *values.entry(key).or_default() += stored_values(value);
-            }
-            if let Some(Value::Array(list)) = doc.get("addresses") {
-                addresses += list.len();
-            }
-        }
-        json!({
-            "custom_field_values": values,
-            "custom_field_values_total": values.values().sum::<u64>(),
-            "addresses": addresses,
-        })
-    }
 }
 
 /// How many field values a stored set holds (a group's `_index` is not one).
-fn stored_values(value: &Value) -> u64 {
+pub(super) fn stored_values(value: &Value) -> u64 {
     match value {
         Value::Object(fields) => fields.keys().filter(|k| *k != "_index").count() as u64,
         Value::Array(groups) => groups.iter().map(stored_values).sum(),

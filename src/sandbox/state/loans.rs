@@ -215,6 +215,7 @@ impl Tenant {
             .unwrap_or_else(|| self.zone.today());
         loan.schedule = self.generate_schedule(loan.terms(), start);
         self.loans.push(loan);
+        self.created(EntityRef::Loan(index));
         Ok(self.loan_json(index))
     }
 
@@ -390,8 +391,10 @@ impl Tenant {
         if state == "APPROVED" {
             loan.approved = Some(stamp.clone());
         }
+        self.entities.loan(loan, -1);
         loan.state = state;
         loan.sub_state = sub;
+        self.entities.loan(loan, 1);
         loan.closed_on = (state == "CLOSED").then_some(today);
         loan.modified = stamp;
         Ok(self.loan_json(index))
@@ -420,8 +423,10 @@ impl Tenant {
         if owed <= Decimal::ZERO {
             return Err(ApiError::invalid_state_transition("accountState"));
         }
+        self.entities.loan(loan, -1);
         loan.state = "CLOSED";
         loan.sub_state = Some("WRITTEN_OFF");
+        self.entities.loan(loan, 1);
         loan.closed_on = Some(self.zone.today());
         loan.modified = now(self.zone);
         Ok(Value::Null)
@@ -447,8 +452,10 @@ impl Tenant {
         if loan.closed_on.is_some_and(|day| day < today) {
             return Err(ApiError::non_reversible_write_off());
         }
+        self.entities.loan(loan, -1);
         loan.state = "ACTIVE";
         loan.sub_state = None;
+        self.entities.loan(loan, 1);
         loan.closed_on = None;
         loan.modified = now(self.zone);
         Ok(Value::Null)

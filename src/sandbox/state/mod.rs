@@ -96,6 +96,11 @@ pub struct Tenant {
     /// Bulk deposit transactions, in the order queued.
     bulks: Vec<bulks::Bulk>,
     pub counters: Counters,
+    /// The transactions' counts of `GET /_sandbox/stats`, kept as they change.
+    tally: backdoor::TransactionTally,
+    /// The clients', groups', loans' and deposits' counts of `GET /_sandbox/stats`, kept as
+    /// they change.
+    entities: backdoor::EntityTally,
 }
 
 /// What the stats endpoint reports beyond entity counts.
@@ -348,6 +353,8 @@ impl Tenant {
             client_matches: HashSet::new(),
             bulks: Vec::new(),
             counters: Counters::default(),
+            tally: Default::default(),
+            entities: Default::default(),
         }
     }
 

@@ -66,6 +66,7 @@ impl Tenant {
         let key = self.new_key();
         let at = now(self.zone);
         let t = &mut self.transactions[t_index];
+        self.tally.adjusted(t);
         t.adjusted = true;
         t.doc.edit(|doc| {
             doc.insert("adjustmentTransactionKey".into(), json!(key));
@@ -124,8 +125,10 @@ impl Tenant {
                     }
                 }
                 if loan.state == "CLOSED" && loan.sub_state == Some("REPAID") {
+                    self.entities.loan(loan, -1);
                     loan.state = "ACTIVE";
                     loan.sub_state = None;
+                    self.entities.loan(loan, 1);
                     loan.closed_on = None;
                 }
             }
@@ -148,8 +151,10 @@ impl Tenant {
                 });
                 if !others {
                     let loan = &mut self.loans[index];
+                    self.entities.loan(loan, -1);
                     loan.state = "APPROVED";
                     loan.sub_state = None;
+                    self.entities.loan(loan, 1);
                     loan.disbursed = None;
                 }
             }
@@ -213,9 +218,15 @@ impl Tenant {
                 if amount > deposit.balance {
                     return Err(ApiError::balance_below_zero());
                 }
+                self.entities.deposit(deposit, -1);
                 deposit.balance -= amount;
+                self.entities.deposit(deposit, 1);
             }
-            "WITHDRAWAL" => deposit.balance += amount,
+            "WITHDRAWAL" => {
+                self.entities.deposit(deposit, -1);
+                deposit.balance += amount;
+                self.entities.deposit(deposit, 1);
+            }
             _ => return Err(ApiError::transaction_type_does_not_allow_adjustment()),
         }
         self.mark_adjusted(t_index, body)
@@ -240,6 +251,7 @@ impl Tenant {
         }
         let (key, id) = (loan.encoded_key.clone(), loan.id.clone());
         let transactions = loan.transactions.clone();
+        self.tally_entity(EntityRef::Loan(index), -1);
         self.loans[index].state = DELETED;
         self.loans[index].sub_state = None;
         self.forget_transactions(&transactions);
@@ -273,7 +285,9 @@ impl Tenant {
         }
         let id = deposit.id.clone();
         let transactions = deposit.transactions.clone();
+        self.tally_entity(EntityRef::Deposit(index), -1);
         self.deposits[index].state = DELETED;
+        self.tally_entity(EntityRef::Deposit(index), 1);
         self.forget_transactions(&transactions);
         self.forget(&key, &id, &EntityRef::Deposit(index));
         Ok(Value::Null)
@@ -290,6 +304,7 @@ impl Tenant {
             return Err(ApiError::group_has_accounts());
         }
         let group = &mut self.groups[index];
+        self.entities.group(group, -1);
         group.deleted = true;
         group.members.clear();
         let (key, id) = (group.encoded_key.clone(), group.id.clone());
@@ -328,6 +343,7 @@ impl Tenant {
             self.client_matches.remove(&key);
         }
         let client = &mut self.clients[index];
+        self.entities.client(client, -1);
         client.state = DELETED;
         let (key, id) = (client.encoded_key.clone(), client.id.clone());
         self.client_ids.remove(&id);
@@ -339,6 +355,7 @@ impl Tenant {
     /// (a unit migrated again posts them again).
     fn forget_transactions(&mut self, transactions: &[usize]) {
         for t in transactions {
+            self.tally.deleted(&self.transactions[*t]);
             self.transactions[*t].deleted = true;
         }
         self.external_ids.retain(|_, t| !transactions.contains(t));

@@ -426,7 +426,9 @@ impl Tenant {
         let loan = &mut self.loans[index];
         loan.installments = u32::try_from(schedule.len()).unwrap_or(u32::MAX);
         loan.schedule = schedule;
+        self.entities.loan(loan, -1);
         loan.custom_schedule = true;
+        self.entities.loan(loan, 1);
         loan.modified = now(self.zone);
     }
 }

@@ -35,7 +35,9 @@ impl Tenant {
         let loan_key = self.loans[index].encoded_key.clone();
         self.deposits[deposit].linked_loans.push(loan_key);
         let loan = &mut self.loans[index];
+        self.entities.loan(loan, -1);
         loan.settlement_key = Some(deposit_key);
+        self.entities.loan(loan, 1);
         loan.modified = now(self.zone);
         Ok(())
     }

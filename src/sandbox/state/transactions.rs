@@ -181,6 +181,7 @@ impl Tenant {
             deleted: false,
             doc: JsonText::new(&out),
         });
+        self.tally.posted(&self.transactions[t_index]);
         t_index
     }
 
@@ -309,13 +310,17 @@ impl Tenant {
                 .at("transferDetails.linkedAccountId"));
             }
             let d = &mut self.deposits[deposit];
+            self.entities.deposit(d, -1);
             d.balance += amount;
             if d.state == "APPROVED" {
                 d.state = "ACTIVE";
             }
+            self.entities.deposit(d, 1);
         }
         let loan = &mut self.loans[index];
+        self.entities.loan(loan, -1);
         loan.state = "ACTIVE";
+        self.entities.loan(loan, 1);
         loan.disbursed = Some(value_date);
         Ok((
             "DISBURSEMENT",
@@ -414,7 +419,9 @@ impl Tenant {
                 self.loans[index].first_repayment = terms.first_repayment;
             }
             let loan = &mut self.loans[index];
+            self.entities.loan(loan, -1);
             loan.state = "ACTIVE";
+            self.entities.loan(loan, 1);
             loan.disbursed = Some(value_date);
         } else {
             let added = self.tranche_addition(index, amount, value_date);
@@ -688,8 +695,10 @@ impl Tenant {
             }
         }
         if loan.schedule.iter().all(Installment::is_paid) {
+            self.entities.loan(loan, -1);
             loan.state = "CLOSED";
             loan.sub_state = Some("REPAID");
+            self.entities.loan(loan, 1);
             loan.closed_on = Some(self.zone.today());
         }
         Ok((
