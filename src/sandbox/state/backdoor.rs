@@ -32,8 +32,8 @@ impl Tenant {
         let mut transactions_by_type: HashMap<&str, u64> = HashMap::new();
         let mut amounts_by_type: HashMap<&str, Decimal> = HashMap::new();
         for t in self.transactions.iter().filter(|t| !t.deleted) {
-            *transactions_by_type.entry(t.kind).or_default() += 1;
-            *amounts_by_type.entry(t.kind).or_default() += t.amount;
+            *transactions_by_type.entry(t.kind()).or_default() += 1;
+            *amounts_by_type.entry(t.kind()).or_default() += self.transaction_amount(t);
         }
         let c = &self.counters;
         let custom = self.custom_field_stats();
@@ -43,7 +43,7 @@ impl Tenant {
             "group_members": self.group_memberships(),
             "deposits": self.deposits.iter().filter(|d| d.state != DELETED).count(),
             "deposits_by_state": deposits_by_state,
-            "deposit_transactions": self.transactions.iter().filter(|t| !t.deleted && matches!(t.account, Account::Deposit(_))).count(),
+            "deposit_transactions": self.transactions.iter().filter(|t| !t.deleted && matches!(t.account(), Account::Deposit(_))).count(),
             "deposit_balances_total": money(self.deposits.iter().map(|d| d.balance).sum()),
             "loans": self.loans.iter().filter(|l| l.state != DELETED).count(),
             "loans_by_state": loans_by_state,
@@ -110,18 +110,19 @@ impl Tenant {
                     .get("externalId")
                     .and_then(Value::as_str)
                     .ok_or("externalId is needed")?;
+                let fingerprint = self.fingerprint.of(external);
                 let index = *self
                     .external_ids
-                    .get(external)
+                    .get(&fingerprint)
                     .ok_or("no transaction has this externalId")?;
                 self.transactions[index].deleted = true;
-                match self.transactions[index].account {
+                match self.transactions[index].account() {
                     Account::Loan(loan) => self.loans[loan].transactions.retain(|t| *t != index),
                     Account::Deposit(deposit) => {
                         self.deposits[deposit].transactions.retain(|t| *t != index);
                     }
                 }
-                self.external_ids.remove(external);
+                self.external_ids.remove(&fingerprint);
                 Ok(json!({ "deleted": external }))
             }
             Some("age_closure") => {
