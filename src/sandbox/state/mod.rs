@@ -52,6 +52,7 @@ mod zone;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
+use std::num::NonZeroU64;
 
 use chrono::{DateTime, FixedOffset};
 use rust_decimal::Decimal;
@@ -269,15 +270,17 @@ impl Installment {
 
 /// An encodedKey the tenant made, kept as the sequence number it is written from (`8a5b` and
 /// 28 hex digits): 8 bytes where its `String` takes 56, for the kinds there are hundreds of
-/// thousands of (installments, transactions).
+/// thousands of (installments, transactions). The sequence starts at 1, so an `Option<Key>`
+/// (an installment's) takes 8 bytes too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Key(u64);
+struct Key(NonZeroU64);
 
 impl Key {
     /// The key `text` spells, if the tenant could have made it (exactly as it writes them).
     fn parse(text: &str) -> Option<Key> {
         let digits = text.strip_prefix("8a5b")?;
         let n = u64::from_str_radix(digits, 16).ok()?;
+        let n = NonZeroU64::new(n)?;
         (format!("{n:028x}") == digits).then_some(Key(n))
     }
 }
@@ -482,7 +485,8 @@ impl Tenant {
 
     /// A new encodedKey kept as its number (see [`Key`]).
     fn next_key(&mut self) -> Key {
-        Key(self.next_seq())
+        // The sequence starts at 1.
+        Key(NonZeroU64::MIN.saturating_add(self.next_seq() - 1))
     }
 
     /// Counts a creation again under a natural key; true when it was seen before.
@@ -585,7 +589,9 @@ mod tests {
 
     use rust_decimal::Decimal;
 
-    use super::{Key, Money, TRANSACTION_TYPES, Transaction};
+    use std::num::NonZeroU64;
+
+    use super::{Installment, Key, Money, TRANSACTION_TYPES, Transaction};
 
     #[test]
     fn money_holds_four_decimals_exactly_or_nothing() {
@@ -605,18 +611,20 @@ mod tests {
     #[test]
     fn a_transaction_stays_compact() {
         assert_eq!(std::mem::size_of::<Transaction>(), 96);
+        assert_eq!(std::mem::size_of::<Installment>(), 136);
         assert!(TRANSACTION_TYPES.len() < usize::from(u8::MAX));
     }
 
     #[test]
     fn a_key_reads_back_only_as_the_tenant_writes_it() {
-        let key = Key(42);
+        let key = Key(NonZeroU64::new(42).unwrap());
         assert_eq!(key.to_string(), "8a5b000000000000000000000000002a");
         assert_eq!(Key::parse(&key.to_string()), Some(key));
         for other in [
             "8A5B000000000000000000000000002a",
             "8a5b00000000000000000000000002A",
             "8a5b2a",
+            "8a5b0000000000000000000000000000",
             "8a5b+00000000000000000000000002a",
             "",
         ] {
