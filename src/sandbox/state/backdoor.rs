@@ -147,30 +147,31 @@ pub(super) struct TransactionTally {
 
 impl TransactionTally {
     /// Counts a transaction posted.
-    pub(super) fn posted(&mut self, t: &Transaction) {
+    /// Counts a transaction posted, of this amount ([`Tenant::transaction_amount`]).
+    pub(super) fn posted(&mut self, t: &Transaction, amount: Decimal) {
         self.live += 1;
-        if matches!(t.account, Account::Deposit(_)) {
+        if matches!(t.account(), Account::Deposit(_)) {
             self.on_deposits += 1;
         }
-        let (count, amount) = self.by_type.entry(t.kind).or_default();
+        let (count, sum) = self.by_type.entry(t.kind()).or_default();
         *count += 1;
-        *amount += t.amount;
+        *sum += amount;
     }
 
     /// Takes a transaction being deleted out of the counts (its `deleted` not yet set).
-    pub(super) fn deleted(&mut self, t: &Transaction) {
+    pub(super) fn deleted(&mut self, t: &Transaction, amount: Decimal) {
         if t.deleted {
             return;
         }
         self.live -= 1;
-        if matches!(t.account, Account::Deposit(_)) {
+        if matches!(t.account(), Account::Deposit(_)) {
             self.on_deposits -= 1;
         }
-        if let Some((count, amount)) = self.by_type.get_mut(t.kind) {
+        if let Some((count, sum)) = self.by_type.get_mut(t.kind()) {
             *count -= 1;
-            *amount -= t.amount;
+            *sum -= amount;
             if *count == 0 {
-                self.by_type.remove(t.kind);
+                self.by_type.remove(t.kind());
             }
         }
     }
@@ -184,14 +185,14 @@ impl TransactionTally {
 
     /// The same counts, walked from every transaction: what the running ones must equal
     /// (called by debug and test builds only).
-    pub(super) fn recount(transactions: &[Transaction]) -> Self {
+    pub(super) fn recount(tenant: &Tenant) -> Self {
         let mut tally = Self::default();
-        for t in transactions {
+        for t in &tenant.transactions {
             if t.adjusted {
                 tally.adjusted += 1;
             }
             if !t.deleted {
-                tally.posted(t);
+                tally.posted(t, tenant.transaction_amount(t));
             }
         }
         tally
@@ -206,7 +207,7 @@ impl Drop for Tenant {
         if !std::thread::panicking() {
             assert_eq!(
                 self.tally,
-                TransactionTally::recount(&self.transactions),
+                TransactionTally::recount(self),
                 "the running transaction counts differ from a recount"
             );
             assert_eq!(
@@ -248,7 +249,7 @@ impl Tenant {
         let tally = &self.tally;
         debug_assert_eq!(
             *tally,
-            TransactionTally::recount(&self.transactions),
+            TransactionTally::recount(self),
             "the running transaction counts differ from a recount"
         );
         let transactions_by_type: BTreeMap<&str, u64> =
@@ -366,19 +367,21 @@ impl Tenant {
                     .get("externalId")
                     .and_then(Value::as_str)
                     .ok_or("externalId is needed")?;
+                let fingerprint = self.fingerprint.of(external);
                 let index = *self
                     .external_ids
-                    .get(external)
+                    .get(&fingerprint)
                     .ok_or("no transaction has this externalId")?;
-                self.tally.deleted(&self.transactions[index]);
+                let amount = self.transaction_amount(&self.transactions[index]);
+                self.tally.deleted(&self.transactions[index], amount);
                 self.transactions[index].deleted = true;
-                match self.transactions[index].account {
+                match self.transactions[index].account() {
                     Account::Loan(loan) => self.loans[loan].transactions.retain(|t| *t != index),
                     Account::Deposit(deposit) => {
                         self.deposits[deposit].transactions.retain(|t| *t != index);
                     }
                 }
-                self.external_ids.remove(external);
+                self.external_ids.remove(&fingerprint);
                 Ok(json!({ "deleted": external }))
             }
             Some("age_closure") => {

@@ -260,20 +260,7 @@ impl Tenant {
         if let Some(currency) = currency {
             out.insert("currencyCode".into(), json!(currency));
         }
-        out.insert(
-            "affectedAmounts".into(),
-            json!({
-                "fundsAmount": money(amount),
-                "interestAmount": 0,
-                "feesAmount": 0,
-                "overdraftAmount": 0,
-                "overdraftInterestAmount": 0,
-                "overdraftFeesAmount": 0,
-                "technicalOverdraftAmount": 0,
-                "technicalOverdraftInterestAmount": 0,
-                "fractionAmount": 0,
-            }),
-        );
+        out.insert("affectedAmounts".into(), deposit_affected_amounts(amount));
         out.insert(
             "accountBalances".into(),
             json!({ "totalBalance": money(self.deposits[index].balance) }),
@@ -295,6 +282,21 @@ impl Tenant {
             .map(|t| self.transaction_json(*t))
             .collect())
     }
+}
+
+/// A deposit transaction's `affectedAmounts`: its amount moves the funds, nothing else.
+pub(super) fn deposit_affected_amounts(amount: Decimal) -> Value {
+    json!({
+        "fundsAmount": money(amount),
+        "interestAmount": 0,
+        "feesAmount": 0,
+        "overdraftAmount": 0,
+        "overdraftInterestAmount": 0,
+        "overdraftFeesAmount": 0,
+        "technicalOverdraftAmount": 0,
+        "technicalOverdraftInterestAmount": 0,
+        "fractionAmount": 0,
+    })
 }
 
 #[cfg(test)]
@@ -386,6 +388,45 @@ mod tests {
         assert_eq!(
             reason(&mut t, "nope", json!({ "amount": 5 })),
             "INVALID_DEPOSIT_ACCOUNT_ID"
+        );
+    }
+
+    #[test]
+    fn an_amount_with_more_decimals_than_money_holds_is_answered_exactly() {
+        let mut t = tenant();
+        let id = approved_deposit(&mut t);
+        let mut post = |body: Value| {
+            t.post_deposit_transaction(&id, DepositTransactionKind::Deposit, &body)
+                .unwrap()
+        };
+        let tiny = post(json!({ "amount": "100.123456", "bookingDate": null, "notes": "n" }));
+        let big = "9999999999999999.5";
+        let huge = post(serde_json::from_str(&format!(r#"{{"amount": {big}}}"#)).unwrap());
+        assert_eq!(tiny["amount"].to_string(), "100.123456");
+        assert_eq!(
+            tiny["affectedAmounts"]["fundsAmount"].to_string(),
+            "100.123456"
+        );
+        assert_eq!(
+            tiny["accountBalances"]["totalBalance"].to_string(),
+            "100.123456"
+        );
+        assert_eq!(
+            (&tiny["bookingDate"], &tiny["notes"]),
+            (&Value::Null, &json!("n"))
+        );
+        assert_eq!(huge["amount"].to_string(), big);
+        assert_eq!(
+            huge["accountBalances"]["totalBalance"].to_string(),
+            "10000000000000099.623456"
+        );
+        let listed = t.deposit_transactions(&id).unwrap();
+        assert_eq!((&listed[0], &listed[1]), (&tiny, &huge));
+        t.adjust_deposit_transaction(huge["id"].as_str().unwrap(), &json!({}))
+            .unwrap();
+        assert_eq!(
+            t.get_deposit(&id).unwrap()["balances"]["totalBalance"].to_string(),
+            "100.123456"
         );
     }
 

@@ -27,30 +27,35 @@ pub(super) fn writable(doc: &Map<String, Value>, read_only: &[&str]) -> Map<Stri
         .collect()
 }
 
-/// A JSON object kept as the text it is answered with. A parsed `Map` costs about ten times
-/// its text (a tree node per few fields, an allocation per key and per value, numbers as
-/// strings under `arbitrary_precision`): the sandbox's transactions, the bulk of what a
-/// rehearsal leaves behind, are kept this way (BENCHMARKS.md, "The sandbox's memory").
-#[derive(Debug, Clone)]
-pub(super) struct JsonText(Box<str>);
+/// JSON objects kept as the text they are answered with, one after the other in a single
+/// buffer, each named by where it starts (issue 21). A parsed `Map` costs about ten times its
+/// text (a tree node per few fields, an allocation per key and per value, numbers as strings
+/// under `arbitrary_precision`), and a `Box<str>` of its own costs an allocation: the sandbox's
+/// transactions, the bulk of what a rehearsal leaves behind, keep the few fields they do not
+/// hold typed here (BENCHMARKS.md, "The sandbox's memory"). A text is never changed in place:
+/// an edit writes the new one at the end (edits are rare: an adjustment).
+#[derive(Debug, Default)]
+pub(super) struct Texts(Vec<u8>);
 
-impl JsonText {
-    pub(super) fn new(doc: &Map<String, Value>) -> Self {
-        Self(
-            serde_json::to_string(doc)
-                .expect("a JSON map serializes")
-                .into_boxed_str(),
-        )
+impl Texts {
+    /// Keeps `doc`'s text; where it starts.
+    pub(super) fn push(&mut self, doc: &Map<String, Value>) -> u64 {
+        let at = self.0.len() as u64;
+        let text = serde_json::to_vec(doc).expect("a JSON map serializes");
+        // A body too long for a u32 length never reaches here (the HTTP layer's body limit).
+        let len = u32::try_from(text.len()).expect("a body shorter than 4 GiB");
+        self.0.extend_from_slice(&len.to_le_bytes());
+        self.0.extend_from_slice(&text);
+        at
     }
 
-    pub(super) fn map(&self) -> Map<String, Value> {
-        serde_json::from_str(&self.0).expect("the text was written by JsonText::new")
-    }
-
-    pub(super) fn edit(&mut self, change: impl FnOnce(&mut Map<String, Value>)) {
-        let mut doc = self.map();
-        change(&mut doc);
-        *self = Self::new(&doc);
+    /// The object kept at `at`.
+    pub(super) fn map(&self, at: u64) -> Map<String, Value> {
+        let at = at as usize;
+        let mut len = [0; 4];
+        len.copy_from_slice(&self.0[at..at + 4]);
+        let text = &self.0[at + 4..at + 4 + u32::from_le_bytes(len) as usize];
+        serde_json::from_slice(text).expect("the text was written by Texts::push")
     }
 }
 
@@ -218,19 +223,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_text_answers_what_it_was_given_and_keeps_an_edit() {
+    fn texts_answer_what_they_were_given() {
         let doc: Value = serde_json::from_str(
             r#"{"amount": 937.10, "big": 12345678901234567890.000001, "nested": {"a": [1, "x"]}}"#,
         )
         .unwrap();
-        let mut text = JsonText::new(doc.as_object().unwrap());
-        assert_eq!(Value::Object(text.map()), doc);
-        assert_eq!(text.map()["amount"].to_string(), "937.10");
-        text.edit(|d| {
-            d.insert("adjusted".into(), json!(true));
-        });
-        assert_eq!(text.map()["adjusted"], json!(true));
-        assert_eq!(text.map()["big"], doc["big"]);
+        let mut texts = Texts::default();
+        let first = texts.push(doc.as_object().unwrap());
+        let mut edited = texts.map(first);
+        edited.insert("adjusted".into(), json!(true));
+        let second = texts.push(&edited);
+        assert_eq!(Value::Object(texts.map(first)), doc);
+        assert_eq!(texts.map(first)["amount"].to_string(), "937.10");
+        assert_eq!(texts.map(second)["adjusted"], json!(true));
+        assert_eq!(texts.map(second)["big"], doc["big"]);
     }
 
     #[test]

@@ -98,6 +98,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_lock_type_is_a_type_a_transaction_keeps() {
+        for (_, locked, unlocked) in LOCKS {
+            for kind in [locked, unlocked] {
+                assert!(super::super::TRANSACTION_TYPES.contains(&kind), "{kind}");
+            }
+        }
+    }
+
+    #[test]
     fn only_an_active_loan_locks_once_and_unlocks_once() {
         let mut t = tenant();
         let id = approved_loan(&mut t, "900");

@@ -51,6 +51,8 @@ mod zone;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::num::NonZeroU64;
 
 use chrono::{DateTime, FixedOffset};
 use rust_decimal::Decimal;
@@ -61,7 +63,7 @@ use super::products::Products;
 use super::tenant::{ClientRules, CustomFieldSet};
 
 pub use bulks::MAX_BULK_ITEMS;
-use json::{JsonText, optional_str};
+use json::{Texts, optional_str};
 pub use json::{decimal, money};
 pub use zone::Zone;
 
@@ -81,6 +83,8 @@ pub struct Tenant {
     deposits: Vec<Deposit>,
     loans: Vec<Loan>,
     transactions: Vec<Transaction>,
+    /// The text of what transactions do not hold typed (see [`Transaction`]).
+    texts: Texts,
     /// encodedKey → entity, for every entity kind.
     keys: HashMap<String, EntityRef>,
     client_ids: HashMap<String, usize>,
@@ -88,8 +92,14 @@ pub struct Tenant {
     group_ids: HashMap<String, usize>,
     /// Loans and deposits share one id space, as Mambu's ACCOUNT_ID_ALREADY_IN_USE implies.
     account_ids: HashMap<String, EntityRef>,
-    external_ids: HashMap<String, usize>,
+    /// A transaction's externalId, by its [`Fingerprint`] → the transaction.
+    external_ids: HashMap<u128, usize>,
+    /// Clients', groups', loans' and deposits' natural keys → how often each was created.
     natural_keys: HashMap<String, u64>,
+    /// Transactions' natural keys (see [`Tenant::note_transaction`]), by their
+    /// [`Fingerprint`] → how often each was posted.
+    transaction_keys: HashMap<u128, u64>,
+    fingerprint: Fingerprint,
     /// What the duplicate-client check compares: one key per configured field combination of
     /// every client created (see `Tenant::create_client`).
     client_matches: HashSet<String>,
@@ -265,15 +275,17 @@ impl Installment {
 
 /// An encodedKey the tenant made, kept as the sequence number it is written from (`8a5b` and
 /// 28 hex digits): 8 bytes where its `String` takes 56, for the kinds there are hundreds of
-/// thousands of (installments, transactions).
+/// thousands of (installments, transactions). The sequence starts at 1, so an `Option<Key>`
+/// (an installment's) takes 8 bytes too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Key(u64);
+struct Key(NonZeroU64);
 
 impl Key {
     /// The key `text` spells, if the tenant could have made it (exactly as it writes them).
     fn parse(text: &str) -> Option<Key> {
         let digits = text.strip_prefix("8a5b")?;
         let n = u64::from_str_radix(digits, 16).ok()?;
+        let n = NonZeroU64::new(n)?;
         (format!("{n:028x}") == digits).then_some(Key(n))
     }
 }
@@ -290,20 +302,123 @@ impl serde::Serialize for Key {
     }
 }
 
-/// A transaction: what the tenant's rules and the stats read, typed; the rest as the text it is
-/// answered with (issue 21: as a parsed map it cost about 4 KB, the most of any entity).
+/// An amount of money kept exactly in 8 bytes (issue 21): a whole number of ten-thousandths.
+/// A [`Decimal`] takes 16. An amount with more decimals than four, or beyond ±922 billion,
+/// has no `Money`: where one is kept, its exact value is kept another way (see
+/// [`Transaction`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Money(i64);
+
+impl Money {
+    const SCALE: u32 = 4;
+
+    /// `d` exactly, if it fits.
+    fn of(d: Decimal) -> Option<Money> {
+        let d = d.normalize();
+        let up = Self::SCALE.checked_sub(d.scale())?;
+        let units = d.mantissa().checked_mul(10i128.pow(up))?;
+        i64::try_from(units).ok().map(Money)
+    }
+
+    fn get(self) -> Decimal {
+        Decimal::new(self.0, Self::SCALE).normalize()
+    }
+}
+
+/// A 128-bit fingerprint of a text, for the lookups keyed by long texts there are millions
+/// of (transactions' externalIds and natural keys): 16 bytes where the `String` takes 24 and
+/// its text. Two SipHash-1-3 of the text under keys drawn at random when the tenant starts (so
+/// no caller can aim at a collision): among a billion texts, the odds that two share a
+/// fingerprint are about 1 in 10^21.
+#[derive(Debug, Default)]
+struct Fingerprint(RandomState, RandomState);
+
+impl Fingerprint {
+    fn of(&self, text: &str) -> u128 {
+        (u128::from(self.0.hash_one(text)) << 64) | u128::from(self.1.hash_one(text))
+    }
+}
+
+/// A transaction, in 96 bytes (issue 21: as a parsed map it cost about 4 KB, as its JSON text
+/// about 500 bytes). What the tenant's rules and the stats read is typed (kind, account,
+/// encodedKey, amount, value date, adjusted, deleted), and so is what the answer carries for
+/// every transaction of its kind (the affected amounts, the balances after it, the creation
+/// date; the currency comes from the account's product, the booking date by default from the
+/// value date): [`Tenant::transaction_json`] writes them. What is left (the body's externalId,
+/// notes and any other field it gave, an adjustment's fields, and any field the typed ones do
+/// not write exactly as it was) is kept as text in [`Tenant::texts`] and written over the
+/// typed fields.
 #[derive(Debug)]
 struct Transaction {
-    kind: &'static str,
-    account: Account,
     encoded_key: Key,
-    amount: Decimal,
+    /// Where the rest is in [`Tenant::texts`] (when `REST` is set).
+    rest: u64,
+    /// The amount (when `AMOUNT_IN_REST` is not set).
+    amount: Money,
+    /// A loan transaction's `affectedAmounts.principalAmount` and `.interestAmount` (the fees
+    /// are the rest of its amount).
+    affected: [Money; 2],
+    /// A loan transaction's `accountBalances.principalBalance` and `.totalBalance`; a deposit
+    /// transaction's `.totalBalance` first.
+    balances: [Money; 2],
     value_date: DateTime<FixedOffset>,
+    created: DateTime<FixedOffset>,
+    /// The index of the loan or deposit it is on (`DEPOSIT` says which).
+    account: u32,
+    /// Its type, as an index in [`TRANSACTION_TYPES`].
+    kind: u8,
+    /// `DEPOSIT`, `REST`, `AMOUNT_IN_REST`, `VERBATIM`.
+    flags: u8,
     /// `adjustmentTransactionKey` is set (issue 19).
     adjusted: bool,
     /// Removed behind the API's back (`POST /_sandbox/tamper`).
     deleted: bool,
-    doc: JsonText,
+}
+
+/// The types of transaction the tenant posts; [`Transaction`] keeps its type's index.
+const TRANSACTION_TYPES: [&str; 11] = [
+    "DISBURSEMENT",
+    "FEE_APPLIED",
+    "REPAYMENT",
+    "DEPOSIT",
+    "WITHDRAWAL",
+    "INTEREST_LOCKED",
+    "FEE_LOCKED",
+    "PENALTY_LOCKED",
+    "INTEREST_UNLOCKED",
+    "FEE_UNLOCKED",
+    "PENALTY_UNLOCKED",
+];
+
+impl Transaction {
+    /// On a deposit (else on a loan).
+    const DEPOSIT: u8 = 1;
+    /// Has a rest in [`Tenant::texts`].
+    const REST: u8 = 2;
+    /// Its amount has no [`Money`]: the rest holds it.
+    const AMOUNT_IN_REST: u8 = 4;
+    /// The typed fields of its kind do not write its answer: the rest holds them all.
+    const VERBATIM: u8 = 8;
+
+    fn kind(&self) -> &'static str {
+        TRANSACTION_TYPES
+            .get(usize::from(self.kind))
+            .copied()
+            .unwrap_or("UNKNOWN")
+    }
+
+    fn account(&self) -> Account {
+        let index = self.account as usize;
+        if self.flags & Self::DEPOSIT != 0 {
+            Account::Deposit(index)
+        } else {
+            Account::Loan(index)
+        }
+    }
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
 }
 
 /// The account a transaction is on.
@@ -350,6 +465,9 @@ impl Tenant {
             account_ids: HashMap::new(),
             external_ids: HashMap::new(),
             natural_keys: HashMap::new(),
+            transaction_keys: HashMap::new(),
+            fingerprint: Fingerprint::default(),
+            texts: Texts::default(),
             client_matches: HashSet::new(),
             bulks: Vec::new(),
             counters: Counters::default(),
@@ -374,7 +492,8 @@ impl Tenant {
 
     /// A new encodedKey kept as its number (see [`Key`]).
     fn next_key(&mut self) -> Key {
-        Key(self.next_seq())
+        // The sequence starts at 1.
+        Key(NonZeroU64::MIN.saturating_add(self.next_seq() - 1))
     }
 
     /// Counts a creation again under a natural key; true when it was seen before.
@@ -473,17 +592,46 @@ mod test_support {
 
 #[cfg(test)]
 mod tests {
-    use super::Key;
+    use std::str::FromStr;
+
+    use rust_decimal::Decimal;
+
+    use std::num::NonZeroU64;
+
+    use super::{Installment, Key, Money, TRANSACTION_TYPES, Transaction};
+
+    #[test]
+    fn money_holds_four_decimals_exactly_or_nothing() {
+        for text in ["0", "25.5", "25.50", "-3.1416", "922337203685477.5807"] {
+            let d = Decimal::from_str(text).unwrap();
+            assert_eq!(Money::of(d).map(Money::get), Some(d), "{text}");
+        }
+        for text in ["0.00001", "922337203685477.5808", "1e20"] {
+            let d = Decimal::from_str(text)
+                .or_else(|_| Decimal::from_scientific(text))
+                .unwrap();
+            assert_eq!(Money::of(d), None, "{text}");
+        }
+    }
+
+    /// What a transaction and an installment take (BENCHMARKS.md, "The sandbox's memory").
+    #[test]
+    fn a_transaction_stays_compact() {
+        assert_eq!(std::mem::size_of::<Transaction>(), 96);
+        assert_eq!(std::mem::size_of::<Installment>(), 136);
+        assert!(TRANSACTION_TYPES.len() < usize::from(u8::MAX));
+    }
 
     #[test]
     fn a_key_reads_back_only_as_the_tenant_writes_it() {
-        let key = Key(42);
+        let key = Key(NonZeroU64::new(42).unwrap());
         assert_eq!(key.to_string(), "8a5b000000000000000000000000002a");
         assert_eq!(Key::parse(&key.to_string()), Some(key));
         for other in [
             "8A5B000000000000000000000000002a",
             "8a5b00000000000000000000000002A",
             "8a5b2a",
+            "8a5b0000000000000000000000000000",
             "8a5b+00000000000000000000000002a",
             "",
         ] {

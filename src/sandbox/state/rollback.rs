@@ -33,7 +33,7 @@ impl Tenant {
             })?;
         let t = &self.transactions[index];
         let kind_fits = matches!(
-            (t.account, loan),
+            (t.account(), loan),
             (Account::Loan(_), true) | (Account::Deposit(_), false)
         );
         (kind_fits && !t.deleted).then_some(index)
@@ -65,10 +65,9 @@ impl Tenant {
         let notes = optional_str(object(body)?, "notes")?.map(str::to_owned);
         let key = self.new_key();
         let at = now(self.zone);
-        let t = &mut self.transactions[t_index];
-        self.tally.adjusted(t);
-        t.adjusted = true;
-        t.doc.edit(|doc| {
+        self.tally.adjusted(&self.transactions[t_index]);
+        self.transactions[t_index].adjusted = true;
+        self.edit_transaction_rest(t_index, |doc| {
             doc.insert("adjustmentTransactionKey".into(), json!(key));
             doc.insert("adjustmentDate".into(), json!(at));
             if let Some(notes) = notes {
@@ -85,12 +84,11 @@ impl Tenant {
         let t_index = self
             .transaction_index(id_or_key, true)
             .ok_or_else(ApiError::invalid_transaction_id)?;
-        let Account::Loan(index) = self.transactions[t_index].account else {
+        let Account::Loan(index) = self.transactions[t_index].account() else {
             return Err(ApiError::invalid_transaction_id());
         };
         self.check_adjustable(t_index, &self.loans[index].transactions)?;
-        let t = &self.transactions[t_index];
-        let doc = t.doc.map();
+        let doc = self.transaction_json(t_index);
         let affected = |field: &str| {
             doc.get("affectedAmounts")
                 .and_then(|a| a.get(field))
@@ -106,7 +104,7 @@ impl Tenant {
             .get("installmentNumber")
             .and_then(Value::as_u64)
             .map(|n| n as usize);
-        match t.kind {
+        match self.transactions[t_index].kind() {
             "REPAYMENT" => {
                 let loan = &mut self.loans[index];
                 let (mut p, mut i, mut f) = (principal, interest, fees);
@@ -146,7 +144,7 @@ impl Tenant {
                 let others = self.loans[index].transactions.iter().any(|o| {
                     *o != t_index
                         && !self.transactions[*o].deleted
-                        && self.transactions[*o].kind == "DISBURSEMENT"
+                        && self.transactions[*o].kind() == "DISBURSEMENT"
                         && !self.adjusted(*o)
                 });
                 if !others {
@@ -169,6 +167,7 @@ impl Tenant {
     /// later tranche added to the schedule taken off. Nothing for an untranched loan.
     fn undisburse_tranche(&mut self, index: usize, t_index: usize) {
         let t = &self.transactions[t_index];
+        let (amount, value_date) = (self.transaction_amount(t), t.value_date);
         let key = Some(json!(t.encoded_key));
         let Some(tranches) = self.loans[index]
             .doc
@@ -185,7 +184,7 @@ impl Tenant {
             return;
         };
         if tranche > 0 {
-            let added = self.tranche_addition(index, t.amount, t.value_date);
+            let added = self.tranche_addition(index, amount, value_date);
             let loan = &mut self.loans[index];
             for (i, (principal, interest)) in added {
                 loan.schedule[i].principal -= principal;
@@ -206,14 +205,14 @@ impl Tenant {
         let t_index = self
             .transaction_index(id_or_key, false)
             .ok_or_else(ApiError::invalid_transaction_id)?;
-        let Account::Deposit(index) = self.transactions[t_index].account else {
+        let Account::Deposit(index) = self.transactions[t_index].account() else {
             return Err(ApiError::invalid_transaction_id());
         };
         self.check_adjustable(t_index, &self.deposits[index].transactions)?;
         let t = &self.transactions[t_index];
-        let amount = t.amount;
+        let (amount, kind) = (self.transaction_amount(t), t.kind());
         let deposit = &mut self.deposits[index];
-        match t.kind {
+        match kind {
             "DEPOSIT" => {
                 if amount > deposit.balance {
                     return Err(ApiError::balance_below_zero());
@@ -355,7 +354,8 @@ impl Tenant {
     /// (a unit migrated again posts them again).
     fn forget_transactions(&mut self, transactions: &[usize]) {
         for t in transactions {
-            self.tally.deleted(&self.transactions[*t]);
+            let amount = self.transaction_amount(&self.transactions[*t]);
+            self.tally.deleted(&self.transactions[*t], amount);
             self.transactions[*t].deleted = true;
         }
         self.external_ids.retain(|_, t| !transactions.contains(t));
@@ -550,6 +550,6 @@ mod deposit_tests {
         );
         assert_eq!(t.delete_deposit(&id).unwrap_err().status.as_u16(), 404);
         // The externalId is free again for the unit migrated anew.
-        assert!(!t.external_ids.contains_key("d-1"));
+        assert!(!t.external_ids.contains_key(&t.fingerprint.of("d-1")));
     }
 }

@@ -5,12 +5,16 @@ use chrono::{DateTime, FixedOffset};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
+use super::deposits::deposit_affected_amounts;
 use super::json::{
-    JsonText, count, decimal, format_datetime, money, now, object, optional_datetime, optional_str,
+    count, decimal, format_datetime, money, now, object, optional_datetime, optional_str,
     required_decimal, store_numbers, writable,
 };
 use super::loans::loan_principal_balance;
-use super::{Account, Answer, Installment, Tenant, Terms, Transaction, TransactionKind};
+use super::{
+    Account, Answer, Installment, Money, TRANSACTION_TYPES, Tenant, Terms, Transaction,
+    TransactionKind,
+};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::products::{FuturePaymentsAcceptance, PrepaymentAcceptance};
 
@@ -23,7 +27,7 @@ impl Tenant {
     ) -> Result<Option<&'a str>, ApiError> {
         let external_id = optional_str(doc, "externalId")?;
         if let Some(ext) = external_id
-            && self.external_ids.contains_key(ext)
+            && self.external_ids.contains_key(&self.fingerprint.of(ext))
         {
             self.counters.refused_external_ids += 1;
             return Err(ApiError::external_id_exists());
@@ -152,9 +156,9 @@ impl Tenant {
     }
 
     /// Stores a transaction of a loan or deposit (`out`: what the body gave that Mambu keeps,
-    /// and what the account's kind adds); its index. The fields every transaction has and the
-    /// struct holds typed are not kept in its text too: [`Tenant::transaction_json`] adds them.
-    /// The account's list of transactions is the caller's to extend.
+    /// and what the account's kind adds); its index. What the struct holds typed, and what
+    /// [`Tenant::typed_fields`] writes from it exactly as `out` has it, is not kept in its text
+    /// too (see [`Transaction`]). The account's list of transactions is the caller's to extend.
     pub(super) fn record_transaction(
         &mut self,
         account: Account,
@@ -170,18 +174,78 @@ impl Tenant {
         }
         out.entry("bookingDate")
             .or_insert_with(|| json!(format_datetime(value_date)));
-        out.insert("creationDate".into(), json!(now(self.zone)));
-        self.transactions.push(Transaction {
-            kind: type_name,
-            account,
+        let created = self.zone.now();
+        out.insert("creationDate".into(), json!(format_datetime(created)));
+        let (index, mut flags) = match account {
+            Account::Loan(i) => (i, 0),
+            Account::Deposit(i) => (i, Transaction::DEPOSIT),
+        };
+        let figure = |object: &str, field: &str| {
+            out.get(object)
+                .and_then(|o| o.get(field))
+                .and_then(decimal)
+                .and_then(Money::of)
+                .unwrap_or_default()
+        };
+        let (affected, balances) = match account {
+            Account::Loan(_) => (
+                [
+                    figure("affectedAmounts", "principalAmount"),
+                    figure("affectedAmounts", "interestAmount"),
+                ],
+                [
+                    figure("accountBalances", "principalBalance"),
+                    figure("accountBalances", "totalBalance"),
+                ],
+            ),
+            Account::Deposit(_) => (
+                [Money::default(); 2],
+                [figure("accountBalances", "totalBalance"), Money::default()],
+            ),
+        };
+        let exact = Money::of(amount);
+        if exact.is_none() {
+            flags |= Transaction::AMOUNT_IN_REST;
+            out.insert("amount".into(), money(amount));
+        }
+        let mut t = Transaction {
             encoded_key,
-            amount,
+            rest: 0,
+            amount: exact.unwrap_or_default(),
+            affected,
+            balances,
             value_date,
+            created,
+            // Fewer than 4 billion accounts: each takes kilobytes.
+            account: u32::try_from(index).expect("fewer than 4 billion accounts"),
+            kind: TRANSACTION_TYPES
+                .iter()
+                .position(|k| *k == type_name)
+                .and_then(|k| u8::try_from(k).ok())
+                .unwrap_or(u8::MAX),
+            flags,
             adjusted: false,
             deleted: false,
-            doc: JsonText::new(&out),
-        });
-        self.tally.posted(&self.transactions[t_index]);
+        };
+        let typed = self.typed_fields(&t);
+        if typed.keys().all(|k| out.contains_key(k)) && t.kind != u8::MAX {
+            for (field, value) in typed {
+                if out.get(&field) == Some(&value) {
+                    out.remove(&field);
+                }
+            }
+        } else {
+            t.flags |= Transaction::VERBATIM;
+            if t.kind == u8::MAX {
+                out.insert("type".into(), json!(type_name));
+            }
+        }
+        if !out.is_empty() {
+            t.rest = self.texts.push(&out);
+            t.flags |= Transaction::REST;
+        }
+        self.tally.posted(&t, amount);
+        self.transactions.push(t);
         t_index
     }
 
@@ -196,18 +260,106 @@ impl Tenant {
         "parentAccountKey",
     ];
 
-    /// A transaction as Mambu answers it: its text, with the fields kept typed.
+    /// The fields every transaction of `t`'s kind has, written from what it holds typed (the
+    /// currency from its account's product).
+    fn typed_fields(&self, t: &Transaction) -> Map<String, Value> {
+        let mut doc = Map::new();
+        let amount = t.amount.get();
+        match t.account() {
+            Account::Loan(i) => {
+                let currency = &self.products.loan_products[self.loans[i].product].currency;
+                doc.insert("currency".into(), json!({ "code": currency }));
+                let affected = if matches!(t.kind(), "DISBURSEMENT" | "FEE_APPLIED" | "REPAYMENT") {
+                    let [principal, interest] = t.affected.map(Money::get);
+                    json!({
+                        "principalAmount": money(principal),
+                        "interestAmount": money(interest),
+                        "feesAmount": money(amount - principal - interest),
+                        "penaltyAmount": 0,
+                    })
+                } else {
+                    json!({})
+                };
+                doc.insert("affectedAmounts".into(), affected);
+                doc.insert(
+                    "accountBalances".into(),
+                    json!({
+                        "principalBalance": money(t.balances[0].get()),
+                        "totalBalance": money(t.balances[1].get()),
+                    }),
+                );
+            }
+            Account::Deposit(i) => {
+                if let Some(product) = self.products.deposit_product(&self.deposits[i].product_key)
+                {
+                    doc.insert("currencyCode".into(), json!(product.currency));
+                }
+                doc.insert("affectedAmounts".into(), deposit_affected_amounts(amount));
+                doc.insert(
+                    "accountBalances".into(),
+                    json!({ "totalBalance": money(t.balances[0].get()) }),
+                );
+            }
+        }
+        doc.insert("bookingDate".into(), json!(format_datetime(t.value_date)));
+        doc.insert("creationDate".into(), json!(format_datetime(t.created)));
+        doc
+    }
+
+    /// The transaction's amount.
+    pub(super) fn transaction_amount(&self, t: &Transaction) -> Decimal {
+        if t.has(Transaction::AMOUNT_IN_REST) {
+            self.transaction_rest(t)
+                .get("amount")
+                .and_then(decimal)
+                .unwrap_or_default()
+        } else {
+            t.amount.get()
+        }
+    }
+
+    /// What the transaction keeps as text.
+    pub(super) fn transaction_rest(&self, t: &Transaction) -> Map<String, Value> {
+        if t.has(Transaction::REST) {
+            self.texts.map(t.rest)
+        } else {
+            Map::new()
+        }
+    }
+
+    /// Changes what the transaction `t_index` keeps as text (an adjustment).
+    pub(super) fn edit_transaction_rest(
+        &mut self,
+        t_index: usize,
+        change: impl FnOnce(&mut Map<String, Value>),
+    ) {
+        let mut rest = self.transaction_rest(&self.transactions[t_index]);
+        change(&mut rest);
+        let at = self.texts.push(&rest);
+        let t = &mut self.transactions[t_index];
+        t.rest = at;
+        t.flags |= Transaction::REST;
+    }
+
+    /// A transaction as Mambu answers it: the fields it holds typed, and its text over them.
     pub(super) fn transaction_json(&self, t_index: usize) -> Value {
         let t = &self.transactions[t_index];
-        let parent = match t.account {
+        let parent = match t.account() {
             Account::Loan(i) => &self.loans[i].encoded_key,
             Account::Deposit(i) => &self.deposits[i].encoded_key,
         };
-        let mut doc = t.doc.map();
+        let mut doc = if t.has(Transaction::VERBATIM) {
+            Map::new()
+        } else {
+            self.typed_fields(t)
+        };
+        doc.extend(self.transaction_rest(t));
         doc.insert("encodedKey".into(), json!(t.encoded_key));
         doc.insert("id".into(), json!((t_index + 1).to_string()));
-        doc.insert("type".into(), json!(t.kind));
-        doc.insert("amount".into(), money(t.amount));
+        if t.kind != u8::MAX {
+            doc.insert("type".into(), json!(t.kind()));
+        }
+        doc.insert("amount".into(), money(self.transaction_amount(t)));
         doc.insert("valueDate".into(), json!(format_datetime(t.value_date)));
         doc.insert("parentAccountKey".into(), json!(parent));
         Value::Object(doc)
@@ -216,7 +368,8 @@ impl Tenant {
     /// Notes the transaction about to be stored (the next in `transactions`) on the account
     /// with `account` as encodedKey: sent without an externalId, it is counted again under its
     /// natural key (account, type, amount and value date: see [`Tenant::stats`]); sent with
-    /// one, the externalId is claimed. Loans' and deposits' transactions alike.
+    /// one, the externalId is claimed. Loans' and deposits' transactions alike. Both are kept
+    /// as their [`Fingerprint`](super::Fingerprint).
     pub(super) fn note_transaction(
         &mut self,
         account: &str,
@@ -225,16 +378,22 @@ impl Tenant {
         value_date: DateTime<FixedOffset>,
         external_id: Option<&str>,
     ) {
+        if let Some(ext) = external_id {
+            self.external_ids
+                .insert(self.fingerprint.of(ext), self.transactions.len());
+            return;
+        }
         let natural = format!(
             "txn|{account}|{type_name}|{amount}|{}",
             format_datetime(value_date)
         );
-        if external_id.is_none() && self.seen_before(natural) {
+        let count = self
+            .transaction_keys
+            .entry(self.fingerprint.of(&natural))
+            .or_insert(0);
+        *count += 1;
+        if *count > 1 {
             self.counters.duplicate_transactions += 1;
-        }
-        if let Some(ext) = external_id {
-            self.external_ids
-                .insert(ext.to_owned(), self.transactions.len());
         }
     }
 
