@@ -63,7 +63,7 @@ use super::tenant::{ClientRules, CustomFieldSet};
 pub use bulks::MAX_BULK_ITEMS;
 use json::{JsonText, optional_str};
 pub use json::{decimal, money};
-pub use zone::Zone;
+pub use zone::{Zone, at};
 
 /// Everything the sandbox tenant holds.
 #[derive(Debug)]
