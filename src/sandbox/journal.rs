@@ -324,3 +324,55 @@ pub fn parse_body(body: &[u8]) -> Result<Value, serde_json::Error> {
         serde_json::from_slice(body)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(path: &Path, profile: &TenantProfile) -> Result<(Journal, Vec<Op>), JournalError> {
+        let mut ops = Vec::new();
+        let (journal, _) = Journal::open(path, profile, |_, op, _| ops.push(op.clone()))?;
+        Ok((journal, ops))
+    }
+
+    #[test]
+    fn ops_come_back_in_order_and_a_damaged_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let profile = TenantProfile::lenient();
+        let (mut journal, ops) = open(&path, &profile).unwrap();
+        assert!(ops.is_empty());
+        let logged = [Op::CreateClient, Op::PatchClient { id: "C-1".into() }];
+        for op in &logged {
+            let entry = Entry {
+                at: Utc::now(),
+                op,
+                body: b"{}",
+            };
+            journal.record(&entry, None, &[]).unwrap();
+        }
+        drop(journal);
+        // Another retention is the same profile: the file still opens.
+        let mut shorter = profile.clone();
+        shorter.idempotency_key_retention = Some("2s".into());
+        assert_eq!(open(&path, &shorter).unwrap().1, logged);
+        let mut other = profile.clone();
+        other.time_zone = "Europe/Lisbon".into();
+        assert!(matches!(
+            open(&path, &other),
+            Err(JournalError::OtherProfile { .. })
+        ));
+        Connection::open(&path)
+            .unwrap()
+            .execute(
+                "UPDATE ops SET op = '{\"op\":\"explode\"}' WHERE seq = 2",
+                [],
+            )
+            .unwrap();
+        let err = open(&path, &profile).err().unwrap().to_string();
+        assert!(
+            err.contains("operation 2 cannot be read") && err.contains("move it away"),
+            "{err}"
+        );
+    }
+}
