@@ -1,6 +1,7 @@
 //! The sandbox's HTTP side: routes, the gate every API request passes (latency, throttle,
 //! auth, injected faults, Accept header), idempotency and lost replies around every change, and
-//! a connection loop that can drop a connection without answering.
+//! a connection loop that can drop a connection without answering. Every change runs as an
+//! [`Op`] under the tenant's lock and, in a durable sandbox, is logged before it is answered.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};

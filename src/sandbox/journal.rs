@@ -18,6 +18,15 @@
 //!
 //! Not kept: the request counters of `GET /_sandbox/stats` (`requests`, and a bulk's polls),
 //! which count one process's traffic, and the fault settings, which the command line sets.
+//!
+//! What else could make a replay decide otherwise, checked: the tenant's clock (`Zone::now`,
+//! which every date the state writes or compares reads) is set to the op's instant around it;
+//! the state draws no random numbers (the seeded generator in `http` decides faults before an
+//! op runs, or what becomes of its answer after); its hash maps and sets are looked up and
+//! retained from, never iterated into an outcome (stats iterate them into JSON objects, which
+//! sort their keys); ids and encodedKeys come from one sequence that the replay advances as the
+//! first run did. A permission refusal (403) is decided before an op and changes nothing, so
+//! it is not logged; nor is a replayed key's answer.
 
 use std::path::{Path, PathBuf};
 
