@@ -344,6 +344,19 @@ async fn a_run_through_a_killed_sandbox_migrates_every_record_once() {
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(0), "{err}");
     assert!(err.contains(" 0 failed"), "{err}");
+    // The kill was met mid-run, as an outage the run waited out.
+    let report = std::fs::read_to_string(run_dir.join("report.json")).unwrap();
+    let report: Value = serde_json::from_str(&report).unwrap();
+    let kinds: Vec<&str> = report["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"outage") && kinds.contains(&"outage over"),
+        "{kinds:?}"
+    );
     let stats = sandbox.stats().await;
     assert_eq!(stats["duplicates"]["total"], 0, "{stats}");
     assert_eq!(holdings(&stats), holdings(&expected));
