@@ -355,6 +355,11 @@ pub struct SandboxArgs {
     /// v2 date-time must carry its offset at that date, daylight saving included.
     #[arg(long, value_name = "ZONE", value_parser = time_zone)]
     pub timezone: Option<chrono_tz::Tz>,
+    /// Keep the tenant in this file (SQLite, created if absent): a sandbox stopped, even
+    /// killed, and started again on it holds what it held, idempotency keys included. It must
+    /// be started with the same tenant profile. Default: memory only.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
 }
 
 /// An IANA time-zone id, as the tz database spells it.
@@ -661,9 +666,25 @@ fn run_sandbox(args: SandboxArgs) -> anyhow::Result<ExitStatus> {
     let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), args.port);
     let runtime = crate::runtime()?;
     runtime.block_on(async move {
-        let server = sandbox::start(config, addr)
-            .await
-            .with_context(|| format!("listening on {addr}"))?;
+        let server = match &args.state {
+            None => sandbox::start(config, addr)
+                .await
+                .with_context(|| format!("listening on {addr}"))?,
+            Some(path) => {
+                let started = std::time::Instant::now();
+                let (server, replayed) = sandbox::start_durable(config, addr, path).await?;
+                eprintln!(
+                    "sandbox: state {}: {} operations replayed in {:.2}s, {} idempotency keys \
+                     kept, {} bulks queued again",
+                    path.display(),
+                    replayed.ops,
+                    started.elapsed().as_secs_f64(),
+                    replayed.keys,
+                    replayed.pending_bulks.len()
+                );
+                server
+            }
+        };
         println!("listening on http://{}", server.addr());
         shutdown_signal().await;
         eprintln!("sandbox: stopping");

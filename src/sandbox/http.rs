@@ -1,6 +1,7 @@
 //! The sandbox's HTTP side: routes, the gate every API request passes (latency, throttle,
 //! auth, injected faults, Accept header), idempotency and lost replies around every change, and
-//! a connection loop that can drop a connection without answering.
+//! a connection loop that can drop a connection without answering. Every change runs as an
+//! [`Op`] under the tenant's lock and, in a durable sandbox, is logged before it is answered.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,6 +15,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -25,7 +27,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::error::ApiError;
-use super::state::{DepositTransactionKind, Tenant, TransactionKind, Zone};
+use super::idempotency::{KeyStore, Stored};
+use super::journal::{Entry, Journal, JournalError, parse_body};
+use super::op::Op;
+use super::state::{self, Tenant, TransactionKind, Zone};
 use super::tenant::TenantProfile;
 use super::{Faults, IdempotencyMode, SandboxConfig};
 
@@ -41,43 +46,20 @@ pub struct Shared {
     traffic: Mutex<Traffic>,
     /// The users who may call, their credentials and permissions.
     profile: TenantProfile,
+    /// The state file every change is logged to (`sandbox --state`); none: memory only.
+    journal: Option<Mutex<Journal>>,
 }
 
-/// The first answer given under an Idempotency-Key.
-struct Stored {
-    fingerprint: [u8; 32],
-    status: StatusCode,
-    /// The answer as sent (text: a tenth of the memory of a parsed value).
-    body: Box<str>,
-}
-
-/// Idempotency keys are kept for this many requests, oldest forgotten first. Mambu does not
-/// publish how long it keeps them; a bound keeps a long rehearsal's memory flat, and the tool
-/// must not rely on keys alone anyway (ids and externalIds are the second line).
-const KEPT_KEYS: usize = 200_000;
-
-/// The keys and their answers, in the order they came.
-#[derive(Default)]
-struct KeyStore {
-    answers: HashMap<String, Stored>,
-    order: std::collections::VecDeque<String>,
-}
-
-impl KeyStore {
-    fn get(&self, key: &str) -> Option<&Stored> {
-        self.answers.get(key)
-    }
-
-    fn insert(&mut self, key: String, stored: Stored) {
-        if self.answers.insert(key.clone(), stored).is_none() {
-            self.order.push_back(key);
-        }
-        while self.order.len() > KEPT_KEYS {
-            if let Some(old) = self.order.pop_front() {
-                self.answers.remove(&old);
-            }
-        }
-    }
+/// What a start on an existing state file found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// Operations run again.
+    pub ops: u64,
+    /// Idempotency keys still within their retention.
+    pub keys: usize,
+    /// Bulks queued and not yet processed when the file was last written: their timers are
+    /// started again.
+    pub pending_bulks: Vec<String>,
 }
 
 #[derive(Default)]
@@ -136,27 +118,136 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// A sandbox held in memory only.
     pub fn new(config: SandboxConfig) -> Self {
+        let tenant = Self::fresh_tenant(&config.tenant);
+        let keys = KeyStore::new(Self::retention(&config.tenant));
+        Self::with(config, tenant, keys, None)
+    }
+
+    /// A durable sandbox on the state file `path`: what the file holds is replayed first, each
+    /// op at the instant it first ran.
+    pub fn durable(
+        config: SandboxConfig,
+        path: &std::path::Path,
+    ) -> Result<(Self, Replayed), JournalError> {
+        let mut tenant = Self::fresh_tenant(&config.tenant);
+        let (mut queued, mut processed) = (Vec::new(), std::collections::HashSet::new());
+        let (mut journal, replay) = Journal::open(path, &config.tenant, |at, op, body| {
+            let outcome = state::at(at, || op.run(&mut tenant, body));
+            match (op, outcome) {
+                (Op::QueueBulk, Ok(Value::String(key))) => queued.push(key),
+                (Op::ProcessBulk { key }, _) => {
+                    processed.insert(key.clone());
+                }
+                _ => {}
+            }
+        })?;
+        let mut keys = KeyStore::new(Self::retention(&config.tenant));
+        let now = Utc::now();
+        let mut forgotten = Vec::new();
+        for (key, stored) in replay.keys {
+            if now - stored.at <= keys.retention() {
+                forgotten.extend(keys.insert(key, stored));
+            } else {
+                forgotten.push(key);
+            }
+        }
+        journal.forget(&forgotten)?;
+        queued.retain(|key| !processed.contains(key));
+        let replayed = Replayed {
+            ops: replay.ops,
+            keys: keys.len(),
+            pending_bulks: queued,
+        };
+        Ok((Self::with(config, tenant, keys, Some(journal)), replayed))
+    }
+
+    fn fresh_tenant(profile: &TenantProfile) -> Tenant {
+        Tenant::new(
+            profile.products(),
+            Zone::new(profile.zone().unwrap_or(chrono_tz::Tz::UTC)),
+            profile.client_rules.clone(),
+        )
+        .with_custom_field_sets(profile.custom_field_sets.clone())
+    }
+
+    /// The profile's key retention (a profile is checked on load; a bad one here is the default).
+    fn retention(profile: &TenantProfile) -> chrono::TimeDelta {
+        profile
+            .key_retention()
+            .unwrap_or(super::idempotency::DEFAULT_RETENTION)
+    }
+
+    fn with(
+        config: SandboxConfig,
+        tenant: Tenant,
+        keys: KeyStore,
+        journal: Option<Journal>,
+    ) -> Self {
         let bucket = config
             .faults
             .throttle_rps
             .map(|rps| Bucket::new(rps, config.faults.throttle_burst));
         Self {
-            tenant: Mutex::new(
-                Tenant::new(
-                    config.tenant.products(),
-                    Zone::new(config.tenant.zone().unwrap_or(chrono_tz::Tz::UTC)),
-                    config.tenant.client_rules.clone(),
-                )
-                .with_custom_field_sets(config.tenant.custom_field_sets.clone()),
-            ),
-            idempotency: Mutex::new(KeyStore::default()),
+            tenant: Mutex::new(tenant),
+            idempotency: Mutex::new(keys),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed)),
             bucket: Mutex::new(bucket),
             faults: Mutex::new(config.faults),
             traffic: Mutex::new(Traffic::default()),
             profile: config.tenant,
+            journal: journal.map(Mutex::new),
         }
+    }
+
+    /// Runs `op` on `tenant` (locked by the caller) at the wall clock's now; returns its
+    /// outcome and that instant.
+    fn run(
+        tenant: &mut Tenant,
+        op: &Op,
+        parsed: &Value,
+    ) -> (Result<Value, ApiError>, DateTime<Utc>) {
+        let at = Utc::now();
+        (state::at(at, || op.run(tenant, parsed)), at)
+    }
+
+    /// Logs a change that ran (durable only), with the idempotency key it stored and the keys
+    /// forgotten meanwhile, before anything is answered: the caller still holds the tenant's
+    /// lock. A log that cannot be written stops the sandbox at once: the file then holds every
+    /// change answered, and a restart on it goes on from there (the change in hand was never
+    /// answered, so its client retries).
+    fn log(&self, entry: &Entry<'_>, stored: Option<(&str, &Stored)>, forgotten: &[String]) {
+        if let Some(journal) = &self.journal
+            && let Err(e) = lock(journal).record(entry, stored, forgotten)
+        {
+            eprintln!("sandbox: {e}; stopping, the state file holds every change answered");
+            std::process::exit(1);
+        }
+    }
+
+    /// Runs and logs a change that stores no idempotency key (the bulk timer, the tamper
+    /// endpoint).
+    fn run_unkeyed(&self, op: &Op, body: &[u8]) -> Result<Value, ApiError> {
+        let parsed =
+            parse_body(body).map_err(|e| ApiError::invalid_parameters(format!("body: {e}")))?;
+        let mut tenant = lock(&self.tenant);
+        let (outcome, at) = Self::run(&mut tenant, op, &parsed);
+        self.log(&Entry { at, op, body }, None, &[]);
+        outcome
+    }
+
+    /// Starts a queued bulk's timer: picked up (IN_PROGRESS) half the fault settings'
+    /// `bulk_delay_ms` from now, processed (COMPLETE) at its end.
+    pub fn schedule_bulk(self: &Arc<Self>, key: String) {
+        let delay = Duration::from_millis(lock(&self.faults).bulk_delay_ms);
+        let shared = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay / 2).await;
+            let _ = shared.run_unkeyed(&Op::StartBulk { key: key.clone() }, b"");
+            tokio::time::sleep(delay - delay / 2).await;
+            let _ = shared.run_unkeyed(&Op::ProcessBulk { key }, b"");
+        });
     }
 
     pub fn stats(&self) -> Value {
@@ -508,7 +599,7 @@ async fn unknown_operation(request: Request) -> Response {
 /// A change to the tenant: parse the body, honour the Idempotency-Key, apply, maybe lose the
 /// reply. `idempotent` is false where Mambu offers no key (PUT, the v1 link).
 struct Change<'a> {
-    shared: &'a Shared,
+    shared: &'a Arc<Shared>,
     headers: &'a HeaderMap,
     conn: &'a ConnHandle,
     api: Api,
@@ -518,26 +609,18 @@ struct Change<'a> {
 }
 
 impl Change<'_> {
-    async fn apply(
-        self,
-        body: &Bytes,
-        op: impl FnOnce(&mut Tenant, &Value) -> Result<Value, ApiError>,
-    ) -> Response {
-        let parsed: Value = if body.is_empty() {
-            Value::Null
-        } else {
-            match serde_json::from_slice(body) {
-                Ok(v) => v,
-                Err(e) => {
-                    return error_response(
-                        self.api,
-                        &ApiError::invalid_parameters(format!(
-                            "body: malformed JSON at line {} column {}",
-                            e.line(),
-                            e.column()
-                        )),
-                    );
-                }
+    async fn apply(self, body: &Bytes, op: Op) -> Response {
+        let parsed = match parse_body(body) {
+            Ok(v) => v,
+            Err(e) => {
+                return error_response(
+                    self.api,
+                    &ApiError::invalid_parameters(format!(
+                        "body: malformed JSON at line {} column {}",
+                        e.line(),
+                        e.column()
+                    )),
+                );
             }
         };
         let mode = lock(&self.shared.faults).idempotency;
@@ -562,7 +645,7 @@ impl Change<'_> {
             .into();
         let outcome = {
             let mut keys = lock(&self.shared.idempotency);
-            if let Some(stored) = key.as_ref().and_then(|k| keys.get(k)) {
+            if let Some(stored) = key.as_ref().and_then(|k| keys.get(k, Utc::now())) {
                 let mut traffic = lock(&self.shared.traffic);
                 if stored.fingerprint == fingerprint {
                     traffic.idempotent_replays += 1;
@@ -571,22 +654,32 @@ impl Change<'_> {
                 traffic.idempotency_conflicts += 1;
                 return error_response(self.api, &ApiError::idempotency_key_reused());
             }
-            let result = op(&mut lock(&self.shared.tenant), &parsed);
-            if let (Ok(body), Some(key)) = (&result, key) {
-                keys.insert(
-                    key,
-                    Stored {
+            let mut tenant = lock(&self.shared.tenant);
+            let (result, at) = Shared::run(&mut tenant, &op, &parsed);
+            let (key, forgotten) = match (&result, key) {
+                (Ok(answer), Some(key)) => {
+                    let stored = Stored {
                         fingerprint,
                         status: self.success,
-                        body: body.to_string().into_boxed_str(),
-                    },
-                );
-            }
+                        body: answer.to_string().into_boxed_str(),
+                        at,
+                    };
+                    let forgotten = keys.insert(key.clone(), stored);
+                    (Some(key), forgotten)
+                }
+                _ => (None, Vec::new()),
+            };
+            let stored = key.as_deref().and_then(|k| Some((k, keys.peek(k)?)));
+            self.shared
+                .log(&Entry { at, op: &op, body }, stored, &forgotten);
             result
         };
         match outcome {
             Err(err) => error_response(self.api, &err),
             Ok(body) => {
+                if let (Op::QueueBulk, Value::String(key)) = (&op, &body) {
+                    self.shared.schedule_bulk(key.clone());
+                }
                 let lost_rate = lock(&self.shared.faults).lost_reply_rate;
                 if self.shared.chance(lost_rate) {
                     return self.lose_reply().await;
@@ -613,7 +706,7 @@ impl Change<'_> {
 }
 
 fn change<'a>(
-    shared: &'a Shared,
+    shared: &'a Arc<Shared>,
     headers: &'a HeaderMap,
     conn: &'a ConnHandle,
     api: Api,
@@ -795,14 +888,14 @@ fn action_of(body: &Bytes) -> String {
 /// A POST that creates an entity (v2, with an Idempotency-Key, 201 on success).
 #[allow(clippy::too_many_arguments)]
 async fn create(
-    s: &Shared,
+    s: &Arc<Shared>,
     c: &ConnHandle,
     h: &HeaderMap,
     caller: &Caller,
     body: &Bytes,
     route: &str,
     call: Call<'_>,
-    op: impl FnOnce(&mut Tenant, &Value) -> Result<Value, ApiError>,
+    op: Op,
 ) -> Response {
     if let Some(refusal) = forbidden(s, caller, Api::V2, &[call]) {
         return refusal;
@@ -827,7 +920,7 @@ async fn create_client(
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let op = Tenant::create_client;
+    let op = Op::CreateClient;
     create(
         &s,
         &c,
@@ -856,7 +949,7 @@ async fn patch_client(
     }
     let route = format!("PATCH /clients/{id}");
     change(&s, &h, &c, Api::V2, false, StatusCode::NO_CONTENT, route)
-        .apply(&body, |t, body| t.patch_client(&id, body))
+        .apply(&body, Op::PatchClient { id })
         .await
 }
 
@@ -867,7 +960,7 @@ async fn create_group(
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let op = Tenant::create_group;
+    let op = Op::CreateGroup;
     create(
         &s,
         &c,
@@ -888,7 +981,7 @@ async fn create_deposit(
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let op = Tenant::create_deposit;
+    let op = Op::CreateDeposit;
     create(
         &s,
         &c,
@@ -909,7 +1002,9 @@ async fn create_loan(
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let op = |t: &mut Tenant, b: &Value| t.create_loan_by(b, &caller.0);
+    let op = Op::CreateLoan {
+        user: caller.0.clone(),
+    };
     create(
         &s,
         &c,
@@ -923,12 +1018,12 @@ async fn create_loan(
     .await
 }
 
-/// A change to the account a path names: its id or key, and the body.
-type AccountOp = fn(&mut Tenant, &str, &Value) -> Result<Value, ApiError>;
+/// The op of a change to the account a path names (its id or key).
+type AccountOp = fn(String) -> Op;
 
-/// A state change of the account a path names, as the calling user: its id or key, the body,
+/// The op of a state change of the account a path names, as the calling user: its id or key,
 /// the user name.
-type StateOp = fn(&mut Tenant, &str, &Value, &str) -> Result<Value, ApiError>;
+type StateOp = fn(String, String) -> Op;
 
 /// `POST /{accounts}/{id}:changeState`: axum sees `{id}:changeState` as one path segment.
 #[allow(clippy::too_many_arguments)]
@@ -958,7 +1053,7 @@ async fn change_state(
                 StatusCode::OK,
                 format!("POST /{accounts}/{id}:changeState"),
             )
-            .apply(&body, |t, b| op(t, &id, b, &caller.0))
+            .apply(&body, op(id, caller.0.clone()))
             .await
         }
         _ => error_response(
@@ -985,7 +1080,7 @@ async fn deposit_action(
         body,
         "deposits",
         |action| Call::DepositState(action),
-        |t, id, b, _| t.change_deposit_state(id, b),
+        |id, _| Op::DepositState { id },
     )
     .await
 }
@@ -1013,7 +1108,7 @@ async fn loan_action(
         body,
         "loans",
         |action| Call::LoanState(action),
-        Tenant::change_loan_state_by,
+        |id, user| Op::LoanState { id, user },
     )
     .await
 }
@@ -1029,16 +1124,12 @@ async fn adjust<const KIND: u8>(
     body: Bytes,
 ) -> Response {
     let (accounts, call, op): (&str, Call, AccountOp) = match KIND {
-        LOANS => (
-            "loans",
-            Call::AdjustLoanTransaction,
-            Tenant::adjust_loan_transaction,
-        ),
-        _ => (
-            "deposits",
-            Call::AdjustDepositTransaction,
-            Tenant::adjust_deposit_transaction,
-        ),
+        LOANS => ("loans", Call::AdjustLoanTransaction, |id| {
+            Op::AdjustLoanTransaction { id }
+        }),
+        _ => ("deposits", Call::AdjustDepositTransaction, |id| {
+            Op::AdjustDepositTransaction { id }
+        }),
     };
     let Some(id) = segment.strip_suffix(":adjust") else {
         return error_response(
@@ -1051,7 +1142,7 @@ async fn adjust<const KIND: u8>(
     }
     let route = format!("POST /{accounts}/transactions/{id}:adjust");
     change(&s, &h, &c, Api::V2, true, StatusCode::OK, route)
-        .apply(&body, |t, b| op(t, id, b))
+        .apply(&body, op(id.to_owned()))
         .await
 }
 
@@ -1070,26 +1161,27 @@ async fn delete<const KIND: u8>(
     Path(id): Path<String>,
     h: HeaderMap,
 ) -> Response {
-    type Delete = fn(&mut Tenant, &str) -> Result<Value, ApiError>;
-    let (entities, call, op): (&str, Call, Delete) = match KIND {
-        LOANS => ("loans", Call::DeleteLoan, Tenant::delete_loan),
-        DEPOSITS => ("deposits", Call::DeleteDeposit, Tenant::delete_deposit),
-        GROUPS => ("groups", Call::DeleteGroup, Tenant::delete_group),
-        _ => ("clients", Call::DeleteClient, Tenant::delete_client),
+    let (entities, call, op): (&str, Call, AccountOp) = match KIND {
+        LOANS => ("loans", Call::DeleteLoan, |id| Op::DeleteLoan { id }),
+        DEPOSITS => ("deposits", Call::DeleteDeposit, |id| Op::DeleteDeposit {
+            id,
+        }),
+        GROUPS => ("groups", Call::DeleteGroup, |id| Op::DeleteGroup { id }),
+        _ => ("clients", Call::DeleteClient, |id| Op::DeleteClient { id }),
     };
     if let Some(refusal) = forbidden(&s, &caller, Api::V2, &[call]) {
         return refusal;
     }
     let route = format!("DELETE /{entities}/{id}");
     change(&s, &h, &c, Api::V2, false, StatusCode::NO_CONTENT, route)
-        .apply(&Bytes::new(), |t, _| op(t, &id))
+        .apply(&Bytes::new(), op(id))
         .await
 }
 
 /// `POST /loans/{id}:writeOff` (issue 18) and, `undo`, `POST /loans/{id}:undoWriteOff` (issue
 /// 19): 204 without a body, an Idempotency-Key honoured.
 async fn write_off(
-    s: &Shared,
+    s: &Arc<Shared>,
     c: &ConnHandle,
     h: &HeaderMap,
     caller: &Caller,
@@ -1097,15 +1189,12 @@ async fn write_off(
     body: &Bytes,
     undo: bool,
 ) -> Response {
-    type Op = fn(&mut Tenant, &str, &Value) -> Result<Value, ApiError>;
-    let (call, action, op): (Call, &str, Op) = if undo {
-        (
-            Call::UndoWriteOff,
-            "undoWriteOff",
-            Tenant::undo_write_off_loan,
-        )
+    let (call, action, op): (Call, &str, AccountOp) = if undo {
+        (Call::UndoWriteOff, "undoWriteOff", |id| Op::UndoWriteOff {
+            id,
+        })
     } else {
-        (Call::WriteOff, "writeOff", Tenant::write_off_loan)
+        (Call::WriteOff, "writeOff", |id| Op::WriteOff { id })
     };
     if let Some(refusal) = forbidden(s, caller, Api::V2, &[call]) {
         return refusal;
@@ -1119,7 +1208,7 @@ async fn write_off(
         StatusCode::NO_CONTENT,
         format!("POST /loans/{id}:{action}"),
     )
-    .apply(body, |t, b| op(t, id, b))
+    .apply(body, op(id.to_owned()))
     .await
 }
 
@@ -1143,7 +1232,7 @@ async fn edit_schedule(
         StatusCode::OK,
         format!("PUT /loans/{id}/schedule"),
     )
-    .apply(&body, |t, b| t.edit_schedule(&id, b))
+    .apply(&body, Op::EditSchedule { id })
     .await
 }
 
@@ -1165,8 +1254,13 @@ async fn post_transaction(
         return refusal;
     }
     let route = format!("POST /loans/{id}/{kind:?}");
+    let op = match kind {
+        TransactionKind::Disbursement => Op::Disburse { id },
+        TransactionKind::Fee => Op::ApplyFee { id },
+        TransactionKind::Repayment => Op::Repay { id },
+    };
     change(&s, &h, &c, Api::V2, true, StatusCode::CREATED, route)
-        .apply(&body, |t, b| t.post_transaction(&id, kind, b))
+        .apply(&body, op)
         .await
 }
 
@@ -1214,15 +1308,15 @@ async fn deposit_transaction<const WITHDRAWAL: bool>(
     h: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (kind, own, path) = if WITHDRAWAL {
+    let (op, own, path): (AccountOp, _, _) = if WITHDRAWAL {
         (
-            DepositTransactionKind::Withdrawal,
+            |id| Op::Withdraw { id },
             Call::MakeWithdrawal,
             "withdrawal-transactions",
         )
     } else {
         (
-            DepositTransactionKind::Deposit,
+            |id| Op::Deposit { id },
             Call::MakeDeposit,
             "deposit-transactions",
         )
@@ -1232,7 +1326,7 @@ async fn deposit_transaction<const WITHDRAWAL: bool>(
     }
     let route = format!("POST /deposits/{id}/{path}");
     change(&s, &h, &c, Api::V2, true, StatusCode::CREATED, route)
-        .apply(&body, |t, b| t.post_deposit_transaction(&id, kind, b))
+        .apply(&body, op(id))
         .await
 }
 
@@ -1269,21 +1363,9 @@ async fn bulk_deposits(
     if let Some(refusal) = forbidden(&s, &caller, Api::V2, &[Call::MakeDeposit]) {
         return refusal;
     }
-    let delay = Duration::from_millis(lock(&s.faults).bulk_delay_ms);
-    let shared = s.clone();
     let route = "POST /deposits/deposit-transactions:bulk".to_owned();
     change(&s, &h, &c, Api::V2, true, StatusCode::ACCEPTED, route)
-        .apply(&body, move |t, b| {
-            let key = t.queue_bulk_deposits(b)?;
-            let queued = key.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay / 2).await;
-                lock(&shared.tenant).start_bulk(&queued);
-                tokio::time::sleep(delay - delay / 2).await;
-                lock(&shared.tenant).process_bulk(&queued);
-            });
-            Ok(Value::String(key))
-        })
+        .apply(&body, Op::QueueBulk)
         .await
 }
 
@@ -1312,13 +1394,13 @@ async fn lock_change<const UNLOCK: bool>(
         return refusal;
     }
     let (kind, op): (&str, AccountOp) = if UNLOCK {
-        ("unlock", Tenant::unlock_loan)
+        ("unlock", |id| Op::UnlockLoan { id })
     } else {
-        ("lock", Tenant::lock_loan)
+        ("lock", |id| Op::LockLoan { id })
     };
     let route = format!("POST /loans/{id}/{kind}-transactions");
     change(&s, &h, &c, Api::V2, true, StatusCode::CREATED, route)
-        .apply(&body, |t, b| op(t, &id, b))
+        .apply(&body, op(id))
         .await
 }
 
@@ -1335,10 +1417,7 @@ async fn link_settlement(
     }
     let route = format!("POST /loans/{loan}/settlementAccounts/{deposit}");
     change(&s, &h, &c, Api::V1, false, StatusCode::OK, route)
-        .apply(&body, |t, _| {
-            t.link_settlement(&loan, &deposit)
-                .map(|()| json!({ "returnCode": 0, "returnStatus": "SUCCESS" }))
-        })
+        .apply(&body, Op::LinkSettlement { loan, deposit })
         .await
 }
 
@@ -1668,13 +1747,12 @@ async fn custom_field(
 
 /// Test-only: change the tenant behind the API's back (see [`Tenant::tamper`]).
 async fn tamper(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
-    let parsed: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")).into_response(),
-    };
-    match lock(&s.tenant).tamper(&parsed) {
+    if let Err(e) = parse_body(&body) {
+        return (StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")).into_response();
+    }
+    match s.run_unkeyed(&Op::Tamper, &body) {
         Ok(done) => axum::Json(done).into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.source.unwrap_or_default()).into_response(),
     }
 }
 

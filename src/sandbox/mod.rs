@@ -12,17 +12,25 @@
 //! - [`products`]: the tenant's loan and deposit products and branches, as Mambu's JSON has them.
 //! - [`error`]: Mambu's v2 and v1 error bodies.
 //! - `http`: routes, auth, faults, idempotency, and the connection loop that can drop a reply.
+//! - `op`: every change to the tenant as data, and the one dispatcher that runs it.
+//! - `idempotency`: the answers kept under Idempotency-Keys, and how long they are kept.
+//! - `journal`: the state file of a durable sandbox (`sandbox --state FILE`): every op logged
+//!   in SQLite before it is answered, and replayed on start.
 //!
 //! Only this module sees hyper, and axum only here and in `crate::dashboard` (which serves a
 //! run's page); it shares no code with the client.
 
 pub mod error;
 mod http;
+mod idempotency;
+mod journal;
+mod op;
 pub mod products;
 pub mod state;
 pub mod tenant;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +38,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use http::Replayed;
+pub use journal::JournalError;
 pub use products::Products;
 pub use tenant::TenantProfile;
 
@@ -155,11 +165,47 @@ impl SandboxServer {
     }
 }
 
-/// Starts the sandbox on `addr` (port 0 picks a free port) in the current tokio runtime.
+/// Starts the sandbox on `addr` (port 0 picks a free port) in the current tokio runtime,
+/// holding its tenant in memory only.
 pub async fn start(config: SandboxConfig, addr: SocketAddr) -> std::io::Result<SandboxServer> {
+    serve(Arc::new(http::Shared::new(config)), addr).await
+}
+
+/// Why a durable sandbox did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    State(#[from] JournalError),
+    #[error("listening on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Starts a durable sandbox on `addr` whose tenant is kept in the state file `state`: what the
+/// file holds is replayed first (blocking: call it before serving anything else), then every
+/// change is logged there before it is answered. See `journal`.
+pub async fn start_durable(
+    config: SandboxConfig,
+    addr: SocketAddr,
+    state: &Path,
+) -> Result<(SandboxServer, Replayed), StartError> {
+    let (shared, replayed) = http::Shared::durable(config, state)?;
+    let shared = Arc::new(shared);
+    let server = serve(shared.clone(), addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })?;
+    for key in &replayed.pending_bulks {
+        shared.schedule_bulk(key.clone());
+    }
+    Ok((server, replayed))
+}
+
+async fn serve(shared: Arc<http::Shared>, addr: SocketAddr) -> std::io::Result<SandboxServer> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    let shared = Arc::new(http::Shared::new(config));
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     tasks.spawn(http::serve(

@@ -60,6 +60,13 @@ pub struct TenantProfile {
     /// may carry. Absent: none (a body with custom field values is refused).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub custom_field_sets: Vec<CustomFieldSet>,
+    /// How long an `Idempotency-Key` is kept, a duration like `24h`, `90m` or `2s`: a retry
+    /// under a key older than this is a new request (`../shared/mambu-api.md` §3), and only ids
+    /// and externalIds catch its duplicate. Absent: 24 hours, an assumed value (the record does
+    /// not say how long Mambu keeps keys). A short one (`2s`) rehearses keys that expired
+    /// overnight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key_retention: Option<String>,
 }
 
 fn default_currency() -> String {
@@ -470,6 +477,7 @@ impl TenantProfile {
     /// What serde cannot check: the zone, unique names and keys, credentials.
     fn check(&self) -> Result<(), String> {
         self.zone()?;
+        self.key_retention()?;
         if self.users.is_empty() {
             return Err("users: at least one user is needed to call the API".into());
         }
@@ -569,6 +577,17 @@ impl TenantProfile {
     }
 
     /// The time zone, parsed.
+    /// How long an idempotency key is kept (`idempotencyKeyRetention`, or 24 hours).
+    pub fn key_retention(&self) -> Result<chrono::TimeDelta, String> {
+        let Some(text) = &self.idempotency_key_retention else {
+            return Ok(super::idempotency::DEFAULT_RETENTION);
+        };
+        let seconds = crate::estimate::timing::parse_duration(text)
+            .map_err(|e| format!("idempotencyKeyRetention: {e}"))?;
+        chrono::TimeDelta::try_milliseconds((seconds * 1000.0).round() as i64)
+            .ok_or_else(|| format!("idempotencyKeyRetention: `{text}` is too long"))
+    }
+
     pub fn zone(&self) -> Result<chrono_tz::Tz, String> {
         self.time_zone.parse().map_err(|_| {
             format!(

@@ -78,16 +78,7 @@ impl Sandbox {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("starting the sandbox binary");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut line = String::new();
-        stdout
-            .read_line(&mut line)
-            .expect("reading the sandbox's first line");
-        let origin = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_owned();
+        let (stdout, origin) = listening(&mut child);
         Self {
             child,
             _stdout: stdout,
@@ -144,6 +135,21 @@ impl Sandbox {
             .await
             .unwrap()
     }
+}
+
+/// A sandbox process's stdout, and the origin its first line (`listening on …`) names.
+pub fn listening(child: &mut Child) -> (BufReader<ChildStdout>, String) {
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    stdout
+        .read_line(&mut line)
+        .expect("reading the sandbox's first line");
+    let origin = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_owned();
+    (stdout, origin)
 }
 
 impl Drop for Sandbox {

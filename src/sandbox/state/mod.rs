@@ -65,7 +65,7 @@ use super::tenant::{ClientRules, CustomFieldSet};
 pub use bulks::MAX_BULK_ITEMS;
 use json::{Texts, optional_str};
 pub use json::{decimal, money};
-pub use zone::Zone;
+pub use zone::{Zone, at};
 
 /// Everything the sandbox tenant holds.
 #[derive(Debug)]

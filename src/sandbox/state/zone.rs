@@ -17,6 +17,26 @@ use serde_json::{Value, json};
 
 use super::Tenant;
 
+thread_local! {
+    /// The instant an operation runs at, while [`at`] runs it; otherwise the wall clock's.
+    static CLOCK: std::cell::Cell<Option<DateTime<Utc>>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with the tenant's now fixed at `instant` on this thread: an operation sees one
+/// instant throughout, and a durable sandbox (`sandbox --state`) replays it at the instant it
+/// first ran, so its dates come out as they did.
+pub fn at<R>(instant: DateTime<Utc>, f: impl FnOnce() -> R) -> R {
+    /// Puts the clock back even if `f` panics (a worker thread outlives a request).
+    struct Restore(Option<DateTime<Utc>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CLOCK.set(self.0);
+        }
+    }
+    let _restore = Restore(CLOCK.replace(Some(instant)));
+    f()
+}
+
 /// The tenant's zone: an IANA zone from the tz database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Zone(Tz);
@@ -54,9 +74,13 @@ impl Zone {
         self.0.name()
     }
 
-    /// Now, with the offset in force.
+    /// Now, with the offset in force: the wall clock, or the instant [`at`] sets.
     pub(super) fn now(self) -> DateTime<FixedOffset> {
-        Utc::now().with_timezone(&self.0).fixed_offset()
+        CLOCK
+            .get()
+            .unwrap_or_else(Utc::now)
+            .with_timezone(&self.0)
+            .fixed_offset()
     }
 
     /// The start of the tenant's current day.
