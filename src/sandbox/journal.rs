@@ -68,6 +68,11 @@ pub enum JournalError {
         what: String,
         why: String,
     },
+    #[error(
+        "{path} is in use by another sandbox; stop it first, or give this one another --state \
+         file"
+    )]
+    InUse { path: PathBuf },
     #[error("{path}: {source}")]
     Sqlite {
         path: PathBuf,
@@ -124,10 +129,29 @@ impl Journal {
         let fresh = std::fs::metadata(path)
             .map(|m| m.len() == 0)
             .unwrap_or(true);
+        // One sandbox a file: two appending to one log would interleave two tenants' histories.
+        // The exclusive locking mode keeps the lock from the first write to the close (a killed
+        // process's lock goes with it), and another sandbox's first read is refused.
+        let in_use = |e: &rusqlite::Error| {
+            matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            )
+        };
         let conn = Connection::open(path).map_err(sqlite)?;
+        conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE")
+            .map_err(sqlite)?;
         let id: i32 = conn
             .query_row("PRAGMA application_id", [], |r| r.get(0))
-            .map_err(|e| not_ours(e.to_string()))?;
+            .map_err(|e| {
+                if in_use(&e) {
+                    JournalError::InUse {
+                        path: path.to_owned(),
+                    }
+                } else {
+                    not_ours(e.to_string())
+                }
+            })?;
         let hash = profile_hash(profile);
         if fresh {
             conn.execute_batch(&format!(
@@ -149,6 +173,17 @@ impl Journal {
         }
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
             .map_err(sqlite)?;
+        // Takes the lock now, not at the first change.
+        conn.execute_batch("BEGIN EXCLUSIVE; COMMIT;")
+            .map_err(|e| {
+                if in_use(&e) {
+                    JournalError::InUse {
+                        path: path.to_owned(),
+                    }
+                } else {
+                    sqlite(e)
+                }
+            })?;
         let meta = |name: &str| {
             conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
                 r.get::<_, String>(0)
@@ -342,6 +377,20 @@ mod tests {
         let mut ops = Vec::new();
         let (journal, _) = Journal::open(path, profile, |_, op, _| ops.push(op.clone()))?;
         Ok((journal, ops))
+    }
+
+    #[test]
+    fn a_file_in_use_by_another_sandbox_is_refused_and_free_again_when_it_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let profile = TenantProfile::lenient();
+        let (first, _) = open(&path, &profile).unwrap();
+        assert!(matches!(
+            open(&path, &profile),
+            Err(JournalError::InUse { .. })
+        ));
+        drop(first);
+        open(&path, &profile).unwrap();
     }
 
     #[test]
