@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use serde_json::{Map, Value, json};
 
 use super::custom_fields::check_addresses;
-use super::json::{now, object, optional_str, required_str, writable};
+use super::json::{JsonText, now, object, optional_str, required_str, writable};
 use super::{Answer, Client, EntityRef, Holder, Tenant};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::tenant::{AvailableFor, DuplicateAction, DuplicateField};
@@ -104,7 +104,7 @@ impl Tenant {
         self.clients.push(Client {
             encoded_key,
             id,
-            doc,
+            doc: JsonText::new(&doc),
             state: "INACTIVE",
             created: now(self.zone),
             activated: None,
@@ -220,7 +220,7 @@ impl Tenant {
                 "body: a list of patch operations",
             ));
         };
-        let mut doc = self.clients[index].doc.clone();
+        let mut doc = self.clients[index].doc.map();
         for (i, operation) in operations.iter().enumerate() {
             let operation = object(operation)?;
             let at = |what: &str| ApiError::invalid_parameters(format!("[{i}].{what}"));
@@ -257,6 +257,7 @@ impl Tenant {
         self.id_documents(&doc)?;
         check_addresses(&doc)?;
         self.custom_field_values(AvailableFor::Client, &doc)?;
+        let doc = JsonText::new(&doc);
         self.changing(&[EntityRef::Client(index)], |t| t.clients[index].doc = doc);
         Ok(Value::Null)
     }
@@ -277,7 +278,7 @@ impl Tenant {
 
     fn client_json(&self, index: usize) -> Value {
         let c = &self.clients[index];
-        let mut out = c.doc.clone();
+        let mut out = c.doc.map();
         out.insert("encodedKey".into(), json!(c.encoded_key));
         out.insert("id".into(), json!(c.id));
         out.insert("state".into(), json!(c.state));
@@ -321,7 +322,7 @@ impl Tenant {
     }
 
     /// The `assignedBranchKey` of an account's holder, if it has one.
-    pub(super) fn holder_branch(&self, holder: Holder) -> Option<&Value> {
+    pub(super) fn holder_branch(&self, holder: Holder) -> Option<Value> {
         match holder {
             Holder::Client(i) => self.clients[i].doc.get("assignedBranchKey"),
             Holder::Group(i) => self.groups[i].doc.get("assignedBranchKey"),

@@ -6,7 +6,8 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
 use super::json::{
-    money, now, object, optional_datetime, required_decimal, required_str, store_numbers, writable,
+    JsonText, money, now, object, optional_datetime, required_decimal, required_str, store_numbers,
+    writable,
 };
 use super::{Account, Answer, Deposit, DepositTransactionKind, EntityRef, Tenant};
 use crate::sandbox::error::ApiError;
@@ -61,7 +62,7 @@ impl Tenant {
         self.deposits.push(Deposit {
             encoded_key,
             id,
-            doc,
+            doc: JsonText::new(&doc),
             holder,
             product_key: product,
             state: "PENDING_APPROVAL",
@@ -132,7 +133,7 @@ impl Tenant {
 
     fn deposit_json(&self, index: usize) -> Value {
         let d = &self.deposits[index];
-        let mut out = d.doc.clone();
+        let mut out = d.doc.map();
         out.insert("encodedKey".into(), json!(d.encoded_key));
         out.insert("id".into(), json!(d.id));
         out.insert("accountState".into(), json!(d.state));

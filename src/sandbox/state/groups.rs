@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
 
-use super::json::{now, object, optional_str, required_str, writable};
+use super::json::{JsonText, now, object, optional_str, required_str, writable};
 use super::{Answer, EntityRef, Group, Tenant};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::tenant::{AvailableFor, GroupSizeLimitType, MultipleGroupMemberships};
@@ -85,7 +85,7 @@ impl Tenant {
         self.groups.push(Group {
             encoded_key,
             id,
-            doc,
+            doc: JsonText::new(&doc),
             members,
             created: now(self.zone),
             deleted: false,
@@ -149,10 +149,8 @@ impl Tenant {
             if rules.members_same_branch {
                 // Stricter reading: a client without a branch does not match a group with one,
                 // nor a client with one a group without.
-                let own = self.clients[client]
-                    .doc
-                    .get("assignedBranchKey")
-                    .and_then(Value::as_str);
+                let own = self.clients[client].doc.get("assignedBranchKey");
+                let own = own.as_ref().and_then(Value::as_str);
                 if own != branch {
                     return Err(ApiError::member_branch_mismatch(format!(
                         "{at}.clientKey: the client's branch `{}` is not the group's `{}`",
@@ -243,7 +241,7 @@ impl Tenant {
 
     fn group_json(&self, index: usize) -> Value {
         let g = &self.groups[index];
-        let mut out = g.doc.clone();
+        let mut out = g.doc.map();
         out.insert("encodedKey".into(), json!(g.encoded_key));
         out.insert("id".into(), json!(g.id));
         out.insert("creationDate".into(), json!(g.created));

@@ -63,7 +63,7 @@ use super::products::Products;
 use super::tenant::{ClientRules, CustomFieldSet};
 
 pub use bulks::MAX_BULK_ITEMS;
-use json::{Texts, optional_str};
+use json::{JsonText, Texts, optional_str};
 pub use json::{decimal, money};
 pub use zone::Zone;
 
@@ -141,7 +141,7 @@ enum EntityRef {
 struct Client {
     encoded_key: String,
     id: String,
-    doc: Map<String, Value>,
+    doc: JsonText,
     state: &'static str,
     created: String,
     activated: Option<String>,
@@ -153,7 +153,7 @@ struct Group {
     encoded_key: String,
     id: String,
     /// The body as stored, `groupMembers` as answered (roles completed).
-    doc: Map<String, Value>,
+    doc: JsonText,
     members: Vec<usize>,
     created: String,
     /// Deleted (`DELETE /groups/{id}`, issue 19): out of the lookups, its members freed.
@@ -181,7 +181,7 @@ impl fmt::Display for Holder {
 struct Deposit {
     encoded_key: String,
     id: String,
-    doc: Map<String, Value>,
+    doc: JsonText,
     holder: Holder,
     product_key: String,
     state: &'static str,
@@ -199,7 +199,7 @@ struct Deposit {
 struct Loan {
     encoded_key: String,
     id: String,
-    doc: Map<String, Value>,
+    doc: JsonText,
     holder: Holder,
     product: usize,
     amount: Decimal,

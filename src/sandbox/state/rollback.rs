@@ -169,11 +169,8 @@ impl Tenant {
         let t = &self.transactions[t_index];
         let (amount, value_date) = (self.transaction_amount(t), t.value_date);
         let key = Some(json!(t.encoded_key));
-        let Some(tranches) = self.loans[index]
-            .doc
-            .get("tranches")
-            .and_then(Value::as_array)
-        else {
+        let tranches = self.loans[index].doc.get("tranches");
+        let Some(tranches) = tranches.as_ref().and_then(Value::as_array) else {
             return;
         };
         let Some(tranche) = tranches.iter().position(|tr| {
@@ -191,12 +188,7 @@ impl Tenant {
                 loan.schedule[i].interest -= interest;
             }
         }
-        if let Some(details) = self.loans[index].doc["tranches"][tranche]
-            .get_mut("disbursementDetails")
-            .and_then(Value::as_object_mut)
-        {
-            details.remove("disbursementTransactionKey");
-        }
+        self.set_tranche_transaction(index, tranche, None);
     }
 
     /// `POST /deposits/transactions/{id}:adjust`: a deposit's amount taken off the balance (not
@@ -336,7 +328,7 @@ impl Tenant {
             return Err(ApiError::client_is_member_of_a_group());
         }
         // The duplicate-client check forgets it: the unit migrated again creates it again.
-        let doc = self.clients[index].doc.clone();
+        let doc = self.clients[index].doc.map();
         let documents = self.id_documents(&doc).unwrap_or_default();
         for (_, key) in self.match_keys(&doc, &documents) {
             self.client_matches.remove(&key);

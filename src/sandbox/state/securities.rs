@@ -180,7 +180,7 @@ impl Tenant {
         let Some(required) = product.security_settings.required_for(loan.amount) else {
             return Ok(());
         };
-        let held = securities_total(&loan.doc);
+        let held = securities_total(&loan.doc.map());
         if held < required {
             return Err(ApiError::insufficient_guarantees(
                 &required.normalize().to_string(),
