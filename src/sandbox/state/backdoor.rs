@@ -535,8 +535,8 @@ impl Tenant {
     /// The client, loan or deposit a tamper names.
     fn tampered_entity(&self, body: &Value) -> Result<EntityRef, String> {
         if let Ok(id) = text(body, "client") {
-            let index = match self.keys.get(id) {
-                Some(EntityRef::Client(i)) => Some(*i),
+            let index = match self.entity(id) {
+                Some(EntityRef::Client(i)) => Some(i),
                 _ => self.client_ids.get(id).copied(),
             };
             return Ok(EntityRef::Client(index.ok_or("no such client")?));

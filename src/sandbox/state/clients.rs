@@ -60,11 +60,10 @@ impl Tenant {
                 format!("{:09}", 100_000_000 + self.seq + 1)
             }
         };
-        let encoded_key = self.new_key();
+        let encoded_key = self.next_key();
         let index = self.clients.len();
         self.client_ids.insert(id.clone(), index);
-        self.keys
-            .insert(encoded_key.clone(), EntityRef::Client(index));
+        self.keys.insert(encoded_key, EntityRef::Client(index));
         self.client_matches
             .extend(matches.into_iter().map(|(_, key)| key));
         let mut doc = writable(
@@ -164,7 +163,7 @@ impl Tenant {
         &self,
         doc: &Map<String, Value>,
         documents: &[&Map<String, Value>],
-    ) -> Vec<(DuplicateField, String)> {
+    ) -> Vec<(DuplicateField, u128)> {
         let text = |map: &Map<String, Value>, field: &str| {
             map.get(field)
                 .and_then(Value::as_str)
@@ -175,7 +174,8 @@ impl Tenant {
         for &field in &self.client_rules.duplicate_client_check.fields {
             let mut add = |parts: &[Option<String>]| {
                 if let Some(parts) = parts.iter().cloned().collect::<Option<Vec<_>>>() {
-                    keys.push((field, format!("{field:?}|{}", parts.join("|"))));
+                    let key = format!("{field:?}|{}", parts.join("|"));
+                    keys.push((field, self.fingerprint.of(&key)));
                 }
             };
             match field {
@@ -270,8 +270,8 @@ impl Tenant {
     }
 
     pub(super) fn client_index(&self, id_or_key: &str) -> Option<usize> {
-        match self.keys.get(id_or_key) {
-            Some(EntityRef::Client(i)) => Some(*i),
+        match self.entity(id_or_key) {
+            Some(EntityRef::Client(i)) => Some(i),
             _ => self.client_ids.get(id_or_key).copied(),
         }
     }
@@ -314,9 +314,9 @@ impl Tenant {
         if !matches!(kind, "CLIENT" | "GROUP") {
             return Err(ApiError::invalid_parameters("accountHolderType"));
         }
-        match (kind, self.keys.get(key)) {
-            ("CLIENT", Some(EntityRef::Client(i))) => Ok(Holder::Client(*i)),
-            ("GROUP", Some(EntityRef::Group(i))) => Ok(Holder::Group(*i)),
+        match (kind, self.entity(key)) {
+            ("CLIENT", Some(EntityRef::Client(i))) => Ok(Holder::Client(i)),
+            ("GROUP", Some(EntityRef::Group(i))) => Ok(Holder::Group(i)),
             _ => Err(ApiError::account_holder_not_found()),
         }
     }

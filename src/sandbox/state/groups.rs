@@ -52,11 +52,10 @@ impl Tenant {
                 format!("G{:08}", self.seq + 1)
             }
         };
-        let encoded_key = self.new_key();
+        let encoded_key = self.next_key();
         let index = self.groups.len();
         self.group_ids.insert(id.clone(), index);
-        self.keys
-            .insert(encoded_key.clone(), EntityRef::Group(index));
+        self.keys.insert(encoded_key, EntityRef::Group(index));
         let mut doc = writable(
             doc,
             &[
@@ -124,8 +123,8 @@ impl Tenant {
                 .filter(|k| !k.is_empty())
                 .ok_or_else(|| ApiError::missing(&format!("{at}.clientKey")))?;
             // An encodedKey, as for an account holder: a client id is not a key.
-            let client = match self.keys.get(key) {
-                Some(EntityRef::Client(c)) => *c,
+            let client = match self.entity(key) {
+                Some(EntityRef::Client(c)) => c,
                 _ => {
                     return Err(ApiError::invalid_member_client_key(format!(
                         "{at}.clientKey"
@@ -233,8 +232,8 @@ impl Tenant {
     }
 
     pub(super) fn group_index(&self, id_or_key: &str) -> Option<usize> {
-        match self.keys.get(id_or_key) {
-            Some(EntityRef::Group(i)) => Some(*i),
+        match self.entity(id_or_key) {
+            Some(EntityRef::Group(i)) => Some(i),
             _ => self.group_ids.get(id_or_key).copied(),
         }
     }

@@ -134,11 +134,10 @@ impl Tenant {
         }
         let natural = format!("loan|{holder}|{product_key}|{amount}");
         let id = self.claim_account_id(doc, natural)?;
-        let encoded_key = self.new_key();
+        let encoded_key = self.next_key();
         let index = self.loans.len();
         self.account_ids.insert(id.clone(), EntityRef::Loan(index));
-        self.keys
-            .insert(encoded_key.clone(), EntityRef::Loan(index));
+        self.keys.insert(encoded_key, EntityRef::Loan(index));
         let mut doc = writable(
             doc,
             &[
@@ -295,11 +294,10 @@ impl Tenant {
 
     pub(super) fn loan_index(&self, id_or_key: &str) -> Option<usize> {
         match self
-            .keys
-            .get(id_or_key)
-            .or_else(|| self.account_ids.get(id_or_key))
+            .entity(id_or_key)
+            .or_else(|| self.account_ids.get(id_or_key).copied())
         {
-            Some(EntityRef::Loan(i)) => Some(*i),
+            Some(EntityRef::Loan(i)) => Some(i),
             _ => None,
         }
     }

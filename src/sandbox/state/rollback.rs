@@ -240,13 +240,13 @@ impl Tenant {
         if !deletable {
             return Err(ApiError::invalid_account_state("accountState"));
         }
-        let (key, id) = (loan.encoded_key.clone(), loan.id.clone());
+        let (key, id) = (loan.encoded_key, loan.id.clone());
         let transactions = loan.transactions.clone();
         self.tally_entity(EntityRef::Loan(index), -1);
         self.loans[index].state = DELETED;
         self.loans[index].sub_state = None;
         self.forget_transactions(&transactions);
-        self.forget(&key, &id, &EntityRef::Loan(index));
+        self.forget(key, &id, &EntityRef::Loan(index));
         Ok(Value::Null)
     }
 
@@ -264,11 +264,11 @@ impl Tenant {
         if live || !deposit.balance.is_zero() {
             return Err(ApiError::account_has_transactions());
         }
-        let key = deposit.encoded_key.clone();
+        let key = deposit.encoded_key;
         if self
             .loans
             .iter()
-            .any(|l| l.state != DELETED && l.settlement_key.as_deref() == Some(key.as_str()))
+            .any(|l| l.state != DELETED && l.settlement_key == Some(key))
         {
             return Err(ApiError::invalid_account_state(
                 "linkedSettlementAccountKeys",
@@ -280,7 +280,7 @@ impl Tenant {
         self.deposits[index].state = DELETED;
         self.tally_entity(EntityRef::Deposit(index), 1);
         self.forget_transactions(&transactions);
-        self.forget(&key, &id, &EntityRef::Deposit(index));
+        self.forget(key, &id, &EntityRef::Deposit(index));
         Ok(Value::Null)
     }
 
@@ -298,7 +298,7 @@ impl Tenant {
         self.entities.group(group, -1);
         group.deleted = true;
         group.members.clear();
-        let (key, id) = (group.encoded_key.clone(), group.id.clone());
+        let (key, id) = (group.encoded_key, group.id.clone());
         self.group_ids.remove(&id);
         self.keys.remove(&key);
         Ok(Value::Null)
@@ -336,7 +336,7 @@ impl Tenant {
         let client = &mut self.clients[index];
         self.entities.client(client, -1);
         client.state = DELETED;
-        let (key, id) = (client.encoded_key.clone(), client.id.clone());
+        let (key, id) = (client.encoded_key, client.id.clone());
         self.client_ids.remove(&id);
         self.keys.remove(&key);
         Ok(Value::Null)
@@ -354,8 +354,8 @@ impl Tenant {
     }
 
     /// Removes a deleted account from the lookups: its key, and its id when it still names it.
-    fn forget(&mut self, key: &str, id: &str, entity: &EntityRef) {
-        self.keys.remove(key);
+    fn forget(&mut self, key: Key, id: &str, entity: &EntityRef) {
+        self.keys.remove(&key);
         if self.account_ids.get(id) == Some(entity) {
             self.account_ids.remove(id);
         }

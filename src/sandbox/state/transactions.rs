@@ -78,7 +78,7 @@ impl Tenant {
             TransactionKind::Fee => self.apply_fee(index, doc, value_date)?,
             TransactionKind::Repayment => self.repay(index, doc, value_date)?,
         };
-        let account = self.loans[index].encoded_key.clone();
+        let account = self.loans[index].encoded_key.to_string();
         self.note_transaction(&account, type_name, amount, value_date, external_id);
         let mut out = writable(
             doc,
@@ -458,9 +458,7 @@ impl Tenant {
             let deposit = self
                 .deposit_index(target)
                 .ok_or_else(ApiError::invalid_settlement_account_key)?;
-            if self.loans[index].settlement_key.as_deref()
-                != Some(self.deposits[deposit].encoded_key.as_str())
-            {
+            if self.loans[index].settlement_key != Some(self.deposits[deposit].encoded_key) {
                 return Err(ApiError::new(
                     axum::http::StatusCode::BAD_REQUEST,
                     1936,
