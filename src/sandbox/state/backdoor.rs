@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
 use super::custom_fields::stored_values;
-use super::json::{decimal, money};
+use super::json::{JsonText, decimal, money};
 use super::rollback::DELETED;
 use super::{Account, Client, Deposit, EntityRef, Group, Loan, Tenant, Transaction};
 
@@ -80,7 +80,7 @@ impl EntityTally {
     pub(super) fn client(&mut self, c: &Client, sign: i64) {
         if c.state != DELETED {
             self.bump(Count::Clients, sign);
-            self.doc(&c.doc, sign);
+            self.doc(&c.doc.map(), sign);
         }
     }
 
@@ -96,7 +96,7 @@ impl EntityTally {
         if d.state != DELETED {
             self.bump(Count::Deposits, sign);
             self.bump(Count::DepositsIn(d.state), sign);
-            self.doc(&d.doc, sign);
+            self.doc(&d.doc.map(), sign);
         }
     }
 
@@ -114,9 +114,10 @@ impl EntityTally {
             sign * i64::from(l.settlement_key.is_some()),
         );
         self.bump(Count::CustomSchedules, sign * i64::from(l.custom_schedule));
-        self.bump(Count::Guarantors, sign * list_len(&l.doc, "guarantors"));
-        self.bump(Count::Assets, sign * list_len(&l.doc, "assets"));
-        self.doc(&l.doc, sign);
+        let doc = l.doc.map();
+        self.bump(Count::Guarantors, sign * list_len(&doc, "guarantors"));
+        self.bump(Count::Assets, sign * list_len(&doc, "assets"));
+        self.doc(&doc, sign);
     }
 }
 
@@ -489,16 +490,18 @@ impl Tenant {
         let field = text(body, "field")?;
         let index = body.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
         let value = body.get("value").cloned().unwrap_or(Value::Null);
-        let fields = match self.tampered(body)?.entry(set).or_insert_with(|| json!({})) {
-            Value::Object(fields) => fields,
-            Value::Array(groups) => groups
-                .get_mut(index)
-                .and_then(Value::as_object_mut)
-                .ok_or("no such entry of the grouped set")?,
-            _ => return Err("the set holds no values".into()),
-        };
-        set_or_remove(fields, field, value);
-        Ok(json!({ "set": set, "field": field }))
+        self.tampered(body, |doc| {
+            let fields = match doc.entry(set).or_insert_with(|| json!({})) {
+                Value::Object(fields) => fields,
+                Value::Array(groups) => groups
+                    .get_mut(index)
+                    .and_then(Value::as_object_mut)
+                    .ok_or("no such entry of the grouped set")?,
+                _ => return Err("the set holds no values".into()),
+            };
+            set_or_remove(fields, field, value);
+            Ok(json!({ "set": set, "field": field }))
+        })
     }
 
     /// Sets (or with a null value removes) `field` of the entry `index` (0 by default) of the
@@ -517,22 +520,23 @@ impl Tenant {
         let field = text(body, "field")?;
         let index = body.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
         let value = body.get("value").cloned().unwrap_or(Value::Null);
-        let entry = self
-            .tampered(body)?
-            .get_mut(list)
-            .and_then(Value::as_array_mut)
-            .and_then(|a| a.get_mut(index))
-            .and_then(Value::as_object_mut)
-            .ok_or_else(|| format!("no such {what}"))?;
-        set_or_remove(entry, field, value);
-        Ok(json!({ what: index, "field": field }))
+        self.tampered(body, |doc| {
+            let entry = doc
+                .get_mut(list)
+                .and_then(Value::as_array_mut)
+                .and_then(|a| a.get_mut(index))
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| format!("no such {what}"))?;
+            set_or_remove(entry, field, value);
+            Ok(json!({ what: index, "field": field }))
+        })
     }
 
     /// The client, loan or deposit a tamper names.
     fn tampered_entity(&self, body: &Value) -> Result<EntityRef, String> {
         if let Ok(id) = text(body, "client") {
-            let index = match self.keys.get(id) {
-                Some(EntityRef::Client(i)) => Some(*i),
+            let index = match self.entity(id) {
+                Some(EntityRef::Client(i)) => Some(i),
                 _ => self.client_ids.get(id).copied(),
             };
             return Ok(EntityRef::Client(index.ok_or("no such client")?));
@@ -545,14 +549,23 @@ impl Tenant {
         Ok(EntityRef::Deposit(index))
     }
 
-    /// The stored document of the client, loan or deposit a tamper names.
-    fn tampered(&mut self, body: &Value) -> Result<&mut Map<String, Value>, String> {
-        Ok(match self.tampered_entity(body)? {
+    /// Changes the stored document of the client, loan or deposit a tamper names; kept
+    /// unchanged when `change` refuses.
+    fn tampered(
+        &mut self,
+        body: &Value,
+        change: impl FnOnce(&mut Map<String, Value>) -> Result<Value, String>,
+    ) -> Result<Value, String> {
+        let doc = match self.tampered_entity(body)? {
             EntityRef::Client(i) => &mut self.clients[i].doc,
             EntityRef::Loan(i) => &mut self.loans[i].doc,
             EntityRef::Deposit(i) => &mut self.deposits[i].doc,
             EntityRef::Group(i) => &mut self.groups[i].doc,
-        })
+        };
+        let mut edited = doc.map();
+        let answer = change(&mut edited)?;
+        *doc = JsonText::new(&edited);
+        Ok(answer)
     }
 }
 

@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use serde_json::{Map, Value, json};
 
 use super::custom_fields::check_addresses;
-use super::json::{now, object, optional_str, required_str, writable};
+use super::json::{JsonText, now, object, optional_str, required_str, writable};
 use super::{Answer, Client, EntityRef, Holder, Tenant};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::tenant::{AvailableFor, DuplicateAction, DuplicateField};
@@ -60,11 +60,10 @@ impl Tenant {
                 format!("{:09}", 100_000_000 + self.seq + 1)
             }
         };
-        let encoded_key = self.new_key();
+        let encoded_key = self.next_key();
         let index = self.clients.len();
         self.client_ids.insert(id.clone(), index);
-        self.keys
-            .insert(encoded_key.clone(), EntityRef::Client(index));
+        self.keys.insert(encoded_key, EntityRef::Client(index));
         self.client_matches
             .extend(matches.into_iter().map(|(_, key)| key));
         let mut doc = writable(
@@ -104,7 +103,7 @@ impl Tenant {
         self.clients.push(Client {
             encoded_key,
             id,
-            doc,
+            doc: JsonText::new(&doc),
             state: "INACTIVE",
             created: now(self.zone),
             activated: None,
@@ -164,7 +163,7 @@ impl Tenant {
         &self,
         doc: &Map<String, Value>,
         documents: &[&Map<String, Value>],
-    ) -> Vec<(DuplicateField, String)> {
+    ) -> Vec<(DuplicateField, u128)> {
         let text = |map: &Map<String, Value>, field: &str| {
             map.get(field)
                 .and_then(Value::as_str)
@@ -175,7 +174,8 @@ impl Tenant {
         for &field in &self.client_rules.duplicate_client_check.fields {
             let mut add = |parts: &[Option<String>]| {
                 if let Some(parts) = parts.iter().cloned().collect::<Option<Vec<_>>>() {
-                    keys.push((field, format!("{field:?}|{}", parts.join("|"))));
+                    let key = format!("{field:?}|{}", parts.join("|"));
+                    keys.push((field, self.fingerprint.of(&key)));
                 }
             };
             match field {
@@ -220,7 +220,7 @@ impl Tenant {
                 "body: a list of patch operations",
             ));
         };
-        let mut doc = self.clients[index].doc.clone();
+        let mut doc = self.clients[index].doc.map();
         for (i, operation) in operations.iter().enumerate() {
             let operation = object(operation)?;
             let at = |what: &str| ApiError::invalid_parameters(format!("[{i}].{what}"));
@@ -257,6 +257,7 @@ impl Tenant {
         self.id_documents(&doc)?;
         check_addresses(&doc)?;
         self.custom_field_values(AvailableFor::Client, &doc)?;
+        let doc = JsonText::new(&doc);
         self.changing(&[EntityRef::Client(index)], |t| t.clients[index].doc = doc);
         Ok(Value::Null)
     }
@@ -269,15 +270,15 @@ impl Tenant {
     }
 
     pub(super) fn client_index(&self, id_or_key: &str) -> Option<usize> {
-        match self.keys.get(id_or_key) {
-            Some(EntityRef::Client(i)) => Some(*i),
+        match self.entity(id_or_key) {
+            Some(EntityRef::Client(i)) => Some(i),
             _ => self.client_ids.get(id_or_key).copied(),
         }
     }
 
     fn client_json(&self, index: usize) -> Value {
         let c = &self.clients[index];
-        let mut out = c.doc.clone();
+        let mut out = c.doc.map();
         out.insert("encodedKey".into(), json!(c.encoded_key));
         out.insert("id".into(), json!(c.id));
         out.insert("state".into(), json!(c.state));
@@ -313,15 +314,15 @@ impl Tenant {
         if !matches!(kind, "CLIENT" | "GROUP") {
             return Err(ApiError::invalid_parameters("accountHolderType"));
         }
-        match (kind, self.keys.get(key)) {
-            ("CLIENT", Some(EntityRef::Client(i))) => Ok(Holder::Client(*i)),
-            ("GROUP", Some(EntityRef::Group(i))) => Ok(Holder::Group(*i)),
+        match (kind, self.entity(key)) {
+            ("CLIENT", Some(EntityRef::Client(i))) => Ok(Holder::Client(i)),
+            ("GROUP", Some(EntityRef::Group(i))) => Ok(Holder::Group(i)),
             _ => Err(ApiError::account_holder_not_found()),
         }
     }
 
     /// The `assignedBranchKey` of an account's holder, if it has one.
-    pub(super) fn holder_branch(&self, holder: Holder) -> Option<&Value> {
+    pub(super) fn holder_branch(&self, holder: Holder) -> Option<Value> {
         match holder {
             Holder::Client(i) => self.clients[i].doc.get("assignedBranchKey"),
             Holder::Group(i) => self.groups[i].doc.get("assignedBranchKey"),

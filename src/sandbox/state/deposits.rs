@@ -6,7 +6,8 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
 use super::json::{
-    money, now, object, optional_datetime, required_decimal, required_str, store_numbers, writable,
+    JsonText, money, now, object, optional_datetime, required_decimal, required_str, store_numbers,
+    writable,
 };
 use super::{Account, Answer, Deposit, DepositTransactionKind, EntityRef, Tenant};
 use crate::sandbox::error::ApiError;
@@ -36,12 +37,11 @@ impl Tenant {
         let custom = self.custom_field_values(AvailableFor::DepositAccount, doc)?;
         let natural = format!("deposit|{holder}|{product}|{name}");
         let id = self.claim_account_id(doc, natural)?;
-        let encoded_key = self.new_key();
+        let encoded_key = self.next_key();
         let index = self.deposits.len();
         self.account_ids
             .insert(id.clone(), EntityRef::Deposit(index));
-        self.keys
-            .insert(encoded_key.clone(), EntityRef::Deposit(index));
+        self.keys.insert(encoded_key, EntityRef::Deposit(index));
         let mut doc = writable(
             doc,
             &[
@@ -61,7 +61,7 @@ impl Tenant {
         self.deposits.push(Deposit {
             encoded_key,
             id,
-            doc,
+            doc: JsonText::new(&doc),
             holder,
             product_key: product,
             state: "PENDING_APPROVAL",
@@ -85,11 +85,10 @@ impl Tenant {
 
     pub(super) fn deposit_index(&self, id_or_key: &str) -> Option<usize> {
         match self
-            .keys
-            .get(id_or_key)
-            .or_else(|| self.account_ids.get(id_or_key))
+            .entity(id_or_key)
+            .or_else(|| self.account_ids.get(id_or_key).copied())
         {
-            Some(EntityRef::Deposit(i)) => Some(*i),
+            Some(EntityRef::Deposit(i)) => Some(i),
             _ => None,
         }
     }
@@ -132,7 +131,7 @@ impl Tenant {
 
     fn deposit_json(&self, index: usize) -> Value {
         let d = &self.deposits[index];
-        let mut out = d.doc.clone();
+        let mut out = d.doc.map();
         out.insert("encodedKey".into(), json!(d.encoded_key));
         out.insert("id".into(), json!(d.id));
         out.insert("accountState".into(), json!(d.state));
@@ -219,7 +218,7 @@ impl Tenant {
                 "WITHDRAWAL"
             }
         };
-        let account = deposit.encoded_key.clone();
+        let account = deposit.encoded_key.to_string();
         self.note_transaction(&account, type_name, amount, value_date, external_id);
         let mut out = writable(
             doc,

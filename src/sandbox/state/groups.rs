@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
 
-use super::json::{now, object, optional_str, required_str, writable};
+use super::json::{JsonText, now, object, optional_str, required_str, writable};
 use super::{Answer, EntityRef, Group, Tenant};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::tenant::{AvailableFor, GroupSizeLimitType, MultipleGroupMemberships};
@@ -52,11 +52,10 @@ impl Tenant {
                 format!("G{:08}", self.seq + 1)
             }
         };
-        let encoded_key = self.new_key();
+        let encoded_key = self.next_key();
         let index = self.groups.len();
         self.group_ids.insert(id.clone(), index);
-        self.keys
-            .insert(encoded_key.clone(), EntityRef::Group(index));
+        self.keys.insert(encoded_key, EntityRef::Group(index));
         let mut doc = writable(
             doc,
             &[
@@ -85,7 +84,7 @@ impl Tenant {
         self.groups.push(Group {
             encoded_key,
             id,
-            doc,
+            doc: JsonText::new(&doc),
             members,
             created: now(self.zone),
             deleted: false,
@@ -124,8 +123,8 @@ impl Tenant {
                 .filter(|k| !k.is_empty())
                 .ok_or_else(|| ApiError::missing(&format!("{at}.clientKey")))?;
             // An encodedKey, as for an account holder: a client id is not a key.
-            let client = match self.keys.get(key) {
-                Some(EntityRef::Client(c)) => *c,
+            let client = match self.entity(key) {
+                Some(EntityRef::Client(c)) => c,
                 _ => {
                     return Err(ApiError::invalid_member_client_key(format!(
                         "{at}.clientKey"
@@ -149,10 +148,8 @@ impl Tenant {
             if rules.members_same_branch {
                 // Stricter reading: a client without a branch does not match a group with one,
                 // nor a client with one a group without.
-                let own = self.clients[client]
-                    .doc
-                    .get("assignedBranchKey")
-                    .and_then(Value::as_str);
+                let own = self.clients[client].doc.get("assignedBranchKey");
+                let own = own.as_ref().and_then(Value::as_str);
                 if own != branch {
                     return Err(ApiError::member_branch_mismatch(format!(
                         "{at}.clientKey: the client's branch `{}` is not the group's `{}`",
@@ -235,15 +232,15 @@ impl Tenant {
     }
 
     pub(super) fn group_index(&self, id_or_key: &str) -> Option<usize> {
-        match self.keys.get(id_or_key) {
-            Some(EntityRef::Group(i)) => Some(*i),
+        match self.entity(id_or_key) {
+            Some(EntityRef::Group(i)) => Some(i),
             _ => self.group_ids.get(id_or_key).copied(),
         }
     }
 
     fn group_json(&self, index: usize) -> Value {
         let g = &self.groups[index];
-        let mut out = g.doc.clone();
+        let mut out = g.doc.map();
         out.insert("encodedKey".into(), json!(g.encoded_key));
         out.insert("id".into(), json!(g.id));
         out.insert("creationDate".into(), json!(g.created));

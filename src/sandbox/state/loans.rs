@@ -5,8 +5,8 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::json::{
-    count, decimal, entry_with_amount, format_datetime, money, now, object, optional_datetime,
-    optional_str, required_decimal, required_str, store_numbers, writable,
+    JsonText, count, decimal, entry_with_amount, format_datetime, money, now, object,
+    optional_datetime, optional_str, required_decimal, required_str, store_numbers, writable,
 };
 use super::{Answer, EntityRef, Installment, Loan, Tenant, Zone};
 use crate::sandbox::error::ApiError;
@@ -134,11 +134,10 @@ impl Tenant {
         }
         let natural = format!("loan|{holder}|{product_key}|{amount}");
         let id = self.claim_account_id(doc, natural)?;
-        let encoded_key = self.new_key();
+        let encoded_key = self.next_key();
         let index = self.loans.len();
         self.account_ids.insert(id.clone(), EntityRef::Loan(index));
-        self.keys
-            .insert(encoded_key.clone(), EntityRef::Loan(index));
+        self.keys.insert(encoded_key, EntityRef::Loan(index));
         let mut doc = writable(
             doc,
             &[
@@ -187,7 +186,7 @@ impl Tenant {
         let mut loan = Loan {
             encoded_key,
             id,
-            doc,
+            doc: JsonText::new(&doc),
             holder,
             product: product_index,
             amount,
@@ -295,11 +294,10 @@ impl Tenant {
 
     pub(super) fn loan_index(&self, id_or_key: &str) -> Option<usize> {
         match self
-            .keys
-            .get(id_or_key)
-            .or_else(|| self.account_ids.get(id_or_key))
+            .entity(id_or_key)
+            .or_else(|| self.account_ids.get(id_or_key).copied())
         {
-            Some(EntityRef::Loan(i)) => Some(*i),
+            Some(EntityRef::Loan(i)) => Some(i),
             _ => None,
         }
     }
@@ -483,7 +481,7 @@ impl Tenant {
     fn loan_json(&self, index: usize) -> Value {
         let l = &self.loans[index];
         let product = &self.products.loan_products[l.product];
-        let mut out = l.doc.clone();
+        let mut out = l.doc.map();
         out.insert("encodedKey".into(), json!(l.encoded_key));
         out.insert("id".into(), json!(l.id));
         out.insert("accountState".into(), json!(self.loan_state(l)));
@@ -499,7 +497,7 @@ impl Tenant {
         if !out.contains_key("assignedBranchKey")
             && let Some(branch) = self.holder_branch(l.holder)
         {
-            out.insert("assignedBranchKey".into(), branch.clone());
+            out.insert("assignedBranchKey".into(), branch);
         }
         out.insert("currency".into(), json!({ "code": product.currency }));
         let mut schedule = out

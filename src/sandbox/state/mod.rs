@@ -63,7 +63,7 @@ use super::products::Products;
 use super::tenant::{ClientRules, CustomFieldSet};
 
 pub use bulks::MAX_BULK_ITEMS;
-use json::{Texts, optional_str};
+use json::{JsonText, Texts, optional_str};
 pub use json::{decimal, money};
 pub use zone::{Zone, at};
 
@@ -85,8 +85,9 @@ pub struct Tenant {
     transactions: Vec<Transaction>,
     /// The text of what transactions do not hold typed (see [`Transaction`]).
     texts: Texts,
-    /// encodedKey → entity, for every entity kind.
-    keys: HashMap<String, EntityRef>,
+    /// encodedKey → entity, for every entity kind (a key the tenant could not have made is
+    /// not in it: see [`Tenant::entity`]).
+    keys: HashMap<Key, EntityRef>,
     client_ids: HashMap<String, usize>,
     /// Groups have their own id space (GROUP_ID_ALREADY_IN_USE).
     group_ids: HashMap<String, usize>,
@@ -101,8 +102,8 @@ pub struct Tenant {
     transaction_keys: HashMap<u128, u64>,
     fingerprint: Fingerprint,
     /// What the duplicate-client check compares: one key per configured field combination of
-    /// every client created (see `Tenant::create_client`).
-    client_matches: HashSet<String>,
+    /// every client created (see `Tenant::create_client`), by its [`Fingerprint`].
+    client_matches: HashSet<u128>,
     /// Bulk deposit transactions, in the order queued.
     bulks: Vec<bulks::Bulk>,
     pub counters: Counters,
@@ -139,9 +140,9 @@ enum EntityRef {
 
 #[derive(Debug)]
 struct Client {
-    encoded_key: String,
+    encoded_key: Key,
     id: String,
-    doc: Map<String, Value>,
+    doc: JsonText,
     state: &'static str,
     created: String,
     activated: Option<String>,
@@ -150,10 +151,10 @@ struct Client {
 /// A group: its members are clients (by index), each with its roles as answered.
 #[derive(Debug)]
 struct Group {
-    encoded_key: String,
+    encoded_key: Key,
     id: String,
     /// The body as stored, `groupMembers` as answered (roles completed).
-    doc: Map<String, Value>,
+    doc: JsonText,
     members: Vec<usize>,
     created: String,
     /// Deleted (`DELETE /groups/{id}`, issue 19): out of the lookups, its members freed.
@@ -179,14 +180,14 @@ impl fmt::Display for Holder {
 
 #[derive(Debug)]
 struct Deposit {
-    encoded_key: String,
+    encoded_key: Key,
     id: String,
-    doc: Map<String, Value>,
+    doc: JsonText,
     holder: Holder,
     product_key: String,
     state: &'static str,
     balance: Decimal,
-    linked_loans: Vec<String>,
+    linked_loans: Vec<Key>,
     created: String,
     approved: Option<String>,
     /// When its first deposit made it ACTIVE.
@@ -197,9 +198,9 @@ struct Deposit {
 
 #[derive(Debug)]
 struct Loan {
-    encoded_key: String,
+    encoded_key: Key,
     id: String,
-    doc: Map<String, Value>,
+    doc: JsonText,
     holder: Holder,
     product: usize,
     amount: Decimal,
@@ -209,7 +210,7 @@ struct Loan {
     sub_state: Option<&'static str>,
     schedule: Vec<Installment>,
     custom_schedule: bool,
-    settlement_key: Option<String>,
+    settlement_key: Option<Key>,
     first_repayment: Option<DateTime<FixedOffset>>,
     /// `disbursementDetails.expectedDisbursementDate`, when the loan was created with one.
     expected_disbursement: Option<DateTime<FixedOffset>>,
@@ -275,9 +276,10 @@ impl Installment {
 
 /// An encodedKey the tenant made, kept as the sequence number it is written from (`8a5b` and
 /// 28 hex digits): 8 bytes where its `String` takes 56, for the kinds there are hundreds of
-/// thousands of (installments, transactions). The sequence starts at 1, so an `Option<Key>`
+/// thousands of (installments, transactions) and for clients, groups, loans and deposits (their
+/// own key, the lookup by key, a loan's settlement deposit and a deposit's loans). The sequence starts at 1, so an `Option<Key>`
 /// (an installment's) takes 8 bytes too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key(NonZeroU64);
 
 impl Key {
@@ -488,6 +490,11 @@ impl Tenant {
     /// A Mambu-like encodedKey: 32 lowercase hex characters, unique in the tenant.
     fn new_key(&mut self) -> String {
         self.next_key().to_string()
+    }
+
+    /// The client, group, loan or deposit an encodedKey names; `None` for any other text.
+    fn entity(&self, key: &str) -> Option<EntityRef> {
+        Key::parse(key).and_then(|key| self.keys.get(&key).copied())
     }
 
     /// A new encodedKey kept as its number (see [`Key`]).

@@ -169,11 +169,8 @@ impl Tenant {
         let t = &self.transactions[t_index];
         let (amount, value_date) = (self.transaction_amount(t), t.value_date);
         let key = Some(json!(t.encoded_key));
-        let Some(tranches) = self.loans[index]
-            .doc
-            .get("tranches")
-            .and_then(Value::as_array)
-        else {
+        let tranches = self.loans[index].doc.get("tranches");
+        let Some(tranches) = tranches.as_ref().and_then(Value::as_array) else {
             return;
         };
         let Some(tranche) = tranches.iter().position(|tr| {
@@ -191,12 +188,7 @@ impl Tenant {
                 loan.schedule[i].interest -= interest;
             }
         }
-        if let Some(details) = self.loans[index].doc["tranches"][tranche]
-            .get_mut("disbursementDetails")
-            .and_then(Value::as_object_mut)
-        {
-            details.remove("disbursementTransactionKey");
-        }
+        self.set_tranche_transaction(index, tranche, None);
     }
 
     /// `POST /deposits/transactions/{id}:adjust`: a deposit's amount taken off the balance (not
@@ -248,13 +240,13 @@ impl Tenant {
         if !deletable {
             return Err(ApiError::invalid_account_state("accountState"));
         }
-        let (key, id) = (loan.encoded_key.clone(), loan.id.clone());
+        let (key, id) = (loan.encoded_key, loan.id.clone());
         let transactions = loan.transactions.clone();
         self.tally_entity(EntityRef::Loan(index), -1);
         self.loans[index].state = DELETED;
         self.loans[index].sub_state = None;
         self.forget_transactions(&transactions);
-        self.forget(&key, &id, &EntityRef::Loan(index));
+        self.forget(key, &id, &EntityRef::Loan(index));
         Ok(Value::Null)
     }
 
@@ -272,11 +264,11 @@ impl Tenant {
         if live || !deposit.balance.is_zero() {
             return Err(ApiError::account_has_transactions());
         }
-        let key = deposit.encoded_key.clone();
+        let key = deposit.encoded_key;
         if self
             .loans
             .iter()
-            .any(|l| l.state != DELETED && l.settlement_key.as_deref() == Some(key.as_str()))
+            .any(|l| l.state != DELETED && l.settlement_key == Some(key))
         {
             return Err(ApiError::invalid_account_state(
                 "linkedSettlementAccountKeys",
@@ -288,7 +280,7 @@ impl Tenant {
         self.deposits[index].state = DELETED;
         self.tally_entity(EntityRef::Deposit(index), 1);
         self.forget_transactions(&transactions);
-        self.forget(&key, &id, &EntityRef::Deposit(index));
+        self.forget(key, &id, &EntityRef::Deposit(index));
         Ok(Value::Null)
     }
 
@@ -306,7 +298,7 @@ impl Tenant {
         self.entities.group(group, -1);
         group.deleted = true;
         group.members.clear();
-        let (key, id) = (group.encoded_key.clone(), group.id.clone());
+        let (key, id) = (group.encoded_key, group.id.clone());
         self.group_ids.remove(&id);
         self.keys.remove(&key);
         Ok(Value::Null)
@@ -336,7 +328,7 @@ impl Tenant {
             return Err(ApiError::client_is_member_of_a_group());
         }
         // The duplicate-client check forgets it: the unit migrated again creates it again.
-        let doc = self.clients[index].doc.clone();
+        let doc = self.clients[index].doc.map();
         let documents = self.id_documents(&doc).unwrap_or_default();
         for (_, key) in self.match_keys(&doc, &documents) {
             self.client_matches.remove(&key);
@@ -344,7 +336,7 @@ impl Tenant {
         let client = &mut self.clients[index];
         self.entities.client(client, -1);
         client.state = DELETED;
-        let (key, id) = (client.encoded_key.clone(), client.id.clone());
+        let (key, id) = (client.encoded_key, client.id.clone());
         self.client_ids.remove(&id);
         self.keys.remove(&key);
         Ok(Value::Null)
@@ -362,8 +354,8 @@ impl Tenant {
     }
 
     /// Removes a deleted account from the lookups: its key, and its id when it still names it.
-    fn forget(&mut self, key: &str, id: &str, entity: &EntityRef) {
-        self.keys.remove(key);
+    fn forget(&mut self, key: Key, id: &str, entity: &EntityRef) {
+        self.keys.remove(&key);
         if self.account_ids.get(id) == Some(entity) {
             self.account_ids.remove(id);
         }

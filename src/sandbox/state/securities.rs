@@ -76,8 +76,8 @@ impl Tenant {
                     .map_err(|e| e.at(format!("{at}.depositAccountKey")))?;
                 if let Some(deposit) = deposit {
                     let source = format!("{at}.depositAccountKey");
-                    let held = match self.keys.get(deposit) {
-                        Some(EntityRef::Deposit(d)) => Some(self.deposits[*d].holder),
+                    let held = match self.entity(deposit) {
+                        Some(EntityRef::Deposit(d)) => Some(self.deposits[d].holder),
                         _ => None,
                     };
                     if guarantor.is_none() || held != guarantor {
@@ -166,9 +166,9 @@ impl Tenant {
                 return Err(ApiError::invalid_parameters(format!("{at}.guarantorType")));
             }
         };
-        match (kind, self.keys.get(key)) {
-            ("CLIENT", Some(EntityRef::Client(c))) => Ok(Some(Holder::Client(*c))),
-            ("GROUP", Some(EntityRef::Group(g))) => Ok(Some(Holder::Group(*g))),
+        match (kind, self.entity(key)) {
+            ("CLIENT", Some(EntityRef::Client(c))) => Ok(Some(Holder::Client(c))),
+            ("GROUP", Some(EntityRef::Group(g))) => Ok(Some(Holder::Group(g))),
             _ => Err(ApiError::invalid_guarantor_key(source)),
         }
     }
@@ -180,7 +180,7 @@ impl Tenant {
         let Some(required) = product.security_settings.required_for(loan.amount) else {
             return Ok(());
         };
-        let held = securities_total(&loan.doc);
+        let held = securities_total(&loan.doc.map());
         if held < required {
             return Err(ApiError::insufficient_guarantees(
                 &required.normalize().to_string(),

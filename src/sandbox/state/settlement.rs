@@ -31,8 +31,8 @@ impl Tenant {
         if !matches!(self.deposits[deposit].state, "APPROVED" | "ACTIVE") {
             return Err(ApiError::invalid_settlement_account_state());
         }
-        let deposit_key = self.deposits[deposit].encoded_key.clone();
-        let loan_key = self.loans[index].encoded_key.clone();
+        let deposit_key = self.deposits[deposit].encoded_key;
+        let loan_key = self.loans[index].encoded_key;
         self.deposits[deposit].linked_loans.push(loan_key);
         let loan = &mut self.loans[index];
         self.entities.loan(loan, -1);

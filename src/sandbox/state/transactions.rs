@@ -78,7 +78,7 @@ impl Tenant {
             TransactionKind::Fee => self.apply_fee(index, doc, value_date)?,
             TransactionKind::Repayment => self.repay(index, doc, value_date)?,
         };
-        let account = self.loans[index].encoded_key.clone();
+        let account = self.loans[index].encoded_key.to_string();
         self.note_transaction(&account, type_name, amount, value_date, external_id);
         let mut out = writable(
             doc,
@@ -458,9 +458,7 @@ impl Tenant {
             let deposit = self
                 .deposit_index(target)
                 .ok_or_else(ApiError::invalid_settlement_account_key)?;
-            if self.loans[index].settlement_key.as_deref()
-                != Some(self.deposits[deposit].encoded_key.as_str())
-            {
+            if self.loans[index].settlement_key != Some(self.deposits[deposit].encoded_key) {
                 return Err(ApiError::new(
                     axum::http::StatusCode::BAD_REQUEST,
                     1936,
@@ -491,7 +489,8 @@ impl Tenant {
     /// The next undisbursed tranche of a tranched loan (issue 18): its index and amount, and
     /// how much its earlier tranches disbursed; `None` when all are disbursed.
     fn next_tranche(&self, index: usize) -> Option<(usize, Decimal, Decimal)> {
-        let tranches = self.loans[index].doc.get("tranches")?.as_array()?;
+        let tranches = self.loans[index].doc.get("tranches")?;
+        let tranches = tranches.as_array()?;
         let mut before = Decimal::ZERO;
         for (i, t) in tranches.iter().enumerate() {
             let amount = t.get("amount").and_then(decimal).unwrap_or_default();
@@ -547,10 +546,10 @@ impl Tenant {
                 }
             }
         }
-        let expected =
-            loan.doc["tranches"][tranche]["disbursementDetails"]["expectedDisbursementDate"]
-                .as_str()
-                .and_then(|v| DateTime::parse_from_rfc3339(v).ok());
+        let tranches = loan.doc.get("tranches").unwrap_or_default();
+        let expected = tranches[tranche]["disbursementDetails"]["expectedDisbursementDate"]
+            .as_str()
+            .and_then(|v| DateTime::parse_from_rfc3339(v).ok());
         if expected.is_some_and(|e| value_date < e) {
             return Err(ApiError::invalid_disbursement_date());
         }
@@ -637,16 +636,32 @@ impl Tenant {
         let Some((tranche, _, _)) = self.next_tranche(index) else {
             return;
         };
-        let key = json!(self.transactions[t_index].encoded_key);
-        if let Some(details) = self.loans[index]
-            .doc
-            .get_mut("tranches")
-            .and_then(|t| t.get_mut(tranche))
-            .and_then(|t| t.get_mut("disbursementDetails"))
-            .and_then(Value::as_object_mut)
-        {
-            details.insert("disbursementTransactionKey".into(), key);
-        }
+        let key = Some(json!(self.transactions[t_index].encoded_key));
+        self.set_tranche_transaction(index, tranche, key);
+    }
+
+    /// Sets (or with `None` removes) the `disbursementDetails.disbursementTransactionKey` of
+    /// the loan's tranche `tranche`; nothing when it has no such tranche.
+    pub(super) fn set_tranche_transaction(
+        &mut self,
+        index: usize,
+        tranche: usize,
+        key: Option<Value>,
+    ) {
+        self.loans[index].doc.edit(|doc| {
+            let Some(details) = doc
+                .get_mut("tranches")
+                .and_then(|t| t.get_mut(tranche))
+                .and_then(|t| t.get_mut("disbursementDetails"))
+                .and_then(Value::as_object_mut)
+            else {
+                return;
+            };
+            match key {
+                Some(key) => details.insert("disbursementTransactionKey".into(), key),
+                None => details.remove("disbursementTransactionKey"),
+            };
+        });
     }
 
     /// A fee or repayment's value date against the account's history: not before the
