@@ -8,7 +8,7 @@ use super::json::{
     JsonText, count, decimal, entry_with_amount, format_datetime, money, now, object,
     optional_datetime, optional_str, required_decimal, required_str, store_numbers, writable,
 };
-use super::{Answer, EntityRef, Installment, Loan, Tenant, Zone};
+use super::{Answer, EntityRef, Installment, Loan, Schedule, Tenant, Zone};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::products::LoanProduct;
 use crate::sandbox::tenant::AvailableFor;
@@ -194,7 +194,7 @@ impl Tenant {
             installments,
             state,
             sub_state: None,
-            schedule: Vec::new(),
+            schedule: Schedule::default(),
             custom_schedule: false,
             settlement_key: None,
             first_repayment,
@@ -583,7 +583,7 @@ fn loan_balances(loan: &Loan, zone: Zone) -> Value {
         loan.schedule
             .iter()
             .filter(|i| !due_only || i.due <= today)
-            .map(f)
+            .map(|i| f(&i))
             .sum()
     };
     // What is still owed (the balances and dues), zero once written off.

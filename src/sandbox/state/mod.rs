@@ -65,6 +65,7 @@ use super::tenant::{ClientRules, CustomFieldSet};
 pub use bulks::MAX_BULK_ITEMS;
 use json::{JsonText, Texts, optional_str};
 pub use json::{decimal, money};
+use schedule::Schedule;
 pub use zone::{Zone, at};
 
 /// Everything the sandbox tenant holds.
@@ -208,7 +209,7 @@ struct Loan {
     installments: u32,
     state: &'static str,
     sub_state: Option<&'static str>,
-    schedule: Vec<Installment>,
+    schedule: Schedule,
     custom_schedule: bool,
     settlement_key: Option<Key>,
     first_repayment: Option<DateTime<FixedOffset>>,
@@ -247,7 +248,9 @@ impl Loan {
     }
 }
 
-#[derive(Debug, Clone)]
+/// An installment as the rules read and change it; a loan keeps its installments compactly
+/// (see [`Schedule`]) and hands them out as this.
+#[derive(Debug, Clone, Copy)]
 struct Installment {
     /// None until an edited schedule's new installment is stored.
     encoded_key: Option<Key>,
@@ -262,13 +265,13 @@ struct Installment {
 }
 
 impl Installment {
-    fn outstanding(&self) -> Decimal {
+    fn outstanding(self) -> Decimal {
         self.principal + self.interest + self.fee
             - self.principal_paid
             - self.interest_paid
             - self.fee_paid
     }
-    fn is_paid(&self) -> bool {
+    fn is_paid(self) -> bool {
         self.outstanding() <= Decimal::ZERO
             && self.principal + self.interest + self.fee > Decimal::ZERO
     }
@@ -605,7 +608,8 @@ mod tests {
 
     use std::num::NonZeroU64;
 
-    use super::{Installment, Key, Money, TRANSACTION_TYPES, Transaction};
+    use super::schedule::Packed;
+    use super::{Key, Money, TRANSACTION_TYPES, Transaction};
 
     #[test]
     fn money_holds_four_decimals_exactly_or_nothing() {
@@ -625,7 +629,8 @@ mod tests {
     #[test]
     fn a_transaction_stays_compact() {
         assert_eq!(std::mem::size_of::<Transaction>(), 96);
-        assert_eq!(std::mem::size_of::<Installment>(), 136);
+        // An installment as a loan keeps it (136 bytes as an `Installment`).
+        assert_eq!(std::mem::size_of::<Packed>(), 64);
         assert!(TRANSACTION_TYPES.len() < usize::from(u8::MAX));
     }
 

@@ -29,7 +29,13 @@ impl Tenant {
             .filter(|i| *i < self.transactions.len())
             .or_else(|| {
                 let key = Key::parse(id_or_key)?;
-                self.transactions.iter().position(|t| t.encoded_key == key)
+                // The transactions are in ascending order of key: `record_transaction` is the
+                // only place that makes one, and it takes the tenant's next key and pushes it
+                // (keys come from one increasing sequence); none is ever removed or reordered
+                // (a tamper only marks one deleted).
+                self.transactions
+                    .binary_search_by_key(&key.0, |t| t.encoded_key.0)
+                    .ok()
             })?;
         let t = &self.transactions[index];
         let kind_fits = matches!(
@@ -108,20 +114,22 @@ impl Tenant {
             "REPAYMENT" => {
                 let loan = &mut self.loans[index];
                 let (mut p, mut i, mut f) = (principal, interest, fees);
-                for inst in loan.schedule.iter_mut().rev() {
-                    for (left, paid) in [
-                        (&mut p, &mut inst.principal_paid),
-                        (&mut i, &mut inst.interest_paid),
-                        (&mut f, &mut inst.fee_paid),
-                    ] {
-                        let back = (*left).min(*paid).max(Decimal::ZERO);
-                        *paid -= back;
-                        *left -= back;
+                loan.schedule.edit(|schedule| {
+                    for inst in schedule.iter_mut().rev() {
+                        for (left, paid) in [
+                            (&mut p, &mut inst.principal_paid),
+                            (&mut i, &mut inst.interest_paid),
+                            (&mut f, &mut inst.fee_paid),
+                        ] {
+                            let back = (*left).min(*paid).max(Decimal::ZERO);
+                            *paid -= back;
+                            *left -= back;
+                        }
+                        if !inst.is_paid() {
+                            inst.repaid = None;
+                        }
                     }
-                    if !inst.is_paid() {
-                        inst.repaid = None;
-                    }
-                }
+                });
                 if loan.state == "CLOSED" && loan.sub_state == Some("REPAID") {
                     self.entities.loan(loan, -1);
                     loan.state = "ACTIVE";
@@ -135,9 +143,11 @@ impl Tenant {
                 let position = installment
                     .and_then(|n| n.checked_sub(1))
                     .or_else(|| loan.schedule.iter().position(|i| i.fee >= fees));
-                if let Some(inst) = position.and_then(|p| loan.schedule.get_mut(p)) {
-                    inst.fee -= fees.min(inst.fee);
-                }
+                loan.schedule.edit(|schedule| {
+                    if let Some(inst) = position.and_then(|p| schedule.get_mut(p)) {
+                        inst.fee -= fees.min(inst.fee);
+                    }
+                });
             }
             "DISBURSEMENT" => {
                 self.undisburse_tranche(index, t_index);
@@ -183,10 +193,12 @@ impl Tenant {
         if tranche > 0 {
             let added = self.tranche_addition(index, amount, value_date);
             let loan = &mut self.loans[index];
-            for (i, (principal, interest)) in added {
-                loan.schedule[i].principal -= principal;
-                loan.schedule[i].interest -= interest;
-            }
+            loan.schedule.edit(|schedule| {
+                for (i, (principal, interest)) in added {
+                    schedule[i].principal -= principal;
+                    schedule[i].interest -= interest;
+                }
+            });
         }
         self.set_tranche_transaction(index, tranche, None);
     }

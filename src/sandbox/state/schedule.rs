@@ -1,12 +1,14 @@
 //! A loan's repayment schedule: generating it from the loan's terms, its JSON, and editing it
 //! (`PUT /loans/{id}/schedule`, a custom schedule).
 
+use std::num::NonZeroU32;
+
 use chrono::{DateTime, FixedOffset};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::json::{datetime, decimal, format_datetime, money, now};
-use super::{Answer, Installment, Key, Loan, Tenant, Terms};
+use super::{Answer, Installment, Key, Loan, Money, Tenant, Terms, Zone};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::products::ScheduleEditOption;
 
@@ -17,14 +19,14 @@ impl Tenant {
         &mut self,
         terms: Terms,
         start: DateTime<FixedOffset>,
-    ) -> Vec<Installment> {
+    ) -> Schedule {
         let n = Decimal::from(terms.installments);
         let base = (terms.amount / n).round_dp(2);
         let first_due = terms
             .first_repayment
             .unwrap_or_else(|| self.zone.add_months(start, 1));
         let mut remaining = terms.amount;
-        (0..terms.installments)
+        let installments = (0..terms.installments)
             .map(|i| {
                 let principal = if i + 1 == terms.installments {
                     remaining
@@ -45,7 +47,8 @@ impl Tenant {
                     repaid: None,
                 }
             })
-            .collect()
+            .collect();
+        Schedule::new(self.zone, installments)
     }
 
     pub fn get_schedule(&self, id_or_key: &str) -> Answer {
@@ -198,7 +201,6 @@ impl Tenant {
                             .schedule
                             .iter()
                             .find(|inst| key.is_some() && inst.encoded_key == key)
-                            .cloned()
                             .ok_or_else(|| {
                                 ApiError::new(
                                     axum::http::StatusCode::BAD_REQUEST,
@@ -250,7 +252,7 @@ impl Tenant {
                 )
                 .at(at("principal")));
             }
-            let mut after = before.clone().unwrap_or(Installment {
+            let mut after = before.unwrap_or(Installment {
                 encoded_key: None,
                 due,
                 principal: Decimal::ZERO,
@@ -345,7 +347,7 @@ impl Tenant {
             if removed.is_paid() {
                 return Err(ApiError::paid_installment_deleted());
             }
-            if interest_applied(loan, removed, today) {
+            if interest_applied(loan, &removed, today) {
                 return Err(ApiError::interest_applied_installment("installments"));
             }
             require(
@@ -425,11 +427,171 @@ impl Tenant {
         }
         let loan = &mut self.loans[index];
         loan.installments = u32::try_from(schedule.len()).unwrap_or(u32::MAX);
-        loan.schedule = schedule;
+        loan.schedule = Schedule::new(self.zone, schedule);
         self.entities.loan(loan, -1);
         loan.custom_schedule = true;
         self.entities.loan(loan, 1);
         loan.modified = now(self.zone);
+    }
+}
+
+/// A loan's installments, kept compactly (issue 21): an [`Installment`] takes 136 bytes, a
+/// [`Packed`] one 64. Exactness first: a schedule is packed only when every value of every
+/// installment packs and reads back exactly (amounts of at most four decimals, date-times to
+/// the second between 1970 and 2106 with the offset the tenant's zone has then); otherwise the
+/// loan keeps its installments as they are, in the exact form, until a change lets them pack
+/// again. The rules read installments by value ([`Schedule::iter`], [`Schedule::at`]) and
+/// change them through [`Schedule::edit`], which repacks.
+#[derive(Debug, Clone)]
+pub(super) struct Schedule {
+    /// The zone the dates are packed in (the tenant's).
+    zone: Zone,
+    form: Form,
+}
+
+#[derive(Debug, Clone)]
+enum Form {
+    Packed(Vec<Packed>),
+    Exact(Vec<Installment>),
+}
+
+/// An installment in 64 bytes: its key, its six amounts as [`Money`], its dates as [`Stamp`]s.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Packed {
+    encoded_key: Option<Key>,
+    /// Principal, interest, fee, then what was paid of each.
+    amounts: [Money; 6],
+    due: Stamp,
+    repaid: Option<Stamp>,
+}
+
+/// A date-time to the second from 1970 to 2106, in the tenant's zone, in 4 bytes: the seconds
+/// since 1970-01-01T00:00:00Z, plus one (so that an `Option<Stamp>` takes 4 bytes too). The
+/// offset is the one the zone has at that instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp(NonZeroU32);
+
+impl Stamp {
+    /// `at` exactly, if it is to the second, in range, and carries the zone's offset.
+    fn of(at: DateTime<FixedOffset>, zone: Zone) -> Option<Stamp> {
+        if at.timestamp_subsec_nanos() != 0 {
+            return None;
+        }
+        let n = u32::try_from(at.timestamp().checked_add(1)?).ok()?;
+        let stamp = Stamp(NonZeroU32::new(n)?);
+        let back = stamp.get(zone)?;
+        (back == at && back.offset() == at.offset()).then_some(stamp)
+    }
+
+    fn get(self, zone: Zone) -> Option<DateTime<FixedOffset>> {
+        zone.at_timestamp(i64::from(self.0.get()) - 1)
+    }
+}
+
+impl Packed {
+    fn of(inst: &Installment, zone: Zone) -> Option<Packed> {
+        let mut amounts = [Money::default(); 6];
+        for (packed, amount) in amounts.iter_mut().zip(inst.amounts()) {
+            *packed = Money::of(amount)?;
+        }
+        Some(Packed {
+            encoded_key: inst.encoded_key,
+            amounts,
+            due: Stamp::of(inst.due, zone)?,
+            repaid: match inst.repaid {
+                Some(at) => Some(Stamp::of(at, zone)?),
+                None => None,
+            },
+        })
+    }
+
+    fn get(&self, zone: Zone) -> Installment {
+        // In the order of `Installment::amounts`.
+        let [p, i, f, p_paid, i_paid, f_paid] = self.amounts.map(Money::get);
+        // A stamp is made only where it reads back (see `Stamp::of`).
+        let date = |s: Stamp| s.get(zone).unwrap_or_default();
+        Installment {
+            encoded_key: self.encoded_key,
+            due: date(self.due),
+            principal: p,
+            interest: i,
+            fee: f,
+            principal_paid: p_paid,
+            interest_paid: i_paid,
+            fee_paid: f_paid,
+            repaid: self.repaid.map(date),
+        }
+    }
+}
+
+impl Installment {
+    /// Principal, interest, fee, then what was paid of each.
+    fn amounts(&self) -> [Decimal; 6] {
+        [
+            self.principal,
+            self.interest,
+            self.fee,
+            self.principal_paid,
+            self.interest_paid,
+            self.fee_paid,
+        ]
+    }
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule::new(Zone::default(), Vec::new())
+    }
+}
+
+impl Schedule {
+    /// `installments`, packed in `zone` if they all pack exactly.
+    pub(super) fn new(zone: Zone, installments: Vec<Installment>) -> Self {
+        let packed: Option<Vec<Packed>> =
+            installments.iter().map(|i| Packed::of(i, zone)).collect();
+        let form = match packed {
+            Some(packed) => Form::Packed(packed),
+            None => Form::Exact(installments),
+        };
+        Schedule { zone, form }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        match &self.form {
+            Form::Packed(p) => p.len(),
+            Form::Exact(e) => e.len(),
+        }
+    }
+
+    /// The installments, in order, by value.
+    pub(super) fn iter(&self) -> impl DoubleEndedIterator<Item = Installment> + '_ {
+        (0..self.len()).map(|i| self.at(i))
+    }
+
+    /// The installment at `i` (counted from 0); panics beyond the last, as indexing does.
+    pub(super) fn at(&self, i: usize) -> Installment {
+        match &self.form {
+            Form::Packed(p) => p[i].get(self.zone),
+            Form::Exact(e) => e[i],
+        }
+    }
+
+    pub(super) fn first(&self) -> Option<Installment> {
+        (self.len() > 0).then(|| self.at(0))
+    }
+
+    /// Changes the installments through `f`, then keeps them packed if they all pack.
+    pub(super) fn edit<R>(&mut self, f: impl FnOnce(&mut [Installment]) -> R) -> R {
+        let mut installments: Vec<Installment> = self.iter().collect();
+        let out = f(&mut installments);
+        *self = Schedule::new(self.zone, installments);
+        out
+    }
+
+    /// Whether the installments are kept exact, not packed.
+    #[cfg(test)]
+    fn is_exact(&self) -> bool {
+        matches!(self.form, Form::Exact(_))
     }
 }
 
@@ -514,6 +676,84 @@ mod tests {
             &json!({ "valueDate": on }),
         )
         .unwrap();
+    }
+
+    /// A loan of 900 in 3 installments, disbursed today; its id.
+    fn disbursed_today(t: &mut Tenant) -> String {
+        let today = t.zone.today();
+        let id = approved_loan(t, "900");
+        disburse(t, &id, &format_datetime(today));
+        id
+    }
+
+    #[test]
+    fn a_schedule_packs_only_what_reads_back_exactly() {
+        let zone = Zone::new(chrono_tz::Europe::Lisbon);
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap();
+        let inst = Installment {
+            encoded_key: None,
+            due: at("2024-07-15T00:00:00+01:00"),
+            principal: Decimal::new(33333, 2),
+            interest: Decimal::new(900, 2),
+            fee: Decimal::ZERO,
+            principal_paid: Decimal::ZERO,
+            interest_paid: Decimal::ZERO,
+            fee_paid: Decimal::ZERO,
+            repaid: Some(at("2024-12-01T10:11:12+00:00")),
+        };
+        let schedule = Schedule::new(zone, vec![inst]);
+        assert!(!schedule.is_exact());
+        let back = schedule.at(0);
+        assert_eq!(format_datetime(back.due), "2024-07-15T00:00:00+01:00");
+        assert_eq!(
+            back.repaid.map(format_datetime).as_deref(),
+            Some("2024-12-01T10:11:12+00:00")
+        );
+        assert_eq!(
+            (back.principal, back.interest),
+            (inst.principal, inst.interest)
+        );
+        // What does not pack keeps the loan's installments exact, and packed again once it
+        // is gone.
+        let mut schedule = Schedule::new(zone, vec![inst]);
+        schedule.edit(|s| s[0].principal_paid = Decimal::new(1012345, 5));
+        assert!(schedule.is_exact());
+        assert_eq!(schedule.at(0).principal_paid.to_string(), "10.12345");
+        schedule.edit(|s| s[0].principal_paid = Decimal::ZERO);
+        assert!(!schedule.is_exact());
+        for due in [
+            "2024-07-15T00:00:00.5+01:00",
+            "2024-07-15T00:00:00+00:00",
+            "1969-12-31T00:00:00+01:00",
+            "2107-01-01T00:00:00+00:00",
+        ] {
+            let odd = Installment {
+                due: at(due),
+                ..inst
+            };
+            let schedule = Schedule::new(zone, vec![odd]);
+            assert!(schedule.is_exact(), "{due}");
+            let back = schedule.at(0).due;
+            assert_eq!((back, back.offset()), (odd.due, odd.due.offset()), "{due}");
+        }
+    }
+
+    #[test]
+    fn a_repayment_of_more_decimals_than_four_is_kept_exactly() {
+        let mut t = tenant();
+        let id = disbursed_today(&mut t);
+        t.post_transaction(
+            &id,
+            TransactionKind::Repayment,
+            &json!({ "amount": 10.12345 }),
+        )
+        .unwrap();
+        let schedule = t.get_schedule(&id).unwrap();
+        let first = &schedule["installments"][0];
+        assert_eq!(first["principal"]["amount"]["paid"].to_string(), "1.12345");
+        assert_eq!(first["principal"]["amount"]["due"].to_string(), "298.87655");
+        let index = t.loan_index(&id).unwrap();
+        assert!(t.loans[index].schedule.is_exact());
     }
 
     #[test]
@@ -615,9 +855,8 @@ mod tests {
     fn paid_and_interest_applied_installments_stay_as_they_are() {
         let mut t = tenant();
         let today = t.zone.today();
-        let id = approved_loan(&mut t, "900");
-        // Disbursed today: every due date is ahead, no interest is applied yet.
-        disburse(&mut t, &id, &format_datetime(today));
+        // Every due date is ahead, no interest is applied yet.
+        let id = disbursed_today(&mut t);
         let mut later = unchanged(&t, &id);
         later[2]["interest"]["amount"]["due"] = json!(2);
         t.edit_schedule(&id, &Value::Array(later)).unwrap();

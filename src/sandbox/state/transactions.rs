@@ -12,7 +12,7 @@ use super::json::{
 };
 use super::loans::loan_principal_balance;
 use super::{
-    Account, Answer, Installment, Money, TRANSACTION_TYPES, Tenant, Terms, Transaction,
+    Account, Answer, Installment, Money, Schedule, TRANSACTION_TYPES, Tenant, Terms, Transaction,
     TransactionKind,
 };
 use crate::sandbox::error::ApiError;
@@ -167,6 +167,7 @@ impl Tenant {
         value_date: DateTime<FixedOffset>,
         mut out: Map<String, Value>,
     ) -> usize {
+        // Keys ascend with the index (`Tenant::transaction_index` searches on it).
         let encoded_key = self.next_key();
         let t_index = self.transactions.len();
         for derived in Self::DERIVED_TRANSACTION_FIELDS {
@@ -584,11 +585,13 @@ impl Tenant {
         } else {
             let added = self.tranche_addition(index, amount, value_date);
             let loan = &mut self.loans[index];
-            for (i, (principal, interest)) in added {
-                loan.schedule[i].principal += principal;
-                loan.schedule[i].interest += interest;
-                loan.schedule[i].repaid = None;
-            }
+            loan.schedule.edit(|schedule| {
+                for (i, (principal, interest)) in added {
+                    schedule[i].principal += principal;
+                    schedule[i].interest += interest;
+                    schedule[i].repaid = None;
+                }
+            });
         }
         debug_assert!(before + amount <= self.loans[index].amount);
         Ok((
@@ -610,7 +613,7 @@ impl Tenant {
     ) -> Vec<(usize, (Decimal, Decimal))> {
         let loan = &self.loans[index];
         let later: Vec<usize> = (0..loan.schedule.len())
-            .filter(|i| loan.schedule[*i].due > value_date)
+            .filter(|i| loan.schedule.at(*i).due > value_date)
             .collect();
         let later = if later.is_empty() {
             vec![loan.schedule.len().saturating_sub(1)]
@@ -620,7 +623,7 @@ impl Tenant {
         let terms = Terms {
             amount,
             installments: later.len() as u32,
-            first_repayment: Some(loan.schedule[later[0]].due),
+            first_repayment: Some(loan.schedule.at(later[0]).due),
             ..loan.terms()
         };
         let added = self.generate_schedule(terms, value_date);
@@ -793,11 +796,11 @@ impl Tenant {
                 n as usize - 1
             }
         };
-        let inst = &mut loan.schedule[position];
-        if inst.is_paid() {
+        if loan.schedule.at(position).is_paid() {
             return Err(ApiError::fee_on_paid_installment());
         }
-        inst.fee += amount;
+        loan.schedule
+            .edit(|schedule| schedule[position].fee += amount);
         Ok((
             "FEE_APPLIED",
             amount,
@@ -846,28 +849,30 @@ impl Tenant {
         let (mut fee_paid, mut interest_paid, mut principal_paid) =
             (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
         let mut left = amount;
-        for inst in loan.schedule.iter_mut() {
-            if left.is_zero() {
-                break;
+        loan.schedule.edit(|schedule| {
+            for inst in schedule.iter_mut() {
+                if left.is_zero() {
+                    break;
+                }
+                for (due, paid, total) in [
+                    (inst.fee, &mut inst.fee_paid, &mut fee_paid),
+                    (inst.interest, &mut inst.interest_paid, &mut interest_paid),
+                    (
+                        inst.principal,
+                        &mut inst.principal_paid,
+                        &mut principal_paid,
+                    ),
+                ] {
+                    let take = (due - *paid).min(left).max(Decimal::ZERO);
+                    *paid += take;
+                    *total += take;
+                    left -= take;
+                }
+                if inst.is_paid() && inst.repaid.is_none() {
+                    inst.repaid = Some(value_date);
+                }
             }
-            for (due, paid, total) in [
-                (inst.fee, &mut inst.fee_paid, &mut fee_paid),
-                (inst.interest, &mut inst.interest_paid, &mut interest_paid),
-                (
-                    inst.principal,
-                    &mut inst.principal_paid,
-                    &mut principal_paid,
-                ),
-            ] {
-                let take = (due - *paid).min(left).max(Decimal::ZERO);
-                *paid += take;
-                *total += take;
-                left -= take;
-            }
-            if inst.is_paid() && inst.repaid.is_none() {
-                inst.repaid = Some(value_date);
-            }
-        }
+        });
         if loan.schedule.iter().all(Installment::is_paid) {
             self.entities.loan(loan, -1);
             loan.state = "CLOSED";
@@ -884,7 +889,7 @@ impl Tenant {
 }
 
 /// What is left to pay of the installments due on or before `at`.
-fn due_by(schedule: &[Installment], at: DateTime<FixedOffset>) -> Decimal {
+fn due_by(schedule: &Schedule, at: DateTime<FixedOffset>) -> Decimal {
     schedule
         .iter()
         .filter(|i| i.due <= at)

@@ -83,6 +83,11 @@ impl Zone {
             .fixed_offset()
     }
 
+    /// The instant `seconds` after 1970-01-01T00:00:00Z, with the offset the zone has then.
+    pub(super) fn at_timestamp(self, seconds: i64) -> Option<DateTime<FixedOffset>> {
+        DateTime::from_timestamp(seconds, 0).map(|at| at.with_timezone(&self.0).fixed_offset())
+    }
+
     /// The start of the tenant's current day.
     pub(super) fn today(self) -> DateTime<FixedOffset> {
         let now = self.now();
