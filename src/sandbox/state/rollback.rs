@@ -380,6 +380,28 @@ mod tests {
 
     use super::super::test_support::*;
 
+    /// Transactions are found by their encodedKey (a binary search: their keys ascend), and
+    /// another entity's key finds none.
+    #[test]
+    fn a_transaction_is_found_by_its_key() {
+        use super::super::DepositTransactionKind::Deposit;
+        let mut t = tenant();
+        let mut keys = Vec::new();
+        for _ in 0..3 {
+            // Other entities take keys between the transactions'.
+            let id = approved_deposit(&mut t);
+            let posted = t.post_deposit_transaction(&id, Deposit, &json!({"amount": 10}));
+            let posted = posted.unwrap();
+            keys.push(posted["encodedKey"].as_str().unwrap().to_owned());
+        }
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(t.transaction_index(key, false), Some(i));
+            assert_eq!(t.transaction_index(key, true), None);
+        }
+        let client = t.clients[0].encoded_key.clone();
+        assert_eq!(t.transaction_index(&client, false), None);
+    }
+
     #[test]
     fn a_deleted_client_can_be_created_again_under_the_duplicate_check() {
         use crate::sandbox::tenant::{DuplicateAction, DuplicateField};
