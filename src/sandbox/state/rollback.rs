@@ -158,7 +158,7 @@ impl Tenant {
             }
             _ => return Err(ApiError::transaction_type_does_not_allow_adjustment()),
         }
-        self.loans[index].modified = now(self.zone);
+        self.loans[index].modified = self.zone.now();
         self.mark_adjusted(t_index, body)
     }
 
