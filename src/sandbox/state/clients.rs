@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use serde_json::{Map, Value, json};
 
 use super::custom_fields::check_addresses;
-use super::json::{JsonText, now, object, optional_str, required_str, writable};
+use super::json::{JsonText, object, optional_str, required_str, stamp, writable};
 use super::{Answer, Client, EntityRef, Holder, Tenant};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::tenant::{AvailableFor, DuplicateAction, DuplicateField};
@@ -105,7 +105,7 @@ impl Tenant {
             id,
             doc: JsonText::new(&doc),
             state: "INACTIVE",
-            created: now(self.zone),
+            created: self.zone.now(),
             activated: None,
         });
         self.created(EntityRef::Client(index));
@@ -282,13 +282,13 @@ impl Tenant {
         out.insert("encodedKey".into(), json!(c.encoded_key));
         out.insert("id".into(), json!(c.id));
         out.insert("state".into(), json!(c.state));
-        out.insert("creationDate".into(), json!(c.created));
+        out.insert("creationDate".into(), stamp(c.created));
         out.insert(
             "lastModifiedDate".into(),
-            json!(c.activated.as_ref().unwrap_or(&c.created)),
+            stamp(c.activated.unwrap_or(c.created)),
         );
-        if let Some(at) = &c.activated {
-            out.insert("activationDate".into(), json!(at));
+        if let Some(at) = c.activated {
+            out.insert("activationDate".into(), stamp(at));
         }
         Value::Object(out)
     }
@@ -302,7 +302,7 @@ impl Tenant {
         let client = &mut self.clients[index];
         if client.state == "INACTIVE" {
             client.state = "ACTIVE";
-            client.activated = Some(now(self.zone));
+            client.activated = Some(self.zone.now());
         }
     }
 

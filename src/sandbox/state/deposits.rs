@@ -6,8 +6,8 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
 use super::json::{
-    JsonText, money, now, object, optional_datetime, required_decimal, required_str, store_numbers,
-    writable,
+    JsonText, money, object, optional_datetime, required_decimal, required_str, stamp,
+    store_numbers, writable,
 };
 use super::{Account, Answer, Deposit, DepositTransactionKind, EntityRef, Tenant};
 use crate::sandbox::error::ApiError;
@@ -67,7 +67,7 @@ impl Tenant {
             state: "PENDING_APPROVAL",
             balance: Decimal::ZERO,
             linked_loans: Vec::new(),
-            created: now(self.zone),
+            created: self.zone.now(),
             approved: None,
             activated: None,
             transactions: Vec::new(),
@@ -117,7 +117,7 @@ impl Tenant {
             _ => return Err(ApiError::invalid_parameters("action")),
         };
         if next == "APPROVED" {
-            deposit.approved = Some(now(self.zone));
+            deposit.approved = Some(self.zone.now());
         }
         self.entities.deposit(deposit, -1);
         deposit.state = next;
@@ -135,16 +135,16 @@ impl Tenant {
         out.insert("encodedKey".into(), json!(d.encoded_key));
         out.insert("id".into(), json!(d.id));
         out.insert("accountState".into(), json!(d.state));
-        out.insert("creationDate".into(), json!(d.created));
+        out.insert("creationDate".into(), stamp(d.created));
         out.insert(
             "lastModifiedDate".into(),
-            json!(d.approved.as_ref().unwrap_or(&d.created)),
+            stamp(d.approved.unwrap_or(d.created)),
         );
-        if let Some(at) = &d.approved {
-            out.insert("approvedDate".into(), json!(at));
+        if let Some(at) = d.approved {
+            out.insert("approvedDate".into(), stamp(at));
         }
-        if let Some(at) = &d.activated {
-            out.insert("activationDate".into(), json!(at));
+        if let Some(at) = d.activated {
+            out.insert("activationDate".into(), stamp(at));
         }
         if let Some(p) = self.products.deposit_product(&d.product_key) {
             out.insert("accountType".into(), json!(p.product_type));
@@ -203,7 +203,7 @@ impl Tenant {
                 deposit.balance += amount;
                 if deposit.state == "APPROVED" {
                     deposit.state = "ACTIVE";
-                    deposit.activated = Some(now(self.zone));
+                    deposit.activated = Some(self.zone.now());
                 }
                 self.entities.deposit(deposit, 1);
                 "DEPOSIT"

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
 
-use super::json::{JsonText, now, object, optional_str, required_str, writable};
+use super::json::{JsonText, object, optional_str, required_str, stamp, writable};
 use super::{Answer, EntityRef, Group, Tenant};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::tenant::{AvailableFor, GroupSizeLimitType, MultipleGroupMemberships};
@@ -86,7 +86,7 @@ impl Tenant {
             id,
             doc: JsonText::new(&doc),
             members,
-            created: now(self.zone),
+            created: self.zone.now(),
             deleted: false,
         });
         self.created(EntityRef::Group(index));
@@ -243,8 +243,8 @@ impl Tenant {
         let mut out = g.doc.map();
         out.insert("encodedKey".into(), json!(g.encoded_key));
         out.insert("id".into(), json!(g.id));
-        out.insert("creationDate".into(), json!(g.created));
-        out.insert("lastModifiedDate".into(), json!(g.created));
+        out.insert("creationDate".into(), stamp(g.created));
+        out.insert("lastModifiedDate".into(), stamp(g.created));
         out.insert("loanCycle".into(), json!(0));
         Value::Object(out)
     }

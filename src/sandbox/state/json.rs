@@ -244,6 +244,11 @@ pub(super) fn datetime(
     }
 }
 
+/// A date-time the tenant keeps (a creation, approval, activation or change), as Mambu writes it.
+pub(super) fn stamp(at: DateTime<FixedOffset>) -> Value {
+    Value::String(format_datetime(at))
+}
+
 pub(super) fn format_datetime(at: DateTime<FixedOffset>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, false)
 }

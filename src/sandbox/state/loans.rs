@@ -5,8 +5,8 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::json::{
-    JsonText, count, decimal, entry_with_amount, format_datetime, money, now, object,
-    optional_datetime, optional_str, required_decimal, required_str, store_numbers, writable,
+    JsonText, count, decimal, entry_with_amount, format_datetime, money, object, optional_datetime,
+    optional_str, required_decimal, required_str, stamp, store_numbers, writable,
 };
 use super::{Answer, EntityRef, Installment, Loan, Schedule, Tenant, Zone};
 use crate::sandbox::error::ApiError;
@@ -182,7 +182,7 @@ impl Tenant {
                 "scheduleSettings.repaymentInstallments",
             ],
         );
-        let created = now(self.zone);
+        let created = self.zone.now();
         let mut loan = Loan {
             encoded_key,
             id,
@@ -201,7 +201,7 @@ impl Tenant {
             expected_disbursement: expected,
             disbursed: None,
             closed_on: None,
-            created: created.clone(),
+            created,
             approved: None,
             modified: created,
             transactions: Vec::new(),
@@ -385,16 +385,16 @@ impl Tenant {
             self.check_required_securities(&self.loans[index])?;
         }
         let loan = &mut self.loans[index];
-        let stamp = now(self.zone);
+        let at = self.zone.now();
         if state == "APPROVED" {
-            loan.approved = Some(stamp.clone());
+            loan.approved = Some(at);
         }
         self.entities.loan(loan, -1);
         loan.state = state;
         loan.sub_state = sub;
         self.entities.loan(loan, 1);
         loan.closed_on = (state == "CLOSED").then_some(today);
-        loan.modified = stamp;
+        loan.modified = at;
         Ok(self.loan_json(index))
     }
 
@@ -426,7 +426,7 @@ impl Tenant {
         loan.sub_state = Some("WRITTEN_OFF");
         self.entities.loan(loan, 1);
         loan.closed_on = Some(self.zone.today());
-        loan.modified = now(self.zone);
+        loan.modified = self.zone.now();
         Ok(Value::Null)
     }
 
@@ -455,7 +455,7 @@ impl Tenant {
         loan.sub_state = None;
         self.entities.loan(loan, 1);
         loan.closed_on = None;
-        loan.modified = now(self.zone);
+        loan.modified = self.zone.now();
         Ok(Value::Null)
     }
 
@@ -489,10 +489,10 @@ impl Tenant {
             out.insert("accountSubState".into(), json!(sub));
         }
         out.insert("loanAmount".into(), money(l.amount));
-        out.insert("creationDate".into(), json!(l.created));
-        out.insert("lastModifiedDate".into(), json!(l.modified));
-        if let Some(at) = &l.approved {
-            out.insert("approvedDate".into(), json!(at));
+        out.insert("creationDate".into(), stamp(l.created));
+        out.insert("lastModifiedDate".into(), stamp(l.modified));
+        if let Some(at) = l.approved {
+            out.insert("approvedDate".into(), stamp(at));
         }
         if !out.contains_key("assignedBranchKey")
             && let Some(branch) = self.holder_branch(l.holder)

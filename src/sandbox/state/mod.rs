@@ -145,8 +145,8 @@ struct Client {
     id: String,
     doc: JsonText,
     state: &'static str,
-    created: String,
-    activated: Option<String>,
+    created: DateTime<FixedOffset>,
+    activated: Option<DateTime<FixedOffset>>,
 }
 
 /// A group: its members are clients (by index), each with its roles as answered.
@@ -157,7 +157,7 @@ struct Group {
     /// The body as stored, `groupMembers` as answered (roles completed).
     doc: JsonText,
     members: Vec<usize>,
-    created: String,
+    created: DateTime<FixedOffset>,
     /// Deleted (`DELETE /groups/{id}`, issue 19): out of the lookups, its members freed.
     deleted: bool,
 }
@@ -189,10 +189,10 @@ struct Deposit {
     state: &'static str,
     balance: Decimal,
     linked_loans: Vec<Key>,
-    created: String,
-    approved: Option<String>,
+    created: DateTime<FixedOffset>,
+    approved: Option<DateTime<FixedOffset>>,
     /// When its first deposit made it ACTIVE.
-    activated: Option<String>,
+    activated: Option<DateTime<FixedOffset>>,
     /// Its transactions (indexes into `Tenant::transactions`), in the order posted.
     transactions: Vec<usize>,
 }
@@ -219,9 +219,9 @@ struct Loan {
     /// The start of the tenant's day the loan was closed (repaid, closed, written off; issue 19:
     /// a close or a write-off is undone on that day only).
     closed_on: Option<DateTime<FixedOffset>>,
-    created: String,
-    approved: Option<String>,
-    modified: String,
+    created: DateTime<FixedOffset>,
+    approved: Option<DateTime<FixedOffset>>,
+    modified: DateTime<FixedOffset>,
     transactions: Vec<usize>,
     /// The user who created it (four-eyes: not the one who may approve it); none when created
     /// without a caller.

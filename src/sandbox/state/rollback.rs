@@ -168,7 +168,7 @@ impl Tenant {
             }
             _ => return Err(ApiError::transaction_type_does_not_allow_adjustment()),
         }
-        self.loans[index].modified = now(self.zone);
+        self.loans[index].modified = self.zone.now();
         self.mark_adjusted(t_index, body)
     }
 
@@ -398,7 +398,7 @@ mod tests {
             assert_eq!(t.transaction_index(key, false), Some(i));
             assert_eq!(t.transaction_index(key, true), None);
         }
-        let client = t.clients[0].encoded_key.clone();
+        let client = t.clients[0].encoded_key.to_string();
         assert_eq!(t.transaction_index(&client, false), None);
     }
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, FixedOffset};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use super::json::{datetime, decimal, format_datetime, money, now};
+use super::json::{datetime, decimal, format_datetime, money};
 use super::{Answer, Installment, Key, Loan, Money, Tenant, Terms, Zone};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::products::ScheduleEditOption;
@@ -431,7 +431,7 @@ impl Tenant {
         self.entities.loan(loan, -1);
         loan.custom_schedule = true;
         self.entities.loan(loan, 1);
-        loan.modified = now(self.zone);
+        loan.modified = self.zone.now();
     }
 }
 

@@ -1,7 +1,6 @@
 //! The v1 settlement link: a loan tied to the deposit account its disbursement is paid into.
 
 use super::Tenant;
-use super::json::now;
 use crate::sandbox::error::ApiError;
 
 impl Tenant {
@@ -38,7 +37,7 @@ impl Tenant {
         self.entities.loan(loan, -1);
         loan.settlement_key = Some(deposit_key);
         self.entities.loan(loan, 1);
-        loan.modified = now(self.zone);
+        loan.modified = self.zone.now();
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::deposits::deposit_affected_amounts;
 use super::json::{
-    count, decimal, format_datetime, money, now, object, optional_datetime, optional_str,
+    count, decimal, format_datetime, money, object, optional_datetime, optional_str,
     required_decimal, store_numbers, writable,
 };
 use super::loans::loan_principal_balance;
@@ -151,7 +151,7 @@ impl Tenant {
             self.record_transaction(Account::Loan(index), type_name, amount, value_date, out);
         let loan = &mut self.loans[index];
         loan.transactions.push(t_index);
-        loan.modified = now(self.zone);
+        loan.modified = self.zone.now();
         t_index
     }
 
