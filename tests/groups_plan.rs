@@ -212,7 +212,8 @@ async fn groups_land_once_with_their_members_and_roles_under_faults_and_lost_rep
             "--fault-rate",
             "0.05",
             "--lost-reply-rate",
-            "0.02",
+            // 5%: at 2%, about 1 run in 8 of these ~100 changes lost no reply at all.
+            "0.05",
             "--seed",
             seed,
             "--idempotency",
