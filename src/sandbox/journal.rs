@@ -132,26 +132,23 @@ impl Journal {
         // One sandbox a file: two appending to one log would interleave two tenants' histories.
         // The exclusive locking mode keeps the lock from the first write to the close (a killed
         // process's lock goes with it), and another sandbox's first read is refused.
-        let in_use = |e: &rusqlite::Error| {
-            matches!(
-                e.sqlite_error_code(),
-                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-            )
-        };
+        let in_use =
+            |e: rusqlite::Error, otherwise: &dyn Fn(rusqlite::Error) -> JournalError| match e
+                .sqlite_error_code()
+            {
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                    JournalError::InUse {
+                        path: path.to_owned(),
+                    }
+                }
+                _ => otherwise(e),
+            };
         let conn = Connection::open(path).map_err(sqlite)?;
         conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE")
             .map_err(sqlite)?;
         let id: i32 = conn
             .query_row("PRAGMA application_id", [], |r| r.get(0))
-            .map_err(|e| {
-                if in_use(&e) {
-                    JournalError::InUse {
-                        path: path.to_owned(),
-                    }
-                } else {
-                    not_ours(e.to_string())
-                }
-            })?;
+            .map_err(|e| in_use(e, &|e| not_ours(e.to_string())))?;
         let hash = profile_hash(profile);
         if fresh {
             conn.execute_batch(&format!(
@@ -175,15 +172,7 @@ impl Journal {
             .map_err(sqlite)?;
         // Takes the lock now, not at the first change.
         conn.execute_batch("BEGIN EXCLUSIVE; COMMIT;")
-            .map_err(|e| {
-                if in_use(&e) {
-                    JournalError::InUse {
-                        path: path.to_owned(),
-                    }
-                } else {
-                    sqlite(e)
-                }
-            })?;
+            .map_err(|e| in_use(e, &sqlite))?;
         let meta = |name: &str| {
             conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
                 r.get::<_, String>(0)

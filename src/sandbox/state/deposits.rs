@@ -119,9 +119,9 @@ impl Tenant {
         if next == "APPROVED" {
             deposit.approved = Some(self.zone.now());
         }
-        self.entities.deposit(deposit, -1);
+        self.entities.deposit_state(deposit, -1);
         deposit.state = next;
-        self.entities.deposit(deposit, 1);
+        self.entities.deposit_state(deposit, 1);
         let holder = deposit.holder;
         if next == "APPROVED" {
             self.activate_client(holder);
@@ -199,22 +199,22 @@ impl Tenant {
         let deposit = &mut self.deposits[index];
         let type_name = match kind {
             DepositTransactionKind::Deposit => {
-                self.entities.deposit(deposit, -1);
+                self.entities.deposit_state(deposit, -1);
                 deposit.balance += amount;
                 if deposit.state == "APPROVED" {
                     deposit.state = "ACTIVE";
                     deposit.activated = Some(self.zone.now());
                 }
-                self.entities.deposit(deposit, 1);
+                self.entities.deposit_state(deposit, 1);
                 "DEPOSIT"
             }
             DepositTransactionKind::Withdrawal => {
                 if amount > deposit.balance {
                     return Err(ApiError::balance_below_zero());
                 }
-                self.entities.deposit(deposit, -1);
+                self.entities.deposit_state(deposit, -1);
                 deposit.balance -= amount;
-                self.entities.deposit(deposit, 1);
+                self.entities.deposit_state(deposit, 1);
                 "WITHDRAWAL"
             }
         };

@@ -389,10 +389,10 @@ impl Tenant {
         if state == "APPROVED" {
             loan.approved = Some(at);
         }
-        self.entities.loan(loan, -1);
+        self.entities.loan_state(loan, -1);
         loan.state = state;
         loan.sub_state = sub;
-        self.entities.loan(loan, 1);
+        self.entities.loan_state(loan, 1);
         loan.closed_on = (state == "CLOSED").then_some(today);
         loan.modified = at;
         Ok(self.loan_json(index))
@@ -421,10 +421,10 @@ impl Tenant {
         if owed <= Decimal::ZERO {
             return Err(ApiError::invalid_state_transition("accountState"));
         }
-        self.entities.loan(loan, -1);
+        self.entities.loan_state(loan, -1);
         loan.state = "CLOSED";
         loan.sub_state = Some("WRITTEN_OFF");
-        self.entities.loan(loan, 1);
+        self.entities.loan_state(loan, 1);
         loan.closed_on = Some(self.zone.today());
         loan.modified = self.zone.now();
         Ok(Value::Null)
@@ -450,10 +450,10 @@ impl Tenant {
         if loan.closed_on.is_some_and(|day| day < today) {
             return Err(ApiError::non_reversible_write_off());
         }
-        self.entities.loan(loan, -1);
+        self.entities.loan_state(loan, -1);
         loan.state = "ACTIVE";
         loan.sub_state = None;
-        self.entities.loan(loan, 1);
+        self.entities.loan_state(loan, 1);
         loan.closed_on = None;
         loan.modified = self.zone.now();
         Ok(Value::Null)

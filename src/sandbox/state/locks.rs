@@ -46,9 +46,9 @@ impl Tenant {
         if !matches!(loan.state, "ACTIVE" | "ACTIVE_IN_ARREARS") {
             return Err(ApiError::invalid_account_state("accountState"));
         }
-        self.entities.loan(&self.loans[index], -1);
+        self.entities.loan_state(&self.loans[index], -1);
         self.loans[index].sub_state = Some("LOCKED");
-        self.entities.loan(&self.loans[index], 1);
+        self.entities.loan_state(&self.loans[index], 1);
         let types: Vec<&'static str> = LOCKS
             .iter()
             .filter(|(op, _, _)| operations.contains(op))
@@ -66,9 +66,9 @@ impl Tenant {
         if self.loans[index].sub_state != Some("LOCKED") {
             return Err(ApiError::account_already_unlocked());
         }
-        self.entities.loan(&self.loans[index], -1);
+        self.entities.loan_state(&self.loans[index], -1);
         self.loans[index].sub_state = None;
-        self.entities.loan(&self.loans[index], 1);
+        self.entities.loan_state(&self.loans[index], 1);
         let types: Vec<&'static str> = LOCKS.iter().map(|(_, _, unlocked)| *unlocked).collect();
         Ok(self.log_lock(index, notes, &types))
     }

@@ -131,10 +131,10 @@ impl Tenant {
                     }
                 });
                 if loan.state == "CLOSED" && loan.sub_state == Some("REPAID") {
-                    self.entities.loan(loan, -1);
+                    self.entities.loan_state(loan, -1);
                     loan.state = "ACTIVE";
                     loan.sub_state = None;
-                    self.entities.loan(loan, 1);
+                    self.entities.loan_state(loan, 1);
                     loan.closed_on = None;
                 }
             }
@@ -159,10 +159,10 @@ impl Tenant {
                 });
                 if !others {
                     let loan = &mut self.loans[index];
-                    self.entities.loan(loan, -1);
+                    self.entities.loan_state(loan, -1);
                     loan.state = "APPROVED";
                     loan.sub_state = None;
-                    self.entities.loan(loan, 1);
+                    self.entities.loan_state(loan, 1);
                     loan.disbursed = None;
                 }
             }
@@ -221,14 +221,14 @@ impl Tenant {
                 if amount > deposit.balance {
                     return Err(ApiError::balance_below_zero());
                 }
-                self.entities.deposit(deposit, -1);
+                self.entities.deposit_state(deposit, -1);
                 deposit.balance -= amount;
-                self.entities.deposit(deposit, 1);
+                self.entities.deposit_state(deposit, 1);
             }
             "WITHDRAWAL" => {
-                self.entities.deposit(deposit, -1);
+                self.entities.deposit_state(deposit, -1);
                 deposit.balance += amount;
-                self.entities.deposit(deposit, 1);
+                self.entities.deposit_state(deposit, 1);
             }
             _ => return Err(ApiError::transaction_type_does_not_allow_adjustment()),
         }

@@ -428,9 +428,9 @@ impl Tenant {
         let loan = &mut self.loans[index];
         loan.installments = u32::try_from(schedule.len()).unwrap_or(u32::MAX);
         loan.schedule = Schedule::new(self.zone, schedule);
-        self.entities.loan(loan, -1);
+        self.entities.loan_state(loan, -1);
         loan.custom_schedule = true;
-        self.entities.loan(loan, 1);
+        self.entities.loan_state(loan, 1);
         loan.modified = self.zone.now();
     }
 }

@@ -34,9 +34,9 @@ impl Tenant {
         let loan_key = self.loans[index].encoded_key;
         self.deposits[deposit].linked_loans.push(loan_key);
         let loan = &mut self.loans[index];
-        self.entities.loan(loan, -1);
+        self.entities.loan_state(loan, -1);
         loan.settlement_key = Some(deposit_key);
-        self.entities.loan(loan, 1);
+        self.entities.loan_state(loan, 1);
         loan.modified = self.zone.now();
         Ok(())
     }

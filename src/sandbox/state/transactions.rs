@@ -468,17 +468,17 @@ impl Tenant {
                 .at("transferDetails.linkedAccountId"));
             }
             let d = &mut self.deposits[deposit];
-            self.entities.deposit(d, -1);
+            self.entities.deposit_state(d, -1);
             d.balance += amount;
             if d.state == "APPROVED" {
                 d.state = "ACTIVE";
             }
-            self.entities.deposit(d, 1);
+            self.entities.deposit_state(d, 1);
         }
         let loan = &mut self.loans[index];
-        self.entities.loan(loan, -1);
+        self.entities.loan_state(loan, -1);
         loan.state = "ACTIVE";
-        self.entities.loan(loan, 1);
+        self.entities.loan_state(loan, 1);
         loan.disbursed = Some(value_date);
         Ok((
             "DISBURSEMENT",
@@ -578,9 +578,9 @@ impl Tenant {
                 self.loans[index].first_repayment = terms.first_repayment;
             }
             let loan = &mut self.loans[index];
-            self.entities.loan(loan, -1);
+            self.entities.loan_state(loan, -1);
             loan.state = "ACTIVE";
-            self.entities.loan(loan, 1);
+            self.entities.loan_state(loan, 1);
             loan.disbursed = Some(value_date);
         } else {
             let added = self.tranche_addition(index, amount, value_date);
@@ -874,10 +874,10 @@ impl Tenant {
             }
         });
         if loan.schedule.iter().all(Installment::is_paid) {
-            self.entities.loan(loan, -1);
+            self.entities.loan_state(loan, -1);
             loan.state = "CLOSED";
             loan.sub_state = Some("REPAID");
-            self.entities.loan(loan, 1);
+            self.entities.loan_state(loan, 1);
             loan.closed_on = Some(self.zone.today());
         }
         Ok((
