@@ -389,7 +389,7 @@ impl Tenant {
                 let index = *self
                     .external_ids
                     .get(&fingerprint)
-                    .ok_or("no transaction has this externalId")?;
+                    .ok_or("no transaction has this externalId")? as usize;
                 let amount = self.transaction_amount(&self.transactions[index]);
                 self.tally.deleted(&self.transactions[index], amount);
                 self.transactions[index].deleted = true;
@@ -554,7 +554,7 @@ impl Tenant {
         if let Ok(id) = text(body, "client") {
             let index = match self.entity(id) {
                 Some(EntityRef::Client(i)) => Some(i),
-                _ => self.client_ids.get(id).copied(),
+                _ => self.client_index(id),
             };
             return Ok(EntityRef::Client(index.ok_or("no such client")?));
         }

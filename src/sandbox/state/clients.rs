@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::custom_fields::check_addresses;
 use super::json::{JsonText, object, optional_str, required_str, stamp, writable};
-use super::{Answer, Client, EntityRef, Holder, Tenant};
+use super::{Answer, Client, EntityRef, Holder, Print, Tenant, index_u32};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::tenant::{AvailableFor, DuplicateAction, DuplicateField};
 
@@ -35,7 +35,7 @@ impl Tenant {
         let custom = self.custom_field_values(AvailableFor::Client, doc)?;
         let given_id = optional_str(doc, "id")?;
         if let Some(id) = given_id
-            && self.client_ids.contains_key(id)
+            && self.client_ids.contains_key(&self.fingerprint.of(id))
         {
             self.counters.refused_client_ids += 1;
             return Err(ApiError::client_id_in_use());
@@ -62,7 +62,8 @@ impl Tenant {
         };
         let encoded_key = self.next_key();
         let index = self.clients.len();
-        self.client_ids.insert(id.clone(), index);
+        self.client_ids
+            .insert(self.fingerprint.of(&id), index_u32(index));
         self.keys.insert(encoded_key, EntityRef::Client(index));
         self.client_matches
             .extend(matches.into_iter().map(|(_, key)| key));
@@ -163,7 +164,7 @@ impl Tenant {
         &self,
         doc: &Map<String, Value>,
         documents: &[&Map<String, Value>],
-    ) -> Vec<(DuplicateField, u128)> {
+    ) -> Vec<(DuplicateField, Print)> {
         let text = |map: &Map<String, Value>, field: &str| {
             map.get(field)
                 .and_then(Value::as_str)
@@ -272,7 +273,10 @@ impl Tenant {
     pub(super) fn client_index(&self, id_or_key: &str) -> Option<usize> {
         match self.entity(id_or_key) {
             Some(EntityRef::Client(i)) => Some(i),
-            _ => self.client_ids.get(id_or_key).copied(),
+            _ => self
+                .client_ids
+                .get(&self.fingerprint.of(id_or_key))
+                .map(|&i| i as usize),
         }
     }
 

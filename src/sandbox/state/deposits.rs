@@ -40,7 +40,7 @@ impl Tenant {
         let encoded_key = self.next_key();
         let index = self.deposits.len();
         self.account_ids
-            .insert(id.clone(), EntityRef::Deposit(index));
+            .insert(self.fingerprint.of(&id), EntityRef::Deposit(index));
         self.keys.insert(encoded_key, EntityRef::Deposit(index));
         let mut doc = writable(
             doc,
@@ -86,7 +86,7 @@ impl Tenant {
     pub(super) fn deposit_index(&self, id_or_key: &str) -> Option<usize> {
         match self
             .entity(id_or_key)
-            .or_else(|| self.account_ids.get(id_or_key).copied())
+            .or_else(|| self.account_by_id(id_or_key))
         {
             Some(EntityRef::Deposit(i)) => Some(i),
             _ => None,

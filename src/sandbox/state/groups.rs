@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Value, json};
 
 use super::json::{JsonText, object, optional_str, required_str, stamp, writable};
-use super::{Answer, EntityRef, Group, Tenant};
+use super::{Answer, EntityRef, Group, Tenant, index_u32};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::tenant::{AvailableFor, GroupSizeLimitType, MultipleGroupMemberships};
 
@@ -35,7 +35,7 @@ impl Tenant {
         let custom = self.custom_field_values(AvailableFor::Group, doc)?;
         let given_id = optional_str(doc, "id")?;
         if let Some(id) = given_id
-            && self.group_ids.contains_key(id)
+            && self.group_ids.contains_key(&self.fingerprint.of(id))
         {
             self.counters.refused_group_ids += 1;
             return Err(ApiError::group_id_in_use());
@@ -54,7 +54,8 @@ impl Tenant {
         };
         let encoded_key = self.next_key();
         let index = self.groups.len();
-        self.group_ids.insert(id.clone(), index);
+        self.group_ids
+            .insert(self.fingerprint.of(&id), index_u32(index));
         self.keys.insert(encoded_key, EntityRef::Group(index));
         let mut doc = writable(
             doc,
@@ -234,7 +235,10 @@ impl Tenant {
     pub(super) fn group_index(&self, id_or_key: &str) -> Option<usize> {
         match self.entity(id_or_key) {
             Some(EntityRef::Group(i)) => Some(i),
-            _ => self.group_ids.get(id_or_key).copied(),
+            _ => self
+                .group_ids
+                .get(&self.fingerprint.of(id_or_key))
+                .map(|&i| i as usize),
         }
     }
 

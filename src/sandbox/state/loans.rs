@@ -120,7 +120,7 @@ impl Tenant {
         if let Some(max) = self.client_rules.max_loans_per_client {
             // A replay under an id already taken keeps its ACCOUNT_ID_ALREADY_IN_USE.
             let id_taken =
-                optional_str(doc, "id")?.is_some_and(|id| self.account_ids.contains_key(id));
+                optional_str(doc, "id")?.is_some_and(|id| self.account_by_id(id).is_some());
             let held = self
                 .loans
                 .iter()
@@ -136,7 +136,8 @@ impl Tenant {
         let id = self.claim_account_id(doc, natural)?;
         let encoded_key = self.next_key();
         let index = self.loans.len();
-        self.account_ids.insert(id.clone(), EntityRef::Loan(index));
+        self.account_ids
+            .insert(self.fingerprint.of(&id), EntityRef::Loan(index));
         self.keys.insert(encoded_key, EntityRef::Loan(index));
         let mut doc = writable(
             doc,
@@ -295,7 +296,7 @@ impl Tenant {
     pub(super) fn loan_index(&self, id_or_key: &str) -> Option<usize> {
         match self
             .entity(id_or_key)
-            .or_else(|| self.account_ids.get(id_or_key).copied())
+            .or_else(|| self.account_by_id(id_or_key))
         {
             Some(EntityRef::Loan(i)) => Some(i),
             _ => None,

@@ -51,7 +51,7 @@ mod zone;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::num::NonZeroU64;
 
 use chrono::{DateTime, FixedOffset};
@@ -66,6 +66,7 @@ pub use bulks::MAX_BULK_ITEMS;
 use json::{JsonText, Texts, optional_str};
 pub use json::{decimal, money};
 use schedule::Schedule;
+use zone::Stamp;
 pub use zone::{Zone, at};
 
 /// Everything the sandbox tenant holds.
@@ -86,25 +87,29 @@ pub struct Tenant {
     transactions: Vec<Transaction>,
     /// The text of what transactions do not hold typed (see [`Transaction`]).
     texts: Texts,
+    /// The value and creation dates of the transactions whose dates are no [`Stamp`]s, by key.
+    exact_dates: HashMap<Key, [DateTime<FixedOffset>; 2]>,
     /// encodedKey → entity, for every entity kind (a key the tenant could not have made is
     /// not in it: see [`Tenant::entity`]).
     keys: HashMap<Key, EntityRef>,
-    client_ids: HashMap<String, usize>,
+    /// A client's id, by its [`Fingerprint`] → the client.
+    client_ids: Prints<u32>,
     /// Groups have their own id space (GROUP_ID_ALREADY_IN_USE).
-    group_ids: HashMap<String, usize>,
+    group_ids: Prints<u32>,
     /// Loans and deposits share one id space, as Mambu's ACCOUNT_ID_ALREADY_IN_USE implies.
-    account_ids: HashMap<String, EntityRef>,
+    account_ids: Prints<EntityRef>,
     /// A transaction's externalId, by its [`Fingerprint`] → the transaction.
-    external_ids: HashMap<u128, usize>,
-    /// Clients', groups', loans' and deposits' natural keys → how often each was created.
-    natural_keys: HashMap<String, u64>,
+    external_ids: Prints<u32>,
+    /// Clients', groups', loans' and deposits' natural keys, by their [`Fingerprint`] → how
+    /// often each was created.
+    natural_keys: Prints<u32>,
     /// Transactions' natural keys (see [`Tenant::note_transaction`]), by their
     /// [`Fingerprint`] → how often each was posted.
-    transaction_keys: HashMap<u128, u64>,
+    transaction_keys: Prints<u32>,
     fingerprint: Fingerprint,
     /// What the duplicate-client check compares: one key per configured field combination of
     /// every client created (see `Tenant::create_client`), by its [`Fingerprint`].
-    client_matches: HashSet<u128>,
+    client_matches: HashSet<Print, BuildHasherDefault<PrintHasher>>,
     /// Bulk deposit transactions, in the order queued.
     bulks: Vec<bulks::Bulk>,
     pub counters: Counters,
@@ -330,21 +335,66 @@ impl Money {
     }
 }
 
-/// A 128-bit fingerprint of a text, for the lookups keyed by long texts there are millions
-/// of (transactions' externalIds and natural keys): 16 bytes where the `String` takes 24 and
-/// its text. Two SipHash-1-3 of the text under keys drawn at random when the tenant starts (so
-/// no caller can aim at a collision): among a billion texts, the odds that two share a
-/// fingerprint are about 1 in 10^21.
+/// A 128-bit fingerprint of a text, for the lookups keyed by texts there are millions of
+/// (transactions' externalIds and natural keys, the entities' ids and natural keys, the
+/// duplicate-client check): 16 bytes where a `String` takes 24 and its text. Two SipHash-1-3
+/// of the text under keys drawn at random when the tenant starts (so no caller can aim at a
+/// collision): among a billion texts, the odds that two share a fingerprint are about 1 in
+/// 10^21.
 #[derive(Debug, Default)]
 struct Fingerprint(RandomState, RandomState);
 
 impl Fingerprint {
-    fn of(&self, text: &str) -> u128 {
-        (u128::from(self.0.hash_one(text)) << 64) | u128::from(self.1.hash_one(text))
+    fn of(&self, text: &str) -> Print {
+        let (a, b) = (self.0.hash_one(text), self.1.hash_one(text));
+        // Halves of u64s: `Print` is aligned to 4, so an entry of it and a `u32` takes 20 bytes.
+        Print([(a >> 32) as u32, a as u32, (b >> 32) as u32, b as u32])
     }
 }
 
-/// A transaction, in 96 bytes (issue 21: as a parsed map it cost about 4 KB, as its JSON text
+/// A text's [`Fingerprint`]. Already uniformly random, so a map keyed by it hashes it as it is
+/// ([`Prints`]): no second SipHash per lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Print([u32; 4]);
+
+impl Hash for Print {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64((u64::from(self.0[0]) << 32) | u64::from(self.0[1]));
+    }
+}
+
+/// The hasher of [`Prints`]: a [`Print`]'s first 64 bits as they are.
+#[derive(Debug, Default)]
+struct PrintHasher(u64);
+
+impl Hasher for PrintHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is called (see `Print`'s `Hash`); any other input is folded in.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// An index of the tenant's entities or transactions as the `u32` its lookups keep (4 billion
+/// of each: a tenant that outgrows it is far beyond what a sandbox holds in memory).
+fn index_u32(index: usize) -> u32 {
+    u32::try_from(index).expect("fewer than 4 billion entities of a kind")
+}
+
+/// A map keyed by [`Print`]s (issue 21: 20 bytes an entry with a `u32`, where a `String` key
+/// took 24 bytes and its text's allocation).
+type Prints<V> = HashMap<Print, V, BuildHasherDefault<PrintHasher>>;
+
+/// A transaction, in 72 bytes (issue 21: as a parsed map it cost about 4 KB, as its JSON text
 /// about 500 bytes). What the tenant's rules and the stats read is typed (kind, account,
 /// encodedKey, amount, value date, adjusted, deleted), and so is what the answer carries for
 /// every transaction of its kind (the affected amounts, the balances after it, the creation
@@ -366,8 +416,10 @@ struct Transaction {
     /// A loan transaction's `accountBalances.principalBalance` and `.totalBalance`; a deposit
     /// transaction's `.totalBalance` first.
     balances: [Money; 2],
-    value_date: DateTime<FixedOffset>,
-    created: DateTime<FixedOffset>,
+    /// Its value date and creation date-time (the latter to the second: the answer writes no
+    /// more), unless `EXACT_DATES` says they are in [`Tenant::exact_dates`].
+    value_date: Stamp,
+    created: Stamp,
     /// The index of the loan or deposit it is on (`DEPOSIT` says which).
     account: u32,
     /// Its type, as an index in [`TRANSACTION_TYPES`].
@@ -404,6 +456,10 @@ impl Transaction {
     const AMOUNT_IN_REST: u8 = 4;
     /// The typed fields of its kind do not write its answer: the rest holds them all.
     const VERBATIM: u8 = 8;
+    /// Its dates do not fit a [`Stamp`] (a value date to the fraction of a second, or with an
+    /// offset that is not the zone's, which only a lenient tenant takes): they are kept exactly
+    /// in [`Tenant::exact_dates`].
+    const EXACT_DATES: u8 = 16;
 
     fn kind(&self) -> &'static str {
         TRANSACTION_TYPES
@@ -465,15 +521,16 @@ impl Tenant {
             loans: Vec::new(),
             transactions: Vec::new(),
             keys: HashMap::new(),
-            client_ids: HashMap::new(),
-            group_ids: HashMap::new(),
-            account_ids: HashMap::new(),
-            external_ids: HashMap::new(),
-            natural_keys: HashMap::new(),
-            transaction_keys: HashMap::new(),
+            client_ids: Prints::default(),
+            group_ids: Prints::default(),
+            account_ids: Prints::default(),
+            external_ids: Prints::default(),
+            natural_keys: Prints::default(),
+            transaction_keys: Prints::default(),
             fingerprint: Fingerprint::default(),
             texts: Texts::default(),
-            client_matches: HashSet::new(),
+            exact_dates: HashMap::new(),
+            client_matches: HashSet::default(),
             bulks: Vec::new(),
             counters: Counters::default(),
             tally: Default::default(),
@@ -506,9 +563,17 @@ impl Tenant {
         Key(NonZeroU64::MIN.saturating_add(self.next_seq() - 1))
     }
 
+    /// The loan or deposit an id names.
+    fn account_by_id(&self, id: &str) -> Option<EntityRef> {
+        self.account_ids.get(&self.fingerprint.of(id)).copied()
+    }
+
     /// Counts a creation again under a natural key; true when it was seen before.
     fn seen_before(&mut self, natural_key: String) -> bool {
-        let count = self.natural_keys.entry(natural_key).or_insert(0);
+        let count = self
+            .natural_keys
+            .entry(self.fingerprint.of(&natural_key))
+            .or_insert(0);
         *count += 1;
         *count > 1
     }
@@ -519,7 +584,7 @@ impl Tenant {
         natural: String,
     ) -> Result<String, ApiError> {
         match optional_str(doc, "id")? {
-            Some(id) if self.account_ids.contains_key(id) => {
+            Some(id) if self.account_ids.contains_key(&self.fingerprint.of(id)) => {
                 self.counters.refused_account_ids += 1;
                 Err(ApiError::account_id_in_use())
             }
@@ -628,10 +693,35 @@ mod tests {
     /// What a transaction and an installment take (BENCHMARKS.md, "The sandbox's memory").
     #[test]
     fn a_transaction_stays_compact() {
-        assert_eq!(std::mem::size_of::<Transaction>(), 96);
+        assert_eq!(std::mem::size_of::<Transaction>(), 72);
         // An installment as a loan keeps it (136 bytes as an `Installment`).
         assert_eq!(std::mem::size_of::<Packed>(), 64);
         assert!(TRANSACTION_TYPES.len() < usize::from(u8::MAX));
+    }
+
+    #[test]
+    fn a_transactions_dates_are_stamps_or_kept_exactly() {
+        use super::{Account, test_support};
+        let mut t = test_support::tenant();
+        let id = test_support::approved_deposit(&mut t);
+        let deposit = Account::Deposit(t.deposit_index(&id).unwrap());
+        let post = |t: &mut super::Tenant, at: chrono::DateTime<chrono::FixedOffset>| {
+            let i = t.record_transaction(deposit, "DEPOSIT", Decimal::TEN, at, Default::default());
+            t.transaction_dates(&t.transactions[i])
+        };
+        // To the second, in the zone: a stamp, nothing kept aside.
+        let even = t.zone.at_timestamp(1_741_083_072).unwrap();
+        let [value_date, created] = post(&mut t, even);
+        assert_eq!((value_date, value_date.offset()), (even, even.offset()));
+        assert_eq!(created.timestamp_subsec_nanos(), 0);
+        assert!(t.exact_dates.is_empty());
+        // A fraction of a second, or another offset (a lenient tenant's): kept as it came.
+        for text in ["2025-03-04T10:11:12.5+00:00", "2025-03-04T10:11:12+05:00"] {
+            let odd = chrono::DateTime::parse_from_rfc3339(text).unwrap();
+            let [value_date, _] = post(&mut t, odd);
+            assert_eq!((value_date, value_date.offset()), (odd, odd.offset()));
+        }
+        assert_eq!(t.exact_dates.len(), 2);
     }
 
     #[test]

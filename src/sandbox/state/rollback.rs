@@ -177,7 +177,7 @@ impl Tenant {
     /// later tranche added to the schedule taken off. Nothing for an untranched loan.
     fn undisburse_tranche(&mut self, index: usize, t_index: usize) {
         let t = &self.transactions[t_index];
-        let (amount, value_date) = (self.transaction_amount(t), t.value_date);
+        let (amount, [value_date, _]) = (self.transaction_amount(t), self.transaction_dates(t));
         let key = Some(json!(t.encoded_key));
         let tranches = self.loans[index].doc.get("tranches");
         let Some(tranches) = tranches.as_ref().and_then(Value::as_array) else {
@@ -311,7 +311,7 @@ impl Tenant {
         group.deleted = true;
         group.members.clear();
         let (key, id) = (group.encoded_key, group.id.clone());
-        self.group_ids.remove(&id);
+        self.group_ids.remove(&self.fingerprint.of(&id));
         self.keys.remove(&key);
         Ok(Value::Null)
     }
@@ -349,7 +349,7 @@ impl Tenant {
         self.entities.client(client, -1);
         client.state = DELETED;
         let (key, id) = (client.encoded_key, client.id.clone());
-        self.client_ids.remove(&id);
+        self.client_ids.remove(&self.fingerprint.of(&id));
         self.keys.remove(&key);
         Ok(Value::Null)
     }
@@ -362,14 +362,16 @@ impl Tenant {
             self.tally.deleted(&self.transactions[*t], amount);
             self.transactions[*t].deleted = true;
         }
-        self.external_ids.retain(|_, t| !transactions.contains(t));
+        self.external_ids
+            .retain(|_, t| !transactions.contains(&(*t as usize)));
     }
 
     /// Removes a deleted account from the lookups: its key, and its id when it still names it.
     fn forget(&mut self, key: Key, id: &str, entity: &EntityRef) {
         self.keys.remove(&key);
-        if self.account_ids.get(id) == Some(entity) {
-            self.account_ids.remove(id);
+        let id = self.fingerprint.of(id);
+        if self.account_ids.get(&id) == Some(entity) {
+            self.account_ids.remove(&id);
         }
     }
 }

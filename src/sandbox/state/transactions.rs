@@ -1,7 +1,7 @@
 //! Loan transactions: posting a disbursement, a fee or a repayment (externalIds, value dates,
 //! duplicates by natural key, allocation over the schedule), and a loan's transaction list.
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, Timelike};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
@@ -12,8 +12,8 @@ use super::json::{
 };
 use super::loans::loan_principal_balance;
 use super::{
-    Account, Answer, Installment, Money, Schedule, TRANSACTION_TYPES, Tenant, Terms, Transaction,
-    TransactionKind,
+    Account, Answer, Installment, Money, Schedule, Stamp, TRANSACTION_TYPES, Tenant, Terms,
+    Transaction, TransactionKind, index_u32,
 };
 use crate::sandbox::error::ApiError;
 use crate::sandbox::products::{FuturePaymentsAcceptance, PrepaymentAcceptance};
@@ -175,12 +175,23 @@ impl Tenant {
         }
         out.entry("bookingDate")
             .or_insert_with(|| json!(format_datetime(value_date)));
-        let created = self.zone.now();
+        // To the second, as the answer writes it.
+        let created = self
+            .zone
+            .now()
+            .with_nanosecond(0)
+            .unwrap_or_else(|| self.zone.now());
         out.insert("creationDate".into(), json!(format_datetime(created)));
+        let stamps = Stamp::of(value_date, self.zone).zip(Stamp::of(created, self.zone));
         let (index, mut flags) = match account {
             Account::Loan(i) => (i, 0),
             Account::Deposit(i) => (i, Transaction::DEPOSIT),
         };
+        if stamps.is_none() {
+            self.exact_dates.insert(encoded_key, [value_date, created]);
+            flags |= Transaction::EXACT_DATES;
+        }
+        let (value_stamp, created_stamp) = stamps.unwrap_or((Stamp::EPOCH, Stamp::EPOCH));
         let figure = |object: &str, field: &str| {
             out.get(object)
                 .and_then(|o| o.get(field))
@@ -215,8 +226,8 @@ impl Tenant {
             amount: exact.unwrap_or_default(),
             affected,
             balances,
-            value_date,
-            created,
+            value_date: value_stamp,
+            created: created_stamp,
             // Fewer than 4 billion accounts: each takes kilobytes.
             account: u32::try_from(index).expect("fewer than 4 billion accounts"),
             kind: TRANSACTION_TYPES
@@ -302,9 +313,22 @@ impl Tenant {
                 );
             }
         }
-        doc.insert("bookingDate".into(), json!(format_datetime(t.value_date)));
-        doc.insert("creationDate".into(), json!(format_datetime(t.created)));
+        let [value_date, created] = self.transaction_dates(t);
+        doc.insert("bookingDate".into(), json!(format_datetime(value_date)));
+        doc.insert("creationDate".into(), json!(format_datetime(created)));
         doc
+    }
+
+    /// A transaction's value date and creation date-time.
+    pub(super) fn transaction_dates(&self, t: &Transaction) -> [DateTime<FixedOffset>; 2] {
+        if t.has(Transaction::EXACT_DATES) {
+            // Kept there with the flag (`record_transaction`).
+            if let Some(dates) = self.exact_dates.get(&t.encoded_key) {
+                return *dates;
+            }
+        }
+        // A stamp is made only where it reads back (see `Stamp::of`).
+        [t.value_date, t.created].map(|s| s.get(self.zone).unwrap_or_default())
     }
 
     /// The transaction's amount.
@@ -361,7 +385,10 @@ impl Tenant {
             doc.insert("type".into(), json!(t.kind()));
         }
         doc.insert("amount".into(), money(self.transaction_amount(t)));
-        doc.insert("valueDate".into(), json!(format_datetime(t.value_date)));
+        doc.insert(
+            "valueDate".into(),
+            json!(format_datetime(self.transaction_dates(t)[0])),
+        );
         doc.insert("parentAccountKey".into(), json!(parent));
         Value::Object(doc)
     }
@@ -381,7 +408,7 @@ impl Tenant {
     ) {
         if let Some(ext) = external_id {
             self.external_ids
-                .insert(self.fingerprint.of(ext), self.transactions.len());
+                .insert(self.fingerprint.of(ext), index_u32(self.transactions.len()));
             return;
         }
         let natural = format!(
@@ -711,7 +738,7 @@ impl Tenant {
         transactions
             .iter()
             .filter(|t| !self.transactions[**t].deleted && !self.transactions[**t].adjusted)
-            .map(|t| self.transactions[*t].value_date)
+            .map(|t| self.transaction_dates(&self.transactions[*t])[0])
             .max()
     }
 

@@ -171,6 +171,33 @@ impl Zone {
     }
 }
 
+/// A date-time to the second from 1970 to 2106, in the tenant's zone, in 4 bytes: the seconds
+/// since 1970-01-01T00:00:00Z, plus one (so that an `Option<Stamp>` takes 4 bytes too). The
+/// offset is the one the zone has at that instant. Made only where it reads back exactly
+/// ([`Stamp::of`]): a caller keeps any other date-time as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Stamp(std::num::NonZeroU32);
+
+impl Stamp {
+    /// 1970-01-01T00:00:00Z: what a record whose dates are kept elsewhere holds.
+    pub(super) const EPOCH: Stamp = Stamp(std::num::NonZeroU32::MIN);
+
+    /// `at` exactly, if it is to the second, in range, and carries the zone's offset.
+    pub(super) fn of(at: DateTime<FixedOffset>, zone: Zone) -> Option<Stamp> {
+        if at.timestamp_subsec_nanos() != 0 {
+            return None;
+        }
+        let n = u32::try_from(at.timestamp().checked_add(1)?).ok()?;
+        let stamp = Stamp(std::num::NonZeroU32::new(n)?);
+        let back = stamp.get(zone)?;
+        (back == at && back.offset() == at.offset()).then_some(stamp)
+    }
+
+    pub(super) fn get(self, zone: Zone) -> Option<DateTime<FixedOffset>> {
+        zone.at_timestamp(i64::from(self.0.get()) - 1)
+    }
+}
+
 impl Default for Zone {
     fn default() -> Self {
         Self(Tz::UTC)
