@@ -9,6 +9,7 @@ use chrono::{DateTime, FixedOffset, SecondsFormat};
 use rust_decimal::Decimal;
 use serde_json::{Map, Number, Value};
 
+use super::squeeze::{expand, squeeze};
 use super::zone::{DateError, Zone, offset_message};
 use crate::sandbox::error::ApiError;
 
@@ -32,7 +33,8 @@ pub(super) fn writable(doc: &Map<String, Value>, read_only: &[&str]) -> Map<Stri
 /// text (a tree node per few fields, an allocation per key and per value, numbers as strings
 /// under `arbitrary_precision`), and a `Box<str>` of its own costs an allocation: the sandbox's
 /// transactions, the bulk of what a rehearsal leaves behind, keep the few fields they do not
-/// hold typed here (BENCHMARKS.md, "The sandbox's memory"). A text is never changed in place:
+/// hold typed here (BENCHMARKS.md, "The sandbox's memory"), their field names squeezed
+/// ([`squeeze`]) and their length in a byte or two. A text is never changed in place:
 /// an edit writes the new one at the end (edits are rare: an adjustment).
 #[derive(Debug, Default)]
 pub(super) struct Texts(Vec<u8>);
@@ -41,21 +43,32 @@ impl Texts {
     /// Keeps `doc`'s text; where it starts.
     pub(super) fn push(&mut self, doc: &Map<String, Value>) -> u64 {
         let at = self.0.len() as u64;
-        let text = serde_json::to_vec(doc).expect("a JSON map serializes");
-        // A body too long for a u32 length never reaches here (the HTTP layer's body limit).
-        let len = u32::try_from(text.len()).expect("a body shorter than 4 GiB");
-        self.0.extend_from_slice(&len.to_le_bytes());
+        let text = squeeze(&serde_json::to_vec(doc).expect("a JSON map serializes"));
+        // Its length, 7 bits a byte, the lowest first (one byte up to 127).
+        let mut len = text.len();
+        while len >= 0x80 {
+            self.0.push(len as u8 | 0x80);
+            len >>= 7;
+        }
+        self.0.push(len as u8);
         self.0.extend_from_slice(&text);
         at
     }
 
     /// The object kept at `at`.
     pub(super) fn map(&self, at: u64) -> Map<String, Value> {
-        let at = at as usize;
-        let mut len = [0; 4];
-        len.copy_from_slice(&self.0[at..at + 4]);
-        let text = &self.0[at + 4..at + 4 + u32::from_le_bytes(len) as usize];
-        serde_json::from_slice(text).expect("the text was written by Texts::push")
+        let mut at = at as usize;
+        let (mut len, mut shift) = (0usize, 0);
+        while let Some(&b) = self.0.get(at) {
+            at += 1;
+            len |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b < 0x80 {
+                break;
+            }
+        }
+        let text = expand(&self.0[at..at + len]);
+        serde_json::from_slice(&text).expect("the text was written by Texts::push")
     }
 }
 

@@ -46,6 +46,7 @@ mod rollback;
 mod schedule;
 mod securities;
 mod settlement;
+mod squeeze;
 mod transactions;
 mod zone;
 
