@@ -394,9 +394,9 @@ impl Tenant {
                 self.tally.deleted(&self.transactions[index], amount);
                 self.transactions[index].deleted = true;
                 match self.transactions[index].account() {
-                    Account::Loan(loan) => self.loans[loan].transactions.retain(|t| *t != index),
+                    Account::Loan(loan) => self.loans[loan].transactions.retain(|&t| t as usize != index),
                     Account::Deposit(deposit) => {
-                        self.deposits[deposit].transactions.retain(|t| *t != index);
+                        self.deposits[deposit].transactions.retain(|&t| t as usize != index);
                     }
                 }
                 self.external_ids.remove(&fingerprint);

@@ -9,7 +9,7 @@ use super::json::{
     JsonText, money, object, optional_datetime, required_decimal, required_str, stamp,
     store_numbers, writable,
 };
-use super::{Account, Answer, Deposit, DepositTransactionKind, EntityRef, Tenant};
+use super::{Account, Answer, Deposit, DepositTransactionKind, EntityRef, Tenant, index_u32};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::tenant::AvailableFor;
 
@@ -266,7 +266,7 @@ impl Tenant {
         );
         let t_index =
             self.record_transaction(Account::Deposit(index), type_name, amount, value_date, out);
-        self.deposits[index].transactions.push(t_index);
+        self.deposits[index].transactions.push(index_u32(t_index));
         t_index
     }
 
@@ -278,7 +278,7 @@ impl Tenant {
         Ok(self.deposits[index]
             .transactions
             .iter()
-            .map(|t| self.transaction_json(*t))
+            .map(|&t| self.transaction_json(t as usize))
             .collect())
     }
 }

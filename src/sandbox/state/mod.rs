@@ -200,7 +200,8 @@ struct Deposit {
     /// When its first deposit made it ACTIVE.
     activated: Option<DateTime<FixedOffset>>,
     /// Its transactions (indexes into `Tenant::transactions`), in the order posted.
-    transactions: Vec<usize>,
+    /// Its transactions' indexes, oldest first.
+    transactions: Vec<u32>,
 }
 
 #[derive(Debug)]
@@ -228,7 +229,8 @@ struct Loan {
     created: DateTime<FixedOffset>,
     approved: Option<DateTime<FixedOffset>>,
     modified: DateTime<FixedOffset>,
-    transactions: Vec<usize>,
+    /// Its transactions' indexes, oldest first.
+    transactions: Vec<u32>,
     /// The user who created it (four-eyes: not the one who may approve it); none when created
     /// without a caller.
     created_by: Option<String>,

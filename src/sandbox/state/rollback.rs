@@ -51,15 +51,16 @@ impl Tenant {
 
     /// Refuses adjusting `t_index` when it is adjusted already or a later transaction of
     /// the same account is not.
-    fn check_adjustable(&self, t_index: usize, account: &[usize]) -> Result<(), ApiError> {
+    fn check_adjustable(&self, t_index: usize, account: &[u32]) -> Result<(), ApiError> {
         if self.adjusted(t_index) {
             return Err(ApiError::transaction_already_adjusted());
         }
         let later = account
             .iter()
-            .skip_while(|t| **t != t_index)
+            .map(|&t| t as usize)
+            .skip_while(|t| *t != t_index)
             .skip(1)
-            .any(|t| !self.transactions[*t].deleted && !self.adjusted(*t));
+            .any(|t| !self.transactions[t].deleted && !self.adjusted(t));
         if later {
             return Err(ApiError::not_adjusted_transaction_logged_after());
         }
@@ -151,11 +152,12 @@ impl Tenant {
             }
             "DISBURSEMENT" => {
                 self.undisburse_tranche(index, t_index);
-                let others = self.loans[index].transactions.iter().any(|o| {
-                    *o != t_index
-                        && !self.transactions[*o].deleted
-                        && self.transactions[*o].kind() == "DISBURSEMENT"
-                        && !self.adjusted(*o)
+                let others = self.loans[index].transactions.iter().any(|&o| {
+                    let o = o as usize;
+                    o != t_index
+                        && !self.transactions[o].deleted
+                        && self.transactions[o].kind() == "DISBURSEMENT"
+                        && !self.adjusted(o)
                 });
                 if !others {
                     let loan = &mut self.loans[index];
@@ -272,7 +274,7 @@ impl Tenant {
         let live = deposit
             .transactions
             .iter()
-            .any(|t| !self.transactions[*t].deleted && !self.adjusted(*t));
+            .any(|&t| !self.transactions[t as usize].deleted && !self.adjusted(t as usize));
         if live || !deposit.balance.is_zero() {
             return Err(ApiError::account_has_transactions());
         }
@@ -356,14 +358,14 @@ impl Tenant {
 
     /// Removes a deleted account's transactions from the counts, and frees their externalIds
     /// (a unit migrated again posts them again).
-    fn forget_transactions(&mut self, transactions: &[usize]) {
-        for t in transactions {
-            let amount = self.transaction_amount(&self.transactions[*t]);
-            self.tally.deleted(&self.transactions[*t], amount);
-            self.transactions[*t].deleted = true;
+    fn forget_transactions(&mut self, transactions: &[u32]) {
+        for &t in transactions {
+            let t = t as usize;
+            let amount = self.transaction_amount(&self.transactions[t]);
+            self.tally.deleted(&self.transactions[t], amount);
+            self.transactions[t].deleted = true;
         }
-        self.external_ids
-            .retain(|_, t| !transactions.contains(&(*t as usize)));
+        self.external_ids.retain(|_, t| !transactions.contains(t));
     }
 
     /// Removes a deleted account from the lookups: its key, and its id when it still names it.

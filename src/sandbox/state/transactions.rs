@@ -116,7 +116,7 @@ impl Tenant {
         Ok(self.loans[index]
             .transactions
             .iter()
-            .map(|t| self.transaction_json(*t))
+            .map(|&t| self.transaction_json(t as usize))
             .collect())
     }
 
@@ -150,7 +150,7 @@ impl Tenant {
         let t_index =
             self.record_transaction(Account::Loan(index), type_name, amount, value_date, out);
         let loan = &mut self.loans[index];
-        loan.transactions.push(t_index);
+        loan.transactions.push(index_u32(t_index));
         loan.modified = self.zone.now();
         t_index
     }
@@ -719,7 +719,7 @@ impl Tenant {
     /// not before.
     pub(super) fn refuse_backdating_before(
         &self,
-        transactions: &[usize],
+        transactions: &[u32],
         value_date: DateTime<FixedOffset>,
     ) -> Result<(), ApiError> {
         if self
@@ -734,11 +734,12 @@ impl Tenant {
     /// The latest value date among an account's transactions (those removed behind the API's
     /// back are no longer on its list; an adjusted one no longer stands: Mambu's correction is
     /// to adjust and enter again, at the date that was meant).
-    fn latest_value_date(&self, transactions: &[usize]) -> Option<DateTime<FixedOffset>> {
+    fn latest_value_date(&self, transactions: &[u32]) -> Option<DateTime<FixedOffset>> {
         transactions
             .iter()
-            .filter(|t| !self.transactions[**t].deleted && !self.transactions[**t].adjusted)
-            .map(|t| self.transaction_dates(&self.transactions[*t])[0])
+            .map(|&t| &self.transactions[t as usize])
+            .filter(|t| !t.deleted && !t.adjusted)
+            .map(|t| self.transaction_dates(t)[0])
             .max()
     }
 
