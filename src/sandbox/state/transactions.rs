@@ -639,8 +639,12 @@ impl Tenant {
         value_date: DateTime<FixedOffset>,
     ) -> Vec<(usize, (Decimal, Decimal))> {
         let loan = &self.loans[index];
-        let later: Vec<usize> = (0..loan.schedule.len())
-            .filter(|i| loan.schedule.at(*i).due > value_date)
+        let later: Vec<usize> = loan
+            .schedule
+            .iter()
+            .enumerate()
+            .filter(|(_, inst)| inst.due > value_date)
+            .map(|(i, _)| i)
             .collect();
         let later = if later.is_empty() {
             vec![loan.schedule.len().saturating_sub(1)]
