@@ -15,6 +15,7 @@ use zstd::dict::{DecoderDictionary, EncoderDictionary};
 use zstd::zstd_safe::{CParameter, DParameter, FrameFormat};
 
 use super::squeeze::{expand, squeeze};
+use super::varint;
 use super::zone::{DateError, Zone, offset_message};
 use crate::sandbox::error::ApiError;
 
@@ -49,30 +50,16 @@ impl Texts {
     pub(super) fn push(&mut self, doc: &Map<String, Value>) -> u64 {
         let at = self.0.len() as u64;
         let text = squeeze(&serde_json::to_vec(doc).expect("a JSON map serializes"));
-        // Its length, 7 bits a byte, the lowest first (one byte up to 127).
-        let mut len = text.len();
-        while len >= 0x80 {
-            self.0.push(len as u8 | 0x80);
-            len >>= 7;
-        }
-        self.0.push(len as u8);
+        varint::put(&mut self.0, text.len() as u64);
         self.0.extend_from_slice(&text);
         at
     }
 
     /// The object kept at `at`.
     pub(super) fn map(&self, at: u64) -> Map<String, Value> {
-        let mut at = at as usize;
-        let (mut len, mut shift) = (0usize, 0);
-        while let Some(&b) = self.0.get(at) {
-            at += 1;
-            len |= usize::from(b & 0x7f) << shift;
-            shift += 7;
-            if b < 0x80 {
-                break;
-            }
-        }
-        let text = expand(&self.0[at..at + len]);
+        let mut rest = &self.0[at as usize..];
+        let len = varint::take(&mut rest) as usize;
+        let text = expand(&rest[..len]);
         serde_json::from_slice(&text).expect("the text was written by Texts::push")
     }
 }
@@ -148,12 +135,7 @@ impl JsonText {
             .with_borrow_mut(|c| c.compress(&text))
             .expect("zstd compresses a document");
         let mut bytes = Vec::with_capacity(10 + frame.len());
-        let mut len = text.len();
-        while len >= 0x80 {
-            bytes.push(len as u8 | 0x80);
-            len >>= 7;
-        }
-        bytes.push(len as u8);
+        varint::put(&mut bytes, text.len() as u64);
         bytes.extend_from_slice(&frame);
         // Exactly as long as its bytes: no capacity left over.
         Self(bytes.into_boxed_slice())
@@ -161,15 +143,9 @@ impl JsonText {
 
     /// The length of the text kept, and where its frame starts.
     fn header(&self) -> (usize, usize) {
-        let (mut len, mut at) = (0, 0);
-        loop {
-            let byte = self.0[at];
-            len |= usize::from(byte & 0x7f) << (7 * at);
-            at += 1;
-            if byte < 0x80 {
-                return (len, at);
-            }
-        }
+        let mut rest = &self.0[..];
+        let len = varint::take(&mut rest) as usize;
+        (len, self.0.len() - rest.len())
     }
 
     /// The object kept.

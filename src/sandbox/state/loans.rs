@@ -466,13 +466,7 @@ impl Tenant {
     /// late fees to the arrears, at its next run; ../shared/mambu-api.md §8 "End of day").
     pub(super) fn loan_state(&self, loan: &Loan) -> &'static str {
         let today = self.zone.today();
-        if loan.state == "ACTIVE"
-            && loan.disbursed.is_some()
-            && loan
-                .schedule
-                .iter()
-                .any(|i| i.due < today && i.outstanding() > Decimal::ZERO)
-        {
+        if loan.state == "ACTIVE" && loan.disbursed.is_some() && loan.schedule.owed_before(today) {
             "ACTIVE_IN_ARREARS"
         } else {
             loan.state

@@ -48,6 +48,7 @@ mod securities;
 mod settlement;
 mod squeeze;
 mod transactions;
+mod varint;
 mod zone;
 
 use std::collections::{HashMap, HashSet};

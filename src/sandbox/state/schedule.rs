@@ -3,11 +3,12 @@
 
 use std::num::NonZeroU64;
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::json::{datetime, decimal, format_datetime, money};
+use super::varint;
 use super::{Answer, Installment, Key, Loan, Money, Tenant, Terms, Zone};
 use crate::sandbox::error::ApiError;
 use crate::sandbox::products::ScheduleEditOption;
@@ -448,6 +449,10 @@ pub(super) struct Schedule {
     /// The zone the dates are encoded in (the tenant's).
     zone: Zone,
     form: Form,
+    /// The earliest due date of an installment with something still owed: whether the loan is
+    /// in arrears on a day without decoding it ([`Schedule::owed_before`]), which
+    /// `GET /_sandbox/stats` asks of every ACTIVE loan.
+    first_owed: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -584,6 +589,8 @@ fn encode(zone: Zone, installments: &[Installment]) -> Option<Form> {
             scale,
             bytes: bytes.into_boxed_slice(),
         },
+        // Only read back here.
+        first_owed: None,
     };
     let exact = schedule
         .iter()
@@ -594,12 +601,7 @@ fn encode(zone: Zone, installments: &[Installment]) -> Option<Form> {
 
 /// `n` zigzagged (small magnitudes, small numbers) as a LEB128 varint.
 fn put(bytes: &mut Vec<u8>, n: i64) {
-    let mut n = ((n << 1) ^ (n >> 63)) as u64;
-    while n >= 0x80 {
-        bytes.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    bytes.push(n as u8);
+    varint::put(bytes, varint::zigzag(n));
 }
 
 /// Decodes an encoded schedule's installments in order.
@@ -620,15 +622,7 @@ impl Decoder<'_> {
 
     /// The next varint, unzigzagged (see [`put`]).
     fn take(&mut self) -> i64 {
-        let mut n = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte();
-            n |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                break;
-            }
-        }
-        ((n >> 1) as i64) ^ -((n & 1) as i64)
+        varint::unzigzag(varint::take(&mut self.bytes))
     }
 }
 
@@ -743,9 +737,23 @@ impl Default for Schedule {
 impl Schedule {
     /// `installments`, encoded in `zone` if they all read back exactly.
     pub(super) fn new(zone: Zone, installments: Vec<Installment>) -> Self {
+        let first_owed = installments
+            .iter()
+            .filter(|i| i.outstanding() > Decimal::ZERO)
+            .map(|i| i.due.to_utc())
+            .min();
         let form = encode(zone, &installments)
             .unwrap_or_else(|| Form::Exact(installments.into_boxed_slice()));
-        Schedule { zone, form }
+        Schedule {
+            zone,
+            form,
+            first_owed,
+        }
+    }
+
+    /// Whether an installment due before `day` still has something owed.
+    pub(super) fn owed_before(&self, day: DateTime<FixedOffset>) -> bool {
+        self.first_owed.is_some_and(|due| due < day)
     }
 
     pub(super) fn len(&self) -> usize {
@@ -990,6 +998,30 @@ mod tests {
         let start = DateTime::parse_from_rfc3339("2024-01-31T00:00:00+00:00").unwrap();
         let schedule = t.generate_schedule(terms, start);
         (t, schedule)
+    }
+
+    #[test]
+    fn arrears_are_read_without_decoding_and_follow_edits() {
+        let (_, mut schedule) = generated(3, "300");
+        let due: Vec<_> = schedule.iter().map(|i| i.due).collect();
+        let after = |d: DateTime<FixedOffset>| d + chrono::Duration::seconds(1);
+        assert!(!schedule.owed_before(due[0]));
+        assert!(schedule.owed_before(after(due[0])));
+        // The first paid: owed from the second on.
+        schedule.edit(|s| {
+            s[0].principal_paid = s[0].principal;
+            s[0].interest_paid = s[0].interest;
+            s[0].fee_paid = s[0].fee;
+        });
+        assert!(!schedule.owed_before(after(due[0])));
+        assert!(schedule.owed_before(after(due[1])));
+        // All paid: never in arrears.
+        schedule.edit(|s| {
+            for i in s.iter_mut() {
+                (i.principal_paid, i.interest_paid, i.fee_paid) = (i.principal, i.interest, i.fee);
+            }
+        });
+        assert!(!schedule.owed_before(after(due[2])));
     }
 
     #[test]
