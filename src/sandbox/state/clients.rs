@@ -35,7 +35,7 @@ impl Tenant {
         let custom = self.custom_field_values(AvailableFor::Client, doc)?;
         let given_id = optional_str(doc, "id")?;
         if let Some(id) = given_id
-            && self.client_ids.contains_key(&self.fingerprint.of(id))
+            && self.by_id(&self.client_ids, id).is_some()
         {
             self.counters.refused_client_ids += 1;
             return Err(ApiError::client_id_in_use());
@@ -273,10 +273,7 @@ impl Tenant {
     pub(super) fn client_index(&self, id_or_key: &str) -> Option<usize> {
         match self.entity(id_or_key) {
             Some(EntityRef::Client(i)) => Some(i),
-            _ => self
-                .client_ids
-                .get(&self.fingerprint.of(id_or_key))
-                .map(|&i| i as usize),
+            _ => self.by_id(&self.client_ids, id_or_key),
         }
     }
 

@@ -35,7 +35,7 @@ impl Tenant {
         let custom = self.custom_field_values(AvailableFor::Group, doc)?;
         let given_id = optional_str(doc, "id")?;
         if let Some(id) = given_id
-            && self.group_ids.contains_key(&self.fingerprint.of(id))
+            && self.by_id(&self.group_ids, id).is_some()
         {
             self.counters.refused_group_ids += 1;
             return Err(ApiError::group_id_in_use());
@@ -235,10 +235,7 @@ impl Tenant {
     pub(super) fn group_index(&self, id_or_key: &str) -> Option<usize> {
         match self.entity(id_or_key) {
             Some(EntityRef::Group(i)) => Some(i),
-            _ => self
-                .group_ids
-                .get(&self.fingerprint.of(id_or_key))
-                .map(|&i| i as usize),
+            _ => self.by_id(&self.group_ids, id_or_key),
         }
     }
 

@@ -567,6 +567,11 @@ impl Tenant {
         Key(NonZeroU64::MIN.saturating_add(self.next_seq() - 1))
     }
 
+    /// The client or group an id names in `ids` (their own id spaces).
+    fn by_id(&self, ids: &Prints<u32>, id: &str) -> Option<usize> {
+        ids.get(&self.fingerprint.of(id)).map(|&i| i as usize)
+    }
+
     /// The loan or deposit an id names.
     fn account_by_id(&self, id: &str) -> Option<EntityRef> {
         self.account_ids.get(&self.fingerprint.of(id)).copied()
